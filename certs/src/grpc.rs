@@ -1,0 +1,166 @@
+//! Mutual TLS under tonic: the server's accept loop, the client's connector,
+//! and the caller's identity handed to request handlers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::{ClientConfig, ServerConfig};
+use rustls_pki_types::ServerName;
+use tessera_core::cert::hex_string;
+use tessera_core::{CertInfo, Identity, KeyId};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Status};
+
+use crate::tls::TrustState;
+
+/// How long a client may take to complete the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepted, handshaken TLS connections, ready for
+/// `tonic::transport::Server::serve_with_incoming`.
+pub type Incoming = ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>>;
+
+/// Accepts TCP connections on `listener` and completes each TLS handshake in
+/// its own task, so a slow or hostile client never holds up the others.
+/// Failed handshakes are logged and dropped. The loop ends when the returned
+/// stream is dropped.
+pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>) -> Incoming {
+    let (tx, rx) = mpsc::channel(256);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = tx.closed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
+                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Why a client channel could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The endpoint is not `host:port`.
+    #[error("{0:?} is not a host:port endpoint")]
+    BadEndpoint(String),
+    /// The connection or handshake failed.
+    #[error("connecting to {endpoint}: {source}")]
+    Transport {
+        /// The endpoint.
+        endpoint: String,
+        /// The cause.
+        source: tonic::transport::Error,
+    },
+}
+
+fn split_endpoint(endpoint: &str) -> Result<(String, ServerName<'static>), ConnectError> {
+    let bad = || ConnectError::BadEndpoint(endpoint.to_owned());
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = ServerName::try_from(host.to_owned()).map_err(|_| bad())?;
+    Ok((endpoint.to_owned(), name))
+}
+
+/// A lazily connecting gRPC channel to `endpoint` (`host:port`) over mutual
+/// TLS with `config`. The server's certificate must name the host.
+pub fn channel(endpoint: &str, config: Arc<ClientConfig>) -> Result<Channel, ConnectError> {
+    let (addr, name) = split_endpoint(endpoint)?;
+    let uri = format!("http://{addr}");
+    let connector = TlsConnector::from(config);
+    let ep = Endpoint::from_shared(uri)
+        .map_err(|_| ConnectError::BadEndpoint(endpoint.to_owned()))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let target = addr.clone();
+    Ok(ep.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+        let connector = connector.clone();
+        let name = name.clone();
+        let target = target.clone();
+        async move {
+            let tcp = TcpStream::connect(&target).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    })))
+}
+
+/// The caller of a request, read from its TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// Role and scope.
+    pub identity: Identity,
+    /// Certificate serial, DER integer content bytes.
+    pub serial: Vec<u8>,
+    /// Key id of the certificate.
+    pub key_id: KeyId,
+    /// Remote address, when known.
+    pub remote: Option<SocketAddr>,
+}
+
+impl PeerIdentity {
+    /// The serial as hex.
+    pub fn serial_hex(&self) -> String {
+        hex_string(&self.serial)
+    }
+
+    /// Reads the caller of `request`, refusing one the current trust list
+    /// revokes: revocation applies from the caller's next request on, even on
+    /// a connection opened before the new list.
+    pub fn from_request<T>(request: &Request<T>, trust: &TrustState) -> Result<Self, Status> {
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+        let info = CertInfo::parse(leaf)
+            .map_err(|_| Status::unauthenticated("client certificate is not a tessera certificate"))?;
+        if trust.is_revoked(&info) {
+            return Err(Status::permission_denied("client certificate has been revoked"));
+        }
+        Ok(Self {
+            identity: info.identity(),
+            serial: info.serial().to_vec(),
+            key_id: info.key_id(),
+            remote: request.remote_addr(),
+        })
+    }
+
+    /// The identity as the wire message.
+    pub fn to_proto(&self) -> tessera_proto::v1::PeerIdentity {
+        tessera_proto::v1::PeerIdentity {
+            role: self.identity.role().to_proto() as u32,
+            code: self.identity.scope().code(),
+            serial: self.serial_hex(),
+        }
+    }
+}

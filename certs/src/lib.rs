@@ -1,0 +1,20 @@
+//! tessera-certs: the national PKI.
+//!
+//! This crate owns the certificate profile of every role ([`profile`]), key
+//! and certificate files ([`keys`]), the authority's directory of enrolments
+//! and the trust lists built and signed from it ([`authority`]), and mutual
+//! TLS: which peers may connect ([`tls`]) and how the caller's identity reaches
+//! a gRPC handler ([`grpc`]).
+//!
+//! It must never weaken a check rustls makes: tessera's own checks (role,
+//! extended key usage, revocation by the trust list) are added on top of the
+//! WebPKI verifiers, never instead of them.
+
+pub mod authority;
+pub mod grpc;
+pub mod keys;
+pub mod profile;
+pub mod tls;
+
+pub use grpc::PeerIdentity;
+pub use tls::{TlsIdentity, TrustState};

@@ -1,0 +1,196 @@
+//! Certificate profiles: what each role's certificate says and allows.
+//!
+//! | role | CA | key usage | extended key usage | SAN |
+//! | --- | --- | --- | --- | --- |
+//! | root | yes, path length 0 | certSign, cRLSign | none | identity URI |
+//! | trust-list signer, badge signer | no | digitalSignature | none (never TLS) | identity URI |
+//! | gateway, city node | no | digitalSignature | serverAuth, clientAuth | identity URI, endpoint host |
+//! | authority, operator, verifier | no | digitalSignature | clientAuth | identity URI |
+//!
+//! Every key is Ed25519 and every leaf is issued directly by the root.
+
+use std::net::IpAddr;
+
+use ed25519_dalek::SigningKey;
+use rand::RngCore;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyUsagePurpose, SanType, SerialNumber,
+};
+use tessera_core::{Identity, Role};
+use time::OffsetDateTime;
+
+use crate::keys::{self, KeyError};
+
+/// Organisation written in every subject.
+pub const ORGANISATION: &str = "tessera";
+
+/// Why a certificate could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// rcgen refused the parameters.
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// Key conversion failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A time outside the range X.509 can carry.
+    #[error("validity time {0} is out of range")]
+    Time(i64),
+    /// not_after is not after not_before.
+    #[error("validity window is empty")]
+    EmptyValidity,
+    /// A host name that cannot go in a certificate.
+    #[error("{0:?} is not a valid DNS name or IP address")]
+    BadHost(String),
+    /// A root profile for a non-root identity, or the reverse.
+    #[error("role {0} cannot be issued by this call")]
+    WrongRole(Role),
+}
+
+/// What to put in a certificate.
+#[derive(Debug, Clone)]
+pub struct CertRequest {
+    /// Role and scope (written as the SAN URI).
+    pub identity: Identity,
+    /// Subject common name, e.g. "Hangzhou city node".
+    pub common_name: String,
+    /// Host names or IP addresses a TLS server answers on.
+    pub hosts: Vec<String>,
+    /// Start of validity, Unix seconds.
+    pub not_before: i64,
+    /// End of validity, Unix seconds.
+    pub not_after: i64,
+    /// Serial number bytes; random when `None`.
+    pub serial: Option<Vec<u8>>,
+}
+
+/// A random positive serial of 16 bytes with no leading zero byte.
+pub fn random_serial() -> Vec<u8> {
+    let mut serial = vec![0u8; 16];
+    rand::thread_rng().fill_bytes(&mut serial);
+    serial[0] = 0x40 | (serial[0] & 0x3f);
+    serial
+}
+
+fn to_time(secs: i64) -> Result<OffsetDateTime, IssueError> {
+    OffsetDateTime::from_unix_timestamp(secs).map_err(|_| IssueError::Time(secs))
+}
+
+fn params(req: &CertRequest) -> Result<CertificateParams, IssueError> {
+    if req.not_after <= req.not_before {
+        return Err(IssueError::EmptyValidity);
+    }
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, ORGANISATION);
+    dn.push(DnType::CommonName, req.common_name.clone());
+    params.distinguished_name = dn;
+    params.not_before = to_time(req.not_before)?;
+    params.not_after = to_time(req.not_after)?;
+    params.serial_number = Some(SerialNumber::from_slice(
+        &req.serial.clone().unwrap_or_else(random_serial),
+    ));
+    let uri = req.identity.to_uri();
+    params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into()?)];
+    let role = req.identity.role();
+    if matches!(role, Role::Gateway | Role::CityNode) {
+        for host in &req.hosts {
+            let san = match host.parse::<IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(
+                    host.as_str()
+                        .try_into()
+                        .map_err(|_| IssueError::BadHost(host.clone()))?,
+                ),
+            };
+            params.subject_alt_names.push(san);
+        }
+    }
+    params.use_authority_key_identifier_extension = role != Role::Root;
+    match role {
+        Role::Root => {
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+        }
+        Role::TrustListSigner | Role::BadgeSigner => {
+            params.is_ca = IsCa::ExplicitNoCa;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        }
+        Role::Gateway | Role::CityNode => {
+            params.is_ca = IsCa::ExplicitNoCa;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+        }
+        Role::Authority | Role::Operator | Role::Verifier => {
+            params.is_ca = IsCa::ExplicitNoCa;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+    }
+    Ok(params)
+}
+
+/// The national root: its key and certificate, able to issue every other
+/// certificate.
+pub struct RootCa {
+    key: SigningKey,
+    der: Vec<u8>,
+}
+
+impl std::fmt::Debug for RootCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootCa")
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl RootCa {
+    /// Creates a self-signed root for `req` (whose identity must be the root's).
+    pub fn create(req: &CertRequest, key: SigningKey) -> Result<Self, IssueError> {
+        if req.identity.role() != Role::Root {
+            return Err(IssueError::WrongRole(req.identity.role()));
+        }
+        let kp = keys::key_to_rcgen(&key)?;
+        let cert = params(req)?.self_signed(&kp)?;
+        Ok(Self {
+            key,
+            der: cert.der().to_vec(),
+        })
+    }
+
+    /// Loads a root from its key and certificate.
+    pub fn from_parts(key: SigningKey, der: Vec<u8>) -> Self {
+        Self { key, der }
+    }
+
+    /// The root certificate DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The root's private key.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Issues a leaf certificate for `subject_key`.
+    pub fn issue(&self, req: &CertRequest, subject_key: &SigningKey) -> Result<Vec<u8>, IssueError> {
+        if req.identity.role() == Role::Root {
+            return Err(IssueError::WrongRole(Role::Root));
+        }
+        let issuer_key = keys::key_to_rcgen(&self.key)?;
+        let issuer = Issuer::from_ca_cert_der(&self.der.as_slice().into(), issuer_key)?;
+        let subject = keys::key_to_rcgen(subject_key)?;
+        let cert = params(req)?.signed_by(&subject, &issuer)?;
+        Ok(cert.der().to_vec())
+    }
+}

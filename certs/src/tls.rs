@@ -1,0 +1,336 @@
+//! Which peers may connect: rustls configurations for mutual TLS.
+//!
+//! Both sides present a certificate issued by the national root. On top of
+//! rustls' own chain, validity and name checks, every handshake also checks
+//! the peer's tessera role (it must be a TLS role with the right extended key
+//! usage, and on the client side the role the caller expects) and refuses a
+//! certificate that the current trust list revokes. The trust list is read
+//! afresh at every handshake, so a new list applies to the next connection.
+//!
+//! TLS 1.3 only, Ed25519 only, ALPN `h2`, ring as the crypto provider.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use ed25519_dalek::SigningKey;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::WebPkiClientVerifier;
+use rustls::client::WebPkiServerVerifier;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, Error, OtherError,
+    RootCertStore, ServerConfig, SignatureScheme,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use tessera_core::trust::TrustListError;
+use tessera_core::{CertInfo, CheckedTrustList, Identity, Role, TrustAnchor};
+
+use crate::keys;
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] Error),
+    /// The verifier could not be built.
+    #[error("TLS verifier: {0}")]
+    Verifier(String),
+    /// The identity's certificate is unreadable.
+    #[error("TLS identity certificate: {0}")]
+    Certificate(#[from] tessera_core::cert::CertError),
+    /// The identity's role may not use TLS.
+    #[error("a {0} certificate may not be used for TLS")]
+    NotTlsRole(Role),
+    /// The identity's key does not match its certificate.
+    #[error("TLS private key does not match its certificate")]
+    KeyMismatch,
+    /// Key conversion failed.
+    #[error(transparent)]
+    Key(#[from] keys::KeyError),
+}
+
+/// The crypto provider every tessera TLS configuration uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Installs ring as the process-wide default provider. Harmless if one is
+/// already installed. Call at start-up, before any TLS is built.
+pub fn install_default_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The root and the current trust list, shared by every connection.
+pub struct TrustState {
+    root: TrustAnchor,
+    roots: Arc<RootCertStore>,
+    list: ArcSwapOption<CheckedTrustList>,
+}
+
+impl std::fmt::Debug for TrustState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustState")
+            .field("sequence", &self.current().map(|l| l.sequence()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrustState {
+    /// Trust rooted at `root`, with no trust list yet: until one is
+    /// installed, only the chain to the root is checked.
+    pub fn new(root: TrustAnchor) -> Result<Self, TlsError> {
+        let mut store = RootCertStore::empty();
+        store.add(CertificateDer::from(root.der().to_vec()))?;
+        Ok(Self {
+            root,
+            roots: Arc::new(store),
+            list: ArcSwapOption::empty(),
+        })
+    }
+
+    /// The pinned root.
+    pub fn root(&self) -> &TrustAnchor {
+        &self.root
+    }
+
+    /// The list in force, if any.
+    pub fn current(&self) -> Option<Arc<CheckedTrustList>> {
+        self.list.load_full()
+    }
+
+    /// Verifies `bytes` as the successor of the current list (refusing
+    /// rollback) and puts it in force. Returns the new list.
+    pub fn update(&self, bytes: &[u8], now: i64) -> Result<Arc<CheckedTrustList>, TrustListError> {
+        let next = match self.current() {
+            Some(held) => held.verify_successor(bytes, &self.root, now)?,
+            None => CheckedTrustList::verify(bytes, &self.root, now)?,
+        };
+        let next = Arc::new(next);
+        self.list.store(Some(Arc::clone(&next)));
+        Ok(next)
+    }
+
+    /// Whether the current list revokes this certificate.
+    pub fn is_revoked(&self, cert: &CertInfo) -> bool {
+        self.current().is_some_and(|list| list.is_revoked(cert))
+    }
+}
+
+/// A certificate and its private key, for one side of a TLS connection.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    chain: Vec<CertificateDer<'static>>,
+    key_der: Vec<u8>,
+    identity: Identity,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("identity", &self.identity.to_uri())
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl TlsIdentity {
+    /// Binds a key to its certificate, checking the role may use TLS and the
+    /// key matches.
+    pub fn new(cert_der: Vec<u8>, key: &SigningKey) -> Result<Self, TlsError> {
+        let info = CertInfo::parse(&cert_der)?;
+        let role = info.identity().role();
+        if !role.uses_tls() {
+            return Err(TlsError::NotTlsRole(role));
+        }
+        if info.public_key() != &key.verifying_key() {
+            return Err(TlsError::KeyMismatch);
+        }
+        Ok(Self {
+            chain: vec![CertificateDer::from(cert_der)],
+            key_der: keys::key_to_pkcs8_der(key)?,
+            identity: info.identity(),
+        })
+    }
+
+    /// Loads a certificate PEM file and a key PEM file.
+    pub fn from_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, TlsError> {
+        let der = keys::read_cert(cert)?;
+        let key = keys::read_key(key)?;
+        Self::new(der, &key)
+    }
+
+    /// The role and scope of this identity.
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
+    }
+}
+
+fn other(msg: &str) -> Error {
+    Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+        std::io::Error::other(msg.to_owned()),
+    ))))
+}
+
+/// Checks what rustls does not know about: the tessera role and revocation.
+fn check_peer(
+    end_entity: &CertificateDer<'_>,
+    trust: &TrustState,
+    client: bool,
+    expected: Option<Role>,
+) -> Result<(), Error> {
+    let info = CertInfo::parse(end_entity)
+        .map_err(|e| other(&format!("not a tessera certificate: {e}")))?;
+    let role = info.identity().role();
+    let usage = if client { info.client_auth() } else { info.server_auth() };
+    if !role.uses_tls() || !usage {
+        return Err(Error::InvalidCertificate(CertificateError::InvalidPurpose));
+    }
+    if let Some(expected) = expected
+        && expected != role
+    {
+        return Err(other(&format!("peer is a {role}, expected a {expected}")));
+    }
+    if trust.is_revoked(&info) {
+        return Err(Error::InvalidCertificate(CertificateError::Revoked));
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+struct ClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    trust: Arc<TrustState>,
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        check_peer(end_entity, &self.trust, true, None)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[derive(Debug)]
+struct ServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    trust: Arc<TrustState>,
+    expected: Role,
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let verified =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        check_peer(end_entity, &self.trust, false, Some(self.expected))?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A server configuration that requires a client certificate chaining to the
+/// root, of a TLS role, not revoked by the current trust list.
+pub fn server_config(
+    identity: &TlsIdentity,
+    trust: Arc<TrustState>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let inner = WebPkiClientVerifier::builder_with_provider(Arc::clone(&trust.roots), provider())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let verifier = Arc::new(ClientVerifier { inner, trust });
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.chain.clone(), identity.key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A client configuration that presents `identity` and accepts only a server
+/// of role `expected` chaining to the root and not revoked.
+pub fn client_config(
+    identity: &TlsIdentity,
+    trust: Arc<TrustState>,
+    expected: Role,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let inner = WebPkiServerVerifier::builder_with_provider(Arc::clone(&trust.roots), provider())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let verifier = Arc::new(ServerVerifier {
+        inner,
+        trust,
+        expected,
+    });
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_client_auth_cert(identity.chain.clone(), identity.key())?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}

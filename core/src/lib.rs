@@ -1,0 +1,29 @@
+//! tessera-core: the badge and the trust list, as pure functions.
+//!
+//! This crate owns which bytes are signed ([`signing`]), the badge claims and
+//! envelope ([`badge`]), its QR text form ([`text`]), how certificates are read
+//! ([`cert`]), the trust list and its verification up to the national root
+//! ([`trust`]), and badge verification ([`verify`]).
+//!
+//! It must never do I/O: no files, no sockets, no clocks (every check takes
+//! `now` in Unix seconds), no tokio, no rustls, no sled. An offline verifier is
+//! this crate plus a trust-list file and the pinned root certificate.
+
+pub mod badge;
+pub mod cert;
+pub mod identity;
+pub mod ids;
+pub mod signing;
+pub mod text;
+pub mod trust;
+pub mod verify;
+
+pub use badge::{BadgeClaims, BadgeSigner, Colour, HolderHint};
+pub use cert::{CertInfo, TrustAnchor};
+pub use identity::{Identity, Role, Scope};
+pub use ids::{BadgeId, CityCode, KeyId, ProvinceCode};
+pub use trust::{CheckedTrustList, Freshness};
+pub use verify::{VerifiedBadge, VerifyError, verify, verify_text};
+
+/// Re-exported so callers build keys with the same Ed25519 implementation.
+pub use ed25519_dalek;

@@ -1,0 +1,202 @@
+//! Verifying a badge against a checked trust list, offline.
+//!
+//! The signature is checked over the exact payload bytes before anything in
+//! them is believed; only then are the claims decoded and their window
+//! compared with the caller's clock.
+
+use tessera_proto::v1 as pb;
+
+use crate::badge::{BadgeClaims, ClaimsError, Envelope, EnvelopeError, MAX_ENVELOPE_LEN};
+use crate::identity::Role;
+use crate::ids::{CityCode, KeyId};
+use crate::signing::{self, BADGE_CONTEXT};
+use crate::text::{self, TextError};
+use crate::trust::{CheckedTrustList, Freshness};
+
+/// How far in the future a badge's `issued_at` may lie (clock skew).
+pub const CLOCK_SKEW_SECS: i64 = 300;
+
+/// Why a badge did not verify. Each variant is one failure a checkpoint can
+/// name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The text form is wrong.
+    #[error("badge text: {0}")]
+    Text(#[from] TextError),
+    /// The envelope bytes are wrong.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// No entry has this key id.
+    #[error("no trusted badge signer has key id {0}")]
+    UnknownSigner(KeyId),
+    /// The key id names a certificate that may not sign badges.
+    #[error("key {key_id} belongs to a {role} certificate, which may not sign badges")]
+    WrongSignerRole {
+        /// The key id.
+        key_id: KeyId,
+        /// Its role.
+        role: Role,
+    },
+    /// The signature does not match the payload.
+    #[error("badge signature does not match")]
+    BadSignature,
+    /// The signer has been revoked.
+    #[error("badge signer {0} has been revoked")]
+    SignerRevoked(KeyId),
+    /// The claims are unreadable (after a good signature).
+    #[error(transparent)]
+    Claims(ClaimsError),
+    /// A claims version this verifier does not read.
+    #[error("badge version {0} is not supported")]
+    UnsupportedVersion(u32),
+    /// A signer of one city signed for another.
+    #[error("badge names city {claimed} but was signed by a key of {signer}")]
+    IssuerMismatch {
+        /// City in the claims.
+        claimed: CityCode,
+        /// City of the signer.
+        signer: CityCode,
+    },
+    /// Issued outside the signer certificate's validity.
+    #[error("badge was issued at {issued_at}, outside its signer certificate's validity")]
+    SignerNotValidAtIssue {
+        /// When the badge says it was issued.
+        issued_at: i64,
+    },
+    /// The validity window has ended.
+    #[error("badge expired at {valid_until}")]
+    Expired {
+        /// End of the window.
+        valid_until: i64,
+    },
+    /// The validity window has not started.
+    #[error("badge is not valid before {issued_at}")]
+    NotYetValid {
+        /// Start of the window.
+        issued_at: i64,
+    },
+    /// The trust list is past its sunset.
+    #[error("the trust list passed its sunset: nothing is trusted any more")]
+    TrustListSunset,
+}
+
+impl VerifyError {
+    /// The verdict outcome a checkpoint shows for this failure.
+    pub fn outcome(&self) -> pb::Outcome {
+        match self {
+            VerifyError::Text(_)
+            | VerifyError::Envelope(_)
+            | VerifyError::Claims(_)
+            | VerifyError::UnsupportedVersion(_) => pb::Outcome::Malformed,
+            VerifyError::UnknownSigner(_)
+            | VerifyError::WrongSignerRole { .. }
+            | VerifyError::TrustListSunset => pb::Outcome::UnknownSigner,
+            VerifyError::BadSignature
+            | VerifyError::IssuerMismatch { .. }
+            | VerifyError::SignerNotValidAtIssue { .. } => pb::Outcome::BadSignature,
+            VerifyError::SignerRevoked(_) => pb::Outcome::SignerRevoked,
+            VerifyError::Expired { .. } => pb::Outcome::Expired,
+            VerifyError::NotYetValid { .. } => pb::Outcome::NotYetValid,
+        }
+    }
+}
+
+/// A badge whose signature, signer and window have been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedBadge {
+    claims: BadgeClaims,
+    key_id: KeyId,
+    issuer_name: String,
+}
+
+impl VerifiedBadge {
+    /// The verified claims.
+    pub fn claims(&self) -> &BadgeClaims {
+        &self.claims
+    }
+    /// The signer's key id.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+    /// The issuing city's display name from the trust list.
+    pub fn issuer_name(&self) -> &str {
+        &self.issuer_name
+    }
+}
+
+/// Verifies envelope bytes against a trust list at time `now` (Unix seconds).
+pub fn verify(
+    envelope: &[u8],
+    trust: &CheckedTrustList,
+    now: i64,
+) -> Result<VerifiedBadge, VerifyError> {
+    if trust.freshness(now) == Freshness::Sunset {
+        return Err(VerifyError::TrustListSunset);
+    }
+    let envelope = Envelope::decode(envelope)?;
+    let entry = trust
+        .by_key_id(&envelope.key_id)
+        .ok_or(VerifyError::UnknownSigner(envelope.key_id))?;
+    let signer = entry.cert();
+    let role = signer.identity().role();
+    let signer_city = match (role, signer.identity().city()) {
+        (Role::BadgeSigner, Some(city)) => city,
+        _ => {
+            return Err(VerifyError::WrongSignerRole {
+                key_id: envelope.key_id,
+                role,
+            });
+        }
+    };
+    if !signing::verify(
+        BADGE_CONTEXT,
+        &envelope.payload,
+        &envelope.signature,
+        signer.public_key(),
+    ) {
+        return Err(VerifyError::BadSignature);
+    }
+    if entry.is_revoked() {
+        return Err(VerifyError::SignerRevoked(envelope.key_id));
+    }
+    let claims = BadgeClaims::decode(&envelope.payload).map_err(|e| match e {
+        ClaimsError::UnsupportedVersion(v) => VerifyError::UnsupportedVersion(v),
+        other => VerifyError::Claims(other),
+    })?;
+    if claims.issuer_city != signer_city {
+        return Err(VerifyError::IssuerMismatch {
+            claimed: claims.issuer_city,
+            signer: signer_city,
+        });
+    }
+    if !signer.valid_at(claims.issued_at) {
+        return Err(VerifyError::SignerNotValidAtIssue {
+            issued_at: claims.issued_at,
+        });
+    }
+    if claims.issued_at > now.saturating_add(CLOCK_SKEW_SECS) {
+        return Err(VerifyError::NotYetValid {
+            issued_at: claims.issued_at,
+        });
+    }
+    if now > claims.valid_until {
+        return Err(VerifyError::Expired {
+            valid_until: claims.valid_until,
+        });
+    }
+    Ok(VerifiedBadge {
+        claims,
+        key_id: envelope.key_id,
+        issuer_name: entry.name().to_owned(),
+    })
+}
+
+/// Verifies the QR text form.
+pub fn verify_text(
+    badge_text: &str,
+    trust: &CheckedTrustList,
+    now: i64,
+) -> Result<VerifiedBadge, VerifyError> {
+    let bytes = text::from_text(badge_text, MAX_ENVELOPE_LEN)?;
+    verify(&bytes, trust, now)
+}

@@ -1,0 +1,15 @@
+//! The tessera.v1 protobuf standard, shared by every city node, the national
+//! gateway and every checkpoint.
+//!
+//! This crate holds generated code only: the `.proto` files in `tessera/v1/`
+//! are the standard, and their comments are its field-by-field reference.
+//! Behaviour (signing, verification, authorization) lives in the crates that
+//! use these types, never here.
+
+/// Version 1 of the standard, package `tessera.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("tessera.v1");
+}
+
+pub use v1::*;
