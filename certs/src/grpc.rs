@@ -100,17 +100,19 @@ pub fn channel(endpoint: &str, config: Arc<ClientConfig>) -> Result<Channel, Con
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
     let target = addr.clone();
-    Ok(ep.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
-        let connector = connector.clone();
-        let name = name.clone();
-        let target = target.clone();
-        async move {
-            let tcp = TcpStream::connect(&target).await?;
-            tcp.set_nodelay(true)?;
-            let tls = connector.connect(name, tcp).await?;
-            Ok::<_, std::io::Error>(TokioIo::new(tls))
-        }
-    })))
+    Ok(
+        ep.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+            let connector = connector.clone();
+            let name = name.clone();
+            let target = target.clone();
+            async move {
+                let tcp = TcpStream::connect(&target).await?;
+                tcp.set_nodelay(true)?;
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        })),
+    )
 }
 
 /// The caller of a request, read from its TLS certificate.
@@ -142,10 +144,13 @@ impl PeerIdentity {
         let leaf = certs
             .first()
             .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-        let info = CertInfo::parse(leaf)
-            .map_err(|_| Status::unauthenticated("client certificate is not a tessera certificate"))?;
+        let info = CertInfo::parse(leaf).map_err(|_| {
+            Status::unauthenticated("client certificate is not a tessera certificate")
+        })?;
         if trust.is_revoked(&info) {
-            return Err(Status::permission_denied("client certificate has been revoked"));
+            return Err(Status::permission_denied(
+                "client certificate has been revoked",
+            ));
         }
         Ok(Self {
             identity: info.identity(),

@@ -99,12 +99,11 @@ pub fn read_key(path: &Path) -> Result<SigningKey, KeyError> {
             what: "no PRIVATE KEY block".into(),
         })?;
     match item {
-        rustls_pki_types::PrivateKeyDer::Pkcs8(der) => SigningKey::from_pkcs8_der(
-            der.secret_pkcs8_der(),
-        )
-        .map_err(|_| KeyError::NotEd25519 {
-            path: path.display().to_string(),
-        }),
+        rustls_pki_types::PrivateKeyDer::Pkcs8(der) => {
+            SigningKey::from_pkcs8_der(der.secret_pkcs8_der()).map_err(|_| KeyError::NotEd25519 {
+                path: path.display().to_string(),
+            })
+        }
         _ => Err(KeyError::NotEd25519 {
             path: path.display().to_string(),
         }),
@@ -193,7 +192,11 @@ mod tests {
     fn garbage_key_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.key");
-        fs::write(&path, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+        fs::write(
+            &path,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
         assert!(read_key(&path).is_err());
         fs::write(&path, "hello").unwrap();
         assert!(matches!(read_key(&path), Err(KeyError::Pem { .. })));

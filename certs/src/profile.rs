@@ -2,7 +2,7 @@
 //!
 //! | role | CA | key usage | extended key usage | SAN |
 //! | --- | --- | --- | --- | --- |
-//! | root | yes, path length 0 | certSign, cRLSign | none | identity URI |
+//! | root | yes, path length 0 | certSign, cRLSign, digitalSignature | none | identity URI |
 //! | trust-list signer, badge signer | no | digitalSignature | none (never TLS) | identity URI |
 //! | gateway, city node | no | digitalSignature | serverAuth, clientAuth | identity URI, endpoint host |
 //! | authority, operator, verifier | no | digitalSignature | clientAuth | identity URI |
@@ -183,7 +183,11 @@ impl RootCa {
     }
 
     /// Issues a leaf certificate for `subject_key`.
-    pub fn issue(&self, req: &CertRequest, subject_key: &SigningKey) -> Result<Vec<u8>, IssueError> {
+    pub fn issue(
+        &self,
+        req: &CertRequest,
+        subject_key: &SigningKey,
+    ) -> Result<Vec<u8>, IssueError> {
         if req.identity.role() == Role::Root {
             return Err(IssueError::WrongRole(Role::Root));
         }

@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use ed25519_dalek::SigningKey;
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::client::WebPkiServerVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, Error, OtherError,
     RootCertStore, ServerConfig, SignatureScheme,
@@ -187,7 +187,11 @@ fn check_peer(
     let info = CertInfo::parse(end_entity)
         .map_err(|e| other(&format!("not a tessera certificate: {e}")))?;
     let role = info.identity().role();
-    let usage = if client { info.client_auth() } else { info.server_auth() };
+    let usage = if client {
+        info.client_auth()
+    } else {
+        info.server_auth()
+    };
     if !role.uses_tls() || !usage {
         return Err(Error::InvalidCertificate(CertificateError::InvalidPurpose));
     }
@@ -219,7 +223,9 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
-        let verified = self.inner.verify_client_cert(end_entity, intermediates, now)?;
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
         check_peer(end_entity, &self.trust, true, None)?;
         Ok(verified)
     }
@@ -263,9 +269,13 @@ impl ServerCertVerifier for ServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let verified =
-            self.inner
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
         check_peer(end_entity, &self.trust, false, Some(self.expected))?;
         Ok(verified)
     }

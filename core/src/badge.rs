@@ -85,7 +85,9 @@ impl HolderHint {
             None => String::new(),
         };
         let id: Vec<char> = national_id.trim().chars().collect();
-        let id_tail = id[id.len().saturating_sub(ID_TAIL_CHARS)..].iter().collect();
+        let id_tail = id[id.len().saturating_sub(ID_TAIL_CHARS)..]
+            .iter()
+            .collect();
         Self {
             masked_name,
             id_tail,
@@ -123,7 +125,9 @@ pub enum ClaimsError {
     #[error("badge claims do not decode: {0}")]
     Decode(String),
     /// A version this library does not read.
-    #[error("badge claims version {0} is not supported (this verifier reads version {CLAIMS_VERSION})")]
+    #[error(
+        "badge claims version {0} is not supported (this verifier reads version {CLAIMS_VERSION})"
+    )]
     UnsupportedVersion(u32),
     /// The issuer city code is malformed.
     #[error("badge issuer city is invalid: {0}")]
@@ -200,7 +204,8 @@ impl BadgeClaims {
     /// Decodes and checks signed payload bytes. Call only after the signature
     /// over exactly these bytes has been verified.
     pub fn decode(payload: &[u8]) -> Result<Self, ClaimsError> {
-        let msg = pb::BadgeClaims::decode(payload).map_err(|e| ClaimsError::Decode(e.to_string()))?;
+        let msg =
+            pb::BadgeClaims::decode(payload).map_err(|e| ClaimsError::Decode(e.to_string()))?;
         if msg.version != CLAIMS_VERSION {
             return Err(ClaimsError::UnsupportedVersion(msg.version));
         }
@@ -263,7 +268,8 @@ impl Envelope {
         if bytes.len() > MAX_ENVELOPE_LEN {
             return Err(EnvelopeError::TooLarge(bytes.len()));
         }
-        let msg = pb::SignedBadge::decode(bytes).map_err(|e| EnvelopeError::Decode(e.to_string()))?;
+        let msg =
+            pb::SignedBadge::decode(bytes).map_err(|e| EnvelopeError::Decode(e.to_string()))?;
         let key_id =
             KeyId::from_slice(&msg.key_id).ok_or(EnvelopeError::KeyIdLength(msg.key_id.len()))?;
         let signature = Signature::from_slice(&msg.signature)
@@ -409,7 +415,10 @@ mod tests {
 
     #[test]
     fn envelope_shape_is_enforced() {
-        assert!(matches!(Envelope::decode(&[0u8; 600]), Err(EnvelopeError::TooLarge(600))));
+        assert!(matches!(
+            Envelope::decode(&[0u8; 600]),
+            Err(EnvelopeError::TooLarge(600))
+        ));
         let short_key = pb::SignedBadge {
             payload: vec![1],
             key_id: vec![1; 7],

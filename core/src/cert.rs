@@ -179,8 +179,8 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
         .try_into()
         .map_err(|_| CertError::NotEd25519)?;
     let public_key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| CertError::NotEd25519)?;
-    let signature =
-        Signature::from_slice(cert.signature_value.data.as_ref()).map_err(|_| CertError::NotEd25519)?;
+    let signature = Signature::from_slice(cert.signature_value.data.as_ref())
+        .map_err(|_| CertError::NotEd25519)?;
 
     let mut identity = None;
     let (mut server_auth, mut client_auth) = (false, false);
@@ -260,8 +260,7 @@ impl TrustAnchor {
                 is_ca: cert.is_ca,
             });
         }
-        if cert.subject != cert.issuer || cert.public_key.verify_strict(&tbs, &signature).is_err()
-        {
+        if cert.subject != cert.issuer || cert.public_key.verify_strict(&tbs, &signature).is_err() {
             return Err(CertError::NotIssuedByRoot);
         }
         Ok(Self {

@@ -53,7 +53,7 @@ impl CityCode {
             return Err(CodeError::NotSixDigits(code.to_string()));
         }
         check_province_prefix(code)?;
-        if code % 10_000 == 0 {
+        if code.is_multiple_of(10_000) {
             return Err(CodeError::ProvinceNotCity(code));
         }
         Ok(Self(code))
@@ -94,7 +94,7 @@ impl ProvinceCode {
             return Err(CodeError::NotSixDigits(code.to_string()));
         }
         check_province_prefix(code)?;
-        if code % 10_000 != 0 {
+        if !code.is_multiple_of(10_000) {
             return Err(CodeError::NotProvince(code));
         }
         Ok(Self(code))
@@ -209,17 +209,38 @@ mod tests {
         let hangzhou: CityCode = "330100".parse().unwrap();
         assert_eq!(hangzhou.get(), 330100);
         assert_eq!(hangzhou.province().to_string(), "330000");
-        assert_eq!("420100".parse::<CityCode>().unwrap().province().get(), 420000);
+        assert_eq!(
+            "420100".parse::<CityCode>().unwrap().province().get(),
+            420000
+        );
     }
 
     #[test]
     fn malformed_codes_are_refused_with_a_reason() {
-        assert!(matches!("33010".parse::<CityCode>(), Err(CodeError::NotSixDigits(_))));
-        assert!(matches!("3301OO".parse::<CityCode>(), Err(CodeError::NotSixDigits(_))));
-        assert!(matches!("+33010".parse::<CityCode>(), Err(CodeError::NotSixDigits(_))));
-        assert!(matches!("990100".parse::<CityCode>(), Err(CodeError::NoProvince(_))));
-        assert!(matches!("330000".parse::<CityCode>(), Err(CodeError::ProvinceNotCity(_))));
-        assert!(matches!("420100".parse::<ProvinceCode>(), Err(CodeError::NotProvince(_))));
+        assert!(matches!(
+            "33010".parse::<CityCode>(),
+            Err(CodeError::NotSixDigits(_))
+        ));
+        assert!(matches!(
+            "3301OO".parse::<CityCode>(),
+            Err(CodeError::NotSixDigits(_))
+        ));
+        assert!(matches!(
+            "+33010".parse::<CityCode>(),
+            Err(CodeError::NotSixDigits(_))
+        ));
+        assert!(matches!(
+            "990100".parse::<CityCode>(),
+            Err(CodeError::NoProvince(_))
+        ));
+        assert!(matches!(
+            "330000".parse::<CityCode>(),
+            Err(CodeError::ProvinceNotCity(_))
+        ));
+        assert!(matches!(
+            "420100".parse::<ProvinceCode>(),
+            Err(CodeError::NotProvince(_))
+        ));
         assert!(CityCode::new(1_330_100).is_err());
         assert_eq!("420000".parse::<ProvinceCode>().unwrap().get(), 420000);
     }

@@ -42,9 +42,24 @@ mod tests {
     fn contexts_do_not_cross() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let sig = sign(BADGE_CONTEXT, b"payload", &key).unwrap();
-        assert!(verify(BADGE_CONTEXT, b"payload", &sig, &key.verifying_key()));
-        assert!(!verify(TRUST_LIST_CONTEXT, b"payload", &sig, &key.verifying_key()));
-        assert!(!verify(BADGE_CONTEXT, b"payloae", &sig, &key.verifying_key()));
+        assert!(verify(
+            BADGE_CONTEXT,
+            b"payload",
+            &sig,
+            &key.verifying_key()
+        ));
+        assert!(!verify(
+            TRUST_LIST_CONTEXT,
+            b"payload",
+            &sig,
+            &key.verifying_key()
+        ));
+        assert!(!verify(
+            BADGE_CONTEXT,
+            b"payloae",
+            &sig,
+            &key.verifying_key()
+        ));
     }
 
     #[test]

@@ -67,7 +67,10 @@ fn digit(ch: u8) -> Option<u32> {
 /// Decodes base45; `offset` is added to reported positions.
 pub fn base45_decode(text: &str, offset: usize) -> Result<Vec<u8>, TextError> {
     let raw = text.as_bytes();
-    if let Some((i, ch)) = text.char_indices().find(|&(_, c)| !c.is_ascii() || digit(c as u8).is_none()) {
+    if let Some((i, ch)) = text
+        .char_indices()
+        .find(|&(_, c)| !c.is_ascii() || digit(c as u8).is_none())
+    {
         return Err(TextError::InvalidCharacter {
             position: offset + i,
             ch,
@@ -136,14 +139,41 @@ mod tests {
 
     #[test]
     fn bad_text_is_named() {
-        assert!(matches!(from_text("TB1:AB", 512), Err(TextError::ValueOutOfRange(4))));
-        assert!(matches!(base45_decode("GGW", 0), Err(TextError::ValueOutOfRange(0))));
-        assert!(matches!(base45_decode("abc", 0), Err(TextError::InvalidCharacter { position: 0, ch: 'a' })));
-        assert!(matches!(base45_decode("ABCD", 0), Err(TextError::DanglingCharacter(4))));
-        assert!(matches!(from_text("HC1:BB8", 512), Err(TextError::MissingPrefix)));
-        assert!(matches!(from_text("TB2:BB8", 512), Err(TextError::UnsupportedVersion(_))));
-        assert!(matches!(from_text("TB1:BB8€", 512), Err(TextError::InvalidCharacter { position: 7, .. })));
-        assert!(matches!(from_text(&"0".repeat(10_000), 512), Err(TextError::TooLong { .. })));
+        assert!(matches!(
+            from_text("TB1:AB", 512),
+            Err(TextError::ValueOutOfRange(4))
+        ));
+        assert!(matches!(
+            base45_decode("GGW", 0),
+            Err(TextError::ValueOutOfRange(0))
+        ));
+        assert!(matches!(
+            base45_decode("abc", 0),
+            Err(TextError::InvalidCharacter {
+                position: 0,
+                ch: 'a'
+            })
+        ));
+        assert!(matches!(
+            base45_decode("ABCD", 0),
+            Err(TextError::DanglingCharacter(4))
+        ));
+        assert!(matches!(
+            from_text("HC1:BB8", 512),
+            Err(TextError::MissingPrefix)
+        ));
+        assert!(matches!(
+            from_text("TB2:BB8", 512),
+            Err(TextError::UnsupportedVersion(_))
+        ));
+        assert!(matches!(
+            from_text("TB1:BB8€", 512),
+            Err(TextError::InvalidCharacter { position: 7, .. })
+        ));
+        assert!(matches!(
+            from_text(&"0".repeat(10_000), 512),
+            Err(TextError::TooLong { .. })
+        ));
         assert_eq!(from_text(" TB1:BB8\n", 512).unwrap(), b"AB");
     }
 }

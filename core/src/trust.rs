@@ -82,7 +82,9 @@ pub enum TrustListError {
     #[error("trust-list signature does not match its payload")]
     BadSignature,
     /// A version this library does not read.
-    #[error("trust list version {0} is not supported (this verifier reads version {TRUST_LIST_VERSION})")]
+    #[error(
+        "trust list version {0} is not supported (this verifier reads version {TRUST_LIST_VERSION})"
+    )]
     UnsupportedVersion(u32),
     /// Dates out of order.
     #[error("trust list dates are inconsistent: {0}")]
@@ -110,7 +112,9 @@ pub enum TrustListError {
     #[error("trust list lists key {0} twice")]
     DuplicateKey(KeyId),
     /// A lower sequence than the list held (rollback).
-    #[error("trust list sequence {offered} is older than the held sequence {held} (rollback refused)")]
+    #[error(
+        "trust list sequence {offered} is older than the held sequence {held} (rollback refused)"
+    )]
     Rollback {
         /// Sequence held.
         held: u64,
@@ -218,7 +222,12 @@ impl CheckedTrustList {
         }
         let signature =
             Signature::from_slice(&signed.signature).map_err(|_| TrustListError::BadSignature)?;
-        if !signing::verify(TRUST_LIST_CONTEXT, &signed.payload, &signature, signer.public_key()) {
+        if !signing::verify(
+            TRUST_LIST_CONTEXT,
+            &signed.payload,
+            &signature,
+            signer.public_key(),
+        ) {
             return Err(TrustListError::BadSignature);
         }
         let list = pb::TrustList::decode(signed.payload.as_slice())
@@ -244,8 +253,8 @@ impl CheckedTrustList {
         let mut entries = Vec::with_capacity(list.entries.len());
         let mut by_key_id = HashMap::with_capacity(list.entries.len());
         for (index, entry) in list.entries.into_iter().enumerate() {
-            let checked = check_entry(entry, root)
-                .map_err(|error| TrustListError::Entry { index, error })?;
+            let checked =
+                check_entry(entry, root).map_err(|error| TrustListError::Entry { index, error })?;
             let key_id = checked.cert.key_id();
             if by_key_id.insert(key_id, index).is_some() {
                 return Err(TrustListError::DuplicateKey(key_id));
@@ -336,7 +345,9 @@ impl CheckedTrustList {
     /// The entry whose certificate has this key id, in constant time with
     /// respect to the list's size.
     pub fn by_key_id(&self, key_id: &KeyId) -> Option<&CheckedEntry> {
-        self.by_key_id.get(key_id).and_then(|&i| self.entries.get(i))
+        self.by_key_id
+            .get(key_id)
+            .and_then(|&i| self.entries.get(i))
     }
 
     /// The active city-node entry of a city, if any.
@@ -354,7 +365,8 @@ impl CheckedTrustList {
         if self.revoked_serials.contains(cert.serial()) {
             return true;
         }
-        self.by_key_id(&cert.key_id()).is_some_and(CheckedEntry::is_revoked)
+        self.by_key_id(&cert.key_id())
+            .is_some_and(CheckedEntry::is_revoked)
     }
 }
 

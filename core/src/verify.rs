@@ -13,8 +13,9 @@ use crate::signing::{self, BADGE_CONTEXT};
 use crate::text::{self, TextError};
 use crate::trust::{CheckedTrustList, Freshness};
 
-/// How far in the future a badge's `issued_at` may lie (clock skew).
-pub const CLOCK_SKEW_SECS: i64 = 300;
+/// How far in the future a badge's `issued_at` may lie: the same clock-skew
+/// allowance as for trust lists.
+pub use crate::trust::CLOCK_SKEW_SECS;
 
 /// Why a badge did not verify. Each variant is one failure a checkpoint can
 /// name.

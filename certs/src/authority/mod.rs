@@ -1,0 +1,692 @@
+//! The national authority's directory: the root, the trust-list signer, the
+//! record of every certificate issued, and the trust lists published.
+//!
+//! ```text
+//! D/registry.json                    what was issued, revoked, published
+//! D/root/root.crt, root.key          the national root (keep offline)
+//! D/trust-list-signer/signer.crt, signer.key, root.crt
+//! D/authority/authority.crt, authority.key, root.crt   the authority's TLS client
+//! D/cities/<code>/node.crt, .key, badge-signer.crt, .key, root.crt
+//! D/gateways/<name>/gateway.crt, .key, root.crt
+//! D/verifiers/<province>-<name>/verifier.crt, .key, root.crt
+//! D/operators/<city>-<name>/operator.crt, .key, root.crt
+//! D/trust-lists/000001.tsl          every list signed, by sequence
+//! ```
+//!
+//! Every operation checks all its preconditions before it writes anything, so
+//! a refused command leaves the directory as it was. Private keys are written
+//! with mode 0600.
+
+mod registry;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use tessera_core::ids::CodeError;
+use tessera_core::trust::{TRUST_LIST_VERSION, TrustListError, sign_trust_list};
+use tessera_core::{CityCode, Identity, ProvinceCode, Role, Scope};
+use tessera_proto::v1 as pb;
+
+pub use registry::{Enrolment, Registry};
+
+use crate::keys::{self, KeyError};
+use crate::profile::{CertRequest, IssueError, RootCa};
+
+const REGISTRY: &str = "registry.json";
+const DAY: i64 = 86_400;
+/// Validity of the root certificate.
+pub const ROOT_VALIDITY_SECS: i64 = 20 * 365 * DAY;
+/// Validity of the trust-list signer certificate.
+pub const SIGNER_VALIDITY_SECS: i64 = 2 * 365 * DAY;
+/// Validity of every other certificate.
+pub const LEAF_VALIDITY_SECS: i64 = 365 * DAY;
+/// Backdating of not_before, for clocks slightly behind.
+pub const BACKDATE_SECS: i64 = 300;
+
+/// Why an authority command was refused. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    /// The directory does not exist.
+    #[error("directory {0} does not exist")]
+    MissingDirectory(String),
+    /// No authority was initialised in the directory.
+    #[error("{0} holds no authority: run `tessera authority init --dir {0}` first")]
+    NotInitialised(String),
+    /// An authority already exists in the directory.
+    #[error("{0} already holds an authority: choose another directory (nothing was changed)")]
+    AlreadyInitialised(String),
+    /// The city is already enrolled and active.
+    #[error("city {0} is already enrolled: revoke it first to re-enrol")]
+    DuplicateCity(CityCode),
+    /// A verifier or operator or gateway of this name already exists.
+    #[error("{0} is already enrolled")]
+    Duplicate(String),
+    /// The city is not enrolled (for an operator).
+    #[error("city {0} is not enrolled: enrol it with `tessera authority enrol-city` first")]
+    UnknownCity(CityCode),
+    /// A code is malformed.
+    #[error(transparent)]
+    Code(#[from] CodeError),
+    /// A bad endpoint.
+    #[error("{0:?} is not a host:port endpoint")]
+    BadEndpoint(String),
+    /// A bad name.
+    #[error("name {0:?} is empty or too long (1 to 64 characters)")]
+    BadName(String),
+    /// Nothing matches the revocation target.
+    #[error("no active certificate matches {0}")]
+    NothingToRevoke(String),
+    /// Options out of range.
+    #[error("{0}")]
+    BadOption(String),
+    /// The registry is unreadable.
+    #[error("registry.json: {0}")]
+    Registry(String),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Key or certificate files.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Issuing failed.
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+    /// Signing the trust list failed.
+    #[error(transparent)]
+    TrustList(#[from] TrustListError),
+}
+
+impl AuthorityError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Settings of a new authority.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Display name.
+    pub name: String,
+    /// When the federation switches off (Unix seconds).
+    pub sunset_at: i64,
+}
+
+/// What to revoke.
+#[derive(Debug, Clone)]
+pub enum RevokeTarget {
+    /// A city: its node and badge-signer certificates.
+    City(CityCode),
+    /// One certificate by serial (hex).
+    Serial(String),
+}
+
+/// Files written for one enrolment.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The bundle directory handed to the enrolled party.
+    pub dir: PathBuf,
+    /// The enrolments recorded.
+    pub enrolments: Vec<Enrolment>,
+}
+
+/// An opened authority directory.
+pub struct AuthorityDir {
+    dir: PathBuf,
+    registry: Registry,
+    root_der: Vec<u8>,
+    /// Loaded only by commands that issue certificates, so revoking and
+    /// publishing work on a machine without the root key.
+    root: Option<RootCa>,
+}
+
+impl std::fmt::Debug for AuthorityDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorityDir")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn check_name(name: &str) -> Result<String, AuthorityError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(AuthorityError::BadName(name.to_owned()));
+    }
+    Ok(name.to_owned())
+}
+
+fn slug(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-').to_owned();
+    if s.is_empty() { "unnamed".into() } else { s }
+}
+
+/// Splits and checks `host:port`, returning the host.
+pub fn endpoint_host(endpoint: &str) -> Result<String, AuthorityError> {
+    let bad = || AuthorityError::BadEndpoint(endpoint.to_owned());
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok(host.to_owned())
+}
+
+fn unused_dir(base: &Path) -> PathBuf {
+    if !base.exists() {
+        return base.to_path_buf();
+    }
+    (2..)
+        .map(|n| PathBuf::from(format!("{}.{n}", base.display())))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| base.to_path_buf())
+}
+
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), AuthorityError> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    keys::write_new_file(&tmp, bytes, false)?;
+    fs::rename(&tmp, path).map_err(|e| AuthorityError::io(path, e))
+}
+
+fn create_dir(path: &Path) -> Result<(), AuthorityError> {
+    fs::create_dir_all(path).map_err(|e| AuthorityError::io(path, e))
+}
+
+impl AuthorityDir {
+    /// Creates a new authority in `dir` (created if missing, its parent must
+    /// exist): root, trust-list signer and the authority's TLS client.
+    pub fn init(dir: &Path, options: &InitOptions, now: i64) -> Result<Self, AuthorityError> {
+        let name = check_name(&options.name)?;
+        if [REGISTRY, "root", "trust-list-signer", "authority"]
+            .iter()
+            .any(|p| dir.join(p).exists())
+        {
+            return Err(AuthorityError::AlreadyInitialised(
+                dir.display().to_string(),
+            ));
+        }
+        if let Some(parent) = dir.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.is_dir()
+        {
+            return Err(AuthorityError::MissingDirectory(
+                parent.display().to_string(),
+            ));
+        }
+        if options.sunset_at <= now + DAY {
+            return Err(AuthorityError::BadOption(
+                "the sunset date must be at least a day away".into(),
+            ));
+        }
+        Self::create(dir, name, options.sunset_at, now).inspect_err(|_| {
+            // Leave the directory as it was: remove whatever this attempt wrote.
+            for p in ["root", "trust-list-signer", "authority"] {
+                let _ = fs::remove_dir_all(dir.join(p));
+            }
+            let _ = fs::remove_file(dir.join(REGISTRY));
+        })
+    }
+
+    fn create(dir: &Path, name: String, sunset_at: i64, now: i64) -> Result<Self, AuthorityError> {
+        let root_key = keys::generate_key();
+        let root_req = CertRequest {
+            identity: Identity::new(Role::Root, Scope::Nation)
+                .map_err(|e| AuthorityError::BadOption(e.to_string()))?,
+            common_name: format!("{name} national root"),
+            hosts: vec![],
+            not_before: now - BACKDATE_SECS,
+            not_after: now + ROOT_VALIDITY_SECS,
+            serial: None,
+        };
+        let root = RootCa::create(&root_req, root_key)?;
+        create_dir(&dir.join("root"))?;
+        keys::write_new_file(
+            &dir.join("root/root.crt"),
+            keys::cert_to_pem(root.der()).as_bytes(),
+            false,
+        )?;
+        keys::write_new_file(
+            &dir.join("root/root.key"),
+            keys::key_to_pem(root.key())?.as_bytes(),
+            true,
+        )?;
+        let mut this = Self {
+            dir: dir.to_path_buf(),
+            root_der: root.der().to_vec(),
+            registry: Registry {
+                format: registry::REGISTRY_FORMAT,
+                name: name.clone(),
+                created_at: now,
+                sunset_at,
+                last_sequence: 0,
+                enrolments: vec![],
+            },
+            root: Some(root),
+        };
+        let national = |role| Identity::new(role, Scope::Nation);
+        let signer = national(Role::TrustListSigner)
+            .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        let admin =
+            national(Role::Authority).map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        let mut issued = vec![];
+        issued.push(this.issue_into(
+            &dir.join("trust-list-signer"),
+            "signer",
+            signer,
+            &format!("{name} trust-list signer"),
+            None,
+            now,
+            SIGNER_VALIDITY_SECS,
+        )?);
+        issued.push(this.issue_into(
+            &dir.join("authority"),
+            "authority",
+            admin,
+            &format!("{name} administration"),
+            None,
+            now,
+            LEAF_VALIDITY_SECS,
+        )?);
+        this.registry.enrolments.extend(issued);
+        this.registry.save(&dir.join(REGISTRY))?;
+        Ok(this)
+    }
+
+    /// Opens an existing authority.
+    pub fn open(dir: &Path) -> Result<Self, AuthorityError> {
+        if !dir.is_dir() {
+            return Err(AuthorityError::MissingDirectory(dir.display().to_string()));
+        }
+        let registry_path = dir.join(REGISTRY);
+        if !registry_path.exists() {
+            return Err(AuthorityError::NotInitialised(dir.display().to_string()));
+        }
+        let registry = Registry::load(&registry_path)?;
+        let root_der = keys::read_cert(&dir.join("root/root.crt"))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            registry,
+            root_der,
+            root: None,
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The root certificate DER.
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    fn load_root(&mut self) -> Result<&RootCa, AuthorityError> {
+        if self.root.is_none() {
+            let key = keys::read_key(&self.dir.join("root/root.key"))?;
+            self.root = Some(RootCa::from_parts(key, self.root_der.clone()));
+        }
+        self.root
+            .as_ref()
+            .ok_or_else(|| AuthorityError::Registry("root key not loaded".into()))
+    }
+
+    /// Path of the root certificate.
+    pub fn root_cert_path(&self) -> PathBuf {
+        self.dir.join("root/root.crt")
+    }
+
+    /// Writes `<dir>/<stem>.crt` and `<dir>/<stem>.key` for a new key of
+    /// `identity` and returns the enrolment to record.
+    #[allow(clippy::too_many_arguments)]
+    fn issue_into(
+        &self,
+        dir: &Path,
+        stem: &str,
+        identity: Identity,
+        common_name: &str,
+        endpoint: Option<&str>,
+        now: i64,
+        validity: i64,
+    ) -> Result<Enrolment, AuthorityError> {
+        let hosts = match endpoint {
+            Some(ep) => vec![endpoint_host(ep)?],
+            None => vec![],
+        };
+        let not_after = (now + validity).min(self.registry.sunset_at.max(now + DAY));
+        let key: SigningKey = keys::generate_key();
+        let req = CertRequest {
+            identity,
+            common_name: common_name.to_owned(),
+            hosts,
+            not_before: now - BACKDATE_SECS,
+            not_after,
+            serial: None,
+        };
+        let root = self
+            .root
+            .as_ref()
+            .ok_or_else(|| AuthorityError::Registry("root key not loaded".into()))?;
+        let der = root.issue(&req, &key)?;
+        let info = tessera_core::CertInfo::parse(&der)
+            .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        create_dir(dir)?;
+        let cert_path = dir.join(format!("{stem}.crt"));
+        keys::write_new_file(&cert_path, keys::cert_to_pem(&der).as_bytes(), false)?;
+        keys::write_new_file(
+            &dir.join(format!("{stem}.key")),
+            keys::key_to_pem(&key)?.as_bytes(),
+            true,
+        )?;
+        let root_copy = dir.join("root.crt");
+        if !root_copy.exists() {
+            keys::write_new_file(
+                &root_copy,
+                keys::cert_to_pem(&self.root_der).as_bytes(),
+                false,
+            )?;
+        }
+        let rel = cert_path
+            .strip_prefix(&self.dir)
+            .unwrap_or(&cert_path)
+            .display()
+            .to_string();
+        Ok(Enrolment {
+            identity: identity.to_uri(),
+            name: common_name.to_owned(),
+            endpoint: endpoint.map(str::to_owned),
+            serial: info.serial().iter().map(|b| format!("{b:02x}")).collect(),
+            cert_file: rel,
+            not_before: info.not_before(),
+            not_after: info.not_after(),
+            revoked_at: None,
+        })
+    }
+
+    fn active(&self, identity: &str) -> impl Iterator<Item = &Enrolment> {
+        self.registry
+            .enrolments
+            .iter()
+            .filter(move |e| e.identity == identity && e.is_active())
+    }
+
+    fn commit(&mut self, issued: Vec<Enrolment>) -> Result<(), AuthorityError> {
+        let mut next = self.registry.clone();
+        next.enrolments.extend(issued);
+        next.save(&self.dir.join(REGISTRY))?;
+        self.registry = next;
+        Ok(())
+    }
+
+    /// Enrols a city: a node TLS certificate for `endpoint` and a separate
+    /// badge-signer certificate.
+    pub fn enrol_city(
+        &mut self,
+        code: CityCode,
+        name: &str,
+        endpoint: &str,
+        now: i64,
+    ) -> Result<Issued, AuthorityError> {
+        let name = check_name(name)?;
+        endpoint_host(endpoint)?;
+        let node = Identity::new(Role::CityNode, Scope::City(code))
+            .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        let signer = Identity::new(Role::BadgeSigner, Scope::City(code))
+            .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        if self.active(&node.to_uri()).next().is_some()
+            || self.active(&signer.to_uri()).next().is_some()
+        {
+            return Err(AuthorityError::DuplicateCity(code));
+        }
+        self.load_root()?;
+        let dir = unused_dir(&self.dir.join("cities").join(code.to_string()));
+        let issued = vec![
+            self.issue_into(
+                &dir,
+                "node",
+                node,
+                &name,
+                Some(endpoint),
+                now,
+                LEAF_VALIDITY_SECS,
+            )?,
+            self.issue_into(
+                &dir,
+                "badge-signer",
+                signer,
+                &name,
+                None,
+                now,
+                LEAF_VALIDITY_SECS,
+            )?,
+        ];
+        self.commit(issued.clone())?;
+        Ok(Issued {
+            dir,
+            enrolments: issued,
+        })
+    }
+
+    fn enrol_one(
+        &mut self,
+        kind: &str,
+        stem: &str,
+        identity: Identity,
+        name: &str,
+        endpoint: Option<&str>,
+        now: i64,
+    ) -> Result<Issued, AuthorityError> {
+        let name = check_name(name)?;
+        if let Some(ep) = endpoint {
+            endpoint_host(ep)?;
+        }
+        let uri = identity.to_uri();
+        if self.active(&uri).any(|e| e.name == name) {
+            return Err(AuthorityError::Duplicate(format!("{uri} named {name:?}")));
+        }
+        let code = identity.scope().code();
+        let base = if code == 0 {
+            slug(&name)
+        } else {
+            format!("{code:06}-{}", slug(&name))
+        };
+        self.load_root()?;
+        let dir = unused_dir(&self.dir.join(kind).join(base));
+        let issued = vec![self.issue_into(
+            &dir,
+            stem,
+            identity,
+            &name,
+            endpoint,
+            now,
+            LEAF_VALIDITY_SECS,
+        )?];
+        self.commit(issued.clone())?;
+        Ok(Issued {
+            dir,
+            enrolments: issued,
+        })
+    }
+
+    /// Enrols a checkpoint verifier scoped to a province.
+    pub fn enrol_verifier(
+        &mut self,
+        province: ProvinceCode,
+        name: &str,
+        now: i64,
+    ) -> Result<Issued, AuthorityError> {
+        let identity = Identity::new(Role::Verifier, Scope::Province(province))
+            .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        self.enrol_one("verifiers", "verifier", identity, name, None, now)
+    }
+
+    /// Enrols an operator of an enrolled city.
+    pub fn enrol_operator(
+        &mut self,
+        city: CityCode,
+        name: &str,
+        now: i64,
+    ) -> Result<Issued, AuthorityError> {
+        let node = Identity::new(Role::CityNode, Scope::City(city))
+            .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        if self.active(&node.to_uri()).next().is_none() {
+            return Err(AuthorityError::UnknownCity(city));
+        }
+        let identity = Identity::new(Role::Operator, Scope::City(city))
+            .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        self.enrol_one("operators", "operator", identity, name, None, now)
+    }
+
+    /// Enrols a national gateway reachable at `endpoint`.
+    pub fn enrol_gateway(
+        &mut self,
+        name: &str,
+        endpoint: &str,
+        now: i64,
+    ) -> Result<Issued, AuthorityError> {
+        let identity = Identity::new(Role::Gateway, Scope::Nation)
+            .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        self.enrol_one("gateways", "gateway", identity, name, Some(endpoint), now)
+    }
+
+    /// Revokes certificates; they are refused from the next trust list on.
+    pub fn revoke(
+        &mut self,
+        target: &RevokeTarget,
+        now: i64,
+    ) -> Result<Vec<Enrolment>, AuthorityError> {
+        let matches = |e: &Enrolment| -> bool {
+            e.is_active()
+                && match target {
+                    RevokeTarget::City(code) => {
+                        e.identity == format!("tessera:city:{code}:node")
+                            || e.identity == format!("tessera:city:{code}:badge-signer")
+                    }
+                    RevokeTarget::Serial(serial) => e.serial.eq_ignore_ascii_case(serial.trim()),
+                }
+        };
+        if let Some(e) = self.registry.enrolments.iter().find(|e| matches(e))
+            && (e.identity.ends_with(":trust-list-signer") || e.identity.ends_with(":root"))
+        {
+            return Err(AuthorityError::BadOption(format!(
+                "{} cannot be revoked by a trust list it signs: rotate it instead",
+                e.identity
+            )));
+        }
+        let mut next = self.registry.clone();
+        let mut revoked = vec![];
+        for e in next.enrolments.iter_mut().filter(|e| matches(e)) {
+            e.revoked_at = Some(now);
+            revoked.push(e.clone());
+        }
+        if revoked.is_empty() {
+            return Err(AuthorityError::NothingToRevoke(match target {
+                RevokeTarget::City(code) => format!("city {code}"),
+                RevokeTarget::Serial(s) => format!("serial {s}"),
+            }));
+        }
+        next.save(&self.dir.join(REGISTRY))?;
+        self.registry = next;
+        Ok(revoked)
+    }
+
+    /// Builds and signs the next trust list, valid until `now + valid_for`
+    /// (capped at the sunset), records it under `trust-lists/` and returns
+    /// its sequence and encoded bytes.
+    pub fn publish(&mut self, now: i64, valid_for: i64) -> Result<(u64, Vec<u8>), AuthorityError> {
+        if valid_for <= 0 {
+            return Err(AuthorityError::BadOption(
+                "the validity must be positive".into(),
+            ));
+        }
+        if now >= self.registry.sunset_at {
+            return Err(AuthorityError::BadOption(
+                "the federation has passed its sunset date: no list can be published".into(),
+            ));
+        }
+        let signer_key = keys::read_key(&self.dir.join("trust-list-signer/signer.key"))?;
+        let signer_der = keys::read_cert(&self.dir.join("trust-list-signer/signer.crt"))?;
+        let mut entries = vec![];
+        let mut revoked_serials = vec![];
+        for e in &self.registry.enrolments {
+            let identity: Identity = e
+                .identity
+                .parse()
+                .map_err(|err| AuthorityError::Registry(format!("{}: {err}", e.identity)))?;
+            let serial = hex::decode(&e.serial)
+                .map_err(|err| AuthorityError::Registry(format!("serial {}: {err}", e.serial)))?;
+            match identity.role() {
+                Role::Root => {}
+                Role::Authority | Role::Operator | Role::Verifier => {
+                    if e.revoked_at.is_some() {
+                        revoked_serials.push(serial);
+                    }
+                }
+                Role::TrustListSigner | Role::Gateway | Role::CityNode | Role::BadgeSigner => {
+                    let der = keys::read_cert(&self.dir.join(&e.cert_file))?;
+                    entries.push(pb::TrustEntry {
+                        code: identity.scope().code(),
+                        name: e.name.clone(),
+                        role: identity.role().to_proto() as i32,
+                        certificate_der: der,
+                        endpoint: e.endpoint.clone().unwrap_or_default(),
+                        status: if e.revoked_at.is_some() {
+                            pb::EntryStatus::Revoked as i32
+                        } else {
+                            pb::EntryStatus::Active as i32
+                        },
+                        not_before: e.not_before,
+                        not_after: e.not_after,
+                        revoked_at: e.revoked_at.unwrap_or(0),
+                    });
+                }
+            }
+        }
+        let sequence = self.registry.last_sequence + 1;
+        let list = pb::TrustList {
+            version: TRUST_LIST_VERSION,
+            sequence,
+            issued_at: now,
+            next_update: (now + valid_for).min(self.registry.sunset_at),
+            sunset_at: self.registry.sunset_at,
+            entries,
+            revoked_serials,
+        };
+        let bytes = sign_trust_list(&list, &signer_key, &signer_der)?;
+        let lists = self.dir.join("trust-lists");
+        create_dir(&lists)?;
+        // Overwritten if an earlier attempt at this sequence failed before the
+        // registry recorded it.
+        write_replacing(&lists.join(format!("{sequence:06}.tsl")), &bytes)?;
+        let mut next = self.registry.clone();
+        next.last_sequence = sequence;
+        next.save(&self.dir.join(REGISTRY))?;
+        self.registry = next;
+        Ok((sequence, bytes))
+    }
+}

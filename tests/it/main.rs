@@ -1,0 +1,9 @@
+//! End-to-end tests of tessera, one module per scenario.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+mod badge_properties;
+mod golden;
+mod mtls;
+mod trust_list;
+mod verify_errors;

@@ -1,0 +1,228 @@
+//! Mutual TLS on 127.0.0.1, asserted on the RPC result (a refused client
+//! certificate shows up on the first call, not on connect).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tessera_certs::TlsIdentity;
+use tessera_certs::grpc;
+use tessera_certs::tls::{self, TrustState};
+use tessera_core::{CertInfo, Identity, Role, Scope};
+use tessera_proto::v1 as pb;
+use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_tests::{DAY, Issued, NOW, TestPki};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+struct Running {
+    addr: SocketAddr,
+    trust: Arc<TrustState>,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn start_gateway(pki: &TestPki) -> Running {
+    tls::install_default_provider();
+    let trust = Arc::new(TrustState::new(pki.anchor().unwrap()).unwrap());
+    let identity = TlsIdentity::new(pki.gateway.der.clone(), &pki.gateway.key).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server_trust = Arc::clone(&trust);
+    tokio::spawn(async move {
+        tessera_gateway::serve(listener, &identity, server_trust, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running {
+        addr,
+        trust,
+        _stop: stop,
+    }
+}
+
+async fn who_am_i(
+    pki: &TestPki,
+    addr: SocketAddr,
+    client: &Issued,
+) -> Result<pb::PeerIdentity, tonic::Status> {
+    let trust = Arc::new(TrustState::new(pki.anchor().unwrap()).unwrap());
+    let identity = TlsIdentity::new(client.der.clone(), &client.key).unwrap();
+    let config = tls::client_config(&identity, trust, Role::Gateway).unwrap();
+    let channel = grpc::channel(&addr.to_string(), config).unwrap();
+    GatewayClient::new(channel)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn pki() -> TestPki {
+    TestPki::new(now()).unwrap()
+}
+
+#[tokio::test]
+async fn a_valid_checkpoint_is_accepted_and_the_handler_sees_its_role_and_province() {
+    let pki = pki();
+    let gw = start_gateway(&pki).await;
+    let verifier = pki.verifier(420_000).unwrap();
+    let me = who_am_i(&pki, gw.addr, &verifier).await.unwrap();
+    assert_eq!(me.role, pb::Role::Verifier as u32);
+    assert_eq!(me.code, 420_000);
+    assert_eq!(
+        me.serial,
+        tessera_core::cert::hex_string(CertInfo::parse(&verifier.der).unwrap().serial())
+    );
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_is_refused() {
+    let pki = pki();
+    let gw = start_gateway(&pki).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(
+            pki.root.der().to_vec(),
+        ))
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let channel = grpc::channel(&gw.addr.to_string(), Arc::new(config)).unwrap();
+    let result = GatewayClient::new(channel)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await;
+    assert!(
+        result.is_err(),
+        "a client without a certificate got in: {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused() {
+    let pki = pki();
+    let gw = start_gateway(&pki).await;
+    let foreign = TestPki::new(now()).unwrap().verifier(420_000).unwrap();
+    let result = who_am_i(&pki, gw.addr, &foreign).await;
+    assert!(
+        result.is_err(),
+        "a foreign CA's checkpoint got in: {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_certificate_is_refused() {
+    let pki = pki();
+    let gw = start_gateway(&pki).await;
+    let id = Identity::new(Role::Verifier, Scope::Province("420000".parse().unwrap())).unwrap();
+    let expired = pki
+        .issue_window(id, &[], now() - 30 * DAY, now() - DAY)
+        .unwrap();
+    let result = who_am_i(&pki, gw.addr, &expired).await;
+    assert!(result.is_err(), "an expired checkpoint got in: {result:?}");
+    let _ = NOW;
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_is_refused_from_its_next_call_on() {
+    let pki = pki();
+    let gw = start_gateway(&pki).await;
+    let verifier = pki.verifier(420_000).unwrap();
+    let other = pki.verifier(420_000).unwrap();
+
+    // Connected and accepted before the revocation.
+    let trust = Arc::new(TrustState::new(pki.anchor().unwrap()).unwrap());
+    let identity = TlsIdentity::new(verifier.der.clone(), &verifier.key).unwrap();
+    let config = tls::client_config(&identity, trust, Role::Gateway).unwrap();
+    let mut client = GatewayClient::new(grpc::channel(&gw.addr.to_string(), config).unwrap());
+    client.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+
+    let mut msg = pki.trust_list_message(1).unwrap();
+    msg.issued_at = now();
+    msg.next_update = now() + DAY;
+    msg.revoked_serials
+        .push(CertInfo::parse(&verifier.der).unwrap().serial().to_vec());
+    gw.trust.update(&pki.sign(&msg).unwrap(), now()).unwrap();
+
+    // The open connection's next call is refused...
+    let status = client.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::PermissionDenied);
+    // ...a new connection is refused at the handshake...
+    assert!(who_am_i(&pki, gw.addr, &verifier).await.is_err());
+    // ...and other checkpoints are unaffected.
+    assert!(who_am_i(&pki, gw.addr, &other).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_badge_signer_certificate_cannot_be_used_for_tls() {
+    let pki = pki();
+    let gw = start_gateway(&pki).await;
+    let hz = "330100".parse().unwrap();
+    let signer = pki
+        .issue(
+            Identity::new(Role::BadgeSigner, Scope::City(hz)).unwrap(),
+            &[],
+        )
+        .unwrap();
+    assert!(TlsIdentity::new(signer.der.clone(), &signer.key).is_err());
+    // Even forced through rustls directly, the gateway refuses it.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(
+            pki.root.der().to_vec(),
+        ))
+        .unwrap();
+    let key = tessera_certs::keys::key_to_pkcs8_der(&signer.key).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![rustls_pki_types::CertificateDer::from(signer.der.clone())],
+            rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let channel = grpc::channel(&gw.addr.to_string(), Arc::new(config)).unwrap();
+    let result = GatewayClient::new(channel)
+        .who_am_i(pb::WhoAmIRequest {})
+        .await;
+    assert!(
+        result.is_err(),
+        "a badge-signer certificate got in: {result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_refuses_a_server_of_the_wrong_role() {
+    // A city node's certificate answering where the gateway was expected.
+    let mut pki = pki();
+    let hz = pki.add_city(330_100, "Hangzhou", "127.0.0.1:1").unwrap();
+    let node = pki.city(hz).unwrap().node.clone();
+    let impostor = TestPki {
+        gateway: node,
+        ..TestPki::new(now()).unwrap()
+    };
+    let pki_root = pki.root;
+    let impostor = TestPki {
+        root: pki_root,
+        ..impostor
+    };
+    let gw = start_gateway(&impostor).await;
+    let verifier = impostor.verifier(420_000).unwrap();
+    let result = who_am_i(&impostor, gw.addr, &verifier).await;
+    assert!(
+        result.is_err(),
+        "a node posing as the gateway was trusted: {result:?}"
+    );
+}

@@ -1,0 +1,108 @@
+//! Trust-list freshness, sunset, truncation, revocation by serial, and lookup
+//! in a list of national size.
+
+use tessera_core::trust::{CheckedTrustList, Freshness, TrustListError};
+use tessera_core::{CertInfo, CityCode, Identity, ProvinceCode, Role, Scope, verify};
+use tessera_tests::{DAY, NOW, TestPki, claims, entry};
+
+#[test]
+fn a_list_past_next_update_is_stale_but_usable_and_past_sunset_is_refused() {
+    let mut pki = TestPki::new(NOW).unwrap();
+    let hz = pki.add_city(330_100, "Hangzhou", "127.0.0.1:7001").unwrap();
+    let root = pki.anchor().unwrap();
+    let bytes = pki.trust_list(1).unwrap();
+    let list = CheckedTrustList::verify(&bytes, &root, NOW).unwrap();
+    assert_eq!(list.freshness(NOW), Freshness::Fresh);
+    assert_eq!(
+        list.freshness(NOW + DAY + 10),
+        Freshness::Stale { overdue_secs: 10 }
+    );
+    let badge = pki
+        .badge_signer(hz)
+        .unwrap()
+        .sign(&claims(hz, NOW + DAY))
+        .unwrap();
+    assert!(verify(&badge, &list, NOW + DAY + 10).is_ok());
+
+    let sunset = NOW + 365 * DAY + 1;
+    assert_eq!(list.freshness(sunset), Freshness::Sunset);
+    assert_eq!(
+        verify(&badge, &list, sunset).unwrap_err(),
+        tessera_core::VerifyError::TrustListSunset
+    );
+    assert!(matches!(
+        CheckedTrustList::verify(&bytes, &root, sunset),
+        Err(TrustListError::Sunset(_) | TrustListError::SignerExpired)
+    ));
+}
+
+#[test]
+fn a_truncated_list_is_malformed_at_every_cut() {
+    let mut pki = TestPki::new(NOW).unwrap();
+    pki.add_city(330_100, "Hangzhou", "127.0.0.1:7001").unwrap();
+    let root = pki.anchor().unwrap();
+    let bytes = pki.trust_list(1).unwrap();
+    for cut in (0..bytes.len()).step_by(7) {
+        assert!(
+            CheckedTrustList::verify(&bytes[..cut], &root, NOW).is_err(),
+            "a list cut at {cut} of {} bytes was accepted",
+            bytes.len()
+        );
+    }
+}
+
+#[test]
+fn revoked_serials_revoke_checkpoints_without_listing_them() {
+    let pki = TestPki::new(NOW).unwrap();
+    let root = pki.anchor().unwrap();
+    let good = pki.verifier(420_000).unwrap();
+    let bad = pki.verifier(420_000).unwrap();
+    let bad_info = CertInfo::parse(&bad.der).unwrap();
+    let mut msg = pki.trust_list_message(1).unwrap();
+    msg.revoked_serials.push(bad_info.serial().to_vec());
+    let list = CheckedTrustList::verify(&pki.sign(&msg).unwrap(), &root, NOW).unwrap();
+    assert!(list.is_revoked(&bad_info));
+    assert!(!list.is_revoked(&CertInfo::parse(&good.der).unwrap()));
+    // Verifiers themselves cannot be listed as entries.
+    let mut msg = pki.trust_list_message(1).unwrap();
+    msg.entries
+        .push(entry(&good, Role::Verifier, 420_000, "Checkpoint", "").unwrap());
+    assert!(matches!(
+        CheckedTrustList::verify(&pki.sign(&msg).unwrap(), &root, NOW),
+        Err(TrustListError::Entry { .. })
+    ));
+    let _ = ProvinceCode::new(420_000).unwrap();
+}
+
+#[test]
+fn lookup_finds_every_signer_in_a_national_size_list() {
+    // ~1,000 keys: the size of a national list (333 prefecture-level cities
+    // with a node and a signer key each, plus rotations).
+    let pki = TestPki::new(NOW).unwrap();
+    let root = pki.anchor().unwrap();
+    let mut msg = pki.trust_list_message(1).unwrap();
+    let mut ids = vec![];
+    for i in 0..1000u32 {
+        let province = 11 + (i % 60);
+        let code = CityCode::new(province * 10_000 + 100 + (i / 60)).unwrap();
+        let signer = pki
+            .issue(
+                Identity::new(Role::BadgeSigner, Scope::City(code)).unwrap(),
+                &[],
+            )
+            .unwrap();
+        ids.push(tessera_core::KeyId::of_certificate(&signer.der));
+        msg.entries
+            .push(entry(&signer, Role::BadgeSigner, code.get(), "City", "").unwrap());
+    }
+    let list = CheckedTrustList::verify(&pki.sign(&msg).unwrap(), &root, NOW).unwrap();
+    for id in &ids {
+        let e = list.by_key_id(id).unwrap();
+        assert_eq!(e.cert().key_id(), *id);
+        assert_eq!(e.cert().identity().role(), Role::BadgeSigner);
+    }
+    assert!(
+        list.by_key_id(&tessera_core::KeyId::of_certificate(b"nobody"))
+            .is_none()
+    );
+}
