@@ -64,6 +64,35 @@ async fn who_am_i(
         .map(tonic::Response::into_inner)
 }
 
+/// A rustls client trusting `pki`'s root, presenting `cert` if given, with
+/// none of tessera's own client-side checks: what a hostile client could do.
+fn raw_client(pki: &TestPki, cert: Option<&Issued>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(
+            pki.root.der().to_vec(),
+        ))
+        .unwrap();
+    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut config = match cert {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let key = tessera_certs::keys::key_to_pkcs8_der(&c.key).unwrap();
+            builder
+                .with_client_auth_cert(
+                    vec![rustls_pki_types::CertificateDer::from(c.der.clone())],
+                    rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()),
+                )
+                .unwrap()
+        }
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
 fn pki() -> TestPki {
     TestPki::new(now()).unwrap()
 }
@@ -86,19 +115,8 @@ async fn a_valid_checkpoint_is_accepted_and_the_handler_sees_its_role_and_provin
 async fn a_client_without_a_certificate_is_refused() {
     let pki = pki();
     let gw = start_gateway(&pki).await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from(
-            pki.root.der().to_vec(),
-        ))
-        .unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let channel = grpc::channel(&gw.addr.to_string(), Arc::new(config)).unwrap();
+    let config = raw_client(&pki, None);
+    let channel = grpc::channel(&gw.addr.to_string(), config).unwrap();
     let result = GatewayClient::new(channel)
         .who_am_i(pb::WhoAmIRequest {})
         .await;
@@ -176,24 +194,8 @@ async fn a_badge_signer_certificate_cannot_be_used_for_tls() {
         .unwrap();
     assert!(TlsIdentity::new(signer.der.clone(), &signer.key).is_err());
     // Even forced through rustls directly, the gateway refuses it.
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from(
-            pki.root.der().to_vec(),
-        ))
-        .unwrap();
-    let key = tessera_certs::keys::key_to_pkcs8_der(&signer.key).unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(
-            vec![rustls_pki_types::CertificateDer::from(signer.der.clone())],
-            rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()),
-        )
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let channel = grpc::channel(&gw.addr.to_string(), Arc::new(config)).unwrap();
+    let config = raw_client(&pki, Some(&signer));
+    let channel = grpc::channel(&gw.addr.to_string(), config).unwrap();
     let result = GatewayClient::new(channel)
         .who_am_i(pb::WhoAmIRequest {})
         .await;

@@ -1,12 +1,13 @@
 //! Every way a badge or trust list can be wrong is refused with its own error.
 
 use prost::Message;
-use tessera_core::badge::{BadgeSigner, EnvelopeError};
+use tessera_core::badge::{BadgeSigner, Envelope, EnvelopeError};
+use tessera_core::signing;
 use tessera_core::trust::{CheckedTrustList, TrustListError};
 use tessera_core::verify::VerifyError;
-use tessera_core::{CityCode, Identity, Role, Scope, verify};
+use tessera_core::{CityCode, Identity, KeyId, Role, Scope, verify};
 use tessera_proto::v1 as pb;
-use tessera_tests::{DAY, NOW, TestPki, claims, entry};
+use tessera_tests::{DAY, Issued, NOW, TestPki, claims, entry};
 
 fn federation() -> (TestPki, CityCode, CheckedTrustList) {
     let mut pki = TestPki::new(NOW).unwrap();
@@ -15,6 +16,17 @@ fn federation() -> (TestPki, CityCode, CheckedTrustList) {
     let list =
         CheckedTrustList::verify(&pki.trust_list(1).unwrap(), &pki.anchor().unwrap(), NOW).unwrap();
     (pki, hz, list)
+}
+
+/// Signs `payload` with any key, bypassing `BadgeSigner`'s own checks, as an
+/// attacker or a buggy node would.
+fn forge(payload: Vec<u8>, by: &Issued) -> Vec<u8> {
+    Envelope {
+        signature: signing::sign(signing::BADGE_CONTEXT, &payload, &by.key).unwrap(),
+        payload,
+        key_id: KeyId::of_certificate(&by.der),
+    }
+    .encode()
 }
 
 #[test]
@@ -91,17 +103,8 @@ fn signer_certificate_of_the_wrong_role() {
     // a node, not a badge signer.
     let (pki, hz, list) = federation();
     let node = &pki.city(hz).unwrap().node;
-    let envelope = tessera_core::badge::Envelope {
-        payload: claims(hz, NOW).encode().unwrap(),
-        key_id: tessera_core::KeyId::of_certificate(&node.der),
-        signature: tessera_core::signing::sign(
-            tessera_core::signing::BADGE_CONTEXT,
-            &claims(hz, NOW).encode().unwrap(),
-            &node.key,
-        )
-        .unwrap(),
-    };
-    let err = verify(&envelope.encode(), &list, NOW).unwrap_err();
+    let forged = forge(claims(hz, NOW).encode().unwrap(), node);
+    let err = verify(&forged, &list, NOW).unwrap_err();
     assert!(matches!(
         err,
         VerifyError::WrongSignerRole {
@@ -119,17 +122,8 @@ fn a_city_cannot_sign_for_another() {
     let wuhan = CityCode::new(420_100).unwrap();
     let wuhan_signer = pki.city(wuhan).unwrap().signer.clone();
     let payload = claims(hz, NOW).encode().unwrap();
-    let envelope = tessera_core::badge::Envelope {
-        signature: tessera_core::signing::sign(
-            tessera_core::signing::BADGE_CONTEXT,
-            &payload,
-            &wuhan_signer.key,
-        )
-        .unwrap(),
-        payload,
-        key_id: tessera_core::KeyId::of_certificate(&wuhan_signer.der),
-    };
-    let err = verify(&envelope.encode(), &list, NOW).unwrap_err();
+    let forged = forge(payload, &wuhan_signer);
+    let err = verify(&forged, &list, NOW).unwrap_err();
     assert!(matches!(err, VerifyError::IssuerMismatch { .. }));
     assert!(
         pki.badge_signer(wuhan)
@@ -165,17 +159,8 @@ fn unsupported_version() {
     claims_msg.version = 2;
     let payload = claims_msg.encode_to_vec();
     let signer = &pki.city(hz).unwrap().signer;
-    let envelope = tessera_core::badge::Envelope {
-        signature: tessera_core::signing::sign(
-            tessera_core::signing::BADGE_CONTEXT,
-            &payload,
-            &signer.key,
-        )
-        .unwrap(),
-        payload,
-        key_id: tessera_core::KeyId::of_certificate(&signer.der),
-    };
-    let err = verify(&envelope.encode(), &list, NOW).unwrap_err();
+    let forged = forge(payload, signer);
+    let err = verify(&forged, &list, NOW).unwrap_err();
     assert_eq!(err, VerifyError::UnsupportedVersion(2));
     assert_eq!(err.outcome(), pb::Outcome::Malformed);
 }
