@@ -203,7 +203,18 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             endpoint,
         } => {
             let issued = AuthorityDir::open(&dir.dir)?.enrol_city(code, &name, &endpoint, now)?;
+            let config = issued.dir.join("node.toml");
+            keys::write_new_file(
+                &config,
+                tessera_node::config::bundle_config(code, &endpoint).as_bytes(),
+                false,
+            )?;
             print_issued(&format!("City {code} ({name})"), &issued);
+            println!(
+                "Node configuration: {} (run it with: tessera node run --config {})",
+                config.display(),
+                config.display()
+            );
         }
         AuthorityCommand::EnrolVerifier {
             dir,

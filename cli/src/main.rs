@@ -3,6 +3,7 @@
 
 mod authority;
 mod fmt;
+mod node;
 
 use std::process::ExitCode;
 
@@ -21,13 +22,24 @@ enum Command {
     /// The national authority: root of trust, enrolment, revocation, trust lists.
     #[command(subcommand)]
     Authority(authority::AuthorityCommand),
+    /// A city node: run it, import records into it.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
 }
 
 fn main() -> ExitCode {
     tessera_certs::tls::install_default_provider();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Authority(cmd) => authority::run(cmd),
+        Command::Node(cmd) => node::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,25 @@
 //! tessera-node: a city's node, the only place its residents' records live.
 //!
-//! It will own the record store (sled, behind a store trait), the scoring
-//! policy, badge issuance and the status service answered to the gateway. It
-//! must never send a record, a score's inputs, a name or an ID number out of
-//! the city, and never depend on the gateway crate.
+//! It owns the record store ([`store`], sled behind the [`store::Store`]
+//! trait, with group commit in [`commit`]), what a valid record is
+//! ([`records`]), residents' pseudonyms ([`pseudonym`]), the scoring policy
+//! ([`policy`]), the node's work — ingest, issuance, explanation, status
+//! ([`city`]) — who may call what ([`authz`]), the gRPC face ([`service`]),
+//! configuration ([`config`]), CSV import ([`import`]) and start-up
+//! ([`server`]).
 //!
-//! This crate is a skeleton until the city-node issue builds it; the badge
-//! signing it will use already lives in `tessera_core::badge::BadgeSigner`.
+//! It must never send a record, a score's inputs, a name or an ID number out
+//! of the city, never store an ID number in clear, and never depend on the
+//! gateway crate.
+
+pub mod authz;
+pub mod city;
+pub mod commit;
+pub mod config;
+pub mod import;
+pub mod policy;
+pub mod pseudonym;
+pub mod records;
+pub mod server;
+pub mod service;
+pub mod store;

@@ -5,5 +5,6 @@
 mod badge_properties;
 mod golden;
 mod mtls;
+mod node;
 mod trust_list;
 mod verify_errors;

@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 pub mod golden;
+pub mod harness;
 
 use ed25519_dalek::SigningKey;
 use rand::RngCore;
@@ -145,6 +146,11 @@ impl TestPki {
         Ok(code)
     }
 
+    /// An operator certificate for a city.
+    pub fn operator(&self, city: CityCode) -> anyhow::Result<Issued> {
+        self.issue(identity(Role::Operator, Scope::City(city)), &[])
+    }
+
     /// A verifier certificate for a province.
     pub fn verifier(&self, province: u32) -> anyhow::Result<Issued> {
         let province = ProvinceCode::new(province)?;
@@ -259,4 +265,55 @@ pub fn claims(city: CityCode, now: i64) -> BadgeClaims {
         policy_version: 3,
         holder_hint: HolderHint::mask("张三丰", "33010619900101123X"),
     }
+}
+
+/// A valid 18-character national ID number (checksum included) for test
+/// resident `n` of a city.
+pub fn national_id(city: CityCode, n: u32) -> String {
+    let first17 = format!(
+        "{:06}{:08}{:03}",
+        city.get() + 6,
+        19_900_101 + (n / 1000) % 100,
+        n % 1000
+    );
+    let check = tessera_node::pseudonym::check_character(first17.as_bytes()).expect("17 digits");
+    format!("{first17}{check}")
+}
+
+/// A test-result record.
+pub fn test_record(id: &str, national_id: &str, positive: bool, sampled_at: i64) -> pb::Record {
+    pb::Record {
+        record_id: id.into(),
+        national_id: national_id.into(),
+        kind: Some(pb::record::Kind::Test(pb::TestResult {
+            kind: pb::TestKind::Pcr as i32,
+            positive,
+            sampled_at,
+            lab: "HZ-LAB-01".into(),
+        })),
+    }
+}
+
+/// An exposure-notice record.
+pub fn exposure_record(id: &str, national_id: &str, close: bool, exposed_at: i64) -> pb::Record {
+    pb::Record {
+        record_id: id.into(),
+        national_id: national_id.into(),
+        kind: Some(pb::record::Kind::Exposure(pb::ExposureNotice {
+            level: if close {
+                pb::ContactLevel::Close
+            } else {
+                pb::ContactLevel::Secondary
+            } as i32,
+            exposed_at,
+            source: "HZ-CDC".into(),
+        })),
+    }
+}
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -1,0 +1,370 @@
+//! The node's work, independent of gRPC: ingest a batch, issue a badge,
+//! explain a score, answer a status check.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use prost::Message;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use tessera_core::badge::{BadgeClaims, BadgeSigner, HolderHint, SignError};
+use tessera_core::{BadgeId, CityCode, text};
+use tessera_proto::v1 as pb;
+use tokio::sync::Mutex;
+
+use crate::commit::GroupCommit;
+use crate::policy::{Assessment, Policy};
+use crate::pseudonym::{NationalId, NationalIdError, Pseudonym, PseudonymKey};
+use crate::records::{self, RecordError};
+use crate::store::{BadgeRecord, BadgeState, Change, NewRecord, Store, StoreError};
+
+/// Most badge ids one status check may carry.
+pub const MAX_STATUS_IDS: usize = 1000;
+
+/// Why a request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The batch is empty.
+    #[error("the batch holds no records")]
+    EmptyBatch,
+    /// The batch has too many records.
+    #[error("batch of {len} records exceeds the limit of {max}")]
+    BatchTooLarge {
+        /// Records sent.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// One record is invalid; nothing was stored.
+    #[error("record {index}: {reason} (nothing was stored)")]
+    InvalidRecord {
+        /// Index in the batch.
+        index: usize,
+        /// Why.
+        reason: RecordError,
+    },
+    /// A record id is reused with different content; nothing was stored.
+    #[error(
+        "record {index}: id {record_id:?} is already used for different content (nothing was stored)"
+    )]
+    ConflictingId {
+        /// Index in the batch.
+        index: usize,
+        /// The id.
+        record_id: String,
+    },
+    /// The national ID of a badge or explain request is invalid.
+    #[error("national_id: {0}")]
+    NationalId(#[from] NationalIdError),
+    /// Too many ids in a status check.
+    #[error("{len} badge ids exceed the limit of {MAX_STATUS_IDS} per call")]
+    TooManyIds {
+        /// Ids sent.
+        len: usize,
+    },
+    /// A badge id is not 16 bytes.
+    #[error("badge id {index} is not 16 bytes")]
+    BadBadgeId {
+        /// Index in the request.
+        index: usize,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Signing failed.
+    #[error("signing: {0}")]
+    Sign(#[from] SignError),
+}
+
+/// What an ingest stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Records newly stored.
+    pub stored: u32,
+    /// Records already present (a retry).
+    pub duplicates: u32,
+    /// Badges revoked because their holder's colour worsened.
+    pub revoked: u32,
+}
+
+/// A signed badge, as returned to the operator.
+#[derive(Debug, Clone)]
+pub struct IssuedBadge {
+    /// The envelope bytes.
+    pub envelope: Vec<u8>,
+    /// The QR text.
+    pub text: String,
+    /// The claims signed.
+    pub claims: BadgeClaims,
+}
+
+/// A city node's state.
+pub struct City<S> {
+    city: CityCode,
+    store: Arc<S>,
+    commit: GroupCommit<S>,
+    policy: Policy,
+    signer: BadgeSigner,
+    pseudonyms: PseudonymKey,
+    max_batch: usize,
+    /// Serialises read-decide-write sections; flushes happen outside it.
+    writer: Mutex<()>,
+}
+
+impl<S> std::fmt::Debug for City<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("City")
+            .field("city", &self.city)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> City<S> {
+    /// A node for `signer`'s city over `store`.
+    pub fn new(
+        store: Arc<S>,
+        policy: Policy,
+        signer: BadgeSigner,
+        pseudonyms: PseudonymKey,
+        max_batch: usize,
+    ) -> Self {
+        Self {
+            city: signer.city(),
+            commit: GroupCommit::new(Arc::clone(&store)),
+            store,
+            policy,
+            signer,
+            pseudonyms,
+            max_batch,
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The node's city.
+    pub fn city(&self) -> CityCode {
+        self.city
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Makes everything applied so far durable (used at shutdown).
+    pub async fn flush(&self) -> Result<(), NodeError> {
+        Ok(self.commit.durable().await?)
+    }
+
+    fn decode_records(&self, resident: &Pseudonym) -> Result<Vec<pb::Record>, NodeError> {
+        self.store
+            .records_of(resident)?
+            .iter()
+            .map(|bytes| {
+                pb::Record::decode(bytes.as_slice())
+                    .map_err(|e| NodeError::Store(StoreError::Corrupt(format!("record: {e}"))))
+            })
+            .collect()
+    }
+
+    /// Validates one record and computes what would be stored: the holder's
+    /// pseudonym, the content fingerprint and the encoded record.
+    pub fn prepare(
+        &self,
+        record: &pb::Record,
+        now: i64,
+    ) -> Result<(NewRecord, pb::Record), RecordError> {
+        let valid = records::validate(record, now)?;
+        let resident = self.pseudonyms.pseudonym(&valid.national_id);
+        let encoded = valid.stored.encode_to_vec();
+        let mut h = Sha256::new();
+        h.update(resident.as_bytes());
+        h.update(&encoded);
+        Ok((
+            NewRecord {
+                resident,
+                record_id: valid.record_id,
+                fingerprint: h.finalize().into(),
+                encoded,
+            },
+            valid.stored,
+        ))
+    }
+
+    /// Whether a record id is already stored with other content than
+    /// `prepared`.
+    pub fn conflicts(&self, prepared: &NewRecord) -> Result<bool, NodeError> {
+        Ok(self
+            .store
+            .fingerprint(&prepared.record_id)?
+            .is_some_and(|f| f != prepared.fingerprint))
+    }
+
+    /// The largest batch accepted.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Validates a batch whole, stores it atomically, revokes badges whose
+    /// holder's colour worsened, and returns once all of it is durable.
+    pub async fn ingest(&self, batch: &[pb::Record], now: i64) -> Result<IngestOutcome, NodeError> {
+        if batch.is_empty() {
+            return Err(NodeError::EmptyBatch);
+        }
+        if batch.len() > self.max_batch {
+            return Err(NodeError::BatchTooLarge {
+                len: batch.len(),
+                max: self.max_batch,
+            });
+        }
+        let mut new = Vec::with_capacity(batch.len());
+        let mut in_batch: HashMap<&str, [u8; 32]> = HashMap::with_capacity(batch.len());
+        for (index, record) in batch.iter().enumerate() {
+            let (prepared, stored) = self
+                .prepare(record, now)
+                .map_err(|reason| NodeError::InvalidRecord { index, reason })?;
+            match in_batch.insert(record.record_id.as_str(), prepared.fingerprint) {
+                Some(prev) if prev != prepared.fingerprint => {
+                    return Err(NodeError::ConflictingId {
+                        index,
+                        record_id: record.record_id.clone(),
+                    });
+                }
+                Some(_) => continue,
+                None => {}
+            }
+            new.push((prepared, stored));
+        }
+
+        let guard = self.writer.lock().await;
+        let mut by_resident: BTreeMap<Pseudonym, Vec<pb::Record>> = BTreeMap::new();
+        for (index, (r, stored)) in new.iter().enumerate() {
+            match self.store.fingerprint(&r.record_id)? {
+                Some(f) if f == r.fingerprint => {}
+                Some(_) => {
+                    return Err(NodeError::ConflictingId {
+                        index,
+                        record_id: r.record_id.clone(),
+                    });
+                }
+                None => by_resident
+                    .entry(r.resident)
+                    .or_default()
+                    .push(stored.clone()),
+            }
+        }
+        let mut change = Change {
+            records: new.into_iter().map(|(r, _)| r).collect(),
+            badges: vec![],
+        };
+        for (resident, added) in by_resident {
+            let active: Vec<_> = self
+                .store
+                .badges_of(&resident)?
+                .into_iter()
+                .filter(|(_, b)| b.state == BadgeState::Active)
+                .collect();
+            if active.is_empty() {
+                continue;
+            }
+            let mut all = self.decode_records(&resident)?;
+            all.extend(added);
+            let now_colour = self.policy.assess(&all, now).colour;
+            for (id, mut badge) in active {
+                if now_colour > badge.colour {
+                    badge.state = BadgeState::Revoked(now);
+                    change.badges.push((id, badge));
+                }
+            }
+        }
+        let applied = self.store.apply(&change).map_err(|e| match e {
+            StoreError::ConflictingRecord { index, record_id } => {
+                NodeError::ConflictingId { index, record_id }
+            }
+            other => NodeError::Store(other),
+        })?;
+        drop(guard);
+        self.commit.durable().await?;
+        Ok(IngestOutcome {
+            stored: applied.stored,
+            duplicates: applied.duplicates,
+            revoked: u32::try_from(change.badges.len()).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// Scores a resident now.
+    pub fn explain(&self, national_id: &str, now: i64) -> Result<Assessment, NodeError> {
+        let id = NationalId::parse(national_id)?;
+        let resident = self.pseudonyms.pseudonym(&id);
+        Ok(self.policy.assess(&self.decode_records(&resident)?, now))
+    }
+
+    /// Scores a resident, signs a badge, supersedes their earlier badges, and
+    /// returns once the new state is durable.
+    pub async fn issue(
+        &self,
+        national_id: &str,
+        name: &str,
+        now: i64,
+    ) -> Result<IssuedBadge, NodeError> {
+        let id = NationalId::parse(national_id)?;
+        let resident = self.pseudonyms.pseudonym(&id);
+        let guard = self.writer.lock().await;
+        let assessment = self.policy.assess(&self.decode_records(&resident)?, now);
+        let mut badge_id = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut badge_id);
+        let claims = BadgeClaims {
+            issuer_city: self.city,
+            badge_id: BadgeId::from_bytes(badge_id),
+            colour: assessment.colour,
+            issued_at: now,
+            valid_until: assessment.valid_until,
+            policy_version: assessment.policy_version,
+            holder_hint: HolderHint::mask(name, id.as_str()),
+        };
+        let envelope = self.signer.sign(&claims)?;
+        let mut change = Change::default();
+        for (old, mut badge) in self.store.badges_of(&resident)? {
+            if badge.state == BadgeState::Active {
+                badge.state = BadgeState::Superseded(now);
+                change.badges.push((old, badge));
+            }
+        }
+        change.badges.push((
+            claims.badge_id,
+            BadgeRecord {
+                resident,
+                colour: claims.colour,
+                issued_at: now,
+                valid_until: claims.valid_until,
+                state: BadgeState::Active,
+            },
+        ));
+        self.store.apply(&change)?;
+        drop(guard);
+        self.commit.durable().await?;
+        Ok(IssuedBadge {
+            text: text::to_text(&envelope),
+            envelope,
+            claims,
+        })
+    }
+
+    /// The status of each badge id, in order.
+    pub fn check_status(&self, ids: &[Vec<u8>]) -> Result<Vec<pb::BadgeStatus>, NodeError> {
+        if ids.len() > MAX_STATUS_IDS {
+            return Err(NodeError::TooManyIds { len: ids.len() });
+        }
+        ids.iter()
+            .enumerate()
+            .map(|(index, raw)| {
+                let id = BadgeId::from_slice(raw).ok_or(NodeError::BadBadgeId { index })?;
+                Ok(match self.store.badge(&id)?.map(|b| b.state) {
+                    None => pb::BadgeStatus::Unknown,
+                    Some(BadgeState::Active) => pb::BadgeStatus::Active,
+                    Some(BadgeState::Revoked(_)) => pb::BadgeStatus::Revoked,
+                    Some(BadgeState::Superseded(_)) => pb::BadgeStatus::Superseded,
+                })
+            })
+            .collect()
+    }
+}

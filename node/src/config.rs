@@ -1,0 +1,256 @@
+//! The node's configuration: TOML, unknown keys refused, validated once into
+//! [`NodeSettings`]. It holds paths to keys, never key material. Relative
+//! paths are read relative to the configuration file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tessera_core::CityCode;
+
+/// Default most records per batch.
+pub const DEFAULT_MAX_BATCH: usize = 10_000;
+/// Default largest gRPC message, in bytes.
+pub const DEFAULT_MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid TOML for a node, or an unknown key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with its line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeFile {
+    city: String,
+    listen: String,
+    data_dir: PathBuf,
+    #[serde(default)]
+    max_batch_records: Option<usize>,
+    #[serde(default)]
+    max_message_bytes: Option<usize>,
+    tls: TlsFile,
+    badges: BadgesFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    certificate: PathBuf,
+    key: PathBuf,
+    root: PathBuf,
+    #[serde(default)]
+    trust_list: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BadgesFile {
+    certificate: PathBuf,
+    key: PathBuf,
+    #[serde(default)]
+    policy: Option<PathBuf>,
+}
+
+/// A validated node configuration.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// The node's city.
+    pub city: CityCode,
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The sled directory (also holds the pseudonym key).
+    pub data_dir: PathBuf,
+    /// Most records per batch.
+    pub max_batch_records: usize,
+    /// Largest gRPC message.
+    pub max_message_bytes: usize,
+    /// Node TLS certificate (PEM).
+    pub tls_certificate: PathBuf,
+    /// Node TLS key (PEM).
+    pub tls_key: PathBuf,
+    /// National root certificate (PEM).
+    pub root: PathBuf,
+    /// A cached signed trust list, to refuse revoked callers.
+    pub trust_list: Option<PathBuf>,
+    /// Badge-signer certificate (PEM).
+    pub signer_certificate: PathBuf,
+    /// Badge-signer key (PEM).
+    pub signer_key: PathBuf,
+    /// Scoring policy file; the built-in default when `None`.
+    pub policy: Option<PathBuf>,
+}
+
+impl NodeSettings {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses configuration text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let file: NodeFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: String::new(),
+            message,
+        };
+        let city: CityCode = file
+            .city
+            .parse()
+            .map_err(|e| invalid(format!("city: {e}")))?;
+        let listen: SocketAddr = file.listen.parse().map_err(|_| {
+            invalid(format!(
+                "listen: {:?} is not an IP:port address",
+                file.listen
+            ))
+        })?;
+        let max_batch_records = file.max_batch_records.unwrap_or(DEFAULT_MAX_BATCH);
+        if !(1..=1_000_000).contains(&max_batch_records) {
+            return Err(invalid("max_batch_records must be 1 to 1000000".into()));
+        }
+        let max_message_bytes = file.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE);
+        if !(4096..=256 * 1024 * 1024).contains(&max_message_bytes) {
+            return Err(invalid(
+                "max_message_bytes must be 4096 to 268435456".into(),
+            ));
+        }
+        let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        Ok(Self {
+            city,
+            listen,
+            data_dir: at(file.data_dir),
+            max_batch_records,
+            max_message_bytes,
+            tls_certificate: at(file.tls.certificate),
+            tls_key: at(file.tls.key),
+            root: at(file.tls.root),
+            trust_list: file.tls.trust_list.map(at),
+            signer_certificate: at(file.badges.certificate),
+            signer_key: at(file.badges.key),
+            policy: file.badges.policy.map(at),
+        })
+    }
+}
+
+/// The configuration the authority ships in a city's bundle directory, next
+/// to the certificates and keys it names. `listen` is the enrolled endpoint
+/// when it is an IP address, else all interfaces on its port.
+pub fn bundle_config(city: CityCode, endpoint: &str) -> String {
+    let listen = match endpoint.parse::<SocketAddr>() {
+        Ok(addr) => addr.to_string(),
+        Err(_) => {
+            let port = endpoint.rsplit_once(':').map_or("7101", |(_, p)| p);
+            format!("0.0.0.0:{port}")
+        }
+    };
+    format!(
+        r#"# tessera city node {city}: `tessera node run --config node.toml`
+# Paths are relative to this file. See docs/node.toml for every setting.
+city = "{city}"
+listen = "{listen}"
+data_dir = "data"
+
+[tls]
+certificate = "node.crt"
+key = "node.key"
+root = "root.crt"
+
+[badges]
+certificate = "badge-signer.crt"
+key = "badge-signer.key"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_configuration_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/node.toml");
+        let settings = NodeSettings::load(&path).unwrap();
+        assert_eq!(settings.city.get(), 330_100);
+        assert_eq!(settings.max_batch_records, 10_000);
+        assert!(settings.tls_key.ends_with("node.key"));
+        assert!(settings.trust_list.is_some());
+    }
+
+    #[test]
+    fn the_bundle_configuration_parses() {
+        let city: CityCode = "330100".parse().unwrap();
+        let settings =
+            NodeSettings::parse(&bundle_config(city, "127.0.0.1:7101"), Path::new("/b")).unwrap();
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:7101");
+        assert_eq!(settings.data_dir, Path::new("/b/data"));
+        let settings =
+            NodeSettings::parse(&bundle_config(city, "hz.example:7443"), Path::new("/b")).unwrap();
+        assert_eq!(settings.listen.to_string(), "0.0.0.0:7443");
+    }
+
+    #[test]
+    fn broken_configurations_say_what_is_wrong() {
+        let good = bundle_config("330100".parse().unwrap(), "127.0.0.1:7101");
+        let unknown = format!("{good}\n[extra]\nkey = 1\n");
+        assert!(matches!(
+            NodeSettings::parse(&unknown, Path::new(".")),
+            Err(ConfigError::Parse { .. })
+        ));
+        let typo = good.replace("listen =", "listne =");
+        assert!(matches!(
+            NodeSettings::parse(&typo, Path::new(".")),
+            Err(ConfigError::Parse { .. })
+        ));
+        let bad_city = good.replace("\"330100\"", "\"330000\"");
+        let err = NodeSettings::parse(&bad_city, Path::new(".")).unwrap_err();
+        assert!(err.to_string().contains("province code"), "{err}");
+        let bad_listen = good.replace("127.0.0.1:7101", "localhost");
+        assert!(NodeSettings::parse(&bad_listen, Path::new(".")).is_err());
+        let missing = Path::new("/no/such/node.toml");
+        assert!(matches!(
+            NodeSettings::load(missing),
+            Err(ConfigError::Read { .. })
+        ));
+    }
+}

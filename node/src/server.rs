@@ -1,0 +1,213 @@
+//! Starting a node: load and check every file the configuration names, open
+//! the store, and serve over mutual TLS until asked to stop, then flush.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use tessera_certs::keys::{self, KeyError};
+use tessera_certs::tls::{self, TlsError};
+use tessera_certs::{TlsIdentity, TrustState, grpc};
+use tessera_core::badge::{BadgeSigner, SignError};
+use tessera_core::{Role, TrustAnchor};
+use tessera_proto::v1::city_node_server::CityNodeServer;
+use tokio::net::TcpListener;
+
+use crate::city::City;
+use crate::config::NodeSettings;
+use crate::policy::{Policy, PolicyError};
+use crate::pseudonym::PseudonymKey;
+use crate::service::{NodeService, unix_now};
+use crate::store::{SledStore, StoreError};
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A key or certificate file.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The root certificate.
+    #[error("root certificate: {0}")]
+    Root(tessera_core::cert::CertError),
+    /// The trust list.
+    #[error("trust list: {0}")]
+    TrustList(#[from] tessera_core::trust::TrustListError),
+    /// The TLS identity or configuration.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The badge signer.
+    #[error("badge signer: {0}")]
+    Signer(#[from] SignError),
+    /// The certificates belong to another city than configured.
+    #[error("{what} belongs to {found}, but the configuration says city {configured}")]
+    WrongCity {
+        /// Which certificate.
+        what: &'static str,
+        /// What it says.
+        found: String,
+        /// What the configuration says.
+        configured: String,
+    },
+    /// The policy file.
+    #[error("{path}: {source}")]
+    Policy {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        source: PolicyError,
+    },
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Files or sockets.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
+    let what = what.into();
+    move |source| StartError::Io { what, source }
+}
+
+/// Reads the pseudonym secret from the data directory, creating it on first
+/// start.
+fn pseudonym_key(data_dir: &Path) -> Result<PseudonymKey, StartError> {
+    let path = data_dir.join("pseudonym.key");
+    if !path.exists() {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+        keys::write_new_file(&path, hex::encode(bytes).as_bytes(), true)?;
+    }
+    let text = std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StartError::Io {
+            what: format!("{} is not 32 hex-encoded bytes", path.display()),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+        })?;
+    Ok(PseudonymKey::from_bytes(bytes))
+}
+
+/// Everything a node needs, loaded and checked.
+pub struct Loaded {
+    /// The city's state.
+    pub city: Arc<City<SledStore>>,
+    /// Trust for TLS.
+    pub trust: Arc<TrustState>,
+    /// The node's TLS identity.
+    pub identity: TlsIdentity,
+    /// Settings.
+    pub settings: NodeSettings,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("city", &self.settings.city)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads keys, certificates, policy and store named by `settings`.
+pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
+    let root =
+        TrustAnchor::from_der(&keys::read_cert(&settings.root)?).map_err(StartError::Root)?;
+    let trust = Arc::new(TrustState::new(root)?);
+    if let Some(list) = &settings.trust_list {
+        let bytes = std::fs::read(list).map_err(io(format!("reading {}", list.display())))?;
+        trust.update(&bytes, unix_now())?;
+    }
+    let identity = TlsIdentity::from_files(&settings.tls_certificate, &settings.tls_key)?;
+    if identity.identity().role() != Role::CityNode
+        || identity.identity().city() != Some(settings.city)
+    {
+        return Err(StartError::WrongCity {
+            what: "the TLS certificate",
+            found: identity.identity().to_uri(),
+            configured: settings.city.to_string(),
+        });
+    }
+    let signer = BadgeSigner::new(
+        keys::read_key(&settings.signer_key)?,
+        &keys::read_cert(&settings.signer_certificate)?,
+    )?;
+    if signer.city() != settings.city {
+        return Err(StartError::WrongCity {
+            what: "the badge-signer certificate",
+            found: signer.city().to_string(),
+            configured: settings.city.to_string(),
+        });
+    }
+    let policy = match &settings.policy {
+        None => Policy::default_policy().map_err(|source| StartError::Policy {
+            path: "built-in default policy".into(),
+            source,
+        })?,
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+            Policy::parse(&text).map_err(|source| StartError::Policy {
+                path: path.display().to_string(),
+                source,
+            })?
+        }
+    };
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(io(format!("creating {}", settings.data_dir.display())))?;
+    let pseudonyms = pseudonym_key(&settings.data_dir)?;
+    let store = Arc::new(SledStore::open(&settings.data_dir.join("store"))?);
+    let city = Arc::new(City::new(
+        store,
+        policy,
+        signer,
+        pseudonyms,
+        settings.max_batch_records,
+    ));
+    Ok(Loaded {
+        city,
+        trust,
+        identity,
+        settings,
+    })
+}
+
+/// Serves a loaded node on `listener` until `shutdown` resolves, then
+/// flushes the store.
+pub async fn serve(
+    loaded: &Loaded,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    let config = tls::server_config(&loaded.identity, Arc::clone(&loaded.trust))?;
+    let incoming = grpc::incoming(listener, config);
+    let service = CityNodeServer::new(NodeService::new(
+        Arc::clone(&loaded.city),
+        Arc::clone(&loaded.trust),
+    ))
+    .max_decoding_message_size(loaded.settings.max_message_bytes);
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await?;
+    loaded.city.flush().await.map_err(|e| StartError::Io {
+        what: format!("final flush: {e}"),
+        source: std::io::Error::other("flush failed"),
+    })?;
+    Ok(())
+}
+
+/// Binds the configured address.
+pub async fn bind(settings: &NodeSettings) -> Result<TcpListener, StartError> {
+    TcpListener::bind(settings.listen)
+        .await
+        .map_err(io(format!("listening on {}", settings.listen)))
+}

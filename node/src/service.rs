@@ -1,0 +1,147 @@
+//! The `tessera.v1.CityNode` gRPC service: authorization first, then the
+//! city's work, with errors turned into statuses in one place.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tessera_certs::{PeerIdentity, TrustState};
+use tessera_proto::v1 as pb;
+use tessera_proto::v1::city_node_server::CityNode;
+use tonic::{Request, Response, Status};
+
+use crate::authz;
+use crate::city::{City, NodeError};
+use crate::store::Store;
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl From<NodeError> for Status {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Store(inner) => {
+                tracing::error!(error = %inner, "storage failure");
+                Status::internal("internal error")
+            }
+            NodeError::Sign(inner) => {
+                tracing::error!(error = %inner, "signing failure");
+                Status::internal("internal error")
+            }
+            other => Status::invalid_argument(other.to_string()),
+        }
+    }
+}
+
+/// The gRPC face of a [`City`].
+pub struct NodeService<S> {
+    city: Arc<City<S>>,
+    trust: Arc<TrustState>,
+}
+
+impl<S> NodeService<S> {
+    /// Serves `city`, refusing callers `trust` revokes.
+    pub fn new(city: Arc<City<S>>, trust: Arc<TrustState>) -> Self {
+        Self { city, trust }
+    }
+}
+
+impl<S: Store> NodeService<S> {
+    fn admit<T>(&self, request: &Request<T>, method: &str) -> Result<PeerIdentity, Status> {
+        let peer = PeerIdentity::from_request(request, &self.trust)?;
+        authz::authorize(method, &peer, self.city.city())?;
+        Ok(peer)
+    }
+}
+
+fn colour(c: tessera_core::Colour) -> i32 {
+    c.to_proto() as i32
+}
+
+#[tonic::async_trait]
+impl<S: Store> CityNode for NodeService<S> {
+    async fn ingest_records(
+        &self,
+        request: Request<pb::IngestRequest>,
+    ) -> Result<Response<pb::IngestResponse>, Status> {
+        self.admit(&request, "/tessera.v1.CityNode/IngestRecords")?;
+        let outcome = self
+            .city
+            .ingest(&request.get_ref().records, unix_now())
+            .await?;
+        Ok(Response::new(pb::IngestResponse {
+            stored: outcome.stored,
+            duplicates: outcome.duplicates,
+        }))
+    }
+
+    async fn issue_badge(
+        &self,
+        request: Request<pb::IssueBadgeRequest>,
+    ) -> Result<Response<pb::IssueBadgeResponse>, Status> {
+        self.admit(&request, "/tessera.v1.CityNode/IssueBadge")?;
+        let req = request.get_ref();
+        let badge = self
+            .city
+            .issue(&req.national_id, &req.name, unix_now())
+            .await?;
+        Ok(Response::new(pb::IssueBadgeResponse {
+            colour: colour(badge.claims.colour),
+            valid_until: badge.claims.valid_until,
+            policy_version: badge.claims.policy_version,
+            badge_id: badge.claims.badge_id.as_bytes().to_vec(),
+            badge: badge.envelope,
+            qr_text: badge.text,
+        }))
+    }
+
+    async fn explain(
+        &self,
+        request: Request<pb::ExplainRequest>,
+    ) -> Result<Response<pb::ExplainResponse>, Status> {
+        self.admit(&request, "/tessera.v1.CityNode/Explain")?;
+        let now = unix_now();
+        let a = self.city.explain(&request.get_ref().national_id, now)?;
+        Ok(Response::new(pb::ExplainResponse {
+            score: a.score,
+            colour: colour(a.colour),
+            policy_version: a.policy_version,
+            effects: a
+                .fired
+                .into_iter()
+                .map(|f| pb::RuleEffect {
+                    rule_id: f.rule_id,
+                    description: f.description,
+                    record_ids: f.record_ids,
+                    score_delta: f.score_delta,
+                    colour: f.colour.map_or(0, colour),
+                    valid_until_cap: f.valid_until_cap.unwrap_or(0),
+                })
+                .collect(),
+            computed_at: now,
+            valid_until: a.valid_until,
+        }))
+    }
+
+    async fn check_status(
+        &self,
+        request: Request<pb::CheckStatusRequest>,
+    ) -> Result<Response<pb::CheckStatusResponse>, Status> {
+        self.admit(&request, "/tessera.v1.CityNode/CheckStatus")?;
+        let statuses = self.city.check_status(&request.get_ref().badge_ids)?;
+        Ok(Response::new(pb::CheckStatusResponse {
+            statuses: statuses.into_iter().map(|s| s as i32).collect(),
+        }))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::PeerIdentity>, Status> {
+        let peer = self.admit(&request, "/tessera.v1.CityNode/WhoAmI")?;
+        Ok(Response::new(peer.to_proto()))
+    }
+}

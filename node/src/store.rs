@@ -1,0 +1,303 @@
+//! Where a node keeps its records and badge states: a [`Store`] trait, and its
+//! sled implementation.
+//!
+//! Residents appear only as pseudonyms. Every change of one batch or one
+//! issuance is applied atomically across all trees; nothing is durable until
+//! [`Store::flush`] returns (the node groups concurrent flushes into one, see
+//! `commit.rs`).
+
+use std::path::Path;
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use tessera_core::{BadgeId, Colour};
+
+use crate::pseudonym::Pseudonym;
+
+/// Why the store failed or refused a change.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory is already open (another node process?).
+    #[error("data directory {0} is in use by another process: stop the running node first")]
+    Locked(String),
+    /// sled failed.
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value does not decode (corruption or a newer format).
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    /// A record id is stored with different content.
+    #[error("record id {record_id:?} is already stored with different content")]
+    ConflictingRecord {
+        /// Index in the change.
+        index: usize,
+        /// The id.
+        record_id: String,
+    },
+}
+
+/// A badge's state as the status service reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadgeState {
+    /// Standing.
+    Active,
+    /// Revoked at the given time.
+    Revoked(i64),
+    /// Superseded by a newer badge at the given time.
+    Superseded(i64),
+}
+
+/// What the node remembers of a badge it issued: never the claims' holder
+/// hint, only what status checks and revocation need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadgeRecord {
+    /// The holder.
+    pub resident: Pseudonym,
+    /// The colour it showed.
+    pub colour: Colour,
+    /// Issued at.
+    pub issued_at: i64,
+    /// Valid until.
+    pub valid_until: i64,
+    /// Its state.
+    pub state: BadgeState,
+}
+
+const BADGE_FORMAT: u8 = 1;
+
+impl BadgeRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(59);
+        out.push(BADGE_FORMAT);
+        out.extend_from_slice(self.resident.as_bytes());
+        out.push(match self.colour {
+            Colour::Green => 1,
+            Colour::Yellow => 2,
+            Colour::Red => 3,
+        });
+        out.extend_from_slice(&self.issued_at.to_be_bytes());
+        out.extend_from_slice(&self.valid_until.to_be_bytes());
+        let (tag, at) = match self.state {
+            BadgeState::Active => (1u8, 0),
+            BadgeState::Revoked(at) => (2, at),
+            BadgeState::Superseded(at) => (3, at),
+        };
+        out.push(tag);
+        out.extend_from_slice(&at.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Corrupt("badge record".into());
+        if bytes.len() != 59 || bytes[0] != BADGE_FORMAT {
+            return Err(corrupt());
+        }
+        let i64_at = |i: usize| -> Result<i64, StoreError> {
+            Ok(i64::from_be_bytes(
+                bytes[i..i + 8].try_into().map_err(|_| corrupt())?,
+            ))
+        };
+        let resident = Pseudonym::from_slice(&bytes[1..33]).ok_or_else(corrupt)?;
+        let colour = match bytes[33] {
+            1 => Colour::Green,
+            2 => Colour::Yellow,
+            3 => Colour::Red,
+            _ => return Err(corrupt()),
+        };
+        let at = i64_at(51)?;
+        let state = match bytes[50] {
+            1 => BadgeState::Active,
+            2 => BadgeState::Revoked(at),
+            3 => BadgeState::Superseded(at),
+            _ => return Err(corrupt()),
+        };
+        Ok(Self {
+            resident,
+            colour,
+            issued_at: i64_at(34)?,
+            valid_until: i64_at(42)?,
+            state,
+        })
+    }
+}
+
+/// A record to store.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    /// The holder.
+    pub resident: Pseudonym,
+    /// Client-supplied id.
+    pub record_id: String,
+    /// SHA-256 over holder and content: tells a retry from a conflict.
+    pub fingerprint: [u8; 32],
+    /// The encoded record (no ID number in it).
+    pub encoded: Vec<u8>,
+}
+
+/// One atomic change.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// Records to add; an id already stored with the same fingerprint is
+    /// skipped as a duplicate.
+    pub records: Vec<NewRecord>,
+    /// Badge states to write.
+    pub badges: Vec<(BadgeId, BadgeRecord)>,
+}
+
+/// What a change did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Records newly stored.
+    pub stored: u32,
+    /// Records skipped as already stored.
+    pub duplicates: u32,
+}
+
+/// The node's storage. Another embedded store can replace sled by
+/// implementing this trait.
+pub trait Store: Send + Sync + 'static {
+    /// Applies a change atomically (all or nothing), not yet durably.
+    fn apply(&self, change: &Change) -> Result<Applied, StoreError>;
+    /// Every record of a resident.
+    fn records_of(&self, resident: &Pseudonym) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// The fingerprint stored for a record id.
+    fn fingerprint(&self, record_id: &str) -> Result<Option<[u8; 32]>, StoreError>;
+    /// A badge's record.
+    fn badge(&self, id: &BadgeId) -> Result<Option<BadgeRecord>, StoreError>;
+    /// Every badge of a resident.
+    fn badges_of(&self, resident: &Pseudonym) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError>;
+    /// Makes every applied change durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// The sled store.
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    records: sled::Tree,
+    record_ids: sled::Tree,
+    badges: sled::Tree,
+    resident_badges: sled::Tree,
+}
+
+fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + rest.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+            sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::Locked(dir.display().to_string())
+            }
+            sled::Error::Io(ref io) if io.to_string().contains("lock") => {
+                StoreError::Locked(dir.display().to_string())
+            }
+            other => StoreError::Sled(other),
+        })?;
+        Ok(Self {
+            records: db.open_tree("records")?,
+            record_ids: db.open_tree("record_ids")?,
+            badges: db.open_tree("badges")?,
+            resident_badges: db.open_tree("resident_badges")?,
+            db,
+        })
+    }
+}
+
+impl Store for SledStore {
+    fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+        let result = (
+            &self.records,
+            &self.record_ids,
+            &self.badges,
+            &self.resident_badges,
+        )
+            .transaction(|(records, ids, badges, resident_badges)| {
+                let mut applied = Applied::default();
+                for (index, r) in change.records.iter().enumerate() {
+                    if let Some(existing) = ids.get(r.record_id.as_bytes())? {
+                        if existing.as_ref()
+                            == key(r.resident.as_bytes(), &r.fingerprint).as_slice()
+                        {
+                            applied.duplicates += 1;
+                            continue;
+                        }
+                        return Err(ConflictableTransactionError::Abort(
+                            StoreError::ConflictingRecord {
+                                index,
+                                record_id: r.record_id.clone(),
+                            },
+                        ));
+                    }
+                    ids.insert(
+                        r.record_id.as_bytes(),
+                        key(r.resident.as_bytes(), &r.fingerprint),
+                    )?;
+                    records.insert(
+                        key(r.resident.as_bytes(), r.record_id.as_bytes()),
+                        r.encoded.as_slice(),
+                    )?;
+                    applied.stored += 1;
+                }
+                for (id, badge) in &change.badges {
+                    badges.insert(id.as_bytes().as_slice(), badge.encode())?;
+                    resident_badges
+                        .insert(key(badge.resident.as_bytes(), id.as_bytes()), &[][..])?;
+                }
+                Ok(applied)
+            });
+        result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => StoreError::Sled(e),
+        })
+    }
+
+    fn records_of(&self, resident: &Pseudonym) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.records
+            .scan_prefix(resident.as_bytes())
+            .values()
+            .map(|v| Ok(v?.to_vec()))
+            .collect()
+    }
+
+    fn fingerprint(&self, record_id: &str) -> Result<Option<[u8; 32]>, StoreError> {
+        match self.record_ids.get(record_id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => v
+                .get(Pseudonym::LEN..)
+                .and_then(|f| <[u8; 32]>::try_from(f).ok())
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt("record id index".into())),
+        }
+    }
+
+    fn badge(&self, id: &BadgeId) -> Result<Option<BadgeRecord>, StoreError> {
+        self.badges
+            .get(id.as_bytes())?
+            .map(|v| BadgeRecord::decode(&v))
+            .transpose()
+    }
+
+    fn badges_of(&self, resident: &Pseudonym) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError> {
+        let mut out = vec![];
+        for k in self.resident_badges.scan_prefix(resident.as_bytes()).keys() {
+            let k = k?;
+            let id = BadgeId::from_slice(&k[Pseudonym::LEN..])
+                .ok_or_else(|| StoreError::Corrupt("resident badge index".into()))?;
+            if let Some(b) = self.badge(&id)? {
+                out.push((id, b));
+            }
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
