@@ -1,0 +1,356 @@
+//! A city node as its IT team runs it: the real `tessera` binary, files the
+//! authority wrote, CSV import, and a node process stopped and started again
+//! on the same data directory.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_certs::tls::{self, TrustState};
+use tessera_certs::{TlsIdentity, grpc};
+use tessera_core::{Role, TrustAnchor};
+use tessera_proto::v1 as pb;
+use tessera_proto::v1::city_node_client::CityNodeClient;
+
+fn tessera(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .expect("run tessera")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = tessera(args);
+    assert!(
+        out.status.success(),
+        "tessera {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A valid ID number for resident `n` (17 digits and the GB 11643 check).
+fn id(n: u32) -> String {
+    let first17 = format!("33010619900101{n:03}");
+    format!(
+        "{first17}{}",
+        tessera_node::pseudonym::check_character(first17.as_bytes()).unwrap()
+    )
+}
+
+struct Authority {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Authority {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("authority");
+        let d = dir.to_str().unwrap();
+        let port = free_port();
+        let endpoint = format!("127.0.0.1:{port}");
+        ok(&["authority", "init", "--dir", d]);
+        ok(&[
+            "authority",
+            "enrol-city",
+            "--dir",
+            d,
+            "--code",
+            "330100",
+            "--name",
+            "Hangzhou",
+            "--endpoint",
+            &endpoint,
+        ]);
+        ok(&[
+            "authority",
+            "enrol-operator",
+            "--dir",
+            d,
+            "--city",
+            "330100",
+            "--name",
+            "Hangzhou CDC",
+        ]);
+        ok(&[
+            "authority",
+            "enrol-gateway",
+            "--dir",
+            d,
+            "--endpoint",
+            "127.0.0.1:7000",
+        ]);
+        Self {
+            _tmp: tmp,
+            dir,
+            port,
+        }
+    }
+
+    fn config(&self) -> String {
+        self.dir
+            .join("cities/330100/node.toml")
+            .display()
+            .to_string()
+    }
+
+    fn client(&self, cert: &str) -> CityNodeClient<tonic::transport::Channel> {
+        tls::install_default_provider();
+        let root = tessera_certs::keys::read_cert(&self.dir.join("root/root.crt")).unwrap();
+        let trust = Arc::new(TrustState::new(TrustAnchor::from_der(&root).unwrap()).unwrap());
+        let base = self.dir.join(cert);
+        let identity =
+            TlsIdentity::from_files(&base.with_extension("crt"), &base.with_extension("key"))
+                .unwrap();
+        let config = tls::client_config(&identity, trust, Role::CityNode).unwrap();
+        CityNodeClient::new(grpc::channel(&format!("127.0.0.1:{}", self.port), config).unwrap())
+    }
+
+    fn start_node(&self) -> Child {
+        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["node", "run", "--config", &self.config()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "node did not start listening within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+}
+
+fn stop(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "node exited with {status}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node did not stop within 20 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn write_csv(dir: &Path, name: &str, rows: &[String]) -> String {
+    let path = dir.join(name);
+    let mut text = String::from("record_id,national_id,type,time,test_kind,positive,lab\n");
+    for row in rows {
+        text.push_str(row);
+        text.push('\n');
+    }
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn test_row(record: &str, resident: u32, positive: bool) -> String {
+    format!(
+        "{record},{},test,2026-11-27T08:00:00+08:00,pcr,{positive},HZ-LAB-01",
+        id(resident)
+    )
+}
+
+#[test]
+fn csv_import_is_all_or_nothing_unless_told_to_skip() {
+    let a = Authority::new();
+    let config = a.config();
+    let good = write_csv(
+        &a.dir,
+        "good.csv",
+        &[test_row("r1", 1, false), test_row("r2", 2, false)],
+    );
+    let bad = write_csv(
+        &a.dir,
+        "bad.csv",
+        &[
+            test_row("r3", 3, false),
+            "r4,123,test,2026-11-27T08:00:00Z,pcr,false,L".into(),
+            test_row("r5", 5, false),
+        ],
+    );
+    let out = tessera(&["node", "import", "--config", &config, &bad]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 3: national_id"), "{stderr}");
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+
+    let report = ok(&["node", "import", "--config", &config, &good]);
+    assert!(report.contains("imported 2 records"), "{report}");
+    let report = ok(&[
+        "node",
+        "import",
+        "--config",
+        &config,
+        &bad,
+        "--skip-invalid",
+    ]);
+    assert!(report.contains("skipped line 3"), "{report}");
+    assert!(
+        report.contains("imported 2 records"),
+        "r3 or r5 was stored by the refused import: {report}"
+    );
+    let report = ok(&["node", "import", "--config", &config, &good]);
+    assert!(
+        report.contains("imported 0 records") && report.contains("2 already stored"),
+        "{report}"
+    );
+
+    let header = a.dir.join("header.csv");
+    std::fs::write(&header, "record_id,national_id,type,time,colour\n").unwrap();
+    let out = tessera(&[
+        "node",
+        "import",
+        "--config",
+        &config,
+        header.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown column \"colour\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_process_keeps_every_acknowledged_record_and_badge_state_across_a_restart() {
+    let a = Authority::new();
+    let node = a.start_node();
+
+    // While the node runs, its store is locked against a second opener.
+    let csv = write_csv(&a.dir, "one.csv", &[test_row("c1", 9, false)]);
+    let out = tessera(&["node", "import", "--config", &a.config(), &csv]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in use"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut op = a.client("operators/330100-hangzhou-cdc/operator");
+    let mut gw = a.client("gateways/gateway/gateway");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let records: Vec<pb::Record> = (0..200)
+        .map(|i| pb::Record {
+            record_id: format!("rec-{i}"),
+            national_id: id(i % 50),
+            kind: Some(pb::record::Kind::Test(pb::TestResult {
+                kind: pb::TestKind::Pcr as i32,
+                positive: false,
+                sampled_at: now - 3600 - i64::from(i),
+                lab: "HZ-LAB-01".into(),
+            })),
+        })
+        .collect();
+    let ack = op
+        .ingest_records(pb::IngestRequest {
+            records: records.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.stored, 200);
+    let badge = op
+        .issue_badge(pb::IssueBadgeRequest {
+            national_id: id(7),
+            name: "王芳".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let other = op
+        .issue_badge(pb::IssueBadgeRequest {
+            national_id: id(8),
+            name: "李雷".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    op.ingest_records(pb::IngestRequest {
+        records: vec![pb::Record {
+            record_id: "positive-7".into(),
+            national_id: id(7),
+            kind: Some(pb::record::Kind::Test(pb::TestResult {
+                kind: pb::TestKind::Antigen as i32,
+                positive: true,
+                sampled_at: now - 60,
+                lab: "HZ-LAB-02".into(),
+            })),
+        }],
+    })
+    .await
+    .unwrap();
+    let statuses = |gw: &mut CityNodeClient<_>| {
+        let req = pb::CheckStatusRequest {
+            badge_ids: vec![badge.badge_id.clone(), other.badge_id.clone()],
+        };
+        let mut gw = gw.clone();
+        async move { gw.check_status(req).await.unwrap().into_inner().statuses }
+    };
+    let before = statuses(&mut gw).await;
+    assert_eq!(
+        before,
+        vec![
+            pb::BadgeStatus::Revoked as i32,
+            pb::BadgeStatus::Active as i32
+        ]
+    );
+
+    stop(node);
+    let node = a.start_node();
+    let mut op = a.client("operators/330100-hangzhou-cdc/operator");
+    let mut gw = a.client("gateways/gateway/gateway");
+    assert_eq!(
+        statuses(&mut gw).await,
+        before,
+        "badge states changed over the restart"
+    );
+    let again = op
+        .ingest_records(pb::IngestRequest { records })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (again.stored, again.duplicates),
+        (0, 200),
+        "acknowledged records were lost"
+    );
+    let explained = op
+        .explain(pb::ExplainRequest { national_id: id(7) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        explained
+            .effects
+            .iter()
+            .any(|e| e.record_ids == vec!["positive-7".to_string()])
+    );
+    stop(node);
+}
