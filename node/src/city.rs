@@ -218,6 +218,7 @@ impl<S: Store> City<S> {
         }
         let mut new = Vec::with_capacity(batch.len());
         let mut in_batch: HashMap<&str, [u8; 32]> = HashMap::with_capacity(batch.len());
+        let mut repeated = 0u32;
         for (index, record) in batch.iter().enumerate() {
             let (prepared, stored) = self
                 .prepare(record, now)
@@ -229,7 +230,10 @@ impl<S: Store> City<S> {
                         record_id: record.record_id.clone(),
                     });
                 }
-                Some(_) => continue,
+                Some(_) => {
+                    repeated += 1;
+                    continue;
+                }
                 None => {}
             }
             new.push((prepared, stored));
@@ -286,7 +290,7 @@ impl<S: Store> City<S> {
         self.commit.durable().await?;
         Ok(IngestOutcome {
             stored: applied.stored,
-            duplicates: applied.duplicates,
+            duplicates: applied.duplicates + repeated,
             revoked: u32::try_from(change.badges.len()).unwrap_or(u32::MAX),
         })
     }

@@ -81,6 +81,17 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
 /// start.
 fn pseudonym_key(data_dir: &Path) -> Result<PseudonymKey, StartError> {
     let path = data_dir.join("pseudonym.key");
+    if !path.exists() && data_dir.join("store").exists() {
+        // A new secret would silently orphan every stored record.
+        return Err(StartError::Io {
+            what: format!(
+                "{} is missing but a store exists beside it: restore the key from backup \
+                 (a new key would make every stored record unreachable)",
+                path.display()
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
     if !path.exists() {
         let mut bytes = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);

@@ -75,6 +75,7 @@ impl<S: Store> CityNode for NodeService<S> {
         Ok(Response::new(pb::IngestResponse {
             stored: outcome.stored,
             duplicates: outcome.duplicates,
+            revoked: outcome.revoked,
         }))
     }
 

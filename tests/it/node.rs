@@ -353,3 +353,30 @@ async fn bad_batches_are_refused_with_index_and_reason_and_store_nothing() {
         .unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
 }
+
+#[tokio::test]
+async fn a_node_whose_pseudonym_key_is_lost_refuses_to_start() {
+    let f = federation().await;
+    let op = f.pki.operator(f.hz).unwrap();
+    let mut client = node_client(&f.pki, f.node.addr, &op).unwrap();
+    let resident = national_id(f.hz, 5);
+    client
+        .ingest_records(pb::IngestRequest {
+            records: vec![test_record("k-1", &resident, false, unix_now() - 60)],
+        })
+        .await
+        .unwrap();
+    let config = f.node.config.clone();
+    f.node.stop().await.unwrap();
+    let key = config.parent().unwrap().join("data/pseudonym.key");
+    std::fs::remove_file(&key).unwrap();
+    let settings = tessera_node::config::NodeSettings::load(&config).unwrap();
+    let err = tessera_node::server::load(settings)
+        .err()
+        .expect("started without its key");
+    assert!(
+        err.to_string().contains("restore the key from backup"),
+        "{err}"
+    );
+    assert!(!key.exists(), "a new key was written over the lost one");
+}
