@@ -11,6 +11,7 @@
 //! WebPKI verifiers, never instead of them.
 
 pub mod authority;
+pub mod authz;
 pub mod grpc;
 pub mod keys;
 pub mod profile;

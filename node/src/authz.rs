@@ -1,19 +1,7 @@
 //! Which callers may make which call: the node's one authorization table.
 
-use tessera_certs::PeerIdentity;
+use tessera_certs::authz::{Allowed, Table};
 use tessera_core::{CityCode, Role};
-use tonic::Status;
-
-/// Who may make a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Allowed {
-    /// An operator certificate of this node's own city.
-    OperatorOfThisCity,
-    /// The national gateway.
-    Gateway,
-    /// Any caller that passed mutual TLS.
-    AnyEnrolled,
-}
 
 /// Every RPC of `tessera.v1.CityNode` and who may call it.
 pub const TABLE: &[(&str, Allowed)] = &[
@@ -26,33 +14,18 @@ pub const TABLE: &[(&str, Allowed)] = &[
         Allowed::OperatorOfThisCity,
     ),
     ("/tessera.v1.CityNode/Explain", Allowed::OperatorOfThisCity),
-    ("/tessera.v1.CityNode/CheckStatus", Allowed::Gateway),
+    (
+        "/tessera.v1.CityNode/CheckStatus",
+        Allowed::Roles(&[Role::Gateway]),
+    ),
     ("/tessera.v1.CityNode/WhoAmI", Allowed::AnyEnrolled),
 ];
 
-/// Checks `peer` against the table entry of `method` (a full gRPC path).
-/// An RPC missing from the table is refused.
-pub fn authorize(method: &str, peer: &PeerIdentity, city: CityCode) -> Result<(), Status> {
-    let allowed = TABLE
-        .iter()
-        .find(|(m, _)| *m == method)
-        .map(|(_, a)| *a)
-        .ok_or_else(|| {
-            Status::permission_denied(format!("{method} is not in the authorization table"))
-        })?;
-    let role = peer.identity.role();
-    let ok = match allowed {
-        Allowed::OperatorOfThisCity => role == Role::Operator && peer.identity.city() == Some(city),
-        Allowed::Gateway => role == Role::Gateway,
-        Allowed::AnyEnrolled => true,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Status::permission_denied(format!(
-            "{} may not call {method} on the node of {city}",
-            peer.identity
-        )))
+/// The table of the node of `city`, for `tessera_certs::authz::AuthzLayer`.
+pub fn table(city: CityCode) -> Table {
+    Table {
+        entries: TABLE,
+        city: Some(city),
     }
 }
 

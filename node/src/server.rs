@@ -5,6 +5,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
+use tessera_certs::authz::AuthzLayer;
 use tessera_certs::keys::{self, KeyError};
 use tessera_certs::tls::{self, TlsError};
 use tessera_certs::{TlsIdentity, TrustState, grpc};
@@ -200,12 +201,11 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let config = tls::server_config(&loaded.identity, Arc::clone(&loaded.trust))?;
     let incoming = grpc::incoming(listener, config);
-    let service = CityNodeServer::new(NodeService::new(
-        Arc::clone(&loaded.city),
-        Arc::clone(&loaded.trust),
-    ))
-    .max_decoding_message_size(loaded.settings.max_message_bytes);
+    let service = CityNodeServer::new(NodeService::new(Arc::clone(&loaded.city)))
+        .max_decoding_message_size(loaded.settings.max_message_bytes);
+    let table = crate::authz::table(loaded.city.city());
     tonic::transport::Server::builder()
+        .layer(AuthzLayer::new(Arc::clone(&loaded.trust), table))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;

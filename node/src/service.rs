@@ -4,12 +4,10 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tessera_certs::{PeerIdentity, TrustState};
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_server::CityNode;
 use tonic::{Request, Response, Status};
 
-use crate::authz;
 use crate::city::{City, NodeError};
 use crate::store::Store;
 
@@ -36,24 +34,16 @@ impl From<NodeError> for Status {
     }
 }
 
-/// The gRPC face of a [`City`].
+/// The gRPC face of a [`City`]. Callers are authorized before any handler
+/// runs, by `tessera_certs::authz::AuthzLayer` with the table in `authz.rs`.
 pub struct NodeService<S> {
     city: Arc<City<S>>,
-    trust: Arc<TrustState>,
 }
 
 impl<S> NodeService<S> {
-    /// Serves `city`, refusing callers `trust` revokes.
-    pub fn new(city: Arc<City<S>>, trust: Arc<TrustState>) -> Self {
-        Self { city, trust }
-    }
-}
-
-impl<S: Store> NodeService<S> {
-    fn admit<T>(&self, request: &Request<T>, method: &str) -> Result<PeerIdentity, Status> {
-        let peer = PeerIdentity::from_request(request, &self.trust)?;
-        authz::authorize(method, &peer, self.city.city())?;
-        Ok(peer)
+    /// Serves `city`.
+    pub fn new(city: Arc<City<S>>) -> Self {
+        Self { city }
     }
 }
 
@@ -67,7 +57,6 @@ impl<S: Store> CityNode for NodeService<S> {
         &self,
         request: Request<pb::IngestRequest>,
     ) -> Result<Response<pb::IngestResponse>, Status> {
-        self.admit(&request, "/tessera.v1.CityNode/IngestRecords")?;
         let outcome = self
             .city
             .ingest(&request.get_ref().records, unix_now())
@@ -83,7 +72,6 @@ impl<S: Store> CityNode for NodeService<S> {
         &self,
         request: Request<pb::IssueBadgeRequest>,
     ) -> Result<Response<pb::IssueBadgeResponse>, Status> {
-        self.admit(&request, "/tessera.v1.CityNode/IssueBadge")?;
         let req = request.get_ref();
         let badge = self
             .city
@@ -103,7 +91,6 @@ impl<S: Store> CityNode for NodeService<S> {
         &self,
         request: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::ExplainResponse>, Status> {
-        self.admit(&request, "/tessera.v1.CityNode/Explain")?;
         let now = unix_now();
         let a = self.city.explain(&request.get_ref().national_id, now)?;
         Ok(Response::new(pb::ExplainResponse {
@@ -131,7 +118,6 @@ impl<S: Store> CityNode for NodeService<S> {
         &self,
         request: Request<pb::CheckStatusRequest>,
     ) -> Result<Response<pb::CheckStatusResponse>, Status> {
-        self.admit(&request, "/tessera.v1.CityNode/CheckStatus")?;
         let statuses = self.city.check_status(&request.get_ref().badge_ids)?;
         Ok(Response::new(pb::CheckStatusResponse {
             statuses: statuses.into_iter().map(|s| s as i32).collect(),
@@ -142,7 +128,8 @@ impl<S: Store> CityNode for NodeService<S> {
         &self,
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::PeerIdentity>, Status> {
-        let peer = self.admit(&request, "/tessera.v1.CityNode/WhoAmI")?;
-        Ok(Response::new(peer.to_proto()))
+        Ok(Response::new(
+            tessera_certs::authz::caller(&request)?.to_proto(),
+        ))
     }
 }

@@ -1,0 +1,178 @@
+//! Who may make which call, enforced before any handler runs: a tower layer
+//! that reads the caller's certificate, refuses one the current trust list
+//! revokes, checks the call against a service's one authorization table, and
+//! hands the caller's [`PeerIdentity`] to the handler in the request's
+//! extensions.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tessera_core::{CertInfo, CityCode, Identity, Role};
+use tonic::Status;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tower::{Layer, Service};
+
+use crate::grpc::PeerIdentity;
+use crate::tls::TrustState;
+
+/// Who may make a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowed {
+    /// Callers of these roles, from anywhere.
+    Roles(&'static [Role]),
+    /// An operator certificate of the serving node's own city.
+    OperatorOfThisCity,
+    /// Any caller that passed mutual TLS.
+    AnyEnrolled,
+}
+
+/// One service's authorization table: every RPC (full gRPC path) and who may
+/// call it. A path missing from the table is refused.
+#[derive(Debug, Clone, Copy)]
+pub struct Table {
+    /// The entries.
+    pub entries: &'static [(&'static str, Allowed)],
+    /// The serving node's city, for [`Allowed::OperatorOfThisCity`].
+    pub city: Option<CityCode>,
+}
+
+impl Table {
+    /// Checks `peer` calling `method`.
+    pub fn check(&self, method: &str, peer: &Identity) -> Result<(), Status> {
+        let allowed = self
+            .entries
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| {
+                Status::permission_denied(format!("{method} is not in the authorization table"))
+            })?;
+        let ok = match allowed {
+            Allowed::Roles(roles) => roles.contains(&peer.role()),
+            Allowed::OperatorOfThisCity => {
+                peer.role() == Role::Operator && self.city.is_some() && peer.city() == self.city
+            }
+            Allowed::AnyEnrolled => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(format!(
+                "{peer} may not call {method}"
+            )))
+        }
+    }
+}
+
+/// Reads the caller from a request's TLS connection info, refusing one the
+/// current trust list revokes.
+pub fn peer_from_extensions(
+    extensions: &http::Extensions,
+    trust: &TrustState,
+) -> Result<PeerIdentity, Status> {
+    let info = extensions
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .ok_or_else(|| Status::unauthenticated("no TLS connection"))?;
+    let certs = info
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let cert = CertInfo::parse(leaf)
+        .map_err(|_| Status::unauthenticated("client certificate is not a tessera certificate"))?;
+    if trust.is_revoked(&cert) {
+        return Err(Status::permission_denied(
+            "client certificate has been revoked",
+        ));
+    }
+    Ok(PeerIdentity {
+        identity: cert.identity(),
+        serial: cert.serial().to_vec(),
+        key_id: cert.key_id(),
+        remote: info.get_ref().remote_addr(),
+    })
+}
+
+/// The layer: wrap a service's routes with it.
+#[derive(Debug, Clone)]
+pub struct AuthzLayer {
+    trust: Arc<TrustState>,
+    table: Table,
+}
+
+impl AuthzLayer {
+    /// Enforces `table` with revocation by `trust`.
+    pub fn new(trust: Arc<TrustState>, table: Table) -> Self {
+        Self { trust, table }
+    }
+}
+
+impl<S> Layer<S> for AuthzLayer {
+    type Service = Authz<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Authz {
+            inner,
+            trust: Arc::clone(&self.trust),
+            table: self.table,
+        }
+    }
+}
+
+/// The service the layer builds.
+#[derive(Debug, Clone)]
+pub struct Authz<S> {
+    inner: S,
+    trust: Arc<TrustState>,
+    table: Table,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B, R> Service<http::Request<B>> for Authz<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    R: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let admitted = peer_from_extensions(request.extensions(), &self.trust).and_then(|peer| {
+            self.table
+                .check(request.uri().path(), &peer.identity)
+                .map(|()| peer)
+        });
+        match admitted {
+            Ok(peer) => {
+                request.extensions_mut().insert(peer);
+                // Call the service that was polled ready; keep a fresh clone.
+                let clone = self.inner.clone();
+                let mut ready = std::mem::replace(&mut self.inner, clone);
+                Box::pin(ready.call(request))
+            }
+            Err(status) => {
+                tracing::info!(path = request.uri().path(), code = ?status.code(), "call refused");
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
+/// The caller of a request admitted by [`AuthzLayer`].
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<&PeerIdentity, Status> {
+    request
+        .extensions()
+        .get::<PeerIdentity>()
+        .ok_or_else(|| Status::unauthenticated("call did not pass authorization"))
+}
