@@ -9,16 +9,13 @@ use hyper_util::rt::TokioIo;
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
 use tessera_core::cert::hex_string;
-use tessera_core::{CertInfo, Identity, KeyId};
+use tessera_core::{Identity, KeyId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
-
-use crate::tls::TrustState;
 
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,6 +59,30 @@ pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>) -> Incoming {
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Runs a server future that shuts down gracefully once `stopping` turns
+/// true, but gives in-flight calls at most `grace` after that: a client that
+/// holds a call open cannot keep the process from stopping.
+pub async fn with_grace<E>(
+    server: impl std::future::Future<Output = Result<(), E>>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<(), E> {
+    tokio::pin!(server);
+    let deadline = async move {
+        if stopping.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = &mut server => result,
+        () = deadline => {
+            tracing::warn!(?grace, "calls still open after the shutdown grace period: closing them");
+            Ok(())
+        }
+    }
 }
 
 /// Why a client channel could not be set up.
@@ -132,32 +153,6 @@ impl PeerIdentity {
     /// The serial as hex.
     pub fn serial_hex(&self) -> String {
         hex_string(&self.serial)
-    }
-
-    /// Reads the caller of `request`, refusing one the current trust list
-    /// revokes: revocation applies from the caller's next request on, even on
-    /// a connection opened before the new list.
-    pub fn from_request<T>(request: &Request<T>, trust: &TrustState) -> Result<Self, Status> {
-        let certs = request
-            .peer_certs()
-            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-        let leaf = certs
-            .first()
-            .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-        let info = CertInfo::parse(leaf).map_err(|_| {
-            Status::unauthenticated("client certificate is not a tessera certificate")
-        })?;
-        if trust.is_revoked(&info) {
-            return Err(Status::permission_denied(
-                "client certificate has been revoked",
-            ));
-        }
-        Ok(Self {
-            identity: info.identity(),
-            serial: info.serial().to_vec(),
-            key_id: info.key_id(),
-            remote: request.remote_addr(),
-        })
     }
 
     /// The identity as the wire message.

@@ -112,6 +112,22 @@ impl TrustState {
         Ok(next)
     }
 
+    /// Puts an already verified list in force, refusing one older than the
+    /// list held. For callers that verified `next` themselves (the gateway's
+    /// registry, which also persists it).
+    pub fn install(&self, next: Arc<CheckedTrustList>) -> Result<(), TrustListError> {
+        if let Some(held) = self.current()
+            && next.sequence() < held.sequence()
+        {
+            return Err(TrustListError::Rollback {
+                held: held.sequence(),
+                offered: next.sequence(),
+            });
+        }
+        self.list.store(Some(next));
+        Ok(())
+    }
+
     /// Whether the current list revokes this certificate.
     pub fn is_revoked(&self, cert: &CertInfo) -> bool {
         self.current().is_some_and(|list| list.is_revoked(cert))

@@ -118,8 +118,12 @@ pub enum TrustListCommand {
         #[command(flatten)]
         dir: DirArg,
         /// Where to write the signed list.
+        #[arg(long, required_unless_present = "gateway")]
+        out: Option<PathBuf>,
+        /// Also upload it to the gateway at this host:port, as the authority
+        /// (with D/authority/authority.crt).
         #[arg(long)]
-        out: PathBuf,
+        gateway: Option<String>,
         /// Hours until the list is due for renewal (its next_update).
         #[arg(long, default_value_t = 24)]
         valid_hours: i64,
@@ -237,7 +241,18 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             name,
         } => {
             let issued = AuthorityDir::open(&dir.dir)?.enrol_gateway(&name, &endpoint, now)?;
+            let config = issued.dir.join("gateway.toml");
+            keys::write_new_file(
+                &config,
+                tessera_gateway::config::bundle_config(&endpoint).as_bytes(),
+                false,
+            )?;
             print_issued(&format!("Gateway {name:?}"), &issued);
+            println!(
+                "Gateway configuration: {} (run it with: tessera gateway run --config {})",
+                config.display(),
+                config.display()
+            );
         }
         AuthorityCommand::Revoke { dir, city, serial } => {
             let target = match (city, serial) {
@@ -254,9 +269,12 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
         AuthorityCommand::TrustList(TrustListCommand::Publish {
             dir,
             out,
+            gateway,
             valid_hours,
         }) => {
-            if out.exists() {
+            if let Some(out) = &out
+                && out.exists()
+            {
                 anyhow::bail!(
                     "{} already exists: choose another --out or remove it",
                     out.display()
@@ -264,12 +282,15 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             }
             let mut authority = AuthorityDir::open(&dir.dir)?;
             let (sequence, bytes) = authority.publish(now, valid_hours.saturating_mul(3600))?;
-            keys::write_new_file(&out, &bytes, false)?;
-            println!(
-                "Trust list {sequence} signed ({} bytes) and written to {}",
-                bytes.len(),
-                out.display()
-            );
+            println!("Trust list {sequence} signed ({} bytes)", bytes.len());
+            if let Some(out) = &out {
+                keys::write_new_file(out, &bytes, false)?;
+                println!("  written to {}", out.display());
+            }
+            if let Some(gateway) = &gateway {
+                let in_force = upload(&dir.dir, gateway, &bytes)?;
+                println!("  uploaded to the gateway at {gateway}: sequence {in_force} in force");
+            }
         }
         AuthorityCommand::TrustList(TrustListCommand::Show { file, root, dir }) => {
             let root_path = match (root, dir) {
@@ -350,4 +371,32 @@ fn truncate(s: &str, max: usize) -> String {
         t.push('…');
         t
     }
+}
+
+/// Uploads a signed list to the gateway as the authority's admin client.
+fn upload(dir: &Path, gateway: &str, bytes: &[u8]) -> anyhow::Result<u64> {
+    use prost::Message;
+    use std::sync::Arc;
+    let root = TrustAnchor::from_der(&keys::read_cert(&dir.join("root/root.crt"))?)?;
+    let trust = Arc::new(tessera_certs::TrustState::new(root)?);
+    let identity = tessera_certs::TlsIdentity::from_files(
+        &dir.join("authority/authority.crt"),
+        &dir.join("authority/authority.key"),
+    )?;
+    let config = tessera_certs::tls::client_config(&identity, trust, tessera_core::Role::Gateway)?;
+    let list = tessera_proto::v1::SignedTrustList::decode(bytes)?;
+    crate::node::runtime()?.block_on(async {
+        let channel = tessera_certs::grpc::channel(gateway, config)?;
+        let mut client = tessera_proto::v1::gateway_client::GatewayClient::new(channel);
+        let response = client
+            .publish_trust_list(tessera_proto::v1::PublishTrustListRequest { list: Some(list) })
+            .await
+            .map_err(|s| {
+                anyhow::anyhow!(
+                    "the gateway at {gateway} refused the list: {} (the list is signed and kept in trust-lists/; fix the cause and upload again)",
+                    s.message()
+                )
+            })?;
+        Ok(response.into_inner().sequence)
+    })
 }

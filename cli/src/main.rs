@@ -3,6 +3,7 @@
 
 mod authority;
 mod fmt;
+mod gateway;
 mod node;
 
 use std::process::ExitCode;
@@ -25,6 +26,9 @@ enum Command {
     /// A city node: run it, import records into it.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// The national gateway: run it.
+    #[command(subcommand)]
+    Gateway(gateway::GatewayCommand),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Authority(cmd) => authority::run(cmd),
         Command::Node(cmd) => node::run(cmd),
+        Command::Gateway(cmd) => gateway::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -354,3 +354,69 @@ async fn a_node_process_keeps_every_acknowledged_record_and_badge_state_across_a
     );
     stop(node);
 }
+
+#[test]
+fn the_authority_uploads_trust_lists_to_a_running_gateway() {
+    let a = Authority::new();
+    let d = a.dir.to_str().unwrap();
+    let port = free_port();
+    ok(&[
+        "authority",
+        "enrol-gateway",
+        "--dir",
+        d,
+        "--name",
+        "national",
+        "--endpoint",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let config = a.dir.join("gateways/national/gateway.toml");
+    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["gateway", "run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not start listening within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let gw = format!("127.0.0.1:{port}");
+    let out = ok(&[
+        "authority",
+        "trust-list",
+        "publish",
+        "--dir",
+        d,
+        "--gateway",
+        &gw,
+    ]);
+    assert!(out.contains("sequence 1 in force"), "{out}");
+    ok(&["authority", "revoke", "--dir", d, "--city", "330100"]);
+    let out = ok(&[
+        "authority",
+        "trust-list",
+        "publish",
+        "--dir",
+        d,
+        "--gateway",
+        &gw,
+    ]);
+    assert!(out.contains("sequence 2 in force"), "{out}");
+    let out = tessera(&[
+        "authority",
+        "trust-list",
+        "publish",
+        "--dir",
+        d,
+        "--gateway",
+        "127.0.0.1:1",
+    ]);
+    assert!(!out.status.success());
+    stop(child);
+}

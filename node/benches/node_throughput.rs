@@ -73,6 +73,11 @@ fn signer(now: i64) -> BadgeSigner {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        // Built and run as a test (`cargo test --all-targets`): nothing to do.
+        println!("node_throughput: run with `cargo bench -p tessera-node --bench node_throughput`");
+        return;
+    }
     let residents: u64 = std::env::var("TESSERA_BENCH_RESIDENTS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -204,11 +204,16 @@ pub async fn serve(
     let service = CityNodeServer::new(NodeService::new(Arc::clone(&loaded.city)))
         .max_decoding_message_size(loaded.settings.max_message_bytes);
     let table = crate::authz::table(loaded.city.city());
-    tonic::transport::Server::builder()
+    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stopping_tx.send(true);
+    };
+    let server = tonic::transport::Server::builder()
         .layer(AuthzLayer::new(Arc::clone(&loaded.trust), table))
         .add_service(service)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, signal);
+    grpc::with_grace(server, stopping, std::time::Duration::from_secs(10)).await?;
     loaded.city.flush().await.map_err(|e| StartError::Io {
         what: format!("final flush: {e}"),
         source: std::io::Error::other("flush failed"),

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod badge_properties;
+mod gateway;
+mod gateway_authz;
 mod golden;
 mod mtls;
 mod node;

@@ -8,11 +8,11 @@ use tessera_certs::TlsIdentity;
 use tessera_certs::grpc;
 use tessera_certs::tls::{self, TrustState};
 use tessera_core::{CertInfo, Identity, Role, Scope};
+use tessera_gateway::config::RelaySettings;
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_tests::harness::RunningGateway;
 use tessera_tests::{DAY, Issued, NOW, TestPki};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -23,29 +23,20 @@ fn now() -> i64 {
 
 struct Running {
     addr: SocketAddr,
-    trust: Arc<TrustState>,
-    _stop: oneshot::Sender<()>,
+    gateway: RunningGateway,
+    _dir: tempfile::TempDir,
 }
 
 async fn start_gateway(pki: &TestPki) -> Running {
-    tls::install_default_provider();
-    let trust = Arc::new(TrustState::new(pki.anchor().unwrap()).unwrap());
-    let identity = TlsIdentity::new(pki.gateway.der.clone(), &pki.gateway.key).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server_trust = Arc::clone(&trust);
-    tokio::spawn(async move {
-        tessera_gateway::serve(listener, &identity, server_trust, async {
-            let _ = stopped.await;
-        })
+    let dir = tempfile::tempdir().unwrap();
+    let list = pki.trust_list(1).unwrap();
+    let gateway = RunningGateway::start(pki, dir.path(), Some(&list), RelaySettings::default())
         .await
         .unwrap();
-    });
     Running {
-        addr,
-        trust,
-        _stop: stop,
+        addr: gateway.addr,
+        gateway,
+        _dir: dir,
     }
 }
 
@@ -165,12 +156,16 @@ async fn a_revoked_certificate_is_refused_from_its_next_call_on() {
     let mut client = GatewayClient::new(grpc::channel(&gw.addr.to_string(), config).unwrap());
     client.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
 
-    let mut msg = pki.trust_list_message(1).unwrap();
+    let mut msg = pki.trust_list_message(2).unwrap();
     msg.issued_at = now();
     msg.next_update = now() + DAY;
     msg.revoked_serials
         .push(CertInfo::parse(&verifier.der).unwrap().serial().to_vec());
-    gw.trust.update(&pki.sign(&msg).unwrap(), now()).unwrap();
+    gw.gateway
+        .registry
+        .publish(&pki.sign(&msg).unwrap(), now())
+        .await
+        .unwrap();
 
     // The open connection's next call is refused...
     let status = client.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
@@ -207,24 +202,22 @@ async fn a_badge_signer_certificate_cannot_be_used_for_tls() {
 
 #[tokio::test]
 async fn a_client_refuses_a_server_of_the_wrong_role() {
-    // A city node's certificate answering where the gateway was expected.
+    // A city node answering where the gateway was expected.
     let mut pki = pki();
     let hz = pki.add_city(330_100, "Hangzhou", "127.0.0.1:1").unwrap();
-    let node = pki.city(hz).unwrap().node.clone();
-    let impostor = TestPki {
-        gateway: node,
-        ..TestPki::new(now()).unwrap()
-    };
-    let pki_root = pki.root;
-    let impostor = TestPki {
-        root: pki_root,
-        ..impostor
-    };
-    let gw = start_gateway(&impostor).await;
-    let verifier = impostor.verifier(420_000).unwrap();
-    let result = who_am_i(&impostor, gw.addr, &verifier).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = tessera_tests::harness::RunningNode::start(&pki, hz, dir.path())
+        .await
+        .unwrap();
+    let verifier = pki.verifier(420_000).unwrap();
+    let mut client = tessera_tests::harness::gateway_client(&pki, node.addr, &verifier).unwrap();
+    let result = client.who_am_i(pb::WhoAmIRequest {}).await;
     assert!(
         result.is_err(),
         "a node posing as the gateway was trusted: {result:?}"
     );
+    // The same node is trusted by a client that expects a node.
+    let mut as_node = tessera_tests::harness::node_client(&pki, node.addr, &verifier).unwrap();
+    as_node.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+    node.stop().await.unwrap();
 }

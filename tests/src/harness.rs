@@ -54,6 +54,17 @@ impl RunningNode {
     /// Starts the node of `city` with its data under `dir`, on a free port.
     pub async fn start(pki: &TestPki, city: CityCode, dir: &Path) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(pki, city, dir, listener).await
+    }
+
+    /// Starts the node of `city` on an already bound `listener` (whose
+    /// address the trust list names).
+    pub async fn start_on(
+        pki: &TestPki,
+        city: CityCode,
+        dir: &Path,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         let addr = listener.local_addr()?;
         let config = write_city_bundle(pki, city, dir, addr)?;
         Self::start_with(config, listener).await
@@ -78,6 +89,16 @@ impl RunningNode {
             stop: Some(stop),
             task: Some(task),
         })
+    }
+
+    /// A stand-in for a node that is not running (stopping it does nothing).
+    pub fn placeholder() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            config: PathBuf::new(),
+            stop: None,
+            task: None,
+        }
     }
 
     /// Stops the node gracefully (its store is flushed and closed).
@@ -114,4 +135,141 @@ pub fn node_client(
         &addr.to_string(),
         config,
     )?))
+}
+
+/// A gateway running in this process.
+pub struct RunningGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// Its trust registry.
+    pub registry: Arc<tessera_gateway::registry::Registry>,
+    /// Its verifier (relay and counters).
+    pub verifier: Arc<tessera_gateway::verdict::Verifier>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+fn relay_toml(r: &tessera_gateway::config::RelaySettings) -> String {
+    format!(
+        "\n[relay]\ntimeout_ms = {}\nconcurrency_per_node = {}\ncache_ttl_ms = {}\nbreaker_failures = {}\nbreaker_open_ms = {}\n",
+        r.timeout.as_millis(),
+        r.concurrency_per_node,
+        r.cache_ttl.as_millis(),
+        r.breaker_failures,
+        r.breaker_open.as_millis()
+    )
+}
+
+impl RunningGateway {
+    /// Starts the PKI's gateway with its data under `dir`, on a free port,
+    /// starting from `list` (a signed trust list) if given.
+    pub async fn start(
+        pki: &TestPki,
+        dir: &Path,
+        list: Option<&[u8]>,
+        relay: tessera_gateway::config::RelaySettings,
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        std::fs::write(dir.join("gateway.crt"), keys::cert_to_pem(&pki.gateway.der))?;
+        std::fs::write(dir.join("gateway.key"), keys::key_to_pem(&pki.gateway.key)?)?;
+        std::fs::write(dir.join("root.crt"), keys::cert_to_pem(pki.root.der()))?;
+        let mut text = tessera_gateway::config::bundle_config(&addr.to_string());
+        if let Some(list) = list {
+            std::fs::write(dir.join("trust-list.tsl"), list)?;
+            text = text.replace(
+                "root = \"root.crt\"",
+                "root = \"root.crt\"\ntrust_list = \"trust-list.tsl\"",
+            );
+        }
+        text.push_str(&relay_toml(&relay));
+        let config = dir.join("gateway.toml");
+        std::fs::write(&config, text)?;
+        Self::start_with(config, listener).await
+    }
+
+    /// Starts a gateway from an existing configuration on `listener`.
+    pub async fn start_with(config: PathBuf, listener: TcpListener) -> anyhow::Result<Self> {
+        tls::install_default_provider();
+        let addr = listener.local_addr()?;
+        let settings = tessera_gateway::config::GatewaySettings::load(&config)?;
+        let loaded = tessera_gateway::server::load(settings).await?;
+        let registry = Arc::clone(&loaded.registry);
+        let verifier = Arc::clone(&loaded.verifier);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            tessera_gateway::server::serve(&loaded, listener, async {
+                let _ = stopped.await;
+            })
+            .await?;
+            Ok(())
+        });
+        Ok(Self {
+            addr,
+            config,
+            registry,
+            verifier,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Stops the gateway and waits until its registry is closed.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        // The registry's sled files close when the last handle drops.
+        let RunningGateway {
+            registry, verifier, ..
+        } = self;
+        drop(verifier);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut registry = registry;
+        loop {
+            match Arc::try_unwrap(registry) {
+                Ok(r) => {
+                    drop(r);
+                    return Ok(());
+                }
+                Err(still_shared) => {
+                    anyhow::ensure!(
+                        std::time::Instant::now() < deadline,
+                        "gateway registry still in use"
+                    );
+                    registry = still_shared;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    /// Restarts the gateway on the same data and address.
+    pub async fn restart(self) -> anyhow::Result<Self> {
+        let (config, addr) = (self.config.clone(), self.addr);
+        self.stop().await?;
+        let listener = TcpListener::bind(addr).await?;
+        Self::start_with(config, listener).await
+    }
+}
+
+/// A client of the gateway at `addr`, presenting `as_who`.
+pub fn gateway_client(
+    pki: &TestPki,
+    addr: SocketAddr,
+    as_who: &Issued,
+) -> anyhow::Result<tessera_proto::v1::gateway_client::GatewayClient<Channel>> {
+    tls::install_default_provider();
+    let trust = Arc::new(TrustState::new(pki.anchor()?)?);
+    let identity = TlsIdentity::new(as_who.der.clone(), &as_who.key)?;
+    let config = tls::client_config(&identity, trust, Role::Gateway)?;
+    Ok(tessera_proto::v1::gateway_client::GatewayClient::new(
+        grpc::channel(&addr.to_string(), config)?,
+    ))
 }

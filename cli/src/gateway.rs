@@ -1,0 +1,49 @@
+//! `tessera gateway …`: the national authority's gateway.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use tessera_gateway::config::GatewaySettings;
+use tessera_gateway::server;
+
+use crate::node::{runtime, shutdown_signal};
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Run the gateway until Ctrl-C (or SIGTERM).
+    #[command(
+        after_help = "Example:\n  tessera gateway run --config gateway.toml\n\nA sample configuration is docs/gateway.toml. Upload trust lists with\n`tessera authority trust-list publish --gateway HOST:PORT`."
+    )]
+    Run {
+        /// The gateway's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
+    match cmd {
+        GatewayCommand::Run { config } => {
+            let settings = GatewaySettings::load(&config)?;
+            runtime()?.block_on(async {
+                let loaded = server::load(settings).await?;
+                let listener = server::bind(&loaded.settings).await?;
+                let addr = listener.local_addr().context("reading the bound address")?;
+                match loaded.registry.trust().current() {
+                    Some(list) => println!(
+                        "gateway listening on {addr}; trust list {} in force",
+                        list.sequence()
+                    ),
+                    None => println!(
+                        "gateway listening on {addr}; no trust list yet: upload one with \
+                         `tessera authority trust-list publish --gateway {addr}`"
+                    ),
+                }
+                server::serve(&loaded, listener, shutdown_signal()).await?;
+                println!("gateway stopped");
+                Ok(())
+            })
+        }
+    }
+}

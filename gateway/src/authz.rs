@@ -1,0 +1,52 @@
+//! Which callers may make which call: the gateway's one authorization table,
+//! enforced by `tessera_certs::authz::AuthzLayer` before any handler runs.
+
+use tessera_certs::authz::{Allowed, Table};
+use tessera_core::Role;
+
+/// Every RPC of `tessera.v1.Gateway` and who may call it.
+pub const TABLE: &[(&str, Allowed)] = &[
+    (
+        "/tessera.v1.Gateway/PublishTrustList",
+        Allowed::Roles(&[Role::Authority]),
+    ),
+    ("/tessera.v1.Gateway/FetchTrustList", Allowed::AnyEnrolled),
+    ("/tessera.v1.Gateway/WatchTrustList", Allowed::AnyEnrolled),
+    (
+        "/tessera.v1.Gateway/Verify",
+        Allowed::Roles(&[Role::Verifier, Role::CityNode]),
+    ),
+    (
+        "/tessera.v1.Gateway/VerifyBatch",
+        Allowed::Roles(&[Role::Verifier, Role::CityNode]),
+    ),
+    ("/tessera.v1.Gateway/WhoAmI", Allowed::AnyEnrolled),
+];
+
+/// The gateway's table.
+pub fn table() -> Table {
+    Table {
+        entries: TABLE,
+        city: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_lists_exactly_the_rpcs_of_the_standard() {
+        let proto = include_str!("../../proto/tessera/v1/gateway.proto");
+        let mut in_proto: Vec<String> = proto
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("rpc "))
+            .filter_map(|l| l.split('(').next())
+            .map(|name| format!("/tessera.v1.Gateway/{}", name.trim()))
+            .collect();
+        let mut in_table: Vec<String> = TABLE.iter().map(|(m, _)| (*m).to_owned()).collect();
+        in_proto.sort();
+        in_table.sort();
+        assert_eq!(in_proto, in_table);
+    }
+}

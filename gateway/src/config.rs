@@ -1,0 +1,237 @@
+//! The gateway's configuration: TOML, unknown keys refused, validated once
+//! into [`GatewaySettings`]. Paths to keys, never key material; relative
+//! paths are read relative to the configuration file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not valid TOML for a gateway, an unknown key, or a value out of range.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatewayFile {
+    listen: String,
+    data_dir: PathBuf,
+    #[serde(default)]
+    max_message_bytes: Option<usize>,
+    tls: TlsFile,
+    #[serde(default)]
+    relay: RelayFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    certificate: PathBuf,
+    key: PathBuf,
+    root: PathBuf,
+    #[serde(default)]
+    trust_list: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RelayFile {
+    timeout_ms: Option<u64>,
+    concurrency_per_node: Option<usize>,
+    cache_ttl_ms: Option<u64>,
+    breaker_failures: Option<u32>,
+    breaker_open_ms: Option<u64>,
+}
+
+/// How the relay to city nodes behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// Deadline of one status check, retry included.
+    pub timeout: Duration,
+    /// Status checks in flight to one node at most.
+    pub concurrency_per_node: usize,
+    /// How long a status answer is reused; zero disables the cache.
+    pub cache_ttl: Duration,
+    /// Consecutive failures that open a node's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses calls before one probe.
+    pub breaker_open: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(800),
+            concurrency_per_node: 256,
+            cache_ttl: Duration::from_secs(5),
+            breaker_failures: 5,
+            breaker_open: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A validated gateway configuration.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The sled directory of the trust registry.
+    pub data_dir: PathBuf,
+    /// Largest gRPC message.
+    pub max_message_bytes: usize,
+    /// Gateway TLS certificate (PEM).
+    pub tls_certificate: PathBuf,
+    /// Gateway TLS key (PEM).
+    pub tls_key: PathBuf,
+    /// National root certificate (PEM).
+    pub root: PathBuf,
+    /// A signed trust list to start from when the registry holds none.
+    pub trust_list: Option<PathBuf>,
+    /// The relay.
+    pub relay: RelaySettings,
+}
+
+impl GatewaySettings {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, path.parent().unwrap_or(Path::new("."))).map_err(|message| {
+            ConfigError::Invalid {
+                path: path.display().to_string(),
+                message,
+            }
+        })
+    }
+
+    /// Parses configuration text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, String> {
+        let file: GatewayFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let listen = file
+            .listen
+            .parse()
+            .map_err(|_| format!("listen: {:?} is not an IP:port address", file.listen))?;
+        let max_message_bytes = file.max_message_bytes.unwrap_or(1024 * 1024);
+        if !(4096..=64 * 1024 * 1024).contains(&max_message_bytes) {
+            return Err("max_message_bytes must be 4096 to 67108864".into());
+        }
+        let d = RelaySettings::default();
+        let r = file.relay;
+        let relay = RelaySettings {
+            timeout: r.timeout_ms.map_or(d.timeout, Duration::from_millis),
+            concurrency_per_node: r.concurrency_per_node.unwrap_or(d.concurrency_per_node),
+            cache_ttl: r.cache_ttl_ms.map_or(d.cache_ttl, Duration::from_millis),
+            breaker_failures: r.breaker_failures.unwrap_or(d.breaker_failures),
+            breaker_open: r
+                .breaker_open_ms
+                .map_or(d.breaker_open, Duration::from_millis),
+        };
+        if relay.timeout.is_zero() || relay.timeout > Duration::from_secs(30) {
+            return Err("relay.timeout_ms must be 1 to 30000".into());
+        }
+        if relay.concurrency_per_node == 0 || relay.breaker_failures == 0 {
+            return Err(
+                "relay.concurrency_per_node and relay.breaker_failures must be at least 1".into(),
+            );
+        }
+        if relay.cache_ttl > Duration::from_secs(60) {
+            return Err(
+                "relay.cache_ttl_ms must be at most 60000: a revocation shows only after it".into(),
+            );
+        }
+        let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        Ok(Self {
+            listen,
+            data_dir: at(file.data_dir),
+            max_message_bytes,
+            tls_certificate: at(file.tls.certificate),
+            tls_key: at(file.tls.key),
+            root: at(file.tls.root),
+            trust_list: file.tls.trust_list.map(at),
+            relay,
+        })
+    }
+}
+
+/// The configuration the authority ships in a gateway's bundle directory.
+pub fn bundle_config(endpoint: &str) -> String {
+    let listen = match endpoint.parse::<SocketAddr>() {
+        Ok(addr) => addr.to_string(),
+        Err(_) => format!(
+            "0.0.0.0:{}",
+            endpoint.rsplit_once(':').map_or("7000", |(_, p)| p)
+        ),
+    };
+    format!(
+        r#"# tessera national gateway: `tessera gateway run --config gateway.toml`
+# Paths are relative to this file. See docs/gateway.toml for every setting.
+listen = "{listen}"
+data_dir = "data"
+
+[tls]
+certificate = "gateway.crt"
+key = "gateway.key"
+root = "root.crt"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_and_bundle_configurations_parse() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/gateway.toml");
+        let s = GatewaySettings::load(&path).unwrap();
+        assert_eq!(s.relay, RelaySettings::default());
+        assert!(s.trust_list.is_some());
+        let s = GatewaySettings::parse(&bundle_config("127.0.0.1:7000"), Path::new("/g")).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(s.data_dir, Path::new("/g/data"));
+    }
+
+    #[test]
+    fn broken_configurations_are_refused() {
+        let good = bundle_config("127.0.0.1:7000");
+        assert!(
+            GatewaySettings::parse(&format!("{good}\n[relay]\ntimeout = 5\n"), Path::new("."))
+                .is_err()
+        );
+        assert!(
+            GatewaySettings::parse(
+                &format!("{good}\n[relay]\ntimeout_ms = 0\n"),
+                Path::new(".")
+            )
+            .is_err()
+        );
+        assert!(
+            GatewaySettings::parse(
+                &format!("{good}\n[relay]\ncache_ttl_ms = 600000\n"),
+                Path::new(".")
+            )
+            .is_err()
+        );
+        assert!(GatewaySettings::parse(&good.replace("listen", "lisen"), Path::new(".")).is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! The trust registry: the current signed trust list, verified up to the
+//! root, persisted in sled so a restart serves the same list, applied at once
+//! to TLS and verification, and announced to watchers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tessera_certs::TrustState;
+use tessera_core::CheckedTrustList;
+use tessera_core::trust::TrustListError;
+use tokio::sync::{Mutex, watch};
+
+const CURRENT: &[u8] = b"current";
+
+/// Why a list was not put in force. The list in force is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The list does not verify.
+    #[error("trust list refused: {0}")]
+    Invalid(#[from] TrustListError),
+    /// Not newer than the list in force.
+    #[error("trust list sequence {offered} is not newer than the sequence {held} in force")]
+    NotNewer {
+        /// Sequence in force.
+        held: u64,
+        /// Sequence offered.
+        offered: u64,
+    },
+    /// Storage failed.
+    #[error("trust registry storage: {0}")]
+    Storage(#[from] sled::Error),
+}
+
+/// The gateway's trust registry.
+pub struct Registry {
+    tree: sled::Tree,
+    db: sled::Db,
+    trust: Arc<TrustState>,
+    updates: watch::Sender<Option<Arc<CheckedTrustList>>>,
+    publishing: Mutex<()>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("trust", &self.trust)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Opens the registry in `dir` and puts its stored list in force.
+    pub fn open(dir: &Path, trust: Arc<TrustState>, now: i64) -> Result<Self, PublishError> {
+        let db = sled::open(dir)?;
+        let tree = db.open_tree("trust")?;
+        if let Some(bytes) = tree.get(CURRENT)? {
+            trust.update(&bytes, now)?;
+        }
+        let (updates, _) = watch::channel(trust.current());
+        Ok(Self {
+            tree,
+            db,
+            trust,
+            updates,
+            publishing: Mutex::new(()),
+        })
+    }
+
+    /// The trust state this registry feeds.
+    pub fn trust(&self) -> &Arc<TrustState> {
+        &self.trust
+    }
+
+    /// Verifies `bytes` up to the root, refuses a sequence not above the one
+    /// in force, persists it durably, then puts it in force and announces it.
+    pub async fn publish(
+        &self,
+        bytes: &[u8],
+        now: i64,
+    ) -> Result<Arc<CheckedTrustList>, PublishError> {
+        let _one_at_a_time = self.publishing.lock().await;
+        let next = match self.trust.current() {
+            Some(held) => {
+                let next = held
+                    .verify_successor(bytes, self.trust.root(), now)
+                    .map_err(|e| match e {
+                        TrustListError::Rollback { held, offered } => {
+                            PublishError::NotNewer { held, offered }
+                        }
+                        TrustListError::SequenceReused(seq) => PublishError::NotNewer {
+                            held: seq,
+                            offered: seq,
+                        },
+                        other => PublishError::Invalid(other),
+                    })?;
+                if next.sequence() <= held.sequence() {
+                    return Err(PublishError::NotNewer {
+                        held: held.sequence(),
+                        offered: next.sequence(),
+                    });
+                }
+                next
+            }
+            None => CheckedTrustList::verify(bytes, self.trust.root(), now)?,
+        };
+        self.tree.insert(CURRENT, bytes)?;
+        self.db.flush_async().await?;
+        let next = Arc::new(next);
+        self.trust.install(Arc::clone(&next))?;
+        self.updates.send_replace(Some(Arc::clone(&next)));
+        tracing::info!(sequence = next.sequence(), "trust list in force");
+        Ok(next)
+    }
+
+    /// Receives every list put in force from now on (and the current one).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<CheckedTrustList>>> {
+        self.updates.subscribe()
+    }
+}

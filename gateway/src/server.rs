@@ -1,0 +1,152 @@
+//! Starting the gateway: load every file the configuration names, open the
+//! trust registry, and serve over mutual TLS until asked to stop.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tessera_certs::authz::AuthzLayer;
+use tessera_certs::keys::{self, KeyError};
+use tessera_certs::tls::{self, TlsError};
+use tessera_certs::{TlsIdentity, TrustState, grpc};
+use tessera_core::{Role, TrustAnchor};
+use tessera_proto::v1::gateway_server::GatewayServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::GatewaySettings;
+use crate::registry::{PublishError, Registry};
+use crate::relay::Relay;
+use crate::service::{GatewayService, unix_now};
+use crate::verdict::Verifier;
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A key or certificate file.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The root certificate.
+    #[error("root certificate: {0}")]
+    Root(tessera_core::cert::CertError),
+    /// The TLS identity or configuration.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The certificate is not a gateway's.
+    #[error("the TLS certificate is a {0} certificate, not a gateway's")]
+    NotGateway(String),
+    /// The trust registry or the bootstrap list.
+    #[error(transparent)]
+    Registry(#[from] PublishError),
+    /// Files or sockets.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The server failed.
+    #[error("server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Everything a gateway needs, loaded and checked.
+pub struct Loaded {
+    /// The trust registry.
+    pub registry: Arc<Registry>,
+    /// Badge verification and the relay.
+    pub verifier: Arc<Verifier>,
+    /// The gateway's TLS identity.
+    pub identity: TlsIdentity,
+    /// Settings.
+    pub settings: GatewaySettings,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("listen", &self.settings.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads keys, certificates and the trust registry named by `settings`.
+pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
+    let root =
+        TrustAnchor::from_der(&keys::read_cert(&settings.root)?).map_err(StartError::Root)?;
+    let trust = Arc::new(TrustState::new(root)?);
+    let identity = TlsIdentity::from_files(&settings.tls_certificate, &settings.tls_key)?;
+    if identity.identity().role() != Role::Gateway {
+        return Err(StartError::NotGateway(
+            identity.identity().role().to_string(),
+        ));
+    }
+    std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::Io {
+        what: format!("creating {}", settings.data_dir.display()),
+        source,
+    })?;
+    let registry = Arc::new(Registry::open(
+        &settings.data_dir.join("registry"),
+        Arc::clone(&trust),
+        unix_now(),
+    )?);
+    if let Some(path) = &settings.trust_list
+        && trust.current().is_none()
+    {
+        let bytes = std::fs::read(path).map_err(|source| StartError::Io {
+            what: format!("reading {}", path.display()),
+            source,
+        })?;
+        registry.publish(&bytes, unix_now()).await?;
+    }
+    let relay = Relay::new(settings.relay, identity.clone(), Arc::clone(&trust));
+    Ok(Loaded {
+        registry,
+        verifier: Arc::new(Verifier::new(trust, relay)),
+        identity,
+        settings,
+    })
+}
+
+/// Serves a loaded gateway on `listener` until `shutdown` resolves.
+pub async fn serve(
+    loaded: &Loaded,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    let trust = Arc::clone(loaded.registry.trust());
+    let config = tls::server_config(&loaded.identity, Arc::clone(&trust))?;
+    let incoming = grpc::incoming(listener, config);
+    let (stopping_tx, stopping) = watch::channel(false);
+    let service = GatewayServer::new(GatewayService::new(
+        Arc::clone(&loaded.registry),
+        Arc::clone(&loaded.verifier),
+        stopping.clone(),
+    ))
+    .max_decoding_message_size(loaded.settings.max_message_bytes);
+    let signal = async move {
+        shutdown.await;
+        // Ends WatchTrustList streams, which would otherwise hold the
+        // graceful shutdown open for ever.
+        let _ = stopping_tx.send(true);
+    };
+    let server = tonic::transport::Server::builder()
+        .layer(AuthzLayer::new(trust, crate::authz::table()))
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, signal);
+    grpc::with_grace(server, stopping, SHUTDOWN_GRACE).await?;
+    Ok(())
+}
+
+/// How long in-flight calls may run on after a shutdown is asked for.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Binds the configured address.
+pub async fn bind(settings: &GatewaySettings) -> Result<TcpListener, StartError> {
+    TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| StartError::Io {
+            what: format!("listening on {}", settings.listen),
+            source,
+        })
+}

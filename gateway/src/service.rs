@@ -1,0 +1,179 @@
+//! The `tessera.v1.Gateway` gRPC service. Callers are authorized before any
+//! handler runs (`authz.rs`); errors become statuses here.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::{Stream, StreamExt};
+use prost::Message;
+use tessera_certs::authz::caller;
+use tessera_proto::v1 as pb;
+use tessera_proto::v1::gateway_server::Gateway;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::registry::{PublishError, Registry};
+use crate::verdict::Verifier;
+
+/// Verdicts computed at once for one VerifyBatch stream.
+pub const BATCH_CONCURRENCY: usize = 64;
+
+/// The current time in Unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl From<PublishError> for Status {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            PublishError::NotNewer { .. } => Status::failed_precondition(e.to_string()),
+            PublishError::Storage(inner) => {
+                tracing::error!(error = %inner, "trust registry storage failure");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// The gateway's gRPC service.
+#[derive(Debug, Clone)]
+pub struct GatewayService {
+    registry: Arc<Registry>,
+    verifier: Arc<Verifier>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl GatewayService {
+    /// Serves `registry` and verifies with `verifier`; watch streams end when
+    /// `stopping` turns true.
+    pub fn new(
+        registry: Arc<Registry>,
+        verifier: Arc<Verifier>,
+        stopping: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            registry,
+            verifier,
+            stopping,
+        }
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn signed(list: &tessera_core::CheckedTrustList) -> Result<pb::SignedTrustList, Status> {
+    pb::SignedTrustList::decode(list.signed_bytes()).map_err(|_| Status::internal("internal error"))
+}
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn publish_trust_list(
+        &self,
+        request: Request<pb::PublishTrustListRequest>,
+    ) -> Result<Response<pb::PublishTrustListResponse>, Status> {
+        let list = request
+            .into_inner()
+            .list
+            .ok_or_else(|| Status::invalid_argument("no trust list in the request"))?;
+        let next = self
+            .registry
+            .publish(&list.encode_to_vec(), unix_now())
+            .await?;
+        Ok(Response::new(pb::PublishTrustListResponse {
+            sequence: next.sequence(),
+        }))
+    }
+
+    async fn fetch_trust_list(
+        &self,
+        request: Request<pb::FetchTrustListRequest>,
+    ) -> Result<Response<pb::FetchTrustListResponse>, Status> {
+        let known = request.get_ref().known_sequence;
+        let list = self
+            .registry
+            .trust()
+            .current()
+            .ok_or_else(|| Status::unavailable("the gateway holds no trust list yet"))?;
+        let current = list.sequence();
+        Ok(Response::new(if known >= current {
+            pb::FetchTrustListResponse {
+                list: None,
+                not_modified: true,
+                current_sequence: current,
+            }
+        } else {
+            pb::FetchTrustListResponse {
+                list: Some(signed(&list)?),
+                not_modified: false,
+                current_sequence: current,
+            }
+        }))
+    }
+
+    type WatchTrustListStream = BoxStream<pb::SignedTrustList>;
+
+    async fn watch_trust_list(
+        &self,
+        request: Request<pb::WatchTrustListRequest>,
+    ) -> Result<Response<Self::WatchTrustListStream>, Status> {
+        let mut last = request.get_ref().known_sequence;
+        let stream = WatchStream::new(self.registry.subscribe()).filter_map(move |list| {
+            let item = match list {
+                Some(list) if list.sequence() > last => {
+                    last = list.sequence();
+                    Some(signed(&list))
+                }
+                _ => None,
+            };
+            std::future::ready(item)
+        });
+        let mut stopping = self.stopping.clone();
+        let stop = async move {
+            let _ = stopping.wait_for(|s| *s).await;
+        };
+        Ok(Response::new(Box::pin(stream.take_until(stop))))
+    }
+
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::Verdict>, Status> {
+        Ok(Response::new(
+            self.verifier.verify(request.get_ref(), unix_now()).await,
+        ))
+    }
+
+    type VerifyBatchStream = BoxStream<pb::Verdict>;
+
+    async fn verify_batch(
+        &self,
+        request: Request<Streaming<pb::VerifyRequest>>,
+    ) -> Result<Response<Self::VerifyBatchStream>, Status> {
+        let verifier = Arc::clone(&self.verifier);
+        let stream = request
+            .into_inner()
+            .map(move |item| {
+                let verifier = Arc::clone(&verifier);
+                async move {
+                    match item {
+                        Ok(req) => Ok(verifier.verify(&req, unix_now()).await),
+                        Err(status) => Err(status),
+                    }
+                }
+            })
+            .buffered(BATCH_CONCURRENCY);
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::PeerIdentity>, Status> {
+        Ok(Response::new(caller(&request)?.to_proto()))
+    }
+}

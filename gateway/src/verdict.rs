@@ -1,0 +1,154 @@
+//! Reaching a verdict: the badge's signature against the trust list in force
+//! (core), then its status at the issuing city (the relay). Never VALID
+//! without a status answer; never a hang.
+
+use std::sync::Arc;
+
+use tessera_certs::TrustState;
+use tessera_core::badge::MAX_ENVELOPE_LEN;
+use tessera_core::{text, verify};
+use tessera_proto::v1 as pb;
+
+use crate::relay::Relay;
+
+/// Counters of outcomes: aggregate only, never per badge.
+#[derive(Debug, Default)]
+pub struct Counters {
+    by_outcome: [std::sync::atomic::AtomicU64; 10],
+}
+
+impl Counters {
+    fn count(&self, outcome: pb::Outcome) {
+        if let Some(c) = self.by_outcome.get(outcome as usize) {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// How many verdicts had `outcome`.
+    pub fn get(&self, outcome: pb::Outcome) -> u64 {
+        self.by_outcome
+            .get(outcome as usize)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// Verifies badges for checkpoints.
+#[derive(Debug)]
+pub struct Verifier {
+    trust: Arc<TrustState>,
+    relay: Relay,
+    counters: Counters,
+}
+
+fn verdict(outcome: pb::Outcome, now: i64, detail: String) -> pb::Verdict {
+    pb::Verdict {
+        outcome: outcome as i32,
+        checked_at: now,
+        detail,
+        ..pb::Verdict::default()
+    }
+}
+
+impl Verifier {
+    /// Verifies against `trust`, relaying status checks through `relay`.
+    pub fn new(trust: Arc<TrustState>, relay: Relay) -> Self {
+        Self {
+            trust,
+            relay,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The relay.
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// The aggregate counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// The verdict on one badge at `now`.
+    pub async fn verify(&self, request: &pb::VerifyRequest, now: i64) -> pb::Verdict {
+        let v = self.reach(request, now).await;
+        self.counters
+            .count(pb::Outcome::try_from(v.outcome).unwrap_or(pb::Outcome::Unspecified));
+        v
+    }
+
+    async fn reach(&self, request: &pb::VerifyRequest, now: i64) -> pb::Verdict {
+        let envelope = match &request.badge {
+            Some(pb::verify_request::Badge::Envelope(bytes)) => bytes.clone(),
+            Some(pb::verify_request::Badge::QrText(t)) => {
+                match text::from_text(t, MAX_ENVELOPE_LEN) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        return verdict(pb::Outcome::Malformed, now, format!("badge text: {e}"));
+                    }
+                }
+            }
+            None => {
+                return verdict(
+                    pb::Outcome::Malformed,
+                    now,
+                    "no badge in the request".into(),
+                );
+            }
+        };
+        let Some(list) = self.trust.current() else {
+            return verdict(
+                pb::Outcome::StatusUnavailable,
+                now,
+                "the gateway holds no trust list".into(),
+            );
+        };
+        let badge = match verify(&envelope, &list, now) {
+            Ok(badge) => badge,
+            Err(e) => return verdict(e.outcome(), now, e.to_string()),
+        };
+        let claims = badge.claims();
+        let mut v = pb::Verdict {
+            outcome: pb::Outcome::Valid as i32,
+            colour: claims.colour.to_proto() as i32,
+            valid_until: claims.valid_until,
+            issuer_city: claims.issuer_city.get(),
+            issuer_name: badge.issuer_name().to_owned(),
+            checked_at: now,
+            signature_valid: true,
+            detail: String::new(),
+        };
+        let Some(node) = list.city_node(claims.issuer_city) else {
+            v.outcome = pb::Outcome::StatusUnavailable as i32;
+            v.detail = format!("no node of {} is in the trust list", claims.issuer_city);
+            return v;
+        };
+        let (outcome, detail) = match self
+            .relay
+            .status(claims.issuer_city, node.endpoint(), claims.badge_id)
+            .await
+        {
+            Ok(pb::BadgeStatus::Active) => (pb::Outcome::Valid, ""),
+            Ok(pb::BadgeStatus::Revoked) => (pb::Outcome::Revoked, "revoked by the issuing city"),
+            Ok(pb::BadgeStatus::Superseded) => {
+                (pb::Outcome::Revoked, "superseded by a newer badge")
+            }
+            Ok(pb::BadgeStatus::Unknown) => (
+                pb::Outcome::Revoked,
+                "the issuing city does not know this badge",
+            ),
+            Ok(pb::BadgeStatus::Unspecified) => (
+                pb::Outcome::StatusUnavailable,
+                "the issuing city sent no status",
+            ),
+            Err(e) => {
+                v.outcome = pb::Outcome::StatusUnavailable as i32;
+                v.detail = format!("signature valid, but {e}");
+                return v;
+            }
+        };
+        v.outcome = outcome as i32;
+        v.detail = detail.to_owned();
+        v
+    }
+}
