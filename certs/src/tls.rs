@@ -24,7 +24,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use tessera_core::trust::TrustListError;
-use tessera_core::{CertInfo, CheckedTrustList, Identity, Role, TrustAnchor};
+use tessera_core::{CertInfo, CheckedTrustList, CityCode, Identity, Role, TrustAnchor};
 
 use crate::keys;
 
@@ -126,6 +126,13 @@ impl TrustState {
         }
         self.list.store(Some(next));
         Ok(())
+    }
+
+    /// Whether the current list revokes the certificate with this serial
+    /// and key id (a caller admitted earlier, on a long-lived stream).
+    pub fn revokes(&self, serial: &[u8], key_id: &tessera_core::KeyId) -> bool {
+        self.current()
+            .is_some_and(|list| list.revokes(serial, key_id))
     }
 
     /// Whether the current list revokes this certificate.
@@ -274,6 +281,7 @@ struct ServerVerifier {
     inner: Arc<WebPkiServerVerifier>,
     trust: Arc<TrustState>,
     expected: Role,
+    city: Option<CityCode>,
 }
 
 impl ServerCertVerifier for ServerVerifier {
@@ -293,6 +301,15 @@ impl ServerCertVerifier for ServerVerifier {
             now,
         )?;
         check_peer(end_entity, &self.trust, false, Some(self.expected))?;
+        if let Some(city) = self.city {
+            let info = CertInfo::parse(end_entity).map_err(|e| other(&e.to_string()))?;
+            if info.identity().city() != Some(city) {
+                return Err(other(&format!(
+                    "peer is {}, expected the node of {city}",
+                    info.identity()
+                )));
+            }
+        }
         Ok(verified)
     }
 
@@ -344,6 +361,24 @@ pub fn client_config(
     trust: Arc<TrustState>,
     expected: Role,
 ) -> Result<Arc<ClientConfig>, TlsError> {
+    build_client_config(identity, trust, expected, None)
+}
+
+/// A client configuration that accepts only the city node of `city`.
+pub fn client_config_for_city(
+    identity: &TlsIdentity,
+    trust: Arc<TrustState>,
+    city: CityCode,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    build_client_config(identity, trust, Role::CityNode, Some(city))
+}
+
+fn build_client_config(
+    identity: &TlsIdentity,
+    trust: Arc<TrustState>,
+    expected: Role,
+    city: Option<CityCode>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let inner = WebPkiServerVerifier::builder_with_provider(Arc::clone(&trust.roots), provider())
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
@@ -351,6 +386,7 @@ pub fn client_config(
         inner,
         trust,
         expected,
+        city,
     });
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?

@@ -375,6 +375,11 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// Uploads a signed list to the gateway as the authority's admin client.
 fn upload(dir: &Path, gateway: &str, bytes: &[u8]) -> anyhow::Result<u64> {
+    crate::node::runtime()?.block_on(upload_async(dir, gateway, bytes))
+}
+
+/// Uploads a signed list to the gateway as the authority's admin client.
+pub async fn upload_async(dir: &Path, gateway: &str, bytes: &[u8]) -> anyhow::Result<u64> {
     use prost::Message;
     use std::sync::Arc;
     let root = TrustAnchor::from_der(&keys::read_cert(&dir.join("root/root.crt"))?)?;
@@ -385,7 +390,7 @@ fn upload(dir: &Path, gateway: &str, bytes: &[u8]) -> anyhow::Result<u64> {
     )?;
     let config = tessera_certs::tls::client_config(&identity, trust, tessera_core::Role::Gateway)?;
     let list = tessera_proto::v1::SignedTrustList::decode(bytes)?;
-    crate::node::runtime()?.block_on(async {
+    {
         let channel = tessera_certs::grpc::channel(gateway, config)?;
         let mut client = tessera_proto::v1::gateway_client::GatewayClient::new(channel);
         let response = client
@@ -398,5 +403,5 @@ fn upload(dir: &Path, gateway: &str, bytes: &[u8]) -> anyhow::Result<u64> {
                 )
             })?;
         Ok(response.into_inner().sequence)
-    })
+    }
 }

@@ -37,7 +37,8 @@ pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
                     ),
                     None => println!(
                         "gateway listening on {addr}; no trust list yet: upload one with \
-                         `tessera authority trust-list publish --gateway {addr}`"
+                         `tessera authority trust-list publish --dir D --gateway ENDPOINT` \
+                         (the endpoint the gateway was enrolled with)"
                     ),
                 }
                 server::serve(&loaded, listener, shutdown_signal()).await?;

@@ -2,9 +2,15 @@
 //! libraries; no logic of its own beyond presenting results.
 
 mod authority;
+mod badge;
+mod creds;
+mod demo;
+mod federation;
 mod fmt;
 mod gateway;
 mod node;
+mod qr;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -29,22 +35,62 @@ enum Command {
     /// The national gateway: run it.
     #[command(subcommand)]
     Gateway(gateway::GatewayCommand),
+    /// A checkpoint's check of a badge, offline or through the gateway.
+    Verify(verify::VerifyArgs),
+    /// Issue, read and render badges.
+    #[command(subcommand)]
+    Badge(badge::BadgeCommand),
+    /// A whole local federation telling its story, checked step by step.
+    Demo(demo::DemoArgs),
+    /// A persistent local federation to point other commands at.
+    #[command(subcommand)]
+    Federation(FederationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum FederationCommand {
+    /// Create (or reuse) and run a local federation until Ctrl-C.
+    Up(federation::UpArgs),
 }
 
 fn main() -> ExitCode {
     tessera_certs::tls::install_default_provider();
+    let cli = Cli::parse();
+    // Servers log what they do; the demo's story is its own output.
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Authority(cmd) => authority::run(cmd),
         Command::Node(cmd) => node::run(cmd),
         Command::Gateway(cmd) => gateway::run(cmd),
+        Command::Badge(cmd) => badge::run(cmd),
+        Command::Federation(FederationCommand::Up(args)) => federation::up(args),
+        Command::Verify(args) => {
+            return match verify::run(args) {
+                Ok(outcome) => ExitCode::from(verify::exit_code(outcome)),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Demo(args) => match demo::run(args) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(anyhow::anyhow!(
+                "the demo's story did not hold: see the table above"
+            )),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

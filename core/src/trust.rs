@@ -362,11 +362,13 @@ impl CheckedTrustList {
     /// Whether a certificate (already chained to the root) is revoked by this
     /// list: listed as revoked, or its serial is on the revoked-serials list.
     pub fn is_revoked(&self, cert: &CertInfo) -> bool {
-        if self.revoked_serials.contains(cert.serial()) {
-            return true;
-        }
-        self.by_key_id(&cert.key_id())
-            .is_some_and(CheckedEntry::is_revoked)
+        self.revokes(cert.serial(), &cert.key_id())
+    }
+
+    /// Whether the certificate with this serial and key id is revoked.
+    pub fn revokes(&self, serial: &[u8], key_id: &KeyId) -> bool {
+        self.revoked_serials.contains(serial)
+            || self.by_key_id(key_id).is_some_and(CheckedEntry::is_revoked)
     }
 }
 

@@ -131,7 +131,7 @@ impl GatewaySettings {
             .listen
             .parse()
             .map_err(|_| format!("listen: {:?} is not an IP:port address", file.listen))?;
-        let max_message_bytes = file.max_message_bytes.unwrap_or(1024 * 1024);
+        let max_message_bytes = file.max_message_bytes.unwrap_or(4 * 1024 * 1024);
         if !(4096..=64 * 1024 * 1024).contains(&max_message_bytes) {
             return Err("max_message_bytes must be 4096 to 67108864".into());
         }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use tessera_certs::tls::{self, TrustState};
 use tessera_certs::{TlsIdentity, grpc};
-use tessera_core::{BadgeId, CityCode, Role};
+use tessera_core::{BadgeId, CityCode};
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_client::CityNodeClient;
 use tonic::transport::Channel;
@@ -115,13 +115,20 @@ impl Service<Vec<u8>> for CheckStatus {
 
 #[derive(Debug)]
 enum BreakerState {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen,
+    Closed {
+        failures: u32,
+    },
+    /// Refusing calls until `until`; the first call after it is a probe,
+    /// which moves `until` on again, so a probe that never reports back
+    /// (its caller went away) cannot leave the breaker stuck.
+    Open {
+        until: Instant,
+    },
 }
 
 /// A circuit breaker: after `threshold` consecutive failures it refuses calls
-/// for `open_for`, then lets one probe through; a success closes it.
+/// for `open_for`, then lets one probe through per `open_for`; a success
+/// closes it.
 #[derive(Debug)]
 pub struct Breaker {
     state: Mutex<BreakerState>,
@@ -145,10 +152,12 @@ impl Breaker {
         match *state {
             BreakerState::Closed { .. } => true,
             BreakerState::Open { until } if Instant::now() >= until => {
-                *state = BreakerState::HalfOpen;
+                *state = BreakerState::Open {
+                    until: Instant::now() + self.open_for,
+                };
                 true
             }
-            BreakerState::Open { .. } | BreakerState::HalfOpen => false,
+            BreakerState::Open { .. } => false,
         }
     }
 
@@ -169,11 +178,11 @@ impl Breaker {
         };
     }
 
-    /// Whether calls are being refused now.
+    /// Whether the breaker is open (refusing all but a periodic probe).
     pub fn is_open(&self) -> bool {
         self.state
             .lock()
-            .map(|s| matches!(*s, BreakerState::Open { until } if Instant::now() < until))
+            .map(|s| matches!(*s, BreakerState::Open { .. }))
             .unwrap_or(false)
     }
 }
@@ -184,11 +193,16 @@ struct Link {
     breaker: Arc<Breaker>,
 }
 
-/// Status answers kept for a short time.
+/// Status answers kept for a short time: expired answers are swept out at
+/// least once per lifetime, so none outlives two lifetimes in memory.
 struct Cache {
     ttl: Duration,
-    entries: Mutex<HashMap<BadgeId, (pb::BadgeStatus, Instant)>>,
+    /// The answers with when each arrived, and when expired ones were last
+    /// swept out.
+    entries: Mutex<(Answers, Instant)>,
 }
+
+type Answers = HashMap<BadgeId, (pb::BadgeStatus, Instant)>;
 
 impl Cache {
     fn get(&self, id: &BadgeId) -> Option<pb::BadgeStatus> {
@@ -197,6 +211,7 @@ impl Cache {
         }
         let entries = self.entries.lock().ok()?;
         entries
+            .0
             .get(id)
             .filter(|(_, at)| at.elapsed() < self.ttl)
             .map(|(s, _)| *s)
@@ -206,10 +221,12 @@ impl Cache {
         if self.ttl.is_zero() {
             return;
         }
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= 4096 && entries.len().is_power_of_two() {
+        if let Ok(mut guard) = self.entries.lock() {
+            let (entries, swept) = &mut *guard;
+            if swept.elapsed() >= self.ttl {
                 let ttl = self.ttl;
                 entries.retain(|_, (_, at)| at.elapsed() < ttl);
+                *swept = Instant::now();
             }
             entries.insert(id, (status, Instant::now()));
         }
@@ -239,7 +256,7 @@ impl Relay {
         Self {
             cache: Cache {
                 ttl: settings.cache_ttl,
-                entries: Mutex::new(HashMap::new()),
+                entries: Mutex::new((HashMap::new(), Instant::now())),
             },
             settings,
             identity,
@@ -266,7 +283,7 @@ impl Relay {
                 return Ok((link.service.clone(), Arc::clone(&link.breaker)));
             }
         }
-        let config = tls::client_config(&self.identity, Arc::clone(&self.trust), Role::CityNode)
+        let config = tls::client_config_for_city(&self.identity, Arc::clone(&self.trust), city)
             .map_err(|e| unreachable(e.to_string()))?;
         let channel = grpc::channel(endpoint, config).map_err(|e| unreachable(e.to_string()))?;
         let service = ServiceBuilder::new()
@@ -326,5 +343,28 @@ impl Relay {
                 message: e.to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_probes_and_is_never_stuck_by_a_lost_probe() {
+        let b = Breaker::new(2, Duration::from_millis(40));
+        assert!(b.allow());
+        b.record(false);
+        assert!(!b.is_open());
+        b.record(false);
+        assert!(b.is_open() && !b.allow());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(b.allow(), "no probe after the open period");
+        // The probe's caller goes away without reporting back.
+        assert!(!b.allow(), "a second call got through during the probe");
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(b.allow(), "a lost probe left the breaker stuck");
+        b.record(true);
+        assert!(!b.is_open() && b.allow());
     }
 }

@@ -64,6 +64,19 @@ impl GatewayService {
     }
 }
 
+/// Passes items through up to and including the first error, then ends the
+/// stream (for `StreamExt::scan`).
+fn end_after_error<T>(
+    ended: &mut bool,
+    item: Result<T, Status>,
+) -> std::future::Ready<Option<Result<T, Status>>> {
+    if *ended {
+        return std::future::ready(None);
+    }
+    *ended = item.is_err();
+    std::future::ready(Some(item))
+}
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 fn signed(list: &tessera_core::CheckedTrustList) -> Result<pb::SignedTrustList, Status> {
@@ -121,17 +134,24 @@ impl Gateway for GatewayService {
         &self,
         request: Request<pb::WatchTrustListRequest>,
     ) -> Result<Response<Self::WatchTrustListStream>, Status> {
+        let peer = caller(&request)?.clone();
         let mut last = request.get_ref().known_sequence;
-        let stream = WatchStream::new(self.registry.subscribe()).filter_map(move |list| {
-            let item = match list {
-                Some(list) if list.sequence() > last => {
-                    last = list.sequence();
-                    Some(signed(&list))
-                }
-                _ => None,
-            };
-            std::future::ready(item)
-        });
+        let stream = WatchStream::new(self.registry.subscribe())
+            .filter_map(move |list| {
+                let item = match list {
+                    // A watcher revoked by a new list gets no more lists.
+                    Some(list) if list.revokes(&peer.serial, &peer.key_id) => Some(Err(
+                        Status::permission_denied("client certificate has been revoked"),
+                    )),
+                    Some(list) if list.sequence() > last => {
+                        last = list.sequence();
+                        Some(signed(&list))
+                    }
+                    _ => None,
+                };
+                std::future::ready(item)
+            })
+            .scan(false, end_after_error);
         let mut stopping = self.stopping.clone();
         let stop = async move {
             let _ = stopping.wait_for(|s| *s).await;
@@ -155,18 +175,26 @@ impl Gateway for GatewayService {
         request: Request<Streaming<pb::VerifyRequest>>,
     ) -> Result<Response<Self::VerifyBatchStream>, Status> {
         let verifier = Arc::clone(&self.verifier);
+        let peer = caller(&request)?.clone();
+        let trust = Arc::clone(self.registry.trust());
         let stream = request
             .into_inner()
             .map(move |item| {
                 let verifier = Arc::clone(&verifier);
+                // Revocation applies to each badge of an open stream too.
+                let revoked = trust.revokes(&peer.serial, &peer.key_id);
                 async move {
                     match item {
+                        _ if revoked => Err(Status::permission_denied(
+                            "client certificate has been revoked",
+                        )),
                         Ok(req) => Ok(verifier.verify(&req, unix_now()).await),
                         Err(status) => Err(status),
                     }
                 }
             })
-            .buffered(BATCH_CONCURRENCY);
+            .buffered(BATCH_CONCURRENCY)
+            .scan(false, end_after_error);
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -438,3 +438,60 @@ async fn the_gateway_keeps_no_badge_id_on_disk() {
     }
     let _ = DAY;
 }
+
+#[tokio::test]
+async fn a_checkpoint_revoked_mid_batch_gets_no_more_verdicts() {
+    let f = federation().await;
+    let badge = f.badge(330_100, 7, false).await;
+    let checkpoint = f.pki.verifier(420_000).unwrap();
+    let mut cp = gateway_client(&f.pki, f.gw.addr, &checkpoint).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut verdicts = cp
+        .verify_batch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let request = pb::VerifyRequest {
+        badge: Some(pb::verify_request::Badge::Envelope(badge.badge.clone())),
+    };
+    tx.send(request.clone()).await.unwrap();
+    assert_eq!(
+        outcome(&verdicts.next().await.unwrap().unwrap()),
+        pb::Outcome::Valid
+    );
+
+    let mut msg = f.pki.trust_list_message(2).unwrap();
+    msg.revoked_serials.push(
+        tessera_core::CertInfo::parse(&checkpoint.der)
+            .unwrap()
+            .serial()
+            .to_vec(),
+    );
+    f.gw.registry
+        .publish(&f.pki.sign(&msg).unwrap(), unix_now())
+        .await
+        .unwrap();
+    tx.send(request).await.unwrap();
+    let refused = verdicts.next().await.unwrap().unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn the_relay_refuses_a_node_of_another_city_at_a_listed_endpoint() {
+    let f = federation().await;
+    let badge = f.badge(330_100, 8, false).await;
+    // A list that sends Hangzhou's status checks to Wuhan's node.
+    let mut msg = f.pki.trust_list_message(2).unwrap();
+    for e in &mut msg.entries {
+        if e.code == 330_100 && e.role == pb::Role::CityNode as i32 {
+            e.endpoint = f.wuhan.addr.to_string();
+        }
+    }
+    f.gw.registry
+        .publish(&f.pki.sign(&msg).unwrap(), unix_now())
+        .await
+        .unwrap();
+    let v = f.check(&badge.badge).await;
+    assert_eq!(outcome(&v), pb::Outcome::StatusUnavailable, "{v:?}");
+    assert!(v.signature_valid);
+}

@@ -1,0 +1,124 @@
+//! `tessera badge …`: issuing, reading and rendering badges, for a city's app
+//! backend and for testing.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Subcommand;
+use tessera_core::badge::{BadgeClaims, Envelope, MAX_ENVELOPE_LEN};
+use tessera_core::text;
+use tessera_proto::v1 as pb;
+
+use crate::{creds, fmt, qr};
+
+#[derive(Debug, Subcommand)]
+pub enum BadgeCommand {
+    /// Ask a city node to score a resident and sign a badge (operator role).
+    #[command(after_help = "Example:
+  tessera badge issue --node 127.0.0.1:7101 --bundle operators/330100-hangzhou-cdc \\
+      --id 330106199001011234 --name 李华 --png badge.png --svg badge.svg")]
+    Issue {
+        /// The city node, host:port.
+        #[arg(long)]
+        node: String,
+        /// The operator's bundle directory (operator.crt, operator.key, root.crt).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The resident's national ID number.
+        #[arg(long)]
+        id: String,
+        /// The resident's name (only its first character goes in the badge).
+        #[arg(long)]
+        name: String,
+        /// Also save the QR code as PNG.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Also save the QR code as SVG.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+    /// Decode a badge's text and print its claims, WITHOUT verifying it.
+    #[command(
+        after_help = "Example:\n  tessera badge show 'TB1:…'\n\nTo check a badge, use `tessera verify`."
+    )]
+    Show {
+        /// The badge's QR text.
+        text: String,
+    },
+    /// Draw a badge's QR code in the terminal and/or save it as PNG or SVG.
+    #[command(
+        after_help = "Example:\n  tessera badge render 'TB1:…' --png badge.png --svg badge.svg"
+    )]
+    Render {
+        /// The badge's QR text.
+        text: String,
+        /// Save as PNG.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// Save as SVG.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
+}
+
+/// The claims of badge text, decoded without any verification.
+pub fn describe(badge: &str) -> anyhow::Result<String> {
+    let bytes = text::from_text(badge, MAX_ENVELOPE_LEN).context("not a badge")?;
+    let envelope = Envelope::decode(&bytes).context("not a badge")?;
+    let c = BadgeClaims::decode(&envelope.payload).context("the badge's claims do not decode")?;
+    Ok(format!(
+        "  issuer city  {}\n  colour       {}\n  issued at    {}\n  valid until  {}\n  policy       version {}\n  holder       {} (ID ending {})\n  badge id     {}\n  signed by    key {}\n  envelope     {} bytes, text {} characters",
+        c.issuer_city,
+        c.colour,
+        fmt::time(c.issued_at),
+        fmt::time(c.valid_until),
+        c.policy_version,
+        c.holder_hint.masked_name(),
+        c.holder_hint.id_tail(),
+        c.badge_id,
+        envelope.key_id,
+        bytes.len(),
+        badge.trim().len()
+    ))
+}
+
+pub fn run(cmd: BadgeCommand) -> anyhow::Result<()> {
+    match cmd {
+        BadgeCommand::Issue {
+            node,
+            bundle,
+            id,
+            name,
+            png,
+            svg,
+        } => {
+            let badge = crate::node::runtime()?.block_on(async {
+                let mut client = creds::node(&bundle, &node)?;
+                client
+                    .issue_badge(pb::IssueBadgeRequest {
+                        national_id: id,
+                        name,
+                    })
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| anyhow::anyhow!("the node at {node} refused: {}", s.message()))
+            })?;
+            println!("{}", qr::terminal(&badge.qr_text)?);
+            println!("{}", badge.qr_text);
+            println!("{}", describe(&badge.qr_text)?);
+            qr::save(&badge.qr_text, png.as_deref(), svg.as_deref())?;
+        }
+        BadgeCommand::Show { text } => {
+            println!("NOT VERIFIED — decoded claims only (check with `tessera verify`):");
+            println!("{}", describe(&text)?);
+        }
+        BadgeCommand::Render { text, png, svg } => {
+            describe(&text)?;
+            if png.is_none() && svg.is_none() {
+                println!("{}", qr::terminal(text.trim())?);
+            }
+            qr::save(text.trim(), png.as_deref(), svg.as_deref())?;
+        }
+    }
+    Ok(())
+}
