@@ -10,6 +10,7 @@ mod fmt;
 mod gateway;
 mod node;
 mod qr;
+mod trust;
 mod verify;
 
 use std::process::ExitCode;
@@ -37,6 +38,9 @@ enum Command {
     Gateway(gateway::GatewayCommand),
     /// A checkpoint's check of a badge, offline or through the gateway.
     Verify(verify::VerifyArgs),
+    /// Keep an offline copy of the trust list in force at the gateway.
+    #[command(subcommand)]
+    TrustList(trust::TrustListCommand),
     /// Issue, read and render badges.
     #[command(subcommand)]
     Badge(badge::BadgeCommand),
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Node(cmd) => node::run(cmd),
         Command::Gateway(cmd) => gateway::run(cmd),
         Command::Badge(cmd) => badge::run(cmd),
+        Command::TrustList(cmd) => trust::run(cmd),
         Command::Federation(FederationCommand::Up(args)) => federation::up(args),
         Command::Verify(args) => {
             return match verify::run(args) {

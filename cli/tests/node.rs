@@ -121,23 +121,36 @@ impl Authority {
     }
 
     fn start_node(&self) -> Child {
-        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(["node", "run", "--config", &self.config()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "node did not start listening within 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child
+        spawn_listening(&["node", "run", "--config", &self.config()], self.port)
     }
+
+    fn start_gateway(&self, port: u16) -> Child {
+        let config = self.dir.join("gateways/national/gateway.toml");
+        spawn_listening(
+            &["gateway", "run", "--config", config.to_str().unwrap()],
+            port,
+        )
+    }
+}
+
+/// Starts `tessera args` and waits (bounded) until it listens on `port`.
+fn spawn_listening(args: &[&str], port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "tessera {args:?} did not start listening within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
 
 fn stop(mut child: Child) {
@@ -370,22 +383,7 @@ fn the_authority_uploads_trust_lists_to_a_running_gateway() {
         "--endpoint",
         &format!("127.0.0.1:{port}"),
     ]);
-    let config = a.dir.join("gateways/national/gateway.toml");
-    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["gateway", "run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "gateway did not start listening within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = a.start_gateway(port);
     let gw = format!("127.0.0.1:{port}");
     let out = ok(&[
         "authority",
@@ -418,5 +416,77 @@ fn the_authority_uploads_trust_lists_to_a_running_gateway() {
         "127.0.0.1:1",
     ]);
     assert!(!out.status.success());
+    stop(child);
+}
+
+#[test]
+fn a_checkpoint_keeps_an_offline_copy_of_the_trust_list() {
+    let a = Authority::new();
+    let d = a.dir.to_str().unwrap();
+    let port = free_port();
+    ok(&[
+        "authority",
+        "enrol-gateway",
+        "--dir",
+        d,
+        "--name",
+        "national",
+        "--endpoint",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    ok(&[
+        "authority",
+        "enrol-verifier",
+        "--dir",
+        d,
+        "--province",
+        "420000",
+        "--name",
+        "Wuhan station",
+    ]);
+    let child = a.start_gateway(port);
+    let gw = format!("127.0.0.1:{port}");
+    ok(&[
+        "authority",
+        "trust-list",
+        "publish",
+        "--dir",
+        d,
+        "--gateway",
+        &gw,
+    ]);
+    let bundle = a.dir.join("verifiers/420000-wuhan-station");
+    let out = a.dir.join("checkpoint.tsl");
+    let fetch = [
+        "trust-list",
+        "fetch",
+        "--gateway",
+        &gw,
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    assert!(ok(&fetch).contains("trust list 1 saved"));
+    assert!(ok(&fetch).contains("is current"));
+    ok(&[
+        "authority",
+        "trust-list",
+        "publish",
+        "--dir",
+        d,
+        "--gateway",
+        &gw,
+    ]);
+    assert!(ok(&fetch).contains("trust list 2 saved"));
+    let shown = ok(&[
+        "authority",
+        "trust-list",
+        "show",
+        out.to_str().unwrap(),
+        "--root",
+        bundle.join("root.crt").to_str().unwrap(),
+    ]);
+    assert!(shown.contains("Trust list 2"), "{shown}");
     stop(child);
 }
