@@ -66,6 +66,28 @@ impl Table {
     }
 }
 
+/// The full gRPC paths of every `rpc` of `service` in a `.proto` file's
+/// text: what a service's table must list, for its tests.
+pub fn rpcs_in_proto(proto: &str, service: &str) -> Vec<String> {
+    let mut paths: Vec<String> = proto
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rpc "))
+        .filter_map(|l| l.split('(').next())
+        .map(|name| format!("/tessera.v1.{service}/{}", name.trim()))
+        .collect();
+    paths.sort();
+    paths
+}
+
+impl Table {
+    /// The table's paths, sorted.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.entries.iter().map(|(m, _)| (*m).to_owned()).collect();
+        paths.sort();
+        paths
+    }
+}
+
 /// Reads the caller from a request's TLS connection info, refusing one the
 /// current trust list revokes.
 pub fn peer_from_extensions(

@@ -85,6 +85,21 @@ pub async fn with_grace<E>(
     }
 }
 
+/// The address a server enrolled at `endpoint` listens on: the endpoint
+/// itself when it is an IP address and port, else all interfaces on its port.
+pub fn listen_address(endpoint: &str, default_port: u16) -> String {
+    match endpoint.parse::<SocketAddr>() {
+        Ok(addr) => addr.to_string(),
+        Err(_) => {
+            let port = endpoint
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .unwrap_or(default_port);
+            format!("0.0.0.0:{port}")
+        }
+    }
+}
+
 /// Why a client channel could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

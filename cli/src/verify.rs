@@ -104,27 +104,11 @@ fn offline(args: &VerifyArgs, badge: &str, now: i64) -> anyhow::Result<pb::Verdi
         eprintln!("warning: {msg}");
     }
     Ok(match verify_text(badge, &list, now) {
-        Ok(v) => {
-            let c = v.claims();
-            pb::Verdict {
-                outcome: pb::Outcome::Valid as i32,
-                colour: c.colour.to_proto() as i32,
-                valid_until: c.valid_until,
-                issuer_city: c.issuer_city.get(),
-                issuer_name: v.issuer_name().to_owned(),
-                checked_at: now,
-                signature_valid: true,
-                detail:
-                    "offline: signature and validity checked; status at the issuing city not asked"
-                        .into(),
-            }
-        }
-        Err(e) => pb::Verdict {
-            outcome: e.outcome() as i32,
-            checked_at: now,
-            detail: e.to_string(),
-            ..pb::Verdict::default()
-        },
+        Ok(v) => v.verdict(
+            now,
+            "offline: signature and validity checked; status at the issuing city not asked",
+        ),
+        Err(e) => e.verdict(now),
     })
 }
 

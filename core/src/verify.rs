@@ -123,6 +123,34 @@ impl VerifiedBadge {
     pub fn issuer_name(&self) -> &str {
         &self.issuer_name
     }
+
+    /// The verdict on this badge as far as its signature and validity go:
+    /// VALID, with `detail`. Online checks then add the city's status.
+    pub fn verdict(&self, now: i64, detail: &str) -> pb::Verdict {
+        let c = &self.claims;
+        pb::Verdict {
+            outcome: pb::Outcome::Valid as i32,
+            colour: c.colour.to_proto() as i32,
+            valid_until: c.valid_until,
+            issuer_city: c.issuer_city.get(),
+            issuer_name: self.issuer_name.clone(),
+            checked_at: now,
+            signature_valid: true,
+            detail: detail.to_owned(),
+        }
+    }
+}
+
+impl VerifyError {
+    /// The verdict a checkpoint shows for this failure.
+    pub fn verdict(&self, now: i64) -> pb::Verdict {
+        pb::Verdict {
+            outcome: self.outcome() as i32,
+            checked_at: now,
+            detail: self.to_string(),
+            ..pb::Verdict::default()
+        }
+    }
 }
 
 /// Verifies envelope bytes against a trust list at time `now` (Unix seconds).

@@ -175,13 +175,7 @@ impl GatewaySettings {
 
 /// The configuration the authority ships in a gateway's bundle directory.
 pub fn bundle_config(endpoint: &str) -> String {
-    let listen = match endpoint.parse::<SocketAddr>() {
-        Ok(addr) => addr.to_string(),
-        Err(_) => format!(
-            "0.0.0.0:{}",
-            endpoint.rsplit_once(':').map_or("7000", |(_, p)| p)
-        ),
-    };
+    let listen = tessera_certs::grpc::listen_address(endpoint, 7000);
     format!(
         r#"# tessera national gateway: `tessera gateway run --config gateway.toml`
 # Paths are relative to this file. See docs/gateway.toml for every setting.

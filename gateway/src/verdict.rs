@@ -105,19 +105,10 @@ impl Verifier {
         };
         let badge = match verify(&envelope, &list, now) {
             Ok(badge) => badge,
-            Err(e) => return verdict(e.outcome(), now, e.to_string()),
+            Err(e) => return e.verdict(now),
         };
         let claims = badge.claims();
-        let mut v = pb::Verdict {
-            outcome: pb::Outcome::Valid as i32,
-            colour: claims.colour.to_proto() as i32,
-            valid_until: claims.valid_until,
-            issuer_city: claims.issuer_city.get(),
-            issuer_name: badge.issuer_name().to_owned(),
-            checked_at: now,
-            signature_valid: true,
-            detail: String::new(),
-        };
+        let mut v = badge.verdict(now, "");
         let Some(node) = list.city_node(claims.issuer_city) else {
             v.outcome = pb::Outcome::StatusUnavailable as i32;
             v.detail = format!("no node of {} is in the trust list", claims.issuer_city);

@@ -177,13 +177,7 @@ impl NodeSettings {
 /// to the certificates and keys it names. `listen` is the enrolled endpoint
 /// when it is an IP address, else all interfaces on its port.
 pub fn bundle_config(city: CityCode, endpoint: &str) -> String {
-    let listen = match endpoint.parse::<SocketAddr>() {
-        Ok(addr) => addr.to_string(),
-        Err(_) => {
-            let port = endpoint.rsplit_once(':').map_or("7101", |(_, p)| p);
-            format!("0.0.0.0:{port}")
-        }
-    };
+    let listen = tessera_certs::grpc::listen_address(endpoint, 7101);
     format!(
         r#"# tessera city node {city}: `tessera node run --config node.toml`
 # Paths are relative to this file. See docs/node.toml for every setting.
