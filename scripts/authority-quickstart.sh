@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The main job until `tessera demo` exists: build tessera, create a national
-# authority in DIR (default ./federation), enrol three cities, a checkpoint,
-# an operator and a gateway, publish and verify the signed trust list.
+# The authority's side alone, step by step with the real commands: build
+# tessera, create a national authority in DIR (default ./authority-quickstart),
+# enrol three cities, a checkpoint, an operator and a gateway, publish and
+# verify the signed trust list. `tessera demo` runs the whole federation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=${1:-./federation}
+dir=${1:-./authority-quickstart}
 if [ -e "$dir/authority" ]; then
   echo "error: $dir/authority already exists: pass another directory, or remove it" >&2
   exit 1

@@ -16,7 +16,7 @@ pub enum BadgeCommand {
     /// Ask a city node to score a resident and sign a badge (operator role).
     #[command(after_help = "Example:
   tessera badge issue --node 127.0.0.1:7101 --bundle operators/330100-hangzhou-cdc \\
-      --id 330106199001011234 --name 李华 --png badge.png --svg badge.svg")]
+      --id 33010619900101123X --name 李华 --png badge.png --svg badge.svg")]
     Issue {
         /// The city node, host:port.
         #[arg(long)]
@@ -42,16 +42,16 @@ pub enum BadgeCommand {
         after_help = "Example:\n  tessera badge show 'TB1:…'\n\nTo check a badge, use `tessera verify`."
     )]
     Show {
-        /// The badge's QR text.
-        text: String,
+        /// The badge's QR text; read from standard input when absent or `-`.
+        text: Option<String>,
     },
     /// Draw a badge's QR code in the terminal and/or save it as PNG or SVG.
     #[command(
         after_help = "Example:\n  tessera badge render 'TB1:…' --png badge.png --svg badge.svg"
     )]
     Render {
-        /// The badge's QR text.
-        text: String,
+        /// The badge's QR text; read from standard input when absent or `-`.
+        text: Option<String>,
         /// Save as PNG.
         #[arg(long)]
         png: Option<PathBuf>,
@@ -109,10 +109,12 @@ pub fn run(cmd: BadgeCommand) -> anyhow::Result<()> {
             qr::save(&badge.qr_text, png.as_deref(), svg.as_deref())?;
         }
         BadgeCommand::Show { text } => {
+            let text = crate::verify::read_text(text)?;
             println!("NOT VERIFIED — decoded claims only (check with `tessera verify`):");
             println!("{}", describe(&text)?);
         }
         BadgeCommand::Render { text, png, svg } => {
+            let text = crate::verify::read_text(text)?;
             describe(&text)?;
             if png.is_none() && svg.is_none() {
                 println!("{}", qr::terminal(text.trim())?);

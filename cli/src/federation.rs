@@ -94,6 +94,11 @@ impl Layout {
             dir.display()
         );
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        anyhow::ensure!(
+            base == 0 || base <= u16::MAX - 200,
+            "--base-port must be at most {}",
+            u16::MAX - 200
+        );
         let port = |offset: u16| if base == 0 { 0 } else { base + offset };
         let mut listeners = vec![bind(port(0)).await?];
         for i in 0..CITIES.len() {
@@ -220,7 +225,7 @@ impl Federation {
         self.servers.push(Server { stop, task });
     }
 
-    /// Stops a city's node (for the demo's failure step).
+    /// Stops every server of the federation (nodes flush their stores).
     pub async fn stop_all(self) -> anyhow::Result<()> {
         for s in self.servers {
             let _ = s.stop.send(());
@@ -263,6 +268,10 @@ pub struct UpArgs {
 pub fn up(args: UpArgs) -> anyhow::Result<()> {
     crate::node::runtime()?.block_on(async {
         let (layout, listeners) = if args.dir.join(STATE).exists() {
+            println!(
+                "Reusing the federation in {} with the ports it was created with",
+                args.dir.display()
+            );
             Layout::open(&args.dir).await?
         } else {
             Layout::create(&args.dir, args.base_port, 5000).await?

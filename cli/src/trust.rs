@@ -48,7 +48,8 @@ pub fn run(cmd: TrustListCommand) -> anyhow::Result<()> {
                 )
             })?,
         ),
-        Err(_) => None,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
     };
     let known = held.as_ref().map_or(0, CheckedTrustList::sequence);
     let response = crate::node::runtime()?.block_on(async {

@@ -29,7 +29,8 @@ pub fn exit_code(outcome: pb::Outcome) -> u8 {
 
 Exit status: 0 VALID; 12 REVOKED, 13 EXPIRED, 14 NOT_YET_VALID, 15 BAD_SIGNATURE,
 16 UNKNOWN_SIGNER, 17 SIGNER_REVOKED, 18 MALFORMED, 19 STATUS_UNAVAILABLE;
-1 when the check could not be made; 2 for a usage error.")]
+10 for an outcome this build does not know; 1 when the check could not be made;
+2 for a usage error.")]
 pub struct VerifyArgs {
     /// The badge's QR text; read from standard input when absent or `-`.
     text: Option<String>,
@@ -40,10 +41,10 @@ pub struct VerifyArgs {
     #[arg(long)]
     trust_list: Option<PathBuf>,
     /// The national root certificate, for --offline (default: the bundle's root.crt).
-    #[arg(long)]
+    #[arg(long, required_unless_present_any = ["bundle", "gateway"])]
     root: Option<PathBuf>,
     /// Check online through the gateway at host:port.
-    #[arg(long, required_unless_present = "offline")]
+    #[arg(long, required_unless_present = "offline", requires = "bundle")]
     gateway: Option<String>,
     /// The checkpoint's bundle directory (verifier.crt, verifier.key, root.crt).
     #[arg(long)]
@@ -52,11 +53,12 @@ pub struct VerifyArgs {
     #[arg(long)]
     json: bool,
     /// With --offline, refuse a trust list past its next update instead of warning.
-    #[arg(long)]
+    #[arg(long, requires = "offline")]
     refuse_stale: bool,
 }
 
-fn read_text(arg: Option<String>) -> anyhow::Result<String> {
+/// The badge text from an argument, or from standard input when absent or `-`.
+pub fn read_text(arg: Option<String>) -> anyhow::Result<String> {
     match arg.as_deref() {
         Some(t) if t != "-" => Ok(t.to_owned()),
         _ => {
