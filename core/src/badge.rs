@@ -18,6 +18,8 @@ pub const MAX_ENVELOPE_LEN: usize = 512;
 pub const MAX_MASKED_NAME_CHARS: usize = 16;
 /// Characters of the ID number kept in a badge.
 pub const ID_TAIL_CHARS: usize = 4;
+/// Longest validity window a badge may carry (30 days).
+pub const MAX_VALIDITY_SECS: i64 = 30 * 86_400;
 
 /// The colour band.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,9 +148,26 @@ pub enum ClaimsError {
         /// End.
         valid_until: i64,
     },
+    /// The window is longer than [`MAX_VALIDITY_SECS`].
+    #[error("badge validity window of {0} s exceeds the 30-day maximum")]
+    WindowTooLong(i64),
     /// The holder hint carries more than a masked name and an ID tail.
     #[error("badge holder hint is longer than a masked name and a 4-character ID tail")]
     HintTooLong,
+}
+
+fn check_window(issued_at: i64, valid_until: i64) -> Result<(), ClaimsError> {
+    if valid_until <= issued_at {
+        return Err(ClaimsError::EmptyWindow {
+            issued_at,
+            valid_until,
+        });
+    }
+    let length = valid_until.saturating_sub(issued_at);
+    if length > MAX_VALIDITY_SECS {
+        return Err(ClaimsError::WindowTooLong(length));
+    }
+    Ok(())
 }
 
 /// What a city states about a resident's badge.
@@ -173,12 +192,7 @@ pub struct BadgeClaims {
 impl BadgeClaims {
     /// Checks the window and encodes the claims as signed payload bytes.
     pub fn encode(&self) -> Result<Vec<u8>, ClaimsError> {
-        if self.valid_until <= self.issued_at {
-            return Err(ClaimsError::EmptyWindow {
-                issued_at: self.issued_at,
-                valid_until: self.valid_until,
-            });
-        }
+        check_window(self.issued_at, self.valid_until)?;
         let hint = &self.holder_hint;
         if hint.masked_name.chars().count() > MAX_MASKED_NAME_CHARS
             || hint.id_tail.chars().count() > ID_TAIL_CHARS
@@ -213,12 +227,7 @@ impl BadgeClaims {
         let badge_id = BadgeId::from_slice(&msg.badge_id)
             .ok_or(ClaimsError::BadgeIdLength(msg.badge_id.len()))?;
         let colour = Colour::from_proto(msg.colour).ok_or(ClaimsError::Colour(msg.colour))?;
-        if msg.valid_until <= msg.issued_at {
-            return Err(ClaimsError::EmptyWindow {
-                issued_at: msg.issued_at,
-                valid_until: msg.valid_until,
-            });
-        }
+        check_window(msg.issued_at, msg.valid_until)?;
         Ok(Self {
             issuer_city,
             badge_id,
@@ -318,6 +327,16 @@ pub enum SignError {
     /// The claims are invalid.
     #[error(transparent)]
     Claims(#[from] ClaimsError),
+    /// The badge would outlive the signer certificate.
+    #[error(
+        "badge valid until {valid_until} would outlive its signer certificate (until {not_after}): renew the badge-signer certificate"
+    )]
+    OutlivesSigner {
+        /// The badge's end.
+        valid_until: i64,
+        /// The certificate's end.
+        not_after: i64,
+    },
     /// The envelope would exceed [`MAX_ENVELOPE_LEN`].
     #[error("signed badge of {0} bytes would exceed the limit of {MAX_ENVELOPE_LEN}")]
     TooLarge(usize),
@@ -328,6 +347,7 @@ pub struct BadgeSigner {
     key: SigningKey,
     key_id: KeyId,
     city: CityCode,
+    not_after: i64,
 }
 
 impl std::fmt::Debug for BadgeSigner {
@@ -356,6 +376,7 @@ impl BadgeSigner {
             key,
             key_id: cert.key_id(),
             city,
+            not_after: cert.not_after(),
         })
     }
 
@@ -369,12 +390,23 @@ impl BadgeSigner {
         self.city
     }
 
+    /// The end of the signer certificate's validity: no badge may outlive it.
+    pub fn not_after(&self) -> i64 {
+        self.not_after
+    }
+
     /// Signs claims into envelope bytes.
     pub fn sign(&self, claims: &BadgeClaims) -> Result<Vec<u8>, SignError> {
         if claims.issuer_city != self.city {
             return Err(SignError::WrongCity {
                 claimed: claims.issuer_city,
                 signer: self.city,
+            });
+        }
+        if claims.valid_until > self.not_after {
+            return Err(SignError::OutlivesSigner {
+                valid_until: claims.valid_until,
+                not_after: self.not_after,
             });
         }
         let payload = claims.encode()?;

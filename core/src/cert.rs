@@ -215,6 +215,14 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
         }
     }
     let identity = identity.ok_or(CertError::NoIdentity)?;
+    let tbs = cert.tbs_certificate.as_ref();
+    if der != canonical_der(tbs, &signature).as_slice() {
+        // Only the TBS part is signed: the bytes around it must be exactly
+        // the one DER encoding, or one certificate would have many key ids.
+        return Err(CertError::Malformed(
+            "non-canonical encoding outside the signed part".into(),
+        ));
+    }
     let is_ca = cert.is_ca();
     if is_ca != (identity.role() == Role::Root) {
         return Err(CertError::WrongCaFlag {
@@ -241,6 +249,34 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
         issuer: cert.issuer().as_raw().to_vec(),
     };
     Ok((info, cert.tbs_certificate.as_ref().to_vec(), signature))
+}
+
+/// `AlgorithmIdentifier { id-Ed25519 }`, DER.
+const ED25519_ALGORITHM: [u8; 7] = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+
+fn der_header(tag: u8, len: usize, out: &mut Vec<u8>) {
+    out.push(tag);
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+/// The one DER encoding of a certificate with this TBS and Ed25519
+/// signature.
+fn canonical_der(tbs: &[u8], signature: &Signature) -> Vec<u8> {
+    let body_len = tbs.len() + ED25519_ALGORITHM.len() + 3 + 64;
+    let mut out = Vec::with_capacity(body_len + 6);
+    der_header(0x30, body_len, &mut out);
+    out.extend_from_slice(tbs);
+    out.extend_from_slice(&ED25519_ALGORITHM);
+    out.extend_from_slice(&[0x03, 0x41, 0x00]);
+    out.extend_from_slice(&signature.to_bytes());
+    out
 }
 
 /// The national root: the one certificate a verifier pins out of band.

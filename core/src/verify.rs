@@ -58,11 +58,15 @@ pub enum VerifyError {
         /// City of the signer.
         signer: CityCode,
     },
-    /// Issued outside the signer certificate's validity.
-    #[error("badge was issued at {issued_at}, outside its signer certificate's validity")]
+    /// Issued outside the signer certificate's validity, or valid past it.
+    #[error(
+        "badge window {issued_at}..{valid_until} is not within its signer certificate's validity"
+    )]
     SignerNotValidAtIssue {
         /// When the badge says it was issued.
         issued_at: i64,
+        /// When it says it expires.
+        valid_until: i64,
     },
     /// The validity window has ended.
     #[error("badge expired at {valid_until}")]
@@ -198,9 +202,12 @@ pub fn verify(
             signer: signer_city,
         });
     }
-    if !signer.valid_at(claims.issued_at) {
+    // A badge may not outlive the certificate that signed it: a leaked key
+    // of an expired signer cannot mint badges valid for ever.
+    if !signer.valid_at(claims.issued_at) || claims.valid_until > signer.not_after() {
         return Err(VerifyError::SignerNotValidAtIssue {
             issued_at: claims.issued_at,
+            valid_until: claims.valid_until,
         });
     }
     if claims.issued_at > now.saturating_add(CLOCK_SKEW_SECS) {

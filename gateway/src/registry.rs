@@ -103,8 +103,15 @@ impl Registry {
             }
             None => CheckedTrustList::verify(bytes, self.trust.root(), now)?,
         };
-        self.tree.insert(CURRENT, bytes)?;
-        self.db.flush_async().await?;
+        let previous = self.tree.insert(CURRENT, bytes)?;
+        if let Err(e) = self.db.flush_async().await {
+            // Not acknowledged, so it must not come into force later either.
+            match previous {
+                Some(old) => self.tree.insert(CURRENT, old)?,
+                None => self.tree.remove(CURRENT)?,
+            };
+            return Err(e.into());
+        }
         let next = Arc::new(next);
         self.trust.install(Arc::clone(&next))?;
         self.updates.send_replace(Some(Arc::clone(&next)));

@@ -189,6 +189,9 @@ impl Breaker {
 
 struct Link {
     endpoint: String,
+    /// The trust list the connection was made under: a new list (which may
+    /// revoke the node's certificate) means a new handshake.
+    sequence: u64,
     service: StatusService,
     breaker: Arc<Breaker>,
 }
@@ -202,10 +205,12 @@ struct Cache {
     entries: Mutex<(Answers, Instant)>,
 }
 
-type Answers = HashMap<BadgeId, (pb::BadgeStatus, Instant)>;
+/// Keyed by issuing city and badge id: a badge id is chosen by its issuer, so
+/// one city's answer must never stand for another's badge.
+type Answers = HashMap<(CityCode, BadgeId), (pb::BadgeStatus, Instant)>;
 
 impl Cache {
-    fn get(&self, id: &BadgeId) -> Option<pb::BadgeStatus> {
+    fn get(&self, id: &(CityCode, BadgeId)) -> Option<pb::BadgeStatus> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -217,7 +222,7 @@ impl Cache {
             .map(|(s, _)| *s)
     }
 
-    fn put(&self, id: BadgeId, status: pb::BadgeStatus) {
+    fn put(&self, id: (CityCode, BadgeId), status: pb::BadgeStatus) {
         if self.ttl.is_zero() {
             return;
         }
@@ -271,15 +276,18 @@ impl Relay {
         endpoint: &str,
     ) -> Result<(StatusService, Arc<Breaker>), RelayError> {
         let unreachable = |message: String| RelayError::Unreachable { city, message };
+        let sequence = self.trust.current().map_or(0, |l| l.sequence());
         let mut links = self
             .links
             .lock()
             .map_err(|_| unreachable("relay state poisoned".into()))?;
+        let mut kept_breaker = None;
         if let Some(link) = links.get(&city) {
             let link = link
                 .lock()
                 .map_err(|_| unreachable("relay state poisoned".into()))?;
-            if link.endpoint == endpoint {
+            kept_breaker = Some(Arc::clone(&link.breaker));
+            if link.endpoint == endpoint && link.sequence == sequence {
                 return Ok((link.service.clone(), Arc::clone(&link.breaker)));
             }
         }
@@ -294,14 +302,17 @@ impl Relay {
                 client: CityNodeClient::new(channel),
             });
         let service = BoxCloneService::new(service);
-        let breaker = Arc::new(Breaker::new(
-            self.settings.breaker_failures,
-            self.settings.breaker_open,
-        ));
+        let breaker = kept_breaker.unwrap_or_else(|| {
+            Arc::new(Breaker::new(
+                self.settings.breaker_failures,
+                self.settings.breaker_open,
+            ))
+        });
         links.insert(
             city,
             Arc::new(Mutex::new(Link {
                 endpoint: endpoint.to_owned(),
+                sequence,
                 service: service.clone(),
                 breaker: Arc::clone(&breaker),
             })),
@@ -323,7 +334,7 @@ impl Relay {
         endpoint: &str,
         badge: BadgeId,
     ) -> Result<pb::BadgeStatus, RelayError> {
-        if let Some(status) = self.cache.get(&badge) {
+        if let Some(status) = self.cache.get(&(city, badge)) {
             return Ok(status);
         }
         let (service, breaker) = self.link(city, endpoint)?;
@@ -334,7 +345,7 @@ impl Relay {
         breaker.record(result.is_ok());
         match result {
             Ok(status) => {
-                self.cache.put(badge, status);
+                self.cache.put((city, badge), status);
                 Ok(status)
             }
             Err(e) if e.is::<tower::timeout::error::Elapsed>() => Err(RelayError::Timeout(city)),

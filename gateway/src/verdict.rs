@@ -69,9 +69,24 @@ impl Verifier {
         &self.counters
     }
 
-    /// The verdict on one badge at `now`.
+    /// The verdict on one badge at `now`. A verdict reached with a trust list
+    /// past its next update says so in its detail.
     pub async fn verify(&self, request: &pb::VerifyRequest, now: i64) -> pb::Verdict {
-        let v = self.reach(request, now).await;
+        let mut v = self.reach(request, now).await;
+        if let Some(list) = self.trust.current()
+            && let tessera_core::Freshness::Stale { overdue_secs } = list.freshness(now)
+        {
+            let note = format!(
+                "trust list {} is stale ({} h past its next update)",
+                list.sequence(),
+                overdue_secs / 3600
+            );
+            v.detail = if v.detail.is_empty() {
+                note
+            } else {
+                format!("{}; {note}", v.detail)
+            };
+        }
         self.counters
             .count(pb::Outcome::try_from(v.outcome).unwrap_or(pb::Outcome::Unspecified));
         v

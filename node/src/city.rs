@@ -321,7 +321,8 @@ impl<S: Store> City<S> {
             badge_id: BadgeId::from_bytes(badge_id),
             colour: assessment.colour,
             issued_at: now,
-            valid_until: assessment.valid_until,
+            // Never past the signer certificate (signing refuses an empty window).
+            valid_until: assessment.valid_until.min(self.signer.not_after()),
             policy_version: assessment.policy_version,
             holder_hint: HolderHint::mask(name, id.as_str()),
         };

@@ -1,12 +1,14 @@
 //! Group commit: many writers, one flush. A writer applies its change, then
-//! waits until a flush that started after its change has finished. Whichever
-//! writer finds no flush running starts one for everybody waiting, so a burst
-//! of concurrent batches costs one fsync, not one each.
+//! waits for the flusher's lock; whoever holds it flushes everything applied
+//! so far, so writers that queued behind one flush are all covered by the
+//! next. A burst of concurrent batches costs one fsync per round, not one
+//! each, and a flush that fails or is cancelled leaves the lock to the next
+//! waiter instead of stranding it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{Mutex, watch};
+use tokio::sync::Mutex;
 
 use crate::store::{Store, StoreError};
 
@@ -14,8 +16,8 @@ use crate::store::{Store, StoreError};
 pub struct GroupCommit<S> {
     store: Arc<S>,
     written: AtomicU64,
-    flushed: watch::Sender<u64>,
-    leader: Mutex<()>,
+    /// The highest write ticket known durable, guarded by the flusher lock.
+    flushed: Mutex<u64>,
 }
 
 impl<S: Store> GroupCommit<S> {
@@ -24,35 +26,50 @@ impl<S: Store> GroupCommit<S> {
         Self {
             store,
             written: AtomicU64::new(0),
-            flushed: watch::channel(0).0,
-            leader: Mutex::new(()),
+            flushed: Mutex::new(0),
         }
     }
 
     /// Returns once every change applied before this call is durable.
     pub async fn durable(&self) -> Result<(), StoreError> {
         let mine = self.written.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut seen = self.flushed.subscribe();
-        loop {
-            if *seen.borrow_and_update() >= mine {
-                return Ok(());
-            }
-            if let Ok(_lead) = self.leader.try_lock() {
-                if *self.flushed.borrow() >= mine {
-                    return Ok(());
-                }
-                let target = self.written.load(Ordering::SeqCst);
-                let store = Arc::clone(&self.store);
-                tokio::task::spawn_blocking(move || store.flush())
-                    .await
-                    .map_err(|e| StoreError::Corrupt(format!("flush task failed: {e}")))??;
-                self.flushed.send_modify(|f| *f = (*f).max(target));
-                continue;
-            }
-            // A flush is running; wait for it (or the next) to finish.
-            if seen.changed().await.is_err() {
-                return Err(StoreError::Corrupt("group commit closed".into()));
-            }
+        let mut flushed = self.flushed.lock().await;
+        if *flushed >= mine {
+            return Ok(());
         }
+        // Everything applied before this read is covered by this flush.
+        let target = self.written.load(Ordering::SeqCst);
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.flush())
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("flush task failed: {e}")))??;
+        *flushed = (*flushed).max(target);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writers_all_return_and_share_flushes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let commit = Arc::new(GroupCommit::new(store));
+        let mut tasks = vec![];
+        for _ in 0..64 {
+            let c = Arc::clone(&commit);
+            tasks.push(tokio::spawn(async move { c.durable().await }));
+        }
+        for t in tasks {
+            tokio::time::timeout(std::time::Duration::from_secs(30), t)
+                .await
+                .expect("a writer was never acknowledged")
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(*commit.flushed.lock().await, 64);
     }
 }

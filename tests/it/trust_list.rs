@@ -106,3 +106,29 @@ fn lookup_finds_every_signer_in_a_national_size_list() {
             .is_none()
     );
 }
+
+#[test]
+fn a_certificate_has_one_encoding_only() {
+    // Bytes outside the signed part (outer tag, algorithm, bit-string
+    // header) could be changed without breaking the signature; they must
+    // still be refused, or one certificate would have many key ids.
+    let pki = TestPki::new(NOW).unwrap();
+    let der = pki.gateway.der.clone();
+    let root = pki.anchor().unwrap();
+    assert!(CertInfo::parse_issued_by(&der, &root).is_ok());
+    let tail = der.len() - 64 - 3 - 7;
+    for (i, bit) in [
+        (0, 5),
+        (tail, 6),
+        (tail + 2, 0),
+        (tail + 7, 7),
+        (tail + 9, 0),
+    ] {
+        let mut bent = der.clone();
+        bent[i] ^= 1 << bit;
+        assert!(
+            CertInfo::parse_issued_by(&bent, &root).is_err(),
+            "a certificate bent at byte {i} bit {bit} was accepted"
+        );
+    }
+}
