@@ -55,8 +55,24 @@ pub fn bundle(dir: &Path) -> anyhow::Result<(TlsIdentity, Arc<TrustState>)> {
 
 /// A client of the gateway at `addr` presenting the bundle's identity.
 pub fn gateway(dir: &Path, addr: &str) -> anyhow::Result<GatewayClient<Channel>> {
+    gateway_with_list(dir, addr, None)
+}
+
+/// A client of the gateway that also refuses a gateway certificate revoked
+/// by the cached trust list at `list`.
+pub fn gateway_with_list(
+    dir: &Path,
+    addr: &str,
+    list: Option<&Path>,
+) -> anyhow::Result<GatewayClient<Channel>> {
     tls::install_default_provider();
     let (identity, trust) = bundle(dir)?;
+    if let Some(path) = list {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        trust
+            .update(&bytes, crate::fmt::now())
+            .with_context(|| format!("{} does not verify", path.display()))?;
+    }
     let config = tls::client_config(&identity, trust, Role::Gateway)?;
     Ok(GatewayClient::new(grpc::channel(addr, config)?))
 }

@@ -122,11 +122,12 @@ impl Layout {
             let code = CityCode::new(*code)?;
             let node = addr(&listeners[1 + i])?;
             let issued = authority.enrol_city(code, name, &node.to_string(), now)?;
-            keys::write_new_file(
-                &issued.dir.join("node.toml"),
-                tessera_node::config::bundle_config(code, &node.to_string()).as_bytes(),
-                false,
-            )?;
+            // Nodes follow the gateway's trust list, so revocations reach them.
+            let node_toml = tessera_node::config::bundle_config(code, &node.to_string()).replace(
+                "root = \"root.crt\"",
+                &format!("root = \"root.crt\"\ngateway = \"{gateway}\"\nrefresh_secs = 2"),
+            );
+            keys::write_new_file(&issued.dir.join("node.toml"), node_toml.as_bytes(), false)?;
             let op = authority.enrol_operator(code, &format!("{name} CDC"), now)?;
             cities.push(CityLayout {
                 code: code.get(),

@@ -37,7 +37,8 @@ pub struct VerifyArgs {
     /// Check offline against a cached signed trust list (no network).
     #[arg(long, requires = "trust_list", conflicts_with = "gateway")]
     offline: bool,
-    /// The cached signed trust list, for --offline.
+    /// The cached signed trust list: required with --offline; with --gateway,
+    /// a gateway certificate it revokes is refused (advised).
     #[arg(long)]
     trust_list: Option<PathBuf>,
     /// The national root certificate, for --offline (default: the bundle's root.crt).
@@ -176,7 +177,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<pb::Outcome> {
             }
         } else {
             crate::node::runtime()?.block_on(async {
-                let mut client = creds::gateway(bundle, gateway)?;
+                let mut client =
+                    creds::gateway_with_list(bundle, gateway, args.trust_list.as_deref())?;
                 client
                     .verify(pb::VerifyRequest {
                         badge: Some(pb::verify_request::Badge::QrText(badge)),

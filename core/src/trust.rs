@@ -335,7 +335,7 @@ impl CheckedTrustList {
             Freshness::Sunset
         } else if now > self.next_update {
             Freshness::Stale {
-                overdue_secs: now - self.next_update,
+                overdue_secs: now.saturating_sub(self.next_update),
             }
         } else {
             Freshness::Fresh

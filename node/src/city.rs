@@ -236,12 +236,13 @@ impl<S: Store> City<S> {
                 }
                 None => {}
             }
-            new.push((prepared, stored));
+            new.push((index, prepared, stored));
         }
 
         let guard = self.writer.lock().await;
         let mut by_resident: BTreeMap<Pseudonym, Vec<pb::Record>> = BTreeMap::new();
-        for (index, (r, stored)) in new.iter().enumerate() {
+        for (index, r, stored) in &new {
+            let index = *index;
             match self.store.fingerprint(&r.record_id)? {
                 Some(f) if f == r.fingerprint => {}
                 Some(_) => {
@@ -257,7 +258,7 @@ impl<S: Store> City<S> {
             }
         }
         let mut change = Change {
-            records: new.into_iter().map(|(r, _)| r).collect(),
+            records: new.into_iter().map(|(_, r, _)| r).collect(),
             badges: vec![],
         };
         for (resident, added) in by_resident {

@@ -64,6 +64,10 @@ struct TlsFile {
     root: PathBuf,
     #[serde(default)]
     trust_list: Option<PathBuf>,
+    #[serde(default)]
+    gateway: Option<String>,
+    #[serde(default)]
+    refresh_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -94,8 +98,12 @@ pub struct NodeSettings {
     pub tls_key: PathBuf,
     /// National root certificate (PEM).
     pub root: PathBuf,
-    /// A cached signed trust list, to refuse revoked callers.
+    /// A signed trust list to start from, to refuse revoked callers.
     pub trust_list: Option<PathBuf>,
+    /// The gateway to fetch newer trust lists from, as host:port.
+    pub gateway: Option<String>,
+    /// How often to ask the gateway for a newer list.
+    pub refresh: std::time::Duration,
     /// Badge-signer certificate (PEM).
     pub signer_certificate: PathBuf,
     /// Badge-signer key (PEM).
@@ -149,6 +157,13 @@ impl NodeSettings {
         if !(1..=1_000_000).contains(&max_batch_records) {
             return Err(invalid("max_batch_records must be 1 to 1000000".into()));
         }
+        if file
+            .tls
+            .refresh_secs
+            .is_some_and(|s| !(1..=86_400).contains(&s))
+        {
+            return Err(invalid("tls.refresh_secs must be 1 to 86400".into()));
+        }
         let max_message_bytes = file.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE);
         if !(4096..=256 * 1024 * 1024).contains(&max_message_bytes) {
             return Err(invalid(
@@ -166,6 +181,8 @@ impl NodeSettings {
             tls_key: at(file.tls.key),
             root: at(file.tls.root),
             trust_list: file.tls.trust_list.map(at),
+            gateway: file.tls.gateway,
+            refresh: std::time::Duration::from_secs(file.tls.refresh_secs.unwrap_or(30)),
             signer_certificate: at(file.badges.certificate),
             signer_key: at(file.badges.key),
             policy: file.badges.policy.map(at),

@@ -97,6 +97,11 @@ fn pseudonym_key(data_dir: &Path) -> Result<PseudonymKey, StartError> {
         let mut bytes = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
         keys::write_new_file(&path, hex::encode(bytes).as_bytes(), true)?;
+        // The key's directory entry must be durable before any record
+        // pseudonymised with it is.
+        std::fs::File::open(data_dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(format!("syncing {}", data_dir.display())))?;
     }
     let text = std::fs::read_to_string(&path).map_err(io(format!("reading {}", path.display())))?;
     let bytes: [u8; 32] = hex::decode(text.trim())
@@ -137,6 +142,12 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     if let Some(list) = &settings.trust_list {
         let bytes = std::fs::read(list).map_err(io(format!("reading {}", list.display())))?;
         trust.update(&bytes, unix_now())?;
+    }
+    // The newest list fetched before a restart, if newer than the configured one.
+    if let Ok(bytes) = std::fs::read(settings.data_dir.join(TRUST_CACHE))
+        && let Err(e) = trust.update(&bytes, unix_now())
+    {
+        tracing::warn!(error = %e, "ignoring the cached trust list");
     }
     let identity = TlsIdentity::from_files(&settings.tls_certificate, &settings.tls_key)?;
     if identity.identity().role() != Role::CityNode
@@ -192,6 +203,61 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     })
 }
 
+const TRUST_CACHE: &str = "trust-list.tsl";
+
+/// Asks the gateway for a newer trust list every `settings.refresh`, puts it
+/// in force (refusing rollback) and keeps it in the data directory.
+async fn follow_trust_lists(loaded: &Loaded, gateway: String) {
+    use tessera_proto::v1 as pb;
+    let config = match tls::client_config(
+        &loaded.identity,
+        Arc::clone(&loaded.trust),
+        tessera_core::Role::Gateway,
+    ) {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "cannot follow trust lists"),
+    };
+    let channel = match grpc::channel(&gateway, config) {
+        Ok(c) => c,
+        Err(e) => return tracing::error!(error = %e, "cannot follow trust lists"),
+    };
+    let mut client = tessera_proto::v1::gateway_client::GatewayClient::new(channel);
+    loop {
+        let known = loaded.trust.current().map_or(0, |l| l.sequence());
+        match client
+            .fetch_trust_list(pb::FetchTrustListRequest {
+                known_sequence: known,
+            })
+            .await
+        {
+            Ok(r) => {
+                if let Some(list) = r.into_inner().list {
+                    let bytes = prost::Message::encode_to_vec(&list);
+                    match loaded.trust.update(&bytes, unix_now()) {
+                        Ok(list) => {
+                            tracing::info!(sequence = list.sequence(), "trust list in force");
+                            let path = loaded.settings.data_dir.join(TRUST_CACHE);
+                            let tmp = path.with_extension("tmp");
+                            if let Err(e) = std::fs::write(&tmp, &bytes)
+                                .and_then(|()| std::fs::rename(&tmp, &path))
+                            {
+                                tracing::warn!(error = %e, "cannot keep the trust list on disk");
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the gateway sent a trust list that does not verify")
+                        }
+                    }
+                }
+            }
+            Err(status) => {
+                tracing::warn!(%gateway, error = %status.message(), "cannot fetch the trust list")
+            }
+        }
+        tokio::time::sleep(loaded.settings.refresh).await;
+    }
+}
+
 /// Serves a loaded node on `listener` until `shutdown` resolves, then
 /// flushes the store.
 pub async fn serve(
@@ -213,7 +279,16 @@ pub async fn serve(
         .layer(AuthzLayer::new(Arc::clone(&loaded.trust), table))
         .add_service(service)
         .serve_with_incoming_shutdown(incoming, signal);
-    grpc::with_grace(server, stopping, std::time::Duration::from_secs(10)).await?;
+    let follow = async {
+        match loaded.settings.gateway.clone() {
+            Some(gateway) => follow_trust_lists(loaded, gateway).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = grpc::with_grace(server, stopping, std::time::Duration::from_secs(10)) => result?,
+        () = follow => {}
+    }
     loaded.city.flush().await.map_err(|e| StartError::Io {
         what: format!("final flush: {e}"),
         source: std::io::Error::other("flush failed"),

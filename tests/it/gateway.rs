@@ -495,3 +495,71 @@ async fn the_relay_refuses_a_node_of_another_city_at_a_listed_endpoint() {
     assert_eq!(outcome(&v), pb::Outcome::StatusUnavailable, "{v:?}");
     assert!(v.signature_valid);
 }
+
+#[tokio::test]
+async fn a_node_follows_the_gateways_trust_list_and_refuses_a_revoked_operator() {
+    let mut pki = TestPki::new(unix_now()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hz = pki
+        .add_city(330_100, "Hangzhou", &addr.to_string())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let list = pki.trust_list(1).unwrap();
+    let gw = RunningGateway::start(&pki, &dir.path().join("gw"), Some(&list), relay())
+        .await
+        .unwrap();
+    let config =
+        tessera_tests::harness::write_city_bundle(&pki, hz, &dir.path().join("hz"), addr).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "root = \"root.crt\"",
+        &format!(
+            "root = \"root.crt\"\ngateway = \"{}\"\nrefresh_secs = 1",
+            gw.addr
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let node = RunningNode::start_with(config, listener).await.unwrap();
+
+    let operator = pki.operator(hz).unwrap();
+    let resident = national_id(hz, 1);
+    let ingest = |n: u32| pb::IngestRequest {
+        records: vec![test_record(
+            &format!("follow-{n}"),
+            &resident,
+            false,
+            unix_now() - 60,
+        )],
+    };
+    let mut op = node_client(&pki, node.addr, &operator).unwrap();
+    op.ingest_records(ingest(0)).await.unwrap();
+
+    let mut msg = pki.trust_list_message(2).unwrap();
+    msg.revoked_serials.push(
+        tessera_core::CertInfo::parse(&operator.der)
+            .unwrap()
+            .serial()
+            .to_vec(),
+    );
+    gw.registry
+        .publish(&pki.sign(&msg).unwrap(), unix_now())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 1;
+    let refused = loop {
+        match op.ingest_records(ingest(n)).await {
+            Err(e) => break e,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Ok(_) => {
+                panic!("the node still admits a revoked operator 15 s after the gateway's new list")
+            }
+        }
+        n += 1;
+    };
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    node.stop().await.unwrap();
+    gw.stop().await.unwrap();
+}

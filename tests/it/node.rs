@@ -313,6 +313,10 @@ async fn bad_batches_are_refused_with_index_and_reason_and_store_nothing() {
             "record 1: id \"good-1\" is already used for different content",
         ),
         (
+            vec![good.clone(), good.clone(), reused_stored.clone()],
+            "record 2: id \"stored-1\" is already used for different content",
+        ),
+        (
             vec![good.clone(), reused_stored],
             "record 1: id \"stored-1\" is already used for different content",
         ),

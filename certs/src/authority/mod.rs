@@ -619,9 +619,9 @@ impl AuthorityDir {
     /// (capped at the sunset), records it under `trust-lists/` and returns
     /// its sequence and encoded bytes.
     pub fn publish(&mut self, now: i64, valid_for: i64) -> Result<(u64, Vec<u8>), AuthorityError> {
-        if valid_for <= 0 {
+        if !(1..=30 * DAY).contains(&valid_for) {
             return Err(AuthorityError::BadOption(
-                "the validity must be positive".into(),
+                "a trust list's validity must be 1 second to 30 days".into(),
             ));
         }
         if now >= self.registry.sunset_at {
