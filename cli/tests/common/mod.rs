@@ -2,7 +2,16 @@
 
 #![allow(dead_code, clippy::expect_used, clippy::panic)] // test code, not every file uses every helper
 
-use std::process::{Command, Output};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tessera_certs::tls::{self, TrustState};
+use tessera_certs::{TlsIdentity, grpc};
+use tessera_core::{Role, TrustAnchor};
+use tessera_proto::v1::city_node_client::CityNodeClient;
 
 /// Runs `tessera args`.
 pub fn tessera(args: &[&str]) -> Output {
@@ -21,4 +30,144 @@ pub fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A valid ID number for resident `n` (17 digits and the GB 11643 check).
+pub fn id(n: u32) -> String {
+    let first17 = format!("33010619900101{n:03}");
+    format!(
+        "{first17}{}",
+        tessera_node::pseudonym::check_character(first17.as_bytes()).unwrap()
+    )
+}
+
+pub struct Authority {
+    _tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Authority {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("authority");
+        let d = dir.to_str().unwrap();
+        let port = free_port();
+        let endpoint = format!("127.0.0.1:{port}");
+        ok(&["authority", "init", "--dir", d]);
+        ok(&[
+            "authority",
+            "enrol-city",
+            "--dir",
+            d,
+            "--code",
+            "330100",
+            "--name",
+            "Hangzhou",
+            "--endpoint",
+            &endpoint,
+        ]);
+        ok(&[
+            "authority",
+            "enrol-operator",
+            "--dir",
+            d,
+            "--city",
+            "330100",
+            "--name",
+            "Hangzhou CDC",
+        ]);
+        ok(&[
+            "authority",
+            "enrol-gateway",
+            "--dir",
+            d,
+            "--endpoint",
+            "127.0.0.1:7000",
+        ]);
+        Self {
+            _tmp: tmp,
+            dir,
+            port,
+        }
+    }
+
+    pub fn config(&self) -> String {
+        self.dir
+            .join("cities/330100/node.toml")
+            .display()
+            .to_string()
+    }
+
+    pub fn client(&self, cert: &str) -> CityNodeClient<tonic::transport::Channel> {
+        tls::install_default_provider();
+        let root = tessera_certs::keys::read_cert(&self.dir.join("root/root.crt")).unwrap();
+        let trust = Arc::new(TrustState::new(TrustAnchor::from_der(&root).unwrap()).unwrap());
+        let base = self.dir.join(cert);
+        let identity =
+            TlsIdentity::from_files(&base.with_extension("crt"), &base.with_extension("key"))
+                .unwrap();
+        let config = tls::client_config(&identity, trust, Role::CityNode).unwrap();
+        CityNodeClient::new(grpc::channel(&format!("127.0.0.1:{}", self.port), config).unwrap())
+    }
+
+    pub fn start_node(&self) -> Child {
+        spawn_listening(&["node", "run", "--config", &self.config()], self.port)
+    }
+
+    pub fn start_gateway(&self, port: u16) -> Child {
+        let config = self.dir.join("gateways/national/gateway.toml");
+        spawn_listening(
+            &["gateway", "run", "--config", config.to_str().unwrap()],
+            port,
+        )
+    }
+}
+
+/// Starts `tessera args` and waits (bounded) until it listens on `port`.
+pub fn spawn_listening(args: &[&str], port: u16) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "tessera {args:?} did not start listening within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+pub fn stop(mut child: Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "node exited with {status}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node did not stop within 20 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
