@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Authority, free_port, id, ok, stop, tessera};
+use common::{Authority, id, ok, stop, tessera};
 
 use std::path::Path;
 
@@ -212,39 +212,11 @@ async fn a_node_process_keeps_every_acknowledged_record_and_badge_state_across_a
 fn the_authority_uploads_trust_lists_to_a_running_gateway() {
     let a = Authority::new();
     let d = a.dir.to_str().unwrap();
-    let port = free_port();
-    ok(&[
-        "authority",
-        "enrol-gateway",
-        "--dir",
-        d,
-        "--name",
-        "national",
-        "--endpoint",
-        &format!("127.0.0.1:{port}"),
-    ]);
-    let child = a.start_gateway(port);
-    let gw = format!("127.0.0.1:{port}");
-    let out = ok(&[
-        "authority",
-        "trust-list",
-        "publish",
-        "--dir",
-        d,
-        "--gateway",
-        &gw,
-    ]);
+    let (child, gw) = a.run_gateway();
+    let out = a.publish_to(&gw);
     assert!(out.contains("sequence 1 in force"), "{out}");
     ok(&["authority", "revoke", "--dir", d, "--city", "330100"]);
-    let out = ok(&[
-        "authority",
-        "trust-list",
-        "publish",
-        "--dir",
-        d,
-        "--gateway",
-        &gw,
-    ]);
+    let out = a.publish_to(&gw);
     assert!(out.contains("sequence 2 in force"), "{out}");
     let out = tessera(&[
         "authority",
@@ -263,17 +235,6 @@ fn the_authority_uploads_trust_lists_to_a_running_gateway() {
 fn a_checkpoint_keeps_an_offline_copy_of_the_trust_list() {
     let a = Authority::new();
     let d = a.dir.to_str().unwrap();
-    let port = free_port();
-    ok(&[
-        "authority",
-        "enrol-gateway",
-        "--dir",
-        d,
-        "--name",
-        "national",
-        "--endpoint",
-        &format!("127.0.0.1:{port}"),
-    ]);
     ok(&[
         "authority",
         "enrol-verifier",
@@ -284,17 +245,8 @@ fn a_checkpoint_keeps_an_offline_copy_of_the_trust_list() {
         "--name",
         "Wuhan station",
     ]);
-    let child = a.start_gateway(port);
-    let gw = format!("127.0.0.1:{port}");
-    ok(&[
-        "authority",
-        "trust-list",
-        "publish",
-        "--dir",
-        d,
-        "--gateway",
-        &gw,
-    ]);
+    let (child, gw) = a.run_gateway();
+    a.publish_to(&gw);
     let bundle = a.dir.join("verifiers/420000-wuhan-station");
     let out = a.dir.join("checkpoint.tsl");
     let fetch = [
@@ -309,15 +261,7 @@ fn a_checkpoint_keeps_an_offline_copy_of_the_trust_list() {
     ];
     assert!(ok(&fetch).contains("trust list 1 saved"));
     assert!(ok(&fetch).contains("is current"));
-    ok(&[
-        "authority",
-        "trust-list",
-        "publish",
-        "--dir",
-        d,
-        "--gateway",
-        &gw,
-    ]);
+    a.publish_to(&gw);
     assert!(ok(&fetch).contains("trust list 2 saved"));
     let shown = ok(&[
         "authority",

@@ -123,6 +123,39 @@ impl Authority {
         spawn_listening(&["node", "run", "--config", &self.config()], self.port)
     }
 
+    /// Enrols a gateway named "national" on a free port and runs it;
+    /// returns the process and its address.
+    pub fn run_gateway(&self) -> (Child, String) {
+        let port = free_port();
+        let gw = format!("127.0.0.1:{port}");
+        let d = self.dir.to_str().unwrap();
+        ok(&[
+            "authority",
+            "enrol-gateway",
+            "--dir",
+            d,
+            "--name",
+            "national",
+            "--endpoint",
+            &gw,
+        ]);
+        (self.start_gateway(port), gw)
+    }
+
+    /// Signs the next trust list and uploads it to `gateway`.
+    pub fn publish_to(&self, gateway: &str) -> String {
+        let d = self.dir.to_str().unwrap();
+        ok(&[
+            "authority",
+            "trust-list",
+            "publish",
+            "--dir",
+            d,
+            "--gateway",
+            gateway,
+        ])
+    }
+
     pub fn start_gateway(&self, port: u16) -> Child {
         let config = self.dir.join("gateways/national/gateway.toml");
         spawn_listening(
