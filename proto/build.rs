@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tessera/v1/trust.proto",
         "tessera/v1/node.proto",
         "tessera/v1/gateway.proto",
+        "tessera/bench/v1/echo.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");

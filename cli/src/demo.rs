@@ -195,7 +195,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
 
     println!("1. The authority creates the root of trust, enrols Hangzhou, Wuhan and Guangzhou,");
     println!("   a Wuhan checkpoint and the gateway, and publishes trust list 1.");
-    let (layout, listeners) = Layout::create(dir, 0, 1000).await?;
+    let (layout, listeners) = Layout::create(dir, 0, "cache_ttl_ms = 1000").await?;
     let fed = Federation::start(layout, listeners).await?;
     let l = fed.layout.clone();
     for c in &l.cities {

@@ -70,6 +70,7 @@ pub struct Federation {
     /// Its layout.
     pub layout: Layout,
     servers: Vec<Server>,
+    verifier: Option<std::sync::Arc<tessera_gateway::verdict::Verifier>>,
 }
 
 async fn bind(port: u16) -> anyhow::Result<TcpListener> {
@@ -82,11 +83,12 @@ async fn bind(port: u16) -> anyhow::Result<TcpListener> {
 
 impl Layout {
     /// Creates a new federation in `dir` with ports from `base` (0: any free
-    /// ports) and the gateway's status cache lifetime.
+    /// ports) and `relay`, lines for the `[relay]` section of the gateway's
+    /// configuration.
     pub async fn create(
         dir: &Path,
         base: u16,
-        cache_ttl_ms: u64,
+        relay: &str,
     ) -> anyhow::Result<(Self, Vec<TcpListener>)> {
         anyhow::ensure!(
             !dir.join(STATE).exists(),
@@ -148,7 +150,7 @@ impl Layout {
                 "root = \"root.crt\"\ntrust_list = {:?}",
                 trust_list.canonicalize()?.display().to_string()
             ),
-        ) + &format!("\n[relay]\ncache_ttl_ms = {cache_ttl_ms}\n");
+        ) + &format!("\n[relay]\n{relay}\n");
         keys::write_new_file(&g.dir.join("gateway.toml"), gateway_toml.as_bytes(), false)?;
         let layout = Layout {
             authority: authority_dir,
@@ -190,6 +192,7 @@ impl Federation {
         let mut fed = Self {
             layout,
             servers: vec![],
+            verifier: None,
         };
         let node_listeners = listeners.split_off(1);
         for (city, listener) in fed.layout.cities.clone().iter().zip(node_listeners) {
@@ -206,6 +209,7 @@ impl Federation {
             &fed.layout.gateway_bundle.join("gateway.toml"),
         )?;
         let loaded = tessera_gateway::server::load(settings).await?;
+        fed.verifier = Some(std::sync::Arc::clone(&loaded.verifier));
         fed.spawn(move |stop| async move {
             tessera_gateway::server::serve(&loaded, gateway_listener, stop).await?;
             Ok(())
@@ -224,6 +228,14 @@ impl Federation {
         });
         let task = tokio::spawn(run(signal));
         self.servers.push(Server { stop, task });
+    }
+
+    /// The gateway relay's aggregate counters so far.
+    pub fn relay_stats(&self) -> tessera_gateway::relay::RelayStats {
+        self.verifier
+            .as_ref()
+            .map(|v| v.relay().stats())
+            .unwrap_or_default()
     }
 
     /// Stops every server of the federation (nodes flush their stores).
@@ -275,7 +287,7 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
             );
             Layout::open(&args.dir).await?
         } else {
-            Layout::create(&args.dir, args.base_port, 5000).await?
+            Layout::create(&args.dir, args.base_port, "cache_ttl_ms = 5000").await?
         };
         let fed = Federation::start(layout, listeners).await?;
         let l = &fed.layout;

@@ -3,6 +3,7 @@
 
 mod authority;
 mod badge;
+mod bench;
 mod creds;
 mod demo;
 mod federation;
@@ -46,6 +47,8 @@ enum Command {
     Badge(badge::BadgeCommand),
     /// A whole local federation telling its story, checked step by step.
     Demo(demo::DemoArgs),
+    /// Load scenarios against the gateway and city nodes, beside baselines.
+    Bench(bench::BenchArgs),
     /// A persistent local federation to point other commands at.
     #[command(subcommand)]
     Federation(FederationCommand),
@@ -61,7 +64,7 @@ fn main() -> ExitCode {
     tessera_certs::tls::install_default_provider();
     let cli = Cli::parse();
     // Servers log what they do; the demo's story is its own output.
-    let default_level = if matches!(cli.command, Command::Demo(_)) {
+    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Bench(_)) {
         "warn"
     } else {
         "info"
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Command::Badge(cmd) => badge::run(cmd),
         Command::TrustList(cmd) => trust::run(cmd),
         Command::Federation(FederationCommand::Up(args)) => federation::up(args),
+        Command::Bench(args) => bench::run(args),
         Command::Verify(args) => {
             return match verify::run(args) {
                 Ok(outcome) => ExitCode::from(verify::exit_code(outcome)),

@@ -54,6 +54,7 @@ struct TlsFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RelayFile {
+    enabled: Option<bool>,
     timeout_ms: Option<u64>,
     concurrency_per_node: Option<usize>,
     cache_ttl_ms: Option<u64>,
@@ -64,9 +65,13 @@ struct RelayFile {
 /// How the relay to city nodes behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelaySettings {
+    /// Whether status checks are relayed at all. Off, verdicts rest on the
+    /// signature and the trust list alone, like an offline check, and say so.
+    pub enabled: bool,
     /// Deadline of one status check, retry included.
     pub timeout: Duration,
-    /// Status checks in flight to one node at most.
+    /// `CheckStatus` calls in flight to one node at most; checks that arrive
+    /// meanwhile wait and go out together in the next call.
     pub concurrency_per_node: usize,
     /// How long a status answer is reused; zero disables the cache.
     pub cache_ttl: Duration,
@@ -79,8 +84,9 @@ pub struct RelaySettings {
 impl Default for RelaySettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             timeout: Duration::from_millis(800),
-            concurrency_per_node: 256,
+            concurrency_per_node: 16,
             cache_ttl: Duration::from_secs(5),
             breaker_failures: 5,
             breaker_open: Duration::from_secs(5),
@@ -138,6 +144,7 @@ impl GatewaySettings {
         let d = RelaySettings::default();
         let r = file.relay;
         let relay = RelaySettings {
+            enabled: r.enabled.unwrap_or(d.enabled),
             timeout: r.timeout_ms.map_or(d.timeout, Duration::from_millis),
             concurrency_per_node: r.concurrency_per_node.unwrap_or(d.concurrency_per_node),
             cache_ttl: r.cache_ttl_ms.map_or(d.cache_ttl, Duration::from_millis),

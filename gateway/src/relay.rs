@@ -1,13 +1,16 @@
 //! The relay of status checks to city nodes, built from tower: per node a
-//! reused mutual-TLS channel behind a concurrency limit, one retry of the
-//! idempotent check, an overall deadline, and a circuit breaker; in front, a
-//! short-lived cache of answers.
+//! reused mutual-TLS channel, one retry of the idempotent check and an
+//! overall deadline, behind a circuit breaker; in front, a short-lived cache
+//! of answers. Checks of one city that wait at the same time share one
+//! `CheckStatus` call: a node gets at most `concurrency_per_node` calls at
+//! once, and whatever queued meanwhile goes out together in the next.
 //!
 //! The call to a node carries badge ids only: never who asked or where. The
 //! cache holds (badge id → status) in memory for at most its lifetime and is
 //! never written anywhere.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -18,11 +21,15 @@ use tessera_certs::{TlsIdentity, grpc};
 use tessera_core::{BadgeId, CityCode};
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_client::CityNodeClient;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::transport::Channel;
 use tower::util::BoxCloneService;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::config::RelaySettings;
+
+/// Badge ids in one `CheckStatus` call at most (a node accepts 1,000).
+pub const MAX_IDS_PER_CALL: usize = 500;
 
 /// Why a node's status could not be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -52,7 +59,7 @@ pub enum RelayError {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type StatusService = BoxCloneService<Vec<u8>, pb::BadgeStatus, BoxError>;
+type StatusService = BoxCloneService<Vec<Vec<u8>>, Vec<pb::BadgeStatus>, BoxError>;
 
 /// Retries a failed check once (status checks are idempotent).
 #[derive(Debug, Clone, Copy)]
@@ -79,38 +86,123 @@ impl<Req: Clone, Res> tower::retry::Policy<Req, Res, BoxError> for RetryOnce {
     }
 }
 
-/// One status call on a node's channel.
+/// One status call on a node's channel, for several badge ids.
 #[derive(Clone)]
 struct CheckStatus {
     client: CityNodeClient<Channel>,
 }
 
-impl Service<Vec<u8>> for CheckStatus {
-    type Response = pb::BadgeStatus;
+impl Service<Vec<Vec<u8>>> for CheckStatus {
+    type Response = Vec<pb::BadgeStatus>;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<pb::BadgeStatus, BoxError>>;
+    type Future = BoxFuture<'static, Result<Vec<pb::BadgeStatus>, BoxError>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, badge_id: Vec<u8>) -> Self::Future {
+    fn call(&mut self, badge_ids: Vec<Vec<u8>>) -> Self::Future {
         let mut client = self.client.clone();
         Box::pin(async move {
+            let asked = badge_ids.len();
             let response = client
-                .check_status(pb::CheckStatusRequest {
-                    badge_ids: vec![badge_id],
-                })
+                .check_status(pb::CheckStatusRequest { badge_ids })
                 .await?
                 .into_inner();
-            let status = response
+            if response.statuses.len() != asked {
+                return Err(format!(
+                    "node sent {} statuses for {asked} badge ids",
+                    response.statuses.len()
+                )
+                .into());
+            }
+            Ok(response
                 .statuses
-                .first()
-                .copied()
-                .ok_or("node sent no status")?;
-            Ok(pb::BadgeStatus::try_from(status).unwrap_or(pb::BadgeStatus::Unspecified))
+                .into_iter()
+                .map(|s| pb::BadgeStatus::try_from(s).unwrap_or(pb::BadgeStatus::Unspecified))
+                .collect())
         })
     }
+}
+
+/// A check waiting for its node's answer.
+struct Waiting {
+    badge: BadgeId,
+    reply: oneshot::Sender<Result<pb::BadgeStatus, RelayError>>,
+}
+
+/// Sends the checks queued for one node: waits for a free call slot, takes
+/// everything queued by then (up to [`MAX_IDS_PER_CALL`]) into one call.
+/// Ends when the link is dropped and its queue is drained.
+async fn send_queued(
+    city: CityCode,
+    mut queue: mpsc::Receiver<Waiting>,
+    service: StatusService,
+    slots: Arc<Semaphore>,
+    stats: Arc<Counters>,
+) {
+    while let Some(first) = queue.recv().await {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_IDS_PER_CALL {
+            match queue.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        stats.ids.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let service = service.clone();
+        tokio::spawn(async move {
+            let ids = batch.iter().map(|w| w.badge.as_bytes().to_vec()).collect();
+            let result = service.oneshot(ids).await;
+            drop(slot);
+            match result {
+                Ok(statuses) => {
+                    for (w, status) in batch.into_iter().zip(statuses) {
+                        let _ = w.reply.send(Ok(status));
+                    }
+                }
+                Err(e) => {
+                    let error = if e.is::<tower::timeout::error::Elapsed>() {
+                        RelayError::Timeout(city)
+                    } else {
+                        RelayError::Failed {
+                            city,
+                            message: e.to_string(),
+                        }
+                    };
+                    for w in batch {
+                        let _ = w.reply.send(Err(error.clone()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// What the relay did, in aggregate (never per badge).
+#[derive(Debug, Default)]
+struct Counters {
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    calls: AtomicU64,
+    ids: AtomicU64,
+}
+
+/// A snapshot of the relay's aggregate counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Status checks answered from the cache.
+    pub cache_hits: u64,
+    /// Status checks the cache could not answer.
+    pub cache_misses: u64,
+    /// `CheckStatus` calls sent to nodes (a retry is not counted again).
+    pub calls: u64,
+    /// Badge ids those calls carried.
+    pub ids: u64,
 }
 
 #[derive(Debug)]
@@ -192,7 +284,8 @@ struct Link {
     /// The trust list the connection was made under: a new list (which may
     /// revoke the node's certificate) means a new handshake.
     sequence: u64,
-    service: StatusService,
+    /// Checks waiting to be sent to the node.
+    queue: mpsc::Sender<Waiting>,
     breaker: Arc<Breaker>,
 }
 
@@ -245,6 +338,7 @@ pub struct Relay {
     trust: Arc<TrustState>,
     links: Mutex<HashMap<CityCode, Arc<Mutex<Link>>>>,
     cache: Cache,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -267,6 +361,23 @@ impl Relay {
             identity,
             trust,
             links: Mutex::new(HashMap::new()),
+            counters: Arc::default(),
+        }
+    }
+
+    /// Whether status checks are relayed at all.
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    /// The aggregate counters so far.
+    pub fn stats(&self) -> RelayStats {
+        let c = &self.counters;
+        RelayStats {
+            cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            cache_misses: c.cache_misses.load(Ordering::Relaxed),
+            calls: c.calls.load(Ordering::Relaxed),
+            ids: c.ids.load(Ordering::Relaxed),
         }
     }
 
@@ -274,7 +385,7 @@ impl Relay {
         &self,
         city: CityCode,
         endpoint: &str,
-    ) -> Result<(StatusService, Arc<Breaker>), RelayError> {
+    ) -> Result<(mpsc::Sender<Waiting>, Arc<Breaker>), RelayError> {
         let unreachable = |message: String| RelayError::Unreachable { city, message };
         let sequence = self.trust.current().map_or(0, |l| l.sequence());
         let mut links = self
@@ -288,7 +399,7 @@ impl Relay {
                 .map_err(|_| unreachable("relay state poisoned".into()))?;
             kept_breaker = Some(Arc::clone(&link.breaker));
             if link.endpoint == endpoint && link.sequence == sequence {
-                return Ok((link.service.clone(), Arc::clone(&link.breaker)));
+                return Ok((link.queue.clone(), Arc::clone(&link.breaker)));
             }
         }
         let config = tls::client_config_for_city(&self.identity, Arc::clone(&self.trust), city)
@@ -297,11 +408,17 @@ impl Relay {
         let service = ServiceBuilder::new()
             .timeout(self.settings.timeout)
             .retry(RetryOnce(true))
-            .concurrency_limit(self.settings.concurrency_per_node)
             .service(CheckStatus {
                 client: CityNodeClient::new(channel),
             });
-        let service = BoxCloneService::new(service);
+        let (queue, queued) = mpsc::channel(QUEUE_PER_NODE);
+        tokio::spawn(send_queued(
+            city,
+            queued,
+            BoxCloneService::new(service),
+            Arc::new(Semaphore::new(self.settings.concurrency_per_node)),
+            Arc::clone(&self.counters),
+        ));
         let breaker = kept_breaker.unwrap_or_else(|| {
             Arc::new(Breaker::new(
                 self.settings.breaker_failures,
@@ -313,11 +430,11 @@ impl Relay {
             Arc::new(Mutex::new(Link {
                 endpoint: endpoint.to_owned(),
                 sequence,
-                service: service.clone(),
+                queue: queue.clone(),
                 breaker: Arc::clone(&breaker),
             })),
         );
-        Ok((service, breaker))
+        Ok((queue, breaker))
     }
 
     /// The breaker of a city's node, if the relay has talked to it.
@@ -327,7 +444,8 @@ impl Relay {
         Some(Arc::clone(&link.breaker))
     }
 
-    /// The status of one badge at its issuing city's node.
+    /// The status of one badge at its issuing city's node, within the
+    /// relay's deadline however long the node's queue.
     pub async fn status(
         &self,
         city: CityCode,
@@ -335,31 +453,125 @@ impl Relay {
         badge: BadgeId,
     ) -> Result<pb::BadgeStatus, RelayError> {
         if let Some(status) = self.cache.get(&(city, badge)) {
+            self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(status);
         }
-        let (service, breaker) = self.link(city, endpoint)?;
+        self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let (queue, breaker) = self.link(city, endpoint)?;
         if !breaker.allow() {
             return Err(RelayError::CircuitOpen(city));
         }
-        let result = service.oneshot(badge.as_bytes().to_vec()).await;
-        breaker.record(result.is_ok());
-        match result {
-            Ok(status) => {
-                self.cache.put((city, badge), status);
-                Ok(status)
-            }
-            Err(e) if e.is::<tower::timeout::error::Elapsed>() => Err(RelayError::Timeout(city)),
-            Err(e) => Err(RelayError::Failed {
+        let (reply, answer) = oneshot::channel();
+        let asked = async {
+            queue
+                .send(Waiting { badge, reply })
+                .await
+                .map_err(|_| RelayError::Failed {
+                    city,
+                    message: "the relay to this node was replaced".into(),
+                })?;
+            answer.await.map_err(|_| RelayError::Failed {
                 city,
-                message: e.to_string(),
-            }),
+                message: "the relay to this node stopped".into(),
+            })?
+        };
+        let result = tokio::time::timeout(self.settings.timeout, asked)
+            .await
+            .unwrap_or(Err(RelayError::Timeout(city)));
+        breaker.record(result.is_ok());
+        if let Ok(status) = result {
+            self.cache.put((city, badge), status);
         }
+        result
     }
 }
+
+/// Checks queued for one node at most; more wait to be queued (within the
+/// deadline).
+const QUEUE_PER_NODE: usize = 8192;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn checks_that_wait_for_a_busy_node_share_the_next_call() {
+        let city: CityCode = "330100".parse().unwrap();
+        let sizes = Arc::new(Mutex::new(vec![]));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let seen = Arc::clone(&sizes);
+        let node = tower::service_fn(move |ids: Vec<Vec<u8>>| {
+            let (seen, mut released) = (Arc::clone(&seen), released.clone());
+            async move {
+                seen.lock().unwrap().push(ids.len());
+                // The first call holds the node's only slot until released.
+                let _ = released.wait_for(|r| *r).await;
+                Ok::<_, BoxError>(vec![pb::BadgeStatus::Active; ids.len()])
+            }
+        });
+        let (queue, queued) = mpsc::channel(64);
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(send_queued(
+            city,
+            queued,
+            BoxCloneService::new(node),
+            Arc::new(Semaphore::new(1)),
+            Arc::clone(&counters),
+        ));
+        let mut answers = vec![];
+        for i in 0..10u8 {
+            let (reply, answer) = oneshot::channel();
+            queue
+                .send(Waiting {
+                    badge: BadgeId::from_bytes([i; 16]),
+                    reply,
+                })
+                .await
+                .unwrap();
+            answers.push(answer);
+            if i == 0 {
+                // Wait until the first call is at the node.
+                while sizes.lock().unwrap().is_empty() {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        release.send(true).unwrap();
+        for answer in answers {
+            assert_eq!(answer.await.unwrap().unwrap(), pb::BadgeStatus::Active);
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![1, 9]);
+        assert_eq!(counters.calls.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.ids.load(Ordering::Relaxed), 10);
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_fails_every_check_it_carried() {
+        let city: CityCode = "330100".parse().unwrap();
+        let node = tower::service_fn(|_ids: Vec<Vec<u8>>| async {
+            Err::<Vec<pb::BadgeStatus>, BoxError>("connection reset".into())
+        });
+        let (queue, queued) = mpsc::channel(8);
+        tokio::spawn(send_queued(
+            city,
+            queued,
+            BoxCloneService::new(node),
+            Arc::new(Semaphore::new(1)),
+            Arc::default(),
+        ));
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Waiting {
+                badge: BadgeId::from_bytes([1; 16]),
+                reply,
+            })
+            .await
+            .unwrap();
+        assert!(matches!(
+            answer.await.unwrap(),
+            Err(RelayError::Failed { .. })
+        ));
+    }
 
     #[test]
     fn the_breaker_opens_probes_and_is_never_stuck_by_a_lost_probe() {

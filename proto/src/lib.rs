@@ -13,3 +13,10 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+/// Not part of the standard: the echo service `tessera bench` measures as
+/// its baseline (gRPC and mutual TLS with nothing behind them).
+pub mod bench {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("tessera.bench.v1");
+}

@@ -15,8 +15,9 @@ use tonic::Code;
 
 fn relay() -> RelaySettings {
     RelaySettings {
+        enabled: true,
         timeout: Duration::from_millis(800),
-        concurrency_per_node: 64,
+        concurrency_per_node: 4,
         cache_ttl: Duration::from_millis(300),
         breaker_failures: 3,
         breaker_open: Duration::from_millis(500),
@@ -32,6 +33,10 @@ struct Fed {
 }
 
 async fn federation() -> Fed {
+    federation_with(relay()).await
+}
+
+async fn federation_with(relay: RelaySettings) -> Fed {
     let mut pki = TestPki::new(unix_now()).unwrap();
     let hz_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let wh_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -57,7 +62,7 @@ async fn federation() -> Fed {
         .await
         .unwrap();
     let list = pki.trust_list(1).unwrap();
-    let gw = RunningGateway::start(&pki, &dir.path().join("gw"), Some(&list), relay())
+    let gw = RunningGateway::start(&pki, &dir.path().join("gw"), Some(&list), relay)
         .await
         .unwrap();
     Fed {
@@ -562,4 +567,25 @@ async fn a_node_follows_the_gateways_trust_list_and_refuses_a_revoked_operator()
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     node.stop().await.unwrap();
     gw.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_the_relay_off_verdicts_rest_on_the_signature_and_say_so() {
+    let f = federation_with(RelaySettings {
+        enabled: false,
+        ..relay()
+    })
+    .await;
+    let badge = f.badge(330_100, 7, false).await;
+    // Revoked at the city: a gateway that does not ask cannot know, and says so.
+    f.badge(330_100, 7, true).await;
+    let v = f.check(&badge.badge).await;
+    assert_eq!(outcome(&v), pb::Outcome::Valid, "{v:?}");
+    assert!(v.signature_valid);
+    assert_eq!(v.detail, tessera_gateway::verdict::SIGNATURE_ONLY);
+    let mut forged = badge.badge.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(outcome(&f.check(&forged).await), pb::Outcome::BadSignature);
+    assert_eq!(f.gw.verifier.relay().stats().calls, 0, "the relay was used");
 }

@@ -153,7 +153,8 @@ pub struct RunningGateway {
 
 fn relay_toml(r: &tessera_gateway::config::RelaySettings) -> String {
     format!(
-        "\n[relay]\ntimeout_ms = {}\nconcurrency_per_node = {}\ncache_ttl_ms = {}\nbreaker_failures = {}\nbreaker_open_ms = {}\n",
+        "\n[relay]\nenabled = {}\ntimeout_ms = {}\nconcurrency_per_node = {}\ncache_ttl_ms = {}\nbreaker_failures = {}\nbreaker_open_ms = {}\n",
+        r.enabled,
         r.timeout.as_millis(),
         r.concurrency_per_node,
         r.cache_ttl.as_millis(),

@@ -1,0 +1,145 @@
+//! `tessera bench`: load on the gateway and the city nodes, each scenario
+//! beside baselines measured in the same run on the same machine, so that
+//! the figures are ratios that survive a noisy or different machine.
+
+mod baseline;
+mod echo;
+mod fixture;
+mod load;
+mod report;
+mod scenarios;
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use self::load::Plan;
+use self::report::Report;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Baseline E: a trivial echo service with the gateway's mutual-TLS
+    /// set-up, nothing behind it.
+    Echo,
+    /// Gateway Verify with the relay turned off: signature and trust list
+    /// only. Also measures V, raw Ed25519 verification on all cores.
+    VerifyOffline,
+    /// Gateway Verify with a live status check at the issuing city's node,
+    /// over --badges distinct badges from three cities (reports the status
+    /// cache's hit rate); then again at half the throughput reached, for
+    /// latency.
+    Relay,
+    /// Gateway VerifyBatch streams of --batch badges each, relay on.
+    Batch,
+    /// City node IngestRecords: batches of --batch records, durable before
+    /// the answer. Also measures a bare sled batch-and-flush.
+    Ingest,
+    /// City node IssueBadge with --residents residents stored: score, sign,
+    /// store durably. Also measures raw Ed25519 signing on all cores.
+    Issue,
+    /// Every scenario above, one after the other.
+    All,
+}
+
+/// `tessera bench`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Every scenario starts what it measures in this process (a whole federation
+on 127.0.0.1 in a temporary directory, real certificates, mutual TLS and sled
+files) and runs the echo baseline E first, in the same run, so each figure is
+also printed as a ratio. Targets (docs/BENCHMARKS.md) are shown as met or not.
+
+Examples:
+  tessera bench relay --duration 10s
+  tessera bench verify-offline --runs 3
+  tessera bench issue --residents 1000000
+  tessera bench all --duration 5s --json
+
+Build with --release for figures worth reporting: cargo run --release -- bench relay"
+)]
+pub struct BenchArgs {
+    /// The scenario.
+    #[arg(value_enum)]
+    scenario: Scenario,
+    /// Length of each measured window.
+    #[arg(long, default_value = "10s", value_parser = load::parse_duration)]
+    duration: Duration,
+    /// Load before each window, not counted.
+    #[arg(long, default_value = "2s", value_parser = load::parse_duration)]
+    warmup: Duration,
+    /// Calls in flight at once.
+    #[arg(long, default_value_t = 128)]
+    concurrency: usize,
+    /// Connections the calls are spread over.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Measure each window this many times and report the median.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Distinct badges issued before the gateway scenarios (relay, batch;
+    /// verify-offline uses at most 10,000).
+    #[arg(long, default_value_t = 100_000)]
+    badges: u64,
+    /// Residents stored before the issue scenario.
+    #[arg(long, default_value_t = 100_000)]
+    residents: u64,
+    /// Badges per VerifyBatch stream; records per IngestRecords call.
+    #[arg(long)]
+    batch: Option<u64>,
+    /// Send at this many calls per second instead of as fast as answers
+    /// come back (relay's second window is always at half its maximum).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BenchArgs {
+    fn plan(&self) -> Plan {
+        Plan {
+            warmup: self.warmup,
+            duration: self.duration,
+            concurrency: self.concurrency,
+            rate: self.rate,
+        }
+    }
+}
+
+/// Runs `tessera bench`. Fails when any call failed: the figures would then
+/// measure something else.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
+    anyhow::ensure!(args.connections >= 1, "--connections must be at least 1");
+    anyhow::ensure!(args.badges >= 1, "--badges must be at least 1");
+    anyhow::ensure!(args.residents >= 1, "--residents must be at least 1");
+    let report = crate::node::runtime()?.block_on(async {
+        let mut report = Report::new(&args);
+        let e = scenarios::echo(&args, &mut report).await?;
+        let list: &[Scenario] = match args.scenario {
+            Scenario::All => &[
+                Scenario::VerifyOffline,
+                Scenario::Relay,
+                Scenario::Batch,
+                Scenario::Ingest,
+                Scenario::Issue,
+            ],
+            Scenario::Echo => &[],
+            ref one => std::slice::from_ref(one),
+        };
+        for scenario in list {
+            match scenario {
+                Scenario::VerifyOffline => scenarios::verify_offline(&args, e, &mut report).await?,
+                Scenario::Relay => scenarios::relay(&args, e, &mut report).await?,
+                Scenario::Batch => scenarios::batch(&args, e, &mut report).await?,
+                Scenario::Ingest => scenarios::ingest(&args, e, &mut report).await?,
+                Scenario::Issue => scenarios::issue(&args, e, &mut report).await?,
+                Scenario::Echo | Scenario::All => {}
+            }
+        }
+        anyhow::Ok(report)
+    })?;
+    report.print(args.json)?;
+    report.failed_calls()
+}

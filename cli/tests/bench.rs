@@ -1,0 +1,80 @@
+//! `tessera bench` cannot silently break: a short run of every scenario
+//! (no threshold on the figures), and the help that documents them.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test code
+
+mod common;
+
+#[test]
+fn every_scenario_runs_briefly_without_failed_calls() {
+    let out = common::ok(&[
+        "bench",
+        "all",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--concurrency",
+        "8",
+        "--connections",
+        "2",
+        "--badges",
+        "120",
+        "--residents",
+        "120",
+        "--batch",
+        "10",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("bench --json prints JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    for expected in [
+        "echo (baseline E)",
+        "raw Ed25519 verify, all cores (V)",
+        "verify-offline",
+        "relay (",
+        "relay at half",
+        "batch (",
+        "bare sled batch",
+        "ingest (",
+        "raw Ed25519 sign",
+        "issue (",
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r["name"].as_str().unwrap().starts_with(expected))
+            .unwrap_or_else(|| panic!("no {expected:?} row in {out}"));
+        assert!(row["per_second"].as_f64().unwrap() > 0.0, "{row}");
+        assert_eq!(row["errors"], 0, "{row}");
+    }
+    let measured = rows.iter().filter(|r| r["calls"].as_u64().unwrap() > 0);
+    assert_eq!(measured.count(), 7, "{out}");
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 6, "{out}");
+    let notes = report["notes"].as_array().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("status cache hit rate")),
+        "{out}"
+    );
+}
+
+#[test]
+fn help_documents_every_scenario() {
+    let help = common::ok(&["bench", "--help"]);
+    for scenario in [
+        "echo",
+        "verify-offline",
+        "relay",
+        "batch",
+        "ingest",
+        "issue",
+        "all",
+    ] {
+        assert!(help.contains(scenario), "{scenario} missing from:\n{help}");
+    }
+    let bad = common::tessera(&["bench", "relay", "--duration", "soon"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a duration"));
+}
