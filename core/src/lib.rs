@@ -3,13 +3,18 @@
 //! This crate owns which bytes are signed ([`signing`]), the badge claims and
 //! envelope ([`badge`]), its QR text form ([`text`]), how certificates are read
 //! ([`cert`]), the trust list and its verification up to the national root
-//! ([`trust`]), and badge verification ([`verify`]).
+//! ([`trust`]), and badge verification, one at a time ([`verify`](mod@verify)) or many at
+//! once ([`batch`]).
 //!
 //! It must never do I/O: no files, no sockets, no clocks (every check takes
 //! `now` in Unix seconds), no tokio, no rustls, no sled. An offline verifier is
 //! this crate plus a trust-list file and the pinned root certificate.
 
+#[cfg(test)]
+extern crate self as tessera_core;
+
 pub mod badge;
+pub mod batch;
 pub mod cert;
 pub mod identity;
 pub mod ids;
@@ -18,7 +23,11 @@ pub mod text;
 pub mod trust;
 pub mod verify;
 
+#[cfg(test)]
+mod test_pki;
+
 pub use badge::{BadgeClaims, BadgeSigner, Colour, HolderHint};
+pub use batch::verify_batch;
 pub use cert::{CertInfo, TrustAnchor};
 pub use identity::{Identity, Role, Scope};
 pub use ids::{BadgeId, CityCode, KeyId, ProvinceCode};

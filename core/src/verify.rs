@@ -4,6 +4,7 @@
 //! them is believed; only then are the claims decoded and their window
 //! compared with the caller's clock.
 
+use ed25519_dalek::{Signature, VerifyingKey};
 use tessera_proto::v1 as pb;
 
 use crate::badge::{BadgeClaims, ClaimsError, Envelope, EnvelopeError, MAX_ENVELOPE_LEN};
@@ -11,7 +12,7 @@ use crate::identity::Role;
 use crate::ids::{CityCode, KeyId};
 use crate::signing::{self, BADGE_CONTEXT};
 use crate::text::{self, TextError};
-use crate::trust::{CheckedTrustList, Freshness};
+use crate::trust::{CheckedEntry, CheckedTrustList, Freshness};
 
 /// How far in the future a badge's `issued_at` may lie: the same clock-skew
 /// allowance as for trust lists.
@@ -163,68 +164,127 @@ pub fn verify(
     trust: &CheckedTrustList,
     now: i64,
 ) -> Result<VerifiedBadge, VerifyError> {
-    if trust.freshness(now) == Freshness::Sunset {
-        return Err(VerifyError::TrustListSunset);
-    }
-    let envelope = Envelope::decode(envelope)?;
-    let entry = trust
-        .by_key_id(&envelope.key_id)
-        .ok_or(VerifyError::UnknownSigner(envelope.key_id))?;
-    let signer = entry.cert();
-    let role = signer.identity().role();
-    let signer_city = match (role, signer.identity().city()) {
-        (Role::BadgeSigner, Some(city)) => city,
-        _ => {
-            return Err(VerifyError::WrongSignerRole {
-                key_id: envelope.key_id,
-                role,
-            });
-        }
-    };
-    if !signing::verify(
-        BADGE_CONTEXT,
-        &envelope.payload,
-        &envelope.signature,
-        signer.public_key(),
-    ) {
+    let badge = Unverified::read(envelope, trust, now)?;
+    if !badge.signature_holds() {
         return Err(VerifyError::BadSignature);
     }
-    if entry.is_revoked() {
-        return Err(VerifyError::SignerRevoked(envelope.key_id));
+    badge.accept(now)
+}
+
+/// A badge that passed every check that comes before its signature: the list
+/// is not past its sunset, the envelope decodes, and its key id names a badge
+/// signer of the list. Nothing in its payload is believed yet.
+///
+/// [`verify`] and [`crate::batch::verify_batch`] share these steps, so the
+/// two cannot drift apart.
+pub(crate) struct Unverified<'t> {
+    envelope: Envelope,
+    entry: &'t CheckedEntry,
+    signer_city: CityCode,
+}
+
+impl<'t> Unverified<'t> {
+    /// The checks before the signature, in [`verify`]'s order.
+    pub(crate) fn read(
+        envelope: &[u8],
+        trust: &'t CheckedTrustList,
+        now: i64,
+    ) -> Result<Self, VerifyError> {
+        if trust.freshness(now) == Freshness::Sunset {
+            return Err(VerifyError::TrustListSunset);
+        }
+        let envelope = Envelope::decode(envelope)?;
+        let entry = trust
+            .by_key_id(&envelope.key_id)
+            .ok_or(VerifyError::UnknownSigner(envelope.key_id))?;
+        let role = entry.cert().identity().role();
+        let signer_city = match (role, entry.cert().identity().city()) {
+            (Role::BadgeSigner, Some(city)) => city,
+            _ => {
+                return Err(VerifyError::WrongSignerRole {
+                    key_id: envelope.key_id,
+                    role,
+                });
+            }
+        };
+        Ok(Self {
+            envelope,
+            entry,
+            signer_city,
+        })
     }
-    let claims = BadgeClaims::decode(&envelope.payload).map_err(|e| match e {
-        ClaimsError::UnsupportedVersion(v) => VerifyError::UnsupportedVersion(v),
-        other => VerifyError::Claims(other),
-    })?;
-    if claims.issuer_city != signer_city {
-        return Err(VerifyError::IssuerMismatch {
-            claimed: claims.issuer_city,
-            signer: signer_city,
-        });
+
+    /// The payload exactly as signed.
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.envelope.payload
     }
-    // A badge may not outlive the certificate that signed it: a leaked key
-    // of an expired signer cannot mint badges valid for ever.
-    if !signer.valid_at(claims.issued_at) || claims.valid_until > signer.not_after() {
-        return Err(VerifyError::SignerNotValidAtIssue {
-            issued_at: claims.issued_at,
-            valid_until: claims.valid_until,
-        });
+
+    /// The envelope's signature.
+    pub(crate) fn signature(&self) -> &Signature {
+        &self.envelope.signature
     }
-    if claims.issued_at > now.saturating_add(CLOCK_SKEW_SECS) {
-        return Err(VerifyError::NotYetValid {
-            issued_at: claims.issued_at,
-        });
+
+    /// The signer's public key.
+    pub(crate) fn public_key(&self) -> &VerifyingKey {
+        self.entry.cert().public_key()
     }
-    if now > claims.valid_until {
-        return Err(VerifyError::Expired {
-            valid_until: claims.valid_until,
-        });
+
+    /// Whether the signature holds on its own (strict Ed25519).
+    pub(crate) fn signature_holds(&self) -> bool {
+        signing::verify(
+            BADGE_CONTEXT,
+            self.payload(),
+            self.signature(),
+            self.public_key(),
+        )
     }
-    Ok(VerifiedBadge {
-        claims,
-        key_id: envelope.key_id,
-        issuer_name: entry.name().to_owned(),
-    })
+
+    /// The checks after the signature: signer status, claims, issuer and
+    /// window. Call only once the signature is known to hold.
+    pub(crate) fn accept(self, now: i64) -> Result<VerifiedBadge, VerifyError> {
+        let Self {
+            envelope,
+            entry,
+            signer_city,
+        } = self;
+        let signer = entry.cert();
+        if entry.is_revoked() {
+            return Err(VerifyError::SignerRevoked(envelope.key_id));
+        }
+        let claims = BadgeClaims::decode(&envelope.payload).map_err(|e| match e {
+            ClaimsError::UnsupportedVersion(v) => VerifyError::UnsupportedVersion(v),
+            other => VerifyError::Claims(other),
+        })?;
+        if claims.issuer_city != signer_city {
+            return Err(VerifyError::IssuerMismatch {
+                claimed: claims.issuer_city,
+                signer: signer_city,
+            });
+        }
+        // A badge may not outlive the certificate that signed it: a leaked key
+        // of an expired signer cannot mint badges valid for ever.
+        if !signer.valid_at(claims.issued_at) || claims.valid_until > signer.not_after() {
+            return Err(VerifyError::SignerNotValidAtIssue {
+                issued_at: claims.issued_at,
+                valid_until: claims.valid_until,
+            });
+        }
+        if claims.issued_at > now.saturating_add(CLOCK_SKEW_SECS) {
+            return Err(VerifyError::NotYetValid {
+                issued_at: claims.issued_at,
+            });
+        }
+        if now > claims.valid_until {
+            return Err(VerifyError::Expired {
+                valid_until: claims.valid_until,
+            });
+        }
+        Ok(VerifiedBadge {
+            claims,
+            key_id: envelope.key_id,
+            issuer_name: entry.name().to_owned(),
+        })
+    }
 }
 
 /// Verifies the QR text form.

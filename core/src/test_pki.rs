@@ -1,0 +1,205 @@
+//! A throw-away PKI for core's unit tests and benches: a national root, a
+//! trust-list signer and badge signers issued with rcgen at run time, and
+//! signed trust lists verified into [`CheckedTrustList`]s.
+//!
+//! core may not depend on tessera-certs (which depends on core), so this
+//! builds the certificate profiles itself, as certs does: Ed25519 keys, one
+//! `tessera:` SAN URI, every leaf issued directly by the root. It uses only
+//! tessera_core's public API, so the benches include the same file with
+//! `#[path]`; the unit tests see it through `extern crate self as
+//! tessera_core`.
+#![allow(dead_code)] // each includer uses a different part
+
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use rand::RngCore;
+use rand::rngs::OsRng;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, SerialNumber,
+};
+use tessera_core::trust::{TRUST_LIST_VERSION, sign_trust_list};
+use tessera_core::{
+    BadgeClaims, BadgeId, BadgeSigner, CertInfo, CheckedTrustList, CityCode, Colour, HolderHint,
+    Identity, Role, Scope, TrustAnchor,
+};
+use tessera_proto::v1 as pb;
+
+/// The moment every fixture is built around (2025-06-15T15:06:40Z).
+pub const NOW: i64 = 1_750_000_000;
+/// One day in seconds.
+pub const DAY: i64 = 86_400;
+
+/// A fresh random Ed25519 key.
+pub fn key() -> SigningKey {
+    SigningKey::generate(&mut OsRng)
+}
+
+fn rcgen_key(key: &SigningKey) -> KeyPair {
+    let der = key.to_pkcs8_der().unwrap();
+    KeyPair::try_from(der.as_bytes()).unwrap()
+}
+
+fn params(identity: Identity, not_before: i64, not_after: i64) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "tessera");
+    dn.push(DnType::CommonName, identity.to_uri());
+    params.distinguished_name = dn;
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(not_before).unwrap();
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(not_after).unwrap();
+    let mut serial = [0u8; 16];
+    OsRng.fill_bytes(&mut serial);
+    serial[0] = 0x40 | (serial[0] & 0x3f);
+    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    params.subject_alt_names = vec![SanType::URI(identity.to_uri().try_into().unwrap())];
+    if identity.role() == Role::Root {
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    } else {
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+    }
+    params
+}
+
+/// A leaf's key, certificate and trust-list entry.
+pub struct Leaf {
+    /// The private key.
+    pub key: SigningKey,
+    /// The certificate DER.
+    pub der: Vec<u8>,
+    /// Its entry, active, named after its code.
+    pub entry: pb::TrustEntry,
+}
+
+impl Leaf {
+    /// The badge signer for this leaf (badge-signer leaves only).
+    pub fn badge_signer(&self) -> BadgeSigner {
+        BadgeSigner::new(self.key.clone(), &self.der).unwrap()
+    }
+
+    /// The key id of its certificate.
+    pub fn key_id(&self) -> tessera_core::KeyId {
+        tessera_core::KeyId::of_certificate(&self.der)
+    }
+}
+
+/// The national root and the trust-list signer.
+pub struct TestPki {
+    issuer: Issuer<'static, KeyPair>,
+    anchor: TrustAnchor,
+    list_signer: Leaf,
+}
+
+impl TestPki {
+    /// A new root and trust-list signer, valid around [`NOW`].
+    pub fn new() -> Self {
+        let root = Identity::new(Role::Root, Scope::Nation).unwrap();
+        let root_params = params(root, NOW - 365 * DAY, NOW + 10 * 365 * DAY);
+        let root_key = rcgen_key(&key());
+        let root_der = root_params.self_signed(&root_key).unwrap().der().to_vec();
+        let anchor = TrustAnchor::from_der(&root_der).unwrap();
+        let issuer = Issuer::new(root_params, root_key);
+        let signer = Identity::new(Role::TrustListSigner, Scope::Nation).unwrap();
+        let list_signer = issue(&issuer, signer, NOW - DAY, NOW + 365 * DAY);
+        Self {
+            issuer,
+            anchor,
+            list_signer,
+        }
+    }
+
+    /// The root, as a verifier pins it.
+    pub fn anchor(&self) -> &TrustAnchor {
+        &self.anchor
+    }
+
+    /// Issues a leaf for `identity`, valid from `not_before` to `not_after`.
+    pub fn issue(&self, identity: Identity, not_before: i64, not_after: i64) -> Leaf {
+        issue(&self.issuer, identity, not_before, not_after)
+    }
+
+    /// Issues a badge signer for city `code`, valid from a day before
+    /// [`NOW`] for a year.
+    pub fn badge_signer(&self, code: u32) -> Leaf {
+        let city = CityCode::new(code).unwrap();
+        let identity = Identity::new(Role::BadgeSigner, Scope::City(city)).unwrap();
+        self.issue(identity, NOW - DAY, NOW + 365 * DAY)
+    }
+
+    /// Signs a list of these entries (plus the trust-list signer's) and
+    /// verifies it at [`NOW`].
+    pub fn trust_list(
+        &self,
+        entries: impl IntoIterator<Item = pb::TrustEntry>,
+    ) -> CheckedTrustList {
+        let list = pb::TrustList {
+            version: TRUST_LIST_VERSION,
+            sequence: 1,
+            issued_at: NOW - DAY,
+            next_update: NOW + 7 * DAY,
+            sunset_at: NOW + 365 * DAY,
+            entries: std::iter::once(self.list_signer.entry.clone())
+                .chain(entries)
+                .collect(),
+            revoked_serials: vec![],
+        };
+        let signed = sign_trust_list(&list, &self.list_signer.key, &self.list_signer.der).unwrap();
+        CheckedTrustList::verify(&signed, &self.anchor, NOW).unwrap()
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn issue(
+    issuer: &Issuer<'_, KeyPair>,
+    identity: Identity,
+    not_before: i64,
+    not_after: i64,
+) -> Leaf {
+    let key = key();
+    let der = params(identity, not_before, not_after)
+        .signed_by(&rcgen_key(&key), issuer)
+        .unwrap()
+        .der()
+        .to_vec();
+    let info = CertInfo::parse(&der).unwrap();
+    let code = identity.scope().code();
+    let entry = pb::TrustEntry {
+        code,
+        name: format!("City {code:06}"),
+        role: identity.role().to_proto() as i32,
+        certificate_der: der.clone(),
+        endpoint: match identity.role() {
+            Role::CityNode | Role::Gateway => "127.0.0.1:1".into(),
+            _ => String::new(),
+        },
+        status: pb::EntryStatus::Active as i32,
+        not_before: info.not_before(),
+        not_after: info.not_after(),
+        revoked_at: 0,
+    };
+    Leaf { key, der, entry }
+}
+
+/// Typical claims of city `code`: green, issued at [`NOW`], valid a day,
+/// badge id `n` (so badges built from distinct `n` differ).
+pub fn claims(code: u32, n: u64) -> BadgeClaims {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&n.to_be_bytes());
+    BadgeClaims {
+        issuer_city: CityCode::new(code).unwrap(),
+        badge_id: BadgeId::from_bytes(id),
+        colour: Colour::Green,
+        issued_at: NOW,
+        valid_until: NOW + DAY,
+        policy_version: 3,
+        holder_hint: HolderHint::mask("张三丰", "33010619900101123X"),
+    }
+}
