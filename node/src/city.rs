@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tessera_core::badge::{BadgeClaims, BadgeSigner, HolderHint, SignError};
 use tessera_core::{BadgeId, CityCode, text};
 use tessera_proto::v1 as pb;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, oneshot};
 
 use crate::commit::GroupCommit;
 use crate::policy::{Assessment, Policy};
@@ -74,6 +74,9 @@ pub enum NodeError {
     /// Signing failed.
     #[error("signing: {0}")]
     Sign(#[from] SignError),
+    /// An issuance was dropped before it was decided (a bug, never input).
+    #[error("the issuance was lost before it was decided")]
+    Lost,
 }
 
 /// What an ingest stored.
@@ -108,7 +111,20 @@ pub struct City<S> {
     pseudonyms: PseudonymKey,
     max_batch: usize,
     /// Serialises read-decide-write sections; flushes happen outside it.
+    /// Whoever holds it runs [`City::decide_queued`] after letting it go.
     writer: Mutex<()>,
+    /// Issuances waiting to be decided by whoever holds `writer` next.
+    queued: std::sync::Mutex<Vec<Queued>>,
+}
+
+/// An issuance waiting for the writer.
+struct Queued {
+    resident: Pseudonym,
+    id: NationalId,
+    name: String,
+    now: i64,
+    /// The badge, applied to the store but not yet durable.
+    decided: oneshot::Sender<Result<IssuedBadge, NodeError>>,
 }
 
 impl<S> std::fmt::Debug for City<S> {
@@ -137,6 +153,7 @@ impl<S: Store> City<S> {
             pseudonyms,
             max_batch,
             writer: Mutex::new(()),
+            queued: std::sync::Mutex::new(vec![]),
         }
     }
 
@@ -286,8 +303,10 @@ impl<S: Store> City<S> {
                 NodeError::ConflictingId { index, record_id }
             }
             other => NodeError::Store(other),
-        })?;
+        });
         drop(guard);
+        self.decide_queued();
+        let applied = applied?;
         self.commit.durable().await?;
         Ok(IngestOutcome {
             stored: applied.stored,
@@ -305,6 +324,12 @@ impl<S: Store> City<S> {
 
     /// Scores a resident, signs a badge, supersedes their earlier badges, and
     /// returns once the new state is durable.
+    ///
+    /// Issuances that arrive together are decided together: each joins a
+    /// queue, and whoever holds the writer lock decides everything queued,
+    /// one after the other, without handing the lock over between them.
+    /// Each caller then waits for durability itself, so flushes are shared
+    /// as for ingest.
     pub async fn issue(
         &self,
         national_id: &str,
@@ -312,9 +337,79 @@ impl<S: Store> City<S> {
         now: i64,
     ) -> Result<IssuedBadge, NodeError> {
         let id = NationalId::parse(national_id)?;
-        let resident = self.pseudonyms.pseudonym(&id);
-        let guard = self.writer.lock().await;
-        let assessment = self.policy.assess(&self.decode_records(&resident)?, now);
+        let (decided, answer) = oneshot::channel();
+        self.queue().push(Queued {
+            resident: self.pseudonyms.pseudonym(&id),
+            id,
+            name: name.to_owned(),
+            now,
+            decided,
+        });
+        self.decide_queued();
+        let issued = answer.await.map_err(|_| NodeError::Lost)??;
+        self.commit.durable().await?;
+        Ok(issued)
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+        // The queue only ever holds complete entries: a poisoned lock's data
+        // is still sound.
+        self.queued
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Decides every queued issuance if the writer lock is free; if it is
+    /// not, its holder calls this again after letting it go, so nothing
+    /// queued is left behind.
+    fn decide_queued(&self) {
+        loop {
+            if self.queue().is_empty() {
+                return;
+            }
+            let Ok(guard) = self.writer.try_lock() else {
+                return;
+            };
+            let batch = std::mem::take(&mut *self.queue());
+            self.decide(batch);
+            drop(guard);
+        }
+    }
+
+    /// Scores, signs and stores the queued badges in one atomic change, then
+    /// tells each caller; the caller of this holds the writer lock.
+    fn decide(&self, batch: Vec<Queued>) {
+        let mut change = Change::default();
+        // Badges decided in this batch, by holder: a resident asking twice
+        // in one batch supersedes the first answer like any other.
+        let mut decided: HashMap<Pseudonym, Vec<usize>> = HashMap::new();
+        let mut results = Vec::with_capacity(batch.len());
+        for q in &batch {
+            results.push(self.decide_one(q, &mut change, &mut decided));
+        }
+        let stored = if change.badges.is_empty() {
+            Ok(())
+        } else {
+            self.store.apply(&change).map(|_| ())
+        };
+        for (q, result) in batch.into_iter().zip(results) {
+            let result = match &stored {
+                Ok(()) => result,
+                Err(e) => Err(NodeError::Store(e.clone())),
+            };
+            let _ = q.decided.send(result);
+        }
+    }
+
+    /// Decides one badge into `change`.
+    fn decide_one(
+        &self,
+        q: &Queued,
+        change: &mut Change,
+        decided: &mut HashMap<Pseudonym, Vec<usize>>,
+    ) -> Result<IssuedBadge, NodeError> {
+        let now = q.now;
+        let assessment = self.policy.assess(&self.decode_records(&q.resident)?, now);
         let mut badge_id = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut badge_id);
         let claims = BadgeClaims {
@@ -325,29 +420,34 @@ impl<S: Store> City<S> {
             // Never past the signer certificate (signing refuses an empty window).
             valid_until: assessment.valid_until.min(self.signer.not_after()),
             policy_version: assessment.policy_version,
-            holder_hint: HolderHint::mask(name, id.as_str()),
+            holder_hint: HolderHint::mask(&q.name, q.id.as_str()),
         };
         let envelope = self.signer.sign(&claims)?;
-        let mut change = Change::default();
-        for (old, mut badge) in self.store.badges_of(&resident)? {
-            if badge.state == BadgeState::Active {
-                badge.state = BadgeState::Superseded(now);
-                change.badges.push((old, badge));
+        let earlier = decided.entry(q.resident).or_default();
+        if earlier.is_empty() {
+            for (old, mut badge) in self.store.badges_of(&q.resident)? {
+                if badge.state == BadgeState::Active {
+                    badge.state = BadgeState::Superseded(now);
+                    change.badges.push((old, badge));
+                }
             }
         }
+        for &i in earlier.iter() {
+            if let Some((_, badge)) = change.badges.get_mut(i) {
+                badge.state = BadgeState::Superseded(now);
+            }
+        }
+        earlier.push(change.badges.len());
         change.badges.push((
             claims.badge_id,
             BadgeRecord {
-                resident,
+                resident: q.resident,
                 colour: claims.colour,
                 issued_at: now,
                 valid_until: claims.valid_until,
                 state: BadgeState::Active,
             },
         ));
-        self.store.apply(&change)?;
-        drop(guard);
-        self.commit.durable().await?;
         Ok(IssuedBadge {
             text: text::to_text(&envelope),
             envelope,

@@ -29,6 +29,10 @@ impl From<NodeError> for Status {
                 tracing::error!(error = %inner, "signing failure");
                 Status::internal("internal error")
             }
+            NodeError::Lost => {
+                tracing::error!("an issuance was lost before it was decided");
+                Status::internal("internal error")
+            }
             other => Status::invalid_argument(other.to_string()),
         }
     }

@@ -15,7 +15,7 @@ use tessera_core::{BadgeId, Colour};
 use crate::pseudonym::Pseudonym;
 
 /// Why the store failed or refused a change.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The data directory is already open (another node process?).
     #[error("data directory {0} is in use by another process: stop the running node first")]

@@ -205,6 +205,68 @@ async fn a_newer_badge_supersedes_the_older_and_unknown_ids_are_unknown() {
     assert_eq!(err.code(), Code::InvalidArgument);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_issuances_leave_one_active_badge_per_resident_and_survive_a_restart() {
+    let mut f = federation().await;
+    let op = f.pki.operator(f.hz).unwrap();
+    let clients: Vec<_> = (0..4)
+        .map(|_| node_client(&f.pki, f.node.addr, &op).unwrap())
+        .collect();
+    // 60 calls at once: 30 for one resident, 30 for 30 others, interleaved,
+    // so that queued issuances are decided together.
+    let calls = (0..60u32).map(|i| {
+        let mut client = clients[i as usize % clients.len()].clone();
+        let resident = if i % 2 == 0 { 100 } else { 200 + i };
+        let national_id = national_id(f.hz, resident);
+        tokio::spawn(async move {
+            let badge = client
+                .issue_badge(pb::IssueBadgeRequest {
+                    national_id,
+                    name: "Zhang Wei".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (resident, badge.badge_id)
+        })
+    });
+    let issued: Vec<(u32, Vec<u8>)> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let check = |f: &Fed| {
+        let ids: Vec<Vec<u8>> = issued.iter().map(|(_, id)| id.clone()).collect();
+        let mut gw = node_client(&f.pki, f.node.addr, &f.pki.gateway).unwrap();
+        async move {
+            gw.check_status(pb::CheckStatusRequest { badge_ids: ids })
+                .await
+                .unwrap()
+                .into_inner()
+                .statuses
+        }
+    };
+    let before = check(&f).await;
+    let active = |statuses: &[i32], shared: bool| {
+        issued
+            .iter()
+            .zip(statuses)
+            .filter(|((r, _), s)| (*r == 100) == shared && **s == pb::BadgeStatus::Active as i32)
+            .count()
+    };
+    assert_eq!(active(&before, true), 1, "{before:?}");
+    assert_eq!(active(&before, false), 30, "{before:?}");
+    let superseded = before
+        .iter()
+        .filter(|s| **s == pb::BadgeStatus::Superseded as i32)
+        .count();
+    assert_eq!(superseded, 29, "{before:?}");
+    // Every answer was durable before it was sent.
+    let node = std::mem::replace(&mut f.node, RunningNode::placeholder());
+    f.node = node.restart().await.unwrap();
+    assert_eq!(check(&f).await, before);
+}
+
 #[tokio::test]
 async fn callers_of_the_wrong_role_or_city_are_refused() {
     let f = federation().await;
