@@ -111,10 +111,26 @@ pub struct City<S> {
     pseudonyms: PseudonymKey,
     max_batch: usize,
     /// Serialises read-decide-write sections; flushes happen outside it.
-    /// Whoever holds it runs [`City::decide_queued`] after letting it go.
+    /// Whoever holds it decides the queued issuances after letting it go
+    /// (see [`Writing`]).
     writer: Mutex<()>,
     /// Issuances waiting to be decided by whoever holds `writer` next.
     queued: std::sync::Mutex<Vec<Queued>>,
+}
+
+/// The writer lock held for a read-decide-write section. Letting it go,
+/// on any path out of the section, decides the issuances that queued
+/// meanwhile: they found the lock taken and rely on its holder.
+struct Writing<'a, S: Store> {
+    city: &'a City<S>,
+    guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl<S: Store> Drop for Writing<'_, S> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.city.decide_queued();
+    }
 }
 
 /// An issuance waiting for the writer.
@@ -256,29 +272,16 @@ impl<S: Store> City<S> {
             new.push((index, prepared, stored));
         }
 
-        let guard = self.writer.lock().await;
-        let mut by_resident: BTreeMap<Pseudonym, Vec<pb::Record>> = BTreeMap::new();
-        for (index, r, stored) in &new {
-            let index = *index;
-            match self.store.fingerprint(&r.record_id)? {
-                Some(f) if f == r.fingerprint => {}
-                Some(_) => {
-                    return Err(NodeError::ConflictingId {
-                        index,
-                        record_id: r.record_id.clone(),
-                    });
-                }
-                None => by_resident
-                    .entry(r.resident)
-                    .or_default()
-                    .push(stored.clone()),
-            }
+        let guard = self.writing().await;
+        // Only residents holding an active badge need their records read
+        // back (to see whether the batch worsens their colour); the store
+        // refuses a conflicting record id for everyone else when applying.
+        let mut by_resident: BTreeMap<Pseudonym, Vec<usize>> = BTreeMap::new();
+        for (i, (_, r, _)) in new.iter().enumerate() {
+            by_resident.entry(r.resident).or_default().push(i);
         }
-        let mut change = Change {
-            records: new.into_iter().map(|(_, r, _)| r).collect(),
-            badges: vec![],
-        };
-        for (resident, added) in by_resident {
+        let mut revoked = vec![];
+        for (resident, positions) in by_resident {
             let active: Vec<_> = self
                 .store
                 .badges_of(&resident)?
@@ -289,23 +292,41 @@ impl<S: Store> City<S> {
                 continue;
             }
             let mut all = self.decode_records(&resident)?;
-            all.extend(added);
+            for i in positions {
+                let (index, r, stored) = &new[i];
+                match self.store.fingerprint(&r.record_id)? {
+                    // Already stored (a retry): counted once, from the store.
+                    Some(f) if f == r.fingerprint => {}
+                    Some(_) => {
+                        return Err(NodeError::ConflictingId {
+                            index: *index,
+                            record_id: r.record_id.clone(),
+                        });
+                    }
+                    None => all.push(stored.clone()),
+                }
+            }
             let now_colour = self.policy.assess(&all, now).colour;
             for (id, mut badge) in active {
                 if now_colour > badge.colour {
                     badge.state = BadgeState::Revoked(now);
-                    change.badges.push((id, badge));
+                    revoked.push((id, badge));
                 }
             }
         }
+        let batch_index: Vec<usize> = new.iter().map(|(index, _, _)| *index).collect();
+        let change = Change {
+            records: new.into_iter().map(|(_, r, _)| r).collect(),
+            badges: revoked,
+        };
         let applied = self.store.apply(&change).map_err(|e| match e {
-            StoreError::ConflictingRecord { index, record_id } => {
-                NodeError::ConflictingId { index, record_id }
-            }
+            StoreError::ConflictingRecord { index, record_id } => NodeError::ConflictingId {
+                index: batch_index.get(index).copied().unwrap_or(index),
+                record_id,
+            },
             other => NodeError::Store(other),
         });
         drop(guard);
-        self.decide_queued();
         let applied = applied?;
         self.commit.durable().await?;
         Ok(IngestOutcome {
@@ -349,6 +370,13 @@ impl<S: Store> City<S> {
         let issued = answer.await.map_err(|_| NodeError::Lost)??;
         self.commit.durable().await?;
         Ok(issued)
+    }
+
+    async fn writing(&self) -> Writing<'_, S> {
+        Writing {
+            city: self,
+            guard: Some(self.writer.lock().await),
+        }
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
