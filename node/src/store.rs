@@ -313,3 +313,53 @@ impl Store for SledStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_of_the_earlier_layout_is_refused_not_read_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("records").unwrap().insert(b"k", b"v").unwrap();
+            db.flush().unwrap();
+        }
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("earlier tessera layout"), "{err}");
+    }
+
+    #[test]
+    fn a_record_id_repeated_in_one_change_is_a_duplicate_or_a_conflict() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let resident = Pseudonym::from_slice(&[3; 32]).unwrap();
+        let record = |fingerprint: u8| NewRecord {
+            resident,
+            record_id: "lab-1".into(),
+            fingerprint: [fingerprint; 32],
+            encoded: vec![1, 2, 3],
+        };
+        let same = Change {
+            records: vec![record(1), record(1)],
+            badges: vec![],
+        };
+        assert_eq!(
+            store.apply(&same).unwrap(),
+            Applied {
+                stored: 1,
+                duplicates: 1
+            }
+        );
+        let other = Change {
+            records: vec![record(1), record(2)],
+            badges: vec![],
+        };
+        assert!(matches!(
+            store.apply(&other),
+            Err(StoreError::ConflictingRecord { index: 1, .. })
+        ));
+        assert_eq!(store.records_of(&resident).unwrap().len(), 1);
+    }
+}
