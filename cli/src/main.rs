@@ -16,6 +16,11 @@ mod verify;
 
 use std::process::ExitCode;
 
+// glibc's allocator showed as a sixth of the gateway's time under load
+// (`tessera bench relay`, see docs/BENCHMARKS.md); mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// tessera: health badges recognised across provinces without pooling records.

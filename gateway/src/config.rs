@@ -86,7 +86,7 @@ impl Default for RelaySettings {
         Self {
             enabled: true,
             timeout: Duration::from_millis(800),
-            concurrency_per_node: 16,
+            concurrency_per_node: 4,
             cache_ttl: Duration::from_secs(5),
             breaker_failures: 5,
             breaker_open: Duration::from_secs(5),

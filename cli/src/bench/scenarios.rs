@@ -148,7 +148,7 @@ fn relay_notes(
 
 /// Gateway Verify with live status checks, at full speed then at half.
 pub async fn relay(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Result<()> {
-    let fx = Fixture::start("").await?;
+    let fx = Fixture::start(&args.relay()).await?;
     let badges = badges_for("relay", &fx, args.badges, report).await?;
     let before = fx.fed.relay_stats();
     let max = verify_unary(&fx, args, args.plan(), &badges).await?;
@@ -172,7 +172,7 @@ pub async fn relay(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Res
 /// Gateway VerifyBatch streams, relay on.
 pub async fn batch(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Result<()> {
     let size = args.batch.unwrap_or(100).clamp(1, 10_000);
-    let fx = Fixture::start("").await?;
+    let fx = Fixture::start(&args.relay()).await?;
     let badges = badges_for("batch", &fx, args.badges, report).await?;
     let clients = Arc::new(fx.gateway_clients(args.connections)?);
     let before = fx.fed.relay_stats();
