@@ -24,6 +24,8 @@ fn every_scenario_runs_briefly_without_failed_calls() {
         "120",
         "--batch",
         "10",
+        "--idle",
+        "20",
         "--json",
     ]);
     let report: serde_json::Value = serde_json::from_str(&out).expect("bench --json prints JSON");
@@ -39,6 +41,7 @@ fn every_scenario_runs_briefly_without_failed_calls() {
         "ingest (",
         "raw Ed25519 sign",
         "issue (",
+        "idle mTLS connections",
     ] {
         let row = rows
             .iter()
@@ -50,14 +53,14 @@ fn every_scenario_runs_briefly_without_failed_calls() {
     let measured = rows.iter().filter(|r| r["calls"].as_u64().unwrap() > 0);
     assert_eq!(measured.count(), 7, "{out}");
     let targets = report["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 6, "{out}");
+    assert_eq!(targets.len(), 7, "{out}");
     let notes = report["notes"].as_array().unwrap();
-    assert!(
-        notes
-            .iter()
-            .any(|n| n.as_str().unwrap().contains("status cache hit rate")),
-        "{out}"
-    );
+    for note in ["status cache hit rate", "gateway RSS"] {
+        assert!(
+            notes.iter().any(|n| n.as_str().unwrap().contains(note)),
+            "{note}: {out}"
+        );
+    }
 }
 
 #[test]
@@ -70,6 +73,7 @@ fn help_documents_every_scenario() {
         "batch",
         "ingest",
         "issue",
+        "idle-connections",
         "all",
     ] {
         assert!(help.contains(scenario), "{scenario} missing from:\n{help}");

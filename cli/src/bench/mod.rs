@@ -5,6 +5,7 @@
 mod baseline;
 mod echo;
 mod fixture;
+mod idle;
 mod load;
 mod report;
 mod scenarios;
@@ -38,6 +39,9 @@ pub enum Scenario {
     /// City node IssueBadge with --residents residents stored: score, sign,
     /// store durably. Also measures raw Ed25519 signing on all cores.
     Issue,
+    /// Resident memory of a gateway process holding --idle idle mutual-TLS
+    /// connections (each after a handshake and one call).
+    IdleConnections,
     /// Every scenario above, one after the other.
     All,
 }
@@ -97,6 +101,9 @@ pub struct BenchArgs {
     /// flight to one node; checks waiting meanwhile share the next call.
     #[arg(long, default_value_t = 4)]
     node_calls: usize,
+    /// Connections the idle-connections scenario opens.
+    #[arg(long, default_value_t = 10_000)]
+    idle: usize,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -127,7 +134,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.residents >= 1, "--residents must be at least 1");
     let report = crate::node::runtime()?.block_on(async {
         let mut report = Report::new(&args);
-        let e = scenarios::echo(&args, &mut report).await?;
+        // Memory needs no throughput baseline.
+        let e = if args.scenario == Scenario::IdleConnections {
+            0.0
+        } else {
+            scenarios::echo(&args, &mut report).await?
+        };
         let list: &[Scenario] = match args.scenario {
             Scenario::All => &[
                 Scenario::VerifyOffline,
@@ -135,6 +147,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::Batch,
                 Scenario::Ingest,
                 Scenario::Issue,
+                Scenario::IdleConnections,
             ],
             Scenario::Echo => &[],
             ref one => std::slice::from_ref(one),
@@ -146,6 +159,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::Batch => scenarios::batch(&args, e, &mut report).await?,
                 Scenario::Ingest => scenarios::ingest(&args, e, &mut report).await?,
                 Scenario::Issue => scenarios::issue(&args, e, &mut report).await?,
+                Scenario::IdleConnections => idle::idle_connections(args.idle, &mut report).await?,
                 Scenario::Echo | Scenario::All => {}
             }
         }

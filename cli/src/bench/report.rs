@@ -75,7 +75,8 @@ impl Report {
     /// An empty report for `args`.
     pub fn new(args: &BenchArgs) -> Self {
         Self {
-            scenario: format!("{:?}", args.scenario).to_lowercase(),
+            scenario: clap::ValueEnum::to_possible_value(&args.scenario)
+                .map_or_else(String::new, |v| v.get_name().to_owned()),
             cores: super::baseline::cores(),
             duration_s: args.duration.as_secs_f64(),
             warmup_s: args.warmup.as_secs_f64(),
