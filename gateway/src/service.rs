@@ -17,8 +17,10 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::registry::{PublishError, Registry};
 use crate::verdict::Verifier;
 
-/// Verdicts computed at once for one VerifyBatch stream.
-pub const BATCH_CONCURRENCY: usize = 64;
+/// Badges of one VerifyBatch stream verified together at most.
+pub const BATCH_CHUNK: usize = 64;
+/// Chunks of one VerifyBatch stream in progress at once.
+pub const BATCH_CHUNKS_IN_FLIGHT: usize = 4;
 
 /// The current time in Unix seconds.
 pub fn unix_now() -> i64 {
@@ -177,23 +179,45 @@ impl Gateway for GatewayService {
         let verifier = Arc::clone(&self.verifier);
         let peer = caller(&request)?.clone();
         let trust = Arc::clone(self.registry.trust());
+        // Whatever has arrived (up to a chunk) is verified together: one
+        // batch signature check and concurrent status checks per chunk, a
+        // few chunks in flight; verdicts leave in request order.
         let stream = request
             .into_inner()
-            .map(move |item| {
+            .ready_chunks(BATCH_CHUNK)
+            .map(move |items| {
                 let verifier = Arc::clone(&verifier);
                 // Revocation applies to each badge of an open stream too.
                 let revoked = trust.revokes(&peer.serial, &peer.key_id);
                 async move {
-                    match item {
-                        _ if revoked => Err(Status::permission_denied(
+                    if revoked {
+                        return vec![Err(Status::permission_denied(
                             "client certificate has been revoked",
-                        )),
-                        Ok(req) => Ok(verifier.verify(&req, unix_now()).await),
-                        Err(status) => Err(status),
+                        ))];
                     }
+                    let mut requests = Vec::with_capacity(items.len());
+                    let mut failed = None;
+                    for item in items {
+                        match item {
+                            Ok(request) => requests.push(request),
+                            Err(status) => {
+                                failed = Some(status);
+                                break;
+                            }
+                        }
+                    }
+                    let mut out: Vec<Result<pb::Verdict, Status>> = verifier
+                        .verify_all(&requests, unix_now())
+                        .await
+                        .into_iter()
+                        .map(Ok)
+                        .collect();
+                    out.extend(failed.map(Err));
+                    out
                 }
             })
-            .buffered(BATCH_CONCURRENCY)
+            .buffered(BATCH_CHUNKS_IN_FLIGHT)
+            .flat_map(futures::stream::iter)
             .scan(false, end_after_error);
         Ok(Response::new(Box::pin(stream)))
     }

@@ -589,3 +589,59 @@ async fn with_the_relay_off_verdicts_rest_on_the_signature_and_say_so() {
     assert_eq!(outcome(&f.check(&forged).await), pb::Outcome::BadSignature);
     assert_eq!(f.gw.verifier.relay().stats().calls, 0, "the relay was used");
 }
+
+#[tokio::test]
+async fn a_batch_gives_each_badge_the_verdict_verify_gives_in_order() {
+    let f = federation().await;
+    let good = f.badge(330_100, 11, false).await;
+    let other_city = f.badge(420_100, 12, false).await;
+    let revoked = f.badge(330_100, 13, false).await;
+    f.badge(330_100, 13, true).await;
+    let mut forged = good.badge.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let requests: Vec<pb::VerifyRequest> = [
+        pb::verify_request::Badge::Envelope(good.badge.clone()),
+        pb::verify_request::Badge::Envelope(forged),
+        pb::verify_request::Badge::QrText("TB1:not base45 ~".into()),
+        pb::verify_request::Badge::QrText(other_city.qr_text.clone()),
+        pb::verify_request::Badge::Envelope(revoked.badge.clone()),
+        pb::verify_request::Badge::Envelope(vec![1, 2, 3]),
+    ]
+    .into_iter()
+    .map(|b| pb::VerifyRequest { badge: Some(b) })
+    .collect();
+    let mut cp = gateway_client(&f.pki, f.gw.addr, &f.pki.verifier(420_000).unwrap()).unwrap();
+    let mut one_by_one = vec![];
+    for r in &requests {
+        one_by_one.push(cp.verify(r.clone()).await.unwrap().into_inner());
+    }
+    // Sent at once, so the gateway verifies them as one chunk.
+    let mut stream = cp
+        .verify_batch(futures::stream::iter(requests))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut batched = vec![];
+    while let Some(v) = stream.message().await.unwrap() {
+        batched.push(v);
+    }
+    let summary = |v: &[pb::Verdict]| -> Vec<(i32, String, u32)> {
+        v.iter()
+            .map(|v| (v.outcome, v.detail.clone(), v.issuer_city))
+            .collect()
+    };
+    assert_eq!(summary(&batched), summary(&one_by_one));
+    let outcomes: Vec<pb::Outcome> = batched.iter().map(outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            pb::Outcome::Valid,
+            pb::Outcome::BadSignature,
+            pb::Outcome::Malformed,
+            pb::Outcome::Valid,
+            pb::Outcome::Revoked,
+            pb::Outcome::Malformed,
+        ]
+    );
+}
