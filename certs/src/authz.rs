@@ -1,19 +1,20 @@
 //! Who may make which call, enforced before any handler runs: a tower layer
-//! that reads the caller's certificate, refuses one the current trust list
-//! revokes, checks the call against a service's one authorization table, and
-//! hands the caller's [`PeerIdentity`] to the handler in the request's
-//! extensions.
+//! that takes the caller read from its certificate once per connection
+//! ([`crate::connection`]), refuses one the current trust list revokes (on
+//! every call: the list can change while a connection is open), checks the
+//! call against a service's one authorization table, and hands the caller's
+//! [`PeerIdentity`] to the handler in the request's extensions.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tessera_core::{CertInfo, CityCode, Identity, Role};
+use tessera_core::{CityCode, Identity, Role};
 use tonic::Status;
-use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
+use crate::connection::PeerConnectInfo;
 use crate::grpc::PeerIdentity;
 use crate::tls::TrustState;
 
@@ -88,34 +89,25 @@ impl Table {
     }
 }
 
-/// Reads the caller from a request's TLS connection info, refusing one the
-/// current trust list revokes.
+/// Reads the caller from a request's connection info (put there by a server
+/// fed by [`crate::grpc::incoming`]), refusing one the current trust list
+/// revokes. A request without that info is refused.
 pub fn peer_from_extensions(
     extensions: &http::Extensions,
     trust: &TrustState,
 ) -> Result<PeerIdentity, Status> {
     let info = extensions
-        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .get::<PeerConnectInfo>()
         .ok_or_else(|| Status::unauthenticated("no TLS connection"))?;
-    let certs = info
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    let leaf = certs
-        .first()
-        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
-    let cert = CertInfo::parse(leaf)
-        .map_err(|_| Status::unauthenticated("client certificate is not a tessera certificate"))?;
-    if trust.is_revoked(&cert) {
+    let peer = info
+        .peer()
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+    if trust.revokes(&peer.serial, &peer.key_id) {
         return Err(Status::permission_denied(
             "client certificate has been revoked",
         ));
     }
-    Ok(PeerIdentity {
-        identity: cert.identity(),
-        serial: cert.serial().to_vec(),
-        key_id: cert.key_id(),
-        remote: info.get_ref().remote_addr(),
-    })
+    Ok(peer.clone())
 }
 
 /// The layer: wrap a service's routes with it.

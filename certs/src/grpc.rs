@@ -12,22 +12,24 @@ use tessera_core::cert::hex_string;
 use tessera_core::{Identity, KeyId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::server::TlsStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::connection::PeerStream;
+
 /// How long a client may take to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Accepted, handshaken TLS connections, ready for
+/// Accepted, handshaken TLS connections with their peers read, ready for
 /// `tonic::transport::Server::serve_with_incoming`.
-pub type Incoming = ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>>;
+pub type Incoming = ReceiverStream<Result<PeerStream, std::io::Error>>;
 
 /// Accepts TCP connections on `listener` and completes each TLS handshake in
-/// its own task, so a slow or hostile client never holds up the others.
-/// Failed handshakes are logged and dropped. The loop ends when the returned
-/// stream is dropped.
+/// its own task, so a slow or hostile client never holds up the others, and
+/// reads the verified client certificate there, once per connection
+/// ([`PeerStream`]). Failed handshakes are logged and dropped. The loop ends
+/// when the returned stream is dropped.
 pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>) -> Incoming {
     let (tx, rx) = mpsc::channel(256);
     let acceptor = TlsAcceptor::from(config);
@@ -50,7 +52,7 @@ pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>) -> Incoming {
             tokio::spawn(async move {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
+                        let _ = tx.send(Ok(PeerStream::new(stream))).await;
                     }
                     Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
                     Err(_) => tracing::info!(%peer, "TLS handshake timed out"),

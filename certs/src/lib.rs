@@ -3,8 +3,9 @@
 //! This crate owns the certificate profile of every role ([`profile`]), key
 //! and certificate files ([`keys`]), the authority's directory of enrolments
 //! and the trust lists built and signed from it ([`authority`]), and mutual
-//! TLS: which peers may connect ([`tls`]) and how the caller's identity reaches
-//! a gRPC handler ([`grpc`]).
+//! TLS: which peers may connect ([`tls`]), what is read of a peer once per
+//! connection ([`connection`]), which calls it may make ([`authz`]) and how
+//! the caller's identity reaches a gRPC handler ([`grpc`]).
 //!
 //! It must never weaken a check rustls makes: tessera's own checks (role,
 //! extended key usage, revocation by the trust list) are added on top of the
@@ -12,6 +13,7 @@
 
 pub mod authority;
 pub mod authz;
+pub mod connection;
 pub mod grpc;
 pub mod keys;
 pub mod profile;
