@@ -53,9 +53,9 @@ fn every_scenario_runs_briefly_without_failed_calls() {
     let measured = rows.iter().filter(|r| r["calls"].as_u64().unwrap() > 0);
     assert_eq!(measured.count(), 7, "{out}");
     let targets = report["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 7, "{out}");
+    assert_eq!(targets.len(), 9, "{out}");
     let notes = report["notes"].as_array().unwrap();
-    for note in ["status cache hit rate", "gateway RSS"] {
+    for note in ["status cache hit rate", "gateway RSS", "on disk"] {
         assert!(
             notes.iter().any(|n| n.as_str().unwrap().contains(note)),
             "{note}: {out}"

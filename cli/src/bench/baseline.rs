@@ -90,3 +90,45 @@ pub fn sled_batches(duration: Duration, batch: u64, value_len: usize) -> anyhow:
     dir.close().context("removing the baseline store")?;
     Ok(rate)
 }
+
+/// Bytes the files under `dir` take on disk.
+pub fn disk_usage(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            disk_usage(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// The bytes of every key and value in a closed sled store: what it holds
+/// before any storage overhead.
+pub fn sled_logical_size(dir: &std::path::Path) -> anyhow::Result<u64> {
+    let db = sled::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let mut total = 0;
+    for name in db.tree_names() {
+        for entry in db.open_tree(name)?.iter() {
+            let (k, v) = entry?;
+            total += (k.len() + v.len()) as u64;
+        }
+    }
+    Ok(total)
+}
+
+/// The peak resident memory of this process so far, in bytes (Linux).
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}

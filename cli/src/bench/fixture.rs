@@ -148,10 +148,21 @@ impl Fixture {
 
     /// Stops everything and removes the directory.
     pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop_and_inspect(|_| Ok(())).await
+    }
+
+    /// Stops everything (nodes flush and close their stores), runs
+    /// `inspect` on the files left, then removes the directory.
+    pub async fn stop_and_inspect<T>(
+        self,
+        inspect: impl FnOnce(&Layout) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let layout = self.fed.layout.clone();
         self.fed.stop_all().await?;
+        let out = inspect(&layout);
         self.dir
             .close()
             .context("removing the benchmark's directory")?;
-        Ok(())
+        out
     }
 }

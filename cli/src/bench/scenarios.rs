@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
+
 use tessera_proto::bench::EchoMessage;
 use tessera_proto::v1 as pb;
 
@@ -316,11 +318,48 @@ pub async fn issue(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Res
         })
     })
     .await?;
-    fx.stop().await?;
+    let peak = baseline::peak_rss();
+    // The first city's store, closed: what it holds against what it takes.
+    let (disk, logical) = fx
+        .stop_and_inspect(|layout| {
+            let data = layout
+                .cities
+                .first()
+                .context("the federation has no city")?
+                .bundle
+                .join("data");
+            Ok((
+                baseline::disk_usage(&data)?,
+                baseline::sled_logical_size(&data.join("store"))?,
+            ))
+        })
+        .await?;
     report.sample(
         format!("issue ({} residents stored)", num(residents as f64)),
         &sample,
     );
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    report.note(format!(
+        "issue: the node's store holds {:.1} MiB of keys and values in {:.1} MiB on disk ({} residents, their records and {} badges)",
+        mib(logical),
+        mib(disk),
+        num(residents as f64),
+        num(sample.calls as f64)
+    ));
+    report.target(
+        "node disk / logical data",
+        disk as f64 / logical.max(1) as f64,
+        3.0,
+        true,
+        "×",
+    );
+    if let Some(peak) = peak {
+        report.note(format!(
+            "issue: peak RSS of this whole process (load generator, gateway and three nodes) {:.0} MiB, an upper bound of the node's",
+            mib(peak)
+        ));
+        report.target("node RSS (upper bound)", mib(peak), 1024.0, true, " MiB");
+    }
     report.ratio("issue / raw sign", sample.per_second() / sign);
     report.ratio("issue / E", sample.per_second() / e);
     report.target("issue badges/s", sample.per_second(), 20_000.0, false, "/s");
