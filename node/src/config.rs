@@ -52,6 +52,8 @@ struct NodeFile {
     max_batch_records: Option<usize>,
     #[serde(default)]
     max_message_bytes: Option<usize>,
+    #[serde(default)]
+    store_cache_mb: Option<u64>,
     tls: TlsFile,
     badges: BadgesFile,
 }
@@ -79,6 +81,11 @@ struct BadgesFile {
     policy: Option<PathBuf>,
 }
 
+/// The store's page cache unless configured: enough for a city of a
+/// million residents without letting the node grow past 1 GiB
+/// (docs/BENCHMARKS.md).
+pub const DEFAULT_STORE_CACHE_MB: u64 = 256;
+
 /// A validated node configuration.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
@@ -92,6 +99,8 @@ pub struct NodeSettings {
     pub max_batch_records: usize,
     /// Largest gRPC message.
     pub max_message_bytes: usize,
+    /// Memory the store may keep as its page cache, in bytes.
+    pub store_cache_bytes: u64,
     /// Node TLS certificate (PEM).
     pub tls_certificate: PathBuf,
     /// Node TLS key (PEM).
@@ -170,6 +179,10 @@ impl NodeSettings {
                 "max_message_bytes must be 4096 to 268435456".into(),
             ));
         }
+        let store_cache_mb = file.store_cache_mb.unwrap_or(DEFAULT_STORE_CACHE_MB);
+        if !(16..=65_536).contains(&store_cache_mb) {
+            return Err(invalid("store_cache_mb must be 16 to 65536".into()));
+        }
         let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(Self {
             city,
@@ -177,6 +190,7 @@ impl NodeSettings {
             data_dir: at(file.data_dir),
             max_batch_records,
             max_message_bytes,
+            store_cache_bytes: store_cache_mb * 1024 * 1024,
             tls_certificate: at(file.tls.certificate),
             tls_key: at(file.tls.key),
             root: at(file.tls.root),

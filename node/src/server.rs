@@ -187,7 +187,10 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(io(format!("creating {}", settings.data_dir.display())))?;
     let pseudonyms = pseudonym_key(&settings.data_dir)?;
-    let store = Arc::new(SledStore::open(&settings.data_dir.join("store"))?);
+    let store = Arc::new(SledStore::open_with_cache(
+        &settings.data_dir.join("store"),
+        settings.store_cache_bytes,
+    )?);
     let city = Arc::new(City::new(
         store,
         policy,

@@ -201,9 +201,16 @@ fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir` with a 256 MiB page cache.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+        Self::open_with_cache(dir, 256 * 1024 * 1024)
+    }
+
+    /// Opens (or creates) the store in `dir`, keeping at most about
+    /// `cache_bytes` of its pages in memory.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+        let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
+        let db = config.open().map_err(|e| match e {
             sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
                 StoreError::Locked(dir.display().to_string())
             }
