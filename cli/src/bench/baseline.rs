@@ -120,6 +120,12 @@ pub fn sled_logical_size(dir: &std::path::Path) -> anyhow::Result<u64> {
     Ok(total)
 }
 
+/// Starts the peak resident memory of this process afresh (Linux; elsewhere
+/// the peak stays the peak since start).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// The peak resident memory of this process so far, in bytes (Linux).
 pub fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

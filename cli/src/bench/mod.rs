@@ -101,6 +101,10 @@ pub struct BenchArgs {
     /// flight to one node; checks waiting meanwhile share the next call.
     #[arg(long, default_value_t = 4)]
     node_calls: usize,
+    /// The gateway's `relay.cache_ttl_ms` in relay and batch: 0 sends every
+    /// check to its node.
+    #[arg(long, default_value_t = 5000)]
+    cache_ms: u64,
     /// Connections the idle-connections scenario opens.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
@@ -112,7 +116,10 @@ pub struct BenchArgs {
 impl BenchArgs {
     /// The gateway's `[relay]` lines for a scenario with the relay on.
     fn relay(&self) -> String {
-        format!("concurrency_per_node = {}", self.node_calls)
+        format!(
+            "concurrency_per_node = {}\ncache_ttl_ms = {}",
+            self.node_calls, self.cache_ms
+        )
     }
 
     fn plan(&self) -> Plan {

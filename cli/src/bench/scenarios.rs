@@ -287,6 +287,7 @@ pub async fn ingest(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Re
 pub async fn issue(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Result<()> {
     let sign = baseline::ed25519_sign(baseline_window(args))?;
     report.rate("raw Ed25519 sign, all cores", sign);
+    baseline::reset_peak_rss();
     let fx = Fixture::start("").await?;
     let started = Instant::now();
     let rate = fx.ingest_residents(args.residents, 5_000).await?;
@@ -355,7 +356,7 @@ pub async fn issue(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Res
     );
     if let Some(peak) = peak {
         report.note(format!(
-            "issue: peak RSS of this whole process (load generator, gateway and three nodes) {:.0} MiB, an upper bound of the node's",
+            "issue: peak RSS of this process during the scenario (load generator, gateway and three nodes) {:.0} MiB, an upper bound of the node's",
             mib(peak)
         ));
         report.target("node RSS (upper bound)", mib(peak), 1024.0, true, " MiB");
