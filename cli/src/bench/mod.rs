@@ -85,7 +85,7 @@ pub struct BenchArgs {
     /// verify-offline uses at most 10,000). They are checked in turn, so the
     /// status cache (5 s) only helps when fewer than 5 s of checks pass
     /// before a badge comes round again: the hit rate is reported.
-    #[arg(long, default_value_t = 150_000)]
+    #[arg(long, default_value_t = 250_000)]
     badges: u64,
     /// Residents stored before the issue scenario.
     #[arg(long, default_value_t = 100_000)]

@@ -1,6 +1,7 @@
 //! The scenarios: what each starts, drives and judges.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -51,18 +52,25 @@ pub async fn echo(args: &BenchArgs, report: &mut Report) -> anyhow::Result<f64> 
     Ok(sample.per_second())
 }
 
+/// Where the walk through the badges has got to: shared by every window of
+/// a scenario, so that a new window does not start again on badges checked
+/// moments ago (which the status cache would answer).
+type Walk = Arc<AtomicU64>;
+
 /// Unary gateway Verify over `badges`, each verdict expected VALID.
 async fn verify_unary(
     fx: &Fixture,
     args: &BenchArgs,
     plan: Plan,
     badges: &Arc<Vec<Vec<u8>>>,
+    walk: &Walk,
 ) -> anyhow::Result<Sample> {
     let clients = Arc::new(fx.gateway_clients(args.connections)?);
     load::median_of(args.runs, || {
-        let (clients, badges) = (Arc::clone(&clients), Arc::clone(badges));
-        load::drive(plan, move |worker, seq| {
+        let (clients, badges, walk) = (Arc::clone(&clients), Arc::clone(badges), Arc::clone(walk));
+        load::drive(plan, move |worker, _| {
             let mut client = clients[worker % clients.len()].clone();
+            let seq = walk.fetch_add(1, Ordering::Relaxed);
             let badge = badges[(seq % badges.len() as u64) as usize].clone();
             async move {
                 let verdict = client
@@ -114,7 +122,7 @@ pub async fn verify_offline(args: &BenchArgs, e: f64, report: &mut Report) -> an
     report.rate("raw Ed25519 verify, all cores (V)", v);
     let fx = Fixture::start("enabled = false").await?;
     let badges = badges_for("verify-offline", &fx, args.badges.min(10_000), report).await?;
-    let sample = verify_unary(&fx, args, args.plan(), &badges).await?;
+    let sample = verify_unary(&fx, args, args.plan(), &badges, &Walk::default()).await?;
     fx.stop().await?;
     report.sample("verify-offline (gateway, relay off)", &sample);
     let bound = 1.0 / (1.0 / e + 1.0 / v);
@@ -153,7 +161,8 @@ pub async fn relay(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Res
     let fx = Fixture::start(&args.relay()).await?;
     let badges = badges_for("relay", &fx, args.badges, report).await?;
     let before = fx.fed.relay_stats();
-    let max = verify_unary(&fx, args, args.plan(), &badges).await?;
+    let walk = Walk::default();
+    let max = verify_unary(&fx, args, args.plan(), &badges, &walk).await?;
     relay_notes("relay", &fx, before, report);
     report.sample("relay (gateway Verify + CheckStatus)", &max);
     let half = max.per_second() / 2.0;
@@ -161,7 +170,7 @@ pub async fn relay(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Res
         rate: Some(half.max(1.0)),
         ..args.plan()
     };
-    let at_half = verify_unary(&fx, args, plan, &badges).await?;
+    let at_half = verify_unary(&fx, args, plan, &badges, &walk).await?;
     fx.stop().await?;
     report.sample(format!("relay at half of that ({}/s)", num(half)), &at_half);
     report.ratio("relay / E", max.per_second() / e);
@@ -186,10 +195,13 @@ pub async fn batch(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Res
             .max(args.connections),
         ..args.plan()
     };
+    let walk = Walk::default();
     let sample = load::median_of(args.runs, || {
-        let (clients, badges) = (Arc::clone(&clients), Arc::clone(&badges));
-        load::drive(plan, move |worker, seq| {
+        let (clients, badges, walk) =
+            (Arc::clone(&clients), Arc::clone(&badges), Arc::clone(&walk));
+        load::drive(plan, move |worker, _| {
             let mut client = clients[worker % clients.len()].clone();
+            let seq = walk.fetch_add(1, Ordering::Relaxed);
             let requests: Vec<pb::VerifyRequest> = (0..size)
                 .map(|i| pb::VerifyRequest {
                     badge: Some(pb::verify_request::Badge::Envelope(
