@@ -139,26 +139,38 @@ async fn send_queued(
     mut queue: mpsc::Receiver<Waiting>,
     service: StatusService,
     slots: Arc<Semaphore>,
+    breaker: Arc<Breaker>,
     stats: Arc<Counters>,
 ) {
     while let Some(first) = queue.recv().await {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
             return;
         };
+        // A check whose caller has given up (its deadline passed while it
+        // waited) is not sent: the node's time goes to checks still wanted.
         let mut batch = vec![first];
+        batch.retain(|w| !w.reply.is_closed());
         while batch.len() < MAX_IDS_PER_CALL {
             match queue.try_recv() {
+                Ok(w) if w.reply.is_closed() => {}
                 Ok(w) => batch.push(w),
                 Err(_) => break,
             }
         }
+        if batch.is_empty() {
+            continue;
+        }
         stats.calls.fetch_add(1, Ordering::Relaxed);
         stats.ids.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let service = service.clone();
+        let breaker = Arc::clone(&breaker);
         tokio::spawn(async move {
             let ids = batch.iter().map(|w| w.badge.as_bytes().to_vec()).collect();
             let result = service.oneshot(ids).await;
             drop(slot);
+            // The breaker counts the node's answers, not checks that ran out
+            // of time waiting in the gateway's own queue.
+            breaker.record(result.is_ok());
             match result {
                 Ok(statuses) => {
                     for (w, status) in batch.into_iter().zip(statuses) {
@@ -411,20 +423,22 @@ impl Relay {
             .service(CheckStatus {
                 client: CityNodeClient::new(channel),
             });
-        let (queue, queued) = mpsc::channel(QUEUE_PER_NODE);
-        tokio::spawn(send_queued(
-            city,
-            queued,
-            BoxCloneService::new(service),
-            Arc::new(Semaphore::new(self.settings.concurrency_per_node)),
-            Arc::clone(&self.counters),
-        ));
+
         let breaker = kept_breaker.unwrap_or_else(|| {
             Arc::new(Breaker::new(
                 self.settings.breaker_failures,
                 self.settings.breaker_open,
             ))
         });
+        let (queue, queued) = mpsc::channel(QUEUE_PER_NODE);
+        tokio::spawn(send_queued(
+            city,
+            queued,
+            BoxCloneService::new(service),
+            Arc::new(Semaphore::new(self.settings.concurrency_per_node)),
+            Arc::clone(&breaker),
+            Arc::clone(&self.counters),
+        ));
         links.insert(
             city,
             Arc::new(Mutex::new(Link {
@@ -478,7 +492,6 @@ impl Relay {
         let result = tokio::time::timeout(self.settings.timeout, asked)
             .await
             .unwrap_or(Err(RelayError::Timeout(city)));
-        breaker.record(result.is_ok());
         if let Ok(status) = result {
             self.cache.put((city, badge), status);
         }
@@ -516,6 +529,7 @@ mod tests {
             queued,
             BoxCloneService::new(node),
             Arc::new(Semaphore::new(1)),
+            Arc::new(Breaker::new(5, Duration::from_secs(5))),
             Arc::clone(&counters),
         ));
         let mut answers = vec![];
@@ -534,6 +548,16 @@ mod tests {
                 while sizes.lock().unwrap().is_empty() {
                     tokio::task::yield_now().await;
                 }
+                // A check whose caller gave up meanwhile is not sent.
+                let (reply, gone) = oneshot::channel();
+                drop(gone);
+                queue
+                    .send(Waiting {
+                        badge: BadgeId::from_bytes([0xee; 16]),
+                        reply,
+                    })
+                    .await
+                    .unwrap();
             }
         }
         release.send(true).unwrap();
@@ -557,6 +581,7 @@ mod tests {
             queued,
             BoxCloneService::new(node),
             Arc::new(Semaphore::new(1)),
+            Arc::new(Breaker::new(5, Duration::from_secs(5))),
             Arc::default(),
         ));
         let (reply, answer) = oneshot::channel();

@@ -111,26 +111,9 @@ pub struct City<S> {
     pseudonyms: PseudonymKey,
     max_batch: usize,
     /// Serialises read-decide-write sections; flushes happen outside it.
-    /// Whoever holds it decides the queued issuances after letting it go
-    /// (see [`Writing`]).
     writer: Mutex<()>,
     /// Issuances waiting to be decided by whoever holds `writer` next.
     queued: std::sync::Mutex<Vec<Queued>>,
-}
-
-/// The writer lock held for a read-decide-write section. Letting it go,
-/// on any path out of the section, decides the issuances that queued
-/// meanwhile: they found the lock taken and rely on its holder.
-struct Writing<'a, S: Store> {
-    city: &'a City<S>,
-    guard: Option<tokio::sync::MutexGuard<'a, ()>>,
-}
-
-impl<S: Store> Drop for Writing<'_, S> {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        self.city.decide_queued();
-    }
 }
 
 /// An issuance waiting for the writer.
@@ -272,7 +255,7 @@ impl<S: Store> City<S> {
             new.push((index, prepared, stored));
         }
 
-        let guard = self.writing().await;
+        let guard = self.writer.lock().await;
         // Only residents holding an active badge need their records read
         // back (to see whether the batch worsens their colour); the store
         // refuses a conflicting record id for everyone else when applying.
@@ -347,10 +330,13 @@ impl<S: Store> City<S> {
     /// returns once the new state is durable.
     ///
     /// Issuances that arrive together are decided together: each joins a
-    /// queue, and whoever holds the writer lock decides everything queued,
-    /// one after the other, without handing the lock over between them.
-    /// Each caller then waits for durability itself, so flushes are shared
-    /// as for ingest.
+    /// queue and waits both for its answer and for the writer lock; the
+    /// first to get the lock decides everything queued by then, one after
+    /// the other, and the others find their answer ready. Every caller waits
+    /// for the lock itself, so none depends on another (which may be
+    /// cancelled) to be decided, and none decides more than one batch. Each
+    /// caller then waits for durability itself, so flushes are shared as for
+    /// ingest.
     pub async fn issue(
         &self,
         national_id: &str,
@@ -366,17 +352,20 @@ impl<S: Store> City<S> {
             now,
             decided,
         });
-        self.decide_queued();
-        let issued = answer.await.map_err(|_| NodeError::Lost)??;
+        let mut answer = answer;
+        let issued = loop {
+            tokio::select! {
+                biased;
+                decided = &mut answer => break decided.map_err(|_| NodeError::Lost)??,
+                guard = self.writer.lock() => {
+                    let batch = std::mem::take(&mut *self.queue());
+                    self.decide(batch);
+                    drop(guard);
+                }
+            }
+        };
         self.commit.durable().await?;
         Ok(issued)
-    }
-
-    async fn writing(&self) -> Writing<'_, S> {
-        Writing {
-            city: self,
-            guard: Some(self.writer.lock().await),
-        }
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
@@ -385,23 +374,6 @@ impl<S: Store> City<S> {
         self.queued
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Decides every queued issuance if the writer lock is free; if it is
-    /// not, its holder calls this again after letting it go, so nothing
-    /// queued is left behind.
-    fn decide_queued(&self) {
-        loop {
-            if self.queue().is_empty() {
-                return;
-            }
-            let Ok(guard) = self.writer.try_lock() else {
-                return;
-            };
-            let batch = std::mem::take(&mut *self.queue());
-            self.decide(batch);
-            drop(guard);
-        }
     }
 
     /// Scores, signs and stores the queued badges in one atomic change, then

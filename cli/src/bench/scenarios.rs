@@ -255,9 +255,13 @@ pub async fn ingest(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Re
         concurrency: args.concurrency.clamp(1, 16),
         ..args.plan()
     };
+    // One walk across the windows: a later window stores new records, not
+    // the earlier window's again (which would be duplicates).
+    let walk = Walk::default();
     let sample = load::median_of(args.runs, || {
-        let clients = Arc::clone(&clients);
-        load::drive(plan, move |worker, seq| {
+        let (clients, walk) = (Arc::clone(&clients), Arc::clone(&walk));
+        load::drive(plan, move |worker, _| {
+            let seq = walk.fetch_add(1, Ordering::Relaxed);
             let city = &clients[seq as usize % clients.len()];
             let mut client = city[worker % city.len()].clone();
             let records = (seq * size..(seq + 1) * size)
