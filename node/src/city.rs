@@ -474,3 +474,114 @@ impl<S: Store> City<S> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_certs::keys;
+    use tessera_certs::profile::{CertRequest, RootCa};
+    use tessera_core::{Identity, Role, Scope};
+
+    use super::*;
+    use crate::store::SledStore;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn city(dir: &std::path::Path) -> City<SledStore> {
+        let request = |identity, name: &str| CertRequest {
+            identity,
+            common_name: name.into(),
+            hosts: vec![],
+            not_before: NOW - 86_400,
+            not_after: NOW + 86_400 * 365,
+            serial: None,
+        };
+        let root = RootCa::create(
+            &request(Identity::new(Role::Root, Scope::Nation).unwrap(), "root"),
+            keys::generate_key(),
+        )
+        .unwrap();
+        let code: CityCode = "330100".parse().unwrap();
+        let key = keys::generate_key();
+        let der = root
+            .issue(
+                &request(
+                    Identity::new(Role::BadgeSigner, Scope::City(code)).unwrap(),
+                    "signer",
+                ),
+                &key,
+            )
+            .unwrap();
+        City::new(
+            Arc::new(SledStore::open(dir).unwrap()),
+            Policy::default_policy().unwrap(),
+            BadgeSigner::new(key, &der).unwrap(),
+            PseudonymKey::from_bytes([9; 32]),
+            1000,
+        )
+    }
+
+    fn queued(
+        city: &City<SledStore>,
+        national_id: &str,
+    ) -> (Queued, oneshot::Receiver<Result<IssuedBadge, NodeError>>) {
+        let id = NationalId::parse(national_id).unwrap();
+        let (decided, answer) = oneshot::channel();
+        let q = Queued {
+            resident: city.pseudonyms.pseudonym(&id),
+            id,
+            name: "Li Lei".into(),
+            now: NOW,
+            decided,
+        };
+        (q, answer)
+    }
+
+    fn state(city: &City<SledStore>, issued: &IssuedBadge) -> BadgeState {
+        city.store
+            .badge(&issued.claims.badge_id)
+            .unwrap()
+            .unwrap()
+            .state
+    }
+
+    #[test]
+    fn one_batch_with_two_issuances_for_one_resident_leaves_the_later_one_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let city = city(dir.path());
+        let first17 = "33010619900101123";
+        let id = format!(
+            "{first17}{}",
+            crate::pseudonym::check_character(first17.as_bytes()).unwrap()
+        );
+        let other17 = "33010619900101456";
+        let other = format!(
+            "{other17}{}",
+            crate::pseudonym::check_character(other17.as_bytes()).unwrap()
+        );
+        // An earlier badge, stored before the batch.
+        let (q, answer) = queued(&city, &id);
+        city.decide(vec![q]);
+        let earliest = answer.blocking_recv().unwrap().unwrap();
+
+        let (a, first) = queued(&city, &id);
+        let (b, bystander) = queued(&city, &other);
+        let (c, second) = queued(&city, &id);
+        city.decide(vec![a, b, c]);
+        let first = first.blocking_recv().unwrap().unwrap();
+        let bystander = bystander.blocking_recv().unwrap().unwrap();
+        let second = second.blocking_recv().unwrap().unwrap();
+
+        assert_eq!(state(&city, &earliest), BadgeState::Superseded(NOW));
+        assert_eq!(state(&city, &first), BadgeState::Superseded(NOW));
+        assert_eq!(state(&city, &second), BadgeState::Active);
+        assert_eq!(state(&city, &bystander), BadgeState::Active);
+        let active = city
+            .store
+            .badges_of(&city.pseudonyms.pseudonym(&NationalId::parse(&id).unwrap()))
+            .unwrap()
+            .into_iter()
+            .filter(|(_, b)| b.state == BadgeState::Active)
+            .count();
+        assert_eq!(active, 1);
+    }
+}
