@@ -507,58 +507,61 @@ const QUEUE_PER_NODE: usize = 8192;
 mod tests {
     use super::*;
 
+    /// A sender to `node` with one call slot and a breaker that opens after
+    /// one failed call.
+    fn sender<F, Fut>(node: F) -> (mpsc::Sender<Waiting>, Arc<Breaker>, Arc<Counters>)
+    where
+        F: FnMut(Vec<Vec<u8>>) -> Fut + Clone + Send + 'static,
+        Fut: std::future::Future<Output = Result<Vec<pb::BadgeStatus>, BoxError>> + Send + 'static,
+    {
+        let (queue, queued) = mpsc::channel(64);
+        let breaker = Arc::new(Breaker::new(1, Duration::from_secs(60)));
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(send_queued(
+            "330100".parse().unwrap(),
+            queued,
+            BoxCloneService::new(tower::service_fn(node)),
+            Arc::new(Semaphore::new(1)),
+            Arc::clone(&breaker),
+            Arc::clone(&counters),
+        ));
+        (queue, breaker, counters)
+    }
+
+    /// Queues a check of badge `[byte; 16]`.
+    async fn ask(
+        queue: &mpsc::Sender<Waiting>,
+        byte: u8,
+    ) -> oneshot::Receiver<Result<pb::BadgeStatus, RelayError>> {
+        let (reply, answer) = oneshot::channel();
+        let badge = BadgeId::from_bytes([byte; 16]);
+        queue.send(Waiting { badge, reply }).await.unwrap();
+        answer
+    }
+
     #[tokio::test]
     async fn checks_that_wait_for_a_busy_node_share_the_next_call() {
-        let city: CityCode = "330100".parse().unwrap();
         let sizes = Arc::new(Mutex::new(vec![]));
         let (release, released) = tokio::sync::watch::channel(false);
         let seen = Arc::clone(&sizes);
-        let node = tower::service_fn(move |ids: Vec<Vec<u8>>| {
+        let (queue, breaker, counters) = sender(move |ids: Vec<Vec<u8>>| {
             let (seen, mut released) = (Arc::clone(&seen), released.clone());
             async move {
                 seen.lock().unwrap().push(ids.len());
                 // The first call holds the node's only slot until released.
                 let _ = released.wait_for(|r| *r).await;
-                Ok::<_, BoxError>(vec![pb::BadgeStatus::Active; ids.len()])
+                Ok(vec![pb::BadgeStatus::Active; ids.len()])
             }
         });
-        let (queue, queued) = mpsc::channel(64);
-        let counters = Arc::new(Counters::default());
-        tokio::spawn(send_queued(
-            city,
-            queued,
-            BoxCloneService::new(node),
-            Arc::new(Semaphore::new(1)),
-            Arc::new(Breaker::new(5, Duration::from_secs(5))),
-            Arc::clone(&counters),
-        ));
-        let mut answers = vec![];
-        for i in 0..10u8 {
-            let (reply, answer) = oneshot::channel();
-            queue
-                .send(Waiting {
-                    badge: BadgeId::from_bytes([i; 16]),
-                    reply,
-                })
-                .await
-                .unwrap();
-            answers.push(answer);
-            if i == 0 {
-                // Wait until the first call is at the node.
-                while sizes.lock().unwrap().is_empty() {
-                    tokio::task::yield_now().await;
-                }
-                // A check whose caller gave up meanwhile is not sent.
-                let (reply, gone) = oneshot::channel();
-                drop(gone);
-                queue
-                    .send(Waiting {
-                        badge: BadgeId::from_bytes([0xee; 16]),
-                        reply,
-                    })
-                    .await
-                    .unwrap();
-            }
+        let mut answers = vec![ask(&queue, 0).await];
+        // Wait until the first call is at the node.
+        while sizes.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // A check whose caller gave up meanwhile is not sent.
+        drop(ask(&queue, 0xee).await);
+        for i in 1..10u8 {
+            answers.push(ask(&queue, i).await);
         }
         release.send(true).unwrap();
         for answer in answers {
@@ -567,35 +570,21 @@ mod tests {
         assert_eq!(*sizes.lock().unwrap(), vec![1, 9]);
         assert_eq!(counters.calls.load(Ordering::Relaxed), 2);
         assert_eq!(counters.ids.load(Ordering::Relaxed), 10);
+        assert!(!breaker.is_open());
     }
 
     #[tokio::test]
-    async fn a_failed_call_fails_every_check_it_carried() {
-        let city: CityCode = "330100".parse().unwrap();
-        let node = tower::service_fn(|_ids: Vec<Vec<u8>>| async {
+    async fn a_failed_call_fails_every_check_it_carried_and_counts_once_for_the_breaker() {
+        let (queue, breaker, counters) = sender(|_ids: Vec<Vec<u8>>| async {
             Err::<Vec<pb::BadgeStatus>, BoxError>("connection reset".into())
         });
-        let (queue, queued) = mpsc::channel(8);
-        tokio::spawn(send_queued(
-            city,
-            queued,
-            BoxCloneService::new(node),
-            Arc::new(Semaphore::new(1)),
-            Arc::new(Breaker::new(5, Duration::from_secs(5))),
-            Arc::default(),
-        ));
-        let (reply, answer) = oneshot::channel();
-        queue
-            .send(Waiting {
-                badge: BadgeId::from_bytes([1; 16]),
-                reply,
-            })
-            .await
-            .unwrap();
+        let answer = ask(&queue, 1).await;
         assert!(matches!(
             answer.await.unwrap(),
             Err(RelayError::Failed { .. })
         ));
+        assert!(breaker.is_open(), "a failed call did not count");
+        assert_eq!(counters.calls.load(Ordering::Relaxed), 1);
     }
 
     #[test]
