@@ -2,9 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+mod authz_matrix;
 mod badge_properties;
 mod gateway;
-mod gateway_authz;
 mod golden;
 mod mtls;
 mod node;
