@@ -22,7 +22,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
-use crate::grpc::PeerIdentity;
+use crate::grpc::{PeerIdentity, PeerSlot};
 
 /// An accepted, handshaken TLS connection with its peer read once. tonic
 /// hands its [`PeerConnectInfo`] to every request made on it.
@@ -30,14 +30,20 @@ use crate::grpc::PeerIdentity;
 pub struct PeerStream {
     inner: TlsStream<TcpStream>,
     info: PeerConnectInfo,
+    _slot: PeerSlot,
 }
 
 impl PeerStream {
     /// Reads the peer of a connection whose handshake has completed.
-    pub(crate) fn new(inner: TlsStream<TcpStream>) -> Self {
+    /// It holds its remote address's `slot` until dropped.
+    pub(crate) fn new(inner: TlsStream<TcpStream>, slot: PeerSlot) -> Self {
         let (tcp, session) = inner.get_ref();
         let info = PeerConnectInfo::read(tcp.peer_addr().ok(), session.peer_certificates());
-        Self { inner, info }
+        Self {
+            inner,
+            info,
+            _slot: slot,
+        }
     }
 
     /// The connection's peer, as read after the handshake.

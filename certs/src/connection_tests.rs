@@ -104,6 +104,7 @@ async fn calls_on_one_connection_share_the_peer_read_at_handshake_and_revocation
     let incoming = crate::grpc::incoming(
         listener,
         tls::server_config(&fed.gateway, Arc::clone(&trust)).unwrap(),
+        crate::grpc::ConnectionLimits::default(),
     );
     let recorder = Recorder::default();
     let table = Table {
@@ -212,4 +213,65 @@ fn a_peer_that_cannot_be_read_is_refused_as_unauthenticated() {
         refusal(None),
         (Code::Unauthenticated, "no TLS connection".into())
     );
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_handshake_gives_its_place_back_after_the_timeout() {
+    let fed = federation();
+    let trust = Arc::new(TrustState::new(fed.anchor.clone()).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limits = crate::grpc::ConnectionLimits {
+        per_peer: 1,
+        handshake_timeout: std::time::Duration::from_millis(300),
+    };
+    let mut incoming = crate::grpc::incoming(
+        listener,
+        tls::server_config(&fed.gateway, Arc::clone(&trust)).unwrap(),
+        limits,
+    );
+    // Hold every connection that completes its handshake.
+    let held = tokio::spawn(async move {
+        use tokio_stream::StreamExt;
+        let mut open = vec![];
+        while let Some(stream) = incoming.next().await {
+            open.push(stream);
+        }
+    });
+    let config = tls::client_config(&fed.verifier, Arc::clone(&trust), Role::Gateway).unwrap();
+    let handshake = || {
+        let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+            let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            connector.connect(name, tcp).await.ok()
+        }
+    };
+
+    // A client that connects and says nothing takes the address's one place.
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut refused = false;
+    for _ in 0..20 {
+        if handshake().await.is_none() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(refused, "a second connection from the address was served");
+    // The silent client's handshake times out and its place is given back,
+    // though it never closes its end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let served = loop {
+        if let Some(tls) = handshake().await {
+            break tls;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the silent client still holds the place 10 s after a 300 ms handshake timeout"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    drop((served, silent));
+    held.abort();
 }

@@ -1,7 +1,8 @@
 //! Mutual TLS under tonic: the server's accept loop, the client's connector,
 //! and the caller's identity handed to request handlers.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,78 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::connection::PeerStream;
 
-/// How long a client may take to complete the TLS handshake.
+/// How long a client may take to complete the TLS handshake, by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections one remote address may hold at once, by default.
+pub const DEFAULT_CONNECTIONS_PER_PEER: usize = 1024;
+
+/// Bounds on what one client can hold of a server's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections one remote IP address may hold at once, whether still
+    /// handshaking or open; more are closed as soon as they are accepted.
+    pub per_peer: usize,
+    /// How long a client may take to complete the TLS handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            per_peer: DEFAULT_CONNECTIONS_PER_PEER,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// Open connections per remote address.
+#[derive(Debug, Default)]
+struct PeerSlots {
+    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place in its remote address's count, given back when
+/// the connection (or its failed handshake) is dropped.
+#[derive(Debug)]
+pub(crate) struct PeerSlot {
+    slots: Arc<PeerSlots>,
+    ip: IpAddr,
+}
+
+impl PeerSlots {
+    fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<PeerSlot> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = open.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            slots: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .slots
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Accepted, handshaken TLS connections with their peers read, ready for
 /// `tonic::transport::Server::serve_with_incoming`.
@@ -28,11 +99,18 @@ pub type Incoming = ReceiverStream<Result<PeerStream, std::io::Error>>;
 /// Accepts TCP connections on `listener` and completes each TLS handshake in
 /// its own task, so a slow or hostile client never holds up the others, and
 /// reads the verified client certificate there, once per connection
-/// ([`PeerStream`]). Failed handshakes are logged and dropped. The loop ends
-/// when the returned stream is dropped.
-pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>) -> Incoming {
+/// ([`PeerStream`]). A remote address already holding `limits.per_peer`
+/// connections has its next one closed at once; a handshake not done within
+/// `limits.handshake_timeout` is dropped. Failed handshakes are logged and
+/// dropped. The loop ends when the returned stream is dropped.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    limits: ConnectionLimits,
+) -> Incoming {
     let (tx, rx) = mpsc::channel(256);
     let acceptor = TlsAcceptor::from(config);
+    let slots = Arc::new(PeerSlots::default());
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = tokio::select! {
@@ -46,13 +124,18 @@ pub fn incoming(listener: TcpListener, config: Arc<ServerConfig>) -> Incoming {
                 },
                 () = tx.closed() => return,
             };
+            let Some(slot) = slots.take(peer.ip(), limits.per_peer) else {
+                tracing::info!(%peer, limit = limits.per_peer, "connection refused: this address holds as many connections as it may");
+                drop(tcp);
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(PeerStream::new(stream))).await;
+                        let _ = tx.send(Ok(PeerStream::new(stream, slot))).await;
                     }
                     Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
                     Err(_) => tracing::info!(%peer, "TLS handshake timed out"),

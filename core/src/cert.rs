@@ -20,6 +20,15 @@ use crate::ids::KeyId;
 /// Largest certificate accepted, in bytes of DER.
 pub const MAX_CERTIFICATE_LEN: usize = 16 * 1024;
 
+/// Longest validity accepted for the national root: 30 years. The authority
+/// issues roots for 20.
+pub const MAX_ROOT_VALIDITY_SECS: i64 = 30 * 366 * 86_400;
+
+/// Longest validity accepted for any other certificate: 5 years. The
+/// authority issues signers for 2 years and everything else for 1; a
+/// certificate valid for longer is a broken or hostile issuer's.
+pub const MAX_LEAF_VALIDITY_SECS: i64 = 5 * 366 * 86_400;
+
 /// Why a certificate was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertError {
@@ -58,6 +67,16 @@ pub enum CertError {
     /// not_after is before not_before.
     #[error("certificate validity is empty (not_after before not_before)")]
     EmptyValidity,
+    /// Valid for longer than its role allows.
+    #[error("certificate of role {role} is valid for {days} days; at most {max_days} are accepted")]
+    AbsurdValidity {
+        /// The certificate's role.
+        role: Role,
+        /// Its validity in days.
+        days: i64,
+        /// The most accepted for the role.
+        max_days: i64,
+    },
 }
 
 /// The facts tessera reads from a certificate.
@@ -234,6 +253,18 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
     let not_after = cert.validity().not_after.timestamp();
     if not_after < not_before {
         return Err(CertError::EmptyValidity);
+    }
+    let max = if identity.role() == Role::Root {
+        MAX_ROOT_VALIDITY_SECS
+    } else {
+        MAX_LEAF_VALIDITY_SECS
+    };
+    if not_after.saturating_sub(not_before) > max {
+        return Err(CertError::AbsurdValidity {
+            role: identity.role(),
+            days: not_after.saturating_sub(not_before) / 86_400,
+            max_days: max / 86_400,
+        });
     }
     let info = CertInfo {
         identity,

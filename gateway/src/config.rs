@@ -36,6 +36,8 @@ struct GatewayFile {
     data_dir: PathBuf,
     #[serde(default)]
     max_message_bytes: Option<usize>,
+    #[serde(default)]
+    max_connections_per_peer: Option<usize>,
     tls: TlsFile,
     #[serde(default)]
     relay: RelayFile,
@@ -103,6 +105,8 @@ pub struct GatewaySettings {
     pub data_dir: PathBuf,
     /// Largest gRPC message.
     pub max_message_bytes: usize,
+    /// Connections one remote IP address may hold at once.
+    pub max_connections_per_peer: usize,
     /// Gateway TLS certificate (PEM).
     pub tls_certificate: PathBuf,
     /// Gateway TLS key (PEM).
@@ -141,6 +145,12 @@ impl GatewaySettings {
         if !(4096..=64 * 1024 * 1024).contains(&max_message_bytes) {
             return Err("max_message_bytes must be 4096 to 67108864".into());
         }
+        let max_connections_per_peer = file
+            .max_connections_per_peer
+            .unwrap_or(tessera_certs::grpc::DEFAULT_CONNECTIONS_PER_PEER);
+        if !(1..=1_000_000).contains(&max_connections_per_peer) {
+            return Err("max_connections_per_peer must be 1 to 1000000".into());
+        }
         let d = RelaySettings::default();
         let r = file.relay;
         let relay = RelaySettings {
@@ -171,6 +181,7 @@ impl GatewaySettings {
             listen,
             data_dir: at(file.data_dir),
             max_message_bytes,
+            max_connections_per_peer,
             tls_certificate: at(file.tls.certificate),
             tls_key: at(file.tls.key),
             root: at(file.tls.root),

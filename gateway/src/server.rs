@@ -116,7 +116,14 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let trust = Arc::clone(loaded.registry.trust());
     let config = tls::server_config(&loaded.identity, Arc::clone(&trust))?;
-    let incoming = grpc::incoming(listener, config);
+    let incoming = grpc::incoming(
+        listener,
+        config,
+        grpc::ConnectionLimits {
+            per_peer: loaded.settings.max_connections_per_peer,
+            ..grpc::ConnectionLimits::default()
+        },
+    );
     let (stopping_tx, stopping) = watch::channel(false);
     let service = GatewayServer::new(GatewayService::new(
         Arc::clone(&loaded.registry),

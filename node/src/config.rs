@@ -54,6 +54,8 @@ struct NodeFile {
     max_message_bytes: Option<usize>,
     #[serde(default)]
     store_cache_mb: Option<u64>,
+    #[serde(default)]
+    max_connections_per_peer: Option<usize>,
     tls: TlsFile,
     badges: BadgesFile,
 }
@@ -101,6 +103,8 @@ pub struct NodeSettings {
     pub max_message_bytes: usize,
     /// Memory the store may keep as its page cache, in bytes.
     pub store_cache_bytes: u64,
+    /// Connections one remote IP address may hold at once.
+    pub max_connections_per_peer: usize,
     /// Node TLS certificate (PEM).
     pub tls_certificate: PathBuf,
     /// Node TLS key (PEM).
@@ -183,6 +187,14 @@ impl NodeSettings {
         if !(16..=65_536).contains(&store_cache_mb) {
             return Err(invalid("store_cache_mb must be 16 to 65536".into()));
         }
+        let max_connections_per_peer = file
+            .max_connections_per_peer
+            .unwrap_or(tessera_certs::grpc::DEFAULT_CONNECTIONS_PER_PEER);
+        if !(1..=1_000_000).contains(&max_connections_per_peer) {
+            return Err(invalid(
+                "max_connections_per_peer must be 1 to 1000000".into(),
+            ));
+        }
         let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(Self {
             city,
@@ -191,6 +203,7 @@ impl NodeSettings {
             max_batch_records,
             max_message_bytes,
             store_cache_bytes: store_cache_mb * 1024 * 1024,
+            max_connections_per_peer,
             tls_certificate: at(file.tls.certificate),
             tls_key: at(file.tls.key),
             root: at(file.tls.root),

@@ -269,7 +269,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
     let config = tls::server_config(&loaded.identity, Arc::clone(&loaded.trust))?;
-    let incoming = grpc::incoming(listener, config);
+    let incoming = grpc::incoming(
+        listener,
+        config,
+        grpc::ConnectionLimits {
+            per_peer: loaded.settings.max_connections_per_peer,
+            ..grpc::ConnectionLimits::default()
+        },
+    );
     let service = CityNodeServer::new(NodeService::new(Arc::clone(&loaded.city)))
         .max_decoding_message_size(loaded.settings.max_message_bytes);
     let table = crate::authz::table(loaded.city.city());

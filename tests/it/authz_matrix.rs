@@ -99,16 +99,38 @@ fn raw_config(pki: &TestPki, cert: Option<&Issued>) -> Arc<rustls::ClientConfig>
         None => builder.with_no_client_auth(),
         Some(c) => {
             let key = tessera_certs::keys::key_to_pkcs8_der(&c.key).unwrap();
-            builder
-                .with_client_auth_cert(
-                    vec![rustls_pki_types::CertificateDer::from(c.der.clone())],
-                    rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()),
-                )
-                .unwrap()
+            let key = tls::provider()
+                .key_provider
+                .load_private_key(rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()))
+                .unwrap();
+            let certified = rustls::sign::CertifiedKey::new(
+                vec![rustls_pki_types::CertificateDer::from(c.der.clone())],
+                key,
+            );
+            builder.with_client_cert_resolver(Arc::new(Present(Arc::new(certified))))
         }
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Arc::new(config)
+}
+
+/// Presents one certificate whatever it is: rustls's own set-up would
+/// refuse to send some of the certificates this test must send.
+#[derive(Debug)]
+struct Present(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Present {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 fn channel(pki: &TestPki, addr: SocketAddr, cert: Option<&Issued>) -> Channel {
@@ -321,7 +343,8 @@ async fn every_rpc_of_node_and_gateway_against_every_kind_of_caller() {
 
     // Callers refused before any handler, on every RPC of both services.
     let checkpoint = || Identity::new(Role::Verifier, Scope::Province(province)).unwrap();
-    let refused: [(&str, Option<Issued>); 8] = [
+    let odd = |how: Forge| Some(forged(&pki, checkpoint(), how).unwrap());
+    let refused: [(&str, Option<Issued>); 10] = [
         ("no certificate", None),
         (
             "self-signed",
@@ -356,6 +379,20 @@ async fn every_rpc_of_node_and_gateway_against_every_kind_of_caller() {
             ),
         ),
         ("revoked", Some(revoked.clone())),
+        (
+            "absurd validity (1950 to 9999)",
+            odd(Forge {
+                absurd_validity: true,
+                ..Forge::default()
+            }),
+        ),
+        (
+            "unknown critical extension",
+            odd(Forge {
+                unknown_critical_extension: true,
+                ..Forge::default()
+            }),
+        ),
         (
             "wrong key usage (a badge signer's certificate)",
             Some(pki.city(hz).unwrap().signer.clone()),

@@ -6,6 +6,7 @@ mod authz_matrix;
 mod badge_properties;
 mod gateway;
 mod golden;
+mod hostile;
 mod mtls;
 mod node;
 mod trust_list;

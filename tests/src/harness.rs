@@ -40,6 +40,14 @@ pub fn write_city_bundle(
     Ok(config)
 }
 
+/// Adds `top_level`, lines of top-level keys, to the TOML file at `config`
+/// (before any table, where top-level keys must be).
+pub fn add_top_level(config: &Path, top_level: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config)?;
+    std::fs::write(config, format!("{top_level}\n{text}"))?;
+    Ok(())
+}
+
 /// A node running in this process.
 pub struct RunningNode {
     /// Where it listens.
@@ -172,6 +180,18 @@ impl RunningGateway {
         list: Option<&[u8]>,
         relay: tessera_gateway::config::RelaySettings,
     ) -> anyhow::Result<Self> {
+        Self::start_configured(pki, dir, list, relay, "").await
+    }
+
+    /// [`RunningGateway::start`] with `top_level`, lines of top-level keys
+    /// (such as `max_message_bytes = 8192`), added to its configuration.
+    pub async fn start_configured(
+        pki: &TestPki,
+        dir: &Path,
+        list: Option<&[u8]>,
+        relay: tessera_gateway::config::RelaySettings,
+        top_level: &str,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -188,7 +208,7 @@ impl RunningGateway {
         }
         text.push_str(&relay_toml(&relay));
         let config = dir.join("gateway.toml");
-        std::fs::write(&config, text)?;
+        std::fs::write(&config, format!("{top_level}\n{text}"))?;
         Self::start_with(config, listener).await
     }
 

@@ -49,7 +49,11 @@ impl EchoServerHandle {
         )?)?);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let incoming = grpc::incoming(listener, tls::server_config(&identity, trust)?);
+        let incoming = grpc::incoming(
+            listener,
+            tls::server_config(&identity, trust)?,
+            grpc::ConnectionLimits::default(),
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(
             tonic::transport::Server::builder()

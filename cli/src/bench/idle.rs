@@ -58,6 +58,14 @@ pub async fn idle_connections(count: usize, report: &mut Report) -> anyhow::Resu
     let (layout, listeners) = Layout::create(dir.path(), 0, "").await?;
     // The ports are free again for the gateway process.
     drop(listeners);
+    // All the connections come from 127.0.0.1: let that one address hold them.
+    let config = layout.gateway_bundle.join("gateway.toml");
+    let text = std::fs::read_to_string(&config).context("reading gateway.toml")?;
+    std::fs::write(
+        &config,
+        format!("max_connections_per_peer = {}\n{text}", count + 16),
+    )
+    .context("writing gateway.toml")?;
     let gateway = spawn_gateway(&layout.gateway_bundle)?;
     let pid = gateway.0.id();
     wait_listening(layout.gateway).await?;
