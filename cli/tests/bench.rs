@@ -64,6 +64,57 @@ fn every_scenario_runs_briefly_without_failed_calls() {
 }
 
 #[test]
+fn a_short_soak_reports_errors_memory_and_open_files() {
+    let out = common::ok(&[
+        "bench",
+        "soak",
+        "--soak",
+        "2s",
+        "--soak-warmup",
+        "1s",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--concurrency",
+        "8",
+        "--connections",
+        "2",
+        "--badges",
+        "120",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).expect("bench --json prints JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    let soak = rows
+        .iter()
+        .find(|r| r["name"].as_str().unwrap().starts_with("soak at half"))
+        .unwrap_or_else(|| panic!("no soak row in {out}"));
+    assert!(soak["calls"].as_u64().unwrap() > 0, "{soak}");
+    assert_eq!(soak["errors"], 0, "{soak}");
+    let targets = report["targets"].as_array().unwrap();
+    for what in [
+        "soak failed verifications",
+        "soak RSS growth",
+        "soak open-file growth",
+    ] {
+        assert!(
+            targets
+                .iter()
+                .any(|t| t["what"].as_str().unwrap().starts_with(what)),
+            "{what}: {out}"
+        );
+    }
+    let notes = report["notes"].as_array().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("open files")),
+        "{out}"
+    );
+}
+
+#[test]
 fn help_documents_every_scenario() {
     let help = common::ok(&["bench", "--help"]);
     for scenario in [
@@ -75,6 +126,7 @@ fn help_documents_every_scenario() {
         "issue",
         "idle-connections",
         "all",
+        "soak",
     ] {
         assert!(help.contains(scenario), "{scenario} missing from:\n{help}");
     }

@@ -138,3 +138,23 @@ pub fn peak_rss() -> Option<u64> {
         .ok()?;
     Some(kb * 1024)
 }
+
+/// The resident memory of this process now, in bytes (Linux).
+pub fn current_rss() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .context("reading /proc/self/status (memory is measured on Linux only)")?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS in /proc/self/status")?;
+    Ok(kb * 1024)
+}
+
+/// The files (sockets included) this process has open (Linux).
+pub fn open_fds() -> anyhow::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")
+        .context("reading /proc/self/fd (open files are counted on Linux only)")?
+        .count())
+}

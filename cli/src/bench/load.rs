@@ -50,6 +50,19 @@ pub struct Sample {
 }
 
 impl Sample {
+    /// This window followed by `next`, as one.
+    pub fn merge(mut self, next: Sample) -> anyhow::Result<Sample> {
+        self.calls += next.calls;
+        self.items += next.items;
+        self.errors += next.errors;
+        self.first_error = self.first_error.or(next.first_error);
+        self.latency
+            .add(&next.latency)
+            .map_err(|e| anyhow::anyhow!("merging latency histograms: {e}"))?;
+        self.window += next.window;
+        Ok(self)
+    }
+
     /// Items per second over the window.
     pub fn per_second(&self) -> f64 {
         self.items as f64 / self.window.as_secs_f64().max(1e-9)

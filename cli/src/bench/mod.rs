@@ -42,8 +42,12 @@ pub enum Scenario {
     /// Resident memory of a gateway process holding --idle idle mutual-TLS
     /// connections (each after a handshake and one call).
     IdleConnections,
-    /// Every scenario above, one after the other.
+    /// Every scenario above, one after the other (not soak).
     All,
+    /// Relay at half its maximum throughput for --soak (10 minutes by
+    /// default) after --soak-warmup: every verdict must be VALID, and
+    /// resident memory and open files must not grow. Not part of `all`.
+    Soak,
 }
 
 /// `tessera bench`.
@@ -59,6 +63,7 @@ Examples:
   tessera bench verify-offline --runs 3
   tessera bench issue --residents 1000000
   tessera bench all --duration 5s --json
+  tessera bench soak --soak 10m
 
 Build with --release for figures worth reporting: cargo run --release -- bench relay"
 )]
@@ -105,6 +110,13 @@ pub struct BenchArgs {
     /// check to its node.
     #[arg(long, default_value_t = 5000)]
     cache_ms: u64,
+    /// How long the soak runs at half speed, after its warm-up.
+    #[arg(long, default_value = "10m", value_parser = load::parse_duration)]
+    soak: Duration,
+    /// The soak's warm-up at half speed, before memory and open files are
+    /// first read.
+    #[arg(long, default_value = "1m", value_parser = load::parse_duration)]
+    soak_warmup: Duration,
     /// Connections the idle-connections scenario opens.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
@@ -167,6 +179,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::Ingest => scenarios::ingest(&args, e, &mut report).await?,
                 Scenario::Issue => scenarios::issue(&args, e, &mut report).await?,
                 Scenario::IdleConnections => idle::idle_connections(args.idle, &mut report).await?,
+                Scenario::Soak => scenarios::soak(&args, &mut report).await?,
                 Scenario::Echo | Scenario::All => {}
             }
         }

@@ -8,6 +8,8 @@ use anyhow::Context;
 
 use tessera_proto::bench::EchoMessage;
 use tessera_proto::v1 as pb;
+use tessera_proto::v1::gateway_client::GatewayClient;
+use tonic::transport::Channel;
 
 use super::fixture::{self, Fixture};
 use super::load::{self, Plan, Sample};
@@ -66,23 +68,31 @@ async fn verify_unary(
     walk: &Walk,
 ) -> anyhow::Result<Sample> {
     let clients = Arc::new(fx.gateway_clients(args.connections)?);
-    load::median_of(args.runs, || {
-        let (clients, badges, walk) = (Arc::clone(&clients), Arc::clone(badges), Arc::clone(walk));
-        load::drive(plan, move |worker, _| {
-            let mut client = clients[worker % clients.len()].clone();
-            let seq = walk.fetch_add(1, Ordering::Relaxed);
-            let badge = badges[(seq % badges.len() as u64) as usize].clone();
-            async move {
-                let verdict = client
-                    .verify(pb::VerifyRequest {
-                        badge: Some(pb::verify_request::Badge::Envelope(badge)),
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into_inner();
-                expect_valid(&verdict).map(|()| 1)
-            }
-        })
+    load::median_of(args.runs, || verify_window(&clients, plan, badges, walk)).await
+}
+
+/// One window of unary gateway Verify calls on `clients`.
+async fn verify_window(
+    clients: &Arc<Vec<GatewayClient<Channel>>>,
+    plan: Plan,
+    badges: &Arc<Vec<Vec<u8>>>,
+    walk: &Walk,
+) -> anyhow::Result<Sample> {
+    let (clients, badges, walk) = (Arc::clone(clients), Arc::clone(badges), Arc::clone(walk));
+    load::drive(plan, move |worker, _| {
+        let mut client = clients[worker % clients.len()].clone();
+        let seq = walk.fetch_add(1, Ordering::Relaxed);
+        let badge = badges[(seq % badges.len() as u64) as usize].clone();
+        async move {
+            let verdict = client
+                .verify(pb::VerifyRequest {
+                    badge: Some(pb::verify_request::Badge::Envelope(badge)),
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            expect_valid(&verdict).map(|()| 1)
+        }
     })
     .await
 }
@@ -381,4 +391,130 @@ pub async fn issue(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Res
     report.ratio("issue / E", sample.per_second() / e);
     report.target("issue badges/s", sample.per_second(), 20_000.0, false, "/s");
     Ok(())
+}
+
+/// Relay at half its maximum throughput for `args.soak`, after
+/// `args.soak_warmup` at that rate: every verdict must be VALID, and this
+/// process's resident memory and open files (gateway, nodes and load
+/// generator together: an upper bound on each) must not grow.
+pub async fn soak(args: &BenchArgs, report: &mut Report) -> anyhow::Result<()> {
+    let fx = Fixture::start(&args.relay()).await?;
+    let badges = badges_for("soak", &fx, args.badges, report).await?;
+    let clients = Arc::new(fx.gateway_clients(args.connections)?);
+    let walk = Walk::default();
+    let max = verify_window(&clients, args.plan(), &badges, &walk).await?;
+    report.sample("soak: relay at full speed", &max);
+    let half = (max.per_second() / 2.0).max(1.0);
+    let window = SOAK_WINDOW.min(args.soak);
+    let plan = Plan {
+        warmup: std::time::Duration::ZERO,
+        duration: window,
+        concurrency: args.concurrency,
+        rate: Some(half),
+    };
+    let mut warm = std::time::Duration::ZERO;
+    let mut warm_errors = 0;
+    while warm < args.soak_warmup {
+        let s = verify_window(
+            &clients,
+            Plan {
+                duration: window.min(args.soak_warmup - warm),
+                ..plan
+            },
+            &badges,
+            &walk,
+        )
+        .await?;
+        warm += s.window;
+        warm_errors += s.errors;
+    }
+    let (rss0, fds0) = (baseline::current_rss()?, baseline::open_fds()?);
+    report.note(format!(
+        "soak: warm-up {:.0} s at {}/s ({} errors); then RSS {:.1} MiB, {} open files",
+        warm.as_secs_f64(),
+        num(half),
+        warm_errors,
+        mib(rss0),
+        fds0
+    ));
+    let started = Instant::now();
+    let mut total: Option<Sample> = None;
+    let (mut rss_max, mut fds_max) = (rss0, fds0);
+    while started.elapsed() < args.soak {
+        let left = args.soak.saturating_sub(started.elapsed());
+        let s = verify_window(
+            &clients,
+            Plan {
+                duration: window.min(left).max(std::time::Duration::from_millis(100)),
+                ..plan
+            },
+            &badges,
+            &walk,
+        )
+        .await?;
+        let (rss, fds) = (baseline::current_rss()?, baseline::open_fds()?);
+        rss_max = rss_max.max(rss);
+        fds_max = fds_max.max(fds);
+        report.note(format!(
+            "soak t+{:>4.0} s: {}/s, {} errors, p99 {:.2} ms, RSS {:.1} MiB, {} open files",
+            started.elapsed().as_secs_f64(),
+            num(s.per_second()),
+            s.errors,
+            s.ms(0.99),
+            mib(rss),
+            fds
+        ));
+        total = Some(match total {
+            None => s,
+            Some(t) => t.merge(s)?,
+        });
+    }
+    let total = total.context("the soak ran no window")?;
+    let (rss1, fds1) = (baseline::current_rss()?, baseline::open_fds()?);
+    fx.stop().await?;
+    report.sample(
+        format!("soak at half of full speed ({}/s)", num(half)),
+        &total,
+    );
+    report.note(format!(
+        "soak: {} verifications in {:.0} s, {} failed; RSS {:.1} → {:.1} MiB (peak {:.1}), open files {} → {} (peak {})",
+        num(total.items as f64),
+        total.window.as_secs_f64(),
+        total.errors,
+        mib(rss0),
+        mib(rss1),
+        mib(rss_max),
+        fds0,
+        fds1,
+        fds_max
+    ));
+    report.target(
+        "soak failed verifications",
+        total.errors as f64,
+        0.0,
+        true,
+        "",
+    );
+    report.target(
+        "soak RSS growth after warm-up",
+        100.0 * (rss1 as f64 / rss0.max(1) as f64 - 1.0),
+        10.0,
+        true,
+        " %",
+    );
+    report.target(
+        "soak open-file growth after warm-up",
+        fds1 as f64 - fds0 as f64,
+        0.0,
+        true,
+        "",
+    );
+    Ok(())
+}
+
+/// How often the soak samples memory and open files.
+const SOAK_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
