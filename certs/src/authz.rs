@@ -30,7 +30,9 @@ pub enum Allowed {
 }
 
 /// One service's authorization table: every RPC (full gRPC path) and who may
-/// call it. A path missing from the table is refused.
+/// call it, plus the standard health and reflection services
+/// ([`crate::standard::ENTRIES`]) every server offers. A path missing from
+/// both is refused.
 #[derive(Debug, Clone, Copy)]
 pub struct Table {
     /// The entries.
@@ -45,6 +47,7 @@ impl Table {
         let allowed = self
             .entries
             .iter()
+            .chain(crate::standard::ENTRIES.iter())
             .find(|(m, _)| *m == method)
             .map(|(_, a)| *a)
             .ok_or_else(|| {
@@ -81,7 +84,8 @@ pub fn rpcs_in_proto(proto: &str, service: &str) -> Vec<String> {
 }
 
 impl Table {
-    /// The table's paths, sorted.
+    /// The paths of the service's own RPCs, sorted (the standard services'
+    /// are [`crate::standard::ENTRIES`]).
     pub fn paths(&self) -> Vec<String> {
         let mut paths: Vec<String> = self.entries.iter().map(|(m, _)| (*m).to_owned()).collect();
         paths.sort();

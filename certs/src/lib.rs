@@ -17,6 +17,7 @@ pub mod connection;
 pub mod grpc;
 pub mod keys;
 pub mod profile;
+pub mod standard;
 pub mod tls;
 
 pub use grpc::PeerIdentity;

@@ -48,6 +48,9 @@ pub enum StartError {
     /// The server failed.
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The health or reflection service.
+    #[error(transparent)]
+    Standard(#[from] tessera_certs::standard::StandardError),
 }
 
 /// Everything a gateway needs, loaded and checked.
@@ -131,19 +134,25 @@ pub async fn serve(
         stopping.clone(),
     ))
     .max_decoding_message_size(loaded.settings.max_message_bytes);
+    let (health, routes) = tessera_certs::standard::routes(SERVICE).await?;
+    health.serving(true).await;
     let signal = async move {
         shutdown.await;
+        health.serving(false).await;
         // Ends WatchTrustList streams, which would otherwise hold the
         // graceful shutdown open for ever.
         let _ = stopping_tx.send(true);
     };
     let server = tonic::transport::Server::builder()
         .layer(AuthzLayer::new(trust, crate::authz::table()))
-        .add_service(service)
+        .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
     grpc::with_grace(server, stopping, SHUTDOWN_GRACE).await?;
     Ok(())
 }
+
+/// The gateway's service, as health checking and reflection name it.
+pub const SERVICE: &str = "tessera.v1.Gateway";
 
 /// How long in-flight calls may run on after a shutdown is asked for.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

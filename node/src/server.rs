@@ -71,6 +71,9 @@ pub enum StartError {
     /// The server failed.
     #[error("server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The health or reflection service.
+    #[error(transparent)]
+    Standard(#[from] tessera_certs::standard::StandardError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -261,6 +264,9 @@ async fn follow_trust_lists(loaded: &Loaded, gateway: String) {
     }
 }
 
+/// The node's service, as health checking and reflection name it.
+pub const SERVICE: &str = "tessera.v1.CityNode";
+
 /// Serves a loaded node on `listener` until `shutdown` resolves, then
 /// flushes the store.
 pub async fn serve(
@@ -281,13 +287,16 @@ pub async fn serve(
         .max_decoding_message_size(loaded.settings.max_message_bytes);
     let table = crate::authz::table(loaded.city.city());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
+    let (health, routes) = tessera_certs::standard::routes(SERVICE).await?;
+    health.serving(true).await;
     let signal = async move {
         shutdown.await;
+        health.serving(false).await;
         let _ = stopping_tx.send(true);
     };
     let server = tonic::transport::Server::builder()
         .layer(AuthzLayer::new(Arc::clone(&loaded.trust), table))
-        .add_service(service)
+        .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
     let follow = async {
         match loaded.settings.gateway.clone() {

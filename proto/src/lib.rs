@@ -14,6 +14,11 @@ pub mod v1 {
 
 pub use v1::*;
 
+/// The encoded `FileDescriptorSet` of every `.proto` file here, for server
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tessera_descriptor.bin"));
+
 /// Not part of the standard: the echo service `tessera bench` measures as
 /// its baseline (gRPC and mutual TLS with nothing behind them).
 pub mod bench {

@@ -1,4 +1,5 @@
 //! The authorization matrix: every RPC of the city node and of the gateway
+//! (their own and the standard health and reflection services)
 //! against every kind of caller, over real mutual TLS. The expected outcomes
 //! are written out here, independently of the code; they are checked both
 //! against live calls and against the one authorization table each service
@@ -6,18 +7,16 @@
 //! this matrix does not list.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use futures::StreamExt;
 use tessera_certs::authz::{Table, rpcs_in_proto};
-use tessera_certs::{grpc, tls};
 use tessera_core::{CertInfo, CityCode, Identity, Role, Scope};
 use tessera_gateway::config::RelaySettings;
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_client::CityNodeClient;
 use tessera_proto::v1::gateway_client::GatewayClient;
 use tessera_tests::forge::{Forge, forged};
-use tessera_tests::harness::{RunningGateway, RunningNode, write_city_bundle};
+use tessera_tests::harness::{RunningGateway, RunningNode, raw_channel, write_city_bundle};
 use tessera_tests::{DAY, Issued, TestPki, national_id, unix_now};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -80,61 +79,8 @@ const ENROLLED: [(&str, [bool; 5], [bool; 6]); 7] = [
     ),
 ];
 
-/// A rustls client trusting the root and presenting `cert` (or nothing),
-/// without any of tessera's own client-side checks: what any caller,
-/// hostile or not, can do.
-fn raw_config(pki: &TestPki, cert: Option<&Issued>) -> Arc<rustls::ClientConfig> {
-    tls::install_default_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from(
-            pki.root.der().to_vec(),
-        ))
-        .unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match cert {
-        None => builder.with_no_client_auth(),
-        Some(c) => {
-            let key = tessera_certs::keys::key_to_pkcs8_der(&c.key).unwrap();
-            let key = tls::provider()
-                .key_provider
-                .load_private_key(rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()))
-                .unwrap();
-            let certified = rustls::sign::CertifiedKey::new(
-                vec![rustls_pki_types::CertificateDer::from(c.der.clone())],
-                key,
-            );
-            builder.with_client_cert_resolver(Arc::new(Present(Arc::new(certified))))
-        }
-    };
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Arc::new(config)
-}
-
-/// Presents one certificate whatever it is: rustls's own set-up would
-/// refuse to send some of the certificates this test must send.
-#[derive(Debug)]
-struct Present(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for Present {
-    fn resolve(
-        &self,
-        _root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(Arc::clone(&self.0))
-    }
-
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 fn channel(pki: &TestPki, addr: SocketAddr, cert: Option<&Issued>) -> Channel {
-    grpc::channel(&addr.to_string(), raw_config(pki, cert)).unwrap()
+    raw_channel(pki, addr, cert)
 }
 
 /// `Ok` if the call got past authorization (whatever the handler then
@@ -225,6 +171,74 @@ async fn call_gateway(c: &mut GatewayClient<Channel>, rpc: &str) -> Result<(), C
     admitted(r)
 }
 
+/// The standard services every server offers beside its own, by full path:
+/// any enrolled caller may use them.
+const STANDARD_RPCS: [&str; 4] = [
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// The first message of a server stream, as a call result.
+async fn first<T>(
+    r: Result<tonic::Response<tonic::Streaming<T>>, tonic::Status>,
+) -> Result<(), tonic::Status> {
+    match r?.into_inner().next().await {
+        Some(Err(s)) => Err(s),
+        _ => Ok(()),
+    }
+}
+
+/// Calls one standard RPC with harmless arguments.
+async fn call_standard(channel: &Channel, path: &str) -> Result<(), Code> {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_reflection::pb::{v1, v1alpha};
+    let check = HealthCheckRequest {
+        service: String::new(),
+    };
+    let r = match path {
+        "/grpc.health.v1.Health/Check" => HealthClient::new(channel.clone())
+            .check(check)
+            .await
+            .map(|_| ()),
+        "/grpc.health.v1.Health/Watch" => {
+            first(HealthClient::new(channel.clone()).watch(check).await).await
+        }
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo" => {
+            let list = v1::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                    String::new(),
+                )),
+            };
+            first(
+                v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+                    .server_reflection_info(tokio_stream::iter([list]))
+                    .await,
+            )
+            .await
+        }
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo" => {
+            let list = v1alpha::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(
+                    v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+                ),
+            };
+            first(
+                v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone())
+                    .server_reflection_info(tokio_stream::iter([list]))
+                    .await,
+            )
+            .await
+        }
+        other => panic!("the matrix has no call for standard rpc {other}"),
+    };
+    admitted(r)
+}
+
 /// What the code's table says of `identity` calling `rpc` of `service`.
 fn table_allows(table: &Table, service: &str, rpc: &str, identity: &Identity) -> bool {
     table
@@ -260,6 +274,17 @@ async fn every_rpc_of_node_and_gateway_against_every_kind_of_caller() {
     assert_eq!(
         rpcs_in_proto(gateway_proto, "Gateway"),
         paths("Gateway", &GATEWAY_RPCS)
+    );
+    let mut standard: Vec<&str> = tessera_certs::standard::ENTRIES
+        .iter()
+        .map(|(path, _)| *path)
+        .collect();
+    standard.sort_unstable();
+    let mut matrix = STANDARD_RPCS.to_vec();
+    matrix.sort_unstable();
+    assert_eq!(
+        standard, matrix,
+        "the standard services' entries and the matrix differ"
     );
 
     // A federation: the gateway, and the Hangzhou node, both holding a list
@@ -309,6 +334,20 @@ async fn every_rpc_of_node_and_gateway_against_every_kind_of_caller() {
     ];
     for ((who, node_allowed, gateway_allowed), cert) in ENROLLED.iter().zip(&enrolled) {
         let identity = CertInfo::parse(&cert.der).unwrap().identity();
+        for (service, table, addr) in [
+            ("node", &node_table, node.addr),
+            ("gateway", &gateway_table, gw.addr),
+        ] {
+            let ch = channel(&pki, addr, Some(cert));
+            for path in STANDARD_RPCS {
+                assert!(
+                    table.check(path, &identity).is_ok(),
+                    "the {service}'s table refuses {who} calling {path}"
+                );
+                let got = call_standard(&ch, path).await;
+                assert_eq!(got, Ok(()), "{who} calling the {service}'s {path}");
+            }
+        }
         let mut n = CityNodeClient::new(channel(&pki, node.addr, Some(cert)));
         for (rpc, allow) in NODE_RPCS.iter().zip(node_allowed) {
             assert_eq!(
@@ -413,6 +452,13 @@ async fn every_rpc_of_node_and_gateway_against_every_kind_of_caller() {
         ),
     ];
     for (who, cert) in &refused {
+        for (service, addr) in [("node", node.addr), ("gateway", gw.addr)] {
+            let ch = channel(&pki, addr, cert.as_ref());
+            for path in STANDARD_RPCS {
+                let got = call_standard(&ch, path).await;
+                assert!(got.is_err(), "{who} got through to the {service}'s {path}");
+            }
+        }
         let mut n = CityNodeClient::new(channel(&pki, node.addr, cert.as_ref()));
         for rpc in NODE_RPCS {
             let got = call_node(&mut n, rpc, hz).await;

@@ -9,5 +9,6 @@ mod golden;
 mod hostile;
 mod mtls;
 mod node;
+mod standard_services;
 mod trust_list;
 mod verify_errors;

@@ -55,33 +55,8 @@ async fn who_am_i(
         .map(tonic::Response::into_inner)
 }
 
-/// A rustls client trusting `pki`'s root, presenting `cert` if given, with
-/// none of tessera's own client-side checks: what a hostile client could do.
 fn raw_client(pki: &TestPki, cert: Option<&Issued>) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls_pki_types::CertificateDer::from(
-            pki.root.der().to_vec(),
-        ))
-        .unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match cert {
-        None => builder.with_no_client_auth(),
-        Some(c) => {
-            let key = tessera_certs::keys::key_to_pkcs8_der(&c.key).unwrap();
-            builder
-                .with_client_auth_cert(
-                    vec![rustls_pki_types::CertificateDer::from(c.der.clone())],
-                    rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()),
-                )
-                .unwrap()
-        }
-    };
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Arc::new(config)
+    tessera_tests::harness::raw_client_config(pki, cert)
 }
 
 fn pki() -> TestPki {

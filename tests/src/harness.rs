@@ -294,3 +294,63 @@ pub fn gateway_client(
         grpc::channel(&addr.to_string(), config)?,
     ))
 }
+
+/// Presents one certificate whatever it is: rustls's own set-up refuses to
+/// send some of the certificates tests must send.
+#[derive(Debug)]
+struct Present(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for Present {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(Arc::clone(&self.0))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// A rustls client trusting `pki`'s root and presenting `cert` (or
+/// nothing), with none of tessera's own client-side checks (of its own
+/// certificate or of the server's role): what any client, hostile or not,
+/// can do.
+pub fn raw_client_config(pki: &TestPki, cert: Option<&Issued>) -> Arc<rustls::ClientConfig> {
+    tls::install_default_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::CertificateDer::from(
+            pki.root.der().to_vec(),
+        ))
+        .expect("the test root is a valid certificate");
+    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 is supported")
+        .with_root_certificates(roots);
+    let mut config = match cert {
+        None => builder.with_no_client_auth(),
+        Some(c) => {
+            let key = keys::key_to_pkcs8_der(&c.key).expect("an Ed25519 key encodes");
+            let key = tls::provider()
+                .key_provider
+                .load_private_key(rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()))
+                .expect("an Ed25519 key loads");
+            let certified = rustls::sign::CertifiedKey::new(
+                vec![rustls_pki_types::CertificateDer::from(c.der.clone())],
+                key,
+            );
+            builder.with_client_cert_resolver(Arc::new(Present(Arc::new(certified))))
+        }
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// A channel to `addr` through [`raw_client_config`].
+pub fn raw_channel(pki: &TestPki, addr: SocketAddr, cert: Option<&Issued>) -> Channel {
+    grpc::channel(&addr.to_string(), raw_client_config(pki, cert))
+        .expect("a loopback address is a valid endpoint")
+}
