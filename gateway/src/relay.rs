@@ -311,11 +311,13 @@ struct Cache {
 }
 
 /// Keyed by issuing city and badge id: a badge id is chosen by its issuer, so
-/// one city's answer must never stand for another's badge.
-type Answers = HashMap<(CityCode, BadgeId), (pb::BadgeStatus, Instant)>;
+/// one city's answer must never stand for another's badge. Each answer keeps
+/// the sequence of the trust list its node was trusted under: a newer list
+/// may revoke that node, so its answers are not reused under one.
+type Answers = HashMap<(CityCode, BadgeId), (pb::BadgeStatus, Instant, u64)>;
 
 impl Cache {
-    fn get(&self, id: &(CityCode, BadgeId)) -> Option<pb::BadgeStatus> {
+    fn get(&self, id: &(CityCode, BadgeId), sequence: u64) -> Option<pb::BadgeStatus> {
         if self.ttl.is_zero() {
             return None;
         }
@@ -323,11 +325,11 @@ impl Cache {
         entries
             .0
             .get(id)
-            .filter(|(_, at)| at.elapsed() < self.ttl)
-            .map(|(s, _)| *s)
+            .filter(|(_, at, under)| at.elapsed() < self.ttl && *under == sequence)
+            .map(|(s, _, _)| *s)
     }
 
-    fn put(&self, id: (CityCode, BadgeId), status: pb::BadgeStatus) {
+    fn put(&self, id: (CityCode, BadgeId), status: pb::BadgeStatus, sequence: u64) {
         if self.ttl.is_zero() {
             return;
         }
@@ -335,10 +337,10 @@ impl Cache {
             let (entries, swept) = &mut *guard;
             if swept.elapsed() >= self.ttl {
                 let ttl = self.ttl;
-                entries.retain(|_, (_, at)| at.elapsed() < ttl);
+                entries.retain(|_, (_, at, _)| at.elapsed() < ttl);
                 *swept = Instant::now();
             }
-            entries.insert(id, (status, Instant::now()));
+            entries.insert(id, (status, Instant::now(), sequence));
         }
     }
 }
@@ -393,11 +395,13 @@ impl Relay {
         }
     }
 
+    /// The queue and breaker of a city's node, and the sequence of the trust
+    /// list its connection is verified under.
     fn link(
         &self,
         city: CityCode,
         endpoint: &str,
-    ) -> Result<(mpsc::Sender<Waiting>, Arc<Breaker>), RelayError> {
+    ) -> Result<(mpsc::Sender<Waiting>, Arc<Breaker>, u64), RelayError> {
         let unreachable = |message: String| RelayError::Unreachable { city, message };
         let sequence = self.trust.current().map_or(0, |l| l.sequence());
         let mut links = self
@@ -411,7 +415,7 @@ impl Relay {
                 .map_err(|_| unreachable("relay state poisoned".into()))?;
             kept_breaker = Some(Arc::clone(&link.breaker));
             if link.endpoint == endpoint && link.sequence == sequence {
-                return Ok((link.queue.clone(), Arc::clone(&link.breaker)));
+                return Ok((link.queue.clone(), Arc::clone(&link.breaker), sequence));
             }
         }
         let config = tls::client_config_for_city(&self.identity, Arc::clone(&self.trust), city)
@@ -448,7 +452,7 @@ impl Relay {
                 breaker: Arc::clone(&breaker),
             })),
         );
-        Ok((queue, breaker))
+        Ok((queue, breaker, sequence))
     }
 
     /// The breaker of a city's node, if the relay has talked to it.
@@ -466,12 +470,13 @@ impl Relay {
         endpoint: &str,
         badge: BadgeId,
     ) -> Result<pb::BadgeStatus, RelayError> {
-        if let Some(status) = self.cache.get(&(city, badge)) {
+        let in_force = self.trust.current().map_or(0, |l| l.sequence());
+        if let Some(status) = self.cache.get(&(city, badge), in_force) {
             self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(status);
         }
         self.counters.cache_misses.fetch_add(1, Ordering::Relaxed);
-        let (queue, breaker) = self.link(city, endpoint)?;
+        let (queue, breaker, sequence) = self.link(city, endpoint)?;
         if !breaker.allow() {
             return Err(RelayError::CircuitOpen(city));
         }
@@ -493,7 +498,7 @@ impl Relay {
             .await
             .unwrap_or(Err(RelayError::Timeout(city)));
         if let Ok(status) = result {
-            self.cache.put((city, badge), status);
+            self.cache.put((city, badge), status, sequence);
         }
         result
     }
