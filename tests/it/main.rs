@@ -9,6 +9,7 @@ mod golden;
 mod hostile;
 mod mtls;
 mod node;
+mod relay_faults;
 mod standard_services;
 mod trust_list;
 mod verify_errors;
