@@ -275,7 +275,11 @@ impl StandIn {
         });
         let server = tonic::transport::Server::builder()
             .add_service(CityNodeServer::from_arc(Arc::clone(&stand_in)))
-            .serve_with_incoming(grpc::incoming(listener, config));
+            .serve_with_incoming(grpc::incoming(
+                listener,
+                config,
+                grpc::ConnectionLimits::default(),
+            ));
         tokio::spawn(async move {
             let _ = server.await;
         });
