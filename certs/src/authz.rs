@@ -84,6 +84,16 @@ pub fn rpcs_in_proto(proto: &str, service: &str) -> Vec<String> {
 }
 
 impl Table {
+    /// `path` as the table (or the standard services) spells it, or
+    /// `"unknown"`: a bounded set of values, for metrics labels.
+    pub fn known_path(&self, path: &str) -> &'static str {
+        self.entries
+            .iter()
+            .chain(crate::standard::ENTRIES.iter())
+            .find(|(m, _)| *m == path)
+            .map_or("unknown", |(m, _)| m)
+    }
+
     /// The paths of the service's own RPCs, sorted (the standard services'
     /// are [`crate::standard::ENTRIES`]).
     pub fn paths(&self) -> Vec<String> {

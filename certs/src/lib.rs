@@ -16,6 +16,7 @@ pub mod authz;
 pub mod connection;
 pub mod grpc;
 pub mod keys;
+pub mod metrics;
 pub mod profile;
 pub mod standard;
 pub mod tls;

@@ -147,6 +147,7 @@ pub struct TlsIdentity {
     chain: Vec<CertificateDer<'static>>,
     key_der: Vec<u8>,
     identity: Identity,
+    not_after: i64,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -174,6 +175,7 @@ impl TlsIdentity {
             chain: vec![CertificateDer::from(cert_der)],
             key_der: keys::key_to_pkcs8_der(key)?,
             identity: info.identity(),
+            not_after: info.not_after(),
         })
     }
 
@@ -187,6 +189,11 @@ impl TlsIdentity {
     /// The role and scope of this identity.
     pub fn identity(&self) -> Identity {
         self.identity
+    }
+
+    /// When the certificate expires, Unix seconds.
+    pub fn not_after(&self) -> i64 {
+        self.not_after
     }
 
     fn key(&self) -> PrivateKeyDer<'static> {

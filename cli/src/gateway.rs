@@ -27,6 +27,7 @@ pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
         GatewayCommand::Run { config } => {
             let settings = GatewaySettings::load(&config)?;
             runtime()?.block_on(async {
+                let stop = shutdown_signal();
                 let loaded = server::load(settings).await?;
                 let listener = server::bind(&loaded.settings).await?;
                 let addr = listener.local_addr().context("reading the bound address")?;
@@ -41,7 +42,7 @@ pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
                          (the endpoint the gateway was enrolled with)"
                     ),
                 }
-                server::serve(&loaded, listener, shutdown_signal()).await?;
+                server::serve(&loaded, listener, stop).await?;
                 println!("gateway stopped");
                 Ok(())
             })

@@ -45,25 +45,34 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a server calls it before it
+/// binds, so a SIGTERM that arrives as soon as it listens still stops it
+/// gracefully instead of killing it. Needs a runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {},
+                        _ = int.recv() => {},
+                    }
                 }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
@@ -72,6 +81,7 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
             let settings = NodeSettings::load(&config)?;
             let rt = runtime()?;
             rt.block_on(async {
+                let stop = shutdown_signal();
                 let loaded = server::load(settings)?;
                 let listener = server::bind(&loaded.settings).await?;
                 let addr = listener.local_addr().context("reading the bound address")?;
@@ -81,7 +91,7 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                     loaded.city.policy().name(),
                     loaded.city.policy().version()
                 );
-                server::serve(&loaded, listener, shutdown_signal()).await?;
+                server::serve(&loaded, listener, stop).await?;
                 println!("node stopped; store flushed");
                 Ok(())
             })

@@ -274,3 +274,49 @@ fn a_checkpoint_keeps_an_offline_copy_of_the_trust_list() {
     assert!(shown.contains("Trust list 2"), "{shown}");
     stop(child);
 }
+
+#[test]
+fn logs_are_json_lines_when_asked() {
+    let a = Authority::new();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "--log-format",
+            "json",
+            "node",
+            "run",
+            "--config",
+            &a.config(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", a.port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the node exited with {}", out.status);
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the node logged nothing");
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        assert!(v["fields"].is_object(), "{line}");
+    }
+}

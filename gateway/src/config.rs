@@ -41,6 +41,8 @@ struct GatewayFile {
     tls: TlsFile,
     #[serde(default)]
     relay: RelayFile,
+    #[serde(default)]
+    metrics: Option<tessera_certs::metrics::MetricsFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +109,8 @@ pub struct GatewaySettings {
     pub max_message_bytes: usize,
     /// Connections one remote IP address may hold at once.
     pub max_connections_per_peer: usize,
+    /// Where to serve Prometheus metrics (plain HTTP), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Gateway TLS certificate (PEM).
     pub tls_certificate: PathBuf,
     /// Gateway TLS key (PEM).
@@ -182,6 +186,11 @@ impl GatewaySettings {
             data_dir: at(file.data_dir),
             max_message_bytes,
             max_connections_per_peer,
+            metrics_listen: file
+                .metrics
+                .as_ref()
+                .map(tessera_certs::metrics::MetricsFile::address)
+                .transpose()?,
             tls_certificate: at(file.tls.certificate),
             tls_key: at(file.tls.key),
             root: at(file.tls.root),

@@ -12,6 +12,7 @@
 
 pub mod authz;
 pub mod config;
+pub mod metrics;
 pub mod registry;
 pub mod relay;
 pub mod server;

@@ -204,6 +204,21 @@ struct Counters {
     ids: AtomicU64,
 }
 
+/// What the relay did with one city's node (aggregate, never per badge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CityRelay {
+    /// The city.
+    pub city: CityCode,
+    /// `CheckStatus` calls the node answered.
+    pub answered: u64,
+    /// Calls that failed (error, timeout, connection).
+    pub failed: u64,
+    /// Checks refused without a call while the breaker was open.
+    pub refused: u64,
+    /// Whether the breaker is open now.
+    pub open: bool,
+}
+
 /// A snapshot of the relay's aggregate counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelayStats {
@@ -238,6 +253,11 @@ pub struct Breaker {
     state: Mutex<BreakerState>,
     threshold: u32,
     open_for: Duration,
+    /// Calls the node answered, calls that failed, checks refused while
+    /// open: for metrics.
+    answered: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Breaker {
@@ -246,6 +266,9 @@ impl Breaker {
             state: Mutex::new(BreakerState::Closed { failures: 0 }),
             threshold,
             open_for,
+            answered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -261,11 +284,15 @@ impl Breaker {
                 };
                 true
             }
-            BreakerState::Open { .. } => false,
+            BreakerState::Open { .. } => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                false
+            }
         }
     }
 
     fn record(&self, ok: bool) {
+        if ok { &self.answered } else { &self.failed }.fetch_add(1, Ordering::Relaxed);
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -453,6 +480,29 @@ impl Relay {
             })),
         );
         Ok((queue, breaker, sequence))
+    }
+
+    /// Per city the relay has talked to: `CheckStatus` calls answered and
+    /// failed, checks refused by an open breaker, and whether it is open.
+    pub fn cities(&self) -> Vec<CityRelay> {
+        let Ok(links) = self.links.lock() else {
+            return vec![];
+        };
+        let mut cities: Vec<CityRelay> = links
+            .iter()
+            .filter_map(|(city, link)| {
+                let b = Arc::clone(&link.lock().ok()?.breaker);
+                Some(CityRelay {
+                    city: *city,
+                    answered: b.answered.load(Ordering::Relaxed),
+                    failed: b.failed.load(Ordering::Relaxed),
+                    refused: b.refused.load(Ordering::Relaxed),
+                    open: b.is_open(),
+                })
+            })
+            .collect();
+        cities.sort_by_key(|c| c.city);
+        cities
     }
 
     /// The breaker of a city's node, if the relay has talked to it.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tessera_certs::authz::AuthzLayer;
 use tessera_certs::keys::{self, KeyError};
+use tessera_certs::metrics::Metrics;
 use tessera_certs::tls::{self, TlsError};
 use tessera_certs::{TlsIdentity, TrustState, grpc};
 use tessera_core::{Role, TrustAnchor};
@@ -134,6 +135,27 @@ pub async fn serve(
         stopping.clone(),
     ))
     .max_decoding_message_size(loaded.settings.max_message_bytes);
+    let mut metrics = Metrics::new();
+    metrics
+        .registry()
+        .register_collector(Box::new(crate::metrics::GatewayCollector::new(Arc::clone(
+            &loaded.verifier,
+        ))));
+    metrics.watch_trust_list(Arc::clone(&trust));
+    let expiries = vec![("tls", loaded.identity.not_after())];
+    metrics.watch_expiry(expiries.clone());
+    let metrics = Arc::new(metrics);
+    let metrics_listener = match loaded.settings.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Io {
+                    what: format!("listening for metrics on {addr}"),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let (health, routes) = tessera_certs::standard::routes(SERVICE).await?;
     health.serving(true).await;
     let signal = async move {
@@ -144,10 +166,29 @@ pub async fn serve(
         let _ = stopping_tx.send(true);
     };
     let server = tonic::transport::Server::builder()
+        .layer(metrics.layer(crate::authz::table()))
         .layer(AuthzLayer::new(trust, crate::authz::table()))
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
-    grpc::with_grace(server, stopping, SHUTDOWN_GRACE).await?;
+    let endpoint = async {
+        match metrics_listener {
+            Some(listener) => {
+                tessera_certs::metrics::serve(listener, metrics, std::future::pending()).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    // Neither ends while the server runs.
+    let beside = async {
+        tokio::join!(
+            endpoint,
+            tessera_certs::metrics::warn_before_expiry(expiries)
+        )
+    };
+    tokio::select! {
+        result = grpc::with_grace(server, stopping, SHUTDOWN_GRACE) => result?,
+        _ = beside => {}
+    }
     Ok(())
 }
 

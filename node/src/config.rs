@@ -58,6 +58,8 @@ struct NodeFile {
     max_connections_per_peer: Option<usize>,
     tls: TlsFile,
     badges: BadgesFile,
+    #[serde(default)]
+    metrics: Option<tessera_certs::metrics::MetricsFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,6 +107,8 @@ pub struct NodeSettings {
     pub store_cache_bytes: u64,
     /// Connections one remote IP address may hold at once.
     pub max_connections_per_peer: usize,
+    /// Where to serve Prometheus metrics (plain HTTP), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Node TLS certificate (PEM).
     pub tls_certificate: PathBuf,
     /// Node TLS key (PEM).
@@ -195,6 +199,12 @@ impl NodeSettings {
                 "max_connections_per_peer must be 1 to 1000000".into(),
             ));
         }
+        let metrics_listen = file
+            .metrics
+            .as_ref()
+            .map(tessera_certs::metrics::MetricsFile::address)
+            .transpose()
+            .map_err(invalid)?;
         let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(Self {
             city,
@@ -204,6 +214,7 @@ impl NodeSettings {
             max_message_bytes,
             store_cache_bytes: store_cache_mb * 1024 * 1024,
             max_connections_per_peer,
+            metrics_listen,
             tls_certificate: at(file.tls.certificate),
             tls_key: at(file.tls.key),
             root: at(file.tls.root),

@@ -17,6 +17,7 @@ pub mod city;
 pub mod commit;
 pub mod config;
 pub mod import;
+pub mod metrics;
 pub mod policy;
 pub mod pseudonym;
 pub mod records;

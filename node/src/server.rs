@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tessera_certs::authz::AuthzLayer;
 use tessera_certs::keys::{self, KeyError};
+use tessera_certs::metrics::Metrics;
 use tessera_certs::tls::{self, TlsError};
 use tessera_certs::{TlsIdentity, TrustState, grpc};
 use tessera_core::badge::{BadgeSigner, SignError};
@@ -121,6 +122,8 @@ fn pseudonym_key(data_dir: &Path) -> Result<PseudonymKey, StartError> {
 pub struct Loaded {
     /// The city's state.
     pub city: Arc<City<SledStore>>,
+    /// The certificates to watch for expiry: name and not-after.
+    pub expiries: Vec<(&'static str, i64)>,
     /// Trust for TLS.
     pub trust: Arc<TrustState>,
     /// The node's TLS identity.
@@ -194,6 +197,10 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
         &settings.data_dir.join("store"),
         settings.store_cache_bytes,
     )?);
+    let expiries = vec![
+        ("tls", identity.not_after()),
+        ("badge_signer", signer.not_after()),
+    ];
     let city = Arc::new(City::new(
         store,
         policy,
@@ -203,6 +210,7 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     ));
     Ok(Loaded {
         city,
+        expiries,
         trust,
         identity,
         settings,
@@ -283,7 +291,20 @@ pub async fn serve(
             ..grpc::ConnectionLimits::default()
         },
     );
-    let service = CityNodeServer::new(NodeService::new(Arc::clone(&loaded.city)))
+    let mut metrics = Metrics::new();
+    let node_metrics = crate::metrics::NodeMetrics::register(&mut metrics);
+    metrics.watch_trust_list(Arc::clone(&loaded.trust));
+    metrics.watch_expiry(loaded.expiries.clone());
+    let metrics = Arc::new(metrics);
+    let metrics_listener = match loaded.settings.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(io(format!("listening for metrics on {addr}")))?,
+        ),
+        None => None,
+    };
+    let service = CityNodeServer::new(NodeService::new(Arc::clone(&loaded.city), node_metrics))
         .max_decoding_message_size(loaded.settings.max_message_bytes);
     let table = crate::authz::table(loaded.city.city());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
@@ -295,6 +316,7 @@ pub async fn serve(
         let _ = stopping_tx.send(true);
     };
     let server = tonic::transport::Server::builder()
+        .layer(metrics.layer(table))
         .layer(AuthzLayer::new(Arc::clone(&loaded.trust), table))
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
@@ -304,9 +326,25 @@ pub async fn serve(
             None => std::future::pending().await,
         }
     };
+    let endpoint = async {
+        match metrics_listener {
+            Some(listener) => {
+                tessera_certs::metrics::serve(listener, metrics, std::future::pending()).await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    // None of these ends while the server runs.
+    let beside = async {
+        tokio::join!(
+            follow,
+            endpoint,
+            tessera_certs::metrics::warn_before_expiry(loaded.expiries.clone())
+        )
+    };
     tokio::select! {
         result = grpc::with_grace(server, stopping, std::time::Duration::from_secs(10)) => result?,
-        () = follow => {}
+        _ = beside => {}
     }
     loaded.city.flush().await.map_err(|e| StartError::Io {
         what: format!("final flush: {e}"),

@@ -9,6 +9,7 @@ use tessera_proto::v1::city_node_server::CityNode;
 use tonic::{Request, Response, Status};
 
 use crate::city::{City, NodeError};
+use crate::metrics::NodeMetrics;
 use crate::store::Store;
 
 /// The current time in Unix seconds.
@@ -42,12 +43,13 @@ impl From<NodeError> for Status {
 /// runs, by `tessera_certs::authz::AuthzLayer` with the table in `authz.rs`.
 pub struct NodeService<S> {
     city: Arc<City<S>>,
+    metrics: NodeMetrics,
 }
 
 impl<S> NodeService<S> {
-    /// Serves `city`.
-    pub fn new(city: Arc<City<S>>) -> Self {
-        Self { city }
+    /// Serves `city`, counting what it does in `metrics`.
+    pub fn new(city: Arc<City<S>>, metrics: NodeMetrics) -> Self {
+        Self { city, metrics }
     }
 }
 
@@ -65,6 +67,8 @@ impl<S: Store> CityNode for NodeService<S> {
             .city
             .ingest(&request.get_ref().records, unix_now())
             .await?;
+        self.metrics
+            .ingested(outcome.stored, outcome.duplicates, outcome.revoked);
         Ok(Response::new(pb::IngestResponse {
             stored: outcome.stored,
             duplicates: outcome.duplicates,
@@ -81,6 +85,7 @@ impl<S: Store> CityNode for NodeService<S> {
             .city
             .issue(&req.national_id, &req.name, unix_now())
             .await?;
+        self.metrics.issued(badge.claims.colour);
         Ok(Response::new(pb::IssueBadgeResponse {
             colour: colour(badge.claims.colour),
             valid_until: badge.claims.valid_until,
@@ -122,10 +127,14 @@ impl<S: Store> CityNode for NodeService<S> {
         &self,
         request: Request<pb::CheckStatusRequest>,
     ) -> Result<Response<pb::CheckStatusResponse>, Status> {
-        let statuses = self.city.check_status(&request.get_ref().badge_ids)?;
-        Ok(Response::new(pb::CheckStatusResponse {
-            statuses: statuses.into_iter().map(|s| s as i32).collect(),
-        }))
+        let statuses: Vec<i32> = self
+            .city
+            .check_status(&request.get_ref().badge_ids)?
+            .into_iter()
+            .map(|s| s as i32)
+            .collect();
+        self.metrics.answered(&statuses);
+        Ok(Response::new(pb::CheckStatusResponse { statuses }))
     }
 
     async fn who_am_i(

@@ -7,6 +7,7 @@ mod badge_properties;
 mod gateway;
 mod golden;
 mod hostile;
+mod metrics;
 mod mtls;
 mod node;
 mod relay_faults;

@@ -48,6 +48,34 @@ pub fn add_top_level(config: &Path, top_level: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes the gateway's bundle (certificate, key, root, the trust list to
+/// start from if any, gateway.toml with `relay`) into `dir` and returns the
+/// configuration path. The gateway listens on `listen`.
+pub fn write_gateway_bundle(
+    pki: &TestPki,
+    dir: &Path,
+    list: Option<&[u8]>,
+    relay: tessera_gateway::config::RelaySettings,
+    listen: SocketAddr,
+) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("gateway.crt"), keys::cert_to_pem(&pki.gateway.der))?;
+    std::fs::write(dir.join("gateway.key"), keys::key_to_pem(&pki.gateway.key)?)?;
+    std::fs::write(dir.join("root.crt"), keys::cert_to_pem(pki.root.der()))?;
+    let mut text = tessera_gateway::config::bundle_config(&listen.to_string());
+    if let Some(list) = list {
+        std::fs::write(dir.join("trust-list.tsl"), list)?;
+        text = text.replace(
+            "root = \"root.crt\"",
+            "root = \"root.crt\"\ntrust_list = \"trust-list.tsl\"",
+        );
+    }
+    text.push_str(&relay_toml(&relay));
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, text)?;
+    Ok(config)
+}
+
 /// A node running in this process.
 pub struct RunningNode {
     /// Where it listens.
@@ -192,23 +220,9 @@ impl RunningGateway {
         relay: tessera_gateway::config::RelaySettings,
         top_level: &str,
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(dir)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        std::fs::write(dir.join("gateway.crt"), keys::cert_to_pem(&pki.gateway.der))?;
-        std::fs::write(dir.join("gateway.key"), keys::key_to_pem(&pki.gateway.key)?)?;
-        std::fs::write(dir.join("root.crt"), keys::cert_to_pem(pki.root.der()))?;
-        let mut text = tessera_gateway::config::bundle_config(&addr.to_string());
-        if let Some(list) = list {
-            std::fs::write(dir.join("trust-list.tsl"), list)?;
-            text = text.replace(
-                "root = \"root.crt\"",
-                "root = \"root.crt\"\ntrust_list = \"trust-list.tsl\"",
-            );
-        }
-        text.push_str(&relay_toml(&relay));
-        let config = dir.join("gateway.toml");
-        std::fs::write(&config, format!("{top_level}\n{text}"))?;
+        let config = write_gateway_bundle(pki, dir, list, relay, listener.local_addr()?)?;
+        add_top_level(&config, top_level)?;
         Self::start_with(config, listener).await
     }
 

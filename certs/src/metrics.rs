@@ -1,0 +1,384 @@
+//! Prometheus metrics of a node or a gateway: a registry each server fills
+//! with its own families, a tower layer that counts and times every gRPC
+//! call by method and outcome, and a plain-HTTP endpoint (`GET /metrics`)
+//! in the Prometheus text format.
+//!
+//! No label ever holds a badge id, a pseudonym, a name or a caller: the
+//! method label only takes the paths of the server's authorization table
+//! (anything else is `unknown`, so a client sending random paths cannot
+//! grow the label set), and servers label by city code at most.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tower::{Layer, Service};
+
+use crate::authz::Table;
+use crate::tls::TrustState;
+
+/// Labels of the RPC counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// The full gRPC path, or `unknown`.
+    pub method: &'static str,
+    /// The gRPC status code's name (`OK`, `PERMISSION_DENIED`, ...).
+    pub code: &'static str,
+}
+
+/// Labels of the RPC latency histogram.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct MethodLabels {
+    /// The full gRPC path, or `unknown`.
+    pub method: &'static str,
+}
+
+/// Something that brings gauges up to date just before a scrape (trust-list
+/// age, breaker states): cheap, and never blocking.
+pub type Refresh = Box<dyn Fn() + Send + Sync>;
+
+/// A server's metrics: its registry and the refreshers run before encoding.
+pub struct Metrics {
+    registry: Registry,
+    refreshers: Vec<Refresh>,
+    rpc_calls: Family<RpcLabels, Counter>,
+    rpc_seconds: Family<MethodLabels, Histogram>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with the RPC families (`tessera_rpc_calls_total`,
+    /// `tessera_rpc_duration_seconds`) in it.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tessera");
+        let rpc_calls = Family::<RpcLabels, Counter>::default();
+        registry.register(
+            "rpc_calls",
+            "gRPC calls answered, by method and status code",
+            rpc_calls.clone(),
+        );
+        let rpc_seconds = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
+            // 100 µs to ~13 s.
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        registry.register(
+            "rpc_duration_seconds",
+            "Time from a gRPC call's arrival to its response headers, by method",
+            rpc_seconds.clone(),
+        );
+        Self {
+            registry,
+            refreshers: vec![],
+            rpc_calls,
+            rpc_seconds,
+        }
+    }
+
+    /// The registry, for a server to add its own families.
+    pub fn registry(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Runs `refresh` before every scrape.
+    pub fn on_scrape(&mut self, refresh: Refresh) {
+        self.refreshers.push(refresh);
+    }
+
+    /// The text exposition of every metric, refreshed.
+    pub fn encode(&self) -> String {
+        for refresh in &self.refreshers {
+            refresh();
+        }
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// The layer that counts and times calls to the RPCs of `table` (and the
+    /// standard services).
+    pub fn layer(self: &Arc<Self>, table: Table) -> RpcMetricsLayer {
+        RpcMetricsLayer {
+            metrics: Arc::clone(self),
+            table,
+        }
+    }
+
+    fn record(&self, method: &'static str, code: &'static str, started: Instant) {
+        self.rpc_calls
+            .get_or_create(&RpcLabels { method, code })
+            .inc();
+        self.rpc_seconds
+            .get_or_create(&MethodLabels { method })
+            .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// The name of a gRPC status code as the `grpc-status` header gives it.
+fn code_name(header: Option<&http::HeaderValue>) -> &'static str {
+    let code = header
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .unwrap_or(0);
+    match tonic::Code::from_i32(code) {
+        tonic::Code::Ok => "OK",
+        tonic::Code::Cancelled => "CANCELLED",
+        tonic::Code::Unknown => "UNKNOWN",
+        tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+        tonic::Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        tonic::Code::NotFound => "NOT_FOUND",
+        tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+        tonic::Code::Aborted => "ABORTED",
+        tonic::Code::OutOfRange => "OUT_OF_RANGE",
+        tonic::Code::Unimplemented => "UNIMPLEMENTED",
+        tonic::Code::Internal => "INTERNAL",
+        tonic::Code::Unavailable => "UNAVAILABLE",
+        tonic::Code::DataLoss => "DATA_LOSS",
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Counts and times every call; wrap it outside the authorization layer so
+/// that refused calls are counted too.
+#[derive(Debug, Clone)]
+pub struct RpcMetricsLayer {
+    metrics: Arc<Metrics>,
+    table: Table,
+}
+
+impl<S> Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetrics<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetrics {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+            table: self.table,
+        }
+    }
+}
+
+/// The service [`RpcMetricsLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct RpcMetrics<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+    table: Table,
+}
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, B, R> Service<http::Request<B>> for RpcMetrics<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let method = self.table.known_path(request.uri().path());
+        let metrics = Arc::clone(&self.metrics);
+        let started = Instant::now();
+        let clone = self.inner.clone();
+        let mut ready = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let result = ready.call(request).await;
+            let code = match &result {
+                // A failed call's status comes in the headers (a
+                // "trailers-only" response); a successful unary call's in
+                // trailers this layer does not wait for: counted as OK.
+                Ok(response) => code_name(response.headers().get("grpc-status")),
+                Err(_) => "UNKNOWN",
+            };
+            metrics.record(method, code, started);
+            result
+        })
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves. Anything
+/// else gets 404. Plain HTTP: bind it to an address only the monitoring
+/// network reaches.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    if request.uri().path() == "/metrics" && request.method() == hyper::Method::GET
+                    {
+                        hyper::Response::builder()
+                            .header(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )
+                            .body(Full::new(Bytes::from(metrics.encode())))
+                    } else {
+                        hyper::Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::from_static(b"only GET /metrics here\n")))
+                    }
+                }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service);
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(30), conn).await;
+        });
+    }
+}
+
+/// A certificate label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CertificateLabel {
+    /// Which certificate: `tls`, `badge_signer`.
+    pub certificate: &'static str,
+}
+
+/// How long before a certificate expires its server starts warning.
+pub const EXPIRY_WARNING_SECS: i64 = 30 * 86_400;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Metrics {
+    /// `tessera_trust_list_sequence` and `tessera_trust_list_age_seconds`
+    /// (since the list in force was issued), read from `trust` at each
+    /// scrape; both stay absent until a list is in force.
+    pub fn watch_trust_list(&mut self, trust: Arc<TrustState>) {
+        let sequence = Gauge::<i64>::default();
+        let age = Gauge::<i64>::default();
+        self.registry.register(
+            "trust_list_sequence",
+            "Sequence number of the trust list in force (0: none)",
+            sequence.clone(),
+        );
+        self.registry.register(
+            "trust_list_age_seconds",
+            "Seconds since the trust list in force was issued",
+            age.clone(),
+        );
+        self.on_scrape(Box::new(move || {
+            if let Some(list) = trust.current() {
+                sequence.set(i64::try_from(list.sequence()).unwrap_or(i64::MAX));
+                age.set(unix_now().saturating_sub(list.issued_at()));
+            }
+        }));
+    }
+
+    /// `tessera_certificate_expiry_seconds{certificate}`: seconds until each
+    /// of `certificates` (name, not-after) expires, at each scrape. Alert on
+    /// it going under 30 days; the server also logs a warning then
+    /// ([`warn_before_expiry`]).
+    pub fn watch_expiry(&mut self, certificates: Vec<(&'static str, i64)>) {
+        let family = Family::<CertificateLabel, Gauge>::default();
+        self.registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until each certificate of this server expires",
+            family.clone(),
+        );
+        self.on_scrape(Box::new(move || {
+            let now = unix_now();
+            for (certificate, not_after) in &certificates {
+                family
+                    .get_or_create(&CertificateLabel { certificate })
+                    .set(not_after.saturating_sub(now));
+            }
+        }));
+    }
+}
+
+/// Logs a warning for each of `certificates` (name, not-after) within
+/// [`EXPIRY_WARNING_SECS`] of expiring, now and then once a day, for as long
+/// as the server runs.
+pub async fn warn_before_expiry(certificates: Vec<(&'static str, i64)>) {
+    loop {
+        let now = unix_now();
+        for (certificate, not_after) in &certificates {
+            let left = not_after.saturating_sub(now);
+            if left <= 0 {
+                tracing::error!(certificate, "certificate has expired: renew it now");
+            } else if left <= EXPIRY_WARNING_SECS {
+                tracing::warn!(
+                    certificate,
+                    days_left = left / 86_400,
+                    "certificate expires within 30 days: renew it"
+                );
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(86_400)).await;
+    }
+}
+
+/// The `[metrics]` section of a node's or gateway's configuration.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// Where to serve `GET /metrics` (plain HTTP), as IP:port.
+    pub listen: String,
+}
+
+impl MetricsFile {
+    /// The validated listen address.
+    pub fn address(&self) -> Result<std::net::SocketAddr, String> {
+        self.listen.parse().map_err(|_| {
+            format!(
+                "metrics.listen: {:?} is not an IP:port address",
+                self.listen
+            )
+        })
+    }
+}

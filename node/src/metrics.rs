@@ -1,0 +1,103 @@
+//! What a city node tells Prometheus, beside the RPC counts every server
+//! has: records stored, badges issued by colour, badges revoked, status
+//! answers by status. Aggregates only: no label names a resident or a badge.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use tessera_certs::metrics::Metrics;
+use tessera_core::Colour;
+
+/// A colour label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ColourLabel {
+    /// `green`, `yellow` or `red`.
+    pub colour: &'static str,
+}
+
+/// A badge-status label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// `active`, `revoked`, `superseded` or `unknown`.
+    pub status: &'static str,
+}
+
+/// The node's own counters.
+#[derive(Debug, Clone, Default)]
+pub struct NodeMetrics {
+    records_stored: Counter,
+    records_duplicate: Counter,
+    badges_issued: Family<ColourLabel, Counter>,
+    badges_revoked: Counter,
+    status_answers: Family<StatusLabel, Counter>,
+}
+
+impl NodeMetrics {
+    /// Counters registered in `metrics`.
+    pub fn register(metrics: &mut Metrics) -> Self {
+        let m = Self::default();
+        let r = metrics.registry();
+        r.register(
+            "node_records_stored",
+            "Records stored (durably) since start",
+            m.records_stored.clone(),
+        );
+        r.register(
+            "node_records_duplicate",
+            "Records sent again and not stored twice, since start",
+            m.records_duplicate.clone(),
+        );
+        r.register(
+            "node_badges_issued",
+            "Badges issued since start, by colour",
+            m.badges_issued.clone(),
+        );
+        r.register(
+            "node_badges_revoked",
+            "Badges revoked by new records since start",
+            m.badges_revoked.clone(),
+        );
+        r.register(
+            "node_status_answers",
+            "Badge statuses answered to the gateway since start, by status",
+            m.status_answers.clone(),
+        );
+        m
+    }
+
+    /// An ingest stored `stored` records, skipped `duplicates`, revoked
+    /// `revoked` badges.
+    pub fn ingested(&self, stored: u32, duplicates: u32, revoked: u32) {
+        self.records_stored.inc_by(u64::from(stored));
+        self.records_duplicate.inc_by(u64::from(duplicates));
+        self.badges_revoked.inc_by(u64::from(revoked));
+    }
+
+    /// A badge of `colour` was issued.
+    pub fn issued(&self, colour: Colour) {
+        let colour = match colour {
+            Colour::Green => "green",
+            Colour::Yellow => "yellow",
+            Colour::Red => "red",
+        };
+        self.badges_issued
+            .get_or_create(&ColourLabel { colour })
+            .inc();
+    }
+
+    /// Statuses (as `BadgeStatus` numbers) were answered.
+    pub fn answered(&self, statuses: &[i32]) {
+        use tessera_proto::v1::BadgeStatus;
+        for s in statuses {
+            let status = match BadgeStatus::try_from(*s) {
+                Ok(BadgeStatus::Active) => "active",
+                Ok(BadgeStatus::Revoked) => "revoked",
+                Ok(BadgeStatus::Superseded) => "superseded",
+                _ => "unknown",
+            };
+            self.status_answers
+                .get_or_create(&StatusLabel { status })
+                .inc();
+        }
+    }
+}
