@@ -213,13 +213,40 @@ fn split_endpoint(endpoint: &str) -> Result<(String, ServerName<'static>), Conne
 /// A lazily connecting gRPC channel to `endpoint` (`host:port`) over mutual
 /// TLS with `config`. The server's certificate must name the host.
 pub fn channel(endpoint: &str, config: Arc<ClientConfig>) -> Result<Channel, ConnectError> {
+    build_channel(endpoint, config, None)
+}
+
+/// A [`channel`] for long-lived streams: it pings the server every
+/// `keepalive` (also while no call is open) and drops the connection when a
+/// ping goes unanswered for as long, so a stream over a connection that died
+/// silently (a peer powered off, a dropped route) ends with an error instead
+/// of waiting for ever.
+pub fn keepalive_channel(
+    endpoint: &str,
+    config: Arc<ClientConfig>,
+    keepalive: Duration,
+) -> Result<Channel, ConnectError> {
+    build_channel(endpoint, config, Some(keepalive))
+}
+
+fn build_channel(
+    endpoint: &str,
+    config: Arc<ClientConfig>,
+    keepalive: Option<Duration>,
+) -> Result<Channel, ConnectError> {
     let (addr, name) = split_endpoint(endpoint)?;
     let uri = format!("http://{addr}");
     let connector = TlsConnector::from(config);
-    let ep = Endpoint::from_shared(uri)
+    let mut ep = Endpoint::from_shared(uri)
         .map_err(|_| ConnectError::BadEndpoint(endpoint.to_owned()))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
+    if let Some(every) = keepalive {
+        ep = ep
+            .http2_keep_alive_interval(every)
+            .keep_alive_timeout(every)
+            .keep_alive_while_idle(true);
+    }
     let target = addr.clone();
     Ok(
         ep.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {

@@ -5,7 +5,8 @@
 //! and the trust lists built and signed from it ([`authority`]), and mutual
 //! TLS: which peers may connect ([`tls`]), what is read of a peer once per
 //! connection ([`connection`]), which calls it may make ([`authz`]) and how
-//! the caller's identity reaches a gRPC handler ([`grpc`]).
+//! the caller's identity reaches a gRPC handler ([`grpc`]), and following a
+//! gateway's trust list, as city nodes and follower gateways do ([`follow`]).
 //!
 //! It must never weaken a check rustls makes: tessera's own checks (role,
 //! extended key usage, revocation by the trust list) are added on top of the
@@ -14,6 +15,7 @@
 pub mod authority;
 pub mod authz;
 pub mod connection;
+pub mod follow;
 pub mod grpc;
 pub mod keys;
 pub mod metrics;

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tessera_certs::authz::AuthzLayer;
+use tessera_certs::follow::{FollowError, Follower};
 use tessera_certs::keys::{self, KeyError};
 use tessera_certs::metrics::Metrics;
 use tessera_certs::tls::{self, TlsError};
@@ -75,6 +76,9 @@ pub enum StartError {
     /// The health or reflection service.
     #[error(transparent)]
     Standard(#[from] tessera_certs::standard::StandardError),
+    /// Following the gateway's trust list.
+    #[error(transparent)]
+    Follow(#[from] FollowError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -219,57 +223,29 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
 
 const TRUST_CACHE: &str = "trust-list.tsl";
 
-/// Asks the gateway for a newer trust list every `settings.refresh`, puts it
-/// in force (refusing rollback) and keeps it in the data directory.
-async fn follow_trust_lists(loaded: &Loaded, gateway: String) {
-    use tessera_proto::v1 as pb;
-    let config = match tls::client_config(
-        &loaded.identity,
-        Arc::clone(&loaded.trust),
-        tessera_core::Role::Gateway,
-    ) {
-        Ok(c) => c,
-        Err(e) => return tracing::error!(error = %e, "cannot follow trust lists"),
-    };
-    let channel = match grpc::channel(&gateway, config) {
-        Ok(c) => c,
-        Err(e) => return tracing::error!(error = %e, "cannot follow trust lists"),
-    };
-    let mut client = tessera_proto::v1::gateway_client::GatewayClient::new(channel);
-    loop {
-        let known = loaded.trust.current().map_or(0, |l| l.sequence());
-        match client
-            .fetch_trust_list(pb::FetchTrustListRequest {
-                known_sequence: known,
-            })
-            .await
-        {
-            Ok(r) => {
-                if let Some(list) = r.into_inner().list {
-                    let bytes = prost::Message::encode_to_vec(&list);
-                    match loaded.trust.update(&bytes, unix_now()) {
-                        Ok(list) => {
-                            tracing::info!(sequence = list.sequence(), "trust list in force");
-                            let path = loaded.settings.data_dir.join(TRUST_CACHE);
-                            let tmp = path.with_extension("tmp");
-                            if let Err(e) = std::fs::write(&tmp, &bytes)
-                                .and_then(|()| std::fs::rename(&tmp, &path))
-                            {
-                                tracing::warn!(error = %e, "cannot keep the trust list on disk");
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "the gateway sent a trust list that does not verify")
-                        }
-                    }
+/// Follows the gateway's trust list ([`tessera_certs::follow`]): each newer
+/// list is put in force at once (rollback refused) and kept in the data
+/// directory for the next start. The watch is reopened, so the gateway is
+/// asked, at least every `settings.refresh`, and again after as long when
+/// the gateway cannot be reached.
+async fn follow_trust_lists(loaded: &Loaded, follower: Follower) {
+    let trust = Arc::clone(&loaded.trust);
+    let path = loaded.settings.data_dir.join(TRUST_CACHE);
+    let never = follower
+        .run(|bytes| {
+            let result = trust.update(&bytes, unix_now()).map(|list| {
+                let tmp = path.with_extension("tmp");
+                if let Err(e) =
+                    std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &path))
+                {
+                    tracing::warn!(error = %e, "cannot keep the trust list on disk");
                 }
-            }
-            Err(status) => {
-                tracing::warn!(%gateway, error = %status.message(), "cannot fetch the trust list")
-            }
-        }
-        tokio::time::sleep(loaded.settings.refresh).await;
-    }
+                list.sequence()
+            });
+            std::future::ready(result)
+        })
+        .await;
+    match never {}
 }
 
 /// The node's service, as health checking and reflection name it.
@@ -283,6 +259,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
     let config = tls::server_config(&loaded.identity, Arc::clone(&loaded.trust))?;
+    let follower = match &loaded.settings.gateway {
+        Some(gateway) => Some(Follower::new(
+            &loaded.identity,
+            Arc::clone(&loaded.trust),
+            gateway,
+            loaded.settings.refresh,
+            loaded.settings.refresh,
+        )?),
+        None => None,
+    };
     let incoming = grpc::incoming(
         listener,
         config,
@@ -321,8 +307,8 @@ pub async fn serve(
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
     let follow = async {
-        match loaded.settings.gateway.clone() {
-            Some(gateway) => follow_trust_lists(loaded, gateway).await,
+        match follower {
+            Some(follower) => follow_trust_lists(loaded, follower).await,
             None => std::future::pending().await,
         }
     };
