@@ -43,6 +43,15 @@ struct GatewayFile {
     relay: RelayFile,
     #[serde(default)]
     metrics: Option<tessera_certs::metrics::MetricsFile>,
+    follow: Option<FollowFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FollowFile {
+    peer: String,
+    refresh_secs: Option<u64>,
+    retry_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,6 +107,25 @@ impl Default for RelaySettings {
     }
 }
 
+/// Another gateway whose trust list this one follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowSettings {
+    /// The peer gateway, `host:port`; its certificate must name the host.
+    pub peer: String,
+    /// The watch on the peer is reopened, so the peer is asked, at least
+    /// this often.
+    pub refresh: Duration,
+    /// How long to wait before connecting again after a failure.
+    pub retry: Duration,
+}
+
+impl FollowSettings {
+    /// Default of `refresh`.
+    pub const DEFAULT_REFRESH: Duration = Duration::from_secs(30);
+    /// Default of `retry`.
+    pub const DEFAULT_RETRY: Duration = Duration::from_secs(2);
+}
+
 /// A validated gateway configuration.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
@@ -121,6 +149,8 @@ pub struct GatewaySettings {
     pub trust_list: Option<PathBuf>,
     /// The relay.
     pub relay: RelaySettings,
+    /// The peer gateway whose trust lists this one installs, if any.
+    pub follow: Option<FollowSettings>,
 }
 
 impl GatewaySettings {
@@ -180,6 +210,7 @@ impl GatewaySettings {
                 "relay.cache_ttl_ms must be at most 60000: a revocation shows only after it".into(),
             );
         }
+        let follow = file.follow.map(parse_follow).transpose()?;
         let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(Self {
             listen,
@@ -196,8 +227,37 @@ impl GatewaySettings {
             root: at(file.tls.root),
             trust_list: file.tls.trust_list.map(at),
             relay,
+            follow,
         })
     }
+}
+
+fn parse_follow(f: FollowFile) -> Result<FollowSettings, String> {
+    let valid_peer = f
+        .peer
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !valid_peer {
+        return Err(format!(
+            "follow.peer: {:?} is not a host:port endpoint",
+            f.peer
+        ));
+    }
+    if f.refresh_secs.is_some_and(|s| !(1..=86_400).contains(&s)) {
+        return Err("follow.refresh_secs must be 1 to 86400".into());
+    }
+    if f.retry_ms.is_some_and(|ms| !(100..=600_000).contains(&ms)) {
+        return Err("follow.retry_ms must be 100 to 600000".into());
+    }
+    Ok(FollowSettings {
+        peer: f.peer,
+        refresh: f
+            .refresh_secs
+            .map_or(FollowSettings::DEFAULT_REFRESH, Duration::from_secs),
+        retry: f
+            .retry_ms
+            .map_or(FollowSettings::DEFAULT_RETRY, Duration::from_millis),
+    })
 }
 
 /// The configuration the authority ships in a gateway's bundle directory.
@@ -227,8 +287,17 @@ mod tests {
         let s = GatewaySettings::load(&path).unwrap();
         assert_eq!(s.relay, RelaySettings::default());
         assert!(s.trust_list.is_some());
+        assert_eq!(
+            s.follow,
+            Some(FollowSettings {
+                peer: "gateway-north.example.cn:7000".into(),
+                refresh: FollowSettings::DEFAULT_REFRESH,
+                retry: FollowSettings::DEFAULT_RETRY,
+            })
+        );
         let s = GatewaySettings::parse(&bundle_config("127.0.0.1:7000"), Path::new("/g")).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(s.follow, None);
         assert_eq!(s.data_dir, Path::new("/g/data"));
     }
 
@@ -254,5 +323,34 @@ mod tests {
             .is_err()
         );
         assert!(GatewaySettings::parse(&good.replace("listen", "lisen"), Path::new(".")).is_err());
+        for follow in [
+            "peer = \"127.0.0.1\"",
+            "peer = \":7000\"",
+            "peer = \"127.0.0.1:7000\"\nrefresh_secs = 0",
+            "peer = \"127.0.0.1:7000\"\nretry_ms = 5",
+            "peer = \"127.0.0.1:7000\"\nretry = 5",
+            "refresh_secs = 5",
+        ] {
+            assert!(
+                GatewaySettings::parse(&format!("{good}\n[follow]\n{follow}\n"), Path::new("."))
+                    .is_err(),
+                "{follow}"
+            );
+        }
+        let s = GatewaySettings::parse(
+            &format!(
+                "{good}\n[follow]\npeer = \"127.0.0.1:7001\"\nrefresh_secs = 5\nretry_ms = 250\n"
+            ),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(
+            s.follow,
+            Some(FollowSettings {
+                peer: "127.0.0.1:7001".into(),
+                refresh: Duration::from_secs(5),
+                retry: Duration::from_millis(250),
+            })
+        );
     }
 }

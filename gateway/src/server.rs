@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tessera_certs::authz::AuthzLayer;
+use tessera_certs::follow::{FollowError, Follower};
 use tessera_certs::keys::{self, KeyError};
 use tessera_certs::metrics::Metrics;
 use tessera_certs::tls::{self, TlsError};
@@ -52,6 +53,9 @@ pub enum StartError {
     /// The health or reflection service.
     #[error(transparent)]
     Standard(#[from] tessera_certs::standard::StandardError),
+    /// Following the peer gateway's trust list.
+    #[error(transparent)]
+    Follow(#[from] FollowError),
 }
 
 /// Everything a gateway needs, loaded and checked.
@@ -62,6 +66,8 @@ pub struct Loaded {
     pub verifier: Arc<Verifier>,
     /// The gateway's TLS identity.
     pub identity: TlsIdentity,
+    /// The peer gateway this one follows, if configured.
+    pub follower: Option<Follower>,
     /// Settings.
     pub settings: GatewaySettings,
 }
@@ -103,11 +109,22 @@ pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
         })?;
         registry.publish(&bytes, unix_now()).await?;
     }
+    let follower = match &settings.follow {
+        Some(f) => Some(Follower::new(
+            &identity,
+            Arc::clone(&trust),
+            &f.peer,
+            f.refresh,
+            f.retry,
+        )?),
+        None => None,
+    };
     let relay = Relay::new(settings.relay, identity.clone(), Arc::clone(&trust));
     Ok(Loaded {
         registry,
         verifier: Arc::new(Verifier::new(trust, relay)),
         identity,
+        follower,
         settings,
     })
 }
@@ -178,10 +195,17 @@ pub async fn serve(
             None => std::future::pending().await,
         }
     };
-    // Neither ends while the server runs.
+    let follow = async {
+        match &loaded.follower {
+            Some(follower) => follow_peer(&loaded.registry, follower).await,
+            None => std::future::pending().await,
+        }
+    };
+    // None of these ends while the server runs.
     let beside = async {
         tokio::join!(
             endpoint,
+            follow,
             tessera_certs::metrics::warn_before_expiry(expiries)
         )
     };
@@ -190,6 +214,29 @@ pub async fn serve(
         _ = beside => {}
     }
     Ok(())
+}
+
+/// Installs every newer list of the peer gateway in the registry, through
+/// the same path as a publish: verified up to the root, no rollback, durable
+/// before it is in force, then announced to this gateway's own watchers (so
+/// followers can be chained).
+async fn follow_peer(registry: &Arc<Registry>, follower: &Follower) {
+    tracing::info!(
+        peer = follower.peer(),
+        "following the peer gateway's trust list"
+    );
+    let never = follower
+        .run(|bytes| {
+            let registry = Arc::clone(registry);
+            async move {
+                registry
+                    .publish(&bytes, unix_now())
+                    .await
+                    .map(|list| list.sequence())
+            }
+        })
+        .await;
+    match never {}
 }
 
 /// The gateway's service, as health checking and reflection name it.

@@ -4,6 +4,7 @@
 
 mod authz_matrix;
 mod badge_properties;
+mod follow;
 mod gateway;
 mod golden;
 mod hostile;
