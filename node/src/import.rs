@@ -62,6 +62,9 @@ pub struct LineError {
 /// Why an import stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
+    /// The file could not be read; nothing was imported.
+    #[error("cannot read the file: {0}")]
+    Read(#[from] std::io::Error),
     /// The header is wrong; nothing was imported.
     #[error("header: {0}")]
     Header(String),
@@ -199,12 +202,79 @@ fn row_to_record(
     })
 }
 
+/// Line numbers of records, counted as a text editor counts them.
+///
+/// The csv crate's own line count is wrong for line numbers shown to a user:
+/// it counts only `\n` although `\r` alone also ends a record (every record
+/// of a file with bare-CR line endings was "line 1"), and a record's position
+/// is where the previous one ended, before the `\n` of a CRLF and before any
+/// blank lines (every line of a CRLF file was one too low).
+struct Lines<'a> {
+    bytes: &'a [u8],
+    /// Bytes before this offset are counted.
+    counted: usize,
+    /// The line `counted` is on.
+    line: u64,
+}
+
+impl<'a> Lines<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            counted: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of the record csv places at byte `position`: the line of its
+    /// first byte after the line breaks that precede it. Positions must come
+    /// in file order, as csv reads them.
+    fn of(&mut self, position: u64) -> u64 {
+        let mut start = usize::try_from(position).unwrap_or(usize::MAX);
+        while let Some(b'\r' | b'\n') = self.bytes.get(start) {
+            start += 1;
+        }
+        let start = start.min(self.bytes.len());
+        if let Some(between) = self.bytes.get(self.counted..start) {
+            for (i, &b) in between.iter().enumerate() {
+                let crlf = b == b'\r' && between.get(i + 1).is_some_and(|&n| n == b'\n');
+                if b == b'\n' || (b == b'\r' && !crlf) {
+                    self.line += 1;
+                }
+            }
+            self.counted = start;
+        }
+        self.line
+    }
+}
+
+/// What is wrong with a line csv could not read, without csv's own (wrong)
+/// line number.
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("has {len} field(s) where the header has {expected_len}"),
+        csv::ErrorKind::Utf8 { err, .. } => format!(
+            "field {} is not valid UTF-8 (after byte {})",
+            err.field() + 1,
+            err.valid_up_to()
+        ),
+        _ => e.to_string(),
+    }
+}
+
 /// Reads a CSV file into records, collecting every invalid line.
-pub fn parse_csv(input: impl Read) -> Result<(Rows, Vec<LineError>), ImportError> {
+pub fn parse_csv(mut input: impl Read) -> Result<(Rows, Vec<LineError>), ImportError> {
+    // Read whole, to number lines exactly; the records take more memory
+    // than the text anyway.
+    let mut bytes = vec![];
+    input.read_to_end(&mut bytes)?;
+    let mut lines = Lines::new(&bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_reader(input);
+        .from_reader(bytes.as_slice());
     let headers = reader
         .headers()
         .map_err(|e| ImportError::Header(e.to_string()))?
@@ -233,15 +303,15 @@ pub fn parse_csv(input: impl Read) -> Result<(Rows, Vec<LineError>), ImportError
         let fallback_line = i as u64 + 2;
         match result {
             Ok(row) => {
-                let line = row.position().map_or(fallback_line, |p| p.line());
+                let line = row.position().map_or(fallback_line, |p| lines.of(p.byte()));
                 match row_to_record(&row, &cols) {
                     Ok(record) => rows.push((line, record)),
                     Err(reason) => errors.push(LineError { line, reason }),
                 }
             }
             Err(e) => errors.push(LineError {
-                line: e.position().map_or(fallback_line, |p| p.line()),
-                reason: e.to_string(),
+                line: e.position().map_or(fallback_line, |p| lines.of(p.byte())),
+                reason: csv_reason(&e),
             }),
         }
     }
@@ -331,4 +401,83 @@ pub async fn import<S: Store>(
         progress(done, total);
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "record_id,national_id,type,time,test_kind,positive,lab";
+
+    fn row(record_id: &str, kind: &str) -> String {
+        format!(
+            "{record_id},11010519491231002X,{kind},2026-11-27T08:00:00+08:00,pcr,false,HZ-LAB-01"
+        )
+    }
+
+    fn lines_of(input: &str) -> (Vec<u64>, Vec<(u64, String)>) {
+        let (rows, errors) = parse_csv(input.as_bytes()).unwrap();
+        (
+            rows.iter().map(|(line, _)| *line).collect(),
+            errors.into_iter().map(|e| (e.line, e.reason)).collect(),
+        )
+    }
+
+    #[test]
+    fn line_numbers_are_an_editors_whatever_the_line_endings() {
+        for ending in ["\n", "\r\n", "\r"] {
+            // 1 header, 2 good, 3 bad type, 4 blank, 5 good, 6 one field.
+            let file = [
+                HEADER.to_owned(),
+                row("a", "test"),
+                row("b", "colour"),
+                String::new(),
+                row("c", "test"),
+                "d".to_owned(),
+            ]
+            .join(ending);
+            let (rows, errors) = lines_of(&file);
+            assert_eq!(rows, [2, 5], "{ending:?}");
+            let errors: Vec<u64> = errors.iter().map(|(line, _)| *line).collect();
+            assert_eq!(errors, [3, 6], "{ending:?}");
+        }
+    }
+
+    #[test]
+    fn a_quoted_line_break_counts_as_a_line() {
+        let file = format!(
+            "{HEADER}\n\"a\nb\",11010519491231002X,test,2026-11-27T08:00:00+08:00,pcr,false,HZ\n{}\n",
+            row("c", "colour")
+        );
+        let (rows, errors) = lines_of(&file);
+        assert_eq!(rows, [2]);
+        assert_eq!(errors[0].0, 4);
+    }
+
+    /// Found by `cargo fuzz run csv_import` (minimised): a bare CR after the
+    /// header put the next record on "line 1", the header's line.
+    #[test]
+    fn fuzz_bare_cr_after_the_header_is_line_2() {
+        let (rows, errors) = lines_of("record_id,national_id,type,time\r5");
+        assert!(rows.is_empty());
+        assert_eq!(
+            errors,
+            [(2, "has 1 field(s) where the header has 4".to_owned())]
+        );
+    }
+
+    #[test]
+    fn csv_errors_do_not_repeat_csvs_own_line_count() {
+        let (_, errors) = lines_of(&format!("{HEADER}\r\n{}\r\nx,\u{0}\r\n", row("a", "test")));
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].0, 3);
+        assert!(!errors[0].1.contains("line"), "{}", errors[0].1);
+        let bad_utf8 = [HEADER.as_bytes(), b"\n\xff,1,2,3,4,5,6\n"].concat();
+        let (_, errors) = parse_csv(bad_utf8.as_slice()).unwrap();
+        assert_eq!(errors[0].line, 2);
+        assert_eq!(
+            errors[0].reason,
+            "field 1 is not valid UTF-8 (after byte 0)"
+        );
+    }
 }
