@@ -176,7 +176,8 @@ fn csv_import(dir: &Path) {
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("seeds");
-    let targets: [(&str, fn(&Path)); 4] = [
+    type Seeder = fn(&Path);
+    let targets: [(&str, Seeder); 4] = [
         ("badge_text", badge_text),
         ("trust_list", trust_list),
         ("certificate", certificate),
