@@ -51,7 +51,8 @@ pub fn generate_key() -> SigningKey {
     SigningKey::generate(&mut OsRng)
 }
 
-/// The key as PKCS#8 v1 DER.
+/// The key as PKCS#8 v2 DER (seed and public key), the form ring and
+/// rustls load.
 pub fn key_to_pkcs8_der(key: &SigningKey) -> Result<Vec<u8>, KeyError> {
     key.to_pkcs8_der()
         .map(|doc| doc.as_bytes().to_vec())
@@ -68,10 +69,20 @@ pub fn key_to_rcgen(key: &SigningKey) -> Result<rcgen::KeyPair, KeyError> {
     })
 }
 
-/// PEM text of a private key.
+/// PEM text of a private key, as PKCS#8 v1 (RFC 8410: the seed alone),
+/// the form OpenSSL 3.0 (Debian 12's `openssl`, Python's `ssl`) reads;
+/// it refuses the v2 form with the public key attached. [`read_key`] reads
+/// both.
 pub fn key_to_pem(key: &SigningKey) -> Result<String, KeyError> {
-    let der = key_to_pkcs8_der(key)?;
-    Ok(pem_encode("PRIVATE KEY", &der))
+    let der = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_der()
+    .map_err(|_| KeyError::NotEd25519 {
+        path: "<memory>".into(),
+    })?;
+    Ok(pem_encode("PRIVATE KEY", der.as_bytes()))
 }
 
 /// PEM text of a certificate.
@@ -178,6 +189,23 @@ mod tests {
             write_new_file(&path, b"x", true),
             Err(KeyError::Exists(_))
         ));
+        assert_eq!(read_key(&path).unwrap().to_bytes(), key.to_bytes());
+    }
+
+    #[test]
+    fn key_files_are_pkcs8_v1_and_v2_files_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = generate_key();
+        let pem = key_to_pem(&key).unwrap();
+        let der = pem::parse(&pem).unwrap().into_contents();
+        // SEQUENCE { INTEGER 0 (v1), AlgorithmIdentifier, OCTET STRING }:
+        // 48 bytes, no public key attached.
+        assert_eq!(der.len(), 48);
+        assert_eq!(&der[..5], &[0x30, 0x2e, 0x02, 0x01, 0x00]);
+        // A key file written by an earlier version (v2) still reads.
+        let path = dir.path().join("v2.key");
+        let v2 = pem_encode("PRIVATE KEY", &key_to_pkcs8_der(&key).unwrap());
+        fs::write(&path, v2).unwrap();
         assert_eq!(read_key(&path).unwrap().to_bytes(), key.to_bytes());
     }
 

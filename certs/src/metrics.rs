@@ -297,26 +297,11 @@ fn unix_now() -> i64 {
 impl Metrics {
     /// `tessera_trust_list_sequence` and `tessera_trust_list_age_seconds`
     /// (since the list in force was issued), read from `trust` at each
-    /// scrape; both stay absent until a list is in force.
+    /// scrape. Both are absent while no list is in force, so that "no list"
+    /// never reads as a fresh list 0 (alert on `absent(...)`).
     pub fn watch_trust_list(&mut self, trust: Arc<TrustState>) {
-        let sequence = Gauge::<i64>::default();
-        let age = Gauge::<i64>::default();
-        self.registry.register(
-            "trust_list_sequence",
-            "Sequence number of the trust list in force (0: none)",
-            sequence.clone(),
-        );
-        self.registry.register(
-            "trust_list_age_seconds",
-            "Seconds since the trust list in force was issued",
-            age.clone(),
-        );
-        self.on_scrape(Box::new(move || {
-            if let Some(list) = trust.current() {
-                sequence.set(i64::try_from(list.sequence()).unwrap_or(i64::MAX));
-                age.set(unix_now().saturating_sub(list.issued_at()));
-            }
-        }));
+        self.registry
+            .register_collector(Box::new(TrustListCollector { trust }));
     }
 
     /// `tessera_certificate_expiry_seconds{certificate}`: seconds until each
@@ -380,5 +365,40 @@ impl MetricsFile {
                 self.listen
             )
         })
+    }
+}
+
+/// The trust list in force, read at each scrape.
+#[derive(Debug)]
+struct TrustListCollector {
+    trust: Arc<TrustState>,
+}
+
+impl prometheus_client::collector::Collector for TrustListCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let Some(list) = self.trust.current() else {
+            return Ok(());
+        };
+        for (name, help, value) in [
+            (
+                "trust_list_sequence",
+                "Sequence number of the trust list in force",
+                i64::try_from(list.sequence()).unwrap_or(i64::MAX),
+            ),
+            (
+                "trust_list_age_seconds",
+                "Seconds since the trust list in force was issued",
+                unix_now().saturating_sub(list.issued_at()),
+            ),
+        ] {
+            let gauge = ConstGauge::new(value);
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
     }
 }

@@ -40,7 +40,8 @@ struct Cli {
 enum LogFormat {
     /// Human-readable lines.
     Text,
-    /// One JSON object per line: timestamp, level, target, message, fields.
+    /// One JSON object per line: timestamp, level, target, and fields (the
+    /// message among them).
     Json,
 }
 

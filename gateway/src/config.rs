@@ -200,10 +200,14 @@ impl GatewaySettings {
         if relay.timeout.is_zero() || relay.timeout > Duration::from_secs(30) {
             return Err("relay.timeout_ms must be 1 to 30000".into());
         }
-        if relay.concurrency_per_node == 0 || relay.breaker_failures == 0 {
-            return Err(
-                "relay.concurrency_per_node and relay.breaker_failures must be at least 1".into(),
-            );
+        if !(1..=1024).contains(&relay.concurrency_per_node) {
+            return Err("relay.concurrency_per_node must be 1 to 1024".into());
+        }
+        if !(1..=1000).contains(&relay.breaker_failures) {
+            return Err("relay.breaker_failures must be 1 to 1000".into());
+        }
+        if relay.breaker_open.is_zero() || relay.breaker_open > Duration::from_secs(600) {
+            return Err("relay.breaker_open_ms must be 1 to 600000".into());
         }
         if relay.cache_ttl > Duration::from_secs(60) {
             return Err(
@@ -287,6 +291,22 @@ mod tests {
         let s = GatewaySettings::load(&path).unwrap();
         assert_eq!(s.relay, RelaySettings::default());
         assert!(s.trust_list.is_some());
+        assert_eq!(s.follow, None, "the sample's [follow] is commented out");
+        // The sample's commented-out [follow] section, switched on, parses.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let on: String = text
+            .lines()
+            .map(|l| {
+                let keys = ["# [follow]", "# peer =", "# refresh_secs =", "# retry_ms ="];
+                if keys.iter().any(|k| l.starts_with(k)) {
+                    &l[2..]
+                } else {
+                    l
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let s = GatewaySettings::parse(&on, Path::new("/g")).unwrap();
         assert_eq!(
             s.follow,
             Some(FollowSettings {
@@ -322,6 +342,16 @@ mod tests {
             )
             .is_err()
         );
+        for (relay, why) in [
+            ("breaker_open_ms = 0", "breaker_open_ms"),
+            ("breaker_open_ms = 18446744073709551615", "breaker_open_ms"),
+            ("concurrency_per_node = 100000000", "concurrency_per_node"),
+            ("breaker_failures = 0", "breaker_failures"),
+        ] {
+            let e = GatewaySettings::parse(&format!("{good}\n[relay]\n{relay}\n"), Path::new("."))
+                .unwrap_err();
+            assert!(e.contains(why), "{relay}: {e}");
+        }
         assert!(GatewaySettings::parse(&good.replace("listen", "lisen"), Path::new(".")).is_err());
         for follow in [
             "peer = \"127.0.0.1\"",
