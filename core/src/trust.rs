@@ -5,6 +5,12 @@
 //! pinned national root and has the trust-list-signer role, the signature over
 //! the exact payload bytes holds, and every entry's certificate was issued by
 //! the root and agrees with the entry about role, code and validity.
+//!
+//! A trust-list signer is rotated by listing the old signer REVOKED in the
+//! first list the new one signs. A list whose own entries revoke its signer
+//! is refused, and so is a successor signed by a signer that the list held
+//! revokes: once a verifier holds a list from the new signer, nothing the old
+//! signer signs is accepted again, whatever its sequence.
 
 use std::collections::{HashMap, HashSet};
 
@@ -81,6 +87,11 @@ pub enum TrustListError {
     /// The signature does not match.
     #[error("trust-list signature does not match its payload")]
     BadSignature,
+    /// The signer is revoked, by the list itself or by the list held.
+    #[error(
+        "trust list signed by the revoked trust-list signer {0} (the signer was rotated: fetch a list from the new signer)"
+    )]
+    SignerRevoked(KeyId),
     /// A version this library does not read.
     #[error(
         "trust list version {0} is not supported (this verifier reads version {TRUST_LIST_VERSION})"
@@ -261,6 +272,16 @@ impl CheckedTrustList {
             }
             entries.push(checked);
         }
+        let revoked_serials: HashSet<Vec<u8>> = list.revoked_serials.into_iter().collect();
+        let signer_key_id = signer.key_id();
+        if revoked_serials.contains(signer.serial())
+            || by_key_id
+                .get(&signer_key_id)
+                .and_then(|&i| entries.get(i))
+                .is_some_and(CheckedEntry::is_revoked)
+        {
+            return Err(TrustListError::SignerRevoked(signer_key_id));
+        }
         Ok(Self {
             sequence: list.sequence,
             issued_at: list.issued_at,
@@ -268,7 +289,7 @@ impl CheckedTrustList {
             sunset_at: list.sunset_at,
             entries,
             by_key_id,
-            revoked_serials: list.revoked_serials.into_iter().collect(),
+            revoked_serials,
             signer,
             payload: signed.payload,
             signed_bytes: bytes.to_vec(),
@@ -276,7 +297,9 @@ impl CheckedTrustList {
     }
 
     /// Verifies a list offered to replace this one: refuses a lower sequence
-    /// (rollback) and the same sequence with different contents.
+    /// (rollback), the same sequence with different contents, and a list
+    /// signed by a trust-list signer that this list revokes (a rotated-out
+    /// signer, whatever sequence it writes).
     pub fn verify_successor(
         &self,
         bytes: &[u8],
@@ -292,6 +315,9 @@ impl CheckedTrustList {
         }
         if next.sequence == self.sequence && next.payload != self.payload {
             return Err(TrustListError::SequenceReused(next.sequence));
+        }
+        if self.is_revoked(&next.signer) {
+            return Err(TrustListError::SignerRevoked(next.signer.key_id()));
         }
         Ok(next)
     }

@@ -132,3 +132,60 @@ fn a_certificate_has_one_encoding_only() {
         );
     }
 }
+
+#[test]
+fn a_rotated_out_trust_list_signer_is_refused_once_a_list_from_its_successor_is_held() {
+    let mut pki = TestPki::new(NOW).unwrap();
+    pki.add_city(330_100, "Hangzhou", "127.0.0.1:7001").unwrap();
+    let root = pki.anchor().unwrap();
+    let old = pki.list_signer.clone();
+    let first = CheckedTrustList::verify(&pki.trust_list(1).unwrap(), &root, NOW).unwrap();
+
+    // Rotation: a new signer, the old one listed REVOKED in its first list.
+    let new = pki
+        .issue(
+            Identity::new(Role::TrustListSigner, Scope::Nation).unwrap(),
+            &[],
+        )
+        .unwrap();
+    let mut rotated = pki.trust_list_message(2).unwrap();
+    rotated.entries[0].status = tessera_proto::v1::EntryStatus::Revoked as i32;
+    rotated.entries[0].revoked_at = NOW;
+    rotated
+        .entries
+        .push(entry(&new, Role::TrustListSigner, 0, "Signer 2", "").unwrap());
+    pki.list_signer = new.clone();
+    let second_bytes = pki.sign(&rotated).unwrap();
+    let second = first
+        .verify_successor(&second_bytes, &root, NOW)
+        .expect("a list from the new signer chains to the root");
+    assert_eq!(
+        second.signer_certificate().key_id(),
+        CertInfo::parse(&new.der).unwrap().key_id()
+    );
+
+    // The old key (stolen, say) signs a later sequence that lists itself active.
+    pki.list_signer = old.clone();
+    let forged = pki.trust_list(3).unwrap();
+    let old_id = CertInfo::parse(&old.der).unwrap().key_id();
+    assert_eq!(
+        second.verify_successor(&forged, &root, NOW).unwrap_err(),
+        TrustListError::SignerRevoked(old_id)
+    );
+    // A list that itself revokes its signer is refused even without history.
+    let mut self_revoking = rotated.clone();
+    self_revoking.sequence = 4;
+    let self_revoking = pki.sign(&self_revoking).unwrap();
+    assert_eq!(
+        CheckedTrustList::verify(&self_revoking, &root, NOW).unwrap_err(),
+        TrustListError::SignerRevoked(old_id)
+    );
+    // Rollback to the old signer's own list is refused by its sequence.
+    assert!(matches!(
+        second.verify_successor(first.signed_bytes(), &root, NOW),
+        Err(TrustListError::Rollback {
+            held: 2,
+            offered: 1
+        })
+    ));
+}
