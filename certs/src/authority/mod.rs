@@ -13,11 +13,17 @@
 //! D/trust-lists/000001.tsl          every list signed, by sequence
 //! ```
 //!
+//! Rotation and renewal ([`AuthorityDir::rotate_signer`],
+//! [`AuthorityDir::renew`], [`AuthorityDir::rotate_list_signer`]) write the
+//! new certificate and key as `<stem>.<n>.crt` and `.key` beside the old
+//! ones and then install them over the live `<stem>.crt` and `.key`.
+//!
 //! Every operation checks all its preconditions before it writes anything, so
 //! a refused command leaves the directory as it was. Private keys are written
 //! with mode 0600.
 
 mod registry;
+mod rotation;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -29,6 +35,7 @@ use tessera_core::{CityCode, Identity, ProvinceCode, Role, Scope};
 use tessera_proto::v1 as pb;
 
 pub use registry::{Enrolment, Registry};
+pub use rotation::{Pruned, Reissued, RenewTarget};
 
 use crate::keys::{self, KeyError};
 use crate::profile::{CertRequest, IssueError, RootCa};
@@ -77,6 +84,9 @@ pub enum AuthorityError {
     /// Nothing matches the revocation target.
     #[error("no active certificate matches {0}")]
     NothingToRevoke(String),
+    /// Nothing matches the renewal target.
+    #[error("no certificate in use matches {0}")]
+    NothingToRenew(String),
     /// Options out of range.
     #[error("{0}")]
     BadOption(String),
@@ -425,6 +435,9 @@ impl AuthorityDir {
             not_before: info.not_before(),
             not_after: info.not_after(),
             revoked_at: None,
+            retired_at: None,
+            listed_at: None,
+            pruned_at: None,
         })
     }
 
@@ -594,7 +607,7 @@ impl AuthorityDir {
             && (e.identity.ends_with(":trust-list-signer") || e.identity.ends_with(":root"))
         {
             return Err(AuthorityError::BadOption(format!(
-                "{} cannot be revoked by a trust list it signs: rotate it instead",
+                "{} cannot be revoked by a trust list it signs: rotate it instead (tessera authority rotate-list-signer)",
                 e.identity
             )));
         }
@@ -629,11 +642,16 @@ impl AuthorityDir {
                 "the federation has passed its sunset date: no list can be published".into(),
             ));
         }
-        let signer_key = keys::read_key(&self.dir.join("trust-list-signer/signer.key"))?;
-        let signer_der = keys::read_cert(&self.dir.join("trust-list-signer/signer.crt"))?;
+        let (signer_cert, signer_key) = self.current_list_signer()?;
+        let signer_key = keys::read_key(&signer_key)?;
+        let signer_der = keys::read_cert(&signer_cert)?;
         let mut entries = vec![];
         let mut revoked_serials = vec![];
-        for e in &self.registry.enrolments {
+        let mut listed = vec![];
+        for (index, e) in self.registry.enrolments.iter().enumerate() {
+            if e.pruned_at.is_some() {
+                continue;
+            }
             let identity: Identity = e
                 .identity
                 .parse()
@@ -649,6 +667,9 @@ impl AuthorityDir {
                 }
                 Role::TrustListSigner | Role::Gateway | Role::CityNode | Role::BadgeSigner => {
                     let der = keys::read_cert(&self.dir.join(&e.cert_file))?;
+                    if e.listed_at.is_none() {
+                        listed.push(index);
+                    }
                     entries.push(pb::TrustEntry {
                         code: identity.scope().code(),
                         name: e.name.clone(),
@@ -685,6 +706,11 @@ impl AuthorityDir {
         write_replacing(&lists.join(format!("{sequence:06}.tsl")), &bytes)?;
         let mut next = self.registry.clone();
         next.last_sequence = sequence;
+        for index in listed {
+            if let Some(e) = next.enrolments.get_mut(index) {
+                e.listed_at = Some(now);
+            }
+        }
         next.save(&self.dir.join(REGISTRY))?;
         self.registry = next;
         Ok((sequence, bytes))

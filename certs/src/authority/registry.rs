@@ -54,12 +54,30 @@ pub struct Enrolment {
     /// When revoked (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_at: Option<i64>,
+    /// When a newer certificate of the same party took over from this one
+    /// (`rotate-signer`, `renew`). A retired certificate is not revoked: it
+    /// stays ACTIVE in the trust lists, so what it signed stays valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired_at: Option<i64>,
+    /// When a trust list first carried this certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed_at: Option<i64>,
+    /// When a retired badge signer was left out of the trust lists, every
+    /// badge it signed having expired (`prune-signers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned_at: Option<i64>,
 }
 
 impl Enrolment {
-    /// Whether still active.
+    /// Whether still active: neither revoked nor pruned (retired
+    /// certificates are active).
     pub fn is_active(&self) -> bool {
-        self.revoked_at.is_none()
+        self.revoked_at.is_none() && self.pruned_at.is_none()
+    }
+
+    /// Whether this is the certificate in use: active and not retired.
+    pub fn is_current(&self) -> bool {
+        self.is_active() && self.retired_at.is_none()
     }
 }
 
