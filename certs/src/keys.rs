@@ -100,7 +100,13 @@ fn pem_encode(label: &str, der: &[u8]) -> String {
 /// Reads an Ed25519 private key from a PEM file.
 pub fn read_key(path: &Path) -> Result<SigningKey, KeyError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
-    let item = rustls_pemfile::private_key(&mut bytes.as_slice())
+    key_from_pem(&bytes, path)
+}
+
+/// Reads an Ed25519 private key from the PEM text of the file at `path`
+/// (named in errors only).
+pub fn key_from_pem(bytes: &[u8], path: &Path) -> Result<SigningKey, KeyError> {
+    let item = rustls_pemfile::private_key(&mut &bytes[..])
         .map_err(|e| KeyError::Pem {
             path: path.display().to_string(),
             what: e.to_string(),
@@ -124,7 +130,13 @@ pub fn read_key(path: &Path) -> Result<SigningKey, KeyError> {
 /// Reads every certificate from a PEM file, leaf first.
 pub fn read_certs(path: &Path) -> Result<Vec<Vec<u8>>, KeyError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut bytes.as_slice()).collect();
+    certs_from_pem(&bytes, path)
+}
+
+/// Reads every certificate from the PEM text of the file at `path` (named
+/// in errors only), leaf first.
+pub fn certs_from_pem(bytes: &[u8], path: &Path) -> Result<Vec<Vec<u8>>, KeyError> {
+    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut &bytes[..]).collect();
     let certs = certs.map_err(|e| KeyError::Pem {
         path: path.display().to_string(),
         what: e.to_string(),

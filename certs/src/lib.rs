@@ -6,7 +6,9 @@
 //! TLS: which peers may connect ([`tls`]), what is read of a peer once per
 //! connection ([`connection`]), which calls it may make ([`authz`]) and how
 //! the caller's identity reaches a gRPC handler ([`grpc`]), and following a
-//! gateway's trust list, as city nodes and follower gateways do ([`follow`]).
+//! gateway's trust list, as city nodes and follower gateways do ([`follow`]),
+//! and picking up renewed certificates and keys without a restart
+//! ([`reload`]).
 //!
 //! It must never weaken a check rustls makes: tessera's own checks (role,
 //! extended key usage, revocation by the trust list) are added on top of the
@@ -20,6 +22,7 @@ pub mod grpc;
 pub mod keys;
 pub mod metrics;
 pub mod profile;
+pub mod reload;
 pub mod standard;
 pub mod tls;
 

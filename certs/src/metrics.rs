@@ -288,6 +288,14 @@ pub struct CertificateLabel {
 /// How long before a certificate expires its server starts warning.
 pub const EXPIRY_WARNING_SECS: i64 = 30 * 86_400;
 
+/// The not-after of the certificate a server uses now: read afresh at every
+/// scrape and every warning, so a renewed certificate (see
+/// [`crate::reload`]) replaces the old one's figures at once.
+pub type NotAfter = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// A certificate to watch: its label and where to read its expiry.
+pub type Expiry = (&'static str, NotAfter);
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -305,10 +313,10 @@ impl Metrics {
     }
 
     /// `tessera_certificate_expiry_seconds{certificate}`: seconds until each
-    /// of `certificates` (name, not-after) expires, at each scrape. Alert on
-    /// it going under 30 days; the server also logs a warning then
-    /// ([`warn_before_expiry`]).
-    pub fn watch_expiry(&mut self, certificates: Vec<(&'static str, i64)>) {
+    /// of `certificates` (name, not-after of the one in use) expires, at
+    /// each scrape. Alert on it going under 30 days; the server also logs a
+    /// warning then ([`warn_before_expiry`]).
+    pub fn watch_expiry(&mut self, certificates: Vec<Expiry>) {
         let family = Family::<CertificateLabel, Gauge>::default();
         self.registry.register(
             "certificate_expiry_seconds",
@@ -320,20 +328,21 @@ impl Metrics {
             for (certificate, not_after) in &certificates {
                 family
                     .get_or_create(&CertificateLabel { certificate })
-                    .set(not_after.saturating_sub(now));
+                    .set(not_after().saturating_sub(now));
             }
         }));
     }
 }
 
-/// Logs a warning for each of `certificates` (name, not-after) within
-/// [`EXPIRY_WARNING_SECS`] of expiring, now and then once a day, for as long
-/// as the server runs.
-pub async fn warn_before_expiry(certificates: Vec<(&'static str, i64)>) {
+/// Logs a warning for each of `certificates` (name, not-after of the one in
+/// use) within [`EXPIRY_WARNING_SECS`] of expiring, now and then once a day,
+/// for as long as the server runs. A renewed certificate is read at the next
+/// look, so its warnings stop.
+pub async fn warn_before_expiry(certificates: Vec<Expiry>) {
     loop {
         let now = unix_now();
         for (certificate, not_after) in &certificates {
-            let left = not_after.saturating_sub(now);
+            let left = not_after().saturating_sub(now);
             if left <= 0 {
                 tracing::error!(certificate, "certificate has expired: renew it now");
             } else if left <= EXPIRY_WARNING_SECS {

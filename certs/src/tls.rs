@@ -11,13 +11,14 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use ed25519_dalek::SigningKey;
-use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, Error, OtherError,
     RootCertStore, ServerConfig, SignatureScheme,
@@ -49,6 +50,14 @@ pub enum TlsError {
     /// Key conversion failed.
     #[error(transparent)]
     Key(#[from] keys::KeyError),
+    /// A renewed certificate names another party.
+    #[error("the new certificate is {offered}'s, not {held}'s")]
+    IdentityChanged {
+        /// Whose certificate is presented now.
+        held: String,
+        /// Whose the new one is.
+        offered: String,
+    },
 }
 
 /// The crypto provider every tessera TLS configuration uses.
@@ -142,11 +151,23 @@ impl TrustState {
 }
 
 /// A certificate and its private key, for one side of a TLS connection.
+///
+/// Clones share one slot: [`TlsIdentity::replace`] (a renewed certificate,
+/// see [`crate::reload`]) changes what every clone, and every server and
+/// client configuration built from it, presents at its next handshake.
+/// Connections already open keep the certificate they were made with.
 #[derive(Clone)]
 pub struct TlsIdentity {
-    chain: Vec<CertificateDer<'static>>,
-    key_der: Vec<u8>,
     identity: Identity,
+    current: Arc<ArcSwap<Presented>>,
+}
+
+/// What a [`TlsIdentity`] presents now.
+#[derive(Debug)]
+struct Presented {
+    certified: Arc<CertifiedKey>,
+    der: Vec<u8>,
+    serial: Vec<u8>,
     not_after: i64,
 }
 
@@ -154,28 +175,45 @@ impl std::fmt::Debug for TlsIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsIdentity")
             .field("identity", &self.identity.to_uri())
+            .field("serial", &self.serial_hex())
             .field("key", &"<redacted>")
             .finish()
     }
+}
+
+fn present(cert_der: Vec<u8>, key: &SigningKey) -> Result<(Identity, Presented), TlsError> {
+    let info = CertInfo::parse(&cert_der)?;
+    let role = info.identity().role();
+    if !role.uses_tls() {
+        return Err(TlsError::NotTlsRole(role));
+    }
+    if info.public_key() != &key.verifying_key() {
+        return Err(TlsError::KeyMismatch);
+    }
+    let key_der = keys::key_to_pkcs8_der(key)?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)))?;
+    let certified = CertifiedKey::new(vec![CertificateDer::from(cert_der.clone())], signing);
+    Ok((
+        info.identity(),
+        Presented {
+            certified: Arc::new(certified),
+            serial: info.serial().to_vec(),
+            not_after: info.not_after(),
+            der: cert_der,
+        },
+    ))
 }
 
 impl TlsIdentity {
     /// Binds a key to its certificate, checking the role may use TLS and the
     /// key matches.
     pub fn new(cert_der: Vec<u8>, key: &SigningKey) -> Result<Self, TlsError> {
-        let info = CertInfo::parse(&cert_der)?;
-        let role = info.identity().role();
-        if !role.uses_tls() {
-            return Err(TlsError::NotTlsRole(role));
-        }
-        if info.public_key() != &key.verifying_key() {
-            return Err(TlsError::KeyMismatch);
-        }
+        let (identity, presented) = present(cert_der, key)?;
         Ok(Self {
-            chain: vec![CertificateDer::from(cert_der)],
-            key_der: keys::key_to_pkcs8_der(key)?,
-            identity: info.identity(),
-            not_after: info.not_after(),
+            identity,
+            current: Arc::new(ArcSwap::from_pointee(presented)),
         })
     }
 
@@ -186,18 +224,72 @@ impl TlsIdentity {
         Self::new(der, &key)
     }
 
+    /// Presents `cert_der` and `key` from the next handshake on, in every
+    /// clone. The certificate must be of the same role and scope (a renewal,
+    /// not another party's certificate), and the key must match it. Returns
+    /// whether anything changed (false: the same certificate).
+    pub fn replace(&self, cert_der: Vec<u8>, key: &SigningKey) -> Result<bool, TlsError> {
+        if cert_der == self.current.load().der {
+            return Ok(false);
+        }
+        let (identity, presented) = present(cert_der, key)?;
+        if identity != self.identity {
+            return Err(TlsError::IdentityChanged {
+                held: self.identity.to_uri(),
+                offered: identity.to_uri(),
+            });
+        }
+        self.current.store(Arc::new(presented));
+        Ok(true)
+    }
+
     /// The role and scope of this identity.
     pub fn identity(&self) -> Identity {
         self.identity
     }
 
-    /// When the certificate expires, Unix seconds.
+    /// When the certificate presented now expires, Unix seconds.
     pub fn not_after(&self) -> i64 {
-        self.not_after
+        self.current.load().not_after
     }
 
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone()))
+    /// The serial of the certificate presented now, in hex.
+    pub fn serial_hex(&self) -> String {
+        tessera_core::cert::hex_string(&self.current.load().serial)
+    }
+
+    /// The DER of the certificate presented now.
+    pub fn certificate_der(&self) -> Vec<u8> {
+        self.current.load().der.clone()
+    }
+
+    fn resolver(&self) -> Arc<Resolver> {
+        Arc::new(Resolver(Arc::clone(&self.current)))
+    }
+}
+
+/// Hands rustls whatever certificate its [`TlsIdentity`] presents now, on
+/// the server side and, for client authentication, on the client side.
+#[derive(Debug)]
+struct Resolver(Arc<ArcSwap<Presented>>);
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0.load().certified))
+    }
+}
+
+impl ResolvesClientCert for Resolver {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.0.load().certified))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
@@ -356,7 +448,7 @@ pub fn server_config(
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain.clone(), identity.key())?;
+        .with_cert_resolver(identity.resolver());
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }
@@ -399,7 +491,7 @@ fn build_client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
-        .with_client_auth_cert(identity.chain.clone(), identity.key())?;
+        .with_client_cert_resolver(identity.resolver());
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }

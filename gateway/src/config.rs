@@ -38,6 +38,8 @@ struct GatewayFile {
     max_message_bytes: Option<usize>,
     #[serde(default)]
     max_connections_per_peer: Option<usize>,
+    #[serde(default)]
+    reload_secs: Option<u64>,
     tls: TlsFile,
     #[serde(default)]
     relay: RelayFile,
@@ -137,6 +139,9 @@ pub struct GatewaySettings {
     pub max_message_bytes: usize,
     /// Connections one remote IP address may hold at once.
     pub max_connections_per_peer: usize,
+    /// How often the TLS certificate and key files are looked at for a
+    /// renewal (also at once on SIGHUP).
+    pub reload: Duration,
     /// Where to serve Prometheus metrics (plain HTTP), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Gateway TLS certificate (PEM).
@@ -185,6 +190,9 @@ impl GatewaySettings {
         if !(1..=1_000_000).contains(&max_connections_per_peer) {
             return Err("max_connections_per_peer must be 1 to 1000000".into());
         }
+        if file.reload_secs.is_some_and(|s| !(1..=86_400).contains(&s)) {
+            return Err("reload_secs must be 1 to 86400".into());
+        }
         let d = RelaySettings::default();
         let r = file.relay;
         let relay = RelaySettings {
@@ -221,6 +229,10 @@ impl GatewaySettings {
             data_dir: at(file.data_dir),
             max_message_bytes,
             max_connections_per_peer,
+            reload: Duration::from_secs(
+                file.reload_secs
+                    .unwrap_or(tessera_certs::reload::DEFAULT_RELOAD_SECS),
+            ),
             metrics_listen: file
                 .metrics
                 .as_ref()

@@ -159,7 +159,9 @@ pub async fn serve(
             &loaded.verifier,
         ))));
     metrics.watch_trust_list(Arc::clone(&trust));
-    let expiries = vec![("tls", loaded.identity.not_after())];
+    let tls = loaded.identity.clone();
+    let expiries: Vec<tessera_certs::metrics::Expiry> =
+        vec![("tls", Arc::new(move || tls.not_after()))];
     metrics.watch_expiry(expiries.clone());
     let metrics = Arc::new(metrics);
     let metrics_listener = match loaded.settings.metrics_listen {
@@ -184,7 +186,7 @@ pub async fn serve(
     };
     let server = tonic::transport::Server::builder()
         .layer(metrics.layer(crate::authz::table()))
-        .layer(AuthzLayer::new(trust, crate::authz::table()))
+        .layer(AuthzLayer::new(Arc::clone(&trust), crate::authz::table()))
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
     let endpoint = async {
@@ -201,12 +203,22 @@ pub async fn serve(
             None => std::future::pending().await,
         }
     };
+    // A renewed certificate is presented at the next handshake, by the
+    // server and by the relay's and the follower's clients alike: they all
+    // share the one identity.
+    let watched = vec![tessera_certs::reload::Watched::tls(
+        loaded.identity.clone(),
+        Arc::clone(&trust),
+        loaded.settings.tls_certificate.clone(),
+        loaded.settings.tls_key.clone(),
+    )];
     // None of these ends while the server runs.
     let beside = async {
         tokio::join!(
             endpoint,
             follow,
-            tessera_certs::metrics::warn_before_expiry(expiries)
+            tessera_certs::metrics::warn_before_expiry(expiries),
+            tessera_certs::reload::run(watched, loaded.settings.reload)
         )
     };
     tokio::select! {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use prost::Message;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -107,7 +108,8 @@ pub struct City<S> {
     store: Arc<S>,
     commit: GroupCommit<S>,
     policy: Policy,
-    signer: BadgeSigner,
+    /// The badge signer in use; replaced whole by a rotation.
+    signer: ArcSwap<BadgeSigner>,
     pseudonyms: PseudonymKey,
     max_batch: usize,
     /// Serialises read-decide-write sections; flushes happen outside it.
@@ -148,7 +150,7 @@ impl<S: Store> City<S> {
             commit: GroupCommit::new(Arc::clone(&store)),
             store,
             policy,
-            signer,
+            signer: ArcSwap::from_pointee(signer),
             pseudonyms,
             max_batch,
             writer: Mutex::new(()),
@@ -164,6 +166,28 @@ impl<S: Store> City<S> {
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The badge signer in use: badges issued from now on carry its key id.
+    pub fn signer(&self) -> Arc<BadgeSigner> {
+        self.signer.load_full()
+    }
+
+    /// Signs every badge decided from now on with `signer` (a rotation),
+    /// which must speak for this node's city. Badges already issued keep the
+    /// signature they have. Returns whether the signer changed.
+    pub fn replace_signer(&self, signer: BadgeSigner) -> Result<bool, SignError> {
+        if signer.city() != self.city {
+            return Err(SignError::WrongCity {
+                claimed: self.city,
+                signer: signer.city(),
+            });
+        }
+        if signer.key_id() == self.signer.load().key_id() {
+            return Ok(false);
+        }
+        self.signer.store(Arc::new(signer));
+        Ok(true)
     }
 
     /// Makes everything applied so far durable (used at shutdown).
@@ -412,17 +436,18 @@ impl<S: Store> City<S> {
         let assessment = self.policy.assess(&self.decode_records(&q.resident)?, now);
         let mut badge_id = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut badge_id);
+        let signer = self.signer.load();
         let claims = BadgeClaims {
             issuer_city: self.city,
             badge_id: BadgeId::from_bytes(badge_id),
             colour: assessment.colour,
             issued_at: now,
             // Never past the signer certificate (signing refuses an empty window).
-            valid_until: assessment.valid_until.min(self.signer.not_after()),
+            valid_until: assessment.valid_until.min(signer.not_after()),
             policy_version: assessment.policy_version,
             holder_hint: HolderHint::mask(&q.name, q.id.as_str()),
         };
-        let envelope = self.signer.sign(&claims)?;
+        let envelope = signer.sign(&claims)?;
         let earlier = decided.entry(q.resident).or_default();
         if earlier.is_empty() {
             for (old, mut badge) in self.store.badges_of(&q.resident)? {

@@ -56,6 +56,8 @@ struct NodeFile {
     store_cache_mb: Option<u64>,
     #[serde(default)]
     max_connections_per_peer: Option<usize>,
+    #[serde(default)]
+    reload_secs: Option<u64>,
     tls: TlsFile,
     badges: BadgesFile,
     #[serde(default)]
@@ -107,6 +109,9 @@ pub struct NodeSettings {
     pub store_cache_bytes: u64,
     /// Connections one remote IP address may hold at once.
     pub max_connections_per_peer: usize,
+    /// How often the TLS and badge-signer certificate and key files are
+    /// looked at for a renewal (also at once on SIGHUP).
+    pub reload: std::time::Duration,
     /// Where to serve Prometheus metrics (plain HTTP), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Node TLS certificate (PEM).
@@ -181,6 +186,9 @@ impl NodeSettings {
         {
             return Err(invalid("tls.refresh_secs must be 1 to 86400".into()));
         }
+        if file.reload_secs.is_some_and(|s| !(1..=86_400).contains(&s)) {
+            return Err(invalid("reload_secs must be 1 to 86400".into()));
+        }
         let max_message_bytes = file.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE);
         if !(4096..=256 * 1024 * 1024).contains(&max_message_bytes) {
             return Err(invalid(
@@ -214,6 +222,10 @@ impl NodeSettings {
             max_message_bytes,
             store_cache_bytes: store_cache_mb * 1024 * 1024,
             max_connections_per_peer,
+            reload: std::time::Duration::from_secs(
+                file.reload_secs
+                    .unwrap_or(tessera_certs::reload::DEFAULT_RELOAD_SECS),
+            ),
             metrics_listen,
             tls_certificate: at(file.tls.certificate),
             tls_key: at(file.tls.key),

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use tessera_certs::authz::AuthzLayer;
 use tessera_certs::follow::{FollowError, Follower};
 use tessera_certs::keys::{self, KeyError};
-use tessera_certs::metrics::Metrics;
+use tessera_certs::metrics::{Expiry, Metrics};
+use tessera_certs::reload::{self, Outcome, Watched};
 use tessera_certs::tls::{self, TlsError};
 use tessera_certs::{TlsIdentity, TrustState, grpc};
 use tessera_core::badge::{BadgeSigner, SignError};
@@ -126,8 +127,9 @@ fn pseudonym_key(data_dir: &Path) -> Result<PseudonymKey, StartError> {
 pub struct Loaded {
     /// The city's state.
     pub city: Arc<City<SledStore>>,
-    /// The certificates to watch for expiry: name and not-after.
-    pub expiries: Vec<(&'static str, i64)>,
+    /// The certificates to watch for expiry: name and the not-after of the
+    /// one in use.
+    pub expiries: Vec<Expiry>,
     /// Trust for TLS.
     pub trust: Arc<TrustState>,
     /// The node's TLS identity.
@@ -201,10 +203,6 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
         &settings.data_dir.join("store"),
         settings.store_cache_bytes,
     )?);
-    let expiries = vec![
-        ("tls", identity.not_after()),
-        ("badge_signer", signer.not_after()),
-    ];
     let city = Arc::new(City::new(
         store,
         policy,
@@ -212,6 +210,15 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
         pseudonyms,
         settings.max_batch_records,
     ));
+    let tls = identity.clone();
+    let signing = Arc::clone(&city);
+    let expiries: Vec<Expiry> = vec![
+        ("tls", Arc::new(move || tls.not_after())),
+        (
+            "badge_signer",
+            Arc::new(move || signing.signer().not_after()),
+        ),
+    ];
     Ok(Loaded {
         city,
         expiries,
@@ -222,6 +229,75 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
 }
 
 const TRUST_CACHE: &str = "trust-list.tsl";
+
+/// The badge-signer files, watched like the TLS ones. A new signer is used
+/// only once the trust list in force here carries it (when the node follows
+/// a gateway): a badge signed by a key that verifiers do not know yet would
+/// be refused as UNKNOWN_SIGNER. Until then the node goes on signing with
+/// the old key, which stays valid: a rotation leaves it ACTIVE.
+fn watch_badge_signer(loaded: &Loaded) -> Watched {
+    let city = Arc::clone(&loaded.city);
+    let trust = Arc::clone(&loaded.trust);
+    let gated = loaded.settings.gateway.is_some();
+    let apply = Box::new(move |der: Vec<u8>, key| {
+        if tessera_core::KeyId::of_certificate(&der) == city.signer().key_id() {
+            return Outcome::Unchanged;
+        }
+        let info = match tessera_core::CertInfo::parse_issued_by(&der, trust.root()) {
+            Ok(info) => info,
+            Err(e) => return Outcome::Refused(format!("not issued by the root: {e}")),
+        };
+        if !info.valid_at(unix_now()) {
+            return Outcome::Refused("the certificate is not valid now".into());
+        }
+        let signer = match BadgeSigner::new(key, &der) {
+            Ok(signer) => signer,
+            Err(e) => return Outcome::Refused(e.to_string()),
+        };
+        match trust.current() {
+            Some(list) => match list.by_key_id(&signer.key_id()) {
+                Some(entry) if entry.is_revoked() => {
+                    return Outcome::Refused("the trust list in force revokes it".into());
+                }
+                Some(_) => {}
+                None if gated => {
+                    return Outcome::Wait(format!(
+                        "key {} is not in the trust list in force (sequence {}): \
+                         signing with key {} until a list carrying it arrives",
+                        signer.key_id(),
+                        list.sequence(),
+                        city.signer().key_id()
+                    ));
+                }
+                None => {}
+            },
+            None if gated => {
+                return Outcome::Wait(format!(
+                    "no trust list yet: signing with key {} until a list carrying key {} arrives",
+                    city.signer().key_id(),
+                    signer.key_id()
+                ));
+            }
+            None => {}
+        }
+        let old = city.signer().key_id();
+        let new = signer.key_id();
+        match city.replace_signer(signer) {
+            Ok(true) => Outcome::Applied(format!(
+                "badges are signed with key {new} (was {old}), valid until {}",
+                info.not_after()
+            )),
+            Ok(false) => Outcome::Unchanged,
+            Err(e) => Outcome::Refused(e.to_string()),
+        }
+    });
+    Watched::new(
+        "badge_signer",
+        loaded.settings.signer_certificate.clone(),
+        loaded.settings.signer_key.clone(),
+        apply,
+    )
+}
 
 /// Follows the gateway's trust list ([`tessera_certs::follow`]): each newer
 /// list is put in force at once (rollback refused) and kept in the data
@@ -320,12 +396,22 @@ pub async fn serve(
             None => std::future::pending().await,
         }
     };
+    let watched = vec![
+        Watched::tls(
+            loaded.identity.clone(),
+            Arc::clone(&loaded.trust),
+            loaded.settings.tls_certificate.clone(),
+            loaded.settings.tls_key.clone(),
+        ),
+        watch_badge_signer(loaded),
+    ];
     // None of these ends while the server runs.
     let beside = async {
         tokio::join!(
             follow,
             endpoint,
-            tessera_certs::metrics::warn_before_expiry(loaded.expiries.clone())
+            tessera_certs::metrics::warn_before_expiry(loaded.expiries.clone()),
+            reload::run(watched, loaded.settings.reload)
         )
     };
     tokio::select! {

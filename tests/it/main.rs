@@ -12,6 +12,7 @@ mod metrics;
 mod mtls;
 mod node;
 mod relay_faults;
+mod rotation;
 mod standard_services;
 mod trust_list;
 mod verify_errors;

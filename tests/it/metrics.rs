@@ -16,19 +16,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A free loopback port for a metrics endpoint.
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }
 
-fn with_metrics(config: &std::path::Path, addr: SocketAddr) {
+pub(crate) fn with_metrics(config: &std::path::Path, addr: SocketAddr) {
     let mut text = std::fs::read_to_string(config).unwrap();
     text.push_str(&format!("\n[metrics]\nlisten = \"{addr}\"\n"));
     std::fs::write(config, text).unwrap();
 }
 
 /// GET `path` from `addr`: status line and body.
-async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (String, String) {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(
         format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
@@ -42,7 +42,7 @@ async fn get(addr: SocketAddr, path: &str) -> (String, String) {
 }
 
 /// The value of the sample `name{labels}` (exactly as exposed).
-fn sample(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())

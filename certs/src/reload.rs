@@ -1,0 +1,360 @@
+//! Picking up renewed certificates and keys without a restart.
+//!
+//! A server names its certificate and key files in its configuration; the
+//! authority's `renew` and `rotate-signer` (or an operator's `mv`) replace
+//! those files. [`run`] looks at them every `every` and at once on SIGHUP,
+//! and when their contents change, reads both, checks them and hands them to
+//! the part that uses them: a [`TlsIdentity`], whose next handshakes present
+//! the new certificate while connections already open go on with the old
+//! one, or the node's badge signer.
+//!
+//! A pair that does not check out (the key not matching the certificate,
+//! as between the two renames of a renewal; a certificate not issued by the
+//! root, expired, revoked, or of another party) is never used: the server
+//! keeps what it has, says why, and tries again when the files change.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use tessera_core::CertInfo;
+
+use crate::keys;
+use crate::tls::{TlsError, TlsIdentity, TrustState};
+
+/// How often a server looks at its certificate and key files unless
+/// configured (`reload_secs`).
+pub const DEFAULT_RELOAD_SECS: u64 = 30;
+
+/// What applying a new certificate and key came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// In use from now on; the message says what changed.
+    Applied(String),
+    /// The same certificate as in use.
+    Unchanged,
+    /// Good, but not to be used yet (a badge signer not yet in the trust
+    /// list): asked again at every look until it is applied or the files
+    /// change.
+    Wait(String),
+    /// Not usable: kept out until the files change.
+    Refused(String),
+}
+
+/// Applies a new certificate (DER) and key, or says why not.
+pub type Apply = Box<dyn Fn(Vec<u8>, SigningKey) -> Outcome + Send + Sync>;
+
+/// One certificate file and key file, and what to do with a new pair.
+pub struct Watched {
+    name: &'static str,
+    cert: PathBuf,
+    key: PathBuf,
+    apply: Apply,
+    /// The file contents last acted upon.
+    seen: Option<(Vec<u8>, Vec<u8>)>,
+    /// Why the last pair is waiting, if it is.
+    waiting: Option<String>,
+}
+
+impl std::fmt::Debug for Watched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watched")
+            .field("name", &self.name)
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Watched {
+    /// Watches `cert` and `key` (PEM files), calling the pair `name` in logs,
+    /// and hands each new pair to `apply`.
+    pub fn new(name: &'static str, cert: PathBuf, key: PathBuf, apply: Apply) -> Self {
+        Self {
+            name,
+            cert,
+            key,
+            apply,
+            seen: None,
+            waiting: None,
+        }
+    }
+
+    /// The TLS certificate and key of `identity`: a new pair must chain to
+    /// the root of `trust`, be valid now, not be revoked by the list in
+    /// force, and name the same party; then the next handshakes present it.
+    pub fn tls(identity: TlsIdentity, trust: Arc<TrustState>, cert: PathBuf, key: PathBuf) -> Self {
+        let apply = Box::new(move |der: Vec<u8>, key: SigningKey| {
+            if der == identity.certificate_der() {
+                return Outcome::Unchanged;
+            }
+            let info = match CertInfo::parse_issued_by(&der, trust.root()) {
+                Ok(info) => info,
+                Err(e) => return Outcome::Refused(format!("not issued by the root: {e}")),
+            };
+            if !info.valid_at(unix_now()) {
+                return Outcome::Refused("the certificate is not valid now".into());
+            }
+            if trust.is_revoked(&info) {
+                return Outcome::Refused("the trust list in force revokes it".into());
+            }
+            let old = identity.serial_hex();
+            match identity.replace(der, &key) {
+                Ok(true) => Outcome::Applied(format!(
+                    "serial {old} -> {}, valid until {}",
+                    identity.serial_hex(),
+                    identity.not_after()
+                )),
+                Ok(false) => Outcome::Unchanged,
+                Err(TlsError::KeyMismatch) => {
+                    Outcome::Refused("the key does not match the certificate (yet)".into())
+                }
+                Err(e) => Outcome::Refused(e.to_string()),
+            }
+        });
+        Self::new("tls", cert, key, apply)
+    }
+
+    /// Looks at the files once and acts on a change.
+    pub fn poll(&mut self) {
+        let read = std::fs::read(&self.cert).and_then(|c| Ok((c, std::fs::read(&self.key)?)));
+        let contents = match read {
+            Ok(contents) => contents,
+            Err(e) => {
+                tracing::warn!(certificate = self.name, error = %e, "cannot read the certificate or key file: keeping the one in use");
+                return;
+            }
+        };
+        if self.seen.as_ref() == Some(&contents) && self.waiting.is_none() {
+            return;
+        }
+        let parsed = keys::certs_from_pem(&contents.0, &self.cert).and_then(|mut certs| {
+            Ok((
+                certs.swap_remove(0),
+                keys::key_from_pem(&contents.1, &self.key)?,
+            ))
+        });
+        let outcome = match parsed {
+            Ok((der, key)) => (self.apply)(der, key),
+            Err(e) => Outcome::Refused(e.to_string()),
+        };
+        match outcome {
+            Outcome::Applied(what) => {
+                tracing::info!(certificate = self.name, change = %what, "renewed certificate in use");
+                self.waiting = None;
+            }
+            Outcome::Unchanged => self.waiting = None,
+            Outcome::Wait(why) => {
+                if self.waiting.as_ref() != Some(&why) {
+                    tracing::info!(certificate = self.name, reason = %why, "new certificate not used yet");
+                }
+                self.waiting = Some(why);
+            }
+            Outcome::Refused(why) => {
+                tracing::warn!(certificate = self.name, reason = %why, file = %self.cert.display(), "new certificate and key not used: keeping the ones in use");
+                self.waiting = None;
+            }
+        }
+        self.seen = Some(contents);
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Looks at every watched pair now, then every `every` and on each SIGHUP,
+/// for as long as the server runs.
+pub async fn run(mut watched: Vec<Watched>, every: Duration) -> Infallible {
+    #[cfg(unix)]
+    let mut hangup =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).map_err(|e| {
+            tracing::warn!(error = %e, "no SIGHUP handler: certificates are looked at on the timer only");
+        }).ok();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        {
+            let hup = async {
+                match hangup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = hup => tracing::info!("SIGHUP: looking at certificate and key files"),
+            }
+        }
+        #[cfg(not(unix))]
+        tick.tick().await;
+        for w in &mut watched {
+            w.poll();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::path::Path;
+
+    use rustls_pki_types::ServerName;
+    use tessera_core::{ProvinceCode, Role, TrustAnchor};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    use super::*;
+    use crate::authority::{AuthorityDir, InitOptions, RenewTarget};
+    use crate::tls;
+
+    const DAY: i64 = 86_400;
+
+    fn serial_of(der: &[u8]) -> String {
+        tessera_core::cert::hex_string(CertInfo::parse(der).unwrap().serial())
+    }
+
+    fn watched(
+        identity: &TlsIdentity,
+        trust: &Arc<TrustState>,
+        bundle: &Path,
+        stem: &str,
+    ) -> Watched {
+        Watched::tls(
+            identity.clone(),
+            Arc::clone(trust),
+            bundle.join(format!("{stem}.crt")),
+            bundle.join(format!("{stem}.key")),
+        )
+    }
+
+    /// Connects, and returns the stream with the serials each side saw.
+    async fn connect(
+        addr: std::net::SocketAddr,
+        client: &TlsIdentity,
+        trust: &Arc<TrustState>,
+        seen_by_server: &tokio::sync::Mutex<tokio::sync::mpsc::Receiver<String>>,
+    ) -> (tokio_rustls::client::TlsStream<TcpStream>, String, String) {
+        // A fresh configuration each time: no session to resume.
+        let config = tls::client_config(client, Arc::clone(trust), Role::Gateway).unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let mut stream = TlsConnector::from(config)
+            .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+            .await
+            .unwrap();
+        let server_serial = serial_of(stream.get_ref().1.peer_certificates().unwrap()[0].as_ref());
+        stream.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        stream.read_exact(&mut buf).await.unwrap();
+        let client_serial = seen_by_server.lock().await.recv().await.unwrap();
+        (stream, server_serial, client_serial)
+    }
+
+    #[tokio::test]
+    async fn renewed_files_are_presented_on_new_connections_by_server_and_client_alike() {
+        tls::install_default_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let options = InitOptions {
+            name: "Reload test".into(),
+            sunset_at: now + 700 * DAY,
+        };
+        let mut authority = AuthorityDir::init(&dir.path().join("ca"), &options, now).unwrap();
+        let gw = authority.enrol_gateway("gw", "127.0.0.1:1", now).unwrap();
+        let cp = authority
+            .enrol_verifier(ProvinceCode::new(330_000).unwrap(), "checkpoint", now)
+            .unwrap();
+        let trust = Arc::new(
+            TrustState::new(TrustAnchor::from_der(authority.root_der()).unwrap()).unwrap(),
+        );
+        let server =
+            TlsIdentity::from_files(&gw.dir.join("gateway.crt"), &gw.dir.join("gateway.key"))
+                .unwrap();
+        let client =
+            TlsIdentity::from_files(&cp.dir.join("verifier.crt"), &cp.dir.join("verifier.key"))
+                .unwrap();
+        let mut server_files = watched(&server, &trust, &gw.dir, "gateway");
+        let mut client_files = watched(&client, &trust, &cp.dir, "verifier");
+        let (old_server, old_client) = (server.serial_hex(), client.serial_hex());
+
+        // An echo server that reports each client's certificate serial.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = TlsAcceptor::from(tls::server_config(&server, Arc::clone(&trust)).unwrap());
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let seen = tokio::sync::Mutex::new(rx);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut tls = acceptor.accept(tcp).await.unwrap();
+                    let serial =
+                        serial_of(tls.get_ref().1.peer_certificates().unwrap()[0].as_ref());
+                    let _ = tx.send(serial).await;
+                    let mut buf = [0u8; 4];
+                    while tls.read_exact(&mut buf).await.is_ok() {
+                        if tls.write_all(&buf).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+
+        let (mut before, s, c) = connect(addr, &client, &trust, &seen).await;
+        assert_eq!(
+            (s.as_str(), c.as_str()),
+            (old_server.as_str(), old_client.as_str())
+        );
+        server_files.poll();
+        client_files.poll();
+        assert_eq!(server.serial_hex(), old_server, "nothing changed yet");
+
+        let g = authority
+            .renew(&RenewTarget::Gateway("gw".into()), now)
+            .unwrap();
+        let v = authority
+            .renew(&RenewTarget::Serial(old_client.clone()), now)
+            .unwrap();
+        server_files.poll();
+        client_files.poll();
+        assert_eq!(server.serial_hex(), g.new.serial);
+        assert_eq!(client.serial_hex(), v.new.serial);
+        assert!(server.not_after() >= now + 364 * DAY);
+
+        let (_after, s, c) = connect(addr, &client, &trust, &seen).await;
+        assert_eq!((s, c), (g.new.serial.clone(), v.new.serial.clone()));
+        // The connection made before goes on with the old certificates.
+        before.write_all(b"more").await.unwrap();
+        let mut buf = [0u8; 4];
+        before.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"more");
+        assert_eq!(
+            serial_of(before.get_ref().1.peer_certificates().unwrap()[0].as_ref()),
+            old_server
+        );
+
+        // A key that does not match (half a renewal), or another party's
+        // certificate, is not used; the good pair stays in use.
+        std::fs::copy(cp.dir.join("verifier.key"), gw.dir.join("gateway.key")).unwrap();
+        server_files.poll();
+        assert_eq!(server.serial_hex(), g.new.serial);
+        std::fs::copy(cp.dir.join("verifier.crt"), gw.dir.join("gateway.crt")).unwrap();
+        server_files.poll();
+        assert_eq!(server.serial_hex(), g.new.serial);
+        assert_eq!(server.identity().role(), Role::Gateway);
+        let (_, s, _) = connect(addr, &client, &trust, &seen).await;
+        assert_eq!(s, g.new.serial);
+    }
+}
