@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use tessera_certs::authority::{AuthorityDir, InitOptions, Issued, RevokeTarget};
+use tessera_certs::authority::{
+    AuthorityDir, InitOptions, Issued, Reissued, RenewTarget, RevokeTarget,
+};
 use tessera_certs::keys;
 use tessera_core::trust::{CheckedTrustList, EntryStatus, Freshness};
 use tessera_core::{CityCode, ProvinceCode, TrustAnchor};
@@ -103,6 +105,116 @@ pub enum AuthorityCommand {
         #[arg(long)]
         serial: Option<String>,
     },
+    /// Rotate a city's badge signer: a new signing key, the old one retired
+    /// but still trusted so the badges it signed stay valid until they expire.
+    #[command(
+        long_about = r"Rotate a city's badge signer.
+
+Issues a new badge-signer certificate and key for the city, keeps them as
+badge-signer.<n>.crt and .key in the city's bundle, and installs them over the
+bundle's badge-signer.crt and .key (the files node.toml names). The old signer
+is retired, not revoked: it stays ACTIVE in every trust list, so the badges it
+signed verify until they expire (30 days at most). Needs the root key.
+
+In order:
+  1. tessera authority rotate-signer --dir D --city CODE
+  2. hand the city badge-signer.<n>.crt and .key, to install over the files its
+     node.toml names (a node running from this bundle already has them)
+  3. tessera authority trust-list publish --dir D --gateway HOST:PORT
+     (both signers are listed ACTIVE)
+  4. the node signs with the new key as soon as it holds that list (it checks
+     its files every reload_secs and on SIGHUP); until then it keeps the old key
+  5. 30 days after step 3: tessera authority prune-signers --dir D",
+        after_help = "Example:\n  tessera authority rotate-signer --dir ./authority --city 330100"
+    )]
+    RotateSigner {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The city code, e.g. 330100.
+        #[arg(long)]
+        city: CityCode,
+    },
+    /// Leave retired badge signers out of later trust lists once every badge
+    /// they signed has expired.
+    #[command(
+        long_about = r"Leave retired badge signers out of later trust lists once every badge they
+signed has expired.
+
+A signer retired by rotate-signer goes on signing until its node holds a list
+carrying its successor, and a badge lives 30 days at most. So a retired signer
+can be pruned 30 days (plus 5 minutes of clock skew) after the first list
+carrying its successor was published, or once its own certificate has expired.
+The others are listed with the date they can go. A pruned signer is not
+revoked; its badges, all expired, verify as UNKNOWN_SIGNER. Takes effect in
+the next published list. (A signer whose key leaked is revoked instead:
+revoke --serial.)",
+        after_help = "Examples:\n  tessera authority prune-signers --dir ./authority\n  tessera authority prune-signers --dir ./authority --city 330100"
+    )]
+    PruneSigners {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Only this city's signers.
+        #[arg(long)]
+        city: Option<CityCode>,
+    },
+    /// Renew a TLS certificate (a city node's, a gateway's, or any by serial)
+    /// with a new key; a running server picks it up without a restart.
+    #[command(
+        long_about = r"Renew a TLS certificate with a new key.
+
+Issues a new certificate and key for the same party (same role, scope, name and
+endpoint; valid a year from now, capped at the sunset), keeps them as
+<stem>.<n>.crt and .key in the bundle, and installs them over the bundle's live
+<stem>.crt and .key (node.crt, gateway.crt, ...). The old certificate is
+retired, not revoked: it stays valid until it expires, and connections made
+with it go on. A node or gateway checks its files every reload_secs (30 s by
+default) and at once on SIGHUP, and presents the new certificate on every new
+connection, as server and as client. Needs the root key. No trust list has to
+be published for a renewal to work; publish anyway to list the new
+certificate.
+
+A city elsewhere installs node.<n>.crt and .key over the files its node.toml
+names (key first, each with an atomic mv) and sends SIGHUP or waits.",
+        after_help = "Examples:\n  tessera authority renew --dir ./authority --city 330100\n  tessera authority renew --dir ./authority --gateway national\n  tessera authority renew --dir ./authority --serial 4f2a…"
+    )]
+    Renew {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Renew this city's node certificate.
+        #[arg(long, conflicts_with_all = ["gateway", "serial"], required_unless_present_any = ["gateway", "serial"])]
+        city: Option<CityCode>,
+        /// Renew the gateway enrolled under this name.
+        #[arg(long, conflicts_with = "serial")]
+        gateway: Option<String>,
+        /// Renew the TLS certificate with this serial (an operator's, a
+        /// verifier's, the authority's own).
+        #[arg(long)]
+        serial: Option<String>,
+    },
+    /// Rotate the trust-list signer: lists from the next one on are signed by a
+    /// new key, and the old signer is revoked in that first list.
+    #[command(
+        long_about = r"Rotate the trust-list signer.
+
+Issues a new trust-list-signer certificate and key (kept as
+trust-list-signer/signer.<n>.crt and .key, installed over signer.crt and .key)
+and revokes the old signer. The next list published is signed by the new
+signer and lists the old one REVOKED. Verifiers need nothing new: the new
+signer chains to the root they pin. Once a verifier (gateway, node, a
+checkpoint's trust-list fetch) holds that list, it refuses every list the old
+key signs, whatever its sequence; a list that revokes its own signer is
+refused everywhere. Needs the root key.
+
+In order:
+  1. tessera authority rotate-list-signer --dir D
+  2. tessera authority trust-list publish --dir D --gateway HOST:PORT at once
+     (every list from now on is signed by the new key)",
+        after_help = "Example:\n  tessera authority rotate-list-signer --dir ./authority"
+    )]
+    RotateListSigner {
+        #[command(flatten)]
+        dir: DirArg,
+    },
     /// Sign and inspect trust lists.
     #[command(subcommand)]
     TrustList(TrustListCommand),
@@ -166,6 +278,35 @@ fn print_issued(what: &str, issued: &Issued) {
     }
     println!(
         "Publish a new trust list for the change to take effect: tessera authority trust-list publish"
+    );
+}
+
+fn print_reissued(what: &str, r: &Reissued) {
+    println!("{what}: {}", r.new.identity);
+    println!(
+        "  old  serial {}  valid until {}  ({})",
+        r.old.serial,
+        fmt::time(r.old.not_after),
+        if r.old.revoked_at.is_some() {
+            "revoked"
+        } else {
+            "retired"
+        }
+    );
+    println!(
+        "  new  serial {}  valid until {}",
+        r.new.serial,
+        fmt::time(r.new.not_after)
+    );
+    println!(
+        "  issued as {} and {}",
+        r.issued.0.display(),
+        r.issued.1.display()
+    );
+    println!(
+        "  installed as {} and {}",
+        r.live.0.display(),
+        r.live.1.display()
     );
 }
 
@@ -266,6 +407,78 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             }
             println!("Publish a new trust list for the revocation to take effect.");
         }
+        AuthorityCommand::RotateSigner { dir, city } => {
+            let r = AuthorityDir::open(&dir.dir)?.rotate_signer(city, now)?;
+            print_reissued(&format!("Badge signer of city {city} rotated"), &r);
+            println!(
+                "The old signer stays ACTIVE: badges it signed verify until they expire.\n\
+                 Next: publish a trust list (both signers are listed); the node signs with the\n\
+                 new key once it holds that list. 30 days after publishing, run\n\
+                 `tessera authority prune-signers --dir {}`.",
+                dir.dir.display()
+            );
+        }
+        AuthorityCommand::PruneSigners { dir, city } => {
+            let pruned = AuthorityDir::open(&dir.dir)?.prune_signers(city, now)?;
+            for e in &pruned.pruned {
+                println!(
+                    "pruned {} (serial {}): left out of the next trust list",
+                    e.identity, e.serial
+                );
+            }
+            for (e, at, published) in &pruned.waiting {
+                println!(
+                    "kept   {} (serial {}): its badges may be valid until {}{}",
+                    e.identity,
+                    e.serial,
+                    fmt::time(*at),
+                    if *published {
+                        ""
+                    } else {
+                        " (its successor is not published yet: publish a trust list)"
+                    }
+                );
+            }
+            if pruned.pruned.is_empty() {
+                println!("No retired badge signer can be pruned yet.");
+            } else {
+                println!("Publish a new trust list for the change to take effect.");
+            }
+        }
+        AuthorityCommand::Renew {
+            dir,
+            city,
+            gateway,
+            serial,
+        } => {
+            let target = match (city, gateway, serial) {
+                (Some(code), _, _) => RenewTarget::City(code),
+                (None, Some(name), _) => RenewTarget::Gateway(name),
+                (None, None, Some(serial)) => RenewTarget::Serial(serial),
+                (None, None, None) => {
+                    anyhow::bail!("give --city CODE, --gateway NAME or --serial HEX")
+                }
+            };
+            let r = AuthorityDir::open(&dir.dir)?.renew(&target, now)?;
+            print_reissued("Certificate renewed", &r);
+            println!(
+                "The old certificate is retired, not revoked: it stays valid until it expires.\n\
+                 A server running from this bundle presents the new one on new connections\n\
+                 within its reload_secs (or at once on SIGHUP). If the old key may have\n\
+                 leaked, revoke it: tessera authority revoke --dir {} --serial {}",
+                dir.dir.display(),
+                r.old.serial
+            );
+        }
+        AuthorityCommand::RotateListSigner { dir } => {
+            let r = AuthorityDir::open(&dir.dir)?.rotate_list_signer(now)?;
+            print_reissued("Trust-list signer rotated", &r);
+            println!(
+                "The old signer is revoked. Publish a trust list now: it is signed by the new\n\
+                 signer and lists the old one REVOKED, and whoever holds it refuses lists\n\
+                 from the old key from then on."
+            );
+        }
         AuthorityCommand::TrustList(TrustListCommand::Publish {
             dir,
             out,
@@ -316,9 +529,10 @@ fn show(file: &Path, root_path: &Path, now: i64) -> anyhow::Result<()> {
         )
     })?;
     println!(
-        "Trust list {} — signature valid, signed by {}",
+        "Trust list {} — signature valid, signed by {} (key id {})",
         list.sequence(),
-        list.signer_certificate().identity()
+        list.signer_certificate().identity(),
+        list.signer_certificate().key_id()
     );
     println!("  issued       {}", fmt::time(list.issued_at()));
     println!("  next update  {}", fmt::time(list.next_update()));

@@ -17,18 +17,21 @@ pub fn root(path: &Path) -> anyhow::Result<TrustAnchor> {
         .with_context(|| format!("{} is not a tessera root certificate", path.display()))
 }
 
-/// The role certificate of a bundle: the one `.crt` that is not root.crt.
+/// The role certificate of a bundle: the one live `<stem>.crt` that is not
+/// root.crt (the numbered `<stem>.<n>.crt` a renewal keeps beside it are
+/// not live).
 fn bundle_cert(dir: &Path) -> anyhow::Result<PathBuf> {
     let mut found = vec![];
     for entry in
         std::fs::read_dir(dir).with_context(|| format!("reading bundle {}", dir.display()))?
     {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "crt")
-            && path
-                .file_name()
-                .is_some_and(|n| n != "root.crt" && n != "badge-signer.crt")
-        {
+        let live = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".crt"))
+            .is_some_and(|stem| !stem.contains('.') && stem != "root" && stem != "badge-signer");
+        if live {
             found.push(path);
         }
     }
