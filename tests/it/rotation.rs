@@ -57,6 +57,15 @@ async fn presented(pki: &TestPki, addr: std::net::SocketAddr, operator: &Issued)
 }
 
 async fn expiry(metrics: std::net::SocketAddr, certificate: &str) -> f64 {
+    // The endpoint is bound by the node's task, which may not have run yet.
+    let started = Instant::now();
+    while tokio::net::TcpStream::connect(metrics).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no metrics endpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (_, body) = get(metrics, "/metrics").await;
     sample(
         &body,
