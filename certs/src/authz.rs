@@ -184,10 +184,7 @@ where
         match admitted {
             Ok(peer) => {
                 request.extensions_mut().insert(peer);
-                // Call the service that was polled ready; keep a fresh clone.
-                let clone = self.inner.clone();
-                let mut ready = std::mem::replace(&mut self.inner, clone);
-                Box::pin(ready.call(request))
+                Box::pin(take_ready(&mut self.inner).call(request))
             }
             Err(status) => {
                 tracing::info!(path = request.uri().path(), code = ?status.code(), "call refused");
@@ -195,6 +192,14 @@ where
             }
         }
     }
+}
+
+/// The service that was polled ready, for a middleware's `call`, leaving a
+/// fresh clone in its place (tower's rule: only the polled instance may be
+/// called).
+pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
 }
 
 /// The caller of a request admitted by [`AuthzLayer`].

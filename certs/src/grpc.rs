@@ -35,6 +35,16 @@ pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
 }
 
+impl ConnectionLimits {
+    /// The defaults, with `per_peer` connections per remote address.
+    pub fn per_peer(per_peer: usize) -> Self {
+        Self {
+            per_peer,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {

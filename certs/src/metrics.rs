@@ -213,8 +213,7 @@ where
         let method = self.table.known_path(request.uri().path());
         let metrics = Arc::clone(&self.metrics);
         let started = Instant::now();
-        let clone = self.inner.clone();
-        let mut ready = std::mem::replace(&mut self.inner, clone);
+        let mut ready = crate::authz::take_ready(&mut self.inner);
         Box::pin(async move {
             let result = ready.call(request).await;
             let code = match &result {
@@ -227,6 +226,15 @@ where
             metrics.record(method, code, started);
             result
         })
+    }
+}
+
+/// Serves `GET /metrics` on `listener`, if there is one, for as long as the
+/// server it sits beside runs (this future never ends by itself).
+pub async fn serve_while_running(listener: Option<TcpListener>, metrics: Arc<Metrics>) {
+    match listener {
+        Some(listener) => serve(listener, metrics, std::future::pending()).await,
+        None => std::future::pending().await,
     }
 }
 

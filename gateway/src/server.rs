@@ -140,10 +140,7 @@ pub async fn serve(
     let incoming = grpc::incoming(
         listener,
         config,
-        grpc::ConnectionLimits {
-            per_peer: loaded.settings.max_connections_per_peer,
-            ..grpc::ConnectionLimits::default()
-        },
+        grpc::ConnectionLimits::per_peer(loaded.settings.max_connections_per_peer),
     );
     let (stopping_tx, stopping) = watch::channel(false);
     let service = GatewayServer::new(GatewayService::new(
@@ -189,14 +186,7 @@ pub async fn serve(
         .layer(AuthzLayer::new(Arc::clone(&trust), crate::authz::table()))
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
-    let endpoint = async {
-        match metrics_listener {
-            Some(listener) => {
-                tessera_certs::metrics::serve(listener, metrics, std::future::pending()).await
-            }
-            None => std::future::pending().await,
-        }
-    };
+    let endpoint = tessera_certs::metrics::serve_while_running(metrics_listener, metrics);
     let follow = async {
         match &loaded.follower {
             Some(follower) => follow_peer(&loaded.registry, follower).await,

@@ -348,10 +348,7 @@ pub async fn serve(
     let incoming = grpc::incoming(
         listener,
         config,
-        grpc::ConnectionLimits {
-            per_peer: loaded.settings.max_connections_per_peer,
-            ..grpc::ConnectionLimits::default()
-        },
+        grpc::ConnectionLimits::per_peer(loaded.settings.max_connections_per_peer),
     );
     let mut metrics = Metrics::new();
     let node_metrics = crate::metrics::NodeMetrics::register(&mut metrics);
@@ -388,14 +385,7 @@ pub async fn serve(
             None => std::future::pending().await,
         }
     };
-    let endpoint = async {
-        match metrics_listener {
-            Some(listener) => {
-                tessera_certs::metrics::serve(listener, metrics, std::future::pending()).await
-            }
-            None => std::future::pending().await,
-        }
-    };
+    let endpoint = tessera_certs::metrics::serve_while_running(metrics_listener, metrics);
     let watched = vec![
         Watched::tls(
             loaded.identity.clone(),
