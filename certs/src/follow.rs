@@ -50,6 +50,7 @@ pub enum FollowError {
 #[derive(Debug, Clone)]
 pub struct Follower {
     peer: String,
+    config: Arc<rustls::ClientConfig>,
     client: GatewayClient<Channel>,
     trust: Arc<TrustState>,
     refresh: Duration,
@@ -76,10 +77,11 @@ impl Follower {
         retry: Duration,
     ) -> Result<Self, FollowError> {
         let config = tls::client_config(identity, Arc::clone(&trust), Role::Gateway)?;
-        let channel = grpc::keepalive_channel(peer, config, KEEPALIVE)?;
+        let client = connect(peer, Arc::clone(&config))?;
         Ok(Self {
             peer: peer.to_owned(),
-            client: GatewayClient::new(channel).max_decoding_message_size(MAX_LIST_BYTES),
+            config,
+            client,
             trust,
             refresh,
             retry,
@@ -104,24 +106,31 @@ impl Follower {
         Fut: Future<Output = Result<u64, E>>,
         E: Display,
     {
+        let mut client = self.client.clone();
         loop {
-            match self.watch(&mut install).await {
+            match self.watch(&mut client, &mut install).await {
                 Ended::Refresh => {}
                 Ended::Failed(why) => {
                     tracing::warn!(peer = %self.peer, error = %why, retry = ?self.retry, "cannot follow the trust list");
                     tokio::time::sleep(self.retry).await;
+                    // A new connection after a failure: the old one may
+                    // carry a certificate since renewed and then revoked,
+                    // which the peer refuses on every call while the
+                    // keepalive holds the connection open for ever.
+                    if let Ok(fresh) = connect(&self.peer, Arc::clone(&self.config)) {
+                        client = fresh;
+                    }
                 }
             }
         }
     }
 
-    async fn watch<F, Fut, E>(&self, install: &mut F) -> Ended
+    async fn watch<F, Fut, E>(&self, client: &mut GatewayClient<Channel>, install: &mut F) -> Ended
     where
         F: FnMut(Vec<u8>) -> Fut,
         Fut: Future<Output = Result<u64, E>>,
         E: Display,
     {
-        let mut client = self.client.clone();
         let request = pb::WatchTrustListRequest {
             known_sequence: self.known(),
         };
@@ -160,4 +169,13 @@ impl Follower {
             }
         }
     }
+}
+
+/// A client of the peer on a new (lazily opened) connection.
+fn connect(
+    peer: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<GatewayClient<Channel>, FollowError> {
+    let channel = grpc::keepalive_channel(peer, config, KEEPALIVE)?;
+    Ok(GatewayClient::new(channel).max_decoding_message_size(MAX_LIST_BYTES))
 }

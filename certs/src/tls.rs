@@ -450,6 +450,10 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(identity.resolver());
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // Every connection is a full handshake with the client's current
+    // certificate: no resumed session keeps an identity since renewed.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
@@ -493,5 +497,9 @@ fn build_client_config(
         .with_custom_certificate_verifier(verifier)
         .with_client_cert_resolver(identity.resolver());
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // No session resumption: a resumed session carries the certificate of
+    // the session it resumes, so a client whose certificate was renewed
+    // (and the old one revoked) would go on presenting the old one.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }

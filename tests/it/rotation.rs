@@ -189,3 +189,91 @@ async fn a_node_takes_up_renewed_files_without_a_restart_and_its_expiry_gauges_f
     assert!(expiry(metrics, "badge_signer").await > (300 * DAY) as f64);
     node.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_keeps_following_its_gateway_after_its_renewed_certificate_replaces_a_revoked_one() {
+    tls::install_default_provider();
+    let now = unix_now();
+    let mut pki = TestPki::new(now).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hz: CityCode = pki
+        .add_city(330_100, "Hangzhou", &addr.to_string())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gw = tessera_tests::harness::RunningGateway::start(
+        &pki,
+        &dir.path().join("gw"),
+        Some(&pki.trust_list(1).unwrap()),
+        tessera_gateway::config::RelaySettings::default(),
+    )
+    .await
+    .unwrap();
+    let bundle = dir.path().join("hz");
+    let config = write_city_bundle(&pki, hz, &bundle, addr).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "root = \"root.crt\"",
+        &format!(
+            "root = \"root.crt\"\ngateway = \"{}\"\nrefresh_secs = 1",
+            gw.addr
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    add_top_level(&config, "reload_secs = 1").unwrap();
+    let metrics = free_addr();
+    with_metrics(&config, metrics);
+    let node = RunningNode::start_with(config, listener).await.unwrap();
+    let held = |want: f64| async move {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            // The endpoint is bound by the node's task, which may not have run yet.
+            if tokio::net::TcpStream::connect(metrics).await.is_ok() {
+                let (_, text) = get(metrics, "/metrics").await;
+                if sample(&text, "tessera_trust_list_sequence") == Some(want) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the node does not hold list {want} 20 s after it was published"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    held(1.0).await;
+
+    // The node's certificate is renewed (new key), and once the node uses
+    // the new one the old one is revoked, as `tessera authority renew` and
+    // then `revoke --serial` do.
+    let old = pki.city(hz).unwrap().node.clone();
+    let node_id = Identity::new(Role::CityNode, Scope::City(hz)).unwrap();
+    let renewed = pki.issue(node_id, &["127.0.0.1"]).unwrap();
+    install(&bundle, "node", &renewed);
+    let operator = pki.operator(hz).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while presented(&pki, addr, &operator).await != serial(&renewed.der) {
+        assert!(Instant::now() < deadline, "the renewal was not taken up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pki.cities[0].node = renewed;
+    let publish = |sequence: u64, revoked: Vec<Vec<u8>>| {
+        let mut msg = pki.trust_list_message(sequence).unwrap();
+        msg.revoked_serials = revoked;
+        pki.sign(&msg).unwrap()
+    };
+    gw.registry
+        .publish(&publish(2, vec![]), unix_now())
+        .await
+        .unwrap();
+    held(2.0).await;
+    // The connection the node followed on carried the old certificate, so
+    // the gateway now refuses every call on it; a later list must still
+    // arrive, over a new connection with the renewed certificate.
+    gw.registry
+        .publish(&publish(3, vec![serial(&old.der)]), unix_now())
+        .await
+        .unwrap();
+    held(3.0).await;
+    node.stop().await.unwrap();
+    gw.stop().await.unwrap();
+}
