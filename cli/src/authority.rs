@@ -118,13 +118,14 @@ signed verify until they expire (30 days at most). Needs the root key.
 
 In order:
   1. tessera authority rotate-signer --dir D --city CODE
-  2. hand the city badge-signer.<n>.crt and .key, to install over the files its
+  2. at once: tessera authority trust-list publish --dir D --gateway HOST:PORT
+     (both signers are listed ACTIVE). A node restarted with the new pair
+     before it holds that list signs badges that read UNKNOWN_SIGNER.
+  3. hand the city badge-signer.<n>.crt and .key, to install over the files its
      node.toml names (a node running from this bundle already has them)
-  3. tessera authority trust-list publish --dir D --gateway HOST:PORT
-     (both signers are listed ACTIVE)
   4. the node signs with the new key as soon as it holds that list (it checks
      its files every reload_secs and on SIGHUP); until then it keeps the old key
-  5. 30 days after step 3: tessera authority prune-signers --dir D",
+  5. 30 days after step 2: tessera authority prune-signers --dir D",
         after_help = "Example:\n  tessera authority rotate-signer --dir ./authority --city 330100"
     )]
     RotateSigner {
