@@ -56,8 +56,9 @@ async fn presented(pki: &TestPki, addr: std::net::SocketAddr, operator: &Issued)
     serial(stream.get_ref().1.peer_certificates().unwrap()[0].as_ref())
 }
 
-async fn expiry(metrics: std::net::SocketAddr, certificate: &str) -> f64 {
-    // The endpoint is bound by the node's task, which may not have run yet.
+/// The node's metrics, once its endpoint is up (it is bound by the node's
+/// task, which may not have run yet).
+async fn scrape(metrics: std::net::SocketAddr) -> String {
     let started = Instant::now();
     while tokio::net::TcpStream::connect(metrics).await.is_err() {
         assert!(
@@ -66,9 +67,42 @@ async fn expiry(metrics: std::net::SocketAddr, certificate: &str) -> f64 {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (_, body) = get(metrics, "/metrics").await;
+    get(metrics, "/metrics").await.1
+}
+
+/// A test PKI with Hangzhou enrolled at a bound loopback listener, and a
+/// temporary directory for its files.
+struct Setup {
+    now: i64,
+    pki: TestPki,
+    listener: TcpListener,
+    addr: std::net::SocketAddr,
+    hz: CityCode,
+    dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    tls::install_default_provider();
+    let now = unix_now();
+    let mut pki = TestPki::new(now).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hz = pki
+        .add_city(330_100, "Hangzhou", &addr.to_string())
+        .unwrap();
+    Setup {
+        now,
+        pki,
+        listener,
+        addr,
+        hz,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+async fn expiry(metrics: std::net::SocketAddr, certificate: &str) -> f64 {
     sample(
-        &body,
+        &scrape(metrics).await,
         &format!("tessera_certificate_expiry_seconds{{certificate=\"{certificate}\"}}"),
     )
     .unwrap()
@@ -76,15 +110,14 @@ async fn expiry(metrics: std::net::SocketAddr, certificate: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_takes_up_renewed_files_without_a_restart_and_its_expiry_gauges_follow() {
-    tls::install_default_provider();
-    let now = unix_now();
-    let mut pki = TestPki::new(now).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hz: CityCode = pki
-        .add_city(330_100, "Hangzhou", &addr.to_string())
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Setup {
+        now,
+        pki,
+        listener,
+        addr,
+        hz,
+        dir,
+    } = setup().await;
     let bundle = dir.path().join("hz");
     let config = write_city_bundle(&pki, hz, &bundle, addr).unwrap();
     // Both of the node's certificates expire in 20 days.
@@ -192,15 +225,14 @@ async fn a_node_takes_up_renewed_files_without_a_restart_and_its_expiry_gauges_f
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_keeps_following_its_gateway_after_its_renewed_certificate_replaces_a_revoked_one() {
-    tls::install_default_provider();
-    let now = unix_now();
-    let mut pki = TestPki::new(now).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hz: CityCode = pki
-        .add_city(330_100, "Hangzhou", &addr.to_string())
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    let Setup {
+        mut pki,
+        listener,
+        addr,
+        hz,
+        dir,
+        ..
+    } = setup().await;
     let gw = tessera_tests::harness::RunningGateway::start(
         &pki,
         &dir.path().join("gw"),
@@ -226,12 +258,8 @@ async fn a_node_keeps_following_its_gateway_after_its_renewed_certificate_replac
     let held = |want: f64| async move {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            // The endpoint is bound by the node's task, which may not have run yet.
-            if tokio::net::TcpStream::connect(metrics).await.is_ok() {
-                let (_, text) = get(metrics, "/metrics").await;
-                if sample(&text, "tessera_trust_list_sequence") == Some(want) {
-                    return;
-                }
+            if sample(&scrape(metrics).await, "tessera_trust_list_sequence") == Some(want) {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
