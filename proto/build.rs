@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "tessera/v1/badge.proto",
         "tessera/v1/trust.proto",
+        "tessera/v1/privacy.proto",
         "tessera/v1/node.proto",
         "tessera/v1/gateway.proto",
         "tessera/bench/v1/echo.proto",

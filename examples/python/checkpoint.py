@@ -40,6 +40,7 @@ DEFAULT_PROTO_ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
 PROTO_FILES = [
     "tessera/v1/badge.proto",
     "tessera/v1/trust.proto",
+    "tessera/v1/privacy.proto",
     "tessera/v1/node.proto",
     "tessera/v1/gateway.proto",
 ]

@@ -21,6 +21,21 @@ pub const TABLE: &[(&str, Allowed)] = &[
         Allowed::Roles(&[Role::Verifier, Role::CityNode]),
     ),
     ("/tessera.v1.Gateway/WhoAmI", Allowed::AnyEnrolled),
+    // The handler also checks that the policy is the caller's own city's.
+    (
+        "/tessera.v1.Gateway/PublishPolicy",
+        Allowed::Roles(&[Role::CityNode, Role::Operator]),
+    ),
+    ("/tessera.v1.Gateway/FetchPolicies", Allowed::AnyEnrolled),
+    // The handler also checks that the attestation is the caller's own.
+    (
+        "/tessera.v1.Gateway/SubmitAttestation",
+        Allowed::Roles(&[Role::CityNode]),
+    ),
+    (
+        "/tessera.v1.Gateway/ListAttestations",
+        Allowed::Roles(&[Role::Authority]),
+    ),
 ];
 
 /// The gateway's table.

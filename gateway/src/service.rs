@@ -228,4 +228,36 @@ impl Gateway for GatewayService {
     ) -> Result<Response<pb::PeerIdentity>, Status> {
         Ok(Response::new(caller(&request)?.to_proto()))
     }
+
+    async fn publish_policy(
+        &self,
+        _request: Request<pb::PublishPolicyRequest>,
+    ) -> Result<Response<pb::PublishPolicyResponse>, Status> {
+        Err(Status::unimplemented(
+            "policy publication: in progress (issue 8)",
+        ))
+    }
+
+    async fn fetch_policies(
+        &self,
+        _request: Request<pb::FetchPoliciesRequest>,
+    ) -> Result<Response<pb::FetchPoliciesResponse>, Status> {
+        Err(Status::unimplemented(
+            "policy publication: in progress (issue 8)",
+        ))
+    }
+
+    async fn submit_attestation(
+        &self,
+        _request: Request<pb::SubmitAttestationRequest>,
+    ) -> Result<Response<pb::SubmitAttestationResponse>, Status> {
+        Err(Status::unimplemented("attestations: in progress (issue 8)"))
+    }
+
+    async fn list_attestations(
+        &self,
+        _request: Request<pb::ListAttestationsRequest>,
+    ) -> Result<Response<pb::ListAttestationsResponse>, Status> {
+        Err(Status::unimplemented("attestations: in progress (issue 8)"))
+    }
 }

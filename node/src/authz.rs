@@ -19,6 +19,18 @@ pub const TABLE: &[(&str, Allowed)] = &[
         Allowed::Roles(&[Role::Gateway]),
     ),
     ("/tessera.v1.CityNode/WhoAmI", Allowed::AnyEnrolled),
+    (
+        "/tessera.v1.CityNode/ExportRecords",
+        Allowed::OperatorOfThisCity,
+    ),
+    (
+        "/tessera.v1.CityNode/EraseResident",
+        Allowed::OperatorOfThisCity,
+    ),
+    (
+        "/tessera.v1.CityNode/AccessLog",
+        Allowed::OperatorOfThisCity,
+    ),
 ];
 
 /// The table of the node of `city`, for `tessera_certs::authz::AuthzLayer`.

@@ -145,4 +145,25 @@ impl<S: Store> CityNode for NodeService<S> {
             tessera_certs::authz::caller(&request)?.to_proto(),
         ))
     }
+
+    async fn export_records(
+        &self,
+        _request: Request<pb::ExportRequest>,
+    ) -> Result<Response<pb::ExportResponse>, Status> {
+        Err(Status::unimplemented("export: in progress (issue 8)"))
+    }
+
+    async fn erase_resident(
+        &self,
+        _request: Request<pb::EraseRequest>,
+    ) -> Result<Response<pb::EraseResponse>, Status> {
+        Err(Status::unimplemented("erasure: in progress (issue 8)"))
+    }
+
+    async fn access_log(
+        &self,
+        _request: Request<pb::AccessLogRequest>,
+    ) -> Result<Response<pb::AccessLogResponse>, Status> {
+        Err(Status::unimplemented("access log: in progress (issue 8)"))
+    }
 }

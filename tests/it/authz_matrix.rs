@@ -21,62 +21,57 @@ use tessera_tests::{DAY, Issued, TestPki, national_id, unix_now};
 use tonic::Code;
 use tonic::transport::Channel;
 
-const NODE_RPCS: [&str; 5] = [
+const NODE_RPCS: [&str; 8] = [
     "IngestRecords",
     "IssueBadge",
     "Explain",
     "CheckStatus",
     "WhoAmI",
+    "ExportRecords",
+    "EraseResident",
+    "AccessLog",
 ];
-const GATEWAY_RPCS: [&str; 6] = [
+const GATEWAY_RPCS: [&str; 10] = [
     "PublishTrustList",
     "FetchTrustList",
     "WatchTrustList",
     "Verify",
     "VerifyBatch",
     "WhoAmI",
+    "PublishPolicy",
+    "FetchPolicies",
+    "SubmitAttestation",
+    "ListAttestations",
 ];
 
 /// Enrolled callers and what each may call, in the order of `NODE_RPCS`
 /// (on the Hangzhou node) and `GATEWAY_RPCS`: who the standard says may
 /// call what (docs/PKI.md), written out by hand.
-const ENROLLED: [(&str, [bool; 5], [bool; 6]); 7] = [
-    //                 Ingest Issue  Explain Status WhoAmI   Publish Fetch Watch Verify Batch WhoAmI
-    (
-        "authority",
-        [false, false, false, false, true],
-        [true, true, true, false, false, true],
-    ),
-    (
-        "gateway",
-        [false, false, false, true, true],
-        [false, true, true, false, false, true],
-    ),
-    (
-        "Hangzhou node",
-        [false, false, false, false, true],
-        [false, true, true, true, true, true],
-    ),
-    (
-        "Wuhan node",
-        [false, false, false, false, true],
-        [false, true, true, true, true, true],
-    ),
-    (
-        "Hangzhou operator",
-        [true, true, true, false, true],
-        [false, true, true, false, false, true],
-    ),
-    (
-        "Wuhan operator",
-        [false, false, false, false, true],
-        [false, true, true, false, false, true],
-    ),
-    (
-        "checkpoint",
-        [false, false, false, false, true],
-        [false, true, true, true, true, true],
-    ),
+#[rustfmt::skip]
+const ENROLLED: [(&str, [bool; 8], [bool; 10]); 7] = [
+    // node:    Ingest Issue Explain Status WhoAmI Export Erase AccessLog
+    // gateway: Publish Fetch Watch Verify Batch WhoAmI PublishPolicy FetchPolicies SubmitAttestation ListAttestations
+    ("authority",
+        [false, false, false, false, true, false, false, false],
+        [true, true, true, false, false, true, false, true, false, true]),
+    ("gateway",
+        [false, false, false, true, true, false, false, false],
+        [false, true, true, false, false, true, false, true, false, false]),
+    ("Hangzhou node",
+        [false, false, false, false, true, false, false, false],
+        [false, true, true, true, true, true, true, true, true, false]),
+    ("Wuhan node",
+        [false, false, false, false, true, false, false, false],
+        [false, true, true, true, true, true, true, true, true, false]),
+    ("Hangzhou operator",
+        [true, true, true, false, true, true, true, true],
+        [false, true, true, false, false, true, true, true, false, false]),
+    ("Wuhan operator",
+        [false, false, false, false, true, false, false, false],
+        [false, true, true, false, false, true, true, true, false, false]),
+    ("checkpoint",
+        [false, false, false, false, true, false, false, false],
+        [false, true, true, true, true, true, false, true, false, false]),
 ];
 
 fn channel(pki: &TestPki, addr: SocketAddr, cert: Option<&Issued>) -> Channel {
@@ -127,6 +122,24 @@ async fn call_node(c: &mut CityNodeClient<Channel>, rpc: &str, city: CityCode) -
             .await
             .map(|_| ()),
         "WhoAmI" => c.who_am_i(pb::WhoAmIRequest {}).await.map(|_| ()),
+        "ExportRecords" => c
+            .export_records(pb::ExportRequest {
+                national_id: resident,
+            })
+            .await
+            .map(|_| ()),
+        "EraseResident" => c
+            .erase_resident(pb::EraseRequest {
+                national_id: resident,
+            })
+            .await
+            .map(|_| ()),
+        "AccessLog" => c
+            .access_log(pb::AccessLogRequest {
+                national_id: resident,
+            })
+            .await
+            .map(|_| ()),
         other => panic!("the matrix has no call for node rpc {other}"),
     };
     admitted(r)
@@ -166,6 +179,22 @@ async fn call_gateway(c: &mut GatewayClient<Channel>, rpc: &str) -> Result<(), C
             Err(s) => Err(s),
         },
         "WhoAmI" => c.who_am_i(pb::WhoAmIRequest {}).await.map(|_| ()),
+        "PublishPolicy" => c
+            .publish_policy(pb::PublishPolicyRequest { policy: None })
+            .await
+            .map(|_| ()),
+        "FetchPolicies" => c
+            .fetch_policies(pb::FetchPoliciesRequest { city: 330_100 })
+            .await
+            .map(|_| ()),
+        "SubmitAttestation" => c
+            .submit_attestation(pb::SubmitAttestationRequest { attestation: None })
+            .await
+            .map(|_| ()),
+        "ListAttestations" => c
+            .list_attestations(pb::ListAttestationsRequest {})
+            .await
+            .map(|_| ()),
         other => panic!("the matrix has no call for gateway rpc {other}"),
     };
     admitted(r)

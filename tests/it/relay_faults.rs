@@ -344,6 +344,27 @@ impl CityNode for StandIn {
     ) -> Result<Response<pb::PeerIdentity>, Status> {
         Err(Status::unimplemented("stand-in"))
     }
+
+    async fn export_records(
+        &self,
+        _: Request<pb::ExportRequest>,
+    ) -> Result<Response<pb::ExportResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
+
+    async fn erase_resident(
+        &self,
+        _: Request<pb::EraseRequest>,
+    ) -> Result<Response<pb::EraseResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
+
+    async fn access_log(
+        &self,
+        _: Request<pb::AccessLogRequest>,
+    ) -> Result<Response<pb::AccessLogResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
 }
 
 // ---------------------------------------------------------- the federation
