@@ -16,8 +16,8 @@ use tokio::sync::{Mutex, oneshot};
 use crate::commit::GroupCommit;
 use crate::policy::{Assessment, Policy};
 use crate::pseudonym::{NationalId, NationalIdError, Pseudonym, PseudonymKey};
-use crate::records::{self, RecordError};
-use crate::store::{BadgeRecord, BadgeState, Change, NewRecord, Store, StoreError};
+use crate::records::{self, RecordError, Retention};
+use crate::store::{BadgeRecord, BadgeState, Change, Erased, NewRecord, Store, StoreError, Swept};
 
 /// Most badge ids one status check may carry.
 pub const MAX_STATUS_IDS: usize = 1000;
@@ -112,6 +112,8 @@ pub struct City<S> {
     signer: ArcSwap<BadgeSigner>,
     pseudonyms: PseudonymKey,
     max_batch: usize,
+    /// How long records and badge states are kept.
+    retention: Retention,
     /// Serialises read-decide-write sections; flushes happen outside it.
     writer: Mutex<()>,
     /// Issuances waiting to be decided by whoever holds `writer` next.
@@ -153,9 +155,22 @@ impl<S: Store> City<S> {
             signer: ArcSwap::from_pointee(signer),
             pseudonyms,
             max_batch,
+            retention: Retention::default(),
             writer: Mutex::new(()),
             queued: std::sync::Mutex::new(vec![]),
         }
+    }
+
+    /// Keeps records and badge states for `retention` instead of the
+    /// default.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How long records and badge states are kept.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
     }
 
     /// The node's city.
@@ -195,15 +210,20 @@ impl<S: Store> City<S> {
         Ok(self.commit.durable().await?)
     }
 
-    fn decode_records(&self, resident: &Pseudonym) -> Result<Vec<pb::Record>, NodeError> {
-        self.store
-            .records_of(resident)?
-            .iter()
-            .map(|bytes| {
-                pb::Record::decode(bytes.as_slice())
-                    .map_err(|e| NodeError::Store(StoreError::Corrupt(format!("record: {e}"))))
-            })
-            .collect()
+    /// A resident's records, decrypted, without those past retention at
+    /// `now` (which the sweep may not have deleted yet): an expired record
+    /// counts for nothing from the second it expires.
+    fn decode_records(&self, resident: &Pseudonym, now: i64) -> Result<Vec<pb::Record>, NodeError> {
+        let mut out = vec![];
+        for bytes in self.store.records_of(resident)? {
+            let record = pb::Record::decode(bytes.as_slice())
+                .map_err(|e| NodeError::Store(StoreError::Corrupt(format!("record: {e}"))))?;
+            match records::type_and_time(&record) {
+                Some((kind, at)) if self.retention.expired(kind, at, now) => {}
+                _ => out.push(record),
+            }
+        }
+        Ok(out)
     }
 
     /// Validates one record and computes what would be stored: the holder's
@@ -214,6 +234,14 @@ impl<S: Store> City<S> {
         now: i64,
     ) -> Result<(NewRecord, pb::Record), RecordError> {
         let valid = records::validate(record, now)?;
+        let (kind, at) = records::type_and_time(&valid.stored).ok_or(RecordError::UnknownType)?;
+        if self.retention.expired(kind, at, now) {
+            return Err(RecordError::PastRetention {
+                kind,
+                at,
+                days: self.retention.days(kind),
+            });
+        }
         let resident = self.pseudonyms.pseudonym(&valid.national_id);
         let encoded = valid.stored.encode_to_vec();
         let mut h = Sha256::new();
@@ -223,6 +251,8 @@ impl<S: Store> City<S> {
             NewRecord {
                 resident,
                 record_id: valid.record_id,
+                kind,
+                at,
                 fingerprint: h.finalize().into(),
                 encoded,
             },
@@ -298,7 +328,7 @@ impl<S: Store> City<S> {
             if active.is_empty() {
                 continue;
             }
-            let mut all = self.decode_records(&resident)?;
+            let mut all = self.decode_records(&resident, now)?;
             for i in positions {
                 let (index, r, stored) = &new[i];
                 match self.store.fingerprint(&r.record_id)? {
@@ -347,7 +377,54 @@ impl<S: Store> City<S> {
     pub fn explain(&self, national_id: &str, now: i64) -> Result<Assessment, NodeError> {
         let id = NationalId::parse(national_id)?;
         let resident = self.pseudonyms.pseudonym(&id);
-        Ok(self.policy.assess(&self.decode_records(&resident)?, now))
+        Ok(self
+            .policy
+            .assess(&self.decode_records(&resident, now)?, now))
+    }
+
+    /// Every record held about a resident at `now` (the right of access),
+    /// decrypted, without the ID number, oldest first.
+    pub fn export(&self, national_id: &str, now: i64) -> Result<Vec<pb::Record>, NodeError> {
+        let id = NationalId::parse(national_id)?;
+        let resident = self.pseudonyms.pseudonym(&id);
+        let mut records = self.decode_records(&resident, now)?;
+        records.sort_by_key(|r| {
+            (
+                records::type_and_time(r).map_or(0, |(_, at)| at),
+                r.record_id.clone(),
+            )
+        });
+        Ok(records)
+    }
+
+    /// Erases a resident (the right to erasure): records, badge states
+    /// (those badges are UNKNOWN from now on) and data key, with a rotation
+    /// of the master key so that copies taken before cannot be decrypted
+    /// with the key kept. Durable when it returns.
+    pub async fn erase(&self, national_id: &str) -> Result<Erased, NodeError> {
+        let id = NationalId::parse(national_id)?;
+        let resident = self.pseudonyms.pseudonym(&id);
+        let _guard = self.writer.lock().await;
+        Ok(self.store.erase(&resident)?)
+    }
+
+    /// Deletes everything past retention at `now`, in durable batches of
+    /// at most `batch` entries, taking the writer lock per batch only.
+    pub async fn sweep(&self, now: i64, batch: usize) -> Result<Swept, NodeError> {
+        let mut total = Swept::default();
+        loop {
+            let swept = {
+                let _guard = self.writer.lock().await;
+                self.store.sweep(&self.retention, now, batch.max(1))?
+            };
+            if swept.total_records() + swept.badges > 0 {
+                self.commit.durable().await?;
+            }
+            total.add(&swept);
+            if !swept.more {
+                return Ok(total);
+            }
+        }
     }
 
     /// Scores a resident, signs a badge, supersedes their earlier badges, and
@@ -433,7 +510,9 @@ impl<S: Store> City<S> {
         decided: &mut HashMap<Pseudonym, Vec<usize>>,
     ) -> Result<IssuedBadge, NodeError> {
         let now = q.now;
-        let assessment = self.policy.assess(&self.decode_records(&q.resident)?, now);
+        let assessment = self
+            .policy
+            .assess(&self.decode_records(&q.resident, now)?, now);
         let mut badge_id = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut badge_id);
         let signer = self.signer.load();
@@ -504,7 +583,7 @@ impl<S: Store> City<S> {
 mod tests {
     use tessera_certs::keys;
     use tessera_certs::profile::{CertRequest, RootCa};
-    use tessera_core::{Identity, Role, Scope};
+    use tessera_core::{Colour, Identity, Role, Scope};
 
     use super::*;
     use crate::store::SledStore;
@@ -537,7 +616,7 @@ mod tests {
             )
             .unwrap();
         City::new(
-            Arc::new(SledStore::open(dir).unwrap()),
+            Arc::new(SledStore::open(&dir.join("store"), &dir.join("master.key")).unwrap()),
             Policy::default_policy().unwrap(),
             BadgeSigner::new(key, &der).unwrap(),
             PseudonymKey::from_bytes([9; 32]),
@@ -608,5 +687,148 @@ mod tests {
             .filter(|(_, b)| b.state == BadgeState::Active)
             .count();
         assert_eq!(active, 1);
+    }
+
+    fn valid_id(n: u32) -> String {
+        let first17 = format!("33010619900101{n:03}");
+        format!(
+            "{first17}{}",
+            crate::pseudonym::check_character(first17.as_bytes()).unwrap()
+        )
+    }
+
+    fn test_record(id: &str, national_id: &str, positive: bool, sampled_at: i64) -> pb::Record {
+        pb::Record {
+            record_id: id.into(),
+            national_id: national_id.into(),
+            kind: Some(pb::record::Kind::Test(pb::TestResult {
+                kind: pb::TestKind::Pcr as i32,
+                positive,
+                sampled_at,
+                lab: "HZ-LAB-01".into(),
+            })),
+        }
+    }
+
+    const DAY: i64 = 86_400;
+
+    #[tokio::test]
+    async fn an_expired_positive_test_stops_counting_at_once_and_the_sweep_deletes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        // Tests kept 10 days: shorter than the 14 days the positive-test
+        // rule looks back, so retention alone turns the badge green.
+        let city = city(dir.path()).with_retention(Retention {
+            test_days: 10,
+            ..Retention::default()
+        });
+        let id = valid_id(1);
+        let sampled = NOW - 60;
+        city.ingest(&[test_record("pos-1", &id, true, sampled)], NOW)
+            .await
+            .unwrap();
+        assert_eq!(city.explain(&id, NOW).unwrap().colour, Colour::Red);
+        let last_kept = sampled + 10 * DAY;
+        assert_eq!(city.explain(&id, last_kept).unwrap().colour, Colour::Red);
+        let badge = city.issue(&id, "Li Lei", last_kept).await.unwrap();
+        assert_eq!(badge.claims.colour, Colour::Red);
+
+        // One second later it counts for nothing, before any sweep...
+        let expired = last_kept + 1;
+        let a = city.explain(&id, expired).unwrap();
+        assert_eq!(a.colour, Colour::Green);
+        assert!(a.fired.is_empty(), "{:?}", a.fired);
+        let badge = city.issue(&id, "Li Lei", expired).await.unwrap();
+        assert_eq!(badge.claims.colour, Colour::Green);
+        assert!(city.export(&id, expired).unwrap().is_empty());
+        // ...though it is still stored until the sweep runs.
+        let resident = city.pseudonyms.pseudonym(&NationalId::parse(&id).unwrap());
+        assert_eq!(city.store.records_of(&resident).unwrap().len(), 1);
+
+        let swept = city.sweep(expired, 1000).await.unwrap();
+        assert_eq!(swept.records, [1, 0, 0, 0, 0]);
+        assert!(city.store.records_of(&resident).unwrap().is_empty());
+        assert_eq!(city.store.fingerprint("pos-1").unwrap(), None);
+        assert!(
+            city.store
+                .raw_keys()
+                .unwrap()
+                .iter()
+                .all(|k| !k.windows(5).any(|w| w == b"pos-1")),
+            "a key naming the record is left in the tree"
+        );
+        // The badges stay until 7 days after their validity ends.
+        let badges = city.store.badges_of(&resident).unwrap();
+        assert_eq!(badges.len(), 2);
+        let gone = badges.iter().map(|(_, b)| b.valid_until).max().unwrap() + 7 * DAY + 1;
+        let swept = city.sweep(gone, 1).await.unwrap();
+        assert_eq!(swept.badges, 2, "two batches of one, both counted");
+        let statuses = city
+            .check_status(&[badge.claims.badge_id.as_bytes().to_vec()])
+            .unwrap();
+        assert_eq!(statuses, vec![pb::BadgeStatus::Unknown]);
+    }
+
+    #[tokio::test]
+    async fn a_record_already_past_retention_is_refused_naming_type_and_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let city = city(dir.path());
+        let id = valid_id(2);
+        let err = city
+            .ingest(
+                &[
+                    test_record("ok", &id, false, NOW - 60),
+                    test_record("old", &id, false, NOW - 28 * DAY - 1),
+                ],
+                NOW,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("record 1: test record dated 1797580799 is past the 28-day retention"),
+            "{err}"
+        );
+        // Nothing of the batch was stored.
+        assert!(city.export(&id, NOW).unwrap().is_empty());
+        // Exactly 28 days old is still kept.
+        city.ingest(&[test_record("edge", &id, false, NOW - 28 * DAY)], NOW)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn export_is_oldest_first_without_the_id_and_erase_counts_what_it_destroyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let city = city(dir.path());
+        let id = valid_id(3);
+        city.ingest(
+            &[
+                test_record("late", &id, false, NOW - 60),
+                test_record("early", &id, false, NOW - 3 * DAY),
+            ],
+            NOW,
+        )
+        .await
+        .unwrap();
+        let badge = city.issue(&id, "Li Lei", NOW).await.unwrap();
+        let export = city.export(&id, NOW).unwrap();
+        let ids: Vec<_> = export.iter().map(|r| r.record_id.as_str()).collect();
+        assert_eq!(ids, ["early", "late"]);
+        assert!(export.iter().all(|r| r.national_id.is_empty()));
+
+        let erased = city.erase(&id).await.unwrap();
+        assert_eq!((erased.records, erased.badges), (2, 1));
+        assert!(city.export(&id, NOW).unwrap().is_empty());
+        assert_eq!(
+            city.check_status(&[badge.claims.badge_id.as_bytes().to_vec()])
+                .unwrap(),
+            vec![pb::BadgeStatus::Unknown]
+        );
+        // The record ids are free again: the same record is stored anew.
+        let again = city
+            .ingest(&[test_record("late", &id, false, NOW - 60)], NOW)
+            .await
+            .unwrap();
+        assert_eq!(again.stored, 1);
     }
 }

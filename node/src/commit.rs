@@ -56,7 +56,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_writers_all_return_and_share_flushes() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SledStore::open(dir.path()).unwrap());
+        let store = Arc::new(
+            SledStore::open(&dir.path().join("store"), &dir.path().join("master.key")).unwrap(),
+        );
         let commit = Arc::new(GroupCommit::new(store));
         let mut tasks = vec![];
         for _ in 0..64 {

@@ -62,7 +62,35 @@ struct NodeFile {
     badges: BadgesFile,
     #[serde(default)]
     metrics: Option<tessera_certs::metrics::MetricsFile>,
+    #[serde(default)]
+    storage: StorageFile,
+    #[serde(default)]
+    retention: RetentionFile,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageFile {
+    #[serde(default)]
+    master_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionFile {
+    test_days: Option<u32>,
+    vaccination_days: Option<u32>,
+    exposure_days: Option<u32>,
+    travel_days: Option<u32>,
+    symptoms_days: Option<u32>,
+    badge_days: Option<u32>,
+    sweep_secs: Option<u64>,
+}
+
+/// The master key's file unless configured, beside the configuration file.
+pub const DEFAULT_MASTER_KEY: &str = "master.key";
+/// How often expired records are swept unless configured, in seconds.
+pub const DEFAULT_SWEEP_SECS: u64 = 3600;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -132,6 +160,13 @@ pub struct NodeSettings {
     pub signer_key: PathBuf,
     /// Scoring policy file; the built-in default when `None`.
     pub policy: Option<PathBuf>,
+    /// The master key file (`[storage] master_key`); never inside
+    /// `data_dir`.
+    pub master_key: PathBuf,
+    /// How long records and badge states are kept (`[retention]`).
+    pub retention: crate::records::Retention,
+    /// How often expired records are deleted (`[retention] sweep_secs`).
+    pub sweep: std::time::Duration,
 }
 
 impl NodeSettings {
@@ -213,6 +248,11 @@ impl NodeSettings {
             .map(tessera_certs::metrics::MetricsFile::address)
             .transpose()
             .map_err(invalid)?;
+        let retention = retention(&file.retention).map_err(invalid)?;
+        let sweep_secs = file.retention.sweep_secs.unwrap_or(DEFAULT_SWEEP_SECS);
+        if !(1..=86_400).contains(&sweep_secs) {
+            return Err(invalid("retention.sweep_secs must be 1 to 86400".into()));
+        }
         let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(Self {
             city,
@@ -236,8 +276,38 @@ impl NodeSettings {
             signer_certificate: at(file.badges.certificate),
             signer_key: at(file.badges.key),
             policy: file.badges.policy.map(at),
+            master_key: at(file
+                .storage
+                .master_key
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_MASTER_KEY))),
+            retention,
+            sweep: std::time::Duration::from_secs(sweep_secs),
         })
     }
+}
+
+fn retention(file: &RetentionFile) -> Result<crate::records::Retention, String> {
+    let default = crate::records::Retention::default();
+    let days = |name: &str, value: Option<u32>, default: u32| {
+        let days = value.unwrap_or(default);
+        if crate::records::Retention::RANGE.contains(&days) {
+            Ok(days)
+        } else {
+            Err(format!("retention.{name} must be 1 to 3650 (days)"))
+        }
+    };
+    Ok(crate::records::Retention {
+        test_days: days("test_days", file.test_days, default.test_days)?,
+        vaccination_days: days(
+            "vaccination_days",
+            file.vaccination_days,
+            default.vaccination_days,
+        )?,
+        exposure_days: days("exposure_days", file.exposure_days, default.exposure_days)?,
+        travel_days: days("travel_days", file.travel_days, default.travel_days)?,
+        symptoms_days: days("symptoms_days", file.symptoms_days, default.symptoms_days)?,
+        badge_days: days("badge_days", file.badge_days, default.badge_days)?,
+    })
 }
 
 /// The configuration the authority ships in a city's bundle directory, next
@@ -285,6 +355,9 @@ mod tests {
             NodeSettings::parse(&bundle_config(city, "127.0.0.1:7101"), Path::new("/b")).unwrap();
         assert_eq!(settings.listen.to_string(), "127.0.0.1:7101");
         assert_eq!(settings.data_dir, Path::new("/b/data"));
+        assert_eq!(settings.master_key, Path::new("/b/master.key"));
+        assert_eq!(settings.retention, crate::records::Retention::default());
+        assert_eq!(settings.sweep.as_secs(), DEFAULT_SWEEP_SECS);
         let settings =
             NodeSettings::parse(&bundle_config(city, "hz.example:7443"), Path::new("/b")).unwrap();
         assert_eq!(settings.listen.to_string(), "0.0.0.0:7443");
@@ -308,6 +381,18 @@ mod tests {
         assert!(err.to_string().contains("province code"), "{err}");
         let bad_listen = good.replace("127.0.0.1:7101", "localhost");
         assert!(NodeSettings::parse(&bad_listen, Path::new(".")).is_err());
+        let short = format!("{good}\n[retention]\ntest_days = 0\n");
+        let err = NodeSettings::parse(&short, Path::new(".")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("retention.test_days must be 1 to 3650"),
+            "{err}"
+        );
+        let typo = format!("{good}\n[retention]\ntests_days = 3\n");
+        assert!(matches!(
+            NodeSettings::parse(&typo, Path::new(".")),
+            Err(ConfigError::Parse { .. })
+        ));
         let missing = Path::new("/no/such/node.toml");
         assert!(matches!(
             NodeSettings::load(missing),

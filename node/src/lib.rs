@@ -2,7 +2,7 @@
 //!
 //! It owns the record store ([`store`], sled behind the [`store::Store`]
 //! trait, with group commit in [`commit`]), what a valid record is
-//! ([`records`]), residents' pseudonyms ([`pseudonym`]), the scoring policy
+//! ([`records`]), encryption at rest ([`vault`]), residents' pseudonyms ([`pseudonym`]), the scoring policy
 //! ([`policy`]), the node's work — ingest, issuance, explanation, status
 //! ([`city`]) — who may call what ([`authz`]), the gRPC face ([`service`]),
 //! configuration ([`config`]), CSV import ([`import`]) and start-up
@@ -24,3 +24,4 @@ pub mod records;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod vault;

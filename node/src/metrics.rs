@@ -1,6 +1,6 @@
 //! What a city node tells Prometheus, beside the RPC counts every server
 //! has: records stored, badges issued by colour, badges revoked, status
-//! answers by status. Aggregates only: no label names a resident or a badge.
+//! answers by status, retention deletions by kind, erasures. Aggregates only: no label names a resident or a badge.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +22,14 @@ pub struct StatusLabel {
     pub status: &'static str,
 }
 
+/// A retention-deletion label.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct KindLabel {
+    /// A record type (`test`, `vaccination`, `exposure`, `travel`,
+    /// `symptoms`) or `badge`.
+    pub kind: &'static str,
+}
+
 /// The node's own counters.
 #[derive(Debug, Clone, Default)]
 pub struct NodeMetrics {
@@ -30,6 +38,8 @@ pub struct NodeMetrics {
     badges_issued: Family<ColourLabel, Counter>,
     badges_revoked: Counter,
     status_answers: Family<StatusLabel, Counter>,
+    retention_deletions: Family<KindLabel, Counter>,
+    erasures: Counter,
 }
 
 impl NodeMetrics {
@@ -62,7 +72,35 @@ impl NodeMetrics {
             "Badge statuses answered to the gateway since start, by status",
             m.status_answers.clone(),
         );
+        // Named without the node_ prefix: tessera_retention_deletions_total.
+        r.register(
+            "retention_deletions",
+            "Records and badge states deleted as past retention since start, by kind",
+            m.retention_deletions.clone(),
+        );
+        r.register(
+            "node_erasures",
+            "Residents erased on request since start",
+            m.erasures.clone(),
+        );
         m
+    }
+
+    /// A retention sweep deleted these.
+    pub fn swept(&self, swept: &crate::store::Swept) {
+        for (kind, n) in crate::records::RecordType::ALL.iter().zip(swept.records) {
+            self.retention_deletions
+                .get_or_create(&KindLabel { kind: kind.name() })
+                .inc_by(u64::from(n));
+        }
+        self.retention_deletions
+            .get_or_create(&KindLabel { kind: "badge" })
+            .inc_by(u64::from(swept.badges));
+    }
+
+    /// A resident was erased.
+    pub fn erased(&self) {
+        self.erasures.inc();
     }
 
     /// An ingest stored `stored` records, skipped `duplicates`, revoked

@@ -28,6 +28,116 @@ pub enum RecordType {
     Symptoms,
 }
 
+impl RecordType {
+    /// Every type, in code order.
+    pub const ALL: [RecordType; 5] = [
+        RecordType::Test,
+        RecordType::Vaccination,
+        RecordType::Exposure,
+        RecordType::Travel,
+        RecordType::Symptoms,
+    ];
+
+    /// Its one-byte code in store keys (1 to 5).
+    pub fn code(self) -> u8 {
+        match self {
+            RecordType::Test => 1,
+            RecordType::Vaccination => 2,
+            RecordType::Exposure => 3,
+            RecordType::Travel => 4,
+            RecordType::Symptoms => 5,
+        }
+    }
+
+    /// The type of a code.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.code() == code)
+    }
+
+    /// Its name in configuration, logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordType::Test => "test",
+            RecordType::Vaccination => "vaccination",
+            RecordType::Exposure => "exposure",
+            RecordType::Travel => "travel",
+            RecordType::Symptoms => "symptoms",
+        }
+    }
+}
+
+/// Seconds in a retention day.
+pub const DAY: i64 = 86_400;
+
+/// How long records and badge states are kept (`[retention]`). A record is
+/// kept while its time (sampled, given, exposed, left, declared) is at most
+/// its type's days old, and is past retention one second later: from then
+/// on it counts for nothing and the sweep deletes it. A badge state is kept
+/// `badge_days` after the badge's `valid_until`; then its status is UNKNOWN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Days a test result is kept.
+    pub test_days: u32,
+    /// Days a vaccination is kept.
+    pub vaccination_days: u32,
+    /// Days an exposure notice is kept.
+    pub exposure_days: u32,
+    /// Days a travel record is kept.
+    pub travel_days: u32,
+    /// Days a symptom declaration is kept.
+    pub symptoms_days: u32,
+    /// Days a badge state is kept after the badge's `valid_until`.
+    pub badge_days: u32,
+}
+
+impl Default for Retention {
+    /// 28 days for tests, exposures, travel and symptoms (twice the
+    /// longest window the default policy looks back, 14 days), 365 for
+    /// vaccinations, 7 after a badge expires.
+    fn default() -> Self {
+        Self {
+            test_days: 28,
+            vaccination_days: 365,
+            exposure_days: 28,
+            travel_days: 28,
+            symptoms_days: 28,
+            badge_days: 7,
+        }
+    }
+}
+
+impl Retention {
+    /// Shortest and longest retention, in days.
+    pub const RANGE: std::ops::RangeInclusive<u32> = 1..=3650;
+
+    /// Days a record of `kind` is kept.
+    pub fn days(&self, kind: RecordType) -> u32 {
+        match kind {
+            RecordType::Test => self.test_days,
+            RecordType::Vaccination => self.vaccination_days,
+            RecordType::Exposure => self.exposure_days,
+            RecordType::Travel => self.travel_days,
+            RecordType::Symptoms => self.symptoms_days,
+        }
+    }
+
+    /// The latest record time of `kind` that is past retention at `now`:
+    /// records dated before `now - days` are expired.
+    pub fn cutoff(&self, kind: RecordType, now: i64) -> i64 {
+        now.saturating_sub(i64::from(self.days(kind)) * DAY)
+    }
+
+    /// Whether a record of `kind` dated `at` is past retention at `now`.
+    pub fn expired(&self, kind: RecordType, at: i64, now: i64) -> bool {
+        at < self.cutoff(kind, now)
+    }
+
+    /// Badges whose `valid_until` is before this are past retention at `now`.
+    pub fn badge_cutoff(&self, now: i64) -> i64 {
+        now.saturating_sub(i64::from(self.badge_days) * DAY)
+    }
+}
+
 /// Why one record was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
@@ -61,6 +171,20 @@ pub enum RecordError {
     /// A value out of range.
     #[error("{0}")]
     Invalid(String),
+    /// The record is already past its type's retention period.
+    #[error(
+        "{} record dated {at} is past the {days}-day retention of {} records and would be deleted at once",
+        kind.name(),
+        kind.name()
+    )]
+    PastRetention {
+        /// Its type.
+        kind: RecordType,
+        /// Its time.
+        at: i64,
+        /// The type's retention in days.
+        days: u32,
+    },
 }
 
 /// A record that passed validation, ready to store.

@@ -123,6 +123,69 @@ fn pseudonym_key(data_dir: &Path) -> Result<PseudonymKey, StartError> {
     Ok(PseudonymKey::from_bytes(bytes))
 }
 
+/// Refuses a master key file inside the data directory: a copy of the
+/// directory (a backup, a stolen disk) must not carry the key that decrypts
+/// it.
+fn check_master_key_outside(settings: &NodeSettings) -> Result<(), StartError> {
+    let data = std::fs::canonicalize(&settings.data_dir)
+        .map_err(io(format!("resolving {}", settings.data_dir.display())))?;
+    let key = &settings.master_key;
+    let parent = match key.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let parent = std::fs::canonicalize(parent).map_err(io(format!(
+        "the directory of the master key {}",
+        key.display()
+    )))?;
+    if parent.starts_with(&data) {
+        return Err(StartError::Io {
+            what: format!(
+                "[storage] master_key {} lies inside data_dir {}: a copy of the data \
+                 directory would carry the key that decrypts it; keep the key elsewhere \
+                 (default: master.key beside the configuration file)",
+                key.display(),
+                settings.data_dir.display()
+            ),
+            source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+        });
+    }
+    Ok(())
+}
+
+/// Most entries one retention sweep batch deletes (under the writer lock).
+pub const SWEEP_BATCH: usize = 1000;
+
+/// Deletes what is past retention, at once and then every
+/// `settings.sweep`, counting deletions and logging counts (never ids).
+async fn sweep_retention(loaded: &Loaded, metrics: crate::metrics::NodeMetrics) {
+    let mut every = tokio::time::interval(loaded.settings.sweep);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match loaded.city.sweep(unix_now(), SWEEP_BATCH).await {
+            Ok(swept) => {
+                metrics.swept(&swept);
+                if swept.total_records() + swept.badges > 0 {
+                    tracing::info!(
+                        records = swept.total_records(),
+                        tests = swept.records[0],
+                        vaccinations = swept.records[1],
+                        exposures = swept.records[2],
+                        travel = swept.records[3],
+                        symptoms = swept.records[4],
+                        badges = swept.badges,
+                        "deleted what is past retention"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "retention sweep failed; retrying at the next one")
+            }
+        }
+    }
+}
+
 /// Everything a node needs, loaded and checked.
 pub struct Loaded {
     /// The city's state.
@@ -198,18 +261,23 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     };
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(io(format!("creating {}", settings.data_dir.display())))?;
+    check_master_key_outside(&settings)?;
     let pseudonyms = pseudonym_key(&settings.data_dir)?;
     let store = Arc::new(SledStore::open_with_cache(
         &settings.data_dir.join("store"),
         settings.store_cache_bytes,
+        &settings.master_key,
     )?);
-    let city = Arc::new(City::new(
-        store,
-        policy,
-        signer,
-        pseudonyms,
-        settings.max_batch_records,
-    ));
+    let city = Arc::new(
+        City::new(
+            store,
+            policy,
+            signer,
+            pseudonyms,
+            settings.max_batch_records,
+        )
+        .with_retention(settings.retention),
+    );
     let tls = identity.clone();
     let signing = Arc::clone(&city);
     let expiries: Vec<Expiry> = vec![
@@ -363,6 +431,7 @@ pub async fn serve(
         ),
         None => None,
     };
+    let sweeping = sweep_retention(loaded, node_metrics.clone());
     let service = CityNodeServer::new(NodeService::new(Arc::clone(&loaded.city), node_metrics))
         .max_decoding_message_size(loaded.settings.max_message_bytes);
     let table = crate::authz::table(loaded.city.city());
@@ -400,6 +469,7 @@ pub async fn serve(
         tokio::join!(
             follow,
             endpoint,
+            sweeping,
             tessera_certs::metrics::warn_before_expiry(loaded.expiries.clone()),
             reload::run(watched, loaded.settings.reload)
         )

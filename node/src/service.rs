@@ -148,16 +148,28 @@ impl<S: Store> CityNode for NodeService<S> {
 
     async fn export_records(
         &self,
-        _request: Request<pb::ExportRequest>,
+        request: Request<pb::ExportRequest>,
     ) -> Result<Response<pb::ExportResponse>, Status> {
-        Err(Status::unimplemented("export: in progress (issue 8)"))
+        let records = self
+            .city
+            .export(&request.get_ref().national_id, unix_now())?;
+        // Access log: append the export of this resident here, once it
+        // succeeded (the caller is `tessera_certs::authz::caller(&request)`).
+        Ok(Response::new(pb::ExportResponse { records }))
     }
 
     async fn erase_resident(
         &self,
-        _request: Request<pb::EraseRequest>,
+        request: Request<pb::EraseRequest>,
     ) -> Result<Response<pb::EraseResponse>, Status> {
-        Err(Status::unimplemented("erasure: in progress (issue 8)"))
+        let erased = self.city.erase(&request.get_ref().national_id).await?;
+        self.metrics.erased();
+        // Access log: append the erasure of this resident here, once it is
+        // durable (the caller is `tessera_certs::authz::caller(&request)`).
+        Ok(Response::new(pb::EraseResponse {
+            records: erased.records,
+            badges: erased.badges,
+        }))
     }
 
     async fn access_log(

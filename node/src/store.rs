@@ -4,13 +4,19 @@
 //! Residents appear only as pseudonyms. Every change of one batch or one
 //! issuance is applied atomically across all trees; nothing is durable until
 //! [`Store::flush`] returns (the node groups concurrent flushes into one, see
-//! `commit.rs`).
+//! `commit.rs`). Record values are encrypted under their resident's data key
+//! ([`crate::vault`]) and decrypted only in memory; erasing a resident
+//! destroys that key and rotates the master key.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{PoisonError, RwLock};
 
 use tessera_core::{BadgeId, Colour};
 
 use crate::pseudonym::Pseudonym;
+use crate::records::{RecordType, Retention};
+use crate::vault::{DataKey, KeyFile, MasterKey, VaultError};
 
 /// Why the store failed or refused a change.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -24,6 +30,12 @@ pub enum StoreError {
     /// A stored value does not decode (corruption or a newer format).
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
+    /// A key file, or a value that does not decrypt.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The store was opened as a copy, to read only.
+    #[error("this store was opened as a copy, to read only")]
+    ReadOnly,
     /// A record id is stored with different content.
     #[error("record id {record_id:?} is already stored with different content")]
     ConflictingRecord {
@@ -126,9 +138,14 @@ pub struct NewRecord {
     pub resident: Pseudonym,
     /// Client-supplied id.
     pub record_id: String,
+    /// Its type (for retention).
+    pub kind: RecordType,
+    /// Its time (sampled, given, exposed, left or declared at).
+    pub at: i64,
     /// SHA-256 over holder and content: tells a retry from a conflict.
     pub fingerprint: [u8; 32],
-    /// The encoded record (no ID number in it).
+    /// The encoded record (no ID number in it), in the clear: the store
+    /// encrypts it.
     pub encoded: Vec<u8>,
 }
 
@@ -151,12 +168,50 @@ pub struct Applied {
     pub duplicates: u32,
 }
 
+/// What an erasure destroyed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Records deleted.
+    pub records: u32,
+    /// Badge states deleted.
+    pub badges: u32,
+    /// Whether the resident had a data key (which is destroyed).
+    pub key: bool,
+}
+
+/// What one sweep batch deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Records deleted, by type in [`RecordType::ALL`] order.
+    pub records: [u32; 5],
+    /// Badge states deleted.
+    pub badges: u32,
+    /// Whether more expired entries remain (the batch was full).
+    pub more: bool,
+}
+
+impl Swept {
+    /// Records deleted, all types.
+    pub fn total_records(&self) -> u32 {
+        self.records.iter().sum()
+    }
+
+    /// Adds another batch's counts.
+    pub fn add(&mut self, other: &Swept) {
+        for (a, b) in self.records.iter_mut().zip(other.records) {
+            *a += b;
+        }
+        self.badges += other.badges;
+        self.more = other.more;
+    }
+}
+
 /// The node's storage. Another embedded store can replace sled by
 /// implementing this trait.
 pub trait Store: Send + Sync + 'static {
     /// Applies a change atomically (all or nothing), not yet durably.
     fn apply(&self, change: &Change) -> Result<Applied, StoreError>;
-    /// Every record of a resident.
+    /// Every record of a resident, decrypted (encoded `Record`s).
     fn records_of(&self, resident: &Pseudonym) -> Result<Vec<Vec<u8>>, StoreError>;
     /// The fingerprint stored for a record id.
     fn fingerprint(&self, record_id: &str) -> Result<Option<[u8; 32]>, StoreError>;
@@ -166,6 +221,15 @@ pub trait Store: Send + Sync + 'static {
     fn badges_of(&self, resident: &Pseudonym) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError>;
     /// Makes every applied change durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Erases a resident: their records, record-id and expiry index
+    /// entries, badge states and data key, and makes copies of the store
+    /// taken before unreadable with the key kept afterwards. Durable when it
+    /// returns. The caller serialises it with every other change.
+    fn erase(&self, resident: &Pseudonym) -> Result<Erased, StoreError>;
+    /// Deletes at most `limit` entries past `retention` at `now`, found
+    /// through the expiry indexes without decrypting anything; not yet
+    /// durably. The caller serialises it with every other change.
+    fn sweep(&self, retention: &Retention, now: i64, limit: usize) -> Result<Swept, StoreError>;
 }
 
 /// The sled store: one tree, its keys prefixed by kind, so that every
@@ -176,20 +240,43 @@ pub trait Store: Send + Sync + 'static {
 ///
 /// | prefix | key after it | value |
 /// | --- | --- | --- |
-/// | `r` | pseudonym, record id | the encoded record |
+/// | `m` | `master` | generation (8 bytes), fingerprint of the master key wrapping the data keys |
+/// | `k` | pseudonym | the resident's data key, wrapped: nonce, ciphertext |
+/// | `r` | pseudonym, record id | type (1 byte), time (8), then the record sealed under the data key: nonce, ciphertext |
 /// | `i` | record id | pseudonym, fingerprint |
+/// | `x` | type, time, pseudonym, record id | nothing (expiry index) |
 /// | `b` | badge id | the badge record |
 /// | `h` | pseudonym, badge id | nothing (the holder's badges) |
-#[derive(Debug, Clone)]
+/// | `y` | valid until, badge id | nothing (badge expiry index) |
+///
+/// Times in keys are big-endian with the sign bit flipped, so they sort in
+/// time order.
+#[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    master: RwLock<Master>,
+    /// `None` for a copy opened to read.
+    key_file: Option<KeyFile>,
 }
 
+#[derive(Debug)]
+struct Master {
+    key: MasterKey,
+    generation: u64,
+}
+
+const DATA_KEY: u8 = b'k';
 const RECORD: u8 = b'r';
 const RECORD_ID: u8 = b'i';
+const EXPIRY: u8 = b'x';
 const BADGE: u8 = b'b';
 const HOLDER: u8 = b'h';
+const BADGE_EXPIRY: u8 = b'y';
+/// Prefix `m`, then `master`.
+const META_MASTER: &[u8] = b"mmaster";
+/// Type and time before a sealed record value.
+const HEADER_LEN: usize = 9;
 
 fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
@@ -200,15 +287,74 @@ fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     k
 }
 
+/// A time as 8 bytes that sort in time order.
+fn time_bytes(t: i64) -> [u8; 8] {
+    (t ^ i64::MIN).to_be_bytes()
+}
+
+fn time_from(bytes: &[u8]) -> Option<i64> {
+    Some(i64::from_be_bytes(bytes.try_into().ok()?) ^ i64::MIN)
+}
+
+fn header(kind: RecordType, at: i64) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h[0] = kind.code();
+    h[1..].copy_from_slice(&time_bytes(at));
+    h
+}
+
+fn parse_header(value: &[u8]) -> Result<(RecordType, i64), StoreError> {
+    let corrupt = || StoreError::Corrupt("record header".into());
+    let kind = RecordType::from_code(*value.first().ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+    let at = time_from(value.get(1..HEADER_LEN).ok_or_else(corrupt)?).ok_or_else(corrupt)?;
+    Ok((kind, at))
+}
+
+fn expiry_key(kind: RecordType, at: i64, resident: &Pseudonym, record_id: &[u8]) -> Vec<u8> {
+    key(
+        EXPIRY,
+        &[
+            &[kind.code()],
+            &time_bytes(at),
+            resident.as_bytes(),
+            record_id,
+        ],
+    )
+}
+
+fn meta_value(generation: u64, key: &MasterKey) -> Vec<u8> {
+    [generation.to_be_bytes().as_slice(), &key.fingerprint()].concat()
+}
+
+fn parse_meta(v: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
+    let corrupt = || StoreError::Corrupt("master key entry".into());
+    if v.len() != 40 {
+        return Err(corrupt());
+    }
+    let generation = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt())?);
+    let fingerprint = v[8..].try_into().map_err(|_| corrupt())?;
+    Ok((generation, fingerprint))
+}
+
+/// Where a test stops an erasure, as a crash would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Run to the end.
+    Never,
+    /// After the next key is written, before the store changes.
+    AfterNextKey,
+    /// After the store is durably re-wrapped, before the key files change.
+    AfterStore,
+}
+
 impl SledStore {
-    /// Opens (or creates) the store in `dir` with a 256 MiB page cache.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        Self::open_with_cache(dir, 256 * 1024 * 1024)
+    /// Opens (or creates) the store in `dir` with a 256 MiB page cache,
+    /// under the master key in `key_file` (see [`SledStore::open_with_cache`]).
+    pub fn open(dir: &Path, key_file: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, 256 * 1024 * 1024, key_file)
     }
 
-    /// Opens (or creates) the store in `dir`, keeping at most about
-    /// `cache_bytes` of its pages in memory.
-    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
+    fn open_db(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, sled::Tree), StoreError> {
         let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
         let db = config.open().map_err(|e| match e {
             sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
@@ -227,18 +373,212 @@ impl SledStore {
                 dir.display()
             )));
         }
+        let tree = db.open_tree("node")?;
+        Ok((db, tree))
+    }
+
+    /// Opens (or creates) the store in `dir`, keeping at most about
+    /// `cache_bytes` of its pages in memory, under the master key in
+    /// `key_file`. A new store creates the key file if it does not exist;
+    /// an existing one needs the key it was written under, and finishes or
+    /// rolls back a key rotation that a stop interrupted.
+    pub fn open_with_cache(
+        dir: &Path,
+        cache_bytes: u64,
+        key_file: &Path,
+    ) -> Result<Self, StoreError> {
+        let (db, tree) = Self::open_db(dir, cache_bytes)?;
+        let file = KeyFile::new(key_file);
+        let master = match tree.get(META_MASTER)? {
+            Some(v) => {
+                let (generation, fingerprint) = parse_meta(&v)?;
+                Master {
+                    key: file.recover(&fingerprint)?,
+                    generation,
+                }
+            }
+            None => {
+                if !tree.is_empty() {
+                    return Err(StoreError::Corrupt(format!(
+                        "{} holds records written before encryption at rest (no master key \
+                         entry): import its records afresh into a new data directory",
+                        dir.display()
+                    )));
+                }
+                // A fresh store. A key file already there (a first start
+                // stopped before this entry was written) is used as it is.
+                let key = match file.read()? {
+                    Some(key) => key,
+                    None => {
+                        let key = MasterKey::generate();
+                        file.create(&key)?;
+                        key
+                    }
+                };
+                if file.next_path().exists() {
+                    file.discard_next()?;
+                }
+                tree.insert(META_MASTER, meta_value(0, &key))?;
+                db.flush()?;
+                Master { key, generation: 0 }
+            }
+        };
         Ok(Self {
-            tree: db.open_tree("node")?,
             db,
+            tree,
+            master: RwLock::new(master),
+            key_file: Some(file),
         })
+    }
+
+    /// Opens a copy of a store directory (a backup, a stolen disk) to read
+    /// it with `key`, touching no key file: reads fail with
+    /// [`VaultError::Undecryptable`] if `key` is not the one its data keys
+    /// are wrapped under, and changes are refused. sled locks and may
+    /// update the directory's own files, so open a copy, never a running
+    /// node's directory.
+    pub fn open_copy(dir: &Path, key: MasterKey) -> Result<Self, StoreError> {
+        let (db, tree) = Self::open_db(dir, 64 * 1024 * 1024)?;
+        let generation = match tree.get(META_MASTER)? {
+            Some(v) => parse_meta(&v)?.0,
+            None => 0,
+        };
+        Ok(Self {
+            db,
+            tree,
+            master: RwLock::new(Master { key, generation }),
+            key_file: None,
+        })
+    }
+
+    /// How many times the master key was rotated (by erasures).
+    pub fn key_generation(&self) -> u64 {
+        self.master
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .generation
+    }
+
+    /// Every key in the tree, raw (for audits and tests: what a stolen
+    /// directory shows).
+    pub fn raw_keys(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.tree.iter().keys().map(|k| Ok(k?.to_vec())).collect()
+    }
+
+    fn data_key(
+        &self,
+        master: &MasterKey,
+        resident: &Pseudonym,
+    ) -> Result<Option<DataKey>, StoreError> {
+        match self.tree.get(key(DATA_KEY, &[resident.as_bytes()]))? {
+            None => Ok(None),
+            Some(w) => Ok(Some(master.unwrap(resident, &w)?)),
+        }
+    }
+
+    /// [`Store::erase`], stopping where `stop` says (tests simulate a crash
+    /// there).
+    fn erase_until(&self, resident: &Pseudonym, stop: Stop) -> Result<Erased, StoreError> {
+        let file = self.key_file.as_ref().ok_or(StoreError::ReadOnly)?;
+        let mut master = self.master.write().unwrap_or_else(PoisonError::into_inner);
+        // A rotation whose store part is durable but whose files were not
+        // swapped (an error after it): finish it before starting another.
+        if let Some(next) = file.read_next()? {
+            if next == master.key {
+                file.promote_next()?;
+            } else {
+                file.discard_next()?;
+            }
+        }
+        let mut batch = sled::Batch::default();
+        let mut erased = Erased::default();
+        let p = resident.as_bytes();
+        let prefix = key(RECORD, &[p]);
+        for entry in self.tree.scan_prefix(&prefix) {
+            let (k, v) = entry?;
+            let record_id = &k[prefix.len()..];
+            let (kind, at) = parse_header(&v)?;
+            batch.remove(expiry_key(kind, at, resident, record_id));
+            batch.remove(key(RECORD_ID, &[record_id]));
+            batch.remove(k);
+            erased.records += 1;
+        }
+        let prefix = key(HOLDER, &[p]);
+        for k in self.tree.scan_prefix(&prefix).keys() {
+            let k = k?;
+            let id = &k[prefix.len()..];
+            if let Some(v) = self.tree.get(key(BADGE, &[id]))? {
+                let badge = BadgeRecord::decode(&v)?;
+                batch.remove(key(BADGE_EXPIRY, &[&time_bytes(badge.valid_until), id]));
+                batch.remove(key(BADGE, &[id]));
+                erased.badges += 1;
+            }
+            batch.remove(k);
+        }
+        let own = key(DATA_KEY, &[p]);
+        erased.key = self.tree.contains_key(&own)?;
+        if erased == Erased::default() {
+            // Nothing of theirs is stored (never, or erased before): no
+            // rotation needed.
+            return Ok(erased);
+        }
+        batch.remove(own.clone());
+
+        // Rotate: every other data key is re-wrapped under a new master key
+        // in the same batch, so the erased key's wrapping is the only one
+        // the old master key ever opened that is not also under the new one.
+        let next = MasterKey::generate();
+        file.write_next(&next)?;
+        if stop == Stop::AfterNextKey {
+            return Ok(erased);
+        }
+        let rewrapped = (|| -> Result<(), StoreError> {
+            for entry in self.tree.scan_prefix([DATA_KEY]) {
+                let (k, v) = entry?;
+                if k.as_ref() == own.as_slice() {
+                    continue;
+                }
+                let holder = Pseudonym::from_slice(&k[1..])
+                    .ok_or_else(|| StoreError::Corrupt("data key entry".into()))?;
+                let data = master.key.unwrap(&holder, &v)?;
+                batch.insert(k, next.wrap(&holder, &data));
+            }
+            let generation = master.generation + 1;
+            batch.insert(META_MASTER, meta_value(generation, &next));
+            self.tree.apply_batch(batch)?;
+            self.db.flush()?;
+            Ok(())
+        })();
+        if let Err(e) = rewrapped {
+            // The store may hold the batch (applied, flush failed): keep the
+            // next key then; it is discarded at the next start if unused.
+            if self.tree.get(META_MASTER)?.as_deref()
+                != Some(&meta_value(master.generation + 1, &next)[..])
+            {
+                file.discard_next()?;
+            }
+            return Err(e);
+        }
+        master.generation += 1;
+        master.key = next;
+        if stop == Stop::AfterStore {
+            return Ok(erased);
+        }
+        file.promote_next()?;
+        Ok(erased)
     }
 }
 
 impl Store for SledStore {
     fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+        if self.key_file.is_none() {
+            return Err(StoreError::ReadOnly);
+        }
+        let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
         let mut batch = sled::Batch::default();
         let mut applied = Applied::default();
-        let mut in_change = std::collections::HashMap::new();
+        let mut in_change = HashMap::new();
+        let mut data_keys: HashMap<Pseudonym, DataKey> = HashMap::new();
         for (index, r) in change.records.iter().enumerate() {
             let id_key = key(RECORD_ID, &[r.record_id.as_bytes()]);
             let value = [r.resident.as_bytes().as_slice(), &r.fingerprint].concat();
@@ -256,9 +596,33 @@ impl Store for SledStore {
                     record_id: r.record_id.clone(),
                 });
             }
+            let data = match data_keys.get(&r.resident) {
+                Some(k) => k.clone(),
+                None => {
+                    let k = match self.data_key(&master.key, &r.resident)? {
+                        Some(k) => k,
+                        None => {
+                            let k = DataKey::generate();
+                            batch.insert(
+                                key(DATA_KEY, &[r.resident.as_bytes()]),
+                                master.key.wrap(&r.resident, &k),
+                            );
+                            k
+                        }
+                    };
+                    data_keys.insert(r.resident, k.clone());
+                    k
+                }
+            };
+            let head = header(r.kind, r.at);
+            let sealed = data.seal(&r.resident, &head, r.record_id.as_bytes(), &r.encoded);
             batch.insert(
                 key(RECORD, &[r.resident.as_bytes(), r.record_id.as_bytes()]),
-                r.encoded.as_slice(),
+                [head.as_slice(), &sealed].concat(),
+            );
+            batch.insert(
+                expiry_key(r.kind, r.at, &r.resident, r.record_id.as_bytes()),
+                &[][..],
             );
             batch.insert(id_key.clone(), value.clone());
             in_change.insert(id_key, value);
@@ -270,17 +634,40 @@ impl Store for SledStore {
                 key(HOLDER, &[badge.resident.as_bytes(), id.as_bytes()]),
                 &[][..],
             );
+            batch.insert(
+                key(
+                    BADGE_EXPIRY,
+                    &[&time_bytes(badge.valid_until), id.as_bytes()],
+                ),
+                &[][..],
+            );
         }
         self.tree.apply_batch(batch)?;
         Ok(applied)
     }
 
     fn records_of(&self, resident: &Pseudonym) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.tree
-            .scan_prefix(key(RECORD, &[resident.as_bytes()]))
-            .values()
-            .map(|v| Ok(v?.to_vec()))
-            .collect()
+        let prefix = key(RECORD, &[resident.as_bytes()]);
+        let mut out = vec![];
+        let mut data = None;
+        for entry in self.tree.scan_prefix(&prefix) {
+            let (k, v) = entry?;
+            let data = match &data {
+                Some(d) => d,
+                None => {
+                    let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
+                    let found = self.data_key(&master.key, resident)?.ok_or_else(|| {
+                        StoreError::Corrupt("a resident's records have no data key".into())
+                    })?;
+                    data.insert(found)
+                }
+            };
+            let head = v
+                .get(..HEADER_LEN)
+                .ok_or_else(|| StoreError::Corrupt("record header".into()))?;
+            out.push(data.open(resident, head, &k[prefix.len()..], &v[HEADER_LEN..])?);
+        }
+        Ok(out)
     }
 
     fn fingerprint(&self, record_id: &str) -> Result<Option<[u8; 32]>, StoreError> {
@@ -319,6 +706,70 @@ impl Store for SledStore {
         self.db.flush()?;
         Ok(())
     }
+
+    fn erase(&self, resident: &Pseudonym) -> Result<Erased, StoreError> {
+        self.erase_until(resident, Stop::Never)
+    }
+
+    fn sweep(&self, retention: &Retention, now: i64, limit: usize) -> Result<Swept, StoreError> {
+        if self.key_file.is_none() {
+            return Err(StoreError::ReadOnly);
+        }
+        let corrupt = || StoreError::Corrupt("expiry index".into());
+        let mut batch = sled::Batch::default();
+        let mut swept = Swept::default();
+        let mut left = limit;
+        for (slot, kind) in RecordType::ALL.into_iter().enumerate() {
+            let start = vec![EXPIRY, kind.code()];
+            let end = key(
+                EXPIRY,
+                &[&[kind.code()], &time_bytes(retention.cutoff(kind, now))],
+            );
+            for k in self.tree.range(start..end).keys() {
+                if left == 0 {
+                    swept.more = true;
+                    break;
+                }
+                let k = k?;
+                let resident = Pseudonym::from_slice(k.get(10..42).ok_or_else(corrupt)?)
+                    .ok_or_else(corrupt)?;
+                let record_id = &k[42..];
+                let id_key = key(RECORD_ID, &[record_id]);
+                // The id index names the holder: remove it only if it is
+                // this record's.
+                if self
+                    .tree
+                    .get(&id_key)?
+                    .is_some_and(|v| v.get(..Pseudonym::LEN) == Some(resident.as_bytes()))
+                {
+                    batch.remove(id_key);
+                }
+                batch.remove(key(RECORD, &[resident.as_bytes(), record_id]));
+                batch.remove(k);
+                swept.records[slot] += 1;
+                left -= 1;
+            }
+        }
+        let end = key(BADGE_EXPIRY, &[&time_bytes(retention.badge_cutoff(now))]);
+        for k in self.tree.range(vec![BADGE_EXPIRY]..end).keys() {
+            if left == 0 {
+                swept.more = true;
+                break;
+            }
+            let k = k?;
+            let id = k.get(9..).ok_or_else(corrupt)?;
+            if let Some(v) = self.tree.get(key(BADGE, &[id]))? {
+                let badge = BadgeRecord::decode(&v)?;
+                batch.remove(key(HOLDER, &[badge.resident.as_bytes(), id]));
+                batch.remove(key(BADGE, &[id]));
+                swept.badges += 1;
+            }
+            batch.remove(k);
+            left -= 1;
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(swept)
+    }
 }
 
 #[cfg(test)]
@@ -333,18 +784,21 @@ mod tests {
             db.open_tree("records").unwrap().insert(b"k", b"v").unwrap();
             db.flush().unwrap();
         }
-        let err = SledStore::open(dir.path()).unwrap_err();
+        let err = SledStore::open(dir.path(), &dir.path().join("master.key")).unwrap_err();
         assert!(err.to_string().contains("earlier tessera layout"), "{err}");
     }
 
     #[test]
     fn a_record_id_repeated_in_one_change_is_a_duplicate_or_a_conflict() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store =
+            SledStore::open(&dir.path().join("store"), &dir.path().join("master.key")).unwrap();
         let resident = Pseudonym::from_slice(&[3; 32]).unwrap();
         let record = |fingerprint: u8| NewRecord {
             resident,
             record_id: "lab-1".into(),
+            kind: RecordType::Test,
+            at: 1_700_000_000,
             fingerprint: [fingerprint; 32],
             encoded: vec![1, 2, 3],
         };
@@ -368,5 +822,363 @@ mod tests {
             Err(StoreError::ConflictingRecord { index: 1, .. })
         ));
         assert_eq!(store.records_of(&resident).unwrap().len(), 1);
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn resident(b: u8) -> Pseudonym {
+        Pseudonym::from_slice(&[b; 32]).unwrap()
+    }
+
+    fn new_record(who: u8, id: &str, kind: RecordType, at: i64, text: &str) -> NewRecord {
+        NewRecord {
+            resident: resident(who),
+            record_id: id.into(),
+            kind,
+            at,
+            fingerprint: [who; 32],
+            encoded: format!("plain:{text}").into_bytes(),
+        }
+    }
+
+    fn open(dir: &Path) -> SledStore {
+        SledStore::open(&dir.join("store"), &dir.join("master.key")).unwrap()
+    }
+
+    fn store_with_two_residents(dir: &Path) -> SledStore {
+        let store = open(dir);
+        store
+            .apply(&Change {
+                records: vec![
+                    new_record(1, "a-1", RecordType::Test, NOW - 60, "QUASAR-LAB"),
+                    new_record(1, "a-2", RecordType::Vaccination, NOW - 90, "ORION-VAX"),
+                    new_record(2, "b-1", RecordType::Test, NOW - 60, "PULSAR-LAB"),
+                ],
+                badges: vec![(
+                    BadgeId::from_bytes([7; 16]),
+                    BadgeRecord {
+                        resident: resident(1),
+                        colour: Colour::Green,
+                        issued_at: NOW,
+                        valid_until: NOW + 3600,
+                        state: BadgeState::Active,
+                    },
+                )],
+            })
+            .unwrap();
+        store.flush().unwrap();
+        store
+    }
+
+    /// Every byte of every file under `dir`.
+    fn raw_bytes(dir: &Path) -> Vec<u8> {
+        let mut out = vec![];
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(raw_bytes(&path));
+            } else {
+                out.extend(std::fs::read(&path).unwrap());
+            }
+        }
+        out
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn record_values_are_sealed_on_disk_and_read_back_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_residents(dir.path());
+        let mut read = store.records_of(&resident(1)).unwrap();
+        read.sort();
+        assert_eq!(
+            read,
+            vec![b"plain:ORION-VAX".to_vec(), b"plain:QUASAR-LAB".to_vec()]
+        );
+        drop(store);
+        let raw = raw_bytes(&dir.path().join("store"));
+        // The sled files do hold what was written (ids are keys)...
+        assert!(contains(&raw, b"a-1"), "the scan misses the store's files");
+        // ...but none of the values in the clear.
+        for secret in [&b"QUASAR-LAB"[..], b"ORION-VAX", b"PULSAR-LAB"] {
+            assert!(!contains(&raw, secret), "{secret:?} is stored in the clear");
+        }
+    }
+
+    #[test]
+    fn a_value_moved_to_another_record_or_resident_does_not_decrypt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_residents(dir.path());
+        let a1 = store
+            .tree
+            .get(key(RECORD, &[&[1; 32], b"a-1"]))
+            .unwrap()
+            .unwrap();
+        // Under another record id of the same resident.
+        store
+            .tree
+            .insert(key(RECORD, &[&[1; 32], b"a-2"]), a1.clone())
+            .unwrap();
+        assert!(matches!(
+            store.records_of(&resident(1)),
+            Err(StoreError::Vault(VaultError::Undecryptable(_)))
+        ));
+        // Under another resident.
+        store.tree.remove(key(RECORD, &[&[1; 32], b"a-2"])).unwrap();
+        store
+            .tree
+            .insert(key(RECORD, &[&[2; 32], b"a-1"]), a1)
+            .unwrap();
+        assert!(store.records_of(&resident(2)).is_err());
+    }
+
+    #[test]
+    fn erasure_deletes_everything_of_the_resident_and_rotates_the_master_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_residents(dir.path());
+        let old = KeyFile::new(dir.path().join("master.key"))
+            .read()
+            .unwrap()
+            .unwrap();
+        let erased = store.erase(&resident(1)).unwrap();
+        assert_eq!(
+            erased,
+            Erased {
+                records: 2,
+                badges: 1,
+                key: true
+            }
+        );
+        assert_eq!(store.key_generation(), 1);
+        assert!(store.records_of(&resident(1)).unwrap().is_empty());
+        assert_eq!(
+            store.records_of(&resident(2)).unwrap(),
+            vec![b"plain:PULSAR-LAB".to_vec()]
+        );
+        assert_eq!(store.badge(&BadgeId::from_bytes([7; 16])).unwrap(), None);
+        assert_eq!(store.fingerprint("a-1").unwrap(), None);
+        // No key of the resident is left, in any index.
+        for k in store.raw_keys().unwrap() {
+            assert!(
+                !contains(&k, &[1; 32]),
+                "a key of the erased resident is left: {k:?}"
+            );
+            assert!(
+                !contains(&k, &[7; 16]),
+                "a key of the erased badge is left: {k:?}"
+            );
+        }
+        let file = KeyFile::new(dir.path().join("master.key"));
+        let new = file.read().unwrap().unwrap();
+        assert_ne!(new, old);
+        assert!(!file.next_path().exists());
+        // The resident's id may be used again; erasing nobody rotates nothing.
+        assert_eq!(store.erase(&resident(1)).unwrap(), Erased::default());
+        assert_eq!(store.key_generation(), 1);
+        // The new key opens the store after a restart.
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.records_of(&resident(2)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn after_erasure_an_old_copy_does_not_decrypt_with_the_current_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_residents(dir.path());
+        let old = KeyFile::new(dir.path().join("master.key"))
+            .read()
+            .unwrap()
+            .unwrap();
+        drop(store);
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(&dir.path().join("store"), copy.path());
+        let store = open(dir.path());
+        store.erase(&resident(1)).unwrap();
+        let current = KeyFile::new(dir.path().join("master.key"))
+            .read()
+            .unwrap()
+            .unwrap();
+        let stolen = SledStore::open_copy(copy.path(), current).unwrap();
+        for who in [1, 2] {
+            assert!(matches!(
+                stolen.records_of(&resident(who)),
+                Err(StoreError::Vault(VaultError::Undecryptable("a data key")))
+            ));
+        }
+        drop(stolen);
+        // With the old key (an old backup of it) the copy still opens: the
+        // ciphertext is there, only the key stands in the way.
+        let stolen = SledStore::open_copy(copy.path(), old).unwrap();
+        assert_eq!(stolen.records_of(&resident(1)).unwrap().len(), 2);
+        assert!(
+            stolen.apply(&Change::default()).is_err(),
+            "a copy is read only"
+        );
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy_dir(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_stop_at_any_step_of_a_rotation_leaves_a_store_that_opens() {
+        // Stopped after the next key is written: the erasure never reached
+        // the store, so it is rolled back (it was not acknowledged).
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_residents(dir.path());
+        let file = KeyFile::new(dir.path().join("master.key"));
+        let old = file.read().unwrap().unwrap();
+        store.erase_until(&resident(1), Stop::AfterNextKey).unwrap();
+        assert!(file.next_path().exists());
+        drop(store);
+        let store = open(dir.path());
+        assert!(!file.next_path().exists());
+        assert_eq!(file.read().unwrap().unwrap(), old);
+        assert_eq!(store.records_of(&resident(1)).unwrap().len(), 2);
+        assert_eq!(store.records_of(&resident(2)).unwrap().len(), 1);
+        drop(store);
+
+        // Stopped after the store is re-wrapped, before the files are
+        // swapped: the next key is promoted at the next start.
+        let store = open(dir.path());
+        store.erase_until(&resident(1), Stop::AfterStore).unwrap();
+        assert_eq!(file.read().unwrap().unwrap(), old, "the files were swapped");
+        drop(store);
+        let store = open(dir.path());
+        assert!(!file.next_path().exists());
+        assert_ne!(file.read().unwrap().unwrap(), old);
+        assert!(store.records_of(&resident(1)).unwrap().is_empty());
+        assert_eq!(store.records_of(&resident(2)).unwrap().len(), 1);
+        drop(store);
+
+        // Stopped inside the swap, after the old key was overwritten and
+        // before the rename: the next key is promoted too.
+        let store = open(dir.path());
+        let before = file.read().unwrap().unwrap();
+        store.erase_until(&resident(2), Stop::AfterStore).unwrap();
+        std::fs::write(file.path(), format!("{}\n", "0".repeat(64))).unwrap();
+        drop(store);
+        let store = open(dir.path());
+        let after = file.read().unwrap().unwrap();
+        assert_ne!(after, before);
+        assert_ne!(after, MasterKey::from_bytes([0; 32]));
+        assert!(store.records_of(&resident(2)).unwrap().is_empty());
+        assert_eq!(store.key_generation(), 2);
+    }
+
+    #[test]
+    fn a_store_whose_master_key_is_missing_or_wrong_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(store_with_two_residents(dir.path()));
+        let file = KeyFile::new(dir.path().join("master.key"));
+        let key = std::fs::read(file.path()).unwrap();
+        std::fs::remove_file(file.path()).unwrap();
+        let err = SledStore::open(&dir.path().join("store"), file.path()).unwrap_err();
+        assert!(err.to_string().contains("restore the master key"), "{err}");
+        assert!(
+            !file.path().exists(),
+            "a new key was written for an existing store"
+        );
+        file.create(&MasterKey::generate()).unwrap();
+        let err = SledStore::open(&dir.path().join("store"), file.path()).unwrap_err();
+        assert!(err.to_string().contains("restore the right key"), "{err}");
+        std::fs::write(file.path(), key).unwrap();
+        assert_eq!(open(dir.path()).records_of(&resident(2)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_sweep_deletes_expired_records_and_badges_in_bounded_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_residents(dir.path());
+        let retention = Retention {
+            test_days: 1,
+            ..Retention::default()
+        };
+        // Nothing has expired yet.
+        assert_eq!(store.sweep(&retention, NOW, 10).unwrap(), Swept::default());
+        // Two days on: both tests (one per batch of 1), then the badge.
+        let later = NOW + 2 * 86_400;
+        let first = store.sweep(&retention, later, 1).unwrap();
+        assert_eq!((first.total_records(), first.more), (1, true));
+        let second = store.sweep(&retention, later, 2).unwrap();
+        assert_eq!(second.records, [1, 0, 0, 0, 0]);
+        assert_eq!(second.badges, 0, "the badge is within its 7 days");
+        assert_eq!(
+            store.records_of(&resident(1)).unwrap(),
+            vec![b"plain:ORION-VAX".to_vec()]
+        );
+        assert!(store.records_of(&resident(2)).unwrap().is_empty());
+        assert_eq!(store.fingerprint("a-1").unwrap(), None);
+        let much_later = NOW + 3600 + 8 * 86_400;
+        let third = store.sweep(&retention, much_later, 10).unwrap();
+        assert_eq!((third.total_records(), third.badges), (0, 1));
+        assert_eq!(store.badge(&BadgeId::from_bytes([7; 16])).unwrap(), None);
+        for k in store.raw_keys().unwrap() {
+            assert!(
+                !contains(&k, b"a-1") && !contains(&k, b"b-1"),
+                "{k:?} is left"
+            );
+            assert!(!contains(&k, &[7; 16]), "the badge's {k:?} is left");
+        }
+        assert!(contains(&store.raw_keys().unwrap().concat(), b"a-2"));
+    }
+
+    /// Measures a rotation (an erasure) over 100,000 residents; run with
+    /// `cargo nextest run -p tessera-node rotation_of --run-ignored only
+    /// --no-capture`. Prints the figure, asserts no time.
+    #[test]
+    #[ignore = "a measurement, minutes in a debug build"]
+    fn rotation_of_a_hundred_thousand_residents() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let residents = 100_000u32;
+        for chunk in 0..residents / 10_000 {
+            let records = (0..10_000u32)
+                .map(|i| {
+                    let n = chunk * 10_000 + i;
+                    let mut p = [0u8; 32];
+                    p[..4].copy_from_slice(&n.to_be_bytes());
+                    NewRecord {
+                        resident: Pseudonym::from_slice(&p).unwrap(),
+                        record_id: format!("r-{n}"),
+                        kind: RecordType::Test,
+                        at: NOW,
+                        fingerprint: [0; 32],
+                        encoded: vec![0; 40],
+                    }
+                })
+                .collect();
+            store
+                .apply(&Change {
+                    records,
+                    badges: vec![],
+                })
+                .unwrap();
+        }
+        store.flush().unwrap();
+        let mut first = [0u8; 32];
+        first[..4].copy_from_slice(&0u32.to_be_bytes());
+        let started = std::time::Instant::now();
+        let erased = store
+            .erase(&Pseudonym::from_slice(&first).unwrap())
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(erased.records, 1);
+        println!(
+            "rotation over {residents} residents (re-wrapping {} data keys): {took:?}",
+            residents - 1
+        );
     }
 }
