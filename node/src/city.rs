@@ -405,7 +405,11 @@ impl<S: Store> City<S> {
         let id = NationalId::parse(national_id)?;
         let resident = self.pseudonyms.pseudonym(&id);
         let _guard = self.writer.lock().await;
-        Ok(self.store.erase(&resident)?)
+        // A rotation re-wraps every data key: off the async workers.
+        let store = Arc::clone(&self.store);
+        Ok(tokio::task::spawn_blocking(move || store.erase(&resident))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("erasure task failed: {e}")))??)
     }
 
     /// Deletes everything past retention at `now`, in durable batches of
