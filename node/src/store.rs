@@ -243,7 +243,7 @@ pub trait Store: Send + Sync + 'static {
 /// | `m` | `master` | generation (8 bytes), fingerprint of the master key wrapping the data keys |
 /// | `k` | pseudonym | the resident's data key, wrapped: nonce, ciphertext |
 /// | `r` | pseudonym, record id | type (1 byte), time (8), then the record sealed under the data key: nonce, ciphertext |
-/// | `i` | record id | pseudonym, fingerprint |
+/// | `i` | record id | pseudonym, then the content fingerprint sealed under the data key: nonce, ciphertext |
 /// | `x` | type, time, pseudonym, record id | nothing (expiry index) |
 /// | `b` | badge id | the badge record |
 /// | `h` | pseudonym, badge id | nothing (the holder's badges) |
@@ -476,6 +476,21 @@ impl SledStore {
         }
     }
 
+    /// The holder and content fingerprint of a record-id index entry.
+    fn id_entry(
+        &self,
+        master: &MasterKey,
+        record_id: &[u8],
+        value: &[u8],
+    ) -> Result<(Pseudonym, [u8; 32]), StoreError> {
+        let corrupt = || StoreError::Corrupt("record id index".into());
+        let holder = Pseudonym::from_slice(value.get(..Pseudonym::LEN).ok_or_else(corrupt)?)
+            .ok_or_else(corrupt)?;
+        let data = self.data_key(master, &holder)?.ok_or_else(corrupt)?;
+        let fingerprint = data.open_fingerprint(&holder, record_id, &value[Pseudonym::LEN..])?;
+        Ok((holder, fingerprint))
+    }
+
     /// [`Store::erase`], stopping where `stop` says (tests simulate a crash
     /// there).
     fn erase_until(&self, resident: &Pseudonym, stop: Stop) -> Result<Erased, StoreError> {
@@ -577,14 +592,17 @@ impl Store for SledStore {
         let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
         let mut batch = sled::Batch::default();
         let mut applied = Applied::default();
-        let mut in_change = HashMap::new();
+        let mut in_change: HashMap<Vec<u8>, (Pseudonym, [u8; 32])> = HashMap::new();
         let mut data_keys: HashMap<Pseudonym, DataKey> = HashMap::new();
         for (index, r) in change.records.iter().enumerate() {
             let id_key = key(RECORD_ID, &[r.record_id.as_bytes()]);
-            let value = [r.resident.as_bytes().as_slice(), &r.fingerprint].concat();
+            let value = (r.resident, r.fingerprint);
             let existing = match in_change.get(&id_key) {
-                Some(v) => Some(Vec::clone(v)),
-                None => self.tree.get(&id_key)?.map(|v| v.to_vec()),
+                Some(v) => Some(*v),
+                None => match self.tree.get(&id_key)? {
+                    None => None,
+                    Some(v) => Some(self.id_entry(&master.key, r.record_id.as_bytes(), &v)?),
+                },
             };
             if let Some(existing) = existing {
                 if existing == value {
@@ -624,7 +642,14 @@ impl Store for SledStore {
                 expiry_key(r.kind, r.at, &r.resident, r.record_id.as_bytes()),
                 &[][..],
             );
-            batch.insert(id_key.clone(), value.clone());
+            batch.insert(
+                id_key.clone(),
+                [
+                    r.resident.as_bytes().as_slice(),
+                    &data.seal_fingerprint(&r.resident, r.record_id.as_bytes(), &r.fingerprint),
+                ]
+                .concat(),
+            );
             in_change.insert(id_key, value);
             applied.stored += 1;
         }
@@ -673,11 +698,12 @@ impl Store for SledStore {
     fn fingerprint(&self, record_id: &str) -> Result<Option<[u8; 32]>, StoreError> {
         match self.tree.get(key(RECORD_ID, &[record_id.as_bytes()]))? {
             None => Ok(None),
-            Some(v) => v
-                .get(Pseudonym::LEN..)
-                .and_then(|f| <[u8; 32]>::try_from(f).ok())
-                .map(Some)
-                .ok_or_else(|| StoreError::Corrupt("record id index".into())),
+            Some(v) => {
+                let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
+                Ok(Some(
+                    self.id_entry(&master.key, record_id.as_bytes(), &v)?.1,
+                ))
+            }
         }
     }
 
@@ -836,7 +862,7 @@ mod tests {
             record_id: id.into(),
             kind,
             at,
-            fingerprint: [who; 32],
+            fingerprint: [0xf0 + who; 32],
             encoded: format!("plain:{text}").into_bytes(),
         }
     }
@@ -905,6 +931,13 @@ mod tests {
         // ...but none of the values in the clear.
         for secret in [&b"QUASAR-LAB"[..], b"ORION-VAX", b"PULSAR-LAB"] {
             assert!(!contains(&raw, secret), "{secret:?} is stored in the clear");
+        }
+        // Nor the content fingerprints, which would confirm a guessed record.
+        for who in [1, 2] {
+            assert!(
+                !contains(&raw, &[0xf0 + who; 32]),
+                "a fingerprint is in the clear"
+            );
         }
     }
 

@@ -37,6 +37,7 @@ pub const OVERHEAD: usize = NONCE_LEN + 16;
 
 const WRAP_DOMAIN: &[u8] = b"tessera/v1 data key";
 const RECORD_DOMAIN: &[u8] = b"tessera/v1 record";
+const RECORD_FINGERPRINT_DOMAIN: &[u8] = b"tessera/v1 record fingerprint";
 const FINGERPRINT_DOMAIN: &[u8] = b"tessera/v1 master key fingerprint";
 
 /// Why a key file could not be used or a value could not be opened.
@@ -211,6 +212,43 @@ impl DataKey {
             sealed,
             "a record",
         )
+    }
+}
+
+impl DataKey {
+    /// Seals a record's content fingerprint for the record-id index: in the
+    /// clear it would confirm a guessed record to whoever holds a copy.
+    pub fn seal_fingerprint(
+        &self,
+        resident: &Pseudonym,
+        record_id: &[u8],
+        fingerprint: &[u8; 32],
+    ) -> Vec<u8> {
+        let aad = [
+            RECORD_FINGERPRINT_DOMAIN,
+            resident.as_bytes().as_slice(),
+            record_id,
+        ]
+        .concat();
+        seal(&self.0, &aad, fingerprint)
+    }
+
+    /// Opens a fingerprint sealed by [`DataKey::seal_fingerprint`].
+    pub fn open_fingerprint(
+        &self,
+        resident: &Pseudonym,
+        record_id: &[u8],
+        sealed: &[u8],
+    ) -> Result<[u8; 32], VaultError> {
+        let aad = [
+            RECORD_FINGERPRINT_DOMAIN,
+            resident.as_bytes().as_slice(),
+            record_id,
+        ]
+        .concat();
+        let plain = open(&self.0, &aad, sealed, "a record fingerprint")?;
+        <[u8; 32]>::try_from(plain.as_slice())
+            .map_err(|_| VaultError::Undecryptable("a record fingerprint"))
     }
 }
 
