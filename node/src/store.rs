@@ -1177,6 +1177,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
         let residents = 100_000u32;
+        let started = std::time::Instant::now();
         for chunk in 0..residents / 10_000 {
             let records = (0..10_000u32)
                 .map(|i| {
@@ -1201,6 +1202,11 @@ mod tests {
                 .unwrap();
         }
         store.flush().unwrap();
+        println!(
+            "storing {residents} records of as many residents (new data keys, sealed values), \
+             10 batches and a flush: {:?}",
+            started.elapsed()
+        );
         let mut first = [0u8; 32];
         first[..4].copy_from_slice(&0u32.to_be_bytes());
         let started = std::time::Instant::now();
