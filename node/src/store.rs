@@ -565,11 +565,15 @@ impl SledStore {
             Ok(())
         })();
         if let Err(e) = rewrapped {
-            // The store may hold the batch (applied, flush failed): keep the
-            // next key then; it is discarded at the next start if unused.
-            if self.tree.get(META_MASTER)?.as_deref()
-                != Some(&meta_value(master.generation + 1, &next)[..])
-            {
+            let applied = self.tree.get(META_MASTER)?.as_deref()
+                == Some(&meta_value(master.generation + 1, &next)[..]);
+            if applied {
+                // Applied but not flushed: the store now wraps under the
+                // next key, so use it; the next start keeps whichever key
+                // the durable store names.
+                master.generation += 1;
+                master.key = next;
+            } else {
                 file.discard_next()?;
             }
             return Err(e);
@@ -812,6 +816,25 @@ mod tests {
         }
         let err = SledStore::open(dir.path(), &dir.path().join("master.key")).unwrap_err();
         assert!(err.to_string().contains("earlier tessera layout"), "{err}");
+    }
+
+    #[test]
+    fn a_store_written_before_encryption_at_rest_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path().join("store")).unwrap();
+            let tree = db.open_tree("node").unwrap();
+            tree.insert(key(RECORD, &[&[1; 32], b"lab-1"]), &b"clear"[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err =
+            SledStore::open(&dir.path().join("store"), &dir.path().join("master.key")).unwrap_err();
+        assert!(
+            err.to_string().contains("before encryption at rest"),
+            "{err}"
+        );
+        assert!(!dir.path().join("master.key").exists());
     }
 
     #[test]
