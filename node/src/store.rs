@@ -234,6 +234,15 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    /// Another tree of the same database, for data kept apart from the
+    /// records (the access log, see `access_log.rs`). A flush of the store
+    /// covers it too.
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+}
+
 impl Store for SledStore {
     fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
         let mut batch = sled::Batch::default();
