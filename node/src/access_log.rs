@@ -580,8 +580,11 @@ pub struct Report {
     pub problem: Option<Problem>,
 }
 
-/// Walks the whole log in `tree` — every entry, the subject index and the
-/// head — and reports the first problem, checking `expect` last.
+/// Walks the whole log in `tree` and reports the first problem: every entry
+/// in order (decodes, sits at its own sequence, hash, link to the one
+/// before, indexed under its subject), then the head against the last entry
+/// (a truncated tail), then every subject index key (names an entry of that
+/// subject), and `expect` last.
 pub fn verify(tree: &sled::Tree, expect: Option<Checkpoint>) -> Result<Report, sled::Error> {
     let mut length = 0u64;
     let mut head_hash = [0u8; 32];
@@ -633,9 +636,6 @@ pub fn verify(tree: &sled::Tree, expect: Option<Checkpoint>) -> Result<Report, s
         previous = entry.hash;
     }
     if problem.is_none() {
-        problem = check_index(tree)?;
-    }
-    if problem.is_none() {
         problem = match tree.get(HEAD)?.and_then(|v| Head::decode(&v)) {
             None if length > 0 => Some(Problem::NoHead { length }),
             None => None,
@@ -646,6 +646,9 @@ pub fn verify(tree: &sled::Tree, expect: Option<Checkpoint>) -> Result<Report, s
             }),
             Some(_) => None,
         };
+    }
+    if problem.is_none() {
+        problem = check_index(tree)?;
     }
     if problem.is_none()
         && let Some(c) = expect
