@@ -16,4 +16,5 @@ mod relay_faults;
 mod rotation;
 mod standard_services;
 mod trust_list;
+mod unlinkable;
 mod verify_errors;
