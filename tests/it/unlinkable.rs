@@ -140,7 +140,7 @@ fn share_nothing_but_issuer_policy_and_hint(
     // No stable identifier in the bytes either: neither the ID number
     // beyond its last four characters nor the name beyond its first.
     for payload in [&payload_a, &payload_b] {
-        assert!(!contains(payload, resident[..14].as_bytes()));
+        assert!(!contains(payload, &resident.as_bytes()[..14]));
         assert!(!contains(payload, "小明".as_bytes()));
     }
 }
