@@ -1,5 +1,8 @@
 //! The demo's scenario as a newcomer runs it, its QR code read back by a real
-//! QR decoder, and the checkpoint's offline check with no server running.
+//! QR decoder, and the checkpoint's offline check with no server running;
+//! what the demo leaves on the gateway's disk (nothing of a badge or a
+//! record); and a checkpoint's `tessera verify`, offline and online, writing
+//! nothing to disk.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
@@ -222,7 +225,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
 }
 
 #[test]
-fn a_checkpoints_verify_writes_nothing_to_disk() {
+fn a_checkpoints_offline_verify_writes_nothing_to_disk() {
     let (tmp, keep) = demo("20");
     let text = std::fs::read_to_string(keep.join("badge.txt")).unwrap();
     let checkpoint = std::fs::read_dir(keep.join("authority/verifiers"))
@@ -271,4 +274,69 @@ fn a_checkpoints_verify_writes_nothing_to_disk() {
     // Not a byte, not a directory: in the working directory, in HOME, in
     // TMPDIR, or beside the trust list and bundle.
     assert_eq!(snapshot(tmp.path()), before);
+}
+
+#[test]
+fn a_checkpoints_online_verify_writes_nothing_to_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut running, layout) =
+        common::federation_up(&tmp.path().join("fed"), &tmp.path().join("fed.log"));
+    let hangzhou = &layout["cities"][0];
+    let issued = common::ok(&[
+        "badge",
+        "issue",
+        "--node",
+        hangzhou["node"].as_str().unwrap(),
+        "--bundle",
+        hangzhou["operator"].as_str().unwrap(),
+        "--id",
+        &common::id(7),
+        "--name",
+        "李华",
+    ]);
+    let text = issued
+        .lines()
+        .find(|l| l.starts_with("TB1:"))
+        .unwrap_or_else(|| panic!("no TB1: line in\n{issued}"))
+        .to_owned();
+    let bundle = Path::new(layout["checkpoint"].as_str().unwrap());
+    let (cwd, home) = (tmp.path().join("cwd"), tmp.path().join("home"));
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    // The federation's own servers write under fed/ meanwhile; the
+    // checkpoint's side is its bundle, its working directory, HOME, TMPDIR.
+    let watched = [&cwd, &home, &bundle.to_path_buf()];
+    let before: Vec<_> = watched.iter().map(|d| snapshot(d)).collect();
+    for json in [false, true] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.current_dir(&cwd)
+            .env("HOME", &home)
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env("TMPDIR", &home)
+            .args([
+                "verify",
+                "--gateway",
+                layout["gateway"].as_str().unwrap(),
+                "--bundle",
+                bundle.to_str().unwrap(),
+                &text,
+            ]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let after: Vec<_> = watched.iter().map(|d| snapshot(d)).collect();
+    assert_eq!(after, before);
+    common::stop(running.0.take().unwrap());
 }
