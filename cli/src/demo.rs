@@ -31,6 +31,44 @@ pub struct DemoArgs {
     residents: u32,
 }
 
+/// Everything the demo ingested and issued, written as `demo-manifest.json`
+/// beside the federation's files so a test can look for each of them where
+/// they must not be (the gateway's directory).
+#[derive(Default, serde::Serialize)]
+struct Manifest {
+    /// Badge ids issued, hex.
+    badge_ids: Vec<String>,
+    /// Record ids ingested.
+    record_ids: Vec<String>,
+    /// Residents' ID numbers ingested or issued to.
+    national_ids: Vec<String>,
+    /// Labs and sources named in the records.
+    sources: Vec<String>,
+}
+
+impl Manifest {
+    fn ingested(&mut self, records: &[pb::Record]) {
+        for r in records {
+            self.record_ids.push(r.record_id.clone());
+            self.national_ids.push(r.national_id.clone());
+            let source = match &r.kind {
+                Some(pb::record::Kind::Test(t)) => t.lab.clone(),
+                Some(pb::record::Kind::Exposure(e)) => e.source.clone(),
+                _ => continue,
+            };
+            if !self.sources.contains(&source) {
+                self.sources.push(source);
+            }
+        }
+    }
+
+    fn issued(&mut self, national_id: &str, badge: &pb::IssueBadgeResponse) {
+        self.national_ids.push(national_id.into());
+        self.badge_ids
+            .push(badge.badge_id.iter().map(|b| format!("{b:02x}")).collect());
+    }
+}
+
 struct Step {
     title: String,
     expected: String,
@@ -189,6 +227,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
 
 async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
     let mut s = Story::default();
+    let mut manifest = Manifest::default();
     let now = fmt::now();
     println!("tessera demo: a national authority, a gateway and three city nodes on loopback,");
     println!("with real mutual TLS, real Ed25519 signatures and real sled stores.\n");
@@ -233,6 +272,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
             residents
         };
         let records = synthetic(c.code, n, now)?;
+        manifest.ingested(&records);
         let mut op = creds::node(&c.operator, &c.node.to_string())?;
         let started = Instant::now();
         for batch in records.chunks(1000) {
@@ -262,12 +302,13 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
     println!("\n3. Li Hua of Hangzhou, negative test yesterday, gets a badge from her city.");
     let li = national_id(330_100, 900_001)?;
     let mut hz_op = creds::node(&hz.operator, &hz.node.to_string())?;
+    let first = vec![test(&li, "li-hua-pcr-1".into(), false, now - 20 * 3600)];
+    manifest.ingested(&first);
     hz_op
-        .ingest_records(pb::IngestRequest {
-            records: vec![test(&li, "li-hua-pcr-1".into(), false, now - 20 * 3600)],
-        })
+        .ingest_records(pb::IngestRequest { records: first })
         .await?;
     let badge = issue(&mut hz_op, &li, "李华").await?;
+    manifest.issued(&li, &badge);
     println!("{}", qr::terminal(&badge.qr_text)?);
     qr::save(
         &badge.qr_text,
@@ -327,10 +368,10 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
     );
 
     println!("\n6. Li Hua tests positive. Hangzhou's node revokes her badge at once.");
+    let positive = vec![test(&li, "li-hua-pcr-2".into(), true, now - 60)];
+    manifest.ingested(&positive);
     let ack = hz_op
-        .ingest_records(pb::IngestRequest {
-            records: vec![test(&li, "li-hua-pcr-2".into(), true, now - 60)],
-        })
+        .ingest_records(pb::IngestRequest { records: positive })
         .await?
         .into_inner();
     println!(
@@ -392,7 +433,9 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
 
     println!("\n8. The authority revokes Guangzhou and publishes trust list 2.");
     let mut gz_op = creds::node(&gz.operator, &gz.node.to_string())?;
-    let gz_badge = issue(&mut gz_op, &national_id(440_100, 1)?, "陈明").await?;
+    let gz_id = national_id(440_100, 1)?;
+    let gz_badge = issue(&mut gz_op, &gz_id, "陈明").await?;
+    manifest.issued(&gz_id, &gz_badge);
     let before = outcome_name(&check(&mut checkpoint, &gz_badge.qr_text).await?);
     AuthorityDirRevoke::city(&l.authority, 440_100)?;
     let seq = fed.publish().await?;
@@ -433,6 +476,11 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         "0",
         leaked.to_string(),
     );
+
+    std::fs::write(
+        dir.join("demo-manifest.json"),
+        serde_json::to_string_pretty(&manifest)?,
+    )?;
 
     s.table();
     let ok = s.all_ok();

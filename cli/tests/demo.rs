@@ -1,11 +1,21 @@
 //! The demo's scenario as a newcomer runs it, its QR code read back by a real
-//! QR decoder, and the checkpoint's offline check with no server running.
+//! QR decoder, and the checkpoint's offline check with no server running;
+//! what the demo leaves on the gateway's disk (nothing of a badge or a
+//! record); and a checkpoint's `tessera verify`, offline and online, writing
+//! nothing to disk.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
 mod common;
+#[allow(dead_code)] // the gateway's test uses more of it
+#[path = "../../tests/src/scan.rs"]
+mod scan;
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use common::tessera;
+use scan::Needle;
 
 fn decode_png(path: &std::path::Path) -> String {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
@@ -112,4 +122,221 @@ fn the_demo_tells_its_story_and_its_badge_scans_and_verifies_offline() {
     // `badge show` decodes without verifying.
     let shown = tessera(&["badge", "show", &text]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("NOT VERIFIED"));
+}
+
+/// Runs `tessera demo --keep DIR` with `residents` per city; returns DIR's
+/// temporary parent and DIR.
+fn demo(residents: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let keep = tmp.path().join("demo");
+    let out = tessera(&[
+        "demo",
+        "--keep",
+        keep.to_str().unwrap(),
+        "--residents",
+        residents,
+    ]);
+    assert!(
+        out.status.success(),
+        "demo failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (tmp, keep)
+}
+
+fn strings(v: &serde_json::Value, key: &str) -> Vec<String> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} missing from the demo's manifest"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn after_a_full_demo_run_the_gateways_directory_holds_no_badge_id_and_no_record() {
+    let (_tmp, keep) = demo("50");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(keep.join("demo-manifest.json")).unwrap()).unwrap();
+    let badge_ids = strings(&manifest, "badge_ids");
+    let record_ids = strings(&manifest, "record_ids");
+    let national_ids = strings(&manifest, "national_ids");
+    let sources = strings(&manifest, "sources");
+    // Everything the demo did is listed: two badges, 2 × 50 + 50 + 50
+    // residents' tests, one exposure per 20 residents of each city (5 + 2 +
+    // 2), Li Hua's two tests.
+    assert_eq!(badge_ids.len(), 2);
+    assert_eq!(record_ids.len(), 200 + 9 + 2, "{record_ids:?}");
+    assert!(national_ids.len() >= 200 + 2);
+    assert_eq!(sources, ["LAB-01", "CDC"]);
+
+    let mut needles = vec![];
+    for id in &badge_ids {
+        let raw: Vec<u8> = (0..id.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&id[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(raw.len(), 16);
+        needles.extend(Needle::id("badge id", &raw));
+    }
+    needles.extend(record_ids.iter().map(|r| Needle::text("record id", r)));
+    needles.extend(national_ids.iter().map(|n| Needle::text("ID number", n)));
+    needles.extend(sources.iter().map(|s| Needle::text("lab or source", s)));
+
+    // The scan finds them where they are: the manifest itself.
+    let (_, control) = scan::find(&keep, &needles).unwrap();
+    assert!(
+        control
+            .iter()
+            .filter(|h| h.ends_with("demo-manifest.json"))
+            .count()
+            >= badge_ids.len() + record_ids.len()
+    );
+
+    // The gateway's whole directory: configuration, certificates, key and
+    // data, after every server of the demo has stopped.
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(keep.join("federation.json")).unwrap()).unwrap();
+    let gateway = Path::new(layout["gateway_bundle"].as_str().unwrap());
+    assert!(gateway.starts_with(&keep), "{}", gateway.display());
+    let (files, hits) = scan::find(gateway, &needles).unwrap();
+    assert!(files >= 3, "only {files} files under {}", gateway.display());
+    assert!(hits.is_empty(), "the gateway kept:\n{}", hits.join("\n"));
+}
+
+/// Every directory and file under `dir`, with file contents.
+fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    let mut all = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.display().to_string();
+            if path.is_dir() {
+                all.insert(name, None);
+                stack.push(path);
+            } else {
+                all.insert(name, Some(std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn a_checkpoints_offline_verify_writes_nothing_to_disk() {
+    let (tmp, keep) = demo("20");
+    let text = std::fs::read_to_string(keep.join("badge.txt")).unwrap();
+    let checkpoint = std::fs::read_dir(keep.join("authority/verifiers"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let list = keep.join("checkpoint-trust-list.tsl");
+    let (cwd, home) = (tmp.path().join("cwd"), tmp.path().join("home"));
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    let before = snapshot(tmp.path());
+    for json in [false, true] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.current_dir(&cwd)
+            .env("HOME", &home)
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env("TMPDIR", &home)
+            .args([
+                "verify",
+                "--offline",
+                "--trust-list",
+                list.to_str().unwrap(),
+                "--bundle",
+                checkpoint.to_str().unwrap(),
+                &text,
+            ]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        // The demo revoked Li Hua's badge later, but offline the signature
+        // and validity are all a checkpoint checks: VALID.
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Not a byte, not a directory: in the working directory, in HOME, in
+    // TMPDIR, or beside the trust list and bundle.
+    assert_eq!(snapshot(tmp.path()), before);
+}
+
+#[test]
+fn a_checkpoints_online_verify_writes_nothing_to_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut running, layout) =
+        common::federation_up(&tmp.path().join("fed"), &tmp.path().join("fed.log"));
+    let hangzhou = &layout["cities"][0];
+    let issued = common::ok(&[
+        "badge",
+        "issue",
+        "--node",
+        hangzhou["node"].as_str().unwrap(),
+        "--bundle",
+        hangzhou["operator"].as_str().unwrap(),
+        "--id",
+        &common::id(7),
+        "--name",
+        "李华",
+    ]);
+    let text = issued
+        .lines()
+        .find(|l| l.starts_with("TB1:"))
+        .unwrap_or_else(|| panic!("no TB1: line in\n{issued}"))
+        .to_owned();
+    let bundle = Path::new(layout["checkpoint"].as_str().unwrap());
+    let (cwd, home) = (tmp.path().join("cwd"), tmp.path().join("home"));
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    // The federation's own servers write under fed/ meanwhile; the
+    // checkpoint's side is its bundle, its working directory, HOME, TMPDIR.
+    let watched = [&cwd, &home, &bundle.to_path_buf()];
+    let before: Vec<_> = watched.iter().map(|d| snapshot(d)).collect();
+    for json in [false, true] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.current_dir(&cwd)
+            .env("HOME", &home)
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env("TMPDIR", &home)
+            .args([
+                "verify",
+                "--gateway",
+                layout["gateway"].as_str().unwrap(),
+                "--bundle",
+                bundle.to_str().unwrap(),
+                &text,
+            ]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let after: Vec<_> = watched.iter().map(|d| snapshot(d)).collect();
+    assert_eq!(after, before);
+    common::stop(running.0.take().unwrap());
 }

@@ -320,3 +320,66 @@ fn logs_are_json_lines_when_asked() {
         assert!(v["fields"].is_object(), "{line}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_access_log_says_ok_refuses_a_running_node_and_names_the_edited_entry() {
+    let a = Authority::new();
+    let config = a.config();
+    let node = a.start_node();
+    // The node holds the data directory's lock: verification must wait.
+    let out = tessera(&["node", "verify-access-log", "--config", &config]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("locked while the node runs"), "{stderr}");
+
+    let mut op = a.client("operators/330100-hangzhou-cdc/operator");
+    for n in [1, 2, 1] {
+        op.explain(pb::ExplainRequest { national_id: id(n) })
+            .await
+            .unwrap();
+    }
+    stop(node);
+
+    let report = ok(&["node", "verify-access-log", "--config", &config]);
+    assert!(report.contains("length 3\n"), "{report}");
+    assert!(report.contains("OK:"), "{report}");
+    let checkpoint = report
+        .lines()
+        .find_map(|l| l.strip_prefix("checkpoint "))
+        .unwrap()
+        .to_owned();
+    assert!(checkpoint.starts_with("3:"), "{checkpoint}");
+    let report = ok(&[
+        "node",
+        "verify-access-log",
+        "--config",
+        &config,
+        "--expect",
+        &checkpoint,
+    ]);
+    assert!(report.contains("entry 3 is as expected"), "{report}");
+
+    // One byte of entry 2 changed in the real sled files.
+    let store = tessera_node::config::NodeSettings::load(Path::new(&config))
+        .unwrap()
+        .data_dir
+        .join("store");
+    {
+        let db = sled::open(&store).unwrap();
+        let tree = db.open_tree(tessera_node::access_log::TREE).unwrap();
+        let key = [&b"e"[..], &2u64.to_be_bytes()].concat();
+        let mut bytes = tree.get(&key).unwrap().unwrap().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x80; // the stored hash
+        tree.insert(&key, bytes).unwrap();
+        db.flush().unwrap();
+    }
+    let out = tessera(&["node", "verify-access-log", "--config", &config]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("PROBLEM: entry 2: hash mismatch"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("length 3\n"), "{stdout}");
+}

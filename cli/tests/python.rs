@@ -12,11 +12,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+
+use common::federation_up;
 
 const HOW: &str = "python3 -m venv .ci/venv && \
     .ci/venv/bin/pip install -r examples/python/requirements.txt && \
@@ -43,52 +42,6 @@ fn python() -> Option<PathBuf> {
             None
         }
     }
-}
-
-/// A running `tessera federation up`, killed if the test fails.
-struct Running(Option<Child>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts a federation in `dir` on free ports and waits until it serves.
-fn federation_up(dir: &Path, log: &Path) -> (Running, serde_json::Value) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["federation", "up", "--dir", dir.to_str().unwrap()])
-        .args(["--base-port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let running = Running(Some(child));
-    let (tx, rx) = mpsc::channel();
-    // Reads every line, so that the pipe never fills.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) if line.starts_with("Local federation running") => break,
-            Ok(_) => {}
-            Err(e) => panic!(
-                "federation up did not start within 60 s ({e}):\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            ),
-        }
-    }
-    let layout = std::fs::read_to_string(dir.join("federation.json")).unwrap();
-    (running, serde_json::from_str(&layout).unwrap())
 }
 
 fn checkpoint(python: &Path, gateway: &str, bundle: &str, badge: &[&str]) -> Output {

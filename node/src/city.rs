@@ -274,6 +274,11 @@ impl<S: Store> City<S> {
         self.max_batch
     }
 
+    /// The pseudonym of the resident with this ID number (checked first).
+    pub fn resident(&self, national_id: &str) -> Result<Pseudonym, NodeError> {
+        Ok(self.pseudonyms.pseudonym(&NationalId::parse(national_id)?))
+    }
+
     /// Validates a batch whole, stores it atomically, revokes badges whose
     /// holder's colour worsened, and returns once all of it is durable.
     pub async fn ingest(&self, batch: &[pb::Record], now: i64) -> Result<IngestOutcome, NodeError> {

@@ -5,13 +5,15 @@
 //! ([`records`]), encryption at rest ([`vault`]), residents' pseudonyms ([`pseudonym`]), the scoring policy
 //! ([`policy`]), the node's work — ingest, issuance, explanation, status
 //! ([`city`]) — who may call what ([`authz`]), the gRPC face ([`service`]),
-//! configuration ([`config`]), CSV import ([`import`]) and start-up
-//! ([`server`]).
+//! configuration ([`config`]), CSV import ([`import`]), start-up
+//! ([`server`]) and the hash-chained log of operators' reads of residents'
+//! records ([`access_log`]).
 //!
 //! It must never send a record, a score's inputs, a name or an ID number out
 //! of the city, never store an ID number in clear, and never depend on the
 //! gateway crate.
 
+pub mod access_log;
 pub mod authz;
 pub mod city;
 pub mod commit;

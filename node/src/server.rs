@@ -17,6 +17,7 @@ use tessera_core::{Role, TrustAnchor};
 use tessera_proto::v1::city_node_server::CityNodeServer;
 use tokio::net::TcpListener;
 
+use crate::access_log::{self, AccessLog};
 use crate::city::City;
 use crate::config::NodeSettings;
 use crate::policy::{Policy, PolicyError};
@@ -80,6 +81,9 @@ pub enum StartError {
     /// Following the gateway's trust list.
     #[error(transparent)]
     Follow(#[from] FollowError),
+    /// The access log's storage.
+    #[error("access log: {0}")]
+    AccessLog(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -199,6 +203,8 @@ pub struct Loaded {
     pub identity: TlsIdentity,
     /// Settings.
     pub settings: NodeSettings,
+    /// The log of operators' reads of residents' records.
+    pub access_log: Arc<AccessLog>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -268,6 +274,10 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
         settings.store_cache_bytes,
         &settings.master_key,
     )?);
+    let access_log = Arc::new(
+        AccessLog::open(store.open_tree(access_log::TREE)?)
+            .map_err(|e| StartError::AccessLog(e.to_string()))?,
+    );
     let city = Arc::new(
         City::new(
             store,
@@ -293,6 +303,7 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
         trust,
         identity,
         settings,
+        access_log,
     })
 }
 
@@ -432,8 +443,12 @@ pub async fn serve(
         None => None,
     };
     let sweeping = sweep_retention(loaded, node_metrics.clone());
-    let service = CityNodeServer::new(NodeService::new(Arc::clone(&loaded.city), node_metrics))
-        .max_decoding_message_size(loaded.settings.max_message_bytes);
+    let service = CityNodeServer::new(NodeService::new(
+        Arc::clone(&loaded.city),
+        Arc::clone(&loaded.access_log),
+        node_metrics,
+    ))
+    .max_decoding_message_size(loaded.settings.max_message_bytes);
     let table = crate::authz::table(loaded.city.city());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let (health, routes) = tessera_certs::standard::routes(SERVICE).await?;

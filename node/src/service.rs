@@ -8,6 +8,7 @@ use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_server::CityNode;
 use tonic::{Request, Response, Status};
 
+use crate::access_log::{AccessLog, AccessLogError, Action, Actor, Entry};
 use crate::city::{City, NodeError};
 use crate::metrics::NodeMetrics;
 use crate::store::Store;
@@ -43,13 +44,54 @@ impl From<NodeError> for Status {
 /// runs, by `tessera_certs::authz::AuthzLayer` with the table in `authz.rs`.
 pub struct NodeService<S> {
     city: Arc<City<S>>,
+    access_log: Arc<AccessLog>,
     metrics: NodeMetrics,
 }
 
 impl<S> NodeService<S> {
-    /// Serves `city`, counting what it does in `metrics`.
-    pub fn new(city: Arc<City<S>>, metrics: NodeMetrics) -> Self {
-        Self { city, metrics }
+    /// Serves `city`, logging operators' reads of residents' records in
+    /// `access_log` and counting what it does in `metrics`.
+    pub fn new(city: Arc<City<S>>, access_log: Arc<AccessLog>, metrics: NodeMetrics) -> Self {
+        Self {
+            city,
+            access_log,
+            metrics,
+        }
+    }
+}
+
+/// A read whose access-log entry cannot be written is refused with this.
+fn unlogged(e: AccessLogError) -> Status {
+    match e {
+        AccessLogError::Damaged(_) => Status::failed_precondition(e.to_string()),
+        other => {
+            tracing::error!(error = %other, "access log");
+            Status::internal("the access log cannot record this read, so it is refused")
+        }
+    }
+}
+
+impl<S: Store> NodeService<S> {
+    /// Records, durably, that the caller of `request` reads the records of
+    /// the resident with `national_id`, before anything is read; returns the
+    /// entry. An invalid ID number is refused without an entry (nobody's
+    /// records are read); a read that cannot be logged is refused.
+    async fn log_access<T>(
+        &self,
+        request: &Request<T>,
+        action: Action,
+        national_id: &str,
+    ) -> Result<Entry, Status> {
+        let subject = self.city.resident(national_id)?;
+        let caller = tessera_certs::authz::caller(request)?;
+        let actor = Actor {
+            serial: caller.serial_hex(),
+            city: caller.identity.scope().code(),
+        };
+        self.access_log
+            .record(unix_now(), action, &actor, &subject)
+            .await
+            .map_err(unlogged)
     }
 }
 
@@ -100,8 +142,11 @@ impl<S: Store> CityNode for NodeService<S> {
         &self,
         request: Request<pb::ExplainRequest>,
     ) -> Result<Response<pb::ExplainResponse>, Status> {
+        let national_id = &request.get_ref().national_id;
+        self.log_access(&request, Action::Explain, national_id)
+            .await?;
         let now = unix_now();
-        let a = self.city.explain(&request.get_ref().national_id, now)?;
+        let a = self.city.explain(national_id, now)?;
         Ok(Response::new(pb::ExplainResponse {
             score: a.score,
             colour: colour(a.colour),
@@ -150,11 +195,11 @@ impl<S: Store> CityNode for NodeService<S> {
         &self,
         request: Request<pb::ExportRequest>,
     ) -> Result<Response<pb::ExportResponse>, Status> {
+        self.log_access(&request, Action::Export, &request.get_ref().national_id)
+            .await?;
         let records = self
             .city
             .export(&request.get_ref().national_id, unix_now())?;
-        // Access log: append the export of this resident here, once it
-        // succeeded (the caller is `tessera_certs::authz::caller(&request)`).
         Ok(Response::new(pb::ExportResponse { records }))
     }
 
@@ -162,10 +207,12 @@ impl<S: Store> CityNode for NodeService<S> {
         &self,
         request: Request<pb::EraseRequest>,
     ) -> Result<Response<pb::EraseResponse>, Status> {
+        // Logged before anything is destroyed: the erasure itself stays
+        // accountable in the log (the entry holds no record).
+        self.log_access(&request, Action::Erase, &request.get_ref().national_id)
+            .await?;
         let erased = self.city.erase(&request.get_ref().national_id).await?;
         self.metrics.erased();
-        // Access log: append the erasure of this resident here, once it is
-        // durable (the caller is `tessera_certs::authz::caller(&request)`).
         Ok(Response::new(pb::EraseResponse {
             records: erased.records,
             badges: erased.badges,
@@ -174,8 +221,22 @@ impl<S: Store> CityNode for NodeService<S> {
 
     async fn access_log(
         &self,
-        _request: Request<pb::AccessLogRequest>,
+        request: Request<pb::AccessLogRequest>,
     ) -> Result<Response<pb::AccessLogResponse>, Status> {
-        Err(Status::unimplemented("access log: in progress (issue 8)"))
+        // This read is logged too, so the answer includes its own entry.
+        let mine = self
+            .log_access(&request, Action::AccessLog, &request.get_ref().national_id)
+            .await?;
+        let entries = self
+            .access_log
+            .entries_of(&mine.subject)
+            .map_err(unlogged)?;
+        let head = self.access_log.head().map_err(unlogged)?;
+        Ok(Response::new(pb::AccessLogResponse {
+            entries: entries.iter().map(Entry::to_proto).collect(),
+            length: head.length,
+            head_hash: head.hash.to_vec(),
+            subject: mine.subject.as_bytes().to_vec(),
+        }))
     }
 }

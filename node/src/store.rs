@@ -354,6 +354,15 @@ impl SledStore {
         Self::open_with_cache(dir, 256 * 1024 * 1024, key_file)
     }
 
+    /// Opens only the tree `name` of the store in `dir`, without the master
+    /// key: for tools that read what the store keeps in clear (the access
+    /// log). The directory stays locked while the tree is held, so this
+    /// fails with [`StoreError::Locked`] while the node runs.
+    pub fn open_clear_tree(dir: &Path, name: &str) -> Result<sled::Tree, StoreError> {
+        let (db, _) = Self::open_db(dir, 64 * 1024 * 1024)?;
+        Ok(db.open_tree(name)?)
+    }
+
     fn open_db(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, sled::Tree), StoreError> {
         let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
         let db = config.open().map_err(|e| match e {
@@ -585,6 +594,15 @@ impl SledStore {
         }
         file.promote_next()?;
         Ok(erased)
+    }
+}
+
+impl SledStore {
+    /// Another tree of the same database, for data kept apart from the
+    /// records (the access log, see `access_log.rs`). A flush of the store
+    /// covers it too.
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
     }
 }
 

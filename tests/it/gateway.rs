@@ -9,6 +9,7 @@ use tessera_core::{Identity, Role, Scope};
 use tessera_gateway::config::RelaySettings;
 use tessera_proto::v1 as pb;
 use tessera_tests::harness::{RunningGateway, RunningNode, gateway_client, node_client};
+use tessera_tests::scan::{self, Needle};
 use tessera_tests::{DAY, TestPki, national_id, test_record, unix_now};
 use tokio::net::TcpListener;
 use tonic::Code;
@@ -416,31 +417,13 @@ async fn the_gateway_keeps_no_badge_id_on_disk() {
     }
     let Fed { gw, dir, .. } = f;
     gw.stop().await.unwrap();
-    let mut files = vec![];
-    let mut stack = vec![dir.path().join("gw")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p)
-            } else {
-                files.push(p)
-            }
-        }
-    }
-    assert!(!files.is_empty());
-    for file in files {
-        let bytes = std::fs::read(&file).unwrap();
-        for id in &ids {
-            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-            assert!(
-                !bytes.windows(id.len()).any(|w| w == id.as_slice())
-                    && !bytes.windows(hex.len()).any(|w| w == hex.as_bytes()),
-                "a badge id was found in {}",
-                file.display()
-            );
-        }
-    }
+    let needles: Vec<Needle> = ids
+        .iter()
+        .flat_map(|id| Needle::id("badge id", id))
+        .collect();
+    let (files, hits) = scan::find(&dir.path().join("gw"), &needles).unwrap();
+    assert!(files > 0);
+    assert!(hits.is_empty(), "{hits:#?}");
     let _ = DAY;
 }
 

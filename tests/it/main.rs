@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
+mod access_log;
 mod authz_matrix;
 mod badge_properties;
 mod follow;
@@ -16,4 +17,5 @@ mod relay_faults;
 mod rotation;
 mod standard_services;
 mod trust_list;
+mod unlinkable;
 mod verify_errors;

@@ -9,6 +9,7 @@
 pub mod forge;
 pub mod golden;
 pub mod harness;
+pub mod scan;
 
 use ed25519_dalek::SigningKey;
 use rand::RngCore;
