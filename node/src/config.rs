@@ -62,6 +62,15 @@ struct NodeFile {
     badges: BadgesFile,
     #[serde(default)]
     metrics: Option<tessera_certs::metrics::MetricsFile>,
+    #[serde(default)]
+    sunset: Option<SunsetFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SunsetFile {
+    #[serde(default)]
+    automatic: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +141,9 @@ pub struct NodeSettings {
     pub signer_key: PathBuf,
     /// Scoring policy file; the built-in default when `None`.
     pub policy: Option<PathBuf>,
+    /// `[sunset] automatic`: destroy everything by itself at the trust
+    /// list's sunset_at (off unless the city opts in; docs/CONFIG.md).
+    pub sunset_automatic: bool,
 }
 
 impl NodeSettings {
@@ -236,6 +248,7 @@ impl NodeSettings {
             signer_certificate: at(file.badges.certificate),
             signer_key: at(file.badges.key),
             policy: file.badges.policy.map(at),
+            sunset_automatic: file.sunset.is_some_and(|s| s.automatic),
         })
     }
 }

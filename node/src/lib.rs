@@ -5,8 +5,8 @@
 //! ([`records`]), residents' pseudonyms ([`pseudonym`]), the scoring policy
 //! ([`policy`]), the node's work — ingest, issuance, explanation, status
 //! ([`city`]) — who may call what ([`authz`]), the gRPC face ([`service`]),
-//! configuration ([`config`]), CSV import ([`import`]) and start-up
-//! ([`server`]).
+//! configuration ([`config`]), CSV import ([`import`]), start-up
+//! ([`server`]) and switching off for good ([`sunset`]).
 //!
 //! It must never send a record, a score's inputs, a name or an ID number out
 //! of the city, never store an ID number in clear, and never depend on the
@@ -24,3 +24,4 @@ pub mod records;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod sunset;

@@ -166,6 +166,20 @@ pub trait Store: Send + Sync + 'static {
     fn badges_of(&self, resident: &Pseudonym) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError>;
     /// Makes every applied change durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Counts what the store holds, for a deletion attestation (a full scan:
+    /// for sunset, not for serving).
+    fn census(&self) -> Result<Census, StoreError>;
+}
+
+/// What a store holds, counted before it is destroyed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Distinct residents with at least one record.
+    pub residents: u64,
+    /// Records.
+    pub records: u64,
+    /// Badge states.
+    pub badges: u64,
 }
 
 /// The sled store: one tree, its keys prefixed by kind, so that every
@@ -318,6 +332,24 @@ impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
         Ok(())
+    }
+
+    fn census(&self) -> Result<Census, StoreError> {
+        let mut census = Census::default();
+        let mut last: Option<Vec<u8>> = None;
+        for k in self.tree.scan_prefix([RECORD]).keys() {
+            let k = k?;
+            let resident = k
+                .get(1..=Pseudonym::LEN)
+                .ok_or_else(|| StoreError::Corrupt("record key".into()))?;
+            census.records += 1;
+            if last.as_deref() != Some(resident) {
+                census.residents += 1;
+                last = Some(resident.to_vec());
+            }
+        }
+        census.badges = self.tree.scan_prefix([BADGE]).count() as u64;
+        Ok(census)
     }
 }
 
