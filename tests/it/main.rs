@@ -14,5 +14,6 @@ mod node;
 mod relay_faults;
 mod rotation;
 mod standard_services;
+mod sunset;
 mod trust_list;
 mod verify_errors;
