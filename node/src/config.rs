@@ -289,6 +289,7 @@ mod tests {
         assert_eq!(settings.max_batch_records, 10_000);
         assert!(settings.tls_key.ends_with("node.key"));
         assert!(settings.trust_list.is_some());
+        assert!(!settings.sunset_automatic);
     }
 
     #[test]
@@ -301,6 +302,27 @@ mod tests {
         let settings =
             NodeSettings::parse(&bundle_config(city, "hz.example:7443"), Path::new("/b")).unwrap();
         assert_eq!(settings.listen.to_string(), "0.0.0.0:7443");
+    }
+
+    #[test]
+    fn sunset_is_manual_unless_the_city_opts_in() {
+        let good = bundle_config("330100".parse().unwrap(), "127.0.0.1:7101");
+        let base = Path::new(".");
+        assert!(!NodeSettings::parse(&good, base).unwrap().sunset_automatic);
+        let off = format!("{good}\n[sunset]\n");
+        assert!(!NodeSettings::parse(&off, base).unwrap().sunset_automatic);
+        let on = format!("{good}\n[sunset]\nautomatic = true\n");
+        assert!(NodeSettings::parse(&on, base).unwrap().sunset_automatic);
+        let typo = format!("{good}\n[sunset]\nautomatc = true\n");
+        assert!(matches!(
+            NodeSettings::parse(&typo, base),
+            Err(ConfigError::Parse { .. })
+        ));
+        let wrong_type = format!("{good}\n[sunset]\nautomatic = \"yes\"\n");
+        assert!(matches!(
+            NodeSettings::parse(&wrong_type, base),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 
     #[test]

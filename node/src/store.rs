@@ -370,6 +370,50 @@ mod tests {
     }
 
     #[test]
+    fn the_census_counts_distinct_residents_records_and_badges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.census().unwrap(), Census::default());
+        let record = |resident: u8, id: &str| NewRecord {
+            resident: Pseudonym::from_slice(&[resident; 32]).unwrap(),
+            record_id: id.into(),
+            fingerprint: [resident; 32],
+            encoded: vec![resident],
+        };
+        let badge = |resident: u8| BadgeRecord {
+            resident: Pseudonym::from_slice(&[resident; 32]).unwrap(),
+            colour: Colour::Green,
+            issued_at: 1,
+            valid_until: 2,
+            state: BadgeState::Active,
+        };
+        let change = Change {
+            records: vec![
+                record(1, "a"),
+                record(1, "b"),
+                record(2, "c"),
+                record(3, "d"),
+                record(3, "e"),
+                record(3, "f"),
+            ],
+            badges: vec![
+                (BadgeId::from_bytes([1; 16]), badge(1)),
+                (BadgeId::from_bytes([2; 16]), badge(1)),
+                (BadgeId::from_bytes([3; 16]), badge(9)),
+            ],
+        };
+        store.apply(&change).unwrap();
+        assert_eq!(
+            store.census().unwrap(),
+            Census {
+                residents: 3,
+                records: 6,
+                badges: 3
+            }
+        );
+    }
+
+    #[test]
     fn a_record_id_repeated_in_one_change_is_a_duplicate_or_a_conflict() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();

@@ -243,17 +243,22 @@ pub fn due_at_start(settings: &NodeSettings, now: i64) -> bool {
     };
     root.ok()
         .and_then(|root| held_trust_list(settings, &root))
-        .is_some_and(|list| now >= list.sunset_at())
+        .is_some_and(|list| now > list.sunset_at())
 }
 
-/// Resolves once the trust list in force has reached its sunset date
-/// (re-read at least every minute, so a newer list's date counts).
+/// Resolves once the trust list in force is past its sunset date (the
+/// first second at which it no longer verifies), re-read at least every
+/// minute so that a newer list's date counts.
 pub async fn wait_until_due(trust: Arc<TrustState>) {
     loop {
         let now = unix_now();
         let wait = match trust.current() {
-            Some(list) if now >= list.sunset_at() => return,
-            Some(list) => list.sunset_at().saturating_sub(now).clamp(1, 60),
+            Some(list) if now > list.sunset_at() => return,
+            Some(list) => list
+                .sunset_at()
+                .saturating_add(1)
+                .saturating_sub(now)
+                .clamp(1, 60),
             None => 60,
         };
         tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;

@@ -378,11 +378,11 @@ async fn a_node_switches_itself_off_at_sunset_and_its_attestation_reaches_the_ga
     // (nothing is trusted for badges any more; mTLS still chains to the
     // root).
     assert_eq!(submitted, Ok(true));
+    assert!(sunset.claims.destroyed_at > message.sunset_at);
     assert_eq!(
-        CheckedTrustList::verify(&list, &root, unix_now()).unwrap_err(),
-        TrustListError::Sunset(message.sunset_at)
+        CheckedTrustList::verify(&list, &root, sunset.claims.destroyed_at).err(),
+        Some(TrustListError::Sunset(message.sunset_at))
     );
-    assert!(sunset.claims.destroyed_at >= message.sunset_at);
     let claims = verify_attestation(&sunset.signed, &root, unix_now())
         .unwrap()
         .claims()
@@ -481,4 +481,65 @@ async fn a_node_started_past_its_sunset_switches_off_at_once_and_one_without_opt
         (RESIDENTS, RECORDS, BADGES)
     );
     assert_eq!(names_in(&settings.data_dir), vec![sunset::DONE.to_owned()]);
+}
+
+fn signed_by(pki: &TestPki, city: CityCode, destroyed_at: i64) -> Vec<u8> {
+    let node = &pki.city(city).unwrap().node;
+    let claims = pb::DeletionAttestation {
+        version: 1,
+        city: city.get(),
+        destroyed_at,
+        residents: 1,
+        records: 2,
+        badges: 3,
+        policy_version: 1,
+        signer_key_destroyed: true,
+        sunset_at: 0,
+        trust_list_sequence: 1,
+        reason: REASON_OPERATOR.into(),
+    };
+    tessera_core::attestation::sign_attestation(&claims, &node.key, &node.der).unwrap()
+}
+
+#[tokio::test]
+async fn the_gateway_keeps_the_latest_attestation_per_city_and_refuses_an_older_one() {
+    let (pki, hz, wuhan) = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let list = pki.trust_list(1).unwrap();
+    let gw = RunningGateway::start(&pki, dir.path(), Some(&list), RelaySettings::default())
+        .await
+        .unwrap();
+    let now = unix_now();
+    let (older, newer) = (
+        signed_by(&pki, hz, now - 100),
+        signed_by(&pki, hz, now - 50),
+    );
+    let wuhan_one = signed_by(&pki, wuhan, now - 10);
+    let request = |signed: &[u8]| pb::SubmitAttestationRequest {
+        attestation: Some(pb::SignedAttestation::decode(signed).unwrap()),
+    };
+    let mut as_hz = gateway_client(&pki, gw.addr, &pki.city(hz).unwrap().node).unwrap();
+    as_hz.submit_attestation(request(&newer)).await.unwrap();
+    let status = as_hz.submit_attestation(request(&older)).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("already held"), "{status:?}");
+    as_hz.submit_attestation(request(&newer)).await.unwrap();
+    let status = as_hz
+        .submit_attestation(pb::SubmitAttestationRequest { attestation: None })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    gateway_client(&pki, gw.addr, &pki.city(wuhan).unwrap().node)
+        .unwrap()
+        .submit_attestation(request(&wuhan_one))
+        .await
+        .unwrap();
+
+    let held: Vec<Vec<u8>> = listed(&pki, &gw)
+        .await
+        .iter()
+        .map(Message::encode_to_vec)
+        .collect();
+    assert_eq!(held, vec![newer, wuhan_one]);
+    gw.stop().await.unwrap();
 }
