@@ -13,7 +13,8 @@
 //! 3. Every file in the data directory (the store, the pseudonym key, any
 //!    key file kept there) and every key file the configuration names except
 //!    the TLS key ([`key_files`]: the badge-signer key, and a master key when
-//!    configured) is overwritten with zeros, synced and unlinked.
+//!    configured) is overwritten with zeros, synced and unlinked. Only the
+//!    node's TLS key, certificate and root are spared, wherever they are.
 //! 4. Only then is the attestation signed, with `destroyed_at` = now, and
 //!    written durably beside the data directory; a copy in
 //!    `data_dir/sunset-attestation.pb` marks the job done and the pending
@@ -324,9 +325,9 @@ fn shred(path: &Path) -> Result<(), SunsetError> {
     std::fs::remove_file(path).map_err(io(format!("removing {}", path.display())))
 }
 
-/// Shreds every file under `dir` (not following links) except `keep`, and
-/// removes the emptied subdirectories.
-fn shred_tree(dir: &Path, keep: &Path) -> Result<(), SunsetError> {
+/// Shreds every file under `dir` (not following links) except those in
+/// `keep`, and removes the emptied subdirectories.
+fn shred_tree(dir: &Path, keep: &[PathBuf]) -> Result<(), SunsetError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -336,14 +337,20 @@ fn shred_tree(dir: &Path, keep: &Path) -> Result<(), SunsetError> {
         let path = entry
             .map_err(io(format!("listing {}", dir.display())))?
             .path();
-        if path == keep {
+        if keep.contains(&path) {
             continue;
         }
         let meta =
             std::fs::symlink_metadata(&path).map_err(io(format!("reading {}", path.display())))?;
         if meta.is_dir() {
             shred_tree(&path, keep)?;
-            std::fs::remove_dir(&path).map_err(io(format!("removing {}", path.display())))?;
+            if std::fs::read_dir(&path)
+                .map_err(io(format!("listing {}", path.display())))?
+                .next()
+                .is_none()
+            {
+                std::fs::remove_dir(&path).map_err(io(format!("removing {}", path.display())))?;
+            }
         } else {
             shred(&path)?;
         }
@@ -462,7 +469,15 @@ pub fn destroy_until(
     if halt == Some(Halt::AfterKeys) {
         return Ok(None);
     }
-    shred_tree(&settings.data_dir, &marker)?;
+    // The node's identity files stay even if kept in the data directory:
+    // they sign and submit the attestation, now and on a re-run.
+    let keep = [
+        marker.clone(),
+        settings.tls_key.clone(),
+        settings.tls_certificate.clone(),
+        settings.root.clone(),
+    ];
+    shred_tree(&settings.data_dir, &keep)?;
     claims.signer_key_destroyed = !settings.signer_key.exists();
     claims.destroyed_at = unix_now();
     let signed = attester.sign(&claims, claims.destroyed_at)?;

@@ -543,3 +543,52 @@ async fn the_gateway_keeps_the_latest_attestation_per_city_and_refuses_an_older_
     assert_eq!(held, vec![newer, wuhan_one]);
     gw.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_tls_key_kept_in_the_data_directory_is_spared_so_a_rerun_can_still_sign_and_submit() {
+    let (pki, hz, _) = pki();
+    let root = pki.anchor().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = bundle(
+        &pki,
+        hz,
+        dir.path(),
+        &listener,
+        &pki.trust_list(1).unwrap(),
+        None,
+        false,
+    );
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("keys")).unwrap();
+    std::fs::rename(dir.path().join("node.key"), data.join("keys/node.key")).unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("key = \"node.key\"", "key = \"data/keys/node.key\"");
+    std::fs::write(&config, text).unwrap();
+    let node = RunningNode::start_with(config.clone(), listener)
+        .await
+        .unwrap();
+    feed(&pki, hz, node.addr).await;
+    node.stop().await.unwrap();
+    let settings = NodeSettings::load(&config).unwrap();
+
+    let done = sunset::destroy(&settings, Reason::Operator).unwrap();
+    assert_eq!(
+        names_in(&data),
+        vec!["keys".to_owned(), sunset::DONE.to_owned()]
+    );
+    assert_eq!(names_in(&data.join("keys")), vec!["node.key".to_owned()]);
+    assert!(!settings.signer_key.exists());
+    let claims = verify_attestation(&done.signed, &root, unix_now())
+        .unwrap()
+        .claims()
+        .clone();
+    assert_eq!(
+        (claims.residents, claims.records, claims.badges),
+        (RESIDENTS, RECORDS, BADGES)
+    );
+    let again = sunset::destroy(&settings, Reason::Operator).unwrap();
+    assert!(again.earlier);
+    assert_eq!(again.signed, done.signed);
+}
