@@ -188,7 +188,15 @@ fn attester(settings: &NodeSettings, now: i64) -> Result<Attester, SunsetError> 
     let attester = Attester { key, der, root };
     // A trial signature, verified as the authority will, proves the whole
     // path before anything is gone.
-    let trial = attester.sign(&claims_template(settings, Reason::Operator), now)?;
+    let trial = attestation::sign_attestation(
+        &pb::DeletionAttestation {
+            destroyed_at: now,
+            ..claims_template(settings, Reason::Operator)
+        },
+        &attester.key,
+        &attester.der,
+    )
+    .map_err(|e| cannot(e.to_string()))?;
     attestation::verify_attestation(&trial, &attester.root, now)
         .map_err(|e| cannot(e.to_string()))?;
     Ok(attester)
