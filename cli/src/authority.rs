@@ -8,6 +8,7 @@ use tessera_certs::authority::{
     AuthorityDir, InitOptions, Issued, Reissued, RenewTarget, RevokeTarget,
 };
 use tessera_certs::keys;
+use tessera_core::attestation::verify_attestation;
 use tessera_core::trust::{CheckedTrustList, EntryStatus, Freshness};
 use tessera_core::{CityCode, ProvinceCode, TrustAnchor};
 
@@ -219,6 +220,41 @@ In order:
     /// Sign and inspect trust lists.
     #[command(subcommand)]
     TrustList(TrustListCommand),
+    /// Check one city's deletion attestation against the national root.
+    #[command(
+        long_about = "Check one city's deletion attestation (the file `tessera node sunset` writes)
+against the national root: the signer chains to the root, is that city's node,
+was valid when the destruction finished, and signed exactly these bytes.
+Prints what it attests and VALID, or INVALID and why (exit code 1).",
+        after_help = "Examples:\n  tessera authority verify-attestation attestation-330100-1893456000.pb --root root.crt\n  tessera authority verify-attestation attestation-330100-1893456000.pb --dir ./authority"
+    )]
+    VerifyAttestation {
+        /// The signed attestation.
+        file: PathBuf,
+        /// The national root certificate (PEM) to verify against.
+        #[arg(long, conflicts_with = "dir", required_unless_present = "dir")]
+        root: Option<PathBuf>,
+        /// Or the authority directory, whose root is used.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Fetch every city's deletion attestation from the gateway, verify each,
+    /// and say whether every city of the last trust list has switched off.
+    #[command(
+        long_about = "Fetch the deletion attestations the gateway collected, verify each against
+the root, and print, for every city whose node the last trust list the
+authority signed carries, whether it has attested. Exit code 0 only when every
+such city has a valid attestation: the whole country switched off.",
+        after_help = "Example:\n  tessera authority attestations --dir ./authority --gateway gateway.example:7443"
+    )]
+    Attestations {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The gateway, as host:port (called as the authority, with
+        /// D/authority/authority.crt).
+        #[arg(long)]
+        gateway: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -506,6 +542,22 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
                 println!("  uploaded to the gateway at {gateway}: sequence {in_force} in force");
             }
         }
+        AuthorityCommand::VerifyAttestation { file, root, dir } => {
+            let root_path = match (root, dir) {
+                (Some(root), _) => root,
+                (None, Some(dir)) => dir.join("root/root.crt"),
+                (None, None) => anyhow::bail!("give --root ROOT.crt or --dir AUTHORITY_DIR"),
+            };
+            let root = TrustAnchor::from_der(&keys::read_cert(&root_path)?).with_context(|| {
+                format!("{} is not a tessera root certificate", root_path.display())
+            })?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            verify_attestation_file(&bytes, &root, now)?;
+        }
+        AuthorityCommand::Attestations { dir, gateway } => {
+            crate::node::runtime()?.block_on(attestations(&dir.dir, &gateway, now))?;
+        }
         AuthorityCommand::TrustList(TrustListCommand::Show { file, root, dir }) => {
             let root_path = match (root, dir) {
                 (Some(root), _) => root,
@@ -576,6 +628,184 @@ fn show(file: &Path, root_path: &Path, now: i64) -> anyhow::Result<()> {
         list.revoked_serials().count()
     );
     Ok(())
+}
+
+/// Prints what an attestation says, then VALID, or INVALID and the reason
+/// (as an error, so the exit code is non-zero).
+fn verify_attestation_file(bytes: &[u8], root: &TrustAnchor, now: i64) -> anyhow::Result<()> {
+    use prost::Message;
+    // What it claims, read before verification only to show it; the verdict
+    // below is what counts.
+    if let Some(claims) = tessera_proto::v1::SignedAttestation::decode(bytes)
+        .ok()
+        .and_then(|s| tessera_proto::v1::DeletionAttestation::decode(s.payload.as_slice()).ok())
+    {
+        print_claims(&claims);
+    }
+    match verify_attestation(bytes, root, now) {
+        Ok(verified) => {
+            println!(
+                "  signed by    {} (serial {}, key id {})",
+                verified.signer().identity(),
+                tessera_core::cert::hex_string(verified.signer().serial()),
+                verified.signer().key_id()
+            );
+            println!("VALID");
+            Ok(())
+        }
+        Err(e) => {
+            println!("INVALID: {e}");
+            anyhow::bail!("the deletion attestation does not verify: {e}")
+        }
+    }
+}
+
+fn print_claims(c: &tessera_proto::v1::DeletionAttestation) {
+    println!("Deletion attestation of city {:06}", c.city);
+    println!("  destroyed at {}", fmt::time(c.destroyed_at));
+    println!("  reason       {}", c.reason);
+    println!(
+        "  destroyed    {} residents, {} records, {} badges",
+        c.residents, c.records, c.badges
+    );
+    println!(
+        "  signer key   {}",
+        if c.signer_key_destroyed {
+            "destroyed"
+        } else {
+            "NOT destroyed"
+        }
+    );
+    println!("  policy       version {}", c.policy_version);
+    println!(
+        "  trust list   sequence {}, sunset {}",
+        c.trust_list_sequence,
+        if c.sunset_at == 0 {
+            "none held".to_owned()
+        } else {
+            fmt::time(c.sunset_at)
+        }
+    );
+}
+
+/// The authority's view of the switch-off: the cities whose node the last
+/// list it signed carries, each with its verified attestation or none.
+async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()> {
+    use prost::Message;
+    use std::collections::BTreeMap;
+    let authority = AuthorityDir::open(dir)?;
+    let root = TrustAnchor::from_der(authority.root_der())?;
+    let sequence = authority.registry().last_sequence;
+    anyhow::ensure!(
+        sequence > 0,
+        "no trust list was published yet: there is no city to account for"
+    );
+    let list_path = dir.join(format!("trust-lists/{sequence:06}.tsl"));
+    let list_bytes =
+        std::fs::read(&list_path).with_context(|| format!("reading {}", list_path.display()))?;
+    // Checked as of its own issue: after the sunset the list refuses to
+    // verify "now", but which cities it listed is still the question.
+    let issued_at = tessera_proto::v1::SignedTrustList::decode(list_bytes.as_slice())
+        .ok()
+        .and_then(|s| tessera_proto::v1::TrustList::decode(s.payload.as_slice()).ok())
+        .map(|l| l.issued_at)
+        .with_context(|| format!("{} does not decode", list_path.display()))?;
+    let list = CheckedTrustList::verify(&list_bytes, &root, issued_at)
+        .with_context(|| format!("{} does not verify", list_path.display()))?;
+    let mut cities: BTreeMap<u32, String> = BTreeMap::new();
+    for e in list.entries() {
+        let id = e.cert().identity();
+        if id.role() == tessera_core::Role::CityNode
+            && !e.is_revoked()
+            && let Some(city) = id.city()
+        {
+            cities.insert(city.get(), e.name().to_owned());
+        }
+    }
+
+    let trust = std::sync::Arc::new(tessera_certs::TrustState::new(root.clone())?);
+    let identity = tessera_certs::TlsIdentity::from_files(
+        &dir.join("authority/authority.crt"),
+        &dir.join("authority/authority.key"),
+    )?;
+    let config = tessera_certs::tls::client_config(&identity, trust, tessera_core::Role::Gateway)?;
+    let channel = tessera_certs::grpc::channel(gateway, config)?;
+    let held = tessera_proto::v1::gateway_client::GatewayClient::new(channel)
+        .list_attestations(tessera_proto::v1::ListAttestationsRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("the gateway at {gateway} refused: {}", s.message()))?
+        .into_inner()
+        .attestations;
+
+    let mut verdicts: BTreeMap<u32, Result<tessera_proto::v1::DeletionAttestation, String>> =
+        BTreeMap::new();
+    for signed in held {
+        let bytes = signed.encode_to_vec();
+        match verify_attestation(&bytes, &root, now) {
+            Ok(v) => {
+                verdicts.insert(v.city().get(), Ok(v.claims().clone()));
+            }
+            Err(e) => {
+                // Name the city it claims, to say which one is in doubt.
+                let claimed =
+                    tessera_proto::v1::DeletionAttestation::decode(signed.payload.as_slice())
+                        .map_or(0, |c| c.city);
+                verdicts.entry(claimed).or_insert(Err(e.to_string()));
+            }
+        }
+    }
+
+    println!(
+        "Deletion attestations for the {} cities of trust list {sequence} (sunset {}):",
+        cities.len(),
+        fmt::time(list.sunset_at())
+    );
+    let mut missing = 0usize;
+    for (code, name) in &cities {
+        match verdicts.get(code) {
+            Some(Ok(c)) => println!(
+                "  {code:06} {:<20} ATTESTED  {}  {} residents, {} records, {} badges, signer key {}",
+                truncate(name, 20),
+                fmt::time(c.destroyed_at),
+                c.residents,
+                c.records,
+                c.badges,
+                if c.signer_key_destroyed {
+                    "destroyed"
+                } else {
+                    "KEPT"
+                }
+            ),
+            Some(Err(e)) => {
+                missing += 1;
+                println!("  {code:06} {:<20} INVALID   {e}", truncate(name, 20));
+            }
+            None => {
+                missing += 1;
+                println!("  {code:06} {:<20} MISSING", truncate(name, 20));
+            }
+        }
+    }
+    for (code, verdict) in &verdicts {
+        if !cities.contains_key(code) {
+            match verdict {
+                Ok(c) => println!(
+                    "  {code:06} (not in the list)    attested {}",
+                    fmt::time(c.destroyed_at)
+                ),
+                Err(e) => println!("  {code:06} (not in the list)    INVALID   {e}"),
+            }
+        }
+    }
+    if missing == 0 {
+        println!("Every city has switched off and attested it.");
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{missing} of {} cities have no valid deletion attestation",
+            cities.len()
+        )
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -10,6 +10,7 @@ use tessera_node::config::NodeSettings;
 use tessera_node::import::{self, ImportError};
 use tessera_node::server;
 use tessera_node::store::{SledStore, StoreError};
+use tessera_node::sunset::{self, Ended, Reason, Sunset};
 
 use crate::fmt;
 
@@ -53,6 +54,30 @@ pub enum NodeCommand {
         /// catches a truncated or rewritten tail.
         #[arg(long)]
         expect: Option<access_log::Checkpoint>,
+    },
+    /// Switch the city off for good: destroy every record, badge state and
+    /// key, and sign a deletion attestation.
+    #[command(
+        long_about = "Switch the city off for good. The node must be stopped.
+
+Counts the residents, records and badges stored, then destroys the whole data
+directory (store, pseudonym key, trust-list cache: every file overwritten with
+zeros, synced, unlinked) and the badge-signer key file, signs a deletion
+attestation with the node's TLS key, writes it beside the data directory
+(attestation-<city>-<time>.pb) and, when [tls] gateway is configured, submits
+it to the gateway. Nothing is destroyed unless the attestation can be signed.
+An interrupted run is finished by running it again; a run after a finished one
+destroys nothing and submits the same attestation again. The node never starts
+again on this data directory.",
+        after_help = "Example:\n  tessera node sunset --config node.toml\n\nSee docs/OPERATIONS.md, \"Sunset\"."
+    )]
+    Sunset {
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Do not ask: destroy at once (for scripts).
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -101,6 +126,80 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Asks the operator to type the city code; `Ok(false)` if they did not.
+fn confirm(settings: &NodeSettings) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "tessera node sunset destroys every record and key of city {}: confirm on a terminal, or pass --yes",
+            settings.city
+        );
+    }
+    print!(
+        "This destroys every record, badge state and key of city {} in {} and the badge-signer key {}.\nIt cannot be undone. Type the city code to go on: ",
+        settings.city,
+        settings.data_dir.display(),
+        settings.signer_key.display()
+    );
+    std::io::stdout().flush().context("writing the prompt")?;
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("reading the answer")?;
+    Ok(answer.trim() == settings.city.to_string())
+}
+
+fn print_sunset(sunset: &Sunset) {
+    let c = &sunset.claims;
+    if sunset.earlier {
+        println!("this node was already switched off; nothing more to destroy");
+    } else if sunset.resumed {
+        println!("finished the sunset an earlier run began");
+    }
+    println!(
+        "city {:06} switched off at {} ({})",
+        c.city,
+        fmt::time(c.destroyed_at),
+        c.reason
+    );
+    println!(
+        "  destroyed: {} residents, {} records, {} badges; badge-signer key destroyed: {}",
+        c.residents,
+        c.records,
+        c.badges,
+        if c.signer_key_destroyed { "yes" } else { "NO" }
+    );
+    println!("  deletion attestation: {}", sunset.file.display());
+}
+
+fn report_submission(
+    settings: &NodeSettings,
+    submitted: Result<bool, String>,
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    match submitted {
+        Ok(true) => {
+            println!(
+                "  submitted to the gateway at {}",
+                settings.gateway.as_deref().unwrap_or_default()
+            );
+            Ok(())
+        }
+        Ok(false) => {
+            println!(
+                "  no gateway configured: send {} to the authority",
+                file.display()
+            );
+            Ok(())
+        }
+        Err(e) => anyhow::bail!(
+            "{e}\neverything is destroyed and the attestation is in {}: run `tessera node sunset` again to resubmit it",
+            file.display()
+        ),
+    }
+}
+
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -146,18 +245,28 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
             let rt = runtime()?;
             rt.block_on(async {
                 let stop = shutdown_signal();
-                let loaded = server::load(settings)?;
-                let listener = server::bind(&loaded.settings).await?;
+                let listener = server::bind(&settings).await?;
                 let addr = listener.local_addr().context("reading the bound address")?;
-                println!(
-                    "node of city {} listening on {addr} (policy {:?} version {})",
-                    loaded.settings.city,
-                    loaded.city.policy().name(),
-                    loaded.city.policy().version()
-                );
-                server::serve(&loaded, listener, stop).await?;
-                println!("node stopped; store flushed");
-                Ok(())
+                let ended = sunset::run_node(settings.clone(), listener, stop, |loaded| {
+                    println!(
+                        "node of city {} listening on {addr} (policy {:?} version {})",
+                        loaded.settings.city,
+                        loaded.city.policy().name(),
+                        loaded.city.policy().version()
+                    );
+                })
+                .await?;
+                match ended {
+                    Ended::Stopped => {
+                        println!("node stopped; store flushed");
+                        Ok(())
+                    }
+                    Ended::SwitchedOff { sunset, submitted } => {
+                        println!("the trust list reached its sunset date ([sunset] automatic)");
+                        print_sunset(&sunset);
+                        report_submission(&settings, submitted, &sunset.file)
+                    }
+                }
             })
         }
         NodeCommand::Import {
@@ -210,6 +319,19 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                     Err(e) => Err(e.into()),
                 }
             })
+        }
+        NodeCommand::Sunset { config, yes } => {
+            let settings = NodeSettings::load(&config)?;
+            if !yes && !confirm(&settings)? {
+                anyhow::bail!("not confirmed: nothing was destroyed");
+            }
+            let done = sunset::destroy(&settings, Reason::Operator)?;
+            print_sunset(&done);
+            let rt = runtime()?;
+            let submitted = rt
+                .block_on(sunset::submit(&settings, &done.signed))
+                .map_err(|e| e.to_string());
+            report_submission(&settings, submitted, &done.file)
         }
     }
 }

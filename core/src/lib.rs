@@ -3,7 +3,7 @@
 //! This crate owns which bytes are signed ([`signing`]), the badge claims and
 //! envelope ([`badge`]), its QR text form ([`text`]), how certificates are read
 //! ([`cert`]), the trust list and its verification up to the national root
-//! ([`trust`]), and badge verification, one at a time ([`verify`](mod@verify)) or many at
+//! ([`trust`]), deletion attestations ([`attestation`]), and badge verification, one at a time ([`verify`](mod@verify)) or many at
 //! once ([`batch`]).
 //!
 //! It must never do I/O: no files, no sockets, no clocks (every check takes
@@ -13,6 +13,7 @@
 #[cfg(test)]
 extern crate self as tessera_core;
 
+pub mod attestation;
 pub mod badge;
 pub mod batch;
 pub mod cert;

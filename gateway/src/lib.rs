@@ -3,13 +3,15 @@
 //! It owns the trust registry and its distribution ([`registry`]), who may
 //! call what ([`authz`]), the verdict on a badge ([`verdict`]) and the relay of
 //! status checks to city nodes ([`relay`]), the gRPC face ([`service`]),
-//! configuration ([`config`]) and start-up ([`server`]).
+//! configuration ([`config`]), start-up ([`server`]) and the deletion
+//! attestations it collects from cities at sunset ([`attestations`]).
 //!
 //! It must never see a record, a name or an ID number, never tell a city node
 //! who checked a badge or where, never keep a per-badge log (only aggregate
 //! counters, and status answers in memory for at most the cache lifetime),
 //! and never depend on the node crate.
 
+pub mod attestations;
 pub mod authz;
 pub mod config;
 pub mod metrics;

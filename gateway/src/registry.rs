@@ -66,6 +66,12 @@ impl Registry {
         })
     }
 
+    /// The gateway's database, for other trees kept beside the registry's
+    /// (the collected deletion attestations).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
     /// The trust state this registry feeds.
     pub fn trust(&self) -> &Arc<TrustState> {
         &self.trust

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::attestations::{Attestations, SubmitError};
 use crate::registry::{PublishError, Registry};
 use crate::verdict::Verifier;
 
@@ -27,6 +28,22 @@ pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl From<SubmitError> for Status {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            SubmitError::SignerRevoked | SubmitError::NotTheCaller { .. } => {
+                Status::permission_denied(e.to_string())
+            }
+            SubmitError::Older { .. } => Status::failed_precondition(e.to_string()),
+            SubmitError::Storage(inner) => {
+                tracing::error!(error = %inner, "attestation storage failure");
+                Status::internal("internal error")
+            }
+        }
+    }
 }
 
 impl From<PublishError> for Status {
@@ -63,6 +80,17 @@ impl GatewayService {
             verifier,
             stopping,
         }
+    }
+}
+
+impl GatewayService {
+    /// The attestation tree of the gateway's database (opening an open tree
+    /// is a map look-up).
+    fn attestations(&self) -> Result<Attestations, Status> {
+        Attestations::open(self.registry.db()).map_err(|e| {
+            tracing::error!(error = %e, "attestation storage failure");
+            Status::internal("internal error")
+        })
     }
 }
 
@@ -249,15 +277,26 @@ impl Gateway for GatewayService {
 
     async fn submit_attestation(
         &self,
-        _request: Request<pb::SubmitAttestationRequest>,
+        request: Request<pb::SubmitAttestationRequest>,
     ) -> Result<Response<pb::SubmitAttestationResponse>, Status> {
-        Err(Status::unimplemented("attestations: in progress (issue 8)"))
+        let caller = caller(&request)?.identity;
+        let signed = request
+            .into_inner()
+            .attestation
+            .ok_or_else(|| Status::invalid_argument("no attestation in the request"))?
+            .encode_to_vec();
+        self.attestations()?
+            .submit(&signed, &caller, self.registry.trust(), unix_now())
+            .await?;
+        Ok(Response::new(pb::SubmitAttestationResponse {}))
     }
 
     async fn list_attestations(
         &self,
         _request: Request<pb::ListAttestationsRequest>,
     ) -> Result<Response<pb::ListAttestationsResponse>, Status> {
-        Err(Status::unimplemented("attestations: in progress (issue 8)"))
+        Ok(Response::new(pb::ListAttestationsResponse {
+            attestations: self.attestations()?.list()?,
+        }))
     }
 }

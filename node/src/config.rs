@@ -66,6 +66,15 @@ struct NodeFile {
     storage: StorageFile,
     #[serde(default)]
     retention: RetentionFile,
+    #[serde(default)]
+    sunset: Option<SunsetFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SunsetFile {
+    #[serde(default)]
+    automatic: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +176,9 @@ pub struct NodeSettings {
     pub retention: crate::records::Retention,
     /// How often expired records are deleted (`[retention] sweep_secs`).
     pub sweep: std::time::Duration,
+    /// `[sunset] automatic`: destroy everything by itself at the trust
+    /// list's sunset_at (off unless the city opts in; docs/CONFIG.md).
+    pub sunset_automatic: bool,
 }
 
 impl NodeSettings {
@@ -282,6 +294,7 @@ impl NodeSettings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_MASTER_KEY))),
             retention,
             sweep: std::time::Duration::from_secs(sweep_secs),
+            sunset_automatic: file.sunset.is_some_and(|s| s.automatic),
         })
     }
 }
@@ -346,6 +359,7 @@ mod tests {
         assert_eq!(settings.max_batch_records, 10_000);
         assert!(settings.tls_key.ends_with("node.key"));
         assert!(settings.trust_list.is_some());
+        assert!(!settings.sunset_automatic);
     }
 
     #[test]
@@ -361,6 +375,27 @@ mod tests {
         let settings =
             NodeSettings::parse(&bundle_config(city, "hz.example:7443"), Path::new("/b")).unwrap();
         assert_eq!(settings.listen.to_string(), "0.0.0.0:7443");
+    }
+
+    #[test]
+    fn sunset_is_manual_unless_the_city_opts_in() {
+        let good = bundle_config("330100".parse().unwrap(), "127.0.0.1:7101");
+        let base = Path::new(".");
+        assert!(!NodeSettings::parse(&good, base).unwrap().sunset_automatic);
+        let off = format!("{good}\n[sunset]\n");
+        assert!(!NodeSettings::parse(&off, base).unwrap().sunset_automatic);
+        let on = format!("{good}\n[sunset]\nautomatic = true\n");
+        assert!(NodeSettings::parse(&on, base).unwrap().sunset_automatic);
+        let typo = format!("{good}\n[sunset]\nautomatc = true\n");
+        assert!(matches!(
+            NodeSettings::parse(&typo, base),
+            Err(ConfigError::Parse { .. })
+        ));
+        let wrong_type = format!("{good}\n[sunset]\nautomatic = \"yes\"\n");
+        assert!(matches!(
+            NodeSettings::parse(&wrong_type, base),
+            Err(ConfigError::Parse { .. })
+        ));
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //! ([`policy`]), the node's work — ingest, issuance, explanation, status
 //! ([`city`]) — who may call what ([`authz`]), the gRPC face ([`service`]),
 //! configuration ([`config`]), CSV import ([`import`]), start-up
-//! ([`server`]) and the hash-chained log of operators' reads of residents'
-//! records ([`access_log`]).
+//! ([`server`]), the hash-chained log of operators' reads of residents'
+//! records ([`access_log`]) and switching off for good ([`sunset`]).
 //!
 //! It must never send a record, a score's inputs, a name or an ID number out
 //! of the city, never store an ID number in clear, and never depend on the
@@ -26,4 +26,5 @@ pub mod records;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod sunset;
 pub mod vault;

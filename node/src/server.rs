@@ -84,6 +84,11 @@ pub enum StartError {
     /// The access log's storage.
     #[error("access log: {0}")]
     AccessLog(String),
+    /// The node was switched off (`tessera node sunset`).
+    #[error(
+        "this node was switched off ({0} exists): it never serves again; run `tessera node sunset` to finish an interrupted sunset or resubmit its attestation"
+    )]
+    SwitchedOff(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
@@ -217,6 +222,9 @@ impl std::fmt::Debug for Loaded {
 
 /// Loads keys, certificates, policy and store named by `settings`.
 pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
+    if let Some(marker) = crate::sunset::switched_off(&settings.data_dir) {
+        return Err(StartError::SwitchedOff(marker.display().to_string()));
+    }
     let root =
         TrustAnchor::from_der(&keys::read_cert(&settings.root)?).map_err(StartError::Root)?;
     let trust = Arc::new(TrustState::new(root)?);
@@ -307,7 +315,8 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     })
 }
 
-const TRUST_CACHE: &str = "trust-list.tsl";
+/// The newest trust list fetched, kept in the data directory.
+pub const TRUST_CACHE: &str = "trust-list.tsl";
 
 /// The badge-signer files, watched like the TLS ones. A new signer is used
 /// only once the trust list in force here carries it (when the node follows
@@ -406,13 +415,25 @@ async fn follow_trust_lists(loaded: &Loaded, follower: Follower) {
 /// The node's service, as health checking and reflection name it.
 pub const SERVICE: &str = "tessera.v1.CityNode";
 
-/// Serves a loaded node on `listener` until `shutdown` resolves, then
-/// flushes the store.
+/// Why [`serve`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// `shutdown` resolved.
+    Stopped,
+    /// `[sunset] automatic` and the trust list in force reached its sunset
+    /// date: the node stopped accepting calls; the caller destroys
+    /// everything ([`crate::sunset`]).
+    SunsetDue,
+}
+
+/// Serves a loaded node on `listener` until `shutdown` resolves (or, with
+/// `[sunset] automatic`, the trust list's sunset date comes), then flushes
+/// the store.
 pub async fn serve(
     loaded: &Loaded,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), StartError> {
+) -> Result<Served, StartError> {
     let config = tls::server_config(&loaded.identity, Arc::clone(&loaded.trust))?;
     let follower = match &loaded.settings.gateway {
         Some(gateway) => Some(Follower::new(
@@ -453,8 +474,24 @@ pub async fn serve(
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let (health, routes) = tessera_certs::standard::routes(SERVICE).await?;
     health.serving(true).await;
+    let sunset_due = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sunset = {
+        let (due, trust) = (Arc::clone(&sunset_due), Arc::clone(&loaded.trust));
+        let automatic = loaded.settings.sunset_automatic;
+        async move {
+            if !automatic {
+                return std::future::pending().await;
+            }
+            crate::sunset::wait_until_due(trust).await;
+            tracing::warn!("the trust list reached its sunset date: switching this node off");
+            due.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
     let signal = async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            () = sunset => {}
+        }
         health.serving(false).await;
         let _ = stopping_tx.send(true);
     };
@@ -497,7 +534,11 @@ pub async fn serve(
         what: format!("final flush: {e}"),
         source: std::io::Error::other("flush failed"),
     })?;
-    Ok(())
+    Ok(if sunset_due.load(std::sync::atomic::Ordering::SeqCst) {
+        Served::SunsetDue
+    } else {
+        Served::Stopped
+    })
 }
 
 /// Binds the configured address.

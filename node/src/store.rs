@@ -230,6 +230,20 @@ pub trait Store: Send + Sync + 'static {
     /// through the expiry indexes without decrypting anything; not yet
     /// durably. The caller serialises it with every other change.
     fn sweep(&self, retention: &Retention, now: i64, limit: usize) -> Result<Swept, StoreError>;
+    /// Counts what the store holds, for a deletion attestation (a full scan:
+    /// for sunset, not for serving).
+    fn census(&self) -> Result<Census, StoreError>;
+}
+
+/// What a store holds, counted before it is destroyed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Residents holding a data key (whose keys a sunset destroys).
+    pub residents: u64,
+    /// Records.
+    pub records: u64,
+    /// Badge states.
+    pub badges: u64,
 }
 
 /// The sled store: one tree, its keys prefixed by kind, so that every
@@ -277,6 +291,22 @@ const BADGE_EXPIRY: u8 = b'y';
 const META_MASTER: &[u8] = b"mmaster";
 /// Type and time before a sealed record value.
 const HEADER_LEN: usize = 9;
+
+fn census_of(tree: &sled::Tree) -> Result<Census, StoreError> {
+    let count = |prefix: u8| -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        for k in tree.scan_prefix([prefix]).keys() {
+            k?;
+            n += 1;
+        }
+        Ok(n)
+    };
+    Ok(Census {
+        residents: count(DATA_KEY)?,
+        records: count(RECORD)?,
+        badges: count(BADGE)?,
+    })
+}
 
 fn key(kind: u8, parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
@@ -361,6 +391,15 @@ impl SledStore {
     pub fn open_clear_tree(dir: &Path, name: &str) -> Result<sled::Tree, StoreError> {
         let (db, _) = Self::open_db(dir, 64 * 1024 * 1024)?;
         Ok(db.open_tree(name)?)
+    }
+
+    /// Counts what the store in `dir` holds without the master key (the
+    /// counts need no decryption): for a sunset, which must be able to
+    /// attest even when the key file is damaged. Fails with
+    /// [`StoreError::Locked`] while the node runs.
+    pub fn census_at(dir: &Path) -> Result<Census, StoreError> {
+        let (_db, tree) = Self::open_db(dir, 16 * 1024 * 1024)?;
+        census_of(&tree)
     }
 
     fn open_db(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, sled::Tree), StoreError> {
@@ -818,6 +857,10 @@ impl Store for SledStore {
         self.tree.apply_batch(batch)?;
         Ok(swept)
     }
+
+    fn census(&self) -> Result<Census, StoreError> {
+        census_of(&self.tree)
+    }
 }
 
 #[cfg(test)]
@@ -853,6 +896,46 @@ mod tests {
             "{err}"
         );
         assert!(!dir.path().join("master.key").exists());
+    }
+
+    #[test]
+    fn the_census_counts_residents_with_data_keys_records_and_badges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        assert_eq!(store.census().unwrap(), Census::default());
+        let record =
+            |resident: u8, id: &str| new_record(resident, id, RecordType::Test, NOW - 60, "LAB");
+        let badge = |resident: u8| BadgeRecord {
+            resident: Pseudonym::from_slice(&[resident; 32]).unwrap(),
+            colour: Colour::Green,
+            issued_at: 1,
+            valid_until: 2,
+            state: BadgeState::Active,
+        };
+        let change = Change {
+            records: vec![
+                record(1, "a"),
+                record(1, "b"),
+                record(2, "c"),
+                record(3, "d"),
+                record(3, "e"),
+                record(3, "f"),
+            ],
+            badges: vec![
+                (BadgeId::from_bytes([1; 16]), badge(1)),
+                (BadgeId::from_bytes([2; 16]), badge(1)),
+                (BadgeId::from_bytes([3; 16]), badge(9)),
+            ],
+        };
+        store.apply(&change).unwrap();
+        assert_eq!(
+            store.census().unwrap(),
+            Census {
+                residents: 3,
+                records: 6,
+                badges: 3
+            }
+        );
     }
 
     #[test]

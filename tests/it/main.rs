@@ -16,6 +16,7 @@ mod privacy_store;
 mod relay_faults;
 mod rotation;
 mod standard_services;
+mod sunset;
 mod trust_list;
 mod unlinkable;
 mod verify_errors;

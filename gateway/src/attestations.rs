@@ -1,0 +1,132 @@
+//! The deletion attestations the gateway collects from city nodes at sunset:
+//! the latest verified one per city, in its own sled tree beside the trust
+//! registry's. Nothing else about them is kept.
+
+use prost::Message;
+use tessera_certs::TrustState;
+use tessera_core::CityCode;
+use tessera_core::attestation::{self, AttestationError, VerifiedAttestation};
+use tessera_proto::v1 as pb;
+
+const TREE: &str = "attestations";
+
+/// Why an attestation was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// It does not verify.
+    #[error("deletion attestation refused: {0}")]
+    Invalid(#[from] AttestationError),
+    /// The trust list in force revokes its signer.
+    #[error("deletion attestation signed by a revoked node certificate")]
+    SignerRevoked,
+    /// The caller is not the node of the attested city.
+    #[error("only the node of city {attested} may submit its attestation; the caller is {caller}")]
+    NotTheCaller {
+        /// The attested city.
+        attested: CityCode,
+        /// The caller's identity.
+        caller: String,
+    },
+    /// A later attestation of the city is already held.
+    #[error(
+        "an attestation of city {city} destroyed at {held} is already held; this one says {offered}"
+    )]
+    Older {
+        /// The city.
+        city: CityCode,
+        /// destroyed_at of the one held.
+        held: i64,
+        /// destroyed_at of the one offered.
+        offered: i64,
+    },
+    /// Storage failed.
+    #[error("attestation storage: {0}")]
+    Storage(#[from] sled::Error),
+}
+
+/// The gateway's collected attestations.
+#[derive(Debug, Clone)]
+pub struct Attestations {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl Attestations {
+    /// Opens the attestation tree of the gateway's database.
+    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(Self {
+            tree: db.open_tree(TREE)?,
+            db: db.clone(),
+        })
+    }
+
+    /// Verifies `signed` (an encoded SignedAttestation) against the root
+    /// and the trust list in force, checks that `caller` (already
+    /// authorized as a city node) is the node of the attested city, and
+    /// keeps it as that city's latest, durably, before returning. The same
+    /// attestation again is accepted and changes nothing; an older one than
+    /// held is refused.
+    pub async fn submit(
+        &self,
+        signed: &[u8],
+        caller: &tessera_core::Identity,
+        trust: &TrustState,
+        now: i64,
+    ) -> Result<VerifiedAttestation, SubmitError> {
+        let verified = attestation::verify_attestation(signed, trust.root(), now)?;
+        if caller.role() != tessera_core::Role::CityNode || caller.city() != Some(verified.city()) {
+            return Err(SubmitError::NotTheCaller {
+                attested: verified.city(),
+                caller: caller.to_uri(),
+            });
+        }
+        if trust.is_revoked(verified.signer()) {
+            return Err(SubmitError::SignerRevoked);
+        }
+        let key = verified.city().get().to_be_bytes();
+        loop {
+            let held = self.tree.get(key)?;
+            if let Some(held) = &held {
+                if held.as_ref() == signed {
+                    break;
+                }
+                let held_at = pb::SignedAttestation::decode(held.as_ref())
+                    .ok()
+                    .and_then(|s| pb::DeletionAttestation::decode(s.payload.as_slice()).ok())
+                    .map_or(i64::MIN, |c| c.destroyed_at);
+                if held_at > verified.claims().destroyed_at {
+                    return Err(SubmitError::Older {
+                        city: verified.city(),
+                        held: held_at,
+                        offered: verified.claims().destroyed_at,
+                    });
+                }
+            }
+            if self.tree.compare_and_swap(key, held, Some(signed))?.is_ok() {
+                break;
+            }
+        }
+        self.db.flush_async().await?;
+        tracing::info!(
+            city = %verified.city(),
+            destroyed_at = verified.claims().destroyed_at,
+            "deletion attestation collected"
+        );
+        Ok(verified)
+    }
+
+    /// Every attestation held, one per city, in city order.
+    pub fn list(&self) -> Result<Vec<pb::SignedAttestation>, SubmitError> {
+        let mut out = vec![];
+        for value in self.tree.iter().values() {
+            let value = value?;
+            // Only verified attestations were stored; one that no longer
+            // decodes is damage, left out with a warning.
+            match pb::SignedAttestation::decode(value.as_ref()) {
+                Ok(a) => out.push(a),
+                Err(e) => tracing::warn!(error = %e, "a stored attestation does not decode"),
+            }
+        }
+        Ok(out)
+    }
+}

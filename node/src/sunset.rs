@@ -1,0 +1,647 @@
+//! Switching a node off for good: destroy every record, badge state and key
+//! it holds, then sign a deletion attestation that says so.
+//!
+//! The order makes the attestation true and the job finishable:
+//!
+//! 1. Before anything is destroyed, the node's TLS key must be able to sign
+//!    an attestation that verifies against the root (else nothing is
+//!    touched), and the store must not be open in a running node (sled's
+//!    lock tells).
+//! 2. The store is counted ([`Store::census`]) and the counts, policy
+//!    version, trust list and reason are written durably to
+//!    `data_dir/sunset.pending` — the unsigned attestation to be.
+//! 3. Every file in the data directory (the store, the pseudonym key, any
+//!    key file kept there) and every key file the configuration names except
+//!    the TLS key ([`key_files`]: the badge-signer key, and a master key when
+//!    configured) is overwritten with zeros, synced and unlinked. Only the
+//!    node's TLS key, certificate and root are spared, wherever they are.
+//! 4. Only then is the attestation signed, with `destroyed_at` = now, and
+//!    written durably beside the data directory; a copy in
+//!    `data_dir/sunset-attestation.pb` marks the job done and the pending
+//!    marker goes.
+//!
+//! A run that dies anywhere in 3 or 4 is finished by the next run, which
+//! takes its counts from the pending marker (the store may be half gone). A
+//! run after a finished one destroys nothing and hands back the attestation
+//! it made, to be submitted again. A node whose data directory carries
+//! either marker refuses to start.
+//!
+//! The TLS key is kept: it is the node's identity to the gateway, needed to
+//! submit (and resubmit) the attestation; it cannot sign badges, and the
+//! authority revokes or lets expire the node's certificate.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tessera_certs::keys::{self, KeyError};
+use tessera_certs::{TlsIdentity, TrustState, grpc, tls};
+use tessera_core::attestation::{
+    self, ATTESTATION_VERSION, AttestationError, REASON_OPERATOR, REASON_SUNSET,
+};
+use tessera_core::{CertInfo, CheckedTrustList, Role, TrustAnchor};
+use tessera_proto::v1 as pb;
+
+use crate::config::NodeSettings;
+use crate::policy::Policy;
+use crate::server::{self, Loaded, Served, StartError};
+use crate::service::unix_now;
+use crate::store::{SledStore, StoreError};
+
+/// The marker of a sunset in progress, in the data directory: an encoded
+/// `DeletionAttestation` with the counts taken before destroying and
+/// `destroyed_at` 0.
+pub const PENDING: &str = "sunset.pending";
+/// The marker of a finished sunset, in the data directory: a copy of the
+/// signed attestation.
+pub const DONE: &str = "sunset-attestation.pb";
+
+/// Why a node was destroyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// By hand (`tessera node sunset`).
+    Operator,
+    /// At the trust list's sunset date (`[sunset] automatic`).
+    Sunset,
+}
+
+impl Reason {
+    /// The attestation's `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Operator => REASON_OPERATOR,
+            Reason::Sunset => REASON_SUNSET,
+        }
+    }
+}
+
+/// Why a sunset did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SunsetError {
+    /// The node runs (its store is locked).
+    #[error(
+        "the node is running (data directory {0} is locked): stop it first; nothing was destroyed"
+    )]
+    Running(String),
+    /// The node cannot sign an attestation; nothing was destroyed.
+    #[error("cannot sign a deletion attestation, so nothing was destroyed: {0}")]
+    CannotAttest(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A file operation failed (the job is resumable: run it again).
+    #[error("{what}: {source} (run the sunset again to finish it)")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A marker left by an earlier run is unreadable.
+    #[error("{0}")]
+    Marker(String),
+    /// Signing failed.
+    #[error(transparent)]
+    Sign(#[from] AttestationError),
+    /// The gateway did not take the attestation.
+    #[error("submitting the attestation to the gateway at {gateway}: {message}")]
+    Submit {
+        /// The gateway.
+        gateway: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The node could not start or serve.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SunsetError {
+    let what = what.into();
+    move |source| SunsetError::Io { what, source }
+}
+
+/// A finished sunset.
+#[derive(Debug, Clone)]
+pub struct Sunset {
+    /// The encoded SignedAttestation.
+    pub signed: Vec<u8>,
+    /// What it attests.
+    pub claims: pb::DeletionAttestation,
+    /// Where it was written (beside the data directory).
+    pub file: PathBuf,
+    /// Whether an earlier run had already finished (nothing was destroyed
+    /// now).
+    pub earlier: bool,
+    /// Whether this run finished one an earlier run left half done.
+    pub resumed: bool,
+}
+
+/// The key files the configuration names that a sunset destroys: the
+/// badge-signer key (and, once configured, the master key). The TLS key is
+/// not among them (see the module documentation).
+pub fn key_files(settings: &NodeSettings) -> Vec<PathBuf> {
+    let mut next = settings.master_key.clone().into_os_string();
+    next.push(".next");
+    vec![
+        settings.signer_key.clone(),
+        // Every resident's data key is wrapped under it: with it gone, no
+        // copy of the store anywhere can be decrypted.
+        settings.master_key.clone(),
+        // A replacement a stop interrupted (node/src/vault.rs).
+        PathBuf::from(next),
+    ]
+}
+
+/// Whether the data directory says this node was switched off (finished or
+/// in progress): such a node must not start again.
+pub fn switched_off(data_dir: &Path) -> Option<PathBuf> {
+    [DONE, PENDING]
+        .iter()
+        .map(|name| data_dir.join(name))
+        .find(|p| p.exists())
+}
+
+/// The node's signing identity, checked before anything is destroyed.
+struct Attester {
+    key: tessera_core::ed25519_dalek::SigningKey,
+    der: Vec<u8>,
+    root: TrustAnchor,
+}
+
+fn attester(settings: &NodeSettings, now: i64) -> Result<Attester, SunsetError> {
+    let cannot = |e: String| SunsetError::CannotAttest(e);
+    let root =
+        TrustAnchor::from_der(&keys::read_cert(&settings.root).map_err(|e| cannot(e.to_string()))?)
+            .map_err(|e| cannot(format!("root certificate: {e}")))?;
+    let der = keys::read_cert(&settings.tls_certificate).map_err(|e| cannot(e.to_string()))?;
+    let key = keys::read_key(&settings.tls_key).map_err(|e| cannot(e.to_string()))?;
+    let cert = CertInfo::parse_issued_by(&der, &root)
+        .map_err(|e| cannot(format!("node certificate: {e}")))?;
+    if cert.identity().role() != Role::CityNode || cert.identity().city() != Some(settings.city) {
+        return Err(cannot(format!(
+            "the TLS certificate is {}, not the node of city {}",
+            cert.identity(),
+            settings.city
+        )));
+    }
+    if !cert.valid_at(now) {
+        return Err(cannot(format!(
+            "the node certificate is not valid now (valid {} to {}): renew it first",
+            cert.not_before(),
+            cert.not_after()
+        )));
+    }
+    let attester = Attester { key, der, root };
+    // A trial signature, verified as the authority will, proves the whole
+    // path before anything is gone.
+    let trial = attestation::sign_attestation(
+        &pb::DeletionAttestation {
+            destroyed_at: now,
+            ..claims_template(settings, Reason::Operator)
+        },
+        &attester.key,
+        &attester.der,
+    )
+    .map_err(|e| cannot(e.to_string()))?;
+    attestation::verify_attestation(&trial, &attester.root, now)
+        .map_err(|e| cannot(e.to_string()))?;
+    Ok(attester)
+}
+
+impl Attester {
+    fn sign(&self, claims: &pb::DeletionAttestation, now: i64) -> Result<Vec<u8>, SunsetError> {
+        let mut claims = claims.clone();
+        claims.destroyed_at = now;
+        Ok(attestation::sign_attestation(
+            &claims, &self.key, &self.der,
+        )?)
+    }
+}
+
+fn claims_template(settings: &NodeSettings, reason: Reason) -> pb::DeletionAttestation {
+    pb::DeletionAttestation {
+        version: ATTESTATION_VERSION,
+        city: settings.city.get(),
+        reason: reason.as_str().into(),
+        ..Default::default()
+    }
+}
+
+/// The trust list a node holds (the configured file or the newer one it
+/// fetched), verified as of its own issue time so that a list past its
+/// sunset is still read: only its sequence and sunset date are used.
+pub fn held_trust_list(settings: &NodeSettings, root: &TrustAnchor) -> Option<CheckedTrustList> {
+    let candidates = settings
+        .trust_list
+        .iter()
+        .cloned()
+        .chain(std::iter::once(settings.data_dir.join(server::TRUST_CACHE)));
+    candidates
+        .filter_map(|path| std::fs::read(path).ok())
+        .filter_map(|bytes| {
+            let signed = pb::SignedTrustList::decode(bytes.as_slice()).ok()?;
+            let list = pb::TrustList::decode(signed.payload.as_slice()).ok()?;
+            CheckedTrustList::verify(&bytes, root, list.issued_at).ok()
+        })
+        .max_by_key(CheckedTrustList::sequence)
+}
+
+/// Whether a node with `[sunset] automatic` must switch off at start: a
+/// sunset was left half done, or the trust list it holds is past its
+/// sunset date.
+pub fn due_at_start(settings: &NodeSettings, now: i64) -> bool {
+    if switched_off(&settings.data_dir).is_some() {
+        return true;
+    }
+    let Ok(root) = keys::read_cert(&settings.root).map(|der| TrustAnchor::from_der(&der)) else {
+        return false;
+    };
+    root.ok()
+        .and_then(|root| held_trust_list(settings, &root))
+        .is_some_and(|list| now > list.sunset_at())
+}
+
+/// Resolves once the trust list in force is past its sunset date (the
+/// first second at which it no longer verifies), re-read at least every
+/// minute so that a newer list's date counts.
+pub async fn wait_until_due(trust: Arc<TrustState>) {
+    loop {
+        let now = unix_now();
+        let wait = match trust.current() {
+            Some(list) if now > list.sunset_at() => return,
+            Some(list) => list
+                .sunset_at()
+                .saturating_add(1)
+                .saturating_sub(now)
+                .clamp(1, 60),
+            None => 60,
+        };
+        tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
+    }
+}
+
+fn policy_version(settings: &NodeSettings) -> Result<u32, SunsetError> {
+    let policy = match &settings.policy {
+        None => Policy::default_policy(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| SunsetError::CannotAttest(format!("{}: {e}", path.display())))?;
+            Policy::parse(&text)
+        }
+    }
+    .map_err(|e| SunsetError::CannotAttest(format!("policy: {e}")))?;
+    Ok(policy.version())
+}
+
+/// Writes `bytes` to `path` durably: a temporary file, synced, renamed,
+/// and the directory synced.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), SunsetError> {
+    let tmp = path.with_extension("tmp");
+    let mut file =
+        std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("renaming to {}", path.display())))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), SunsetError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format!("syncing {}", dir.display())))
+}
+
+/// Overwrites a file with zeros, syncs it, and unlinks it. A file that is
+/// already gone is fine (an earlier run got there).
+fn shred(path: &Path) -> Result<(), SunsetError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(format!("reading {}", path.display()))(e)),
+    };
+    if meta.is_file() {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io(format!("opening {}", path.display())))?;
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = meta.len();
+        while left > 0 {
+            let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
+            file.write_all(&zeros[..n])
+                .map_err(io(format!("overwriting {}", path.display())))?;
+            left -= n as u64;
+        }
+        file.sync_all()
+            .map_err(io(format!("syncing {}", path.display())))?;
+    }
+    std::fs::remove_file(path).map_err(io(format!("removing {}", path.display())))
+}
+
+/// Shreds every file under `dir` (not following links) except those in
+/// `keep`, and removes the emptied subdirectories.
+fn shred_tree(dir: &Path, keep: &[PathBuf]) -> Result<(), SunsetError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(format!("listing {}", dir.display()))(e)),
+    };
+    for entry in entries {
+        let path = entry
+            .map_err(io(format!("listing {}", dir.display())))?
+            .path();
+        if keep.contains(&path) {
+            continue;
+        }
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(io(format!("reading {}", path.display())))?;
+        if meta.is_dir() {
+            shred_tree(&path, keep)?;
+            if std::fs::read_dir(&path)
+                .map_err(io(format!("listing {}", path.display())))?
+                .next()
+                .is_none()
+            {
+                std::fs::remove_dir(&path).map_err(io(format!("removing {}", path.display())))?;
+            }
+        } else {
+            shred(&path)?;
+        }
+    }
+    sync_dir(dir)
+}
+
+/// The census to attest: from the pending marker of an interrupted run, or
+/// counted now (and the marker written) on a first run.
+fn pending_or_count(
+    settings: &NodeSettings,
+    reason: Reason,
+    attester: &Attester,
+) -> Result<(pb::DeletionAttestation, bool), SunsetError> {
+    let marker = settings.data_dir.join(PENDING);
+    if let Ok(bytes) = std::fs::read(&marker) {
+        let claims = pb::DeletionAttestation::decode(bytes.as_slice()).map_err(|e| {
+            SunsetError::Marker(format!(
+                "{} is unreadable ({e}): it holds the counts of an interrupted sunset",
+                marker.display()
+            ))
+        })?;
+        return Ok((claims, true));
+    }
+    let mut claims = claims_template(settings, reason);
+    claims.policy_version = policy_version(settings)?;
+    if let Some(list) = held_trust_list(settings, &attester.root) {
+        claims.sunset_at = list.sunset_at();
+        claims.trust_list_sequence = list.sequence();
+    }
+    let store_dir = settings.data_dir.join("store");
+    if store_dir.exists() {
+        let census = SledStore::census_at(&store_dir).map_err(|e| match e {
+            StoreError::Locked(dir) => SunsetError::Running(dir),
+            other => SunsetError::Store(other),
+        })?;
+        claims.residents = census.residents;
+        claims.records = census.records;
+        claims.badges = census.badges;
+    }
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(io(format!("creating {}", settings.data_dir.display())))?;
+    write_durably(&marker, &claims.encode_to_vec())?;
+    Ok((claims, false))
+}
+
+fn attestation_file(settings: &NodeSettings, claims: &pb::DeletionAttestation) -> PathBuf {
+    let beside = settings
+        .data_dir
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    beside.join(format!(
+        "attestation-{:06}-{}.pb",
+        claims.city, claims.destroyed_at
+    ))
+}
+
+/// A point where [`destroy_until`] stops as if the process died there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Halt {
+    /// After the pending marker is written, before anything is destroyed.
+    AfterMarker,
+    /// After the key files are destroyed, before the data directory is.
+    AfterKeys,
+    /// After everything is destroyed and the attestation file written,
+    /// before the done marker.
+    AfterAttestationFile,
+}
+
+/// Destroys everything the node holds and signs the attestation (see the
+/// module documentation for the order). The node must be stopped.
+pub fn destroy(settings: &NodeSettings, reason: Reason) -> Result<Sunset, SunsetError> {
+    destroy_until(settings, reason, None)?.ok_or_else(|| {
+        SunsetError::Marker("the sunset stopped before it finished: run it again".into())
+    })
+}
+
+/// [`destroy`], stopping at `halt` as a crash there would (for the tests
+/// that prove a re-run finishes the job): `Ok(None)` when halted.
+pub fn destroy_until(
+    settings: &NodeSettings,
+    reason: Reason,
+    halt: Option<Halt>,
+) -> Result<Option<Sunset>, SunsetError> {
+    let attester = attester(settings, unix_now())?;
+    let done = settings.data_dir.join(DONE);
+    if let Ok(signed) = std::fs::read(&done) {
+        let verified = attestation::verify_attestation(&signed, &attester.root, unix_now())
+            .map_err(|e| SunsetError::Marker(format!("{}: {e}", done.display())))?;
+        let claims = verified.claims().clone();
+        let file = attestation_file(settings, &claims);
+        if !file.exists() {
+            write_durably(&file, &signed)?;
+        }
+        return Ok(Some(Sunset {
+            signed,
+            claims,
+            file,
+            earlier: true,
+            resumed: false,
+        }));
+    }
+    let (mut claims, resumed) = pending_or_count(settings, reason, &attester)?;
+    if halt == Some(Halt::AfterMarker) {
+        return Ok(None);
+    }
+    let marker = settings.data_dir.join(PENDING);
+    for key in key_files(settings) {
+        shred(&key)?;
+        if let Some(dir) = key.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    if halt == Some(Halt::AfterKeys) {
+        return Ok(None);
+    }
+    // The node's identity files stay even if kept in the data directory:
+    // they sign and submit the attestation, now and on a re-run.
+    let keep = [
+        marker.clone(),
+        settings.tls_key.clone(),
+        settings.tls_certificate.clone(),
+        settings.root.clone(),
+    ];
+    shred_tree(&settings.data_dir, &keep)?;
+    claims.signer_key_destroyed = !settings.signer_key.exists();
+    claims.destroyed_at = unix_now();
+    let signed = attester.sign(&claims, claims.destroyed_at)?;
+    let file = attestation_file(settings, &claims);
+    write_durably(&file, &signed)?;
+    if halt == Some(Halt::AfterAttestationFile) {
+        return Ok(None);
+    }
+    write_durably(&done, &signed)?;
+    std::fs::remove_file(&marker).map_err(io(format!("removing {}", marker.display())))?;
+    sync_dir(&settings.data_dir)?;
+    tracing::warn!(
+        city = claims.city,
+        residents = claims.residents,
+        records = claims.records,
+        badges = claims.badges,
+        file = %file.display(),
+        "node switched off: everything destroyed, deletion attestation signed"
+    );
+    Ok(Some(Sunset {
+        signed,
+        claims,
+        file,
+        earlier: false,
+        resumed,
+    }))
+}
+
+/// Submits a signed attestation to the configured gateway as the node (its
+/// TLS identity), trying three times. `Ok(false)` when no gateway is
+/// configured.
+pub async fn submit(settings: &NodeSettings, signed: &[u8]) -> Result<bool, SunsetError> {
+    let Some(gateway) = &settings.gateway else {
+        return Ok(false);
+    };
+    let failed = |message: String| SunsetError::Submit {
+        gateway: gateway.clone(),
+        message,
+    };
+    let attestation = pb::SignedAttestation::decode(signed).map_err(|e| failed(e.to_string()))?;
+    let key_error = |e: KeyError| failed(e.to_string());
+    let root = TrustAnchor::from_der(&keys::read_cert(&settings.root).map_err(key_error)?)
+        .map_err(|e| failed(e.to_string()))?;
+    let trust = Arc::new(TrustState::new(root).map_err(|e| failed(e.to_string()))?);
+    let identity = TlsIdentity::from_files(&settings.tls_certificate, &settings.tls_key)
+        .map_err(|e| failed(e.to_string()))?;
+    let config =
+        tls::client_config(&identity, trust, Role::Gateway).map_err(|e| failed(e.to_string()))?;
+    let mut last = String::new();
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+        }
+        let channel =
+            grpc::channel(gateway, Arc::clone(&config)).map_err(|e| failed(e.to_string()))?;
+        let mut client = pb::gateway_client::GatewayClient::new(channel);
+        let call = client.submit_attestation(pb::SubmitAttestationRequest {
+            attestation: Some(attestation.clone()),
+        });
+        match tokio::time::timeout(Duration::from_secs(10), call).await {
+            Ok(Ok(_)) => return Ok(true),
+            // A refusal will not change on retry.
+            Ok(Err(status))
+                if matches!(
+                    status.code(),
+                    tonic::Code::InvalidArgument
+                        | tonic::Code::PermissionDenied
+                        | tonic::Code::FailedPrecondition
+                ) =>
+            {
+                return Err(failed(format!("refused: {}", status.message())));
+            }
+            Ok(Err(status)) => last = format!("{:?}: {}", status.code(), status.message()),
+            Err(_) => last = "no answer within 10 s".into(),
+        }
+    }
+    Err(failed(last))
+}
+
+/// How a node run ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Stopped by its shutdown signal.
+    Stopped,
+    /// Switched off at its sunset date (`[sunset] automatic`): everything
+    /// destroyed, the attestation signed and, if a gateway is configured,
+    /// submitted (`submitted` says whether that worked).
+    SwitchedOff {
+        /// The sunset.
+        sunset: Sunset,
+        /// Whether the gateway took the attestation (`Ok(false)`: no
+        /// gateway configured).
+        submitted: Result<bool, String>,
+    },
+}
+
+/// Runs a node until `shutdown` resolves or, with `[sunset] automatic`,
+/// until the trust list in force reaches its sunset date; then it stops
+/// accepting calls, destroys everything, signs and submits the attestation.
+/// A node whose list is already past its sunset (or whose earlier sunset
+/// was interrupted) does that at once without serving. `listening` is
+/// called once the node is loaded, before it serves.
+pub async fn run_node(
+    settings: NodeSettings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    listening: impl FnOnce(&Loaded),
+) -> Result<Ended, SunsetError> {
+    if settings.sunset_automatic && due_at_start(&settings, unix_now()) {
+        drop(listener);
+        return switch_off(&settings).await;
+    }
+    let loaded = server::load(settings.clone())?;
+    listening(&loaded);
+    let served = server::serve(&loaded, listener, shutdown).await?;
+    drop(loaded);
+    match served {
+        Served::Stopped => Ok(Ended::Stopped),
+        Served::SunsetDue => switch_off(&settings).await,
+    }
+}
+
+async fn switch_off(settings: &NodeSettings) -> Result<Ended, SunsetError> {
+    // Connections still draining may hold the store open for a moment after
+    // the server stopped: wait for its lock, bounded.
+    let mut tries = 0;
+    let sunset = loop {
+        let settings = settings.clone();
+        match tokio::task::spawn_blocking(move || destroy(&settings, Reason::Sunset)).await {
+            Ok(Err(SunsetError::Running(_))) if tries < 150 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(result) => break result?,
+            Err(e) => {
+                return Err(SunsetError::Io {
+                    what: "the destruction task".into(),
+                    source: std::io::Error::other(e.to_string()),
+                });
+            }
+        }
+    };
+    let submitted = submit(settings, &sunset.signed)
+        .await
+        .map_err(|e| e.to_string());
+    match &submitted {
+        Ok(true) => tracing::warn!("deletion attestation submitted to the gateway"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "deletion attestation not submitted"),
+    }
+    Ok(Ended::SwitchedOff { sunset, submitted })
+}
