@@ -86,10 +86,12 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                 let listener = server::bind(&loaded.settings).await?;
                 let addr = listener.local_addr().context("reading the bound address")?;
                 println!(
-                    "node of city {} listening on {addr} (policy {:?} version {})",
+                    "node of city {} listening on {addr} ({})",
                     loaded.settings.city,
-                    loaded.city.policy().name(),
-                    loaded.city.policy().version()
+                    loaded
+                        .city
+                        .policies()
+                        .describe(tessera_node::service::unix_now())
                 );
                 server::serve(&loaded, listener, stop).await?;
                 println!("node stopped; store flushed");

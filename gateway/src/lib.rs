@@ -13,6 +13,7 @@
 pub mod authz;
 pub mod config;
 pub mod metrics;
+pub mod policies;
 pub mod registry;
 pub mod relay;
 pub mod server;

@@ -66,6 +66,12 @@ impl Registry {
         })
     }
 
+    /// The gateway's database, for the other trees beside the registry's
+    /// (published policies).
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
+    }
+
     /// The trust state this registry feeds.
     pub fn trust(&self) -> &Arc<TrustState> {
         &self.trust

@@ -85,6 +85,8 @@ struct BadgesFile {
     key: PathBuf,
     #[serde(default)]
     policy: Option<PathBuf>,
+    #[serde(default)]
+    policies: Vec<PathBuf>,
 }
 
 /// The store's page cache unless configured: enough for a city of a
@@ -130,8 +132,13 @@ pub struct NodeSettings {
     pub signer_certificate: PathBuf,
     /// Badge-signer key (PEM).
     pub signer_key: PathBuf,
-    /// Scoring policy file; the built-in default when `None`.
+    /// Scoring policy file (TOML); the built-in default when `None`. The
+    /// node signs it itself, in force at once, only when it holds no signed
+    /// policy yet (a city's first policy); see docs/POLICY.md.
     pub policy: Option<PathBuf>,
+    /// Signed policy files (`tessera policy sign`), in force from their
+    /// effective dates; held together with those in `data_dir/policies`.
+    pub policies: Vec<PathBuf>,
 }
 
 impl NodeSettings {
@@ -236,6 +243,7 @@ impl NodeSettings {
             signer_certificate: at(file.badges.certificate),
             signer_key: at(file.badges.key),
             policy: file.badges.policy.map(at),
+            policies: file.badges.policies.into_iter().map(at).collect(),
         })
     }
 }

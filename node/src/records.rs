@@ -12,21 +12,9 @@ pub const FUTURE_SKEW_SECS: i64 = 300;
 /// Longest record id, lab, product or source, in characters.
 pub const MAX_TEXT: usize = 64;
 
-/// What kind of record, for policies and explanations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordType {
-    /// A test result.
-    Test,
-    /// A vaccination.
-    Vaccination,
-    /// An exposure notice.
-    Exposure,
-    /// Travel from a risk area.
-    Travel,
-    /// A symptom declaration.
-    Symptoms,
-}
+/// What kind of record; defined beside the policy parser in core, which the
+/// gateway shares.
+pub use tessera_core::policy::{RecordType, type_and_time};
 
 /// Why one record was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,18 +85,6 @@ fn check_text(field: &'static str, s: &str) -> Result<(), RecordError> {
         )));
     }
     Ok(())
-}
-
-/// The type and time of a stored record; `None` if it has no kind.
-pub fn type_and_time(record: &pb::Record) -> Option<(RecordType, i64)> {
-    use pb::record::Kind;
-    Some(match record.kind.as_ref()? {
-        Kind::Test(t) => (RecordType::Test, t.sampled_at),
-        Kind::Vaccination(v) => (RecordType::Vaccination, v.given_at),
-        Kind::Exposure(e) => (RecordType::Exposure, e.exposed_at),
-        Kind::Travel(t) => (RecordType::Travel, t.left_at),
-        Kind::Symptoms(s) => (RecordType::Symptoms, s.declared_at),
-    })
 }
 
 /// Validates one record received at `now`.

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 
 use crate::city::City;
 use crate::config::NodeSettings;
-use crate::policy::{Policy, PolicyError};
+use crate::policy::{DEFAULT_POLICY, Policy, PolicyError, PolicySet, PolicySetError};
 use crate::pseudonym::PseudonymKey;
 use crate::service::{NodeService, unix_now};
 use crate::store::{SledStore, StoreError};
@@ -59,6 +59,30 @@ pub enum StartError {
         path: String,
         /// What is wrong.
         source: PolicyError,
+    },
+    /// A signed policy file.
+    #[error("signed policy {path}: {source}")]
+    SignedPolicy {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        source: tessera_core::policy_doc::PolicyDocError,
+    },
+    /// The signed policies held do not hang together.
+    #[error("signed policies: {0}")]
+    PolicySet(#[from] PolicySetError),
+    /// The configured policy file is none of the signed policies held: a
+    /// changed policy needs notice.
+    #[error(
+        "{path} (policy version {version}) is not among the signed policies this node holds ({held}): a new or changed policy needs notice: sign it with `tessera policy sign --effective-from +72h`, publish it with `tessera policy publish`, and list the signed file under [badges] policies (docs/POLICY.md)"
+    )]
+    PolicyNeedsNotice {
+        /// The file.
+        path: String,
+        /// Its version.
+        version: u32,
+        /// Versions held.
+        held: String,
     },
     /// The store.
     #[error(transparent)]
@@ -182,22 +206,15 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
             configured: settings.city.to_string(),
         });
     }
-    let policy = match &settings.policy {
-        None => Policy::default_policy().map_err(|source| StartError::Policy {
-            path: "built-in default policy".into(),
-            source,
-        })?,
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
-            Policy::parse(&text).map_err(|source| StartError::Policy {
-                path: path.display().to_string(),
-                source,
-            })?
-        }
-    };
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(io(format!("creating {}", settings.data_dir.display())))?;
+    let policies = load_policies(
+        &settings,
+        &signer,
+        &keys::read_cert(&settings.signer_certificate)?,
+        &trust,
+        unix_now(),
+    )?;
     let pseudonyms = pseudonym_key(&settings.data_dir)?;
     let store = Arc::new(SledStore::open_with_cache(
         &settings.data_dir.join("store"),
@@ -205,7 +222,7 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     )?);
     let city = Arc::new(City::new(
         store,
-        policy,
+        policies,
         signer,
         pseudonyms,
         settings.max_batch_records,
@@ -229,6 +246,135 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
 }
 
 const TRUST_CACHE: &str = "trust-list.tsl";
+
+/// Where the node keeps the policy it signed itself at its first start.
+pub const POLICY_DIR: &str = "policies";
+
+/// Checks a signed policy of this city: by the badge signer in use (the
+/// node trusts its own certificate), or by an earlier signer that the trust
+/// list held names as an active badge signer of this city. A signer the
+/// held list revokes is refused either way.
+fn verify_held(
+    signed: &tessera_proto::v1::SignedPolicy,
+    signer_cert: &tessera_core::CertInfo,
+    trust: &TrustState,
+) -> Result<tessera_core::policy_doc::VerifiedPolicy, tessera_core::policy_doc::PolicyDocError> {
+    use tessera_core::policy_doc::{self, PolicyDocError};
+    let list = trust.current();
+    let verified = match policy_doc::verify_with_certificate(signed, signer_cert) {
+        Err(PolicyDocError::UnknownSigner(key_id)) => match &list {
+            Some(list) => policy_doc::verify_with_trust_list(signed, list)?,
+            None => return Err(PolicyDocError::UnknownSigner(key_id)),
+        },
+        other => other?,
+    };
+    if let Some(list) = &list
+        && list
+            .by_key_id(&verified.key_id())
+            .is_some_and(|e| e.is_revoked() || list.is_revoked(e.cert()))
+    {
+        return Err(PolicyDocError::SignerRevoked(verified.key_id()));
+    }
+    Ok(verified)
+}
+
+/// The node's policies: the signed files configured under `[badges]
+/// policies` and those in `data_dir/policies`. A node holding none signs its
+/// configured TOML policy (or the built-in default) itself, in force at
+/// once, and keeps it in `data_dir/policies`: a city's first policy, which
+/// the gateway accepts without notice (docs/POLICY.md). Later, a configured
+/// TOML policy must be one of those held: a changed policy needs notice.
+fn load_policies(
+    settings: &NodeSettings,
+    signer: &BadgeSigner,
+    signer_der: &[u8],
+    trust: &TrustState,
+    now: i64,
+) -> Result<PolicySet, StartError> {
+    use tessera_core::policy_doc;
+    let signer_cert = tessera_core::CertInfo::parse(signer_der)
+        .map_err(|e| StartError::Signer(SignError::Certificate(e)))?;
+    let dir = settings.data_dir.join(POLICY_DIR);
+    let mut paths = settings.policies.clone();
+    if dir.is_dir() {
+        let mut own: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(io(format!("reading {}", dir.display())))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "signed"))
+            .collect();
+        own.sort();
+        paths.extend(own);
+    }
+    let mut verified: Vec<policy_doc::VerifiedPolicy> = vec![];
+    for path in &paths {
+        let refused = |source| StartError::SignedPolicy {
+            path: path.display().to_string(),
+            source,
+        };
+        let bytes = std::fs::read(path).map_err(io(format!("reading {}", path.display())))?;
+        let signed = policy_doc::decode_signed(&bytes).map_err(refused)?;
+        let policy = verify_held(&signed, &signer_cert, trust).map_err(refused)?;
+        // The same document listed twice (a copy of the one in the data
+        // directory) is held once.
+        if !verified.iter().any(|v| v.signed() == policy.signed()) {
+            verified.push(policy);
+        }
+    }
+    let (text, source) = match &settings.policy {
+        None => (
+            DEFAULT_POLICY.to_owned(),
+            "built-in default policy".to_owned(),
+        ),
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?,
+            path.display().to_string(),
+        ),
+    };
+    let configured = Policy::parse(&text).map_err(|source_error| StartError::Policy {
+        path: source.clone(),
+        source: source_error,
+    })?;
+    if verified.is_empty() {
+        let document = tessera_proto::v1::PolicyDocument {
+            version: policy_doc::POLICY_DOC_VERSION,
+            city: settings.city.get(),
+            policy_version: configured.version(),
+            signed_at: now,
+            effective_from: now,
+            rules: text,
+        };
+        let refused = |e| StartError::SignedPolicy {
+            path: source.clone(),
+            source: e,
+        };
+        let signed = signer.sign_policy(&document).map_err(refused)?;
+        let policy = policy_doc::verify_with_certificate(&signed, &signer_cert).map_err(refused)?;
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let path = dir.join(format!("policy-v{}.signed", configured.version()));
+        keys::write_new_file(&path, &policy.to_bytes(), false)?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(format!("syncing {}", dir.display())))?;
+        tracing::info!(
+            version = configured.version(),
+            path = %path.display(),
+            "signed the city's first policy, in force at once; publish it with `tessera policy publish`"
+        );
+        verified.push(policy);
+    } else if settings.policy.is_some() && !verified.iter().any(|v| v.policy() == &configured) {
+        return Err(StartError::PolicyNeedsNotice {
+            path: source,
+            version: configured.version(),
+            held: verified
+                .iter()
+                .map(|v| format!("version {}", v.policy_version()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(PolicySet::new(verified)?)
+}
 
 /// The badge-signer files, watched like the TLS ones. A new signer is used
 /// only once the trust list in force here carries it (when the node follows
