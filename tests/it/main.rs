@@ -11,6 +11,7 @@ mod hostile;
 mod metrics;
 mod mtls;
 mod node;
+mod policy;
 mod relay_faults;
 mod rotation;
 mod standard_services;
