@@ -73,7 +73,7 @@ fn toml_reason(e: &toml::de::Error) -> String {
     let text = e.to_string();
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     let first = lines.next().unwrap_or_default().to_owned();
-    match lines.last() {
+    match lines.next_back() {
         Some(reason) => match first.strip_prefix("TOML parse error ") {
             Some(place) => format!("{reason} ({place})"),
             None => format!("{reason} ({first})"),
