@@ -470,6 +470,83 @@ async fn follow_trust_lists(loaded: &Loaded, follower: Follower) {
     match never {}
 }
 
+/// Hands the gateway every signed policy this node holds that the gateway
+/// lacks, oldest first: a node's first policy (signed at its first start)
+/// reaches the gateway without an operator's step. Retries while the gateway
+/// cannot be reached; a policy the gateway refuses is logged and skipped
+/// (the operator publishes it by hand once fixed).
+async fn publish_policies(loaded: &Loaded, gateway: &str) {
+    use tessera_proto::v1 as pb;
+    let held: Vec<pb::SignedPolicy> = loaded
+        .city
+        .policies()
+        .held()
+        .iter()
+        .filter_map(|h| h.signed.as_ref().map(|v| v.signed().clone()))
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    let client = tls::client_config(&loaded.identity, Arc::clone(&loaded.trust), Role::Gateway)
+        .map_err(|e| e.to_string())
+        .and_then(|config| grpc::channel(gateway, config).map_err(|e| e.to_string()));
+    let mut client = match client {
+        Ok(channel) => tessera_proto::v1::gateway_client::GatewayClient::new(channel),
+        Err(e) => {
+            tracing::warn!(error = %e, gateway, "cannot publish policies to the gateway");
+            return;
+        }
+    };
+    let city = loaded.city.city().get();
+    loop {
+        let published = match client
+            .fetch_policies(pb::FetchPoliciesRequest { city })
+            .await
+        {
+            Ok(r) => r.into_inner().policies,
+            Err(status) => {
+                tracing::debug!(error = %status.message(), "gateway not reachable for policies; retrying");
+                tokio::time::sleep(loaded.settings.refresh).await;
+                continue;
+            }
+        };
+        let mut unreachable = false;
+        for policy in held.iter().filter(|p| !published.contains(p)) {
+            match client
+                .publish_policy(pb::PublishPolicyRequest {
+                    policy: Some(policy.clone()),
+                })
+                .await
+            {
+                Ok(r) => tracing::info!(
+                    effective_from = r.into_inner().effective_from,
+                    "scoring policy published to the gateway"
+                ),
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::Unknown
+                            | tonic::Code::Cancelled
+                            | tonic::Code::DeadlineExceeded
+                    ) =>
+                {
+                    unreachable = true;
+                    break;
+                }
+                Err(status) => tracing::warn!(
+                    error = %status.message(),
+                    "the gateway refused a scoring policy this node holds: publish it with `tessera policy publish` once fixed"
+                ),
+            }
+        }
+        if !unreachable {
+            return;
+        }
+        tokio::time::sleep(loaded.settings.refresh).await;
+    }
+}
+
 /// The node's service, as health checking and reflection name it.
 pub const SERVICE: &str = "tessera.v1.CityNode";
 
@@ -526,9 +603,15 @@ pub async fn serve(
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
     let follow = async {
-        match follower {
-            Some(follower) => follow_trust_lists(loaded, follower).await,
-            None => std::future::pending().await,
+        match (follower, &loaded.settings.gateway) {
+            (Some(follower), Some(gateway)) => {
+                let publish = async {
+                    publish_policies(loaded, gateway).await;
+                    std::future::pending::<()>().await;
+                };
+                tokio::join!(follow_trust_lists(loaded, follower), publish).0
+            }
+            _ => std::future::pending().await,
         }
     };
     let endpoint = tessera_certs::metrics::serve_while_running(metrics_listener, metrics);

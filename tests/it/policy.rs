@@ -399,3 +399,64 @@ async fn a_node_signs_its_first_policy_itself_and_refuses_a_changed_policy_file_
     assert_eq!(issue(node.addr).await, 1);
     node.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_node_following_a_gateway_publishes_its_first_policy_there() {
+    let mut pki = TestPki::new(unix_now()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hz = pki
+        .add_city(
+            330_100,
+            "Hangzhou",
+            &listener.local_addr().unwrap().to_string(),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let list = pki.trust_list(1).unwrap();
+    let gw = RunningGateway::start(&pki, &dir.path().join("gw"), Some(&list), relay())
+        .await
+        .unwrap();
+    let node_dir = dir.path().join("hz");
+    let config = tessera_tests::harness::write_city_bundle(
+        &pki,
+        hz,
+        &node_dir,
+        listener.local_addr().unwrap(),
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "root = \"root.crt\"\n",
+        &format!(
+            "root = \"root.crt\"\ngateway = \"{}\"\nrefresh_secs = 1\n",
+            gw.addr
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    let node = RunningNode::start_with(config, listener).await.unwrap();
+    let own = policy_doc::decode_signed(
+        &std::fs::read(node_dir.join("data/policies/policy-v1.signed")).unwrap(),
+    )
+    .unwrap();
+    let checkpoint = pki.verifier(420_000).unwrap();
+    let mut client = gateway_client(&pki, gw.addr, &checkpoint).unwrap();
+    let start = std::time::Instant::now();
+    let held = loop {
+        let held = client
+            .fetch_policies(pb::FetchPoliciesRequest { city: hz.get() })
+            .await
+            .unwrap()
+            .into_inner()
+            .policies;
+        if !held.is_empty() {
+            break held;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the node did not publish its first policy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(held, [own]);
+    node.stop().await.unwrap();
+    gw.stop().await.unwrap();
+}
