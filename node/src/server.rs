@@ -252,19 +252,26 @@ pub const POLICY_DIR: &str = "policies";
 
 /// Checks a signed policy of this city: by the badge signer in use (the
 /// node trusts its own certificate), or by an earlier signer that the trust
-/// list held names as an active badge signer of this city. A signer the
-/// held list revokes is refused either way.
+/// list held names as an active badge signer of this city, or by the
+/// certificate kept beside the file (`<name>.crt`, chained to the root: the
+/// signer of a policy the node signed itself, so that a rotation does not
+/// orphan it on a node that holds no trust list). A signer the held list
+/// revokes is refused either way.
 fn verify_held(
     signed: &tessera_proto::v1::SignedPolicy,
     signer_cert: &tessera_core::CertInfo,
+    kept: Option<&tessera_core::CertInfo>,
     trust: &TrustState,
 ) -> Result<tessera_core::policy_doc::VerifiedPolicy, tessera_core::policy_doc::PolicyDocError> {
     use tessera_core::policy_doc::{self, PolicyDocError};
     let list = trust.current();
     let verified = match policy_doc::verify_with_certificate(signed, signer_cert) {
-        Err(PolicyDocError::UnknownSigner(key_id)) => match &list {
-            Some(list) => policy_doc::verify_with_trust_list(signed, list)?,
-            None => return Err(PolicyDocError::UnknownSigner(key_id)),
+        Err(PolicyDocError::UnknownSigner(key_id)) => match (kept, &list) {
+            (Some(kept), _) if kept.key_id() == key_id => {
+                policy_doc::verify_with_certificate(signed, kept)?
+            }
+            (_, Some(list)) => policy_doc::verify_with_trust_list(signed, list)?,
+            _ => return Err(PolicyDocError::UnknownSigner(key_id)),
         },
         other => other?,
     };
@@ -314,7 +321,17 @@ fn load_policies(
         };
         let bytes = std::fs::read(path).map_err(io(format!("reading {}", path.display())))?;
         let signed = policy_doc::decode_signed(&bytes).map_err(refused)?;
-        let policy = verify_held(&signed, &signer_cert, trust).map_err(refused)?;
+        let kept_path = path.with_extension("crt");
+        let kept = if kept_path.exists() {
+            let der = keys::read_cert(&kept_path)?;
+            Some(
+                tessera_core::CertInfo::parse_issued_by(&der, trust.root())
+                    .map_err(|e| StartError::Signer(SignError::Certificate(e)))?,
+            )
+        } else {
+            None
+        };
+        let policy = verify_held(&signed, &signer_cert, kept.as_ref(), trust).map_err(refused)?;
         // The same document listed twice (a copy of the one in the data
         // directory) is held once.
         if !verified.iter().any(|v| v.signed() == policy.signed()) {
@@ -353,6 +370,12 @@ fn load_policies(
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let path = dir.join(format!("policy-v{}.signed", configured.version()));
         keys::write_new_file(&path, &policy.to_bytes(), false)?;
+        // Its signer's certificate, to verify it after a rotation.
+        keys::write_new_file(
+            &path.with_extension("crt"),
+            keys::cert_to_pem(signer_der).as_bytes(),
+            false,
+        )?;
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(io(format!("syncing {}", dir.display())))?;

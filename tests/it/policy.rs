@@ -460,3 +460,63 @@ async fn a_node_following_a_gateway_publishes_its_first_policy_there() {
     node.stop().await.unwrap();
     gw.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_rotated_node_without_a_trust_list_still_verifies_the_policy_it_signed_itself() {
+    let mut pki = TestPki::new(unix_now()).unwrap();
+    let hz = pki.add_city(330_100, "Hangzhou", "127.0.0.1:1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = RunningNode::start(&pki, hz, dir.path()).await.unwrap();
+    let config = node.config.clone();
+    node.stop().await.unwrap();
+    // A new badge signer for the city replaces the old pair; the node holds
+    // no trust list, so only the certificate kept beside its policy can
+    // vouch for the old signer.
+    let rotated = pki
+        .issue(
+            tessera_core::Identity::new(
+                tessera_core::Role::BadgeSigner,
+                tessera_core::Scope::City(hz),
+            )
+            .unwrap(),
+            &[],
+        )
+        .unwrap();
+    std::fs::write(
+        dir.path().join("badge-signer.crt"),
+        tessera_certs::keys::cert_to_pem(&rotated.der),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("badge-signer.key"),
+        tessera_certs::keys::key_to_pem(&rotated.key).unwrap(),
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = RunningNode::start_with(config.clone(), listener)
+        .await
+        .unwrap();
+    let op = pki.operator(hz).unwrap();
+    let badge = node_client(&pki, node.addr, &op)
+        .unwrap()
+        .issue_badge(pb::IssueBadgeRequest {
+            national_id: national_id(hz, 1),
+            name: "Li Lei".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(badge.policy_version, 1);
+    node.stop().await.unwrap();
+    // Without the kept certificate the old signer is unknown: refused.
+    std::fs::remove_file(dir.path().join("data/policies/policy-v1.crt")).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let e = RunningNode::start_with(config, listener)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("policy signed by unknown key"),
+        "{e}"
+    );
+}
