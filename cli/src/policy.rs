@@ -289,7 +289,15 @@ fn show_file(path: &Path, certificate: Option<&Path>) -> anyhow::Result<()> {
             let cert = CertInfo::parse(&keys::read_cert(cert)?)?;
             let verified = policy_doc::verify_with_certificate(&signed, &cert)
                 .with_context(|| format!("{} does not verify", path.display()))?;
-            print!("{}", render_policy(&verified, "signature checked", now));
+            let status = if verified.in_force_at(now) {
+                "signature checked, in force since its date".to_owned()
+            } else {
+                format!(
+                    "signature checked, takes effect in {}",
+                    span(verified.effective_from() - now)
+                )
+            };
+            print!("{}", render_policy(&verified, &status));
         }
         None => {
             let document = pb::PolicyDocument::decode(signed.payload.as_slice())
@@ -341,7 +349,7 @@ pub fn render_rules(policy: &Policy) -> String {
     out
 }
 
-fn render_policy(p: &VerifiedPolicy, status: &str, _now: i64) -> String {
+fn render_policy(p: &VerifiedPolicy, status: &str) -> String {
     let mut out = format!(
         "policy version {} \"{}\" of city {:06}: {status}\n  signed {} by key {}, effective from {}\n",
         p.policy_version(),
@@ -381,7 +389,7 @@ pub fn render_city(city: CityCode, policies: &[VerifiedPolicy], now: i64) -> Str
             ),
         };
         out.push('\n');
-        out.push_str(&render_policy(p, &status, now));
+        out.push_str(&render_policy(p, &status));
     }
     out
 }
