@@ -10,6 +10,7 @@ mod federation;
 mod fmt;
 mod gateway;
 mod node;
+mod policy;
 mod qr;
 mod trust;
 mod verify;
@@ -56,6 +57,9 @@ enum Command {
     /// The national gateway: run it.
     #[command(subcommand)]
     Gateway(gateway::GatewayCommand),
+    /// A city's scoring policy: sign, publish with notice, show in plain words.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// A checkpoint's check of a badge, offline or through the gateway.
     Verify(verify::VerifyArgs),
     /// Keep an offline copy of the trust list in force at the gateway.
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         Command::Node(cmd) => node::run(cmd),
         Command::Gateway(cmd) => gateway::run(cmd),
         Command::Badge(cmd) => badge::run(cmd),
+        Command::Policy(cmd) => policy::run(cmd),
         Command::TrustList(cmd) => trust::run(cmd),
         Command::Federation(FederationCommand::Up(args)) => federation::up(args),
         Command::Bench(args) => bench::run(args),

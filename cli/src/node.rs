@@ -249,10 +249,12 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                 let addr = listener.local_addr().context("reading the bound address")?;
                 let ended = sunset::run_node(settings.clone(), listener, stop, |loaded| {
                     println!(
-                        "node of city {} listening on {addr} (policy {:?} version {})",
+                        "node of city {} listening on {addr} ({})",
                         loaded.settings.city,
-                        loaded.city.policy().name(),
-                        loaded.city.policy().version()
+                        loaded
+                            .city
+                            .policies()
+                            .describe(tessera_node::service::unix_now())
                     );
                 })
                 .await?;

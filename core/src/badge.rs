@@ -424,6 +424,16 @@ impl BadgeSigner {
         Ok(bytes)
     }
 
+    /// Signs `payload` under another context than badges' (a policy
+    /// document); `None` only for a payload over 4 GiB.
+    pub(crate) fn sign_context(
+        &self,
+        context: &[u8],
+        payload: &[u8],
+    ) -> Option<ed25519_dalek::Signature> {
+        signing::sign(context, payload, &self.key)
+    }
+
     /// Signs claims into the QR text form.
     pub fn sign_text(&self, claims: &BadgeClaims) -> Result<String, SignError> {
         self.sign(claims).map(|bytes| text::to_text(&bytes))

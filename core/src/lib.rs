@@ -19,6 +19,8 @@ pub mod batch;
 pub mod cert;
 pub mod identity;
 pub mod ids;
+pub mod policy;
+pub mod policy_doc;
 pub mod signing;
 pub mod text;
 pub mod trust;

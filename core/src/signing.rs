@@ -8,6 +8,9 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 pub const BADGE_CONTEXT: &[u8] = b"tessera/badge/v1";
 /// The context of a trust-list signature.
 pub const TRUST_LIST_CONTEXT: &[u8] = b"tessera/trust-list/v1";
+/// The context of a scoring-policy signature (same badge-signer key as
+/// badges, different context: neither signature passes as the other).
+pub const POLICY_CONTEXT: &[u8] = b"tessera/policy/v1";
 
 /// `context || u32-big-endian(len(payload)) || payload`.
 ///

@@ -46,7 +46,21 @@ struct GatewayFile {
     #[serde(default)]
     metrics: Option<tessera_certs::metrics::MetricsFile>,
     follow: Option<FollowFile>,
+    #[serde(default)]
+    policy: PolicyFile,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    notice_hours: Option<u32>,
+}
+
+/// Notice a city gives before a new scoring policy comes into force, unless
+/// configured (`[policy] notice_hours`).
+pub const DEFAULT_NOTICE_HOURS: u32 = 48;
+/// Longest notice that may be configured: one year.
+pub const MAX_NOTICE_HOURS: u32 = 8760;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +170,10 @@ pub struct GatewaySettings {
     pub relay: RelaySettings,
     /// The peer gateway whose trust lists this one installs, if any.
     pub follow: Option<FollowSettings>,
+    /// Hours between publication and effect that a city's second and later
+    /// scoring policies must leave (`[policy] notice_hours`, 48 unless set;
+    /// 0 only for test federations).
+    pub notice_hours: u32,
 }
 
 impl GatewaySettings {
@@ -223,6 +241,12 @@ impl GatewaySettings {
             );
         }
         let follow = file.follow.map(parse_follow).transpose()?;
+        let notice_hours = file.policy.notice_hours.unwrap_or(DEFAULT_NOTICE_HOURS);
+        if notice_hours > MAX_NOTICE_HOURS {
+            return Err(format!(
+                "policy.notice_hours must be 0 to {MAX_NOTICE_HOURS} (0 only for test federations)"
+            ));
+        }
         let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(Self {
             listen,
@@ -244,6 +268,7 @@ impl GatewaySettings {
             trust_list: file.tls.trust_list.map(at),
             relay,
             follow,
+            notice_hours,
         })
     }
 }
@@ -298,10 +323,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn policy_notice_hours_defaults_to_48_and_is_bounded() {
+        let good = bundle_config("127.0.0.1:7000");
+        let s = GatewaySettings::parse(&good, Path::new(".")).unwrap();
+        assert_eq!(s.notice_hours, 48);
+        let s = GatewaySettings::parse(
+            &format!("{good}\n[policy]\nnotice_hours = 0\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(s.notice_hours, 0);
+        let e = GatewaySettings::parse(
+            &format!("{good}\n[policy]\nnotice_hours = 8761\n"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.contains("policy.notice_hours must be 0 to 8760"), "{e}");
+        let e = GatewaySettings::parse(
+            &format!("{good}\n[policy]\nnotice_days = 2\n"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(e.contains("notice_days"), "{e}");
+    }
+
+    #[test]
     fn the_sample_and_bundle_configurations_parse() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/gateway.toml");
         let s = GatewaySettings::load(&path).unwrap();
         assert_eq!(s.relay, RelaySettings::default());
+        assert_eq!(s.notice_hours, DEFAULT_NOTICE_HOURS);
         assert!(s.trust_list.is_some());
         assert_eq!(s.follow, None, "the sample's [follow] is commented out");
         // The sample's commented-out [follow] section, switched on, parses.

@@ -15,6 +15,7 @@ pub mod attestations;
 pub mod authz;
 pub mod config;
 pub mod metrics;
+pub mod policies;
 pub mod registry;
 pub mod relay;
 pub mod server;

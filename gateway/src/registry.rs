@@ -66,10 +66,10 @@ impl Registry {
         })
     }
 
-    /// The gateway's database, for other trees kept beside the registry's
-    /// (the collected deletion attestations).
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    /// The gateway's database, for the other trees kept beside the
+    /// registry's (published policies, collected deletion attestations).
+    pub fn db(&self) -> sled::Db {
+        self.db.clone()
     }
 
     /// The trust state this registry feeds.

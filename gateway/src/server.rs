@@ -64,6 +64,8 @@ pub struct Loaded {
     pub registry: Arc<Registry>,
     /// Badge verification and the relay.
     pub verifier: Arc<Verifier>,
+    /// The published scoring policies.
+    pub policies: Arc<crate::policies::Policies>,
     /// The gateway's TLS identity.
     pub identity: TlsIdentity,
     /// The peer gateway this one follows, if configured.
@@ -100,6 +102,10 @@ pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
         Arc::clone(&trust),
         unix_now(),
     )?);
+    let policies = Arc::new(
+        crate::policies::Policies::open(registry.db(), settings.notice_hours)
+            .map_err(|e| StartError::Registry(PublishError::Storage(e)))?,
+    );
     if let Some(path) = &settings.trust_list
         && trust.current().is_none()
     {
@@ -122,6 +128,7 @@ pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
     let relay = Relay::new(settings.relay, identity.clone(), Arc::clone(&trust));
     Ok(Loaded {
         registry,
+        policies,
         verifier: Arc::new(Verifier::new(trust, relay)),
         identity,
         follower,
@@ -143,11 +150,14 @@ pub async fn serve(
         grpc::ConnectionLimits::per_peer(loaded.settings.max_connections_per_peer),
     );
     let (stopping_tx, stopping) = watch::channel(false);
-    let service = GatewayServer::new(GatewayService::new(
-        Arc::clone(&loaded.registry),
-        Arc::clone(&loaded.verifier),
-        stopping.clone(),
-    ))
+    let service = GatewayServer::new(
+        GatewayService::new(
+            Arc::clone(&loaded.registry),
+            Arc::clone(&loaded.verifier),
+            stopping.clone(),
+        )
+        .with_policies(Arc::clone(&loaded.policies)),
+    )
     .max_decoding_message_size(loaded.settings.max_message_bytes);
     let mut metrics = Metrics::new();
     metrics

@@ -15,6 +15,7 @@ use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::attestations::{Attestations, SubmitError};
+use crate::policies::{Policies, PolicyPublishError};
 use crate::registry::{PublishError, Registry};
 use crate::verdict::Verifier;
 
@@ -59,12 +60,32 @@ impl From<PublishError> for Status {
     }
 }
 
+impl From<PolicyPublishError> for Status {
+    fn from(e: PolicyPublishError) -> Self {
+        match e {
+            PolicyPublishError::Invalid(_) => Status::invalid_argument(e.to_string()),
+            PolicyPublishError::WrongCity { .. } => Status::permission_denied(e.to_string()),
+            PolicyPublishError::NoTrustList => Status::unavailable(e.to_string()),
+            PolicyPublishError::TooSoon { .. }
+            | PolicyPublishError::NotNewer { .. }
+            | PolicyPublishError::EarlierThanHeld { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
+            PolicyPublishError::Storage(inner) => {
+                tracing::error!(error = %inner, "policy storage failure");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
 /// The gateway's gRPC service.
 #[derive(Debug, Clone)]
 pub struct GatewayService {
     registry: Arc<Registry>,
     verifier: Arc<Verifier>,
     stopping: watch::Receiver<bool>,
+    policies: Option<Arc<Policies>>,
 }
 
 impl GatewayService {
@@ -79,7 +100,21 @@ impl GatewayService {
             registry,
             verifier,
             stopping,
+            policies: None,
         }
+    }
+
+    /// Serves published scoring policies from `policies` (without it,
+    /// PublishPolicy and FetchPolicies answer UNAVAILABLE).
+    pub fn with_policies(mut self, policies: Arc<Policies>) -> Self {
+        self.policies = Some(policies);
+        self
+    }
+
+    fn policies(&self) -> Result<&Policies, Status> {
+        self.policies
+            .as_deref()
+            .ok_or_else(|| Status::unavailable("this gateway serves no policies"))
     }
 }
 
@@ -87,7 +122,7 @@ impl GatewayService {
     /// The attestation tree of the gateway's database (opening an open tree
     /// is a map look-up).
     fn attestations(&self) -> Result<Attestations, Status> {
-        Attestations::open(self.registry.db()).map_err(|e| {
+        Attestations::open(&self.registry.db()).map_err(|e| {
             tracing::error!(error = %e, "attestation storage failure");
             Status::internal("internal error")
         })
@@ -259,20 +294,38 @@ impl Gateway for GatewayService {
 
     async fn publish_policy(
         &self,
-        _request: Request<pb::PublishPolicyRequest>,
+        request: Request<pb::PublishPolicyRequest>,
     ) -> Result<Response<pb::PublishPolicyResponse>, Status> {
-        Err(Status::unimplemented(
-            "policy publication: in progress (issue 8)",
-        ))
+        let peer = caller(&request)?.clone();
+        let signed = request
+            .into_inner()
+            .policy
+            .ok_or_else(|| Status::invalid_argument("no policy in the request"))?;
+        let trust = self.registry.trust().current();
+        let policy = self
+            .policies()?
+            .publish(
+                &signed,
+                peer.identity.city(),
+                &peer.identity.to_uri(),
+                trust.as_deref(),
+                unix_now(),
+            )
+            .await?;
+        Ok(Response::new(pb::PublishPolicyResponse {
+            effective_from: policy.effective_from(),
+        }))
     }
 
     async fn fetch_policies(
         &self,
-        _request: Request<pb::FetchPoliciesRequest>,
+        request: Request<pb::FetchPoliciesRequest>,
     ) -> Result<Response<pb::FetchPoliciesResponse>, Status> {
-        Err(Status::unimplemented(
-            "policy publication: in progress (issue 8)",
-        ))
+        let city = request.get_ref().city;
+        tessera_core::CityCode::new(city)
+            .map_err(|e| Status::invalid_argument(format!("city {city}: {e}")))?;
+        let policies = self.policies()?.fetch(city)?;
+        Ok(Response::new(pb::FetchPoliciesResponse { policies }))
     }
 
     async fn submit_attestation(

@@ -14,7 +14,7 @@ use tessera_proto::v1 as pb;
 use tokio::sync::{Mutex, oneshot};
 
 use crate::commit::GroupCommit;
-use crate::policy::{Assessment, Policy};
+use crate::policy::{Assessment, NotInForce, Policy, PolicySet};
 use crate::pseudonym::{NationalId, NationalIdError, Pseudonym, PseudonymKey};
 use crate::records::{self, RecordError, Retention};
 use crate::store::{BadgeRecord, BadgeState, Change, Erased, NewRecord, Store, StoreError, Swept};
@@ -75,6 +75,9 @@ pub enum NodeError {
     /// Signing failed.
     #[error("signing: {0}")]
     Sign(#[from] SignError),
+    /// No scoring policy is in force at the moment asked about.
+    #[error(transparent)]
+    NoPolicy(#[from] NotInForce),
     /// An issuance was dropped before it was decided (a bug, never input).
     #[error("the issuance was lost before it was decided")]
     Lost,
@@ -107,7 +110,7 @@ pub struct City<S> {
     city: CityCode,
     store: Arc<S>,
     commit: GroupCommit<S>,
-    policy: Policy,
+    policies: PolicySet,
     /// The badge signer in use; replaced whole by a rotation.
     signer: ArcSwap<BadgeSigner>,
     pseudonyms: PseudonymKey,
@@ -139,10 +142,11 @@ impl<S> std::fmt::Debug for City<S> {
 }
 
 impl<S: Store> City<S> {
-    /// A node for `signer`'s city over `store`.
+    /// A node for `signer`'s city over `store`, scoring under the policy of
+    /// `policies` in force at each call's `now`.
     pub fn new(
         store: Arc<S>,
-        policy: Policy,
+        policies: impl Into<PolicySet>,
         signer: BadgeSigner,
         pseudonyms: PseudonymKey,
         max_batch: usize,
@@ -151,7 +155,7 @@ impl<S: Store> City<S> {
             city: signer.city(),
             commit: GroupCommit::new(Arc::clone(&store)),
             store,
-            policy,
+            policies: policies.into(),
             signer: ArcSwap::from_pointee(signer),
             pseudonyms,
             max_batch,
@@ -178,9 +182,15 @@ impl<S: Store> City<S> {
         self.city
     }
 
-    /// The policy in force.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// Every policy held, in force or announced.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// The policy in force at `now`: the newest held whose effective date
+    /// has come. A policy announced for later is never scored under.
+    pub fn policy(&self, now: i64) -> Result<&Policy, NodeError> {
+        Ok(self.policies.in_force(now)?)
     }
 
     /// The badge signer in use: badges issued from now on carry its key id.
@@ -348,7 +358,12 @@ impl<S: Store> City<S> {
                     None => all.push(stored.clone()),
                 }
             }
-            let now_colour = self.policy.assess(&all, now).colour;
+            // With no policy in force no badge can have been issued under
+            // one either: nothing to revoke.
+            let Ok(policy) = self.policies.in_force(now) else {
+                continue;
+            };
+            let now_colour = policy.assess(&all, now).colour;
             for (id, mut badge) in active {
                 if now_colour > badge.colour {
                     badge.state = BadgeState::Revoked(now);
@@ -382,9 +397,8 @@ impl<S: Store> City<S> {
     pub fn explain(&self, national_id: &str, now: i64) -> Result<Assessment, NodeError> {
         let id = NationalId::parse(national_id)?;
         let resident = self.pseudonyms.pseudonym(&id);
-        Ok(self
-            .policy
-            .assess(&self.decode_records(&resident, now)?, now))
+        let policy = self.policy(now)?;
+        Ok(policy.assess(&self.decode_records(&resident, now)?, now))
     }
 
     /// Every record held about a resident at `now` (the right of access),
@@ -520,7 +534,7 @@ impl<S: Store> City<S> {
     ) -> Result<IssuedBadge, NodeError> {
         let now = q.now;
         let assessment = self
-            .policy
+            .policy(now)?
             .assess(&self.decode_records(&q.resident, now)?, now);
         let mut badge_id = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut badge_id);

@@ -122,6 +122,8 @@ struct BadgesFile {
     key: PathBuf,
     #[serde(default)]
     policy: Option<PathBuf>,
+    #[serde(default)]
+    policies: Vec<PathBuf>,
 }
 
 /// The store's page cache unless configured: enough for a city of a
@@ -167,7 +169,9 @@ pub struct NodeSettings {
     pub signer_certificate: PathBuf,
     /// Badge-signer key (PEM).
     pub signer_key: PathBuf,
-    /// Scoring policy file; the built-in default when `None`.
+    /// Scoring policy file (TOML); the built-in default when `None`. The
+    /// node signs it itself, in force at once, only when it holds no signed
+    /// policy yet (a city's first policy); see docs/POLICY.md.
     pub policy: Option<PathBuf>,
     /// The master key file (`[storage] master_key`); never inside
     /// `data_dir`.
@@ -179,6 +183,9 @@ pub struct NodeSettings {
     /// `[sunset] automatic`: destroy everything by itself at the trust
     /// list's sunset_at (off unless the city opts in; docs/CONFIG.md).
     pub sunset_automatic: bool,
+    /// Signed policy files (`tessera policy sign`), in force from their
+    /// effective dates; held together with those in `data_dir/policies`.
+    pub policies: Vec<PathBuf>,
 }
 
 impl NodeSettings {
@@ -295,6 +302,7 @@ impl NodeSettings {
             retention,
             sweep: std::time::Duration::from_secs(sweep_secs),
             sunset_automatic: file.sunset.is_some_and(|s| s.automatic),
+            policies: file.badges.policies.into_iter().map(at).collect(),
         })
     }
 }

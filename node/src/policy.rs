@@ -1,446 +1,171 @@
-//! How a resident scores: a published, versioned policy of rules over
-//! infection-risk records, applied by a pure, deterministic function of
-//! (records, policy, now) that also explains itself.
+//! How a resident scores: the policy format and scoring live in
+//! [`tessera_core::policy`] (the gateway refuses a published policy with the
+//! same parser); this module adds the node's set of signed policies, of
+//! which the one in force at a moment is the newest whose effective date has
+//! come. A policy announced for later is held but never scored under.
 
-use serde::Deserialize;
-use tessera_core::Colour;
-use tessera_proto::v1 as pb;
+pub use tessera_core::policy::*;
 
-use crate::records::{RecordType, type_and_time};
+use tessera_core::policy_doc::VerifiedPolicy;
 
-/// The default policy, as published in docs/POLICY.md.
-pub const DEFAULT_POLICY: &str = include_str!("../policy/default.toml");
+/// One policy the node holds.
+#[derive(Debug, Clone)]
+pub struct HeldPolicy {
+    /// When it comes into force (Unix seconds); `i64::MIN` for a policy
+    /// given without a signed document (tests and tools).
+    pub effective_from: i64,
+    /// The rules.
+    pub policy: Policy,
+    /// The signed document, if it came as one.
+    pub signed: Option<VerifiedPolicy>,
+}
 
-const HOUR: i64 = 3600;
-/// Shortest validity a badge is given, even when a rule's cap has just passed.
-pub const MIN_VALIDITY_SECS: i64 = 60;
-
-/// Why a policy file was refused.
+/// Why no policy can be scored under at some moment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyError {
-    /// Not valid TOML for a policy.
-    #[error("policy does not parse: {0}")]
-    Parse(String),
-    /// A rule is inconsistent.
-    #[error("policy rule {rule:?}: {reason}")]
-    Rule {
-        /// Rule id.
-        rule: String,
-        /// What is wrong.
-        reason: String,
+pub enum NotInForce {
+    /// The node holds no policy at all.
+    #[error("no scoring policy in force: the node holds none")]
+    NoneHeld,
+    /// Every policy held takes effect later.
+    #[error(
+        "no scoring policy in force: version {version} takes effect at {effective_from} (Unix {effective_from_unix})"
+    )]
+    Announced {
+        /// The first policy to come into force.
+        version: u32,
+        /// When, RFC 3339.
+        effective_from: String,
+        /// When, Unix seconds.
+        effective_from_unix: i64,
     },
-    /// Something outside the rules.
-    #[error("policy: {0}")]
-    Invalid(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ColourName {
-    Green,
-    Yellow,
-    Red,
+/// Why a set of signed policies does not hang together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicySetError {
+    /// Two policies with one version, or versions that do not grow with
+    /// effective dates.
+    #[error(
+        "policy version {later_version} (effective {later_from}) must be greater than version {earlier_version} (effective {earlier_from}): versions grow with effective dates"
+    )]
+    VersionOrder {
+        /// The earlier-effective policy's version.
+        earlier_version: u32,
+        /// Its effective date.
+        earlier_from: i64,
+        /// The later-effective policy's version.
+        later_version: u32,
+        /// Its effective date.
+        later_from: i64,
+    },
+    /// Two policies from the same moment.
+    #[error("policies version {0} and {1} take effect at the same moment")]
+    SameMoment(u32, u32),
 }
 
-impl From<ColourName> for Colour {
-    fn from(c: ColourName) -> Self {
-        match c {
-            ColourName::Green => Colour::Green,
-            ColourName::Yellow => Colour::Yellow,
-            ColourName::Red => Colour::Red,
-        }
-    }
+/// Every policy a node holds, oldest effective first.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    held: Vec<HeldPolicy>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum TestKindName {
-    Pcr,
-    Antigen,
+/// RFC 3339 for a Unix time, or the number if out of range.
+pub fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum ContactName {
-    Close,
-    Secondary,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RiskName {
-    Low,
-    Medium,
-    High,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum SymptomName {
-    Fever,
-    Cough,
-    SoreThroat,
-    LossOfTasteOrSmell,
-    ShortnessOfBreath,
-    Fatigue,
-}
-
-impl SymptomName {
-    fn to_proto(self) -> i32 {
-        (match self {
-            SymptomName::Fever => pb::Symptom::Fever,
-            SymptomName::Cough => pb::Symptom::Cough,
-            SymptomName::SoreThroat => pb::Symptom::SoreThroat,
-            SymptomName::LossOfTasteOrSmell => pb::Symptom::LossOfTasteOrSmell,
-            SymptomName::ShortnessOfBreath => pb::Symptom::ShortnessOfBreath,
-            SymptomName::Fatigue => pb::Symptom::Fatigue,
-        }) as i32
-    }
-}
-
-/// Conditions on a record's values; each applies to one record type.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Conditions {
-    /// test: the result.
-    positive: Option<bool>,
-    /// test: the kind.
-    test_kind: Option<TestKindName>,
-    /// exposure: the contact level.
-    contact: Option<ContactName>,
-    /// travel: the area's risk is at least this.
-    min_risk: Option<RiskName>,
-    /// vaccination: the dose is at least this.
-    min_dose: Option<u32>,
-    /// symptoms: at least one of these was declared.
-    any_symptom_of: Option<Vec<SymptomName>>,
-}
-
-impl Conditions {
-    fn check_applies_to(&self, record: RecordType) -> Result<(), String> {
-        let fields: [(&str, bool, RecordType); 6] = [
-            ("positive", self.positive.is_some(), RecordType::Test),
-            ("test_kind", self.test_kind.is_some(), RecordType::Test),
-            ("contact", self.contact.is_some(), RecordType::Exposure),
-            ("min_risk", self.min_risk.is_some(), RecordType::Travel),
-            ("min_dose", self.min_dose.is_some(), RecordType::Vaccination),
-            (
-                "any_symptom_of",
-                self.any_symptom_of.is_some(),
-                RecordType::Symptoms,
-            ),
-        ];
-        for (name, set, applies) in fields {
-            if set && applies != record {
-                return Err(format!(
-                    "condition {name} does not apply to {record:?} records"
+impl PolicySet {
+    /// A set of verified policies (one city's: the caller checked who
+    /// signed them). Versions must grow with effective dates.
+    pub fn new(policies: Vec<VerifiedPolicy>) -> Result<Self, PolicySetError> {
+        let mut held: Vec<HeldPolicy> = policies
+            .into_iter()
+            .map(|v| HeldPolicy {
+                effective_from: v.effective_from(),
+                policy: v.policy().clone(),
+                signed: Some(v),
+            })
+            .collect();
+        held.sort_by_key(|h| h.effective_from);
+        for pair in held.windows(2) {
+            let [a, b] = pair else { continue };
+            if a.effective_from == b.effective_from {
+                return Err(PolicySetError::SameMoment(
+                    a.policy.version(),
+                    b.policy.version(),
                 ));
             }
-        }
-        Ok(())
-    }
-
-    fn matches(&self, record: &pb::Record) -> bool {
-        use pb::record::Kind;
-        match &record.kind {
-            Some(Kind::Test(t)) => {
-                self.positive.is_none_or(|p| p == t.positive)
-                    && self.test_kind.is_none_or(|k| {
-                        t.kind
-                            == (match k {
-                                TestKindName::Pcr => pb::TestKind::Pcr,
-                                TestKindName::Antigen => pb::TestKind::Antigen,
-                            }) as i32
-                    })
+            if b.policy.version() <= a.policy.version() {
+                return Err(PolicySetError::VersionOrder {
+                    earlier_version: a.policy.version(),
+                    earlier_from: a.effective_from,
+                    later_version: b.policy.version(),
+                    later_from: b.effective_from,
+                });
             }
-            Some(Kind::Exposure(e)) => self.contact.is_none_or(|c| {
-                e.level
-                    == (match c {
-                        ContactName::Close => pb::ContactLevel::Close,
-                        ContactName::Secondary => pb::ContactLevel::Secondary,
-                    }) as i32
+        }
+        Ok(Self { held })
+    }
+
+    /// The policy in force at `now`: the newest whose effective date has
+    /// come.
+    pub fn in_force(&self, now: i64) -> Result<&Policy, NotInForce> {
+        if let Some(h) = self.held.iter().rev().find(|h| h.effective_from <= now) {
+            return Ok(&h.policy);
+        }
+        match self.held.first() {
+            None => Err(NotInForce::NoneHeld),
+            Some(first) => Err(NotInForce::Announced {
+                version: first.policy.version(),
+                effective_from: rfc3339(first.effective_from),
+                effective_from_unix: first.effective_from,
             }),
-            Some(Kind::Travel(t)) => self.min_risk.is_none_or(|min| {
-                let level = match pb::RiskLevel::try_from(t.level) {
-                    Ok(pb::RiskLevel::High) => RiskName::High,
-                    Ok(pb::RiskLevel::Medium) => RiskName::Medium,
-                    _ => RiskName::Low,
-                };
-                level >= min
-            }),
-            Some(Kind::Vaccination(v)) => self.min_dose.is_none_or(|d| v.dose >= d),
-            Some(Kind::Symptoms(s)) => self
-                .any_symptom_of
-                .as_ref()
-                .is_none_or(|any| any.iter().any(|want| s.symptoms.contains(&want.to_proto()))),
-            None => false,
         }
     }
-}
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UnlessLater {
-    record: RecordType,
-    #[serde(default)]
-    when: Conditions,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Rule {
-    id: String,
-    description: String,
-    record: RecordType,
-    #[serde(default)]
-    within_hours: Option<u32>,
-    #[serde(default)]
-    older_than_hours: Option<u32>,
-    #[serde(default)]
-    when: Conditions,
-    #[serde(default)]
-    unless_later: Option<UnlessLater>,
-    #[serde(default)]
-    latest_only: bool,
-    #[serde(default)]
-    score: i32,
-    #[serde(default)]
-    colour: Option<ColourName>,
-    #[serde(default)]
-    valid_hours_after_record: Option<u32>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Bands {
-    yellow_below: u32,
-    red_below: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Validity {
-    green_hours: u32,
-    yellow_hours: u32,
-    red_hours: u32,
-}
-
-/// A checked scoring policy.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Policy {
-    version: u32,
-    name: String,
-    base_score: u32,
-    bands: Bands,
-    validity: Validity,
-    rules: Vec<Rule>,
-}
-
-/// One rule that fired, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FiredRule {
-    /// The rule's id.
-    pub rule_id: String,
-    /// Its published description.
-    pub description: String,
-    /// The records that triggered it.
-    pub record_ids: Vec<String>,
-    /// Its effect on the score.
-    pub score_delta: i32,
-    /// The colour it sets at least.
-    pub colour: Option<Colour>,
-    /// The latest end of validity it allows.
-    pub valid_until_cap: Option<i64>,
-}
-
-/// A resident's score and its explanation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Assessment {
-    /// 0 to 100.
-    pub score: u32,
-    /// The colour band.
-    pub colour: Colour,
-    /// When a badge issued now would expire.
-    pub valid_until: i64,
-    /// The policy version applied.
-    pub policy_version: u32,
-    /// The rules that fired, in policy order.
-    pub fired: Vec<FiredRule>,
-}
-
-impl Policy {
-    /// Parses and checks a policy file.
-    pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let policy: Policy = toml::from_str(text).map_err(|e| PolicyError::Parse(e.to_string()))?;
-        policy.check()?;
-        Ok(policy)
-    }
-
-    /// The built-in default policy.
-    pub fn default_policy() -> Result<Self, PolicyError> {
-        Self::parse(DEFAULT_POLICY)
-    }
-
-    /// The version.
-    pub fn version(&self) -> u32 {
-        self.version
-    }
-
-    /// The display name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn check(&self) -> Result<(), PolicyError> {
-        if self.version == 0 {
-            return Err(PolicyError::Invalid("version must be 1 or more".into()));
+    /// Which policy is in force at `now` and which are announced, in words.
+    pub fn describe(&self, now: i64) -> String {
+        let mut parts = vec![];
+        match self.in_force(now) {
+            Ok(p) => parts.push(format!(
+                "policy {:?} version {} in force",
+                p.name(),
+                p.version()
+            )),
+            Err(e) => parts.push(e.to_string()),
         }
-        if self.base_score > 100 {
-            return Err(PolicyError::Invalid("base_score must be 0 to 100".into()));
-        }
-        if !(self.bands.red_below <= self.bands.yellow_below && self.bands.yellow_below <= 100) {
-            return Err(PolicyError::Invalid(
-                "bands must satisfy red_below <= yellow_below <= 100".into(),
+        for h in self.held.iter().filter(|h| h.effective_from > now) {
+            parts.push(format!(
+                "version {} announced for {}",
+                h.policy.version(),
+                rfc3339(h.effective_from)
             ));
         }
-        let v = &self.validity;
-        if [v.green_hours, v.yellow_hours, v.red_hours]
-            .iter()
-            .any(|&h| h == 0 || h > 24 * 30)
-        {
-            return Err(PolicyError::Invalid(
-                "validity hours must be 1 to 720".into(),
-            ));
-        }
-        let mut ids = std::collections::HashSet::new();
-        for rule in &self.rules {
-            let bad = |reason: String| PolicyError::Rule {
-                rule: rule.id.clone(),
-                reason,
-            };
-            if rule.id.is_empty() || !ids.insert(rule.id.clone()) {
-                return Err(bad("rule ids must be non-empty and unique".into()));
-            }
-            if rule.description.trim().is_empty() {
-                return Err(bad("a rule needs a description".into()));
-            }
-            if !(-100..=100).contains(&rule.score) {
-                return Err(bad("score must be -100 to 100".into()));
-            }
-            rule.when.check_applies_to(rule.record).map_err(bad)?;
-            if let Some(u) = &rule.unless_later {
-                u.when.check_applies_to(u.record).map_err(bad)?;
-            }
-            if let (Some(within), Some(older)) = (rule.within_hours, rule.older_than_hours)
-                && older >= within
-            {
-                return Err(bad("older_than_hours must be less than within_hours".into()));
-            }
-        }
-        Ok(())
+        parts.join("; ")
     }
 
-    fn validity_secs(&self, colour: Colour) -> i64 {
-        i64::from(match colour {
-            Colour::Green => self.validity.green_hours,
-            Colour::Yellow => self.validity.yellow_hours,
-            Colour::Red => self.validity.red_hours,
-        }) * HOUR
+    /// Every policy held, oldest effective first.
+    pub fn held(&self) -> &[HeldPolicy] {
+        &self.held
     }
+}
 
-    fn band(&self, score: u32) -> Colour {
-        if score < self.bands.red_below {
-            Colour::Red
-        } else if score < self.bands.yellow_below {
-            Colour::Yellow
-        } else {
-            Colour::Green
+impl From<Policy> for PolicySet {
+    /// One policy in force at every moment (tests and tools that score
+    /// without a signed document).
+    fn from(policy: Policy) -> Self {
+        Self {
+            held: vec![HeldPolicy {
+                effective_from: i64::MIN,
+                policy,
+                signed: None,
+            }],
         }
-    }
-
-    /// Scores `records` at `now`. Pure and deterministic: the same records,
-    /// policy and time always give the same assessment, whatever their order.
-    pub fn assess(&self, records: &[pb::Record], now: i64) -> Assessment {
-        let mut sorted: Vec<(RecordType, i64, &pb::Record)> = records
-            .iter()
-            .filter_map(|r| type_and_time(r).map(|(t, at)| (t, at, r)))
-            .collect();
-        sorted.sort_by(|a, b| {
-            a.1.cmp(&b.1)
-                .then_with(|| a.2.record_id.cmp(&b.2.record_id))
-        });
-        let mut total = i64::from(self.base_score);
-        let mut colour = Colour::Green;
-        let mut cap: Option<i64> = None;
-        let mut fired = vec![];
-        for rule in &self.rules {
-            if let Some(f) = self.fire(rule, &sorted, now) {
-                total += i64::from(f.score_delta);
-                if let Some(c) = f.colour {
-                    colour = colour.max(c);
-                }
-                if let Some(c) = f.valid_until_cap {
-                    cap = Some(cap.map_or(c, |old| old.min(c)));
-                }
-                fired.push(f);
-            }
-        }
-        let score = u32::try_from(total.clamp(0, 100)).unwrap_or(0);
-        let colour = colour.max(self.band(score));
-        let mut valid_until = now + self.validity_secs(colour);
-        if let Some(cap) = cap {
-            valid_until = valid_until.min(cap).max(now + MIN_VALIDITY_SECS);
-        }
-        Assessment {
-            score,
-            colour,
-            valid_until,
-            policy_version: self.version,
-            fired,
-        }
-    }
-
-    fn fire(
-        &self,
-        rule: &Rule,
-        sorted: &[(RecordType, i64, &pb::Record)],
-        now: i64,
-    ) -> Option<FiredRule> {
-        let mut of_type = sorted.iter().filter(|(t, _, _)| *t == rule.record);
-        let candidates: Vec<&(RecordType, i64, &pb::Record)> = if rule.latest_only {
-            of_type.next_back().into_iter().collect()
-        } else {
-            of_type.collect()
-        };
-        let in_age = |at: i64| {
-            let age = (now - at).max(0);
-            rule.within_hours.is_none_or(|h| age <= i64::from(h) * HOUR)
-                && rule
-                    .older_than_hours
-                    .is_none_or(|h| age > i64::from(h) * HOUR)
-        };
-        let cleared = |at: i64| {
-            rule.unless_later.as_ref().is_some_and(|u| {
-                sorted
-                    .iter()
-                    .any(|(t, later, r)| *t == u.record && *later > at && u.when.matches(r))
-            })
-        };
-        let hits: Vec<&(RecordType, i64, &pb::Record)> = candidates
-            .into_iter()
-            .filter(|(_, at, r)| rule.when.matches(r) && in_age(*at) && !cleared(*at))
-            .collect();
-        let latest = hits.iter().map(|(_, at, _)| *at).max()?;
-        Some(FiredRule {
-            rule_id: rule.id.clone(),
-            description: rule.description.clone(),
-            record_ids: hits.iter().map(|(_, _, r)| r.record_id.clone()).collect(),
-            score_delta: rule.score,
-            colour: rule.colour.map(Colour::from),
-            valid_until_cap: rule
-                .valid_hours_after_record
-                .map(|h| latest + i64::from(h) * HOUR),
-        })
     }
 }

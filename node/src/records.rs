@@ -12,59 +12,9 @@ pub const FUTURE_SKEW_SECS: i64 = 300;
 /// Longest record id, lab, product or source, in characters.
 pub const MAX_TEXT: usize = 64;
 
-/// What kind of record, for policies and explanations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordType {
-    /// A test result.
-    Test,
-    /// A vaccination.
-    Vaccination,
-    /// An exposure notice.
-    Exposure,
-    /// Travel from a risk area.
-    Travel,
-    /// A symptom declaration.
-    Symptoms,
-}
-
-impl RecordType {
-    /// Every type, in code order.
-    pub const ALL: [RecordType; 5] = [
-        RecordType::Test,
-        RecordType::Vaccination,
-        RecordType::Exposure,
-        RecordType::Travel,
-        RecordType::Symptoms,
-    ];
-
-    /// Its one-byte code in store keys (1 to 5).
-    pub fn code(self) -> u8 {
-        match self {
-            RecordType::Test => 1,
-            RecordType::Vaccination => 2,
-            RecordType::Exposure => 3,
-            RecordType::Travel => 4,
-            RecordType::Symptoms => 5,
-        }
-    }
-
-    /// The type of a code.
-    pub fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.code() == code)
-    }
-
-    /// Its name in configuration, logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            RecordType::Test => "test",
-            RecordType::Vaccination => "vaccination",
-            RecordType::Exposure => "exposure",
-            RecordType::Travel => "travel",
-            RecordType::Symptoms => "symptoms",
-        }
-    }
-}
+/// What kind of record; defined beside the policy parser in core, which the
+/// gateway shares.
+pub use tessera_core::policy::{RecordType, type_and_time};
 
 /// Seconds in a retention day.
 pub const DAY: i64 = 86_400;
@@ -221,18 +171,6 @@ fn check_text(field: &'static str, s: &str) -> Result<(), RecordError> {
         )));
     }
     Ok(())
-}
-
-/// The type and time of a stored record; `None` if it has no kind.
-pub fn type_and_time(record: &pb::Record) -> Option<(RecordType, i64)> {
-    use pb::record::Kind;
-    Some(match record.kind.as_ref()? {
-        Kind::Test(t) => (RecordType::Test, t.sampled_at),
-        Kind::Vaccination(v) => (RecordType::Vaccination, v.given_at),
-        Kind::Exposure(e) => (RecordType::Exposure, e.exposed_at),
-        Kind::Travel(t) => (RecordType::Travel, t.left_at),
-        Kind::Symptoms(s) => (RecordType::Symptoms, s.declared_at),
-    })
 }
 
 /// Validates one record received at `now`.

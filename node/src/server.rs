@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use crate::access_log::{self, AccessLog};
 use crate::city::City;
 use crate::config::NodeSettings;
-use crate::policy::{Policy, PolicyError};
+use crate::policy::{DEFAULT_POLICY, Policy, PolicyError, PolicySet, PolicySetError};
 use crate::pseudonym::PseudonymKey;
 use crate::service::{NodeService, unix_now};
 use crate::store::{SledStore, StoreError};
@@ -60,6 +60,30 @@ pub enum StartError {
         path: String,
         /// What is wrong.
         source: PolicyError,
+    },
+    /// A signed policy file.
+    #[error("signed policy {path}: {source}")]
+    SignedPolicy {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        source: tessera_core::policy_doc::PolicyDocError,
+    },
+    /// The signed policies held do not hang together.
+    #[error("signed policies: {0}")]
+    PolicySet(#[from] PolicySetError),
+    /// The configured policy file is none of the signed policies held: a
+    /// changed policy needs notice.
+    #[error(
+        "{path} (policy version {version}) is not among the signed policies this node holds ({held}): a new or changed policy needs notice: sign it with `tessera policy sign --effective-from +72h`, publish it with `tessera policy publish`, and list the signed file under [badges] policies (docs/POLICY.md)"
+    )]
+    PolicyNeedsNotice {
+        /// The file.
+        path: String,
+        /// Its version.
+        version: u32,
+        /// Versions held.
+        held: String,
     },
     /// The store.
     #[error(transparent)]
@@ -259,23 +283,16 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
             configured: settings.city.to_string(),
         });
     }
-    let policy = match &settings.policy {
-        None => Policy::default_policy().map_err(|source| StartError::Policy {
-            path: "built-in default policy".into(),
-            source,
-        })?,
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
-            Policy::parse(&text).map_err(|source| StartError::Policy {
-                path: path.display().to_string(),
-                source,
-            })?
-        }
-    };
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(io(format!("creating {}", settings.data_dir.display())))?;
     check_master_key_outside(&settings)?;
+    let policies = load_policies(
+        &settings,
+        &signer,
+        &keys::read_cert(&settings.signer_certificate)?,
+        &trust,
+        unix_now(),
+    )?;
     let pseudonyms = pseudonym_key(&settings.data_dir)?;
     let store = Arc::new(SledStore::open_with_cache(
         &settings.data_dir.join("store"),
@@ -289,7 +306,7 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     let city = Arc::new(
         City::new(
             store,
-            policy,
+            policies,
             signer,
             pseudonyms,
             settings.max_batch_records,
@@ -317,6 +334,158 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
 
 /// The newest trust list fetched, kept in the data directory.
 pub const TRUST_CACHE: &str = "trust-list.tsl";
+
+/// Where the node keeps the policy it signed itself at its first start.
+pub const POLICY_DIR: &str = "policies";
+
+/// Checks a signed policy of this city: by the badge signer in use (the
+/// node trusts its own certificate), or by an earlier signer that the trust
+/// list held names as an active badge signer of this city, or by the
+/// certificate kept beside the file (`<name>.crt`, chained to the root: the
+/// signer of a policy the node signed itself, so that a rotation does not
+/// orphan it on a node that holds no trust list). A signer the held list
+/// revokes is refused either way.
+fn verify_held(
+    signed: &tessera_proto::v1::SignedPolicy,
+    signer_cert: &tessera_core::CertInfo,
+    kept: Option<&tessera_core::CertInfo>,
+    trust: &TrustState,
+) -> Result<tessera_core::policy_doc::VerifiedPolicy, tessera_core::policy_doc::PolicyDocError> {
+    use tessera_core::policy_doc::{self, PolicyDocError};
+    let list = trust.current();
+    let verified = match policy_doc::verify_with_certificate(signed, signer_cert) {
+        Err(PolicyDocError::UnknownSigner(key_id)) => match (kept, &list) {
+            (Some(kept), _) if kept.key_id() == key_id => {
+                policy_doc::verify_with_certificate(signed, kept)?
+            }
+            (_, Some(list)) => policy_doc::verify_with_trust_list(signed, list)?,
+            _ => return Err(PolicyDocError::UnknownSigner(key_id)),
+        },
+        other => other?,
+    };
+    if let Some(list) = &list
+        && list
+            .by_key_id(&verified.key_id())
+            .is_some_and(|e| e.is_revoked() || list.is_revoked(e.cert()))
+    {
+        return Err(PolicyDocError::SignerRevoked(verified.key_id()));
+    }
+    Ok(verified)
+}
+
+/// The node's policies: the signed files configured under `[badges]
+/// policies` and those in `data_dir/policies`. A node holding none signs its
+/// configured TOML policy (or the built-in default) itself, in force at
+/// once, and keeps it in `data_dir/policies`: a city's first policy, which
+/// the gateway accepts without notice (docs/POLICY.md). Later, a configured
+/// TOML policy must be one of those held: a changed policy needs notice.
+fn load_policies(
+    settings: &NodeSettings,
+    signer: &BadgeSigner,
+    signer_der: &[u8],
+    trust: &TrustState,
+    now: i64,
+) -> Result<PolicySet, StartError> {
+    use tessera_core::policy_doc;
+    let signer_cert = tessera_core::CertInfo::parse(signer_der)
+        .map_err(|e| StartError::Signer(SignError::Certificate(e)))?;
+    let dir = settings.data_dir.join(POLICY_DIR);
+    let mut paths = settings.policies.clone();
+    if dir.is_dir() {
+        let mut own: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(io(format!("reading {}", dir.display())))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "signed"))
+            .collect();
+        own.sort();
+        paths.extend(own);
+    }
+    let mut verified: Vec<policy_doc::VerifiedPolicy> = vec![];
+    for path in &paths {
+        let refused = |source| StartError::SignedPolicy {
+            path: path.display().to_string(),
+            source,
+        };
+        let bytes = std::fs::read(path).map_err(io(format!("reading {}", path.display())))?;
+        let signed = policy_doc::decode_signed(&bytes).map_err(refused)?;
+        let kept_path = path.with_extension("crt");
+        let kept = if kept_path.exists() {
+            let der = keys::read_cert(&kept_path)?;
+            Some(
+                tessera_core::CertInfo::parse_issued_by(&der, trust.root())
+                    .map_err(|e| StartError::Signer(SignError::Certificate(e)))?,
+            )
+        } else {
+            None
+        };
+        let policy = verify_held(&signed, &signer_cert, kept.as_ref(), trust).map_err(refused)?;
+        // The same document listed twice (a copy of the one in the data
+        // directory) is held once.
+        if !verified.iter().any(|v| v.signed() == policy.signed()) {
+            verified.push(policy);
+        }
+    }
+    let (text, source) = match &settings.policy {
+        None => (
+            DEFAULT_POLICY.to_owned(),
+            "built-in default policy".to_owned(),
+        ),
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?,
+            path.display().to_string(),
+        ),
+    };
+    let configured = Policy::parse(&text).map_err(|source_error| StartError::Policy {
+        path: source.clone(),
+        source: source_error,
+    })?;
+    if verified.is_empty() {
+        let document = tessera_proto::v1::PolicyDocument {
+            version: policy_doc::POLICY_DOC_VERSION,
+            city: settings.city.get(),
+            policy_version: configured.version(),
+            signed_at: now,
+            effective_from: now,
+            rules: text,
+        };
+        let refused = |e| StartError::SignedPolicy {
+            path: source.clone(),
+            source: e,
+        };
+        let signed = signer.sign_policy(&document).map_err(refused)?;
+        let policy = policy_doc::verify_with_certificate(&signed, &signer_cert).map_err(refused)?;
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let path = dir.join(format!("policy-v{}.signed", configured.version()));
+        keys::write_new_file(&path, &policy.to_bytes(), false)?;
+        // Its signer's certificate, to verify it after a rotation.
+        keys::write_new_file(
+            &path.with_extension("crt"),
+            keys::cert_to_pem(signer_der).as_bytes(),
+            false,
+        )?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(format!("syncing {}", dir.display())))?;
+        tracing::info!(
+            version = configured.version(),
+            path = %path.display(),
+            "signed the city's first policy, in force at once; publish it with `tessera policy publish`"
+        );
+        verified.push(policy);
+    } else if settings.policy.is_some() && !verified.iter().any(|v| v.policy() == &configured) {
+        return Err(StartError::PolicyNeedsNotice {
+            path: source,
+            version: configured.version(),
+            held: verified
+                .iter()
+                .map(|v| format!("version {}", v.policy_version()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    Ok(PolicySet::new(verified)?)
+}
 
 /// The badge-signer files, watched like the TLS ones. A new signer is used
 /// only once the trust list in force here carries it (when the node follows
@@ -412,6 +581,83 @@ async fn follow_trust_lists(loaded: &Loaded, follower: Follower) {
     match never {}
 }
 
+/// Hands the gateway every signed policy this node holds that the gateway
+/// lacks, oldest first: a node's first policy (signed at its first start)
+/// reaches the gateway without an operator's step. Retries while the gateway
+/// cannot be reached; a policy the gateway refuses is logged and skipped
+/// (the operator publishes it by hand once fixed).
+async fn publish_policies(loaded: &Loaded, gateway: &str) {
+    use tessera_proto::v1 as pb;
+    let held: Vec<pb::SignedPolicy> = loaded
+        .city
+        .policies()
+        .held()
+        .iter()
+        .filter_map(|h| h.signed.as_ref().map(|v| v.signed().clone()))
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    let client = tls::client_config(&loaded.identity, Arc::clone(&loaded.trust), Role::Gateway)
+        .map_err(|e| e.to_string())
+        .and_then(|config| grpc::channel(gateway, config).map_err(|e| e.to_string()));
+    let mut client = match client {
+        Ok(channel) => tessera_proto::v1::gateway_client::GatewayClient::new(channel),
+        Err(e) => {
+            tracing::warn!(error = %e, gateway, "cannot publish policies to the gateway");
+            return;
+        }
+    };
+    let city = loaded.city.city().get();
+    loop {
+        let published = match client
+            .fetch_policies(pb::FetchPoliciesRequest { city })
+            .await
+        {
+            Ok(r) => r.into_inner().policies,
+            Err(status) => {
+                tracing::debug!(error = %status.message(), "gateway not reachable for policies; retrying");
+                tokio::time::sleep(loaded.settings.refresh).await;
+                continue;
+            }
+        };
+        let mut unreachable = false;
+        for policy in held.iter().filter(|p| !published.contains(p)) {
+            match client
+                .publish_policy(pb::PublishPolicyRequest {
+                    policy: Some(policy.clone()),
+                })
+                .await
+            {
+                Ok(r) => tracing::info!(
+                    effective_from = r.into_inner().effective_from,
+                    "scoring policy published to the gateway"
+                ),
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        tonic::Code::Unavailable
+                            | tonic::Code::Unknown
+                            | tonic::Code::Cancelled
+                            | tonic::Code::DeadlineExceeded
+                    ) =>
+                {
+                    unreachable = true;
+                    break;
+                }
+                Err(status) => tracing::warn!(
+                    error = %status.message(),
+                    "the gateway refused a scoring policy this node holds: publish it with `tessera policy publish` once fixed"
+                ),
+            }
+        }
+        if !unreachable {
+            return;
+        }
+        tokio::time::sleep(loaded.settings.refresh).await;
+    }
+}
+
 /// The node's service, as health checking and reflection name it.
 pub const SERVICE: &str = "tessera.v1.CityNode";
 
@@ -501,9 +747,15 @@ pub async fn serve(
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
     let follow = async {
-        match follower {
-            Some(follower) => follow_trust_lists(loaded, follower).await,
-            None => std::future::pending().await,
+        match (follower, &loaded.settings.gateway) {
+            (Some(follower), Some(gateway)) => {
+                let publish = async {
+                    publish_policies(loaded, gateway).await;
+                    std::future::pending::<()>().await;
+                };
+                tokio::join!(follow_trust_lists(loaded, follower), publish).0
+            }
+            _ => std::future::pending().await,
         }
     };
     let endpoint = tessera_certs::metrics::serve_while_running(metrics_listener, metrics);

@@ -35,6 +35,7 @@ impl From<NodeError> for Status {
                 tracing::error!("an issuance was lost before it was decided");
                 Status::internal("internal error")
             }
+            NodeError::NoPolicy(inner) => Status::failed_precondition(inner.to_string()),
             other => Status::invalid_argument(other.to_string()),
         }
     }

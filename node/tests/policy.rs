@@ -624,17 +624,19 @@ fn parse_refuses_bad_policies() {
     };
     type Expect = fn(&PolicyError) -> bool;
     let syntax: Expect = |e| matches!(e, PolicyError::Parse(_));
+    let outside: Expect = |e| matches!(e, PolicyError::OutsideSchema(_));
     let rule: Expect = |e| matches!(e, PolicyError::Rule { rule, .. } if rule == "close");
     let any_rule: Expect = |e| matches!(e, PolicyError::Rule { .. });
     let invalid: Expect = |e| matches!(e, PolicyError::Invalid(_));
     let cases: Vec<(&str, String, Expect)> = vec![
-        ("unknown top-level key", format!("ranking = true\n{HEAD}{RULE}"), syntax),
-        ("unknown rule key", with_rule("score = -40", "score = -40\nweight = 2"), syntax),
-        ("unknown condition", with_rule("contact = \"close\"", "occupation = \"driver\""), syntax),
-        ("unknown band key", with_head("red_below = 40", "red_below = 40\nblue_below = 10"), syntax),
-        ("unknown unless_later key", with_rule("record = \"test\",", "record = \"test\", within_hours = 1,"), syntax),
-        ("a record type that does not exist", with_rule("record = \"exposure\"", "record = \"purchases\""), syntax),
-        ("an unknown colour", with_rule("colour = \"yellow\"", "colour = \"blue\""), syntax),
+        ("unknown top-level key", format!("ranking = true\n{HEAD}{RULE}"), outside),
+        ("unknown rule key", with_rule("score = -40", "score = -40\nweight = 2"), outside),
+        ("unknown condition", with_rule("contact = \"close\"", "occupation = \"driver\""), outside),
+        ("unknown band key", with_head("red_below = 40", "red_below = 40\nblue_below = 10"), outside),
+        ("unknown unless_later key", with_rule("record = \"test\",", "record = \"test\", within_hours = 1,"), outside),
+        ("a record type that does not exist", with_rule("record = \"exposure\"", "record = \"purchases\""), outside),
+        ("an unknown colour", with_rule("colour = \"yellow\"", "colour = \"blue\""), outside),
+        ("not TOML", format!("{HEAD}{RULE}score = = 1\n"), syntax),
         ("positive on an exposure rule", with_rule("contact = \"close\"", "positive = true"), rule),
         ("min_risk on an exposure rule", with_rule("contact = \"close\"", "min_risk = \"high\""), rule),
         ("contact in unless_later on tests", with_rule("positive = false", "contact = \"close\""), rule),
