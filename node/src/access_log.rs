@@ -813,7 +813,10 @@ mod tests {
             db.open_tree(TREE).unwrap().remove(entry_key(3)).unwrap();
             db.flush().unwrap();
         }
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::store::when_unlocked(
+            || sled::open(dir.path()),
+            |e| e.to_string().contains("could not acquire lock"),
+        );
         let log = AccessLog::open(db.open_tree(TREE).unwrap()).unwrap();
         let err = log
             .append(1, Action::Explain, &actor(), &subject(0))

@@ -1,7 +1,7 @@
 //! The node's work, independent of gRPC: ingest a batch, issue a badge,
 //! explain a score, answer a status check.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -21,6 +21,25 @@ use crate::store::{BadgeRecord, BadgeState, Change, Erased, NewRecord, Store, St
 
 /// Most badge ids one status check may carry.
 pub const MAX_STATUS_IDS: usize = 1000;
+
+/// The most a badge's end of validity is brought forward at random.
+pub const VALIDITY_JITTER_SECS: i64 = 3600;
+
+/// A badge's end of validity: `valid_until` brought forward by a random
+/// 0 to [`VALIDITY_JITTER_SECS`] seconds (at most a quarter of the window),
+/// and never equal to one in `taken`. Without it, two badges capped by the
+/// same record (a negative test: "72 hours after sampling") would end at the
+/// same second, which links them and tells when the sample was taken.
+fn unlinkable_end(now: i64, valid_until: i64, taken: &HashSet<i64>) -> i64 {
+    let room = ((valid_until - now) / 4).clamp(0, VALIDITY_JITTER_SECS);
+    let mut end = valid_until - rand::Rng::gen_range(&mut rand::thread_rng(), 0..=room);
+    // Taken ends are few (one resident's badges): step past them, staying
+    // inside the window.
+    while taken.contains(&end) && end > now + 1 {
+        end -= 1;
+    }
+    end
+}
 
 /// Why a request was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -539,20 +558,36 @@ impl<S: Store> City<S> {
         let mut badge_id = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut badge_id);
         let signer = self.signer.load();
+        let held = self.store.badges_of(&q.resident)?;
+        let earlier = decided.entry(q.resident).or_default();
+        // The ends of validity of this resident's other badges, stored or
+        // decided in this batch: the new badge must not share one.
+        let taken: HashSet<i64> = held
+            .iter()
+            .map(|(_, b)| b.valid_until)
+            .chain(
+                earlier
+                    .iter()
+                    .filter_map(|&i| change.badges.get(i).map(|(_, b)| b.valid_until)),
+            )
+            .collect();
         let claims = BadgeClaims {
             issuer_city: self.city,
             badge_id: BadgeId::from_bytes(badge_id),
             colour: assessment.colour,
             issued_at: now,
             // Never past the signer certificate (signing refuses an empty window).
-            valid_until: assessment.valid_until.min(signer.not_after()),
+            valid_until: unlinkable_end(
+                now,
+                assessment.valid_until.min(signer.not_after()),
+                &taken,
+            ),
             policy_version: assessment.policy_version,
             holder_hint: HolderHint::mask(&q.name, q.id.as_str()),
         };
         let envelope = signer.sign(&claims)?;
-        let earlier = decided.entry(q.resident).or_default();
         if earlier.is_empty() {
-            for (old, mut badge) in self.store.badges_of(&q.resident)? {
+            for (old, mut badge) in held {
                 if badge.state == BadgeState::Active {
                     badge.state = BadgeState::Superseded(now);
                     change.badges.push((old, badge));
@@ -669,6 +704,25 @@ mod tests {
             .unwrap()
             .unwrap()
             .state
+    }
+
+    #[test]
+    fn an_end_of_validity_is_brought_forward_at_most_a_quarter_and_never_repeats_a_taken_one() {
+        // Every end the jitter could pick is taken: the badge steps past
+        // them, still inside its window.
+        let taken: HashSet<i64> = (NOW + 75..=NOW + 100).collect();
+        for _ in 0..100 {
+            let end = unlinkable_end(NOW, NOW + 100, &taken);
+            assert!(!taken.contains(&end) && end > NOW, "{end}");
+        }
+        let free = HashSet::new();
+        for _ in 0..100 {
+            let end = unlinkable_end(NOW, NOW + 100, &free);
+            assert!((NOW + 75..=NOW + 100).contains(&end), "{end}");
+        }
+        let long = NOW + 72 * 3600;
+        let end = unlinkable_end(NOW, long, &free);
+        assert!((long - VALIDITY_JITTER_SECS..=long).contains(&end), "{end}");
     }
 
     #[test]

@@ -863,6 +863,23 @@ impl Store for SledStore {
     }
 }
 
+/// Opens with `open`, trying again while `locked` says the directory is
+/// still locked: sled's flusher thread can hold the lock for a moment after
+/// the database before was dropped. For tests that reopen a store.
+#[cfg(test)]
+pub(crate) fn when_unlocked<T, E: std::fmt::Debug>(
+    mut open: impl FnMut() -> Result<T, E>,
+    locked: impl Fn(&E) -> bool,
+) -> T {
+    for _ in 0..500 {
+        match open() {
+            Err(e) if locked(&e) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the directory stayed locked after its database was dropped")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -992,7 +1009,10 @@ mod tests {
     }
 
     fn open(dir: &Path) -> SledStore {
-        SledStore::open(&dir.join("store"), &dir.join("master.key")).unwrap()
+        when_unlocked(
+            || SledStore::open(&dir.join("store"), &dir.join("master.key")),
+            |e| matches!(e, StoreError::Locked(_)),
+        )
     }
 
     fn store_with_two_residents(dir: &Path) -> SledStore {

@@ -284,6 +284,30 @@ pub async fn wait_until_due(trust: Arc<TrustState>) {
 }
 
 fn policy_version(settings: &NodeSettings) -> Result<u32, SunsetError> {
+    // The signed policies the node held (verified at every start): the one
+    // in force now is the one it last scored under.
+    let now = unix_now();
+    let mut paths = settings.policies.clone();
+    if let Ok(entries) = std::fs::read_dir(settings.data_dir.join(server::POLICY_DIR)) {
+        paths.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "signed")),
+        );
+    }
+    let in_force = paths
+        .iter()
+        .filter_map(|path| std::fs::read(path).ok())
+        .filter_map(|bytes| tessera_core::policy_doc::decode_signed(&bytes).ok())
+        .filter_map(|signed| pb::PolicyDocument::decode(signed.payload.as_slice()).ok())
+        .filter(|doc| doc.effective_from <= now)
+        .max_by_key(|doc| (doc.effective_from, doc.policy_version));
+    if let Some(doc) = in_force {
+        return Ok(doc.policy_version);
+    }
+    // A node that never started holds no signed policy: the one it would
+    // have signed at its first start.
     let policy = match &settings.policy {
         None => Policy::default_policy(),
         Some(path) => {
