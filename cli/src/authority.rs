@@ -713,6 +713,10 @@ async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()>
     let list = CheckedTrustList::verify(&list_bytes, &root, issued_at)
         .with_context(|| format!("{} does not verify", list_path.display()))?;
     let mut cities: BTreeMap<u32, String> = BTreeMap::new();
+    // The node keys each city has in the list: an attestation signed by
+    // another (an earlier node of the city, wiped long ago) says nothing of
+    // the node that serves it now.
+    let mut node_keys: BTreeMap<u32, Vec<tessera_core::KeyId>> = BTreeMap::new();
     for e in list.entries() {
         let id = e.cert().identity();
         if id.role() == tessera_core::Role::CityNode
@@ -720,6 +724,10 @@ async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()>
             && let Some(city) = id.city()
         {
             cities.insert(city.get(), e.name().to_owned());
+            node_keys
+                .entry(city.get())
+                .or_default()
+                .push(e.cert().key_id());
         }
     }
 
@@ -743,7 +751,21 @@ async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()>
         let bytes = signed.encode_to_vec();
         match verify_attestation(&bytes, &root, now) {
             Ok(v) => {
-                verdicts.insert(v.city().get(), Ok(v.claims().clone()));
+                let city = v.city().get();
+                let current = node_keys
+                    .get(&city)
+                    .is_none_or(|keys| keys.contains(&v.signer().key_id()));
+                let verdict = if !current {
+                    Err(format!(
+                        "signed by node key {}, which is not this city's node in trust list {sequence}: an earlier node's switch-off",
+                        v.signer().key_id()
+                    ))
+                } else if !v.claims().signer_key_destroyed {
+                    Err("the badge-signer key was not destroyed".to_owned())
+                } else {
+                    Ok(v.claims().clone())
+                };
+                verdicts.insert(city, verdict);
             }
             Err(e) => {
                 // Name the city it claims, to say which one is in doubt.

@@ -124,7 +124,16 @@ struct BadgesFile {
     policy: Option<PathBuf>,
     #[serde(default)]
     policies: Vec<PathBuf>,
+    #[serde(default)]
+    notice_hours: Option<u32>,
 }
+
+/// The least notice, in hours, between a policy's signing and its effective
+/// date that the node accepts for every policy but the city's first
+/// (`[badges] notice_hours`), unless configured: the gateway's default.
+pub const DEFAULT_NOTICE_HOURS: u32 = 48;
+/// The longest notice that may be configured: a year.
+pub const MAX_NOTICE_HOURS: u32 = 8760;
 
 /// The store's page cache unless configured: enough for a city of a
 /// million residents without letting the node grow past 1 GiB
@@ -186,6 +195,9 @@ pub struct NodeSettings {
     /// Signed policy files (`tessera policy sign`), in force from their
     /// effective dates; held together with those in `data_dir/policies`.
     pub policies: Vec<PathBuf>,
+    /// The least notice, in seconds, every policy but the city's first must
+    /// give (`[badges] notice_hours`).
+    pub policy_notice_secs: i64,
 }
 
 impl NodeSettings {
@@ -272,6 +284,12 @@ impl NodeSettings {
         if !(1..=86_400).contains(&sweep_secs) {
             return Err(invalid("retention.sweep_secs must be 1 to 86400".into()));
         }
+        let notice_hours = file.badges.notice_hours.unwrap_or(DEFAULT_NOTICE_HOURS);
+        if notice_hours > MAX_NOTICE_HOURS {
+            return Err(invalid(format!(
+                "badges.notice_hours must be 0 to {MAX_NOTICE_HOURS}"
+            )));
+        }
         let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(Self {
             city,
@@ -303,6 +321,7 @@ impl NodeSettings {
             sweep: std::time::Duration::from_secs(sweep_secs),
             sunset_automatic: file.sunset.is_some_and(|s| s.automatic),
             policies: file.badges.policies.into_iter().map(at).collect(),
+            policy_notice_secs: i64::from(notice_hours) * 3600,
         })
     }
 }

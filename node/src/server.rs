@@ -85,6 +85,14 @@ pub enum StartError {
         /// Versions held.
         held: String,
     },
+    /// A signed policy the node will not score under.
+    #[error("{path}: refused: {reason}")]
+    PolicyRefused {
+        /// The file or policy.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -286,19 +294,20 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(io(format!("creating {}", settings.data_dir.display())))?;
     check_master_key_outside(&settings)?;
-    let policies = load_policies(
-        &settings,
-        &signer,
-        &keys::read_cert(&settings.signer_certificate)?,
-        &trust,
-        unix_now(),
-    )?;
     let pseudonyms = pseudonym_key(&settings.data_dir)?;
     let store = Arc::new(SledStore::open_with_cache(
         &settings.data_dir.join("store"),
         settings.store_cache_bytes,
         &settings.master_key,
     )?);
+    let policies = load_policies(
+        &settings,
+        &signer,
+        &keys::read_cert(&settings.signer_certificate)?,
+        &trust,
+        &store,
+        unix_now(),
+    )?;
     let access_log = Arc::new(
         AccessLog::open(store.open_tree(access_log::TREE)?)
             .map_err(|e| StartError::AccessLog(e.to_string()))?,
@@ -384,6 +393,7 @@ fn load_policies(
     signer: &BadgeSigner,
     signer_der: &[u8],
     trust: &TrustState,
+    store: &SledStore,
     now: i64,
 ) -> Result<PolicySet, StartError> {
     use tessera_core::policy_doc;
@@ -420,6 +430,16 @@ fn load_policies(
             None
         };
         let policy = verify_held(&signed, &signer_cert, kept.as_ref(), trust).map_err(refused)?;
+        if policy.city() != settings.city.get() {
+            return Err(StartError::PolicyRefused {
+                path: path.display().to_string(),
+                reason: format!(
+                    "it is city {:06}'s policy, and this node serves {}",
+                    policy.city(),
+                    settings.city
+                ),
+            });
+        }
         // The same document listed twice (a copy of the one in the data
         // directory) is held once.
         if !verified.iter().any(|v| v.signed() == policy.signed()) {
@@ -440,6 +460,19 @@ fn load_policies(
         path: source.clone(),
         source: source_error,
     })?;
+    let first = store.first_policy()?;
+    if verified.is_empty() && (first.is_some() || store.holds_data()?) {
+        // Signing a policy now, in force at once, would be a change without
+        // notice for residents already served.
+        return Err(StartError::PolicyRefused {
+            path: dir.display().to_string(),
+            reason: "this node holds no signed policy, but its store already holds \
+                     residents' data (or a first policy was recorded): restore the signed \
+                     policies from backup, or sign one with notice and list it under \
+                     [badges] policies"
+                .into(),
+        });
+    }
     if verified.is_empty() {
         let document = tessera_proto::v1::PolicyDocument {
             version: policy_doc::POLICY_DOC_VERSION,
@@ -483,6 +516,42 @@ fn load_policies(
                 .collect::<Vec<_>>()
                 .join(", "),
         });
+    }
+    // The city's first policy is the only one that may take effect without
+    // notice. It is pinned in the store the first time (a node that signed
+    // it itself, or was given it); every other policy must have been signed
+    // at least `[badges] notice_hours` before its effective date.
+    let hash = |v: &policy_doc::VerifiedPolicy| -> [u8; 32] {
+        <sha2::Sha256 as sha2::Digest>::digest(v.to_bytes()).into()
+    };
+    let first = match first {
+        Some(first) => first,
+        None => {
+            // Never empty here: a node holding none signed one above.
+            let Some(earliest) = verified
+                .iter()
+                .min_by_key(|v| (v.effective_from(), v.policy_version()))
+                .map(hash)
+            else {
+                return Ok(PolicySet::new(verified)?);
+            };
+            store.record_first_policy(earliest)?;
+            earliest
+        }
+    };
+    for v in &verified {
+        let notice = v.effective_from() - v.signed_at();
+        if hash(v) != first && notice < settings.policy_notice_secs {
+            return Err(StartError::PolicyRefused {
+                path: format!("policy version {}", v.policy_version()),
+                reason: format!(
+                    "it was signed {} hours before it takes effect, and this node requires {} \
+                     hours of notice for every policy but the city's first ([badges] notice_hours)",
+                    notice / 3600,
+                    settings.policy_notice_secs / 3600
+                ),
+            });
+        }
     }
     Ok(PolicySet::new(verified)?)
 }
@@ -642,6 +711,17 @@ async fn publish_policies(loaded: &Loaded, gateway: &str) {
                             | tonic::Code::DeadlineExceeded
                     ) =>
                 {
+                    unreachable = true;
+                    break;
+                }
+                // The gateway's trust list does not carry this city's
+                // signer yet (a city enrolled moments ago): try again later
+                // rather than leave the city's first policy unpublished.
+                Err(status) if status.message().contains("unknown key") => {
+                    tracing::info!(
+                        error = %status.message(),
+                        "the gateway does not know this city's badge signer yet; publishing the policy later"
+                    );
                     unreachable = true;
                     break;
                 }

@@ -94,6 +94,22 @@ impl<S: Store> NodeService<S> {
             .await
             .map_err(unlogged)
     }
+
+    /// Appends an access-log entry without flushing it: for an issuance,
+    /// whose own flush (group commit) makes the entry durable before the
+    /// badge leaves, so that logging does not serialise issuances on a
+    /// flush of their own.
+    fn log_issuance<T>(&self, request: &Request<T>, national_id: &str) -> Result<Entry, Status> {
+        let subject = self.city.resident(national_id)?;
+        let caller = tessera_certs::authz::caller(request)?;
+        let actor = Actor {
+            serial: caller.serial_hex(),
+            city: caller.identity.scope().code(),
+        };
+        self.access_log
+            .append(unix_now(), Action::Issue, &actor, &subject)
+            .map_err(unlogged)
+    }
 }
 
 fn colour(c: tessera_core::Colour) -> i32 {
@@ -124,6 +140,9 @@ impl<S: Store> CityNode for NodeService<S> {
         request: Request<pb::IssueBadgeRequest>,
     ) -> Result<Response<pb::IssueBadgeResponse>, Status> {
         let req = request.get_ref();
+        // Logged like any read of the resident's records: the issuance's
+        // flush makes the entry durable before the badge leaves.
+        self.log_issuance(&request, &req.national_id)?;
         let badge = self
             .city
             .issue(&req.national_id, &req.name, unix_now())

@@ -255,6 +255,7 @@ pub struct Census {
 /// | prefix | key after it | value |
 /// | --- | --- | --- |
 /// | `m` | `master` | generation (8 bytes), fingerprint of the master key wrapping the data keys |
+/// | `m` | `first-policy` | SHA-256 of the city's first signed policy (exempt from notice) |
 /// | `k` | pseudonym | the resident's data key, wrapped: nonce, ciphertext |
 /// | `r` | pseudonym, record id | type (1 byte), time (8), then the record sealed under the data key: nonce, ciphertext |
 /// | `i` | record id | pseudonym, then the content fingerprint sealed under the data key: nonce, ciphertext |
@@ -289,6 +290,9 @@ const HOLDER: u8 = b'h';
 const BADGE_EXPIRY: u8 = b'y';
 /// Prefix `m`, then `master`.
 const META_MASTER: &[u8] = b"mmaster";
+/// Prefix `m`, then `first-policy`: SHA-256 of the city's first signed
+/// policy, the one exempt from notice.
+const META_FIRST_POLICY: &[u8] = b"mfirst-policy";
 /// Type and time before a sealed record value.
 const HEADER_LEN: usize = 9;
 
@@ -391,6 +395,49 @@ impl SledStore {
     pub fn open_clear_tree(dir: &Path, name: &str) -> Result<sled::Tree, StoreError> {
         let (db, _) = Self::open_db(dir, 64 * 1024 * 1024)?;
         Ok(db.open_tree(name)?)
+    }
+
+    /// Whether the store holds any record or badge state: a city that has
+    /// served residents, which may no longer start from a policy it signs
+    /// itself without notice.
+    pub fn holds_data(&self) -> Result<bool, StoreError> {
+        for prefix in [RECORD, BADGE] {
+            if let Some(k) = self.tree.scan_prefix([prefix]).keys().next() {
+                k?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The SHA-256 of the city's first signed policy, the only one that
+    /// may take effect without notice, once recorded.
+    pub fn first_policy(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        match self.tree.get(META_FIRST_POLICY)? {
+            None => Ok(None),
+            Some(v) => <[u8; 32]>::try_from(v.as_ref())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("first policy entry".into())),
+        }
+    }
+
+    /// Records the city's first signed policy, durably. It is never
+    /// replaced: a second call with another hash is refused.
+    pub fn record_first_policy(&self, hash: [u8; 32]) -> Result<(), StoreError> {
+        match self
+            .tree
+            .compare_and_swap(META_FIRST_POLICY, None::<&[u8]>, Some(&hash[..]))?
+        {
+            Ok(()) => {}
+            Err(e) if e.current.as_deref() == Some(&hash[..]) => {}
+            Err(_) => {
+                return Err(StoreError::Corrupt(
+                    "a different first policy is already recorded".into(),
+                ));
+            }
+        }
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Counts what the store in `dir` holds without the master key (the

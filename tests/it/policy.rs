@@ -522,3 +522,78 @@ async fn a_rotated_node_without_a_trust_list_still_verifies_the_policy_it_signed
         "{e}"
     );
 }
+
+/// The node enforces notice itself, whatever a city lists in its
+/// configuration: a policy signed to take effect at once is refused at start
+/// (and so never scores a badge), and a node that has served residents
+/// cannot sign itself a new "first" policy by losing the ones it held.
+#[tokio::test]
+async fn a_node_refuses_a_policy_without_notice_and_a_second_first_policy() {
+    let mut pki = TestPki::new(unix_now()).unwrap();
+    let hz = pki.add_city(330_100, "Hangzhou", "127.0.0.1:1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let node = RunningNode::start(&pki, hz, dir.path()).await.unwrap();
+    let config = node.config.clone();
+    let op = pki.operator(hz).unwrap();
+    node_client(&pki, node.addr, &op)
+        .unwrap()
+        .issue_badge(pb::IssueBadgeRequest {
+            national_id: national_id(hz, 1),
+            name: "Li Lei".into(),
+        })
+        .await
+        .unwrap();
+    node.stop().await.unwrap();
+
+    // Version 2 signed to take effect two seconds later: no notice.
+    let v2 = sign(&pki, hz, &rules(2, 90), unix_now() + 2);
+    std::fs::write(dir.path().join("v2.signed"), v2.encode_to_vec()).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let listed = text.replace("[badges]\n", "[badges]\npolicies = [\"v2.signed\"]\n");
+    assert_ne!(listed, text, "the bundle has a [badges] section");
+    std::fs::write(&config, &listed).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let Err(err) = RunningNode::start_with(config.clone(), listener).await else {
+        panic!("a node started with a policy signed without notice");
+    };
+    let err = err.to_string();
+    assert!(
+        err.contains("policy version 2") && err.contains("48 hours of notice"),
+        "{err}"
+    );
+
+    // The same with 49 hours of notice is held (and not yet in force).
+    let v2 = sign(&pki, hz, &rules(2, 90), unix_now() + 49 * H);
+    std::fs::write(dir.path().join("v2.signed"), v2.encode_to_vec()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = RunningNode::start_with(config.clone(), listener)
+        .await
+        .unwrap();
+    let badge = node_client(&pki, node.addr, &op)
+        .unwrap()
+        .issue_badge(pb::IssueBadgeRequest {
+            national_id: national_id(hz, 1),
+            name: "Li Lei".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(badge.policy_version, 1);
+    node.stop().await.unwrap();
+
+    // Losing every signed policy does not buy a new first one: the store
+    // has served residents.
+    std::fs::write(&config, &text).unwrap();
+    let held = tessera_node::config::NodeSettings::load(&config)
+        .unwrap()
+        .data_dir
+        .join(tessera_node::server::POLICY_DIR);
+    std::fs::remove_dir_all(&held).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let Err(err) = RunningNode::start_with(config, listener).await else {
+        panic!("a node that served residents signed itself a new first policy");
+    };
+    let err = err.to_string();
+    assert!(err.contains("already holds residents' data"), "{err}");
+    assert!(!held.exists(), "no policy was signed");
+}
