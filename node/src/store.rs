@@ -444,9 +444,12 @@ impl SledStore {
     /// counts need no decryption): for a sunset, which must be able to
     /// attest even when the key file is damaged. Fails with
     /// [`StoreError::Locked`] while the node runs.
-    pub fn census_at(dir: &Path) -> Result<Census, StoreError> {
-        let (_db, tree) = Self::open_db(dir, 16 * 1024 * 1024)?;
-        census_of(&tree)
+    /// The directory stays locked while the returned database is held: a
+    /// caller that must act before any node can start on the directory
+    /// (a sunset writing its marker) holds it until done.
+    pub fn census_at(dir: &Path) -> Result<(Census, sled::Db), StoreError> {
+        let (db, tree) = Self::open_db(dir, 16 * 1024 * 1024)?;
+        Ok((census_of(&tree)?, db))
     }
 
     fn open_db(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, sled::Tree), StoreError> {

@@ -423,18 +423,24 @@ fn pending_or_count(
         claims.trust_list_sequence = list.sequence();
     }
     let store_dir = settings.data_dir.join("store");
+    // The store stays locked until the marker is durable: a node started in
+    // between would serve from files about to be destroyed; once the marker
+    // exists, a node refuses to start.
+    let mut lock = None;
     if store_dir.exists() {
-        let census = SledStore::census_at(&store_dir).map_err(|e| match e {
+        let (census, db) = SledStore::census_at(&store_dir).map_err(|e| match e {
             StoreError::Locked(dir) => SunsetError::Running(dir),
             other => SunsetError::Store(other),
         })?;
         claims.residents = census.residents;
         claims.records = census.records;
         claims.badges = census.badges;
+        lock = Some(db);
     }
     std::fs::create_dir_all(&settings.data_dir)
         .map_err(io(format!("creating {}", settings.data_dir.display())))?;
     write_durably(&marker, &claims.encode_to_vec())?;
+    drop(lock);
     Ok((claims, false))
 }
 
