@@ -353,12 +353,7 @@ impl<S: Store> City<S> {
         }
         let mut revoked = vec![];
         for (resident, positions) in by_resident {
-            let active: Vec<_> = self
-                .store
-                .badges_of(&resident)?
-                .into_iter()
-                .filter(|(_, b)| b.state == BadgeState::Active)
-                .collect();
+            let active = self.store.active_badges_of(&resident)?;
             if active.is_empty() {
                 continue;
             }
@@ -383,17 +378,17 @@ impl<S: Store> City<S> {
                 continue;
             };
             let now_colour = policy.assess(&all, now).colour;
-            for (id, mut badge) in active {
+            for (id, badge) in active {
                 if now_colour > badge.colour {
-                    badge.state = BadgeState::Revoked(now);
-                    revoked.push((id, badge));
+                    revoked.push((id, BadgeState::Revoked(now)));
                 }
             }
         }
         let batch_index: Vec<usize> = new.iter().map(|(index, _, _)| *index).collect();
         let change = Change {
             records: new.into_iter().map(|(_, r, _)| r).collect(),
-            badges: revoked,
+            badges: vec![],
+            states: revoked,
         };
         let applied = self.store.apply(&change).map_err(|e| match e {
             StoreError::ConflictingRecord { index, record_id } => NodeError::ConflictingId {
@@ -408,7 +403,7 @@ impl<S: Store> City<S> {
         Ok(IngestOutcome {
             stored: applied.stored,
             duplicates: applied.duplicates + repeated,
-            revoked: u32::try_from(change.badges.len()).unwrap_or(u32::MAX),
+            revoked: u32::try_from(change.states.len()).unwrap_or(u32::MAX),
         })
     }
 
@@ -587,10 +582,9 @@ impl<S: Store> City<S> {
         };
         let envelope = signer.sign(&claims)?;
         if earlier.is_empty() {
-            for (old, mut badge) in held {
+            for (old, badge) in held {
                 if badge.state == BadgeState::Active {
-                    badge.state = BadgeState::Superseded(now);
-                    change.badges.push((old, badge));
+                    change.states.push((old, BadgeState::Superseded(now)));
                 }
             }
         }
@@ -626,7 +620,7 @@ impl<S: Store> City<S> {
             .enumerate()
             .map(|(index, raw)| {
                 let id = BadgeId::from_slice(raw).ok_or(NodeError::BadBadgeId { index })?;
-                Ok(match self.store.badge(&id)?.map(|b| b.state) {
+                Ok(match self.store.badge_state(&id)? {
                     None => pb::BadgeStatus::Unknown,
                     Some(BadgeState::Active) => pb::BadgeStatus::Active,
                     Some(BadgeState::Revoked(_)) => pb::BadgeStatus::Revoked,
@@ -700,10 +694,9 @@ mod tests {
 
     fn state(city: &City<SledStore>, issued: &IssuedBadge) -> BadgeState {
         city.store
-            .badge(&issued.claims.badge_id)
+            .badge_state(&issued.claims.badge_id)
             .unwrap()
             .unwrap()
-            .state
     }
 
     #[test]

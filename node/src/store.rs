@@ -4,9 +4,11 @@
 //! Residents appear only as pseudonyms. Every change of one batch or one
 //! issuance is applied atomically across all trees; nothing is durable until
 //! [`Store::flush`] returns (the node groups concurrent flushes into one, see
-//! `commit.rs`). Record values are encrypted under their resident's data key
-//! ([`crate::vault`]) and decrypted only in memory; erasing a resident
-//! destroys that key and rotates the master key.
+//! `commit.rs`). Record values, and the colour and issue time of badges, are
+//! encrypted under their resident's data key ([`crate::vault`]) and
+//! decrypted only in memory; erasing a resident destroys that key and rotates
+//! the master key. A badge's state and end of validity stay in the clear, so
+//! status checks and the retention sweep need no key.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,7 +18,7 @@ use tessera_core::{BadgeId, Colour};
 
 use crate::pseudonym::Pseudonym;
 use crate::records::{RecordType, Retention};
-use crate::vault::{DataKey, KeyFile, MasterKey, VaultError};
+use crate::vault::{DataKey, KeyFile, MasterKey, OVERHEAD, VaultError};
 
 /// Why the store failed or refused a change.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -36,6 +38,9 @@ pub enum StoreError {
     /// The store was opened as a copy, to read only.
     #[error("this store was opened as a copy, to read only")]
     ReadOnly,
+    /// A change names a badge that is not stored.
+    #[error("badge {0} is not stored: its state cannot change")]
+    UnknownBadge(String),
     /// A record id is stored with different content.
     #[error("record id {record_id:?} is already stored with different content")]
     ConflictingRecord {
@@ -58,14 +63,16 @@ pub enum BadgeState {
 }
 
 /// What the node remembers of a badge it issued: never the claims' holder
-/// hint, only what status checks and revocation need.
+/// hint, only what status checks and revocation need. Stored with its
+/// colour and issue time sealed under the holder's data key; the rest is in
+/// the clear (see [`SledStore`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadgeRecord {
     /// The holder.
     pub resident: Pseudonym,
-    /// The colour it showed.
+    /// The colour it showed (sealed at rest).
     pub colour: Colour,
-    /// Issued at.
+    /// Issued at (sealed at rest).
     pub issued_at: i64,
     /// Valid until.
     pub valid_until: i64,
@@ -73,62 +80,131 @@ pub struct BadgeRecord {
     pub state: BadgeState,
 }
 
-const BADGE_FORMAT: u8 = 1;
+/// Format 1 kept the colour and issue time in the clear; format 2 seals them.
+const BADGE_FORMAT: u8 = 2;
+/// Format byte, pseudonym, valid until, state tag and time: in the clear.
+const BADGE_CLEAR_LEN: usize = 1 + Pseudonym::LEN + 8 + 1 + 8;
+/// Colour and issue time, sealed.
+const BADGE_SECRET_LEN: usize = 1 + 8;
+const BADGE_VALUE_LEN: usize = BADGE_CLEAR_LEN + BADGE_SECRET_LEN + OVERHEAD;
+/// Where the state tag and its time sit in a badge value.
+const BADGE_STATE_AT: usize = 1 + Pseudonym::LEN + 8;
 
-impl BadgeRecord {
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(59);
-        out.push(BADGE_FORMAT);
-        out.extend_from_slice(self.resident.as_bytes());
-        out.push(match self.colour {
-            Colour::Green => 1,
-            Colour::Yellow => 2,
-            Colour::Red => 3,
-        });
-        out.extend_from_slice(&self.issued_at.to_be_bytes());
-        out.extend_from_slice(&self.valid_until.to_be_bytes());
-        let (tag, at) = match self.state {
-            BadgeState::Active => (1u8, 0),
-            BadgeState::Revoked(at) => (2, at),
-            BadgeState::Superseded(at) => (3, at),
-        };
-        out.push(tag);
-        out.extend_from_slice(&at.to_be_bytes());
-        out
+/// The part of a stored badge value in the clear: what status checks, the
+/// retention sweep and erasure need without any key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClearBadge {
+    resident: Pseudonym,
+    valid_until: i64,
+    state: BadgeState,
+}
+
+fn state_bytes(state: BadgeState) -> [u8; 9] {
+    let (tag, at) = match state {
+        BadgeState::Active => (1u8, 0),
+        BadgeState::Revoked(at) => (2, at),
+        BadgeState::Superseded(at) => (3, at),
+    };
+    let mut out = [0u8; 9];
+    out[0] = tag;
+    out[1..].copy_from_slice(&at.to_be_bytes());
+    out
+}
+
+fn colour_code(colour: Colour) -> u8 {
+    match colour {
+        Colour::Green => 1,
+        Colour::Yellow => 2,
+        Colour::Red => 3,
     }
+}
 
-    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let corrupt = || StoreError::Corrupt("badge record".into());
-        if bytes.len() != 59 || bytes[0] != BADGE_FORMAT {
-            return Err(corrupt());
+/// A badge value: the clear part, then colour and issue time sealed under
+/// `data`.
+fn encode_badge(data: &DataKey, id: &BadgeId, badge: &BadgeRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BADGE_VALUE_LEN);
+    out.push(BADGE_FORMAT);
+    out.extend_from_slice(badge.resident.as_bytes());
+    out.extend_from_slice(&badge.valid_until.to_be_bytes());
+    out.extend_from_slice(&state_bytes(badge.state));
+    let mut secret = [0u8; BADGE_SECRET_LEN];
+    secret[0] = colour_code(badge.colour);
+    secret[1..].copy_from_slice(&badge.issued_at.to_be_bytes());
+    out.extend_from_slice(&data.seal_badge(
+        &badge.resident,
+        id.as_bytes(),
+        badge.valid_until,
+        &secret,
+    ));
+    out
+}
+
+/// The clear part of a badge value, checking the whole value's shape.
+fn parse_badge(bytes: &[u8]) -> Result<ClearBadge, StoreError> {
+    let corrupt = || StoreError::Corrupt("badge record".into());
+    match bytes.first() {
+        Some(&BADGE_FORMAT) if bytes.len() == BADGE_VALUE_LEN => {}
+        Some(1) => {
+            return Err(StoreError::Corrupt(
+                "a badge state of format 1 (colour and issue time in the clear, written \
+                 before badges were sealed): this version does not read it"
+                    .into(),
+            ));
         }
-        let i64_at = |i: usize| -> Result<i64, StoreError> {
-            Ok(i64::from_be_bytes(
-                bytes[i..i + 8].try_into().map_err(|_| corrupt())?,
-            ))
-        };
-        let resident = Pseudonym::from_slice(&bytes[1..33]).ok_or_else(corrupt)?;
-        let colour = match bytes[33] {
-            1 => Colour::Green,
-            2 => Colour::Yellow,
-            3 => Colour::Red,
-            _ => return Err(corrupt()),
-        };
-        let at = i64_at(51)?;
-        let state = match bytes[50] {
-            1 => BadgeState::Active,
-            2 => BadgeState::Revoked(at),
-            3 => BadgeState::Superseded(at),
-            _ => return Err(corrupt()),
-        };
-        Ok(Self {
-            resident,
-            colour,
-            issued_at: i64_at(34)?,
-            valid_until: i64_at(42)?,
-            state,
-        })
+        _ => return Err(corrupt()),
     }
+    let i64_at = |i: usize| -> Result<i64, StoreError> {
+        Ok(i64::from_be_bytes(
+            bytes[i..i + 8].try_into().map_err(|_| corrupt())?,
+        ))
+    };
+    let resident = Pseudonym::from_slice(&bytes[1..1 + Pseudonym::LEN]).ok_or_else(corrupt)?;
+    let at = i64_at(BADGE_STATE_AT + 1)?;
+    let state = match bytes[BADGE_STATE_AT] {
+        1 => BadgeState::Active,
+        2 => BadgeState::Revoked(at),
+        3 => BadgeState::Superseded(at),
+        _ => return Err(corrupt()),
+    };
+    Ok(ClearBadge {
+        resident,
+        valid_until: i64_at(1 + Pseudonym::LEN)?,
+        state,
+    })
+}
+
+/// A whole badge record from its value, opening the sealed part with the
+/// holder's data key.
+fn open_badge(
+    data: &DataKey,
+    id: &[u8],
+    clear: ClearBadge,
+    bytes: &[u8],
+) -> Result<BadgeRecord, StoreError> {
+    let corrupt = || StoreError::Corrupt("badge record".into());
+    let secret = data.open_badge(
+        &clear.resident,
+        id,
+        clear.valid_until,
+        bytes.get(BADGE_CLEAR_LEN..).ok_or_else(corrupt)?,
+    )?;
+    if secret.len() != BADGE_SECRET_LEN {
+        return Err(corrupt());
+    }
+    let colour = match secret[0] {
+        1 => Colour::Green,
+        2 => Colour::Yellow,
+        3 => Colour::Red,
+        _ => return Err(corrupt()),
+    };
+    let issued_at = i64::from_be_bytes(secret[1..].try_into().map_err(|_| corrupt())?);
+    Ok(BadgeRecord {
+        resident: clear.resident,
+        colour,
+        issued_at,
+        valid_until: clear.valid_until,
+        state: clear.state,
+    })
 }
 
 /// A record to store.
@@ -155,8 +231,11 @@ pub struct Change {
     /// Records to add; an id already stored with the same fingerprint is
     /// skipped as a duplicate.
     pub records: Vec<NewRecord>,
-    /// Badge states to write.
+    /// New badges to store.
     pub badges: Vec<(BadgeId, BadgeRecord)>,
+    /// New states of stored badges (revoked, superseded): only the state is
+    /// rewritten, the sealed colour and issue time are kept as they are.
+    pub states: Vec<(BadgeId, BadgeState)>,
 }
 
 /// What a change did.
@@ -215,10 +294,18 @@ pub trait Store: Send + Sync + 'static {
     fn records_of(&self, resident: &Pseudonym) -> Result<Vec<Vec<u8>>, StoreError>;
     /// The fingerprint stored for a record id.
     fn fingerprint(&self, record_id: &str) -> Result<Option<[u8; 32]>, StoreError>;
-    /// A badge's record.
+    /// A badge's state, read without any key (for status checks).
+    fn badge_state(&self, id: &BadgeId) -> Result<Option<BadgeState>, StoreError>;
+    /// A badge's record, decrypted.
     fn badge(&self, id: &BadgeId) -> Result<Option<BadgeRecord>, StoreError>;
-    /// Every badge of a resident.
+    /// Every badge of a resident, decrypted.
     fn badges_of(&self, resident: &Pseudonym) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError>;
+    /// A resident's active badges, decrypted; nothing is decrypted when
+    /// they have none.
+    fn active_badges_of(
+        &self,
+        resident: &Pseudonym,
+    ) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError>;
     /// Makes every applied change durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// Erases a resident: their records, record-id and expiry index
@@ -260,7 +347,8 @@ pub struct Census {
 /// | `r` | pseudonym, record id | type (1 byte), time (8), then the record sealed under the data key: nonce, ciphertext |
 /// | `i` | record id | pseudonym, then the content fingerprint sealed under the data key: nonce, ciphertext |
 /// | `x` | type, time, pseudonym, record id | nothing (expiry index) |
-/// | `b` | badge id | the badge record |
+/// | `m` | `badges` | the badge value format (2), refusing a store whose badge states were written in the clear |
+/// | `b` | badge id | format (1 byte, 2), pseudonym, valid until (8), state (1) and its time (8), then colour and issue time sealed under the data key: nonce, ciphertext |
 /// | `h` | pseudonym, badge id | nothing (the holder's badges) |
 /// | `y` | valid until, badge id | nothing (badge expiry index) |
 ///
@@ -293,6 +381,9 @@ const META_MASTER: &[u8] = b"mmaster";
 /// Prefix `m`, then `first-policy`: SHA-256 of the city's first signed
 /// policy, the one exempt from notice.
 const META_FIRST_POLICY: &[u8] = b"mfirst-policy";
+/// Prefix `m`, then `badges`: the badge value format the store was written
+/// with (absent in a store written before badges were sealed).
+const META_BADGES: &[u8] = b"mbadges";
 /// Type and time before a sealed record value.
 const HEADER_LEN: usize = 9;
 
@@ -490,10 +581,31 @@ impl SledStore {
         let master = match tree.get(META_MASTER)? {
             Some(v) => {
                 let (generation, fingerprint) = parse_meta(&v)?;
-                Master {
+                let master = Master {
                     key: file.recover(&fingerprint)?,
                     generation,
+                };
+                match tree.get(META_BADGES)? {
+                    Some(v) if v.as_ref() == [BADGE_FORMAT] => {}
+                    Some(_) => {
+                        return Err(StoreError::Corrupt(
+                            "badge format entry: written by a newer tessera".into(),
+                        ));
+                    }
+                    None => {
+                        if tree.scan_prefix([BADGE]).next().is_some() {
+                            return Err(StoreError::Corrupt(format!(
+                                "{} holds badge states written before their colour and issue \
+                                 time were sealed: import its records afresh into a new data \
+                                 directory (badges issued from it then read UNKNOWN)",
+                                dir.display()
+                            )));
+                        }
+                        tree.insert(META_BADGES, &[BADGE_FORMAT])?;
+                        db.flush()?;
+                    }
                 }
+                master
             }
             None => {
                 if !tree.is_empty() {
@@ -517,6 +629,7 @@ impl SledStore {
                     file.discard_next()?;
                 }
                 tree.insert(META_MASTER, meta_value(0, &key))?;
+                tree.insert(META_BADGES, &[BADGE_FORMAT])?;
                 db.flush()?;
                 Master { key, generation: 0 }
             }
@@ -574,6 +687,72 @@ impl SledStore {
         }
     }
 
+    /// A resident's data key from `cache`, the store, or a new one (written
+    /// into `batch`).
+    fn data_key_or_new(
+        &self,
+        master: &MasterKey,
+        resident: &Pseudonym,
+        cache: &mut HashMap<Pseudonym, DataKey>,
+        batch: &mut sled::Batch,
+    ) -> Result<DataKey, StoreError> {
+        if let Some(k) = cache.get(resident) {
+            return Ok(k.clone());
+        }
+        let k = match self.data_key(master, resident)? {
+            Some(k) => k,
+            None => {
+                let k = DataKey::generate();
+                batch.insert(
+                    key(DATA_KEY, &[resident.as_bytes()]),
+                    master.wrap(resident, &k),
+                );
+                k
+            }
+        };
+        cache.insert(*resident, k.clone());
+        Ok(k)
+    }
+
+    /// A resident's badges whose state `keep` accepts, decrypted; the data
+    /// key is unwrapped only if one is kept.
+    fn badges_where(
+        &self,
+        resident: &Pseudonym,
+        keep: impl Fn(BadgeState) -> bool,
+    ) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError> {
+        let mut out = vec![];
+        let mut data = None;
+        let prefix = key(HOLDER, &[resident.as_bytes()]);
+        for k in self.tree.scan_prefix(&prefix).keys() {
+            let k = k?;
+            let id = BadgeId::from_slice(&k[prefix.len()..])
+                .ok_or_else(|| StoreError::Corrupt("resident badge index".into()))?;
+            let Some(v) = self.tree.get(key(BADGE, &[id.as_bytes()]))? else {
+                continue;
+            };
+            let clear = parse_badge(&v)?;
+            if !keep(clear.state) {
+                continue;
+            }
+            if clear.resident != *resident {
+                return Err(StoreError::Corrupt("resident badge index".into()));
+            }
+            let data = match &data {
+                Some(d) => d,
+                None => {
+                    let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
+                    let found = self.data_key(&master.key, resident)?.ok_or_else(|| {
+                        StoreError::Corrupt("a resident's badges have no data key".into())
+                    })?;
+                    data.insert(found)
+                }
+            };
+            out.push((id, open_badge(data, id.as_bytes(), clear, &v)?));
+        }
+        Ok(out)
+    }
+
     /// The holder and content fingerprint of a record-id index entry.
     fn id_entry(
         &self,
@@ -621,7 +800,7 @@ impl SledStore {
             let k = k?;
             let id = &k[prefix.len()..];
             if let Some(v) = self.tree.get(key(BADGE, &[id]))? {
-                let badge = BadgeRecord::decode(&v)?;
+                let badge = parse_badge(&v)?;
                 batch.remove(key(BADGE_EXPIRY, &[&time_bytes(badge.valid_until), id]));
                 batch.remove(key(BADGE, &[id]));
                 erased.badges += 1;
@@ -725,24 +904,8 @@ impl Store for SledStore {
                     record_id: r.record_id.clone(),
                 });
             }
-            let data = match data_keys.get(&r.resident) {
-                Some(k) => k.clone(),
-                None => {
-                    let k = match self.data_key(&master.key, &r.resident)? {
-                        Some(k) => k,
-                        None => {
-                            let k = DataKey::generate();
-                            batch.insert(
-                                key(DATA_KEY, &[r.resident.as_bytes()]),
-                                master.key.wrap(&r.resident, &k),
-                            );
-                            k
-                        }
-                    };
-                    data_keys.insert(r.resident, k.clone());
-                    k
-                }
-            };
+            let data =
+                self.data_key_or_new(&master.key, &r.resident, &mut data_keys, &mut batch)?;
             let head = header(r.kind, r.at);
             let sealed = data.seal(&r.resident, &head, r.record_id.as_bytes(), &r.encoded);
             batch.insert(
@@ -764,8 +927,15 @@ impl Store for SledStore {
             in_change.insert(id_key, value);
             applied.stored += 1;
         }
+        // Values written by this change, for a state change of a badge it
+        // also stores.
+        let mut written: HashMap<BadgeId, Vec<u8>> = HashMap::new();
         for (id, badge) in &change.badges {
-            batch.insert(key(BADGE, &[id.as_bytes()]), badge.encode());
+            let data =
+                self.data_key_or_new(&master.key, &badge.resident, &mut data_keys, &mut batch)?;
+            let value = encode_badge(&data, id, badge);
+            batch.insert(key(BADGE, &[id.as_bytes()]), value.clone());
+            written.insert(*id, value);
             batch.insert(
                 key(HOLDER, &[badge.resident.as_bytes(), id.as_bytes()]),
                 &[][..],
@@ -777,6 +947,20 @@ impl Store for SledStore {
                 ),
                 &[][..],
             );
+        }
+        for (id, state) in &change.states {
+            let mut value = match written.remove(id) {
+                Some(v) => v,
+                None => self
+                    .tree
+                    .get(key(BADGE, &[id.as_bytes()]))?
+                    .ok_or_else(|| StoreError::UnknownBadge(hex::encode(id.as_bytes())))?
+                    .to_vec(),
+            };
+            parse_badge(&value)?;
+            value[BADGE_STATE_AT..BADGE_CLEAR_LEN].copy_from_slice(&state_bytes(*state));
+            batch.insert(key(BADGE, &[id.as_bytes()]), value.clone());
+            written.insert(*id, value);
         }
         self.tree.apply_batch(batch)?;
         Ok(applied)
@@ -818,25 +1002,34 @@ impl Store for SledStore {
         }
     }
 
-    fn badge(&self, id: &BadgeId) -> Result<Option<BadgeRecord>, StoreError> {
+    fn badge_state(&self, id: &BadgeId) -> Result<Option<BadgeState>, StoreError> {
         self.tree
             .get(key(BADGE, &[id.as_bytes()]))?
-            .map(|v| BadgeRecord::decode(&v))
+            .map(|v| parse_badge(&v).map(|b| b.state))
             .transpose()
     }
 
+    fn badge(&self, id: &BadgeId) -> Result<Option<BadgeRecord>, StoreError> {
+        let Some(v) = self.tree.get(key(BADGE, &[id.as_bytes()]))? else {
+            return Ok(None);
+        };
+        let clear = parse_badge(&v)?;
+        let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
+        let data = self
+            .data_key(&master.key, &clear.resident)?
+            .ok_or_else(|| StoreError::Corrupt("a resident's badge has no data key".into()))?;
+        Ok(Some(open_badge(&data, id.as_bytes(), clear, &v)?))
+    }
+
     fn badges_of(&self, resident: &Pseudonym) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError> {
-        let mut out = vec![];
-        let prefix = key(HOLDER, &[resident.as_bytes()]);
-        for k in self.tree.scan_prefix(&prefix).keys() {
-            let k = k?;
-            let id = BadgeId::from_slice(&k[prefix.len()..])
-                .ok_or_else(|| StoreError::Corrupt("resident badge index".into()))?;
-            if let Some(b) = self.badge(&id)? {
-                out.push((id, b));
-            }
-        }
-        Ok(out)
+        self.badges_where(resident, |_| true)
+    }
+
+    fn active_badges_of(
+        &self,
+        resident: &Pseudonym,
+    ) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError> {
+        self.badges_where(resident, |s| s == BadgeState::Active)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -896,7 +1089,7 @@ impl Store for SledStore {
             let k = k?;
             let id = k.get(9..).ok_or_else(corrupt)?;
             if let Some(v) = self.tree.get(key(BADGE, &[id]))? {
-                let badge = BadgeRecord::decode(&v)?;
+                let badge = parse_badge(&v)?;
                 batch.remove(key(HOLDER, &[badge.resident.as_bytes(), id]));
                 batch.remove(key(BADGE, &[id]));
                 swept.badges += 1;
@@ -993,12 +1186,14 @@ mod tests {
                 (BadgeId::from_bytes([2; 16]), badge(1)),
                 (BadgeId::from_bytes([3; 16]), badge(9)),
             ],
+            states: vec![],
         };
         store.apply(&change).unwrap();
         assert_eq!(
             store.census().unwrap(),
             Census {
-                residents: 3,
+                // Resident 9 holds only a badge, sealed under a data key too.
+                residents: 4,
                 records: 6,
                 badges: 3
             }
@@ -1022,6 +1217,7 @@ mod tests {
         let same = Change {
             records: vec![record(1), record(1)],
             badges: vec![],
+            states: vec![],
         };
         assert_eq!(
             store.apply(&same).unwrap(),
@@ -1033,6 +1229,7 @@ mod tests {
         let other = Change {
             records: vec![record(1), record(2)],
             badges: vec![],
+            states: vec![],
         };
         assert!(matches!(
             store.apply(&other),
@@ -1084,6 +1281,7 @@ mod tests {
                         state: BadgeState::Active,
                     },
                 )],
+                states: vec![],
             })
             .unwrap();
         store.flush().unwrap();
@@ -1244,6 +1442,230 @@ mod tests {
             stolen.apply(&Change::default()).is_err(),
             "a copy is read only"
         );
+    }
+
+    /// The value format 1 stored, colour and issue time in the clear (what
+    /// a copy taken before badges were sealed holds).
+    fn clear_badge_value(badge: &BadgeRecord) -> Vec<u8> {
+        let mut out = vec![1];
+        out.extend_from_slice(badge.resident.as_bytes());
+        out.extend_from_slice(&colour_pattern(badge));
+        out.extend_from_slice(&badge.valid_until.to_be_bytes());
+        out.extend_from_slice(&state_bytes(badge.state));
+        out
+    }
+
+    /// Colour then issue time, as format 1 stored them side by side.
+    fn colour_pattern(badge: &BadgeRecord) -> Vec<u8> {
+        [
+            [colour_code(badge.colour)].as_slice(),
+            &badge.issued_at.to_be_bytes(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn after_erasure_an_old_copy_reveals_no_colour_or_issue_time_of_the_residents_badges() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_residents(dir.path());
+        let red = BadgeRecord {
+            resident: resident(1),
+            colour: Colour::Red,
+            issued_at: NOW - 4321,
+            valid_until: NOW + 7200,
+            state: BadgeState::Active,
+        };
+        let yellow = BadgeRecord {
+            resident: resident(2),
+            colour: Colour::Yellow,
+            issued_at: NOW - 5555,
+            valid_until: NOW + 9000,
+            state: BadgeState::Active,
+        };
+        let (red_id, yellow_id) = (BadgeId::from_bytes([8; 16]), BadgeId::from_bytes([9; 16]));
+        store
+            .apply(&Change {
+                badges: vec![(red_id, red), (yellow_id, yellow)],
+                ..Change::default()
+            })
+            .unwrap();
+        store.flush().unwrap();
+        // The live store reads them back.
+        assert_eq!(store.badge(&red_id).unwrap(), Some(red));
+        assert_eq!(
+            store.badges_of(&resident(2)).unwrap(),
+            vec![(yellow_id, yellow)]
+        );
+        drop(store);
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(&dir.path().join("store"), copy.path());
+        let store = open(dir.path());
+        assert_eq!(store.erase(&resident(1)).unwrap().badges, 2);
+        drop(store);
+        let current = KeyFile::new(dir.path().join("master.key"))
+            .read()
+            .unwrap()
+            .unwrap();
+
+        for key in [current, MasterKey::generate()] {
+            let stolen = when_unlocked(
+                || SledStore::open_copy(copy.path(), key.clone()),
+                |e| matches!(e, StoreError::Locked(_)),
+            );
+            let undecryptable = |r: Result<_, StoreError>| {
+                matches!(r, Err(StoreError::Vault(VaultError::Undecryptable(_))))
+            };
+            for who in [1, 2] {
+                assert!(undecryptable(stolen.badges_of(&resident(who)).map(|_| ())));
+                assert!(undecryptable(
+                    stolen.active_badges_of(&resident(who)).map(|_| ())
+                ));
+            }
+            for id in [BadgeId::from_bytes([7; 16]), red_id, yellow_id] {
+                assert!(undecryptable(stolen.badge(&id).map(|_| ())), "{id:?}");
+            }
+            // What status checks read stays readable without any key.
+            assert_eq!(
+                stolen.badge_state(&red_id).unwrap(),
+                Some(BadgeState::Active)
+            );
+        }
+
+        // Nor do the copy's files hold a colour beside its issue time,
+        // although they do hold the badges' values (their clear part)...
+        let raw = raw_bytes(copy.path());
+        for badge in [&red, &yellow] {
+            let clear_part = [
+                badge.resident.as_bytes().as_slice(),
+                &badge.valid_until.to_be_bytes(),
+            ]
+            .concat();
+            assert!(
+                contains(&raw, &clear_part),
+                "the scan misses the badge values"
+            );
+            assert!(
+                !contains(&raw, &colour_pattern(badge)),
+                "a colour and issue time are in the clear"
+            );
+        }
+        // ...and the scan finds that pattern where format 1 stored it.
+        let old = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(old.path()).unwrap();
+            db.open_tree("node")
+                .unwrap()
+                .insert(key(BADGE, &[red_id.as_bytes()]), clear_badge_value(&red))
+                .unwrap();
+            db.flush().unwrap();
+        }
+        assert!(contains(&raw_bytes(old.path()), &colour_pattern(&red)));
+    }
+
+    #[test]
+    fn a_state_change_rewrites_only_the_state_and_an_unknown_badge_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_residents(dir.path());
+        let id = BadgeId::from_bytes([7; 16]);
+        let raw = |store: &SledStore| {
+            store
+                .tree
+                .get(key(BADGE, &[id.as_bytes()]))
+                .unwrap()
+                .unwrap()
+        };
+        let before = raw(&store);
+        store
+            .apply(&Change {
+                states: vec![(id, BadgeState::Revoked(NOW + 5))],
+                ..Change::default()
+            })
+            .unwrap();
+        let after = raw(&store);
+        assert_eq!(
+            before[BADGE_CLEAR_LEN..],
+            after[BADGE_CLEAR_LEN..],
+            "re-sealed"
+        );
+        assert_eq!(
+            store.badge_state(&id).unwrap(),
+            Some(BadgeState::Revoked(NOW + 5))
+        );
+        let badge = store.badge(&id).unwrap().unwrap();
+        assert_eq!(
+            (badge.colour, badge.issued_at, badge.state),
+            (Colour::Green, NOW, BadgeState::Revoked(NOW + 5))
+        );
+        assert!(store.active_badges_of(&resident(1)).unwrap().is_empty());
+
+        // A change naming a badge that is not stored is refused whole.
+        let err = store
+            .apply(&Change {
+                records: vec![new_record(2, "b-2", RecordType::Test, NOW - 60, "X")],
+                states: vec![(BadgeId::from_bytes([5; 16]), BadgeState::Superseded(NOW))],
+                ..Change::default()
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UnknownBadge(_)), "{err}");
+        assert_eq!(store.fingerprint("b-2").unwrap(), None);
+    }
+
+    #[test]
+    fn a_badge_value_moved_to_another_badge_id_does_not_decrypt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_two_residents(dir.path());
+        let value = store.tree.get(key(BADGE, &[&[7; 16]])).unwrap().unwrap();
+        store.tree.insert(key(BADGE, &[&[6; 16]]), value).unwrap();
+        assert!(matches!(
+            store.badge(&BadgeId::from_bytes([6; 16])),
+            Err(StoreError::Vault(VaultError::Undecryptable("a badge")))
+        ));
+    }
+
+    #[test]
+    fn a_store_with_badge_states_written_in_the_clear_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(store_with_two_residents(dir.path()));
+        let badge = BadgeRecord {
+            resident: resident(1),
+            colour: Colour::Red,
+            issued_at: NOW,
+            valid_until: NOW + 3600,
+            state: BadgeState::Active,
+        };
+        // What the store looked like before badges were sealed: no format
+        // entry, a badge value of format 1.
+        let store_dir = dir.path().join("store");
+        {
+            let db = when_unlocked(|| sled::open(&store_dir), |_| true);
+            let tree = db.open_tree("node").unwrap();
+            tree.remove(META_BADGES).unwrap();
+            tree.insert(key(BADGE, &[&[7; 16]]), clear_badge_value(&badge))
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let err = when_unlocked(
+            || match SledStore::open(&store_dir, &dir.path().join("master.key")) {
+                Err(StoreError::Locked(d)) => Err(d),
+                other => Ok(other),
+            },
+            |_| true,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("written before their colour and issue time were sealed"),
+            "{err}"
+        );
+        // Refused without a change: the format entry was not written.
+        let copy = when_unlocked(
+            || SledStore::open_copy(&store_dir, MasterKey::generate()),
+            |e| matches!(e, StoreError::Locked(_)),
+        );
+        assert_eq!(copy.tree.get(META_BADGES).unwrap(), None);
+        // A format 1 value read anyway (a copy) is named, not misread.
+        let err = copy.badge_state(&BadgeId::from_bytes([7; 16])).unwrap_err();
+        assert!(err.to_string().contains("format 1"), "{err}");
     }
 
     fn copy_dir(from: &Path, to: &Path) {
@@ -1425,6 +1847,7 @@ mod tests {
                 .apply(&Change {
                     records: chunk_of(chunk),
                     badges: vec![],
+                    states: vec![],
                 })
                 .unwrap();
         }

@@ -8,6 +8,9 @@
 //! - Each record value is **sealed** under its resident's data key (AAD binds
 //!   it to the pseudonym, the record's type and time, and the record id, so
 //!   values cannot be swapped between keys).
+//! - So are the colour and issue time of each badge the node issued (AAD:
+//!   the pseudonym, the badge id and its end of validity); its state stays
+//!   in the clear for status checks.
 //!
 //! Erasing a resident deletes their wrapped data key and then **rotates**
 //! the master key (see `store.rs`): the old key is overwritten and removed,
@@ -38,6 +41,7 @@ pub const OVERHEAD: usize = NONCE_LEN + 16;
 const WRAP_DOMAIN: &[u8] = b"tessera/v1 data key";
 const RECORD_DOMAIN: &[u8] = b"tessera/v1 record";
 const RECORD_FINGERPRINT_DOMAIN: &[u8] = b"tessera/v1 record fingerprint";
+const BADGE_DOMAIN: &[u8] = b"tessera/v1 badge";
 const FINGERPRINT_DOMAIN: &[u8] = b"tessera/v1 master key fingerprint";
 
 /// Why a key file could not be used or a value could not be opened.
@@ -249,6 +253,48 @@ impl DataKey {
         let plain = open(&self.0, &aad, sealed, "a record fingerprint")?;
         <[u8; 32]>::try_from(plain.as_slice())
             .map_err(|_| VaultError::Undecryptable("a record fingerprint"))
+    }
+}
+
+fn badge_aad(resident: &Pseudonym, badge_id: &[u8], valid_until: i64) -> Vec<u8> {
+    [
+        BADGE_DOMAIN,
+        resident.as_bytes().as_slice(),
+        badge_id,
+        &valid_until.to_be_bytes(),
+    ]
+    .concat()
+}
+
+impl DataKey {
+    /// Seals what a badge's stored state keeps secret (its colour and issue
+    /// time). `badge_id` and `valid_until` are authenticated, not
+    /// encrypted: they are stored in the clear beside it.
+    pub fn seal_badge(
+        &self,
+        resident: &Pseudonym,
+        badge_id: &[u8],
+        valid_until: i64,
+        plain: &[u8],
+    ) -> Vec<u8> {
+        seal(&self.0, &badge_aad(resident, badge_id, valid_until), plain)
+    }
+
+    /// Opens a value sealed by [`DataKey::seal_badge`] with the same
+    /// resident, badge id and end of validity.
+    pub fn open_badge(
+        &self,
+        resident: &Pseudonym,
+        badge_id: &[u8],
+        valid_until: i64,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        open(
+            &self.0,
+            &badge_aad(resident, badge_id, valid_until),
+            sealed,
+            "a badge",
+        )
     }
 }
 
