@@ -343,11 +343,11 @@ pub struct Census {
 /// | --- | --- | --- |
 /// | `m` | `master` | generation (8 bytes), fingerprint of the master key wrapping the data keys |
 /// | `m` | `first-policy` | SHA-256 of the city's first signed policy (exempt from notice) |
+/// | `m` | `badges` | the badge value format (2), refusing a store whose badge states were written in the clear |
 /// | `k` | pseudonym | the resident's data key, wrapped: nonce, ciphertext |
 /// | `r` | pseudonym, record id | type (1 byte), time (8), then the record sealed under the data key: nonce, ciphertext |
 /// | `i` | record id | pseudonym, then the content fingerprint sealed under the data key: nonce, ciphertext |
 /// | `x` | type, time, pseudonym, record id | nothing (expiry index) |
-/// | `m` | `badges` | the badge value format (2), refusing a store whose badge states were written in the clear |
 /// | `b` | badge id | format (1 byte, 2), pseudonym, valid until (8), state (1) and its time (8), then colour and issue time sealed under the data key: nonce, ciphertext |
 /// | `h` | pseudonym, badge id | nothing (the holder's badges) |
 /// | `y` | valid until, badge id | nothing (badge expiry index) |
