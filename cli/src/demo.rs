@@ -690,11 +690,10 @@ async fn rights(
         .stored;
     let badge = issue(&mut op, &wang, "王芳").await?;
     manifest.issued(&wang, &badge);
-    let v = check(checkpoint, &badge.qr_text).await?;
+    let valid = outcome_name(&check(checkpoint, &badge.qr_text).await?);
     println!(
-        "    her badge is {}; a checkpoint reads {}",
-        colour_name(badge.colour),
-        outcome_name(&v)
+        "    her badge is {}; a checkpoint reads {valid}",
+        colour_name(badge.colour)
     );
     let e = op
         .explain(pb::ExplainRequest {
@@ -737,12 +736,21 @@ async fn rights(
         .into_inner();
     let got = match tessera_node::access_log::check_response(&log) {
         Ok(actions) => {
-            let first = log.entries.first().map_or(0, |e| e.sequence);
+            let mut readers: Vec<&str> = log
+                .entries
+                .iter()
+                .map(|e| e.actor_serial.as_str())
+                .collect();
+            readers.dedup();
             println!(
-                "    access log: entries {first} to {} of {} are about her, each read by operator {};",
-                log.entries.last().map_or(0, |e| e.sequence),
+                "    access log: entries {} of the node's {} are about her, read by operator {};",
+                log.entries
+                    .iter()
+                    .map(|e| e.sequence.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 log.length,
-                log.entries.first().map_or("?", |e| e.actor_serial.as_str())
+                readers.join(", ")
             );
             println!("    every hash recomputes, the entries link, the last is the log's head");
             actions
@@ -785,10 +793,10 @@ async fn rights(
     crate::verify::print(&v, false);
     let unknown = v.detail.contains("does not know this badge");
     s.check(
-        "her badge at the checkpoint after erasure",
-        "REVOKED (unknown)",
+        "her badge at the checkpoint, then erased",
+        "VALID, REVOKED (unknown)",
         format!(
-            "{} ({})",
+            "{valid}, {} ({})",
             outcome_name(&v),
             if unknown {
                 "unknown"
