@@ -689,8 +689,38 @@ fn print_claims(c: &tessera_proto::v1::DeletionAttestation) {
 }
 
 /// The authority's view of the switch-off: the cities whose node the last
-/// list it signed carries, each with its verified attestation or none.
-async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()> {
+/// list it signed carries (not revoked), each with its verified attestation
+/// or why none counts, as [`census`] finds them.
+#[derive(Debug)]
+pub struct Census {
+    /// The sequence of the last list the authority signed.
+    pub sequence: u64,
+    /// That list's sunset date.
+    pub sunset_at: i64,
+    /// Each city of the list: code, name, and its verified attestation's
+    /// claims, or `Err` (why it is invalid) or `Ok(None)` (none held).
+    pub cities: Vec<(
+        u32,
+        String,
+        Result<Option<tessera_proto::v1::DeletionAttestation>, String>,
+    )>,
+    /// Attestations the gateway holds for cities not in the list.
+    pub others: Vec<(u32, Result<tessera_proto::v1::DeletionAttestation, String>)>,
+}
+
+impl Census {
+    /// How many cities of the list have no valid attestation.
+    pub fn missing(&self) -> usize {
+        self.cities
+            .iter()
+            .filter(|(_, _, v)| !matches!(v, Ok(Some(_))))
+            .count()
+    }
+}
+
+/// Fetches every attestation the gateway at `gateway` collected, as the
+/// authority in `dir`, and verifies each against the root at `now`.
+pub async fn census(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<Census> {
     use prost::Message;
     use std::collections::BTreeMap;
     let authority = AuthorityDir::open(dir)?;
@@ -776,16 +806,40 @@ async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()>
             }
         }
     }
+    Ok(Census {
+        sequence,
+        sunset_at: list.sunset_at(),
+        cities: cities
+            .iter()
+            .map(|(code, name)| {
+                let verdict = match verdicts.get(code) {
+                    Some(Ok(c)) => Ok(Some(c.clone())),
+                    Some(Err(e)) => Err(e.clone()),
+                    None => Ok(None),
+                };
+                (*code, name.clone(), verdict)
+            })
+            .collect(),
+        others: verdicts
+            .into_iter()
+            .filter(|(code, _)| !cities.contains_key(code))
+            .collect(),
+    })
+}
 
+/// `tessera authority attestations`: the [`census`], printed; an error
+/// unless every city attested.
+async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()> {
+    let census = census(dir, gateway, now).await?;
     println!(
-        "Deletion attestations for the {} cities of trust list {sequence} (sunset {}):",
-        cities.len(),
-        fmt::time(list.sunset_at())
+        "Deletion attestations for the {} cities of trust list {} (sunset {}):",
+        census.cities.len(),
+        census.sequence,
+        fmt::time(census.sunset_at)
     );
-    let mut missing = 0usize;
-    for (code, name) in &cities {
-        match verdicts.get(code) {
-            Some(Ok(c)) => println!(
+    for (code, name, verdict) in &census.cities {
+        match verdict {
+            Ok(Some(c)) => println!(
                 "  {code:06} {:<20} ATTESTED  {}  {} residents, {} records, {} badges, signer key {}",
                 truncate(name, 20),
                 fmt::time(c.destroyed_at),
@@ -798,34 +852,27 @@ async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()>
                     "KEPT"
                 }
             ),
-            Some(Err(e)) => {
-                missing += 1;
-                println!("  {code:06} {:<20} INVALID   {e}", truncate(name, 20));
-            }
-            None => {
-                missing += 1;
-                println!("  {code:06} {:<20} MISSING", truncate(name, 20));
-            }
+            Err(e) => println!("  {code:06} {:<20} INVALID   {e}", truncate(name, 20)),
+            Ok(None) => println!("  {code:06} {:<20} MISSING", truncate(name, 20)),
         }
     }
-    for (code, verdict) in &verdicts {
-        if !cities.contains_key(code) {
-            match verdict {
-                Ok(c) => println!(
-                    "  {code:06} (not in the list)    attested {}",
-                    fmt::time(c.destroyed_at)
-                ),
-                Err(e) => println!("  {code:06} (not in the list)    INVALID   {e}"),
-            }
+    for (code, verdict) in &census.others {
+        match verdict {
+            Ok(c) => println!(
+                "  {code:06} (not in the list)    attested {}",
+                fmt::time(c.destroyed_at)
+            ),
+            Err(e) => println!("  {code:06} (not in the list)    INVALID   {e}"),
         }
     }
+    let missing = census.missing();
     if missing == 0 {
         println!("Every city has switched off and attested it.");
         Ok(())
     } else {
         anyhow::bail!(
             "{missing} of {} cities have no valid deletion attestation",
-            cities.len()
+            census.cities.len()
         )
     }
 }

@@ -1,6 +1,7 @@
 //! `tessera demo`: a whole federation in one process, telling its story step
 //! by step and checking each step, so a broken system cannot demo green.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -101,11 +102,11 @@ impl Story {
     }
 
     fn table(&self) {
-        println!("\n  #  {:<54} {:<24} {:<24}", "step", "expected", "got");
+        println!("\n  #  {:<46} {:<27} {:<27}", "step", "expected", "got");
         for (i, s) in self.steps.iter().enumerate() {
             let mark = if s.expected == s.got { "✓" } else { "✗" };
             println!(
-                "  {:<2} {:<54} {:<24} {:<24} {mark}",
+                "  {:<2} {:<46} {:<27} {:<27} {mark}",
                 i + 1,
                 s.title,
                 s.expected,
@@ -260,11 +261,16 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         ),
     );
 
-    println!("\n2. Each city's lab feeds its own node; no record leaves its city.");
+    policies(&mut s, &l, &mut checkpoint).await?;
+
+    println!("\n3. Each city's lab feeds its own node; no record leaves its city.");
     let hz = l.city(330_100)?.clone();
     let gz = l.city(440_100)?.clone();
     let mut total = 0;
     let mut stored = 0;
+    // Records each node acknowledged, less those erased: what a sunset
+    // must attest to have destroyed.
+    let mut held: BTreeMap<u32, u64> = BTreeMap::new();
     for c in &l.cities {
         let n = if c.code == 330_100 {
             residents * 2
@@ -276,7 +282,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         let mut op = creds::node(&c.operator, &c.node.to_string())?;
         let started = Instant::now();
         for batch in records.chunks(1000) {
-            stored += op
+            let n = op
                 .ingest_records(pb::IngestRequest {
                     records: batch.to_vec(),
                 })
@@ -284,6 +290,8 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
                 .context("ingest failed")?
                 .into_inner()
                 .stored;
+            stored += n;
+            *held.entry(c.code).or_default() += u64::from(n);
         }
         total += records.len();
         println!(
@@ -299,14 +307,18 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         stored.to_string(),
     );
 
-    println!("\n3. Li Hua of Hangzhou, negative test yesterday, gets a badge from her city.");
+    println!("\n4. Li Hua of Hangzhou, negative test yesterday, gets a badge from her city.");
     let li = national_id(330_100, 900_001)?;
     let mut hz_op = creds::node(&hz.operator, &hz.node.to_string())?;
     let first = vec![test(&li, "li-hua-pcr-1".into(), false, now - 20 * 3600)];
     manifest.ingested(&first);
-    hz_op
-        .ingest_records(pb::IngestRequest { records: first })
-        .await?;
+    *held.entry(hz.code).or_default() += u64::from(
+        hz_op
+            .ingest_records(pb::IngestRequest { records: first })
+            .await?
+            .into_inner()
+            .stored,
+    );
     let badge = issue(&mut hz_op, &li, "李华").await?;
     manifest.issued(&li, &badge);
     println!("{}", qr::terminal(&badge.qr_text)?);
@@ -324,7 +336,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
     println!("{}", crate::badge::describe(&badge.qr_text)?);
     s.check("Li Hua's badge colour", "GREEN", colour_name(badge.colour));
 
-    println!("\n4. A checkpoint in Wuhan (province 420000) checks it through the gateway.");
+    println!("\n5. A checkpoint in Wuhan (province 420000) checks it through the gateway.");
     let v = check(&mut checkpoint, &badge.qr_text).await?;
     crate::verify::print(&v, false);
     s.check(
@@ -334,7 +346,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
     );
 
     println!(
-        "\n5. The checkpoint keeps an offline copy of the trust list and checks again, offline."
+        "\n6. The checkpoint keeps an offline copy of the trust list and checks again, offline."
     );
     let fetched = checkpoint
         .fetch_trust_list(pb::FetchTrustListRequest { known_sequence: 0 })
@@ -367,13 +379,14 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         offline,
     );
 
-    println!("\n6. Li Hua tests positive. Hangzhou's node revokes her badge at once.");
+    println!("\n7. Li Hua tests positive. Hangzhou's node revokes her badge at once.");
     let positive = vec![test(&li, "li-hua-pcr-2".into(), true, now - 60)];
     manifest.ingested(&positive);
     let ack = hz_op
         .ingest_records(pb::IngestRequest { records: positive })
         .await?
         .into_inner();
+    *held.entry(hz.code).or_default() += u64::from(ack.stored);
     println!(
         "   {} record stored, {} badge revoked by the node",
         ack.stored, ack.revoked
@@ -391,7 +404,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         outcome_name(&v),
     );
 
-    println!("\n7. Li Hua asks her city why. The explanation names each rule and record.");
+    println!("\n8. Li Hua asks her city why. The explanation names each rule and record.");
     let e = hz_op
         .explain(pb::ExplainRequest {
             national_id: li.clone(),
@@ -418,7 +431,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         .iter()
         .any(|f| f.rule_id == "positive-test-14d" && f.record_ids == ["li-hua-pcr-2"]);
     s.check(
-        "explanation names the positive-test rule and record",
+        "explanation names the rule and the record",
         "RED, positive-test-14d",
         format!(
             "{}, {}",
@@ -431,7 +444,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         ),
     );
 
-    println!("\n8. The authority revokes Guangzhou and publishes trust list 2.");
+    println!("\n9. The authority revokes Guangzhou and publishes trust list 2.");
     let mut gz_op = creds::node(&gz.operator, &gz.node.to_string())?;
     let gz_id = national_id(440_100, 1)?;
     let gz_badge = issue(&mut gz_op, &gz_id, "陈明").await?;
@@ -448,10 +461,26 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         outcome_name(&v),
     );
 
-    println!("\n9. What the gateway kept: only the trust list, no badge id.");
+    let wang = rights(&mut s, &mut manifest, &hz, &mut checkpoint, now).await?;
+    *held.entry(hz.code).or_default() += wang.stored;
+    *held.entry(hz.code).or_default() -= wang.erased;
+    let expected: Vec<String> = l
+        .cities
+        .iter()
+        .map(|c| held.get(&c.code).copied().unwrap_or(0).to_string())
+        .collect();
+    let mut fed = fed;
+    switch_off(&mut s, &mut fed, &expected.join("/"), gz.code).await?;
+
+    println!("\n12. What the gateway kept: the trust list, the policies and the attestations,");
+    println!("    and no badge id.");
     let gw_data = l.gateway_bundle.join("data");
     fed.stop_all().await?;
-    let ids = [badge.badge_id.clone(), gz_badge.badge_id.clone()];
+    let ids = [
+        badge.badge_id.clone(),
+        gz_badge.badge_id.clone(),
+        wang.badge_id,
+    ];
     let mut leaked = 0;
     let mut files = 0;
     let mut stack = vec![gw_data];
@@ -470,7 +499,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
             }
         }
     }
-    println!("   {files} files in the gateway's data directory");
+    println!("    {files} files in the gateway's data directory");
     s.check(
         "badge ids found on the gateway's disk",
         "0",
@@ -507,4 +536,429 @@ impl AuthorityDirRevoke {
         )?;
         Ok(())
     }
+}
+
+/// Step 2: every city's first policy, published by its node at start, read
+/// back through the gateway and verified; a change with too little notice
+/// refused, one with enough announced.
+async fn policies(
+    s: &mut Story,
+    l: &Layout,
+    checkpoint: &mut GatewayClient<Channel>,
+) -> anyhow::Result<()> {
+    println!("\n2. Each city's node publishes its signed scoring policy through the gateway.");
+    println!("   Anyone enrolled reads it back and checks it against the trust list.");
+    let gateway = l.gateway.to_string();
+    let root = creds::root(&l.checkpoint.join("root.crt"))?;
+    // Each node publishes as it starts following the gateway: wait for
+    // all three, bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut published = vec![];
+    for c in &l.cities {
+        let code = tessera_core::CityCode::new(c.code)?;
+        let verified = loop {
+            let verified =
+                crate::policy::fetch_verified(checkpoint, &gateway, &root, code, fmt::now())
+                    .await?;
+            if !verified.is_empty() || Instant::now() >= deadline {
+                break verified;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let standing = crate::policy::standings(&verified, fmt::now());
+        if let (Some(p), Some(st)) = (verified.last(), standing.last()) {
+            println!(
+                "   {:<9} policy version {} \"{}\", {} rules, {st} since {}",
+                c.name,
+                p.policy_version(),
+                p.policy().name(),
+                p.policy().rule_sentences().len(),
+                fmt::time(p.effective_from())
+            );
+            if st == "IN FORCE" {
+                published.push(c.name.clone());
+            }
+        } else {
+            println!("   {:<9} no policy published", c.name);
+        }
+    }
+    s.check(
+        "each city's policy in force, verified",
+        "Hangzhou, Wuhan, Guangzhou",
+        published.join(", "),
+    );
+
+    println!("   Hangzhou signs version 2 (green badges valid 48 h instead of 72 h) and");
+    println!("   publishes it to take effect in 24 hours: less than the 48 hours of notice.");
+    let hz = l.city(330_100)?;
+    let signer = tessera_core::badge::BadgeSigner::new(
+        tessera_certs::keys::read_key(&hz.bundle.join("badge-signer.key"))?,
+        &tessera_certs::keys::read_cert(&hz.bundle.join("badge-signer.crt"))?,
+    )
+    .context("Hangzhou's badge-signer key and certificate are not a pair")?;
+    let rules = tessera_core::policy::DEFAULT_POLICY
+        .replacen("version = 1", "version = 2", 1)
+        .replacen("green_hours = 72", "green_hours = 48", 1);
+    anyhow::ensure!(
+        rules.contains("version = 2") && rules.contains("green_hours = 48"),
+        "the default policy changed shape: the demo cannot derive version 2 from it"
+    );
+    let mut operator = creds::gateway(&hz.operator, &gateway)?;
+    let now = fmt::now();
+    let (_, early) = crate::policy::sign_rules(&signer, rules.clone(), now + 24 * 3600, now)?;
+    let refused = match crate::policy::publish_to(&mut operator, &gateway, early).await {
+        Ok(_) => "accepted".to_owned(),
+        Err(e) => {
+            println!("   {e}");
+            if e.to_string().contains("less than the notice period") {
+                "refused".to_owned()
+            } else {
+                format!("refused otherwise: {e}")
+            }
+        }
+    };
+    s.check("version 2 with 24 h of notice", "refused", refused);
+
+    println!("   Signed again to take effect in 72 hours, it is accepted and announced:");
+    let now = fmt::now();
+    let (_, later) = crate::policy::sign_rules(&signer, rules, now + 72 * 3600 + 60, now)?;
+    let from = crate::policy::publish_to(&mut operator, &gateway, later).await?;
+    println!("   the gateway took it, in force from {}", fmt::time(from));
+    let now = fmt::now();
+    let verified = crate::policy::fetch_verified(
+        checkpoint,
+        &gateway,
+        &root,
+        tessera_core::CityCode::new(hz.code)?,
+        now,
+    )
+    .await?;
+    let standing = crate::policy::standings(&verified, now);
+    for (p, st) in verified.iter().zip(&standing) {
+        println!("   Hangzhou  policy version {}: {st}", p.policy_version());
+    }
+    let got = verified
+        .iter()
+        .zip(&standing)
+        .map(|(p, st)| {
+            format!(
+                "v{} {}",
+                p.policy_version(),
+                st.split(',').next().unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    s.check(
+        "Hangzhou's policies read back",
+        "v1 IN FORCE, v2 ANNOUNCED",
+        got,
+    );
+    Ok(())
+}
+
+/// What step 10 left: Wang Fang's badge id, and her records stored, then
+/// erased.
+struct Rights {
+    badge_id: Vec<u8>,
+    stored: u64,
+    erased: u64,
+}
+
+/// Step 10: a resident's rights of access and erasure, through her city's
+/// operator credentials (what her app's backend uses).
+async fn rights(
+    s: &mut Story,
+    manifest: &mut Manifest,
+    hz: &crate::federation::CityLayout,
+    checkpoint: &mut GatewayClient<Channel>,
+    now: i64,
+) -> anyhow::Result<Rights> {
+    println!("\n10. Wang Fang of Hangzhou, GREEN, asks her city what it holds about her and who");
+    println!("    read it, then to erase her.");
+    let wang = national_id(330_100, 900_002)?;
+    let mut op = creds::node(&hz.operator, &hz.node.to_string())?;
+    let records = vec![
+        test(&wang, "wang-fang-pcr-1".into(), false, now - 5 * 86_400),
+        test(&wang, "wang-fang-pcr-2".into(), false, now - 10 * 3600),
+    ];
+    manifest.ingested(&records);
+    let stored = op
+        .ingest_records(pb::IngestRequest { records })
+        .await?
+        .into_inner()
+        .stored;
+    let badge = issue(&mut op, &wang, "王芳").await?;
+    manifest.issued(&wang, &badge);
+    let valid = outcome_name(&check(checkpoint, &badge.qr_text).await?);
+    println!(
+        "    her badge is {}; a checkpoint reads {valid}",
+        colour_name(badge.colour)
+    );
+    let e = op
+        .explain(pb::ExplainRequest {
+            national_id: wang.clone(),
+        })
+        .await?
+        .into_inner();
+    println!("    explain: score {} → {}", e.score, colour_name(e.colour));
+    let export = |op: &mut CityNodeClient<Channel>| {
+        let request = pb::ExportRequest {
+            national_id: wang.clone(),
+        };
+        let mut op = op.clone();
+        async move {
+            anyhow::Ok(
+                op.export_records(request)
+                    .await
+                    .context("the node refused the export")?
+                    .into_inner()
+                    .records,
+            )
+        }
+    };
+    let before = export(&mut op).await?;
+    println!(
+        "    export: {} records ({})",
+        before.len(),
+        before
+            .iter()
+            .map(|r| r.record_id.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let log = op
+        .access_log(pb::AccessLogRequest {
+            national_id: wang.clone(),
+        })
+        .await
+        .context("the node refused the access log")?
+        .into_inner();
+    let got = match tessera_node::access_log::check_response(&log) {
+        Ok(actions) => {
+            let mut readers: Vec<&str> = log
+                .entries
+                .iter()
+                .map(|e| e.actor_serial.as_str())
+                .collect();
+            readers.dedup();
+            println!(
+                "    access log: entries {} of the node's {} are about her, read by operator {};",
+                log.entries
+                    .iter()
+                    .map(|e| e.sequence.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                log.length,
+                readers.join(", ")
+            );
+            println!("    every hash recomputes, the entries link, the last is the log's head");
+            actions
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+        Err(e) => format!("broken: {e}"),
+    };
+    s.check(
+        "her access log, checked as her app does",
+        "explain, export, access_log",
+        got,
+    );
+    let erased = op
+        .erase_resident(pb::EraseRequest {
+            national_id: wang.clone(),
+        })
+        .await
+        .context("the node refused the erasure")?
+        .into_inner();
+    println!(
+        "    erased: {} records and {} badge; her data key is destroyed",
+        erased.records, erased.badges
+    );
+    let after = export(&mut op).await?;
+    s.check(
+        "records exported before / after erasure",
+        "2 / 0",
+        format!("{} / {}", before.len(), after.len()),
+    );
+    // The gateway caches a status answer for 1 s in this demo.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut v = check(checkpoint, &badge.qr_text).await?;
+    while v.outcome == pb::Outcome::Valid as i32 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        v = check(checkpoint, &badge.qr_text).await?;
+    }
+    crate::verify::print(&v, false);
+    let unknown = v.detail.contains("does not know this badge");
+    s.check(
+        "her badge at the checkpoint, then erased",
+        "VALID, REVOKED (unknown)",
+        format!(
+            "{valid}, {} ({})",
+            outcome_name(&v),
+            if unknown {
+                "unknown"
+            } else {
+                v.detail.as_str()
+            }
+        ),
+    );
+    Ok(Rights {
+        badge_id: badge.badge_id,
+        stored: u64::from(stored),
+        erased: u64::from(erased.records),
+    })
+}
+
+/// Step 11: every node stopped and switched off with `tessera node
+/// sunset`'s functions; the attestations collected at the gateway and
+/// checked by the authority. `expected` is the records each city's node
+/// holds, "/"-separated in city order; `revoked` the city whose node the
+/// authority revoked, which the gateway no longer admits.
+async fn switch_off(
+    s: &mut Story,
+    fed: &mut Federation,
+    expected: &str,
+    revoked: u32,
+) -> anyhow::Result<()> {
+    println!("\n11. The crisis ends. Each city stops its node and switches it off: every record,");
+    println!("    data key, the master key and the badge-signer key destroyed, and a deletion");
+    println!("    attestation signed and sent to the gateway.");
+    fed.stop_nodes().await?;
+    let l = fed.layout.clone();
+    let mut destroyed = vec![];
+    let mut signer_keys = 0;
+    let mut submissions = vec![];
+    for c in &l.cities {
+        let settings = tessera_node::config::NodeSettings::load(&c.bundle.join("node.toml"))?;
+        // A stopped node's last connections may hold its store a moment.
+        let mut tries = 0;
+        let done = loop {
+            let settings = settings.clone();
+            match tokio::task::spawn_blocking(move || {
+                tessera_node::sunset::destroy(&settings, tessera_node::sunset::Reason::Operator)
+            })
+            .await?
+            {
+                Err(tessera_node::sunset::SunsetError::Running(_)) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => break other.with_context(|| format!("the sunset of {}", c.name))?,
+            }
+        };
+        let k = &done.claims;
+        println!(
+            "    {:<9} destroyed {} residents, {} records, {} badge states; signer key {}",
+            c.name,
+            k.residents,
+            k.records,
+            k.badges,
+            if k.signer_key_destroyed {
+                "destroyed"
+            } else {
+                "KEPT"
+            }
+        );
+        destroyed.push(k.records.to_string());
+        signer_keys += usize::from(k.signer_key_destroyed);
+        let signed = done.signed.clone();
+        let submission = (c.code != revoked).then(|| {
+            tokio::spawn(async move { tessera_node::sunset::submit(&settings, &signed).await })
+        });
+        submissions.push((c.name.clone(), done, submission));
+    }
+    s.check("records destroyed, by city", expected, destroyed.join("/"));
+    let root = tessera_core::TrustAnchor::from_der(
+        tessera_certs::authority::AuthorityDir::open(&l.authority)?.root_der(),
+    )?;
+    let mut by_hand = vec![];
+    for (name, done, submission) in submissions {
+        let refused = match submission {
+            Some(submission) => match submission.await? {
+                Ok(true) => {
+                    println!("    {name:<9} attestation submitted to the gateway");
+                    None
+                }
+                Ok(false) => Some("no gateway configured".to_owned()),
+                Err(e) => Some(e.to_string()),
+            },
+            None => Some(
+                "its node certificate is revoked (step 9): the gateway admits it no more".into(),
+            ),
+        };
+        match refused {
+            None => {}
+            Some(why) => {
+                println!("    {name:<9} {why}");
+                // Handed to the authority as a file instead, and checked as
+                // `tessera authority verify-attestation` does.
+                let bytes = std::fs::read(&done.file)?;
+                let verdict = match tessera_core::attestation::verify_attestation(
+                    &bytes,
+                    &root,
+                    fmt::now(),
+                ) {
+                    Ok(v) => format!("VALID ({} records)", v.claims().records),
+                    Err(e) => format!("INVALID: {e}"),
+                };
+                println!(
+                    "    {name:<9} {} handed to the authority: {verdict}",
+                    done.file.file_name().map_or_else(
+                        || done.file.display().to_string(),
+                        |f| f.to_string_lossy().into_owned()
+                    )
+                );
+                by_hand.push(format!(
+                    "{name} {}",
+                    verdict.split(' ').next().unwrap_or("")
+                ));
+            }
+        }
+    }
+    let census = crate::authority::census(&l.authority, &l.gateway.to_string(), fmt::now()).await?;
+    println!(
+        "    the authority's view (`tessera authority attestations`), trust list {}:",
+        census.sequence
+    );
+    let mut attested = vec![];
+    for (code, name, verdict) in &census.cities {
+        match verdict {
+            Ok(Some(k)) => {
+                attested.push(name.clone());
+                println!(
+                    "    {code:06} {name:<9} ATTESTED  {} residents, {} records, {} badge states",
+                    k.residents, k.records, k.badges
+                );
+            }
+            Ok(None) => println!("    {code:06} {name:<9} MISSING"),
+            Err(e) => println!("    {code:06} {name:<9} INVALID {e}"),
+        }
+    }
+    s.check(
+        "cities of the list attested at the gateway",
+        "Hangzhou, Wuhan",
+        format!(
+            "{}{}",
+            attested.join(", "),
+            if census.missing() == 0 {
+                String::new()
+            } else {
+                format!(" ({} missing)", census.missing())
+            }
+        ),
+    );
+    s.check(
+        "revoked Guangzhou's attestation file",
+        "Guangzhou VALID",
+        by_hand.join(", "),
+    );
+    s.check(
+        "badge-signer keys destroyed",
+        &l.cities.len().to_string(),
+        signer_keys.to_string(),
+    );
+    Ok(())
 }

@@ -70,6 +70,7 @@ pub struct Federation {
     /// Its layout.
     pub layout: Layout,
     servers: Vec<Server>,
+    gateway: Option<Server>,
     verifier: Option<std::sync::Arc<tessera_gateway::verdict::Verifier>>,
 }
 
@@ -192,6 +193,7 @@ impl Federation {
         let mut fed = Self {
             layout,
             servers: vec![],
+            gateway: None,
             verifier: None,
         };
         let node_listeners = listeners.split_off(1);
@@ -214,6 +216,7 @@ impl Federation {
             tessera_gateway::server::serve(&loaded, gateway_listener, stop).await?;
             Ok(())
         });
+        fed.gateway = fed.servers.pop();
         Ok(fed)
     }
 
@@ -239,10 +242,21 @@ impl Federation {
     }
 
     /// Stops every server of the federation (nodes flush their stores).
-    pub async fn stop_all(self) -> anyhow::Result<()> {
-        for s in self.servers {
+    pub async fn stop_all(mut self) -> anyhow::Result<()> {
+        self.stop_nodes().await?;
+        if let Some(s) = self.gateway.take() {
             let _ = s.stop.send(());
-            s.task.await.context("a server task failed")??;
+            s.task.await.context("the gateway's task failed")??;
+        }
+        Ok(())
+    }
+
+    /// Stops every city node (they flush their stores) and leaves the
+    /// gateway running; a no-op once done.
+    pub async fn stop_nodes(&mut self) -> anyhow::Result<()> {
+        for s in self.servers.drain(..) {
+            let _ = s.stop.send(());
+            s.task.await.context("a node's task failed")??;
         }
         Ok(())
     }

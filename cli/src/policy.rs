@@ -149,17 +149,9 @@ fn sign(
         .context("the key and certificate are not a badge signer's pair")?;
     let text =
         std::fs::read_to_string(rules).with_context(|| format!("reading {}", rules.display()))?;
-    let policy = Policy::parse(&text).with_context(|| format!("{} is refused", rules.display()))?;
     let now = fmt::now();
-    let document = pb::PolicyDocument {
-        version: policy_doc::POLICY_DOC_VERSION,
-        city: signer.city().get(),
-        policy_version: policy.version(),
-        signed_at: now,
-        effective_from: parse_when(effective_from, now)?,
-        rules: text,
-    };
-    let signed = signer.sign_policy(&document)?;
+    let (document, signed) = sign_rules(&signer, text, parse_when(effective_from, now)?, now)
+        .with_context(|| format!("{} is refused", rules.display()))?;
     keys::write_new_file(out, &signed.encode_to_vec(), false)
         .with_context(|| format!("writing {}", out.display()))?;
     println!(
@@ -170,6 +162,43 @@ fn sign(
         out.display()
     );
     Ok(())
+}
+
+/// Signs `rules` (TOML, docs/POLICY.md) with the city's badge signer, to
+/// come into force at `effective_from`: the document and its signed form.
+pub fn sign_rules(
+    signer: &BadgeSigner,
+    rules: String,
+    effective_from: i64,
+    now: i64,
+) -> anyhow::Result<(pb::PolicyDocument, pb::SignedPolicy)> {
+    let policy = Policy::parse(&rules)?;
+    let document = pb::PolicyDocument {
+        version: policy_doc::POLICY_DOC_VERSION,
+        city: signer.city().get(),
+        policy_version: policy.version(),
+        signed_at: now,
+        effective_from,
+        rules,
+    };
+    let signed = signer.sign_policy(&document)?;
+    Ok((document, signed))
+}
+
+/// Publishes `signed` to the gateway at `gateway`; its effective date as
+/// the gateway accepted it, or the gateway's refusal word for word.
+pub async fn publish_to(
+    client: &mut GatewayClient<tonic::transport::Channel>,
+    gateway: &str,
+    signed: pb::SignedPolicy,
+) -> anyhow::Result<i64> {
+    client
+        .publish_policy(pb::PublishPolicyRequest {
+            policy: Some(signed),
+        })
+        .await
+        .map(|r| r.into_inner().effective_from)
+        .map_err(|s| anyhow::anyhow!("the gateway at {gateway} refused: {}", s.message()))
 }
 
 fn read_signed(path: &Path) -> anyhow::Result<pb::SignedPolicy> {
@@ -212,19 +241,11 @@ fn publish(
         }
         _ => anyhow::bail!("pass --config node.toml or --bundle DIR --gateway HOST:PORT"),
     };
-    let response = rt.block_on(async {
-        client
-            .publish_policy(pb::PublishPolicyRequest {
-                policy: Some(signed),
-            })
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| anyhow::anyhow!("the gateway at {gateway} refused: {}", s.message()))
-    })?;
+    let effective_from = rt.block_on(publish_to(&mut client, &gateway, signed))?;
     println!(
         "published {}: in force from {}",
         file.display(),
-        fmt::time(response.effective_from)
+        fmt::time(effective_from)
     );
     Ok(())
 }
@@ -235,28 +256,42 @@ fn show(city: &str, gateway: &str, bundle: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("city {city:?}: {e}"))?;
     let root = creds::root(&bundle.join("root.crt"))?;
     let now = fmt::now();
-    let (list, policies) = crate::node::runtime()?.block_on(async {
+    let verified = crate::node::runtime()?.block_on(async {
         let mut client = creds::gateway(bundle, gateway)?;
-        let refused =
-            |s: tonic::Status| anyhow::anyhow!("the gateway at {gateway} refused: {}", s.message());
-        let list = client
-            .fetch_trust_list(pb::FetchTrustListRequest { known_sequence: 0 })
-            .await
-            .map_err(refused)?
-            .into_inner()
-            .list
-            .context("the gateway sent no trust list")?;
-        let policies = client
-            .fetch_policies(pb::FetchPoliciesRequest { city: code.get() })
-            .await
-            .map_err(refused)?
-            .into_inner()
-            .policies;
-        anyhow::Ok((list, policies))
+        fetch_verified(&mut client, gateway, &root, code, now).await
     })?;
-    let list = CheckedTrustList::verify(&list.encode_to_vec(), &root, now)
+    print!("{}", render_city(code, &verified, now));
+    Ok(())
+}
+
+/// A city's published policies as the gateway at `gateway` hands them out,
+/// each verified against the gateway's trust list, itself verified against
+/// `root` at `now`; oldest effective first.
+pub async fn fetch_verified(
+    client: &mut GatewayClient<tonic::transport::Channel>,
+    gateway: &str,
+    root: &tessera_core::TrustAnchor,
+    code: CityCode,
+    now: i64,
+) -> anyhow::Result<Vec<VerifiedPolicy>> {
+    let refused =
+        |s: tonic::Status| anyhow::anyhow!("the gateway at {gateway} refused: {}", s.message());
+    let list = client
+        .fetch_trust_list(pb::FetchTrustListRequest { known_sequence: 0 })
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .list
+        .context("the gateway sent no trust list")?;
+    let policies = client
+        .fetch_policies(pb::FetchPoliciesRequest { city: code.get() })
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .policies;
+    let list = CheckedTrustList::verify(&list.encode_to_vec(), root, now)
         .context("the gateway's trust list does not verify")?;
-    let verified = policies
+    policies
         .iter()
         .enumerate()
         .map(|(i, p)| {
@@ -264,9 +299,25 @@ fn show(city: &str, gateway: &str, bundle: &Path) -> anyhow::Result<()> {
                 format!("published policy {} of city {code} does not verify", i + 1)
             })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    print!("{}", render_city(code, &verified, now));
-    Ok(())
+        .collect()
+}
+
+/// Each policy's standing at `now`: "IN FORCE", "superseded", or
+/// "ANNOUNCED, takes effect in …" (as [`render_city`] marks them).
+pub fn standings(policies: &[VerifiedPolicy], now: i64) -> Vec<String> {
+    let in_force = policies.iter().rposition(|p| p.effective_from() <= now);
+    policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match in_force {
+            Some(f) if f == i => "IN FORCE".to_owned(),
+            Some(f) if i < f => "superseded".to_owned(),
+            _ => format!(
+                "ANNOUNCED, takes effect in {}",
+                span(p.effective_from() - now)
+            ),
+        })
+        .collect()
 }
 
 fn show_file(path: &Path, certificate: Option<&Path>) -> anyhow::Result<()> {
@@ -369,7 +420,6 @@ pub fn render_city(city: CityCode, policies: &[VerifiedPolicy], now: i64) -> Str
     if policies.is_empty() {
         return format!("city {city} has published no scoring policy\n");
     }
-    let in_force = policies.iter().rposition(|p| p.effective_from() <= now);
     let mut out = format!(
         "city {city}: {} published scoring {} (verified against the trust list)\n",
         policies.len(),
@@ -379,15 +429,7 @@ pub fn render_city(city: CityCode, policies: &[VerifiedPolicy], now: i64) -> Str
             "policies"
         }
     );
-    for (i, p) in policies.iter().enumerate() {
-        let status = match in_force {
-            Some(f) if f == i => "IN FORCE".to_owned(),
-            Some(f) if i < f => "superseded".to_owned(),
-            _ => format!(
-                "ANNOUNCED, takes effect in {}",
-                span(p.effective_from() - now)
-            ),
-        };
+    for (p, status) in policies.iter().zip(standings(policies, now)) {
         out.push('\n');
         out.push_str(&render_policy(p, &status));
     }

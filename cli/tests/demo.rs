@@ -1,5 +1,7 @@
 //! The demo's scenario as a newcomer runs it, its QR code read back by a real
-//! QR decoder, and the checkpoint's offline check with no server running;
+//! QR decoder, the checkpoint's offline check with no server running, and
+//! the deletion attestations its switch-off left, checked by the authority's
+//! command;
 //! what the demo leaves on the gateway's disk (nothing of a badge or a
 //! record); and a checkpoint's `tessera verify`, offline and online, writing
 //! nothing to disk.
@@ -48,13 +50,26 @@ fn the_demo_tells_its_story_and_its_badge_scans_and_verifies_offline() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("Every step behaved as told."), "{stdout}");
-    assert_eq!(stdout.matches("   ✓ expected").count(), 9, "{stdout}");
+    assert_eq!(stdout.matches("   ✓ expected").count(), 19, "{stdout}");
     assert!(!stdout.contains('✗'), "{stdout}");
     for expected in [
         "got VALID",
         "got REVOKED",
         "got SIGNER_REVOKED",
         "positive-test-14d",
+        // Step 2: policies published, notice enforced.
+        "got Hangzhou, Wuhan, Guangzhou",
+        "less than the notice period of 48 hours after publication",
+        "✓ expected refused, got refused",
+        "got v1 IN FORCE, v2 ANNOUNCED",
+        // Step 10: access, the access log, erasure.
+        "got explain, export, access_log",
+        "✓ expected 2 / 0, got 2 / 0",
+        "the issuing city does not know this badge",
+        "got VALID, REVOKED (unknown)",
+        // Step 11: the switch-off, attested.
+        "✓ expected Hangzhou, Wuhan, got Hangzhou, Wuhan",
+        "got Guangzhou VALID",
     ] {
         assert!(
             stdout.contains(expected),
@@ -122,6 +137,52 @@ fn the_demo_tells_its_story_and_its_badge_scans_and_verifies_offline() {
     // `badge show` decodes without verifying.
     let shown = tessera(&["badge", "show", &text]);
     assert!(String::from_utf8_lossy(&shown.stdout).contains("NOT VERIFIED"));
+
+    // Each switched-off node left its attestation beside its data
+    // directory; the authority's command verifies each, and a tampered
+    // copy fails.
+    let authority = keep.join("authority");
+    let mut attested = 0;
+    for city in ["330100", "420100", "440100"] {
+        let dir = authority.join("cities").join(city);
+        let file = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("attestation-")
+            })
+            .unwrap_or_else(|| panic!("no attestation in {}", dir.display()));
+        let out = tessera(&[
+            "authority",
+            "verify-attestation",
+            file.to_str().unwrap(),
+            "--dir",
+            authority.to_str().unwrap(),
+        ]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}");
+        assert!(stdout.contains(&format!("city {city}")), "{stdout}");
+        assert!(stdout.contains("signer key   destroyed"), "{stdout}");
+        assert!(!dir.join("badge-signer.key").exists());
+        let mut bytes = std::fs::read(&file).unwrap();
+        let i = bytes.len() / 3;
+        bytes[i] ^= 1;
+        let tampered = tmp.path().join(format!("tampered-{city}.pb"));
+        std::fs::write(&tampered, bytes).unwrap();
+        let out = tessera(&[
+            "authority",
+            "verify-attestation",
+            tampered.to_str().unwrap(),
+            "--dir",
+            authority.to_str().unwrap(),
+        ]);
+        assert_ne!(out.status.code(), Some(0));
+        attested += 1;
+    }
+    assert_eq!(attested, 3);
 }
 
 /// Runs `tessera demo --keep DIR` with `residents` per city; returns DIR's
@@ -163,12 +224,12 @@ fn after_a_full_demo_run_the_gateways_directory_holds_no_badge_id_and_no_record(
     let record_ids = strings(&manifest, "record_ids");
     let national_ids = strings(&manifest, "national_ids");
     let sources = strings(&manifest, "sources");
-    // Everything the demo did is listed: two badges, 2 × 50 + 50 + 50
+    // Everything the demo did is listed: three badges, 2 × 50 + 50 + 50
     // residents' tests, one exposure per 20 residents of each city (5 + 2 +
-    // 2), Li Hua's two tests.
-    assert_eq!(badge_ids.len(), 2);
-    assert_eq!(record_ids.len(), 200 + 9 + 2, "{record_ids:?}");
-    assert!(national_ids.len() >= 200 + 2);
+    // 2), Li Hua's two tests and Wang Fang's two.
+    assert_eq!(badge_ids.len(), 3);
+    assert_eq!(record_ids.len(), 200 + 9 + 2 + 2, "{record_ids:?}");
+    assert!(national_ids.len() >= 200 + 3);
     assert_eq!(sources, ["LAB-01", "CDC"]);
 
     let mut needles = vec![];
@@ -203,6 +264,36 @@ fn after_a_full_demo_run_the_gateways_directory_holds_no_badge_id_and_no_record(
     let (files, hits) = scan::find(gateway, &needles).unwrap();
     assert!(files >= 3, "only {files} files under {}", gateway.display());
     assert!(hits.is_empty(), "the gateway kept:\n{}", hits.join("\n"));
+
+    // The scan did cover the policies and the deletion attestations the
+    // gateway now keeps: a policy's name and Hangzhou's signed attestation,
+    // byte for byte, are found in the same directory.
+    let hangzhou = keep.join("authority/cities/330100");
+    let attestation = std::fs::read_dir(&hangzhou)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("attestation-")
+        })
+        .unwrap();
+    let kept = [
+        Needle::text("policy", "tessera default infection-risk policy"),
+        Needle {
+            label: "Hangzhou's attestation".into(),
+            bytes: std::fs::read(attestation).unwrap(),
+        },
+    ];
+    let (_, found) = scan::find(gateway, &kept).unwrap();
+    for label in ["policy", "Hangzhou's attestation"] {
+        assert!(
+            found.iter().any(|h| h.starts_with(label)),
+            "{label} not found under {}: {found:?}",
+            gateway.display()
+        );
+    }
 }
 
 /// Every directory and file under `dir`, with file contents.

@@ -444,6 +444,69 @@ impl AccessLog {
     }
 }
 
+/// What a resident's app checks in an `AccessLogResponse`, with nothing
+/// but the response: every entry's hash recomputes over its fields and the
+/// subject, entries of consecutive sequence numbers link (the later one's
+/// `previous_hash` is the earlier one's hash), and the last entry is the
+/// head the node reported (the AccessLog read logs itself last). Returns
+/// the actions, oldest first; `Err` names the first entry that fails.
+pub fn check_response(
+    response: &tessera_proto::v1::AccessLogResponse,
+) -> Result<Vec<Action>, String> {
+    let subject = Pseudonym::from_slice(&response.subject)
+        .ok_or_else(|| format!("the subject has {} bytes, not 32", response.subject.len()))?;
+    let mut actions = vec![];
+    let mut before: Option<(u64, [u8; 32])> = None;
+    for p in &response.entries {
+        let n = p.sequence;
+        let entry = Entry {
+            sequence: n,
+            at: p.at,
+            action: Action::parse(&p.action)
+                .ok_or_else(|| format!("entry {n}: unknown action {:?}", p.action))?,
+            actor: Actor {
+                serial: p.actor_serial.clone(),
+                city: p.actor_city,
+            },
+            previous_hash: p
+                .previous_hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("entry {n}: previous_hash is not 32 bytes"))?,
+            subject,
+            hash: p
+                .hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| format!("entry {n}: hash is not 32 bytes"))?,
+        };
+        if entry.compute_hash() != entry.hash {
+            return Err(format!("entry {n}: its hash does not match its fields"));
+        }
+        match before {
+            Some((m, _)) if m >= n => {
+                return Err(format!("entry {n} comes after entry {m}"));
+            }
+            Some((m, hash)) if m + 1 == n && entry.previous_hash != hash => {
+                return Err(format!("entry {n} does not link to entry {m}"));
+            }
+            _ => {}
+        }
+        before = Some((n, entry.hash));
+        actions.push(entry.action);
+    }
+    match before {
+        Some((n, hash)) if n == response.length && hash.as_slice() == response.head_hash => {
+            Ok(actions)
+        }
+        Some((n, _)) => Err(format!(
+            "the last entry ({n}) is not the head the node reported (length {})",
+            response.length
+        )),
+        None => Err("no entry: the read of the log itself is missing".into()),
+    }
+}
+
 /// An entry a verifier was told to expect, kept outside the node (a hash
 /// printed by an earlier verification, or one a resident's app kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -738,6 +801,56 @@ mod tests {
             .unwrap();
         }
         (db, log)
+    }
+
+    /// What a resident's app holds: the entries about `subject(n)` as the
+    /// AccessLog RPC returns them.
+    fn response(log: &AccessLog, n: u8) -> tessera_proto::v1::AccessLogResponse {
+        let head = log.head().unwrap();
+        tessera_proto::v1::AccessLogResponse {
+            entries: log
+                .entries_of(&subject(n))
+                .unwrap()
+                .iter()
+                .map(Entry::to_proto)
+                .collect(),
+            length: head.length,
+            head_hash: head.hash.to_vec(),
+            subject: subject(n).as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_residents_app_checks_its_entries_and_detects_an_edit_a_gap_in_a_run_or_another_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, log) = log(dir.path(), 4);
+        // Entries 1 and 4 are subject 0's; 5 and 6 (consecutive) are
+        // subject 1's, the last one being the head.
+        for action in [Action::Export, Action::AccessLog] {
+            log.append(1_800_000_100, action, &actor(), &subject(1))
+                .unwrap();
+        }
+        let good = response(&log, 1);
+        assert_eq!(
+            check_response(&good).unwrap(),
+            [Action::Explain, Action::Export, Action::AccessLog]
+        );
+        // Subject 0's entries are not the head: refused as a full answer.
+        assert!(check_response(&response(&log, 0)).is_err());
+
+        let mut edited = good.clone();
+        edited.entries[1].action = "explain".into();
+        assert!(check_response(&edited).unwrap_err().contains("entry 5"));
+        let mut relinked = good.clone();
+        relinked.entries[2].previous_hash = vec![0; 32];
+        assert!(check_response(&relinked).is_err());
+        let mut dropped = good.clone();
+        dropped.entries.pop();
+        assert!(check_response(&dropped).unwrap_err().contains("head"));
+        let mut other = good.clone();
+        other.subject = subject(2).as_bytes().to_vec();
+        assert!(check_response(&other).is_err());
+        assert!(check_response(&tessera_proto::v1::AccessLogResponse::default()).is_err());
     }
 
     #[test]
