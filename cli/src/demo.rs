@@ -763,7 +763,7 @@ async fn rights(
     };
     s.check(
         "her access log, checked as her app does",
-        "explain, export, access_log",
+        "issue, explain, export, access_log",
         got,
     );
     let erased = op

@@ -326,18 +326,18 @@ async fn verify_access_log_says_ok_refuses_a_running_node_and_names_the_edited_e
     let a = Authority::new();
     let config = a.config();
     let node = a.start_node();
-    // The node holds the data directory's lock: verification must wait.
-    let out = tessera(&["node", "verify-access-log", "--config", &config]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("locked while the node runs"), "{stderr}");
-
+    // Answers prove the store is open (the port is bound before it is).
     let mut op = a.client("operators/330100-hangzhou-cdc/operator");
     for n in [1, 2, 1] {
         op.explain(pb::ExplainRequest { national_id: id(n) })
             .await
             .unwrap();
     }
+    // The node holds the data directory's lock: verification must wait.
+    let out = tessera(&["node", "verify-access-log", "--config", &config]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("locked while the node runs"), "{stderr}");
     stop(node);
 
     let report = ok(&["node", "verify-access-log", "--config", &config]);

@@ -788,8 +788,17 @@ mod tests {
     }
 
     /// A log of `n` entries over three residents, in a real sled directory.
+    /// Opens the database in `dir`, waiting out the lock of one just
+    /// dropped (sled's flusher lets go a moment later).
+    fn reopen(dir: &std::path::Path) -> sled::Db {
+        crate::store::when_unlocked(
+            || sled::open(dir),
+            |e| e.to_string().contains("could not acquire lock"),
+        )
+    }
+
     fn log(dir: &std::path::Path, n: u64) -> (sled::Db, AccessLog) {
-        let db = sled::open(dir).unwrap();
+        let db = reopen(dir);
         let log = AccessLog::open(db.open_tree(TREE).unwrap()).unwrap();
         for i in 0..n {
             log.append(
@@ -936,10 +945,7 @@ mod tests {
             db.open_tree(TREE).unwrap().remove(entry_key(3)).unwrap();
             db.flush().unwrap();
         }
-        let db = crate::store::when_unlocked(
-            || sled::open(dir.path()),
-            |e| e.to_string().contains("could not acquire lock"),
-        );
+        let db = reopen(dir.path());
         let log = AccessLog::open(db.open_tree(TREE).unwrap()).unwrap();
         let err = log
             .append(1, Action::Explain, &actor(), &subject(0))

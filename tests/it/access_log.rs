@@ -158,9 +158,9 @@ async fn every_operator_read_is_logged_and_the_resident_can_check_the_entries_ab
     // The whole log on disk verifies, and its head is the one returned.
     let config = f.node.config.clone();
     f.node.stop().await.unwrap();
-    let tree =
+    let tree = when_unlocked(|| {
         tessera_node::store::SledStore::open_clear_tree(&store_dir(&config), access_log::TREE)
-            .unwrap();
+    });
     let report = access_log::verify(&tree, None).unwrap();
     assert_eq!(report.problem, None);
     assert_eq!(report.length, 6);
@@ -207,9 +207,9 @@ async fn concurrent_reads_get_distinct_sequences_and_one_unbroken_chain() {
 
     let config = f.node.config.clone();
     f.node.stop().await.unwrap();
-    let tree =
+    let tree = when_unlocked(|| {
         tessera_node::store::SledStore::open_clear_tree(&store_dir(&config), access_log::TREE)
-            .unwrap();
+    });
     let report = access_log::verify(&tree, None).unwrap();
     assert_eq!(report.problem, None, "{:?}", report.problem);
     assert_eq!(report.length, 65);
@@ -238,13 +238,30 @@ fn tamper_then_verify(
     expect: Option<Checkpoint>,
 ) -> access_log::Report {
     {
-        let db = sled::Config::new().path(store).open().unwrap();
+        let db = when_unlocked(|| sled::Config::new().path(store).open());
         let tree = db.open_tree(access_log::TREE).unwrap();
         edit(&tree);
         db.flush().unwrap();
     }
-    let tree = tessera_node::store::SledStore::open_clear_tree(store, access_log::TREE).unwrap();
+    let tree =
+        when_unlocked(|| tessera_node::store::SledStore::open_clear_tree(store, access_log::TREE));
     access_log::verify(&tree, expect).unwrap()
+}
+
+/// Opens with `open`, trying again while the directory is still locked:
+/// sled's flusher thread lets go of a database just closed a moment later.
+fn when_unlocked<T, E: std::fmt::Display + std::fmt::Debug>(
+    mut open: impl FnMut() -> Result<T, E>,
+) -> T {
+    for _ in 0..500 {
+        match open() {
+            Err(e) if e.to_string().contains("lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the store stayed locked after the node stopped")
 }
 
 /// The key entry `n` is stored under (the layout in access_log.rs).

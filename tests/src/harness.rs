@@ -144,6 +144,7 @@ impl RunningNode {
         }
         if let Some(task) = self.task.take() {
             task.await??;
+            wait_until_unlocked(&NodeSettings::load(&self.config)?.data_dir.join("store")).await?;
         }
         Ok(())
     }
@@ -367,4 +368,34 @@ pub fn raw_client_config(pki: &TestPki, cert: Option<&Issued>) -> Arc<rustls::Cl
 pub fn raw_channel(pki: &TestPki, addr: SocketAddr, cert: Option<&Issued>) -> Channel {
     grpc::channel(&addr.to_string(), raw_client_config(pki, cert))
         .expect("a loopback address is a valid endpoint")
+}
+
+/// Waits until the sled store in `dir` is no longer locked: sled's flusher
+/// thread lets go of a database a moment after its last handle is dropped,
+/// and a restart or a test opening the files before then would find them
+/// locked. Tried with a lock of our own, released at once.
+pub async fn wait_until_unlocked(dir: &Path) -> anyhow::Result<()> {
+    let lock_file = dir.join("db");
+    if !lock_file.exists() {
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let file = std::fs::File::open(&lock_file)?;
+        match file.try_lock() {
+            Ok(()) => {
+                file.unlock()?;
+                return Ok(());
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "{} stayed locked after the node stopped",
+                    dir.display()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+    }
 }
