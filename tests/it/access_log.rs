@@ -255,7 +255,9 @@ fn when_unlocked<T, E: std::fmt::Display + std::fmt::Debug>(
 ) -> T {
     for _ in 0..500 {
         match open() {
-            Err(e) if e.to_string().contains("lock") => {
+            // sled's "could not acquire lock", or the store's Locked ("in
+            // use by another process").
+            Err(e) if format!("{e} {e:?}").to_lowercase().contains("lock") => {
                 std::thread::sleep(std::time::Duration::from_millis(10))
             }
             other => return other.unwrap(),

@@ -263,7 +263,10 @@ impl RunningGateway {
         }
         // The registry's sled files close when the last handle drops.
         let RunningGateway {
-            registry, verifier, ..
+            registry,
+            verifier,
+            config,
+            ..
         } = self;
         drop(verifier);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -272,7 +275,8 @@ impl RunningGateway {
             match Arc::try_unwrap(registry) {
                 Ok(r) => {
                     drop(r);
-                    return Ok(());
+                    let settings = tessera_gateway::config::GatewaySettings::load(&config)?;
+                    return wait_until_unlocked(&settings.data_dir.join("registry")).await;
                 }
                 Err(still_shared) => {
                     anyhow::ensure!(
