@@ -265,6 +265,8 @@ pub struct Swept {
     pub records: [u32; 5],
     /// Badge states deleted.
     pub badges: u32,
+    /// Data keys deleted because their resident had nothing left.
+    pub keys: u32,
     /// Whether more expired entries remain (the batch was full).
     pub more: bool,
 }
@@ -281,6 +283,7 @@ impl Swept {
             *a += b;
         }
         self.badges += other.badges;
+        self.keys += other.keys;
         self.more = other.more;
     }
 }
@@ -1049,6 +1052,11 @@ impl Store for SledStore {
         let mut batch = sled::Batch::default();
         let mut swept = Swept::default();
         let mut left = limit;
+        // The residents this batch takes something from, and the record and
+        // holder keys it removes: a resident left with neither loses their
+        // data key in the same batch.
+        let mut touched = std::collections::BTreeSet::new();
+        let mut removed: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         for (slot, kind) in RecordType::ALL.into_iter().enumerate() {
             let start = vec![EXPIRY, kind.code()];
             let end = key(
@@ -1074,7 +1082,10 @@ impl Store for SledStore {
                 {
                     batch.remove(id_key);
                 }
-                batch.remove(key(RECORD, &[resident.as_bytes(), record_id]));
+                let record_key = key(RECORD, &[resident.as_bytes(), record_id]);
+                batch.remove(record_key.clone());
+                removed.insert(record_key);
+                touched.insert(resident);
                 batch.remove(k);
                 swept.records[slot] += 1;
                 left -= 1;
@@ -1090,12 +1101,34 @@ impl Store for SledStore {
             let id = k.get(9..).ok_or_else(corrupt)?;
             if let Some(v) = self.tree.get(key(BADGE, &[id]))? {
                 let badge = parse_badge(&v)?;
-                batch.remove(key(HOLDER, &[badge.resident.as_bytes(), id]));
+                let holder_key = key(HOLDER, &[badge.resident.as_bytes(), id]);
+                batch.remove(holder_key.clone());
+                removed.insert(holder_key);
+                touched.insert(badge.resident);
                 batch.remove(key(BADGE, &[id]));
                 swept.badges += 1;
             }
             batch.remove(k);
             left -= 1;
+        }
+        for resident in touched {
+            let mut keeps = false;
+            for prefix in [RECORD, HOLDER] {
+                for k in self
+                    .tree
+                    .scan_prefix(key(prefix, &[resident.as_bytes()]))
+                    .keys()
+                {
+                    if !removed.contains(k?.as_ref()) {
+                        keeps = true;
+                        break;
+                    }
+                }
+            }
+            if !keeps {
+                batch.remove(key(DATA_KEY, &[resident.as_bytes()]));
+                swept.keys += 1;
+            }
         }
         self.tree.apply_batch(batch)?;
         Ok(swept)
@@ -1770,6 +1803,13 @@ mod tests {
         );
         assert!(store.records_of(&resident(2)).unwrap().is_empty());
         assert_eq!(store.fingerprint("a-1").unwrap(), None);
+        // Resident 2 has nothing left: their data key went with their last
+        // record. Resident 1 keeps a record and a badge, and their key.
+        assert_eq!((first.keys + second.keys), 1);
+        let data_key_of = |who: u8| key(DATA_KEY, &[resident(who).as_bytes()]);
+        let keys = store.raw_keys().unwrap();
+        assert!(!keys.contains(&data_key_of(2)));
+        assert!(keys.contains(&data_key_of(1)));
         let much_later = NOW + 3600 + 8 * 86_400;
         let third = store.sweep(&retention, much_later, 10).unwrap();
         assert_eq!((third.total_records(), third.badges), (0, 1));
