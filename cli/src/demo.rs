@@ -102,11 +102,25 @@ impl Story {
     }
 
     fn table(&self) {
-        println!("\n  #  {:<46} {:<27} {:<27}", "step", "expected", "got");
+        // Columns as wide as their longest cell, in characters.
+        let width = |cell: fn(&Step) -> &str, head: &str| {
+            self.steps
+                .iter()
+                .map(|s| cell(s).chars().count())
+                .chain([head.chars().count()])
+                .max()
+                .unwrap_or(0)
+        };
+        let (t, e, g) = (
+            width(|s| &s.title, "step"),
+            width(|s| &s.expected, "expected"),
+            width(|s| &s.got, "got"),
+        );
+        println!("\n  #  {:<t$} {:<e$} {:<g$}", "step", "expected", "got");
         for (i, s) in self.steps.iter().enumerate() {
             let mark = if s.expected == s.got { "✓" } else { "✗" };
             println!(
-                "  {:<2} {:<46} {:<27} {:<27} {mark}",
+                "  {:<2} {:<t$} {:<e$} {:<g$} {mark}",
                 i + 1,
                 s.title,
                 s.expected,
