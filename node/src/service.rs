@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::access_log::{AccessLog, AccessLogError, Action, Actor, Entry};
 use crate::city::{City, NodeError};
 use crate::metrics::NodeMetrics;
+use crate::pseudonym::Pseudonym;
 use crate::store::Store;
 
 /// The current time in Unix seconds.
@@ -83,16 +84,26 @@ impl<S: Store> NodeService<S> {
         action: Action,
         national_id: &str,
     ) -> Result<Entry, Status> {
+        let (actor, subject) = self.reader(request, national_id)?;
+        self.access_log
+            .record(unix_now(), action, &actor, &subject)
+            .await
+            .map_err(unlogged)
+    }
+
+    /// Who reads (from the caller's certificate) and whose records.
+    fn reader<T>(
+        &self,
+        request: &Request<T>,
+        national_id: &str,
+    ) -> Result<(Actor, Pseudonym), Status> {
         let subject = self.city.resident(national_id)?;
         let caller = tessera_certs::authz::caller(request)?;
         let actor = Actor {
             serial: caller.serial_hex(),
             city: caller.identity.scope().code(),
         };
-        self.access_log
-            .record(unix_now(), action, &actor, &subject)
-            .await
-            .map_err(unlogged)
+        Ok((actor, subject))
     }
 
     /// Appends an access-log entry without flushing it: for an issuance,
@@ -100,12 +111,7 @@ impl<S: Store> NodeService<S> {
     /// badge leaves, so that logging does not serialise issuances on a
     /// flush of their own.
     fn log_issuance<T>(&self, request: &Request<T>, national_id: &str) -> Result<Entry, Status> {
-        let subject = self.city.resident(national_id)?;
-        let caller = tessera_certs::authz::caller(request)?;
-        let actor = Actor {
-            serial: caller.serial_hex(),
-            city: caller.identity.scope().code(),
-        };
+        let (actor, subject) = self.reader(request, national_id)?;
         self.access_log
             .append(unix_now(), Action::Issue, &actor, &subject)
             .map_err(unlogged)

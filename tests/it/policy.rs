@@ -352,24 +352,7 @@ async fn a_node_signs_its_first_policy_itself_and_refuses_a_changed_policy_file_
     let first = verified(&pki, hz, &signed);
     assert_eq!(first.policy_version(), 1);
     assert!(first.effective_from() <= unix_now());
-    let op = pki.operator(hz).unwrap();
-    let issue = |addr| {
-        let op = op.clone();
-        let pki = &pki;
-        async move {
-            node_client(pki, addr, &op)
-                .unwrap()
-                .issue_badge(pb::IssueBadgeRequest {
-                    national_id: national_id(hz, 1),
-                    name: "Li Lei".into(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .policy_version
-        }
-    };
-    assert_eq!(issue(node.addr).await, 1);
+    assert_eq!(badge_policy(&pki, node.addr, hz).await, 1);
     node.stop().await.unwrap();
 
     // The operator edits the policy file to version 2 and restarts: refused,
@@ -398,7 +381,7 @@ async fn a_node_signs_its_first_policy_itself_and_refuses_a_changed_policy_file_
     std::fs::write(&config, &text).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let node = RunningNode::start_with(config, listener).await.unwrap();
-    assert_eq!(issue(node.addr).await, 1);
+    assert_eq!(badge_policy(&pki, node.addr, hz).await, 1);
     node.stop().await.unwrap();
 }
 
@@ -498,17 +481,7 @@ async fn a_rotated_node_without_a_trust_list_still_verifies_the_policy_it_signed
     let node = RunningNode::start_with(config.clone(), listener)
         .await
         .unwrap();
-    let op = pki.operator(hz).unwrap();
-    let badge = node_client(&pki, node.addr, &op)
-        .unwrap()
-        .issue_badge(pb::IssueBadgeRequest {
-            national_id: national_id(hz, 1),
-            name: "Li Lei".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(badge.policy_version, 1);
+    assert_eq!(badge_policy(&pki, node.addr, hz).await, 1);
     node.stop().await.unwrap();
     // Without the kept certificate the old signer is unknown: refused.
     std::fs::remove_file(dir.path().join("data/policies/policy-v1.crt")).unwrap();
@@ -534,15 +507,7 @@ async fn a_node_refuses_a_policy_without_notice_and_a_second_first_policy() {
     let dir = tempfile::tempdir().unwrap();
     let node = RunningNode::start(&pki, hz, dir.path()).await.unwrap();
     let config = node.config.clone();
-    let op = pki.operator(hz).unwrap();
-    node_client(&pki, node.addr, &op)
-        .unwrap()
-        .issue_badge(pb::IssueBadgeRequest {
-            national_id: national_id(hz, 1),
-            name: "Li Lei".into(),
-        })
-        .await
-        .unwrap();
+    badge_policy(&pki, node.addr, hz).await;
     node.stop().await.unwrap();
 
     // Version 2 signed to take effect two seconds later: no notice.
@@ -569,16 +534,7 @@ async fn a_node_refuses_a_policy_without_notice_and_a_second_first_policy() {
     let node = RunningNode::start_with(config.clone(), listener)
         .await
         .unwrap();
-    let badge = node_client(&pki, node.addr, &op)
-        .unwrap()
-        .issue_badge(pb::IssueBadgeRequest {
-            national_id: national_id(hz, 1),
-            name: "Li Lei".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(badge.policy_version, 1);
+    assert_eq!(badge_policy(&pki, node.addr, hz).await, 1);
     node.stop().await.unwrap();
 
     // Losing every signed policy does not buy a new first one: the store
@@ -596,4 +552,20 @@ async fn a_node_refuses_a_policy_without_notice_and_a_second_first_policy() {
     let err = err.to_string();
     assert!(err.contains("already holds residents' data"), "{err}");
     assert!(!held.exists(), "no policy was signed");
+}
+
+/// Issues a badge to resident 1 of `city` through the node at `addr`, as the
+/// city's operator, and returns the policy version the badge names.
+async fn badge_policy(pki: &TestPki, addr: std::net::SocketAddr, city: CityCode) -> u32 {
+    let op = pki.operator(city).unwrap();
+    node_client(pki, addr, &op)
+        .unwrap()
+        .issue_badge(pb::IssueBadgeRequest {
+            national_id: national_id(city, 1),
+            name: "Li Lei".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .policy_version
 }
