@@ -777,7 +777,7 @@ async fn rights(
     };
     s.check(
         "her access log, checked as her app does",
-        "issue, explain, export, access_log",
+        "explain, export, access_log",
         got,
     );
     let erased = op

@@ -45,9 +45,6 @@ pub enum Action {
     AccessLog,
     /// An erasure of the resident.
     Erase,
-    /// A badge issued for the resident: it scores their records, and its
-    /// colour and end of validity tell something of them.
-    Issue,
 }
 
 impl Action {
@@ -58,21 +55,14 @@ impl Action {
             Self::Export => "export",
             Self::AccessLog => "access_log",
             Self::Erase => "erase",
-            Self::Issue => "issue",
         }
     }
 
     /// Reads a name written by [`Action::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Explain,
-            Self::Export,
-            Self::AccessLog,
-            Self::Erase,
-            Self::Issue,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
+        [Self::Explain, Self::Export, Self::AccessLog, Self::Erase]
+            .into_iter()
+            .find(|a| a.as_str() == s)
     }
 }
 
