@@ -315,6 +315,35 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
     all
 }
 
+/// Runs `tessera verify ARGS` as a checkpoint would, in `cwd`, with HOME
+/// and TMPDIR at `home` and no XDG directories, plain and as JSON; both must
+/// exit 0 (VALID).
+fn verify_as_a_checkpoint(cwd: &Path, home: &Path, args: &[&str]) {
+    for json in [false, true] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.current_dir(cwd)
+            .env("HOME", home)
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env("TMPDIR", home)
+            .arg("verify")
+            .args(args);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[test]
 fn a_checkpoints_offline_verify_writes_nothing_to_disk() {
     let (tmp, keep) = demo("20");
@@ -330,38 +359,20 @@ fn a_checkpoints_offline_verify_writes_nothing_to_disk() {
     std::fs::create_dir_all(&cwd).unwrap();
     std::fs::create_dir_all(&home).unwrap();
     let before = snapshot(tmp.path());
-    for json in [false, true] {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
-        cmd.current_dir(&cwd)
-            .env("HOME", &home)
-            .env_remove("XDG_CACHE_HOME")
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_STATE_HOME")
-            .env("TMPDIR", &home)
-            .args([
-                "verify",
-                "--offline",
-                "--trust-list",
-                list.to_str().unwrap(),
-                "--bundle",
-                checkpoint.to_str().unwrap(),
-                &text,
-            ]);
-        if json {
-            cmd.arg("--json");
-        }
-        let out = cmd.output().unwrap();
-        // The demo revoked Li Hua's badge later, but offline the signature
-        // and validity are all a checkpoint checks: VALID.
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    // The demo revoked Li Hua's badge later, but offline the signature and
+    // validity are all a checkpoint checks: VALID.
+    verify_as_a_checkpoint(
+        &cwd,
+        &home,
+        &[
+            "--offline",
+            "--trust-list",
+            list.to_str().unwrap(),
+            "--bundle",
+            checkpoint.to_str().unwrap(),
+            &text,
+        ],
+    );
     // Not a byte, not a directory: in the working directory, in HOME, in
     // TMPDIR, or beside the trust list and bundle.
     assert_eq!(snapshot(tmp.path()), before);
@@ -372,24 +383,7 @@ fn a_checkpoints_online_verify_writes_nothing_to_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut running, layout) =
         common::federation_up(&tmp.path().join("fed"), &tmp.path().join("fed.log"));
-    let hangzhou = &layout["cities"][0];
-    let issued = common::ok(&[
-        "badge",
-        "issue",
-        "--node",
-        hangzhou["node"].as_str().unwrap(),
-        "--bundle",
-        hangzhou["operator"].as_str().unwrap(),
-        "--id",
-        &common::id(7),
-        "--name",
-        "李华",
-    ]);
-    let text = issued
-        .lines()
-        .find(|l| l.starts_with("TB1:"))
-        .unwrap_or_else(|| panic!("no TB1: line in\n{issued}"))
-        .to_owned();
+    let text = common::issue_hangzhou_badge(&layout);
     let bundle = Path::new(layout["checkpoint"].as_str().unwrap());
     let (cwd, home) = (tmp.path().join("cwd"), tmp.path().join("home"));
     std::fs::create_dir_all(&cwd).unwrap();
@@ -398,35 +392,17 @@ fn a_checkpoints_online_verify_writes_nothing_to_disk() {
     // checkpoint's side is its bundle, its working directory, HOME, TMPDIR.
     let watched = [&cwd, &home, &bundle.to_path_buf()];
     let before: Vec<_> = watched.iter().map(|d| snapshot(d)).collect();
-    for json in [false, true] {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
-        cmd.current_dir(&cwd)
-            .env("HOME", &home)
-            .env_remove("XDG_CACHE_HOME")
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_STATE_HOME")
-            .env("TMPDIR", &home)
-            .args([
-                "verify",
-                "--gateway",
-                layout["gateway"].as_str().unwrap(),
-                "--bundle",
-                bundle.to_str().unwrap(),
-                &text,
-            ]);
-        if json {
-            cmd.arg("--json");
-        }
-        let out = cmd.output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    verify_as_a_checkpoint(
+        &cwd,
+        &home,
+        &[
+            "--gateway",
+            layout["gateway"].as_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &text,
+        ],
+    );
     let after: Vec<_> = watched.iter().map(|d| snapshot(d)).collect();
     assert_eq!(after, before);
     common::stop(running.0.take().unwrap());

@@ -73,27 +73,9 @@ fn the_python_checkpoint_verifies_a_badge_through_a_running_federation() {
     let (mut running, layout) = federation_up(&tmp.path().join("fed"), &tmp.path().join("fed.log"));
     let gateway = layout["gateway"].as_str().unwrap();
     let bundle = layout["checkpoint"].as_str().unwrap();
-    let hangzhou = &layout["cities"][0];
-    assert_eq!(hangzhou["code"], 330_100);
 
     // Hangzhou's app backend asks its node for a badge.
-    let issued = common::ok(&[
-        "badge",
-        "issue",
-        "--node",
-        hangzhou["node"].as_str().unwrap(),
-        "--bundle",
-        hangzhou["operator"].as_str().unwrap(),
-        "--id",
-        &common::id(7),
-        "--name",
-        "李华",
-    ]);
-    let text = issued
-        .lines()
-        .find(|l| l.starts_with("TB1:"))
-        .unwrap_or_else(|| panic!("no TB1: line in\n{issued}"))
-        .to_owned();
+    let text = common::issue_hangzhou_badge(&layout);
 
     // The QR text, checked from Python: VALID, exit 0.
     let out = checkpoint(&python, gateway, bundle, &[&text]);

@@ -250,3 +250,28 @@ pub fn federation_up(dir: &std::path::Path, log: &std::path::Path) -> (Running, 
     let layout = std::fs::read_to_string(dir.join("federation.json")).unwrap();
     (running, serde_json::from_str(&layout).unwrap())
 }
+
+/// Has Hangzhou's app backend (its operator bundle) ask its node, in a
+/// federation started by [`federation_up`], for a badge for resident 7, and
+/// returns the badge's QR text.
+pub fn issue_hangzhou_badge(layout: &serde_json::Value) -> String {
+    let hangzhou = &layout["cities"][0];
+    assert_eq!(hangzhou["code"], 330_100);
+    let issued = ok(&[
+        "badge",
+        "issue",
+        "--node",
+        hangzhou["node"].as_str().unwrap(),
+        "--bundle",
+        hangzhou["operator"].as_str().unwrap(),
+        "--id",
+        &id(7),
+        "--name",
+        "李华",
+    ]);
+    issued
+        .lines()
+        .find(|l| l.starts_with("TB1:"))
+        .unwrap_or_else(|| panic!("no TB1: line in\n{issued}"))
+        .to_owned()
+}
