@@ -2,13 +2,18 @@
 //! and how anyone holding the national root checks it.
 //!
 //! An attestation is signed with the node's own key (the key of its
-//! `CityNode` TLS certificate, see docs/PKI.md for why), domain-separated:
-//! Ed25519 over `"tessera/deletion-attestation/v1" || u32-big-endian(len) ||
-//! payload`, the payload an encoded `DeletionAttestation` kept exactly as
-//! signed. A verifier checks the bytes before it decodes them and never
+//! `CityNode` TLS certificate, see docs/PKI.md for why), which is ECDSA
+//! P-256. The signed input is domain-separated as every tessera signature:
+//! `"tessera/deletion-attestation/v1" || u32-big-endian(len) || payload`,
+//! the payload an encoded `DeletionAttestation` kept exactly as signed. The
+//! signature is ECDSA P-256 with SHA-256 over that input, its nonce derived
+//! by RFC 6979 (the same attestation signed twice gives the same bytes),
+//! written as 64 bytes `r || s`, each a 32-byte big-endian integer (not
+//! DER). A verifier checks the bytes before it decodes them and never
 //! re-encodes.
 
-use ed25519_dalek::{Signature, SigningKey};
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey};
 use prost::Message;
 use tessera_proto::v1 as pb;
 
@@ -116,6 +121,25 @@ impl VerifiedAttestation {
     }
 }
 
+/// ECDSA P-256/SHA-256 over the domain-separated input, RFC 6979 nonce;
+/// `None` only for a payload over 4 GiB.
+fn sign_p256(payload: &[u8], key: &SigningKey) -> Option<Signature> {
+    let input = signing::signing_input(ATTESTATION_CONTEXT, payload)?;
+    Some(key.sign(&input))
+}
+
+/// Whether `signature` (64 bytes `r || s`) is `key`'s over the
+/// domain-separated input.
+fn verify_p256(payload: &[u8], signature: &[u8], key: &p256::ecdsa::VerifyingKey) -> bool {
+    let (Some(input), Ok(signature)) = (
+        signing::signing_input(ATTESTATION_CONTEXT, payload),
+        Signature::from_slice(signature),
+    ) else {
+        return false;
+    };
+    key.verify(&input, &signature).is_ok()
+}
+
 /// Signs `claims` with the node's key; `certificate_der` is the node's
 /// certificate, embedded so that a verifier needs only the root. Refuses a
 /// key that is not the certificate's, a certificate of another role, and
@@ -127,12 +151,11 @@ pub fn sign_attestation(
 ) -> Result<Vec<u8>, AttestationError> {
     let cert = CertInfo::parse(certificate_der).map_err(AttestationError::UntrustedSigner)?;
     check_signer(&cert, claims.city)?;
-    if cert.public_key() != &key.verifying_key() {
+    if cert.p256_key() != Some(key.verifying_key()) {
         return Err(AttestationError::KeyMismatch);
     }
     let payload = claims.encode_to_vec();
-    let signature = signing::sign(ATTESTATION_CONTEXT, &payload, key)
-        .ok_or(AttestationError::TooLarge(payload.len()))?;
+    let signature = sign_p256(&payload, key).ok_or(AttestationError::TooLarge(payload.len()))?;
     let bytes = pb::SignedAttestation {
         payload,
         signature: signature.to_bytes().to_vec(),
@@ -185,14 +208,11 @@ pub fn verify_attestation(
     if signer.identity().role() != Role::CityNode {
         return Err(AttestationError::SignerRole(signer.identity().role()));
     }
-    let signature =
-        Signature::from_slice(&signed.signature).map_err(|_| AttestationError::BadSignature)?;
-    if !signing::verify(
-        ATTESTATION_CONTEXT,
-        &signed.payload,
-        &signature,
-        signer.public_key(),
-    ) {
+    // A city node's key is P-256 (cert.rs refuses any other).
+    let holds = signer
+        .p256_key()
+        .is_some_and(|key| verify_p256(&signed.payload, &signed.signature, key));
+    if !holds {
         return Err(AttestationError::BadSignature);
     }
     let claims = pb::DeletionAttestation::decode(signed.payload.as_slice())
@@ -256,14 +276,14 @@ mod tests {
 
     fn signed(pki: &TestPki) -> Vec<u8> {
         let leaf = node(pki, CITY);
-        sign_attestation(&claims(CITY), &leaf.key, &leaf.der).unwrap()
+        sign_attestation(&claims(CITY), &leaf.tls_key, &leaf.der).unwrap()
     }
 
     /// Re-signs `claims` with `leaf`'s key and certificate, skipping the
     /// signer-side checks (what a forger can do).
     fn forge(claims: &pb::DeletionAttestation, key: &SigningKey, der: &[u8]) -> Vec<u8> {
         let payload = claims.encode_to_vec();
-        let signature = signing::sign(ATTESTATION_CONTEXT, &payload, key).unwrap();
+        let signature = sign_p256(&payload, key).unwrap();
         pb::SignedAttestation {
             payload,
             signature: signature.to_bytes().to_vec(),
@@ -279,6 +299,32 @@ mod tests {
         assert_eq!(verified.claims(), &claims(CITY));
         assert_eq!(verified.city().get(), CITY);
         assert_eq!(verified.signer().identity().role(), Role::CityNode);
+    }
+
+    #[test]
+    fn the_signature_is_deterministic_p256_as_64_bytes_r_s() {
+        use p256::ecdsa::signature::Verifier as _;
+        let pki = TestPki::new();
+        let leaf = node(&pki, CITY);
+        let once = sign_attestation(&claims(CITY), &leaf.tls_key, &leaf.der).unwrap();
+        let twice = sign_attestation(&claims(CITY), &leaf.tls_key, &leaf.der).unwrap();
+        assert_eq!(once, twice, "RFC 6979: same key and claims, same bytes");
+        let envelope = pb::SignedAttestation::decode(once.as_slice()).unwrap();
+        assert_eq!(envelope.signature.len(), 64);
+        // What PROTOCOL.md tells an implementer: ECDSA P-256/SHA-256 over
+        // context || u32be(len) || payload, r || s.
+        let mut input = ATTESTATION_CONTEXT.to_vec();
+        input.extend_from_slice(&(envelope.payload.len() as u32).to_be_bytes());
+        input.extend_from_slice(&envelope.payload);
+        let signature = Signature::from_slice(&envelope.signature).unwrap();
+        assert!(leaf.tls_key.verifying_key().verify(&input, &signature).is_ok());
+        // The same signature DER-encoded is not the wire form.
+        let mut der = envelope.clone();
+        der.signature = signature.to_der().as_bytes().to_vec();
+        assert_eq!(
+            verify_attestation(&der.encode_to_vec(), pki.anchor(), NOW).unwrap_err(),
+            AttestationError::BadSignature
+        );
     }
 
     #[test]
@@ -308,7 +354,8 @@ mod tests {
         let pki = TestPki::new();
         let leaf = node(&pki, CITY);
         let payload = claims(CITY).encode_to_vec();
-        let trust_sig = signing::sign(signing::TRUST_LIST_CONTEXT, &payload, &leaf.key).unwrap();
+        let input = signing::signing_input(signing::TRUST_LIST_CONTEXT, &payload).unwrap();
+        let trust_sig: Signature = leaf.tls_key.sign(&input);
         let bytes = pb::SignedAttestation {
             payload,
             signature: trust_sig.to_bytes().to_vec(),
@@ -326,10 +373,10 @@ mod tests {
         let pki = TestPki::new();
         let signer = pki.badge_signer(CITY);
         assert_eq!(
-            sign_attestation(&claims(CITY), &signer.key, &signer.der).unwrap_err(),
+            sign_attestation(&claims(CITY), &signer.tls_key, &signer.der).unwrap_err(),
             AttestationError::SignerRole(Role::BadgeSigner)
         );
-        let forged = forge(&claims(CITY), &signer.key, &signer.der);
+        let forged = forge(&claims(CITY), &signer.tls_key, &signer.der);
         assert_eq!(
             verify_attestation(&forged, pki.anchor(), NOW).unwrap_err(),
             AttestationError::SignerRole(Role::BadgeSigner)
@@ -341,10 +388,10 @@ mod tests {
         let pki = TestPki::new();
         let other = node(&pki, 320_100);
         assert!(matches!(
-            sign_attestation(&claims(CITY), &other.key, &other.der),
+            sign_attestation(&claims(CITY), &other.tls_key, &other.der),
             Err(AttestationError::OtherCity { attested: CITY, .. })
         ));
-        let forged = forge(&claims(CITY), &other.key, &other.der);
+        let forged = forge(&claims(CITY), &other.tls_key, &other.der);
         let err = verify_attestation(&forged, pki.anchor(), NOW).unwrap_err();
         assert!(
             matches!(err, AttestationError::OtherCity { signer, attested: CITY } if signer.get() == 320_100),
@@ -367,7 +414,7 @@ mod tests {
     fn a_key_that_is_not_the_certificates_cannot_sign() {
         let pki = TestPki::new();
         let leaf = node(&pki, CITY);
-        let other = crate::test_pki::key();
+        let other = crate::test_pki::tls_key();
         assert_eq!(
             sign_attestation(&claims(CITY), &other, &leaf.der).unwrap_err(),
             AttestationError::KeyMismatch
@@ -414,7 +461,8 @@ mod tests {
         let with = |edit: &dyn Fn(&mut pb::DeletionAttestation)| {
             let mut c = claims(CITY);
             edit(&mut c);
-            verify_attestation(&forge(&c, &leaf.key, &leaf.der), pki.anchor(), NOW).unwrap_err()
+            verify_attestation(&forge(&c, &leaf.tls_key, &leaf.der), pki.anchor(), NOW)
+                .unwrap_err()
         };
         assert_eq!(
             with(&|c| c.version = 2),

@@ -369,7 +369,7 @@ impl BadgeSigner {
             (Role::BadgeSigner, Some(city)) => city,
             (role, _) => return Err(SignError::NotBadgeSigner(role)),
         };
-        if cert.public_key() != &key.verifying_key() {
+        if cert.ed25519_key() != Some(&key.verifying_key()) {
             return Err(SignError::KeyMismatch);
         }
         Ok(Self {

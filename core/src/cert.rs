@@ -1,18 +1,37 @@
 //! Reading tessera certificates: the one place X.509 is parsed.
 //!
-//! Every tessera certificate carries an Ed25519 key, is issued directly by the
-//! national root (itself self-signed), and names its role and scope in exactly
-//! one `tessera:` SAN URI. This module reads those facts out of DER and checks
-//! a certificate's signature against the root, with no I/O.
+//! Every tessera certificate is issued directly by the national root (itself
+//! self-signed) and names its role and scope in exactly one `tessera:` SAN
+//! URI. Which key it may carry depends on its role:
+//!
+//! | certificate | subject key | signed by |
+//! | --- | --- | --- |
+//! | root (self-signed, CA) | ECDSA P-256 | itself, ecdsa-with-SHA256 |
+//! | gateway, city node, authority, operator, verifier (the TLS roles) | ECDSA P-256 | the root, ecdsa-with-SHA256 |
+//! | badge signer, trust-list signer (never TLS) | Ed25519 | the root, ecdsa-with-SHA256 |
+//!
+//! TLS keys are P-256 because it is the one signature scheme every
+//! mainstream TLS stack offers (BoringSSL offers no Ed25519); badges, trust
+//! lists and policies stay Ed25519 for their size. A certificate with any
+//! other combination is refused with [`CertError::KeyType`] or
+//! [`CertError::SignatureAlgorithm`]. The certificate must be the one DER
+//! encoding of what was signed, including the ECDSA-Sig-Value inside the
+//! signature BIT STRING, so that one certificate has one key id.
+//!
+//! This module reads those facts out of DER and checks a certificate's
+//! signature against the root, with no I/O.
 
-use ed25519_dalek::{Signature, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
+use p256::ecdsa::signature::Verifier;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
-    OID_SIG_ED25519, OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_EXTENDED_KEY_USAGE,
-    OID_X509_EXT_KEY_USAGE, OID_X509_EXT_SUBJECT_ALT_NAME,
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ED25519,
+    OID_X509_EXT_BASIC_CONSTRAINTS, OID_X509_EXT_EXTENDED_KEY_USAGE, OID_X509_EXT_KEY_USAGE,
+    OID_X509_EXT_SUBJECT_ALT_NAME,
 };
 use x509_parser::prelude::FromDer;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::identity::{Identity, IdentityError, Role, URI_PREFIX};
 use crate::ids::KeyId;
@@ -38,9 +57,25 @@ pub enum CertError {
     /// Not DER X.509, or bytes trail it.
     #[error("not a DER X.509 certificate: {0}")]
     Malformed(String),
-    /// The key or signature is not Ed25519.
-    #[error("certificate key or signature is not Ed25519")]
-    NotEd25519,
+    /// The subject key is not the type the certificate's role must carry
+    /// (see the table in the module docs).
+    #[error("a {role} certificate must carry an {expected} key, not an {found} key")]
+    KeyType {
+        /// The certificate's role.
+        role: Role,
+        /// The key type found.
+        found: KeyAlgorithm,
+        /// The key type the role must carry.
+        expected: KeyAlgorithm,
+    },
+    /// The subject key is of the right type but its bytes are not a valid
+    /// key (e.g. a point not on the curve, or a compressed point).
+    #[error("certificate subject key is not a valid {0} key")]
+    BadKey(KeyAlgorithm),
+    /// The certificate is not signed ecdsa-with-SHA256 (every tessera
+    /// certificate is, by the root's P-256 key).
+    #[error("certificate is signed with {0}; tessera certificates are signed ecdsa-with-SHA256")]
+    SignatureAlgorithm(String),
     /// No `tessera:` SAN URI.
     #[error("certificate names no tessera identity (SAN URI tessera:<scope>:<code>:<role>)")]
     NoIdentity,
@@ -79,6 +114,57 @@ pub enum CertError {
     },
 }
 
+/// A key type tessera knows, as named in errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// Ed25519 (badge and trust-list signers).
+    Ed25519,
+    /// ECDSA on NIST P-256 (the root and every TLS role).
+    EcdsaP256,
+    /// Anything else, by its algorithm OID (and curve OID, if any).
+    Other(String),
+}
+
+impl std::fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyAlgorithm::Ed25519 => f.write_str("Ed25519"),
+            KeyAlgorithm::EcdsaP256 => f.write_str("ECDSA P-256"),
+            KeyAlgorithm::Other(oid) => write!(f, "unsupported ({oid})"),
+        }
+    }
+}
+
+impl KeyAlgorithm {
+    /// The key type a certificate of `role` must carry.
+    pub fn for_role(role: Role) -> Self {
+        match role {
+            Role::TrustListSigner | Role::BadgeSigner => KeyAlgorithm::Ed25519,
+            _ => KeyAlgorithm::EcdsaP256,
+        }
+    }
+}
+
+/// A certificate's subject key: Ed25519 for the signer roles, P-256 for
+/// the root and the TLS roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicKey {
+    /// A badge or trust-list signer's key.
+    Ed25519(VerifyingKey),
+    /// The root's or a TLS role's key.
+    EcdsaP256(p256::ecdsa::VerifyingKey),
+}
+
+impl PublicKey {
+    /// The key's type.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        match self {
+            PublicKey::Ed25519(_) => KeyAlgorithm::Ed25519,
+            PublicKey::EcdsaP256(_) => KeyAlgorithm::EcdsaP256,
+        }
+    }
+}
+
 /// The facts tessera reads from a certificate.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CertInfo {
@@ -86,7 +172,7 @@ pub struct CertInfo {
     serial: Vec<u8>,
     not_before: i64,
     not_after: i64,
-    public_key: VerifyingKey,
+    public_key: PublicKey,
     key_id: KeyId,
     is_ca: bool,
     server_auth: bool,
@@ -123,13 +209,9 @@ impl CertInfo {
     /// Reads a certificate and checks that `root` issued it.
     pub fn parse_issued_by(der: &[u8], root: &TrustAnchor) -> Result<Self, CertError> {
         let (info, tbs, signature) = parse_inner(der)?;
-        if info.issuer != root.cert.subject || info.is_ca {
+        if info.issuer != root.cert.subject || info.is_ca || !root.signed(&tbs, &signature) {
             return Err(CertError::NotIssuedByRoot);
         }
-        root.cert
-            .public_key
-            .verify_strict(&tbs, &signature)
-            .map_err(|_| CertError::NotIssuedByRoot)?;
         Ok(info)
     }
 
@@ -153,9 +235,24 @@ impl CertInfo {
     pub fn valid_at(&self, now: i64) -> bool {
         self.not_before <= now && now <= self.not_after
     }
-    /// The Ed25519 public key.
-    pub fn public_key(&self) -> &VerifyingKey {
+    /// The subject key, typed.
+    pub fn public_key(&self) -> &PublicKey {
         &self.public_key
+    }
+    /// The Ed25519 key of a badge or trust-list signer; `None` for the
+    /// root and the TLS roles, whose keys are P-256.
+    pub fn ed25519_key(&self) -> Option<&VerifyingKey> {
+        match &self.public_key {
+            PublicKey::Ed25519(key) => Some(key),
+            PublicKey::EcdsaP256(_) => None,
+        }
+    }
+    /// The P-256 key of the root or a TLS role; `None` for the signers.
+    pub fn p256_key(&self) -> Option<&p256::ecdsa::VerifyingKey> {
+        match &self.public_key {
+            PublicKey::EcdsaP256(key) => Some(key),
+            PublicKey::Ed25519(_) => None,
+        }
     }
     /// The key id (SHA-256 prefix of the DER).
     pub fn key_id(&self) -> KeyId {
@@ -171,7 +268,60 @@ impl CertInfo {
     }
 }
 
-type Parsed = (CertInfo, Vec<u8>, Signature);
+type Parsed = (CertInfo, Vec<u8>, p256::ecdsa::Signature);
+
+/// The subject key, whatever its type; which type the role allows is
+/// checked once the role is known.
+fn read_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, CertError> {
+    let bytes = spki.subject_public_key.data.as_ref();
+    let algorithm = &spki.algorithm;
+    if algorithm.algorithm == OID_SIG_ED25519 && algorithm.parameters.is_none() {
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CertError::BadKey(KeyAlgorithm::Ed25519))?;
+        return VerifyingKey::from_bytes(&key)
+            .map(PublicKey::Ed25519)
+            .map_err(|_| CertError::BadKey(KeyAlgorithm::Ed25519));
+    }
+    let curve = algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok());
+    if algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY && curve.as_ref() == Some(&OID_EC_P256) {
+        // Uncompressed points only, as WebPKI reads them.
+        if bytes.len() != 65 || bytes[0] != 0x04 {
+            return Err(CertError::BadKey(KeyAlgorithm::EcdsaP256));
+        }
+        return p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
+            .map(PublicKey::EcdsaP256)
+            .map_err(|_| CertError::BadKey(KeyAlgorithm::EcdsaP256));
+    }
+    let mut name = algorithm.algorithm.to_id_string();
+    if let Some(curve) = curve {
+        name = format!("{name} on curve {}", curve.to_id_string());
+    }
+    Err(CertError::KeyType {
+        role: Role::Root,
+        found: KeyAlgorithm::Other(name),
+        expected: KeyAlgorithm::EcdsaP256,
+    })
+}
+
+/// A signature algorithm's common name where it is a likely one, else its
+/// OID.
+fn algorithm_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
+    let name = match oid.to_id_string().as_str() {
+        "1.3.101.112" => "Ed25519",
+        "1.2.840.10045.4.3.2" => "ecdsa-with-SHA256 with parameters",
+        "1.2.840.10045.4.3.3" => "ecdsa-with-SHA384",
+        "1.2.840.10045.4.3.4" => "ecdsa-with-SHA512",
+        "1.2.840.113549.1.1.11" => "sha256WithRSAEncryption",
+        "1.2.840.113549.1.1.12" => "sha384WithRSAEncryption",
+        "1.2.840.113549.1.1.10" => "RSASSA-PSS",
+        other => return format!("algorithm {other}"),
+    };
+    name.into()
+}
 
 fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
     if der.len() > MAX_CERTIFICATE_LEN {
@@ -185,21 +335,23 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
             rest.len()
         )));
     }
-    if cert.signature_algorithm.algorithm != OID_SIG_ED25519
-        || cert.public_key().algorithm.algorithm != OID_SIG_ED25519
-    {
-        return Err(CertError::NotEd25519);
+    for algorithm in [&cert.signature_algorithm, &cert.tbs_certificate.signature] {
+        if algorithm.algorithm != OID_SIG_ECDSA_WITH_SHA256 || algorithm.parameters.is_some() {
+            return Err(CertError::SignatureAlgorithm(algorithm_name(
+                &algorithm.algorithm,
+            )));
+        }
     }
-    let key_bytes: [u8; 32] = cert
-        .public_key()
-        .subject_public_key
-        .data
-        .as_ref()
-        .try_into()
-        .map_err(|_| CertError::NotEd25519)?;
-    let public_key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| CertError::NotEd25519)?;
-    let signature = Signature::from_slice(cert.signature_value.data.as_ref())
-        .map_err(|_| CertError::NotEd25519)?;
+    let signature_der = cert.signature_value.data.as_ref();
+    let signature = p256::ecdsa::Signature::from_der(signature_der)
+        .map_err(|_| CertError::Malformed("signature is not an ECDSA-Sig-Value".into()))?;
+    if signature.to_der().as_bytes() != signature_der {
+        // The signature is outside the signed part too: one encoding only.
+        return Err(CertError::Malformed(
+            "non-canonical DER in the ECDSA signature".into(),
+        ));
+    }
+    let key = read_key(cert.public_key());
 
     let mut identity = None;
     let (mut server_auth, mut client_auth) = (false, false);
@@ -234,6 +386,26 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
         }
     }
     let identity = identity.ok_or(CertError::NoIdentity)?;
+    let role = identity.role();
+    let expected = KeyAlgorithm::for_role(role);
+    let public_key = match key {
+        Ok(key) if key.algorithm() == expected => key,
+        Ok(key) => {
+            return Err(CertError::KeyType {
+                role,
+                found: key.algorithm(),
+                expected,
+            });
+        }
+        Err(CertError::KeyType { found, .. }) => {
+            return Err(CertError::KeyType {
+                role,
+                found,
+                expected,
+            });
+        }
+        Err(other) => return Err(other),
+    };
     let tbs = cert.tbs_certificate.as_ref();
     if der != canonical_der(tbs, &signature).as_slice() {
         // Only the TBS part is signed: the bytes around it must be exactly
@@ -282,8 +454,10 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
     Ok((info, cert.tbs_certificate.as_ref().to_vec(), signature))
 }
 
-/// `AlgorithmIdentifier { id-Ed25519 }`, DER.
-const ED25519_ALGORITHM: [u8; 7] = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
+/// `AlgorithmIdentifier { ecdsa-with-SHA256 }` (parameters absent), DER.
+const ECDSA_SHA256_ALGORITHM: [u8; 12] = [
+    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02,
+];
 
 fn der_header(tag: u8, len: usize, out: &mut Vec<u8>) {
     out.push(tag);
@@ -297,16 +471,21 @@ fn der_header(tag: u8, len: usize, out: &mut Vec<u8>) {
     }
 }
 
-/// The one DER encoding of a certificate with this TBS and Ed25519
-/// signature.
-fn canonical_der(tbs: &[u8], signature: &Signature) -> Vec<u8> {
-    let body_len = tbs.len() + ED25519_ALGORITHM.len() + 3 + 64;
+/// The one DER encoding of a certificate with this TBS and ECDSA
+/// signature (itself in its one DER encoding).
+fn canonical_der(tbs: &[u8], signature: &p256::ecdsa::Signature) -> Vec<u8> {
+    let signature = signature.to_der();
+    let signature = signature.as_bytes();
+    let mut bit_string = Vec::with_capacity(signature.len() + 4);
+    der_header(0x03, signature.len() + 1, &mut bit_string);
+    bit_string.push(0x00);
+    bit_string.extend_from_slice(signature);
+    let body_len = tbs.len() + ECDSA_SHA256_ALGORITHM.len() + bit_string.len();
     let mut out = Vec::with_capacity(body_len + 6);
     der_header(0x30, body_len, &mut out);
     out.extend_from_slice(tbs);
-    out.extend_from_slice(&ED25519_ALGORITHM);
-    out.extend_from_slice(&[0x03, 0x41, 0x00]);
-    out.extend_from_slice(&signature.to_bytes());
+    out.extend_from_slice(&ECDSA_SHA256_ALGORITHM);
+    out.extend_from_slice(&bit_string);
     out
 }
 
@@ -327,13 +506,21 @@ impl TrustAnchor {
                 is_ca: cert.is_ca,
             });
         }
-        if cert.subject != cert.issuer || cert.public_key.verify_strict(&tbs, &signature).is_err() {
-            return Err(CertError::NotIssuedByRoot);
-        }
-        Ok(Self {
+        let anchor = Self {
             cert,
             der: der.to_vec(),
-        })
+        };
+        if anchor.cert.subject != anchor.cert.issuer || !anchor.signed(&tbs, &signature) {
+            return Err(CertError::NotIssuedByRoot);
+        }
+        Ok(anchor)
+    }
+
+    /// Whether the root's key signed `tbs` (ECDSA P-256 with SHA-256).
+    fn signed(&self, tbs: &[u8], signature: &p256::ecdsa::Signature) -> bool {
+        self.cert
+            .p256_key()
+            .is_some_and(|key| key.verify(tbs, signature).is_ok())
     }
 
     /// The root's facts.
@@ -346,3 +533,7 @@ impl TrustAnchor {
         &self.der
     }
 }
+
+#[cfg(test)]
+#[path = "cert_tests.rs"]
+mod tests;

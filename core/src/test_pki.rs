@@ -3,8 +3,11 @@
 //! signed trust lists verified into [`CheckedTrustList`]s.
 //!
 //! core may not depend on tessera-certs (which depends on core), so this
-//! builds the certificate profiles itself, as certs does: Ed25519 keys, one
-//! `tessera:` SAN URI, every leaf issued directly by the root. It uses only
+//! builds the certificate profiles itself, as certs does: a P-256 root,
+//! P-256 keys for the TLS roles and Ed25519 keys for the signers, one
+//! `tessera:` SAN URI, every leaf issued directly by the root (ECDSA with
+//! SHA-256; rcgen's ring signer, so not deterministic, which no test here
+//! needs). It uses only
 //! tessera_core's public API, so the benches include the same file with
 //! `#[path]`; the unit tests see it through `extern crate self as
 //! tessera_core`.
@@ -30,12 +33,23 @@ pub const NOW: i64 = 1_750_000_000;
 /// One day in seconds.
 pub const DAY: i64 = 86_400;
 
-/// A fresh random Ed25519 key.
+/// A fresh random Ed25519 key (the signers' type).
 pub fn key() -> SigningKey {
     SigningKey::generate(&mut OsRng)
 }
 
+/// A fresh random P-256 key (the root's and the TLS roles' type).
+pub fn tls_key() -> p256::ecdsa::SigningKey {
+    p256::ecdsa::SigningKey::random(&mut OsRng)
+}
+
 fn rcgen_key(key: &SigningKey) -> KeyPair {
+    let der = key.to_pkcs8_der().unwrap();
+    KeyPair::try_from(der.as_bytes()).unwrap()
+}
+
+fn rcgen_p256(key: &p256::ecdsa::SigningKey) -> KeyPair {
+    use p256::pkcs8::EncodePrivateKey as _;
     let der = key.to_pkcs8_der().unwrap();
     KeyPair::try_from(der.as_bytes()).unwrap()
 }
@@ -64,10 +78,15 @@ fn params(identity: Identity, not_before: i64, not_after: i64) -> CertificatePar
     params
 }
 
-/// A leaf's key, certificate and trust-list entry.
+/// A leaf's keys, certificate and trust-list entry. Its certificate
+/// certifies `key` for a signer role and `tls_key` for any other; the other
+/// key is a fresh one the certificate does not name (for tests of a
+/// mismatched key).
 pub struct Leaf {
-    /// The private key.
+    /// The Ed25519 key (certified for a signer role).
     pub key: SigningKey,
+    /// The P-256 key (certified for a TLS role).
+    pub tls_key: p256::ecdsa::SigningKey,
     /// The certificate DER.
     pub der: Vec<u8>,
     /// Its entry, active, named after its code.
@@ -98,7 +117,7 @@ impl TestPki {
     pub fn new() -> Self {
         let root = Identity::new(Role::Root, Scope::Nation).unwrap();
         let root_params = params(root, NOW - 365 * DAY, NOW + 10 * 365 * DAY);
-        let root_key = rcgen_key(&key());
+        let root_key = rcgen_p256(&tls_key());
         let root_der = root_params.self_signed(&root_key).unwrap().der().to_vec();
         let anchor = TrustAnchor::from_der(&root_der).unwrap();
         let issuer = Issuer::new(root_params, root_key);
@@ -163,9 +182,14 @@ fn issue(
     not_before: i64,
     not_after: i64,
 ) -> Leaf {
-    let key = key();
+    let (key, tls_key) = (key(), tls_key());
+    let subject = if identity.role().uses_tls() {
+        rcgen_p256(&tls_key)
+    } else {
+        rcgen_key(&key)
+    };
     let der = params(identity, not_before, not_after)
-        .signed_by(&rcgen_key(&key), issuer)
+        .signed_by(&subject, issuer)
         .unwrap()
         .der()
         .to_vec();
@@ -185,7 +209,12 @@ fn issue(
         not_after: info.not_after(),
         revoked_at: 0,
     };
-    Leaf { key, der, entry }
+    Leaf {
+        key,
+        tls_key,
+        der,
+        entry,
+    }
 }
 
 /// Typical claims of city `code`: green, issued at [`NOW`], valid a day,

@@ -180,6 +180,7 @@ pub fn verify(
 pub(crate) struct Unverified<'t> {
     envelope: Envelope,
     entry: &'t CheckedEntry,
+    key: &'t VerifyingKey,
     signer_city: CityCode,
 }
 
@@ -198,8 +199,10 @@ impl<'t> Unverified<'t> {
             .by_key_id(&envelope.key_id)
             .ok_or(VerifyError::UnknownSigner(envelope.key_id))?;
         let role = entry.cert().identity().role();
-        let signer_city = match (role, entry.cert().identity().city()) {
-            (Role::BadgeSigner, Some(city)) => city,
+        // A badge signer's key is Ed25519: cert.rs refuses any other.
+        let signer = (entry.cert().identity().city(), entry.cert().ed25519_key());
+        let (signer_city, key) = match (role, signer) {
+            (Role::BadgeSigner, (Some(city), Some(key))) => (city, key),
             _ => {
                 return Err(VerifyError::WrongSignerRole {
                     key_id: envelope.key_id,
@@ -210,6 +213,7 @@ impl<'t> Unverified<'t> {
         Ok(Self {
             envelope,
             entry,
+            key,
             signer_city,
         })
     }
@@ -226,7 +230,7 @@ impl<'t> Unverified<'t> {
 
     /// The signer's public key.
     pub(crate) fn public_key(&self) -> &VerifyingKey {
-        self.entry.cert().public_key()
+        self.key
     }
 
     /// Whether the signature holds on its own (strict Ed25519).
@@ -246,6 +250,7 @@ impl<'t> Unverified<'t> {
             envelope,
             entry,
             signer_city,
+            ..
         } = self;
         let signer = entry.cert();
         if entry.is_revoked() {
