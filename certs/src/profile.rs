@@ -7,20 +7,27 @@
 //! | gateway, city node | no | digitalSignature | serverAuth, clientAuth | identity URI, endpoint host |
 //! | authority, operator, verifier | no | digitalSignature | clientAuth | identity URI |
 //!
-//! Every key is Ed25519 and every leaf is issued directly by the root.
+//! | role | key |
+//! | --- | --- |
+//! | root and every TLS role | ECDSA P-256 ([`TlsKey`]) |
+//! | trust-list signer, badge signer | Ed25519 ([`SigningKey`]) |
+//!
+//! Every leaf is issued directly by the root, and every certificate is
+//! signed ecdsa-with-SHA256 with the root's key, deterministically (RFC
+//! 6979): the same request, serial and keys give the same bytes.
 
 use std::net::IpAddr;
 
-use ed25519_dalek::SigningKey;
 use rand::RngCore;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyUsagePurpose, SanType, SerialNumber,
 };
+use tessera_core::cert::KeyAlgorithm;
 use tessera_core::{Identity, Role};
 use time::OffsetDateTime;
 
-use crate::keys::{self, KeyError};
+use crate::keys::{KeyError, SigningKey, TlsKey};
 
 /// Organisation written in every subject.
 pub const ORGANISATION: &str = "tessera";
@@ -46,6 +53,73 @@ pub enum IssueError {
     /// A root profile for a non-root identity, or the reverse.
     #[error("role {0} cannot be issued by this call")]
     WrongRole(Role),
+    /// The subject key is not the type the role carries.
+    #[error("a {role} certificate carries an {expected} key, not an {found} key")]
+    KeyType {
+        /// The role asked for.
+        role: Role,
+        /// The key type given.
+        found: KeyAlgorithm,
+        /// The key type the role carries.
+        expected: KeyAlgorithm,
+    },
+}
+
+/// The public key a certificate is issued for: P-256 for a TLS role,
+/// Ed25519 for a signer.
+#[derive(Debug, Clone)]
+pub enum SubjectKey {
+    /// A TLS role's key, as an uncompressed SEC1 point.
+    EcdsaP256(Vec<u8>),
+    /// A signer's key.
+    Ed25519([u8; 32]),
+}
+
+impl SubjectKey {
+    /// The key's type.
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        match self {
+            SubjectKey::EcdsaP256(_) => KeyAlgorithm::EcdsaP256,
+            SubjectKey::Ed25519(_) => KeyAlgorithm::Ed25519,
+        }
+    }
+}
+
+impl From<&TlsKey> for SubjectKey {
+    fn from(key: &TlsKey) -> Self {
+        SubjectKey::EcdsaP256(rcgen::PublicKeyData::der_bytes(key).to_vec())
+    }
+}
+
+impl From<&SigningKey> for SubjectKey {
+    fn from(key: &SigningKey) -> Self {
+        SubjectKey::Ed25519(key.verifying_key().to_bytes())
+    }
+}
+
+impl From<&crate::keys::RoleKey> for SubjectKey {
+    fn from(key: &crate::keys::RoleKey) -> Self {
+        match key {
+            crate::keys::RoleKey::Tls(key) => key.into(),
+            crate::keys::RoleKey::Signer(key) => key.into(),
+        }
+    }
+}
+
+impl rcgen::PublicKeyData for SubjectKey {
+    fn der_bytes(&self) -> &[u8] {
+        match self {
+            SubjectKey::EcdsaP256(point) => point,
+            SubjectKey::Ed25519(key) => key,
+        }
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            SubjectKey::EcdsaP256(_) => &rcgen::PKCS_ECDSA_P256_SHA256,
+            SubjectKey::Ed25519(_) => &rcgen::PKCS_ED25519,
+        }
+    }
 }
 
 /// What to put in a certificate.
@@ -141,7 +215,7 @@ fn params(req: &CertRequest) -> Result<CertificateParams, IssueError> {
 /// The national root: its key and certificate, able to issue every other
 /// certificate.
 pub struct RootCa {
-    key: SigningKey,
+    key: TlsKey,
     der: Vec<u8>,
 }
 
@@ -155,12 +229,11 @@ impl std::fmt::Debug for RootCa {
 
 impl RootCa {
     /// Creates a self-signed root for `req` (whose identity must be the root's).
-    pub fn create(req: &CertRequest, key: SigningKey) -> Result<Self, IssueError> {
+    pub fn create(req: &CertRequest, key: TlsKey) -> Result<Self, IssueError> {
         if req.identity.role() != Role::Root {
             return Err(IssueError::WrongRole(req.identity.role()));
         }
-        let kp = keys::key_to_rcgen(&key)?;
-        let cert = params(req)?.self_signed(&kp)?;
+        let cert = params(req)?.self_signed(&key)?;
         Ok(Self {
             key,
             der: cert.der().to_vec(),
@@ -168,7 +241,7 @@ impl RootCa {
     }
 
     /// Loads a root from its key and certificate.
-    pub fn from_parts(key: SigningKey, der: Vec<u8>) -> Self {
+    pub fn from_parts(key: TlsKey, der: Vec<u8>) -> Self {
         Self { key, der }
     }
 
@@ -178,22 +251,31 @@ impl RootCa {
     }
 
     /// The root's private key.
-    pub fn key(&self) -> &SigningKey {
+    pub fn key(&self) -> &TlsKey {
         &self.key
     }
 
-    /// Issues a leaf certificate for `subject_key`.
+    /// Issues a leaf certificate for `subject_key`: a [`TlsKey`] for a TLS
+    /// role, a signer's [`SigningKey`] for a badge or trust-list signer.
     pub fn issue(
         &self,
         req: &CertRequest,
-        subject_key: &SigningKey,
+        subject_key: impl Into<SubjectKey>,
     ) -> Result<Vec<u8>, IssueError> {
-        if req.identity.role() == Role::Root {
+        let role = req.identity.role();
+        if role == Role::Root {
             return Err(IssueError::WrongRole(Role::Root));
         }
-        let issuer_key = keys::key_to_rcgen(&self.key)?;
-        let issuer = Issuer::from_ca_cert_der(&self.der.as_slice().into(), issuer_key)?;
-        let subject = keys::key_to_rcgen(subject_key)?;
+        let subject = subject_key.into();
+        let expected = KeyAlgorithm::for_role(role);
+        if subject.algorithm() != expected {
+            return Err(IssueError::KeyType {
+                role,
+                found: subject.algorithm(),
+                expected,
+            });
+        }
+        let issuer = Issuer::from_ca_cert_der(&self.der.as_slice().into(), &self.key)?;
         let cert = params(req)?.signed_by(&subject, &issuer)?;
         Ok(cert.der().to_vec())
     }

@@ -18,10 +18,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ed25519_dalek::SigningKey;
+use std::path::Path;
+
 use tessera_core::CertInfo;
 
-use crate::keys;
+use crate::keys::{self, KeyError, SigningKey, TlsKey};
 use crate::tls::{TlsError, TlsIdentity, TrustState};
 
 /// How often a server looks at its certificate and key files unless
@@ -44,14 +45,36 @@ pub enum Outcome {
 }
 
 /// Applies a new certificate (DER) and key, or says why not.
-pub type Apply = Box<dyn Fn(Vec<u8>, SigningKey) -> Outcome + Send + Sync>;
+pub type Apply<K> = Box<dyn Fn(Vec<u8>, K) -> Outcome + Send + Sync>;
+
+/// A key type a watched pair holds, read from its PEM file.
+pub trait KeyFile: Sized + 'static {
+    /// Reads the key from the PEM text of the file at `path` (named in
+    /// errors only), refusing a key of another type.
+    fn from_pem(bytes: &[u8], path: &Path) -> Result<Self, KeyError>;
+}
+
+impl KeyFile for TlsKey {
+    fn from_pem(bytes: &[u8], path: &Path) -> Result<Self, KeyError> {
+        keys::tls_key_from_pem(bytes, path)
+    }
+}
+
+impl KeyFile for SigningKey {
+    fn from_pem(bytes: &[u8], path: &Path) -> Result<Self, KeyError> {
+        keys::signer_key_from_pem(bytes, path)
+    }
+}
+
+/// Reads a pair and applies it, whatever the key type.
+type ReadApply = Box<dyn Fn(&[u8], &Path, &[u8], &Path) -> Outcome + Send + Sync>;
 
 /// One certificate file and key file, and what to do with a new pair.
 pub struct Watched {
     name: &'static str,
     cert: PathBuf,
     key: PathBuf,
-    apply: Apply,
+    apply: ReadApply,
     /// The file contents last acted upon.
     seen: Option<(Vec<u8>, Vec<u8>)>,
     /// Why the last pair is waiting, if it is.
@@ -71,7 +94,21 @@ impl std::fmt::Debug for Watched {
 impl Watched {
     /// Watches `cert` and `key` (PEM files), calling the pair `name` in logs,
     /// and hands each new pair to `apply`.
-    pub fn new(name: &'static str, cert: PathBuf, key: PathBuf, apply: Apply) -> Self {
+    pub fn new<K: KeyFile>(
+        name: &'static str,
+        cert: PathBuf,
+        key: PathBuf,
+        apply: Apply<K>,
+    ) -> Self {
+        let apply: ReadApply = Box::new(move |cert, cert_path, key, key_path| {
+            let parsed = keys::certs_from_pem(cert, cert_path).and_then(|mut certs| {
+                Ok((certs.swap_remove(0), K::from_pem(key, key_path)?))
+            });
+            match parsed {
+                Ok((der, key)) => apply(der, key),
+                Err(e) => Outcome::Refused(e.to_string()),
+            }
+        });
         Self {
             name,
             cert,
@@ -86,7 +123,7 @@ impl Watched {
     /// the root of `trust`, be valid now, not be revoked by the list in
     /// force, and name the same party; then the next handshakes present it.
     pub fn tls(identity: TlsIdentity, trust: Arc<TrustState>, cert: PathBuf, key: PathBuf) -> Self {
-        let apply = Box::new(move |der: Vec<u8>, key: SigningKey| {
+        let apply = Box::new(move |der: Vec<u8>, key: TlsKey| {
             if der == identity.certificate_der() {
                 return Outcome::Unchanged;
             }
@@ -130,16 +167,7 @@ impl Watched {
         if self.seen.as_ref() == Some(&contents) && self.waiting.is_none() {
             return;
         }
-        let parsed = keys::certs_from_pem(&contents.0, &self.cert).and_then(|mut certs| {
-            Ok((
-                certs.swap_remove(0),
-                keys::key_from_pem(&contents.1, &self.key)?,
-            ))
-        });
-        let outcome = match parsed {
-            Ok((der, key)) => (self.apply)(der, key),
-            Err(e) => Outcome::Refused(e.to_string()),
-        };
+        let outcome = (self.apply)(&contents.0, &self.cert, &contents.1, &self.key);
         match outcome {
             Outcome::Applied(what) => {
                 tracing::info!(certificate = self.name, change = %what, "renewed certificate in use");

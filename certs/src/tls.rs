@@ -7,12 +7,17 @@
 //! certificate that the current trust list revokes. The trust list is read
 //! afresh at every handshake, so a new list applies to the next connection.
 //!
-//! TLS 1.3 only, Ed25519 only, ALPN `h2`, ring as the crypto provider.
+//! TLS 1.3 only, ALPN `h2`, ring as the crypto provider. Every TLS
+//! certificate and the root carry ECDSA P-256 keys (see [`crate::keys`]),
+//! so handshake signatures are `ecdsa_secp256r1_sha256`, the one scheme
+//! BoringSSL (grpcio, grpc-java, Envoy, Chromium), OpenSSL, rustls, Go and
+//! Java all offer by default; a peer offering only Ed25519 finds no scheme
+//! in common. The verifiers below add tessera's checks to rustls' WebPKI
+//! verifiers and leave their algorithm choice as it is.
 
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use ed25519_dalek::SigningKey;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::CryptoProvider;
@@ -27,7 +32,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Server
 use tessera_core::trust::TrustListError;
 use tessera_core::{CertInfo, CheckedTrustList, CityCode, Identity, Role, TrustAnchor};
 
-use crate::keys;
+use crate::keys::{self, TlsKey};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -181,16 +186,16 @@ impl std::fmt::Debug for TlsIdentity {
     }
 }
 
-fn present(cert_der: Vec<u8>, key: &SigningKey) -> Result<(Identity, Presented), TlsError> {
+fn present(cert_der: Vec<u8>, key: &TlsKey) -> Result<(Identity, Presented), TlsError> {
     let info = CertInfo::parse(&cert_der)?;
     let role = info.identity().role();
     if !role.uses_tls() {
         return Err(TlsError::NotTlsRole(role));
     }
-    if info.public_key() != &key.verifying_key() {
+    if info.p256_key() != Some(key.verifying_key()) {
         return Err(TlsError::KeyMismatch);
     }
-    let key_der = keys::key_to_pkcs8_der(key)?;
+    let key_der = key.to_pkcs8_der()?;
     let signing = provider()
         .key_provider
         .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)))?;
@@ -209,7 +214,7 @@ fn present(cert_der: Vec<u8>, key: &SigningKey) -> Result<(Identity, Presented),
 impl TlsIdentity {
     /// Binds a key to its certificate, checking the role may use TLS and the
     /// key matches.
-    pub fn new(cert_der: Vec<u8>, key: &SigningKey) -> Result<Self, TlsError> {
+    pub fn new(cert_der: Vec<u8>, key: &TlsKey) -> Result<Self, TlsError> {
         let (identity, presented) = present(cert_der, key)?;
         Ok(Self {
             identity,
@@ -220,7 +225,7 @@ impl TlsIdentity {
     /// Loads a certificate PEM file and a key PEM file.
     pub fn from_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, TlsError> {
         let der = keys::read_cert(cert)?;
-        let key = keys::read_key(key)?;
+        let key = keys::read_tls_key(key)?;
         Self::new(der, &key)
     }
 
@@ -228,7 +233,7 @@ impl TlsIdentity {
     /// clone. The certificate must be of the same role and scope (a renewal,
     /// not another party's certificate), and the key must match it. Returns
     /// whether anything changed (false: the same certificate).
-    pub fn replace(&self, cert_der: Vec<u8>, key: &SigningKey) -> Result<bool, TlsError> {
+    pub fn replace(&self, cert_der: Vec<u8>, key: &TlsKey) -> Result<bool, TlsError> {
         if cert_der == self.current.load().der {
             return Ok(false);
         }
@@ -503,3 +508,7 @@ fn build_client_config(
     config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;

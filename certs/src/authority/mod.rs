@@ -28,7 +28,6 @@ mod rotation;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::SigningKey;
 use tessera_core::ids::CodeError;
 use tessera_core::trust::{TRUST_LIST_VERSION, TrustListError, sign_trust_list};
 use tessera_core::{CityCode, Identity, ProvinceCode, Role, Scope};
@@ -258,7 +257,7 @@ impl AuthorityDir {
     }
 
     fn create(dir: &Path, name: String, sunset_at: i64, now: i64) -> Result<Self, AuthorityError> {
-        let root_key = keys::generate_key();
+        let root_key = keys::TlsKey::generate();
         let root_req = CertRequest {
             identity: Identity::new(Role::Root, Scope::Nation)
                 .map_err(|e| AuthorityError::BadOption(e.to_string()))?,
@@ -277,7 +276,7 @@ impl AuthorityDir {
         )?;
         keys::write_new_file(
             &dir.join("root/root.key"),
-            keys::key_to_pem(root.key())?.as_bytes(),
+            root.key().to_pem()?.as_bytes(),
             true,
         )?;
         let mut this = Self {
@@ -332,7 +331,11 @@ impl AuthorityDir {
             return Err(AuthorityError::NotInitialised(dir.display().to_string()));
         }
         let registry = Registry::load(&registry_path)?;
-        let root_der = keys::read_cert(&dir.join("root/root.crt"))?;
+        // A root made before TLS keys moved to P-256 is refused here, with
+        // what to do, before anything is issued from it.
+        let root_der = keys::read_root(&dir.join("root/root.crt"))?
+            .der()
+            .to_vec();
         Ok(Self {
             dir: dir.to_path_buf(),
             registry,
@@ -358,7 +361,7 @@ impl AuthorityDir {
 
     fn load_root(&mut self) -> Result<&RootCa, AuthorityError> {
         if self.root.is_none() {
-            let key = keys::read_key(&self.dir.join("root/root.key"))?;
+            let key = keys::read_tls_key(&self.dir.join("root/root.key"))?;
             self.root = Some(RootCa::from_parts(key, self.root_der.clone()));
         }
         self.root
@@ -389,7 +392,7 @@ impl AuthorityDir {
             None => vec![],
         };
         let not_after = (now + validity).min(self.registry.sunset_at.max(now + DAY));
-        let key: SigningKey = keys::generate_key();
+        let key = keys::RoleKey::generate_for(identity.role());
         let req = CertRequest {
             identity,
             common_name: common_name.to_owned(),
@@ -410,7 +413,7 @@ impl AuthorityDir {
         keys::write_new_file(&cert_path, keys::cert_to_pem(&der).as_bytes(), false)?;
         keys::write_new_file(
             &dir.join(format!("{stem}.key")),
-            keys::key_to_pem(&key)?.as_bytes(),
+            key.to_pem()?.as_bytes(),
             true,
         )?;
         let root_copy = dir.join("root.crt");
@@ -643,7 +646,7 @@ impl AuthorityDir {
             ));
         }
         let (signer_cert, signer_key) = self.current_list_signer()?;
-        let signer_key = keys::read_key(&signer_key)?;
+        let signer_key = keys::read_signer_key(&signer_key)?;
         let signer_der = keys::read_cert(&signer_cert)?;
         let mut entries = vec![];
         let mut revoked_serials = vec![];

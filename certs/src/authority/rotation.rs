@@ -488,8 +488,8 @@ mod tests {
         assert_ne!(live.serial(), first.serial());
         assert_eq!(live.identity(), first.identity());
         assert!(live.not_after() > first.not_after());
-        let key = keys::read_key(&bundle.join("node.key")).unwrap();
-        assert_eq!(live.public_key(), &key.verifying_key());
+        let key = keys::read_tls_key(&bundle.join("node.key")).unwrap();
+        assert_eq!(live.p256_key(), Some(key.verifying_key()));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
