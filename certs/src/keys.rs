@@ -148,6 +148,18 @@ impl TlsKey {
         p256::ecdsa::SigningKey::random(&mut OsRng).into()
     }
 
+    /// The key with this secret scalar (big-endian), for fixtures that must
+    /// be reproducible (the golden and conformance vectors); refuses zero
+    /// and values not below the group order.
+    pub fn from_bytes(secret: &[u8; 32]) -> Result<Self, KeyError> {
+        p256::ecdsa::SigningKey::from_bytes(secret.into())
+            .map(Self::from)
+            .map_err(|_| KeyError::BadKey {
+                path: "<memory>".into(),
+                expected: KeyAlgorithm::EcdsaP256,
+            })
+    }
+
     /// The public key.
     pub fn verifying_key(&self) -> &p256::ecdsa::VerifyingKey {
         self.key.verifying_key()

@@ -606,7 +606,7 @@ async fn policies(
     println!("   publishes it to take effect in 24 hours: less than the 48 hours of notice.");
     let hz = l.city(330_100)?;
     let signer = tessera_core::badge::BadgeSigner::new(
-        tessera_certs::keys::read_key(&hz.bundle.join("badge-signer.key"))?,
+        tessera_certs::keys::read_signer_key(&hz.bundle.join("badge-signer.key"))?,
         &tessera_certs::keys::read_cert(&hz.bundle.join("badge-signer.crt"))?,
     )
     .context("Hangzhou's badge-signer key and certificate are not a pair")?;

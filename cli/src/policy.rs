@@ -145,7 +145,7 @@ fn sign(
     effective_from: &str,
     out: &Path,
 ) -> anyhow::Result<()> {
-    let signer = BadgeSigner::new(keys::read_key(key)?, &keys::read_cert(certificate)?)
+    let signer = BadgeSigner::new(keys::read_signer_key(key)?, &keys::read_cert(certificate)?)
         .context("the key and certificate are not a badge signer's pair")?;
     let text =
         std::fs::read_to_string(rules).with_context(|| format!("reading {}", rules.display()))?;

@@ -499,7 +499,7 @@ async fn renewed_tls_certificates_reach_new_connections_while_calls_go_on() {
 
 /// Signs `list` with the trust-list signer whose files are at `base`.
 fn sign_with(list: &pb::TrustList, base: &Path) -> Vec<u8> {
-    let key = keys::read_key(&base.with_extension("key")).unwrap();
+    let key = keys::read_signer_key(&base.with_extension("key")).unwrap();
     let der = keys::read_cert(&base.with_extension("crt")).unwrap();
     sign_trust_list(list, &key, &der).unwrap()
 }

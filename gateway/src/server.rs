@@ -10,7 +10,7 @@ use tessera_certs::keys::{self, KeyError};
 use tessera_certs::metrics::Metrics;
 use tessera_certs::tls::{self, TlsError};
 use tessera_certs::{TlsIdentity, TrustState, grpc};
-use tessera_core::{Role, TrustAnchor};
+use tessera_core::Role;
 use tessera_proto::v1::gateway_server::GatewayServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -27,9 +27,6 @@ pub enum StartError {
     /// A key or certificate file.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The root certificate.
-    #[error("root certificate: {0}")]
-    Root(tessera_core::cert::CertError),
     /// The TLS identity or configuration.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -85,7 +82,7 @@ impl std::fmt::Debug for Loaded {
 /// Loads keys, certificates and the trust registry named by `settings`.
 pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
     let root =
-        TrustAnchor::from_der(&keys::read_cert(&settings.root)?).map_err(StartError::Root)?;
+        keys::read_root(&settings.root)?;
     let trust = Arc::new(TrustState::new(root)?);
     let identity = TlsIdentity::from_files(&settings.tls_certificate, &settings.tls_key)?;
     if identity.identity().role() != Role::Gateway {

@@ -653,11 +653,11 @@ mod tests {
         };
         let root = RootCa::create(
             &request(Identity::new(Role::Root, Scope::Nation).unwrap(), "root"),
-            keys::generate_key(),
+            keys::TlsKey::generate(),
         )
         .unwrap();
         let code: CityCode = "330100".parse().unwrap();
-        let key = keys::generate_key();
+        let key = keys::generate_signer_key();
         let der = root
             .issue(
                 &request(

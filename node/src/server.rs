@@ -13,7 +13,7 @@ use tessera_certs::reload::{self, Outcome, Watched};
 use tessera_certs::tls::{self, TlsError};
 use tessera_certs::{TlsIdentity, TrustState, grpc};
 use tessera_core::badge::{BadgeSigner, SignError};
-use tessera_core::{Role, TrustAnchor};
+use tessera_core::Role;
 use tessera_proto::v1::city_node_server::CityNodeServer;
 use tokio::net::TcpListener;
 
@@ -31,9 +31,6 @@ pub enum StartError {
     /// A key or certificate file.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// The root certificate.
-    #[error("root certificate: {0}")]
-    Root(tessera_core::cert::CertError),
     /// The trust list.
     #[error("trust list: {0}")]
     TrustList(#[from] tessera_core::trust::TrustListError),
@@ -258,7 +255,7 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
         return Err(StartError::SwitchedOff(marker.display().to_string()));
     }
     let root =
-        TrustAnchor::from_der(&keys::read_cert(&settings.root)?).map_err(StartError::Root)?;
+        keys::read_root(&settings.root)?;
     let trust = Arc::new(TrustState::new(root)?);
     if let Some(list) = &settings.trust_list {
         let bytes = std::fs::read(list).map_err(io(format!("reading {}", list.display())))?;
@@ -281,7 +278,7 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
         });
     }
     let signer = BadgeSigner::new(
-        keys::read_key(&settings.signer_key)?,
+        keys::read_signer_key(&settings.signer_key)?,
         &keys::read_cert(&settings.signer_certificate)?,
     )?;
     if signer.city() != settings.city {

@@ -166,18 +166,16 @@ pub fn switched_off(data_dir: &Path) -> Option<PathBuf> {
 
 /// The node's signing identity, checked before anything is destroyed.
 struct Attester {
-    key: tessera_core::ed25519_dalek::SigningKey,
+    key: keys::TlsKey,
     der: Vec<u8>,
     root: TrustAnchor,
 }
 
 fn attester(settings: &NodeSettings, now: i64) -> Result<Attester, SunsetError> {
     let cannot = |e: String| SunsetError::CannotAttest(e);
-    let root =
-        TrustAnchor::from_der(&keys::read_cert(&settings.root).map_err(|e| cannot(e.to_string()))?)
-            .map_err(|e| cannot(format!("root certificate: {e}")))?;
+    let root = keys::read_root(&settings.root).map_err(|e| cannot(e.to_string()))?;
     let der = keys::read_cert(&settings.tls_certificate).map_err(|e| cannot(e.to_string()))?;
-    let key = keys::read_key(&settings.tls_key).map_err(|e| cannot(e.to_string()))?;
+    let key = keys::read_tls_key(&settings.tls_key).map_err(|e| cannot(e.to_string()))?;
     let cert = CertInfo::parse_issued_by(&der, &root)
         .map_err(|e| cannot(format!("node certificate: {e}")))?;
     if cert.identity().role() != Role::CityNode || cert.identity().city() != Some(settings.city) {
@@ -202,7 +200,7 @@ fn attester(settings: &NodeSettings, now: i64) -> Result<Attester, SunsetError> 
             destroyed_at: now,
             ..claims_template(settings, Reason::Operator)
         },
-        &attester.key,
+        attester.key.ecdsa(),
         &attester.der,
     )
     .map_err(|e| cannot(e.to_string()))?;
@@ -216,7 +214,9 @@ impl Attester {
         let mut claims = claims.clone();
         claims.destroyed_at = now;
         Ok(attestation::sign_attestation(
-            &claims, &self.key, &self.der,
+            &claims,
+            self.key.ecdsa(),
+            &self.der,
         )?)
     }
 }

@@ -21,7 +21,7 @@ async fn follower(pki: &TestPki, dir: &Path, peer: SocketAddr) -> RunningGateway
     std::fs::write(dir.join("gateway.crt"), keys::cert_to_pem(&pki.gateway.der)).unwrap();
     std::fs::write(
         dir.join("gateway.key"),
-        keys::key_to_pem(&pki.gateway.key).unwrap(),
+        pki.gateway.key_pem().unwrap(),
     )
     .unwrap();
     std::fs::write(dir.join("root.crt"), keys::cert_to_pem(pki.root.der())).unwrap();

@@ -211,7 +211,7 @@ async fn handshake_from(pki: &TestPki, from: [u8; 4], addr: SocketAddr, cert: &I
     let Ok(tcp) = connect_from(from, addr).await else {
         return false;
     };
-    let identity = tessera_certs::TlsIdentity::new(cert.der.clone(), &cert.key).unwrap();
+    let identity = tessera_certs::TlsIdentity::new(cert.der.clone(), &cert.tls_key).unwrap();
     let trust = Arc::new(tessera_certs::tls::TrustState::new(pki.anchor().unwrap()).unwrap());
     let config = tessera_certs::tls::client_config(&identity, trust, Role::Gateway).unwrap();
     let connector = tokio_rustls::TlsConnector::from(config);

@@ -46,7 +46,7 @@ async fn who_am_i(
     client: &Issued,
 ) -> Result<pb::PeerIdentity, tonic::Status> {
     let trust = Arc::new(TrustState::new(pki.anchor().unwrap()).unwrap());
-    let identity = TlsIdentity::new(client.der.clone(), &client.key).unwrap();
+    let identity = TlsIdentity::new(client.der.clone(), &client.tls_key).unwrap();
     let config = tls::client_config(&identity, trust, Role::Gateway).unwrap();
     let channel = grpc::channel(&addr.to_string(), config).unwrap();
     GatewayClient::new(channel)
@@ -126,7 +126,7 @@ async fn a_revoked_certificate_is_refused_from_its_next_call_on() {
 
     // Connected and accepted before the revocation.
     let trust = Arc::new(TrustState::new(pki.anchor().unwrap()).unwrap());
-    let identity = TlsIdentity::new(verifier.der.clone(), &verifier.key).unwrap();
+    let identity = TlsIdentity::new(verifier.der.clone(), &verifier.tls_key).unwrap();
     let config = tls::client_config(&identity, trust, Role::Gateway).unwrap();
     let mut client = GatewayClient::new(grpc::channel(&gw.addr.to_string(), config).unwrap());
     client.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
@@ -162,7 +162,7 @@ async fn a_badge_signer_certificate_cannot_be_used_for_tls() {
             &[],
         )
         .unwrap();
-    assert!(TlsIdentity::new(signer.der.clone(), &signer.key).is_err());
+    assert!(TlsIdentity::new(signer.der.clone(), &signer.tls_key).is_err());
     // Even forced through rustls directly, the gateway refuses it.
     let config = raw_client(&pki, Some(&signer));
     let channel = grpc::channel(&gw.addr.to_string(), config).unwrap();

@@ -261,7 +261,7 @@ impl StandIn {
     ) -> (Arc<Self>, SocketAddr) {
         tls::install_default_provider();
         let c = pki.city(city).unwrap();
-        let identity = TlsIdentity::new(c.node.der.clone(), &c.node.key).unwrap();
+        let identity = TlsIdentity::new(c.node.der.clone(), &c.node.tls_key).unwrap();
         let trust = Arc::new(TrustState::new(pki.anchor().unwrap()).unwrap());
         let config = tls::server_config(&identity, trust).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

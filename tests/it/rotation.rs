@@ -31,7 +31,7 @@ fn install(dir: &Path, stem: &str, issued: &Issued) {
     };
     swap(
         format!("{stem}.key"),
-        keys::key_to_pem(&issued.key).unwrap(),
+        issued.key_pem().unwrap(),
     );
     swap(format!("{stem}.crt"), keys::cert_to_pem(&issued.der));
 }
@@ -43,7 +43,7 @@ fn serial(der: &[u8]) -> Vec<u8> {
 /// The serial the node presents to a new connection.
 async fn presented(pki: &TestPki, addr: std::net::SocketAddr, operator: &Issued) -> Vec<u8> {
     let trust = Arc::new(TrustState::new(pki.anchor().unwrap()).unwrap());
-    let identity = TlsIdentity::new(operator.der.clone(), &operator.key).unwrap();
+    let identity = TlsIdentity::new(operator.der.clone(), &operator.tls_key).unwrap();
     let config = tls::client_config(&identity, trust, Role::CityNode).unwrap();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let stream = tokio_rustls::TlsConnector::from(config)

@@ -498,7 +498,7 @@ fn signed_by(pki: &TestPki, city: CityCode, destroyed_at: i64) -> Vec<u8> {
         trust_list_sequence: 1,
         reason: REASON_OPERATOR.into(),
     };
-    tessera_core::attestation::sign_attestation(&claims, &node.key, &node.der).unwrap()
+    tessera_core::attestation::sign_attestation(&claims, node.tls_key.ecdsa(), &node.der).unwrap()
 }
 
 #[tokio::test]

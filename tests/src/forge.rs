@@ -15,7 +15,8 @@ use crate::{Issued, TestPki};
 /// What is odd about a forged certificate.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Forge {
-    /// Signed by its own key instead of the national root.
+    /// Signed under its own name by its own P-256 key instead of the
+    /// national root.
     pub self_signed: bool,
     /// Valid from 1950 to 9999.
     pub absurd_validity: bool,
@@ -28,7 +29,13 @@ pub struct Forge {
 /// A certificate for `identity` (its SAN URI, a TLS client's key usage and a
 /// year's validity around `pki.now`), made odd as `how` says.
 pub fn forged(pki: &TestPki, identity: Identity, how: Forge) -> anyhow::Result<Issued> {
-    let key = keys::generate_key();
+    // The key type the role carries, so that only `how` is odd.
+    let (key, tls_key) = (keys::generate_signer_key(), keys::TlsKey::generate());
+    let subject = if keys::uses_tls_key(identity.role()) {
+        rcgen::KeyPair::try_from(tls_key.to_pkcs8_der()?.as_slice())?
+    } else {
+        rcgen::KeyPair::try_from(keys::key_to_pkcs8_der(&key)?.as_slice())?
+    };
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, identity.to_uri());
@@ -54,16 +61,18 @@ pub fn forged(pki: &TestPki, identity: Identity, how: Forge) -> anyhow::Result<I
         params.custom_extensions.push(ext);
     }
     params.use_authority_key_identifier_extension = !how.self_signed;
-    let subject = keys::key_to_rcgen(&key)?;
     let cert = if how.self_signed {
-        params.self_signed(&subject)?
+        // Under its own name with a P-256 key of its own (its subject key
+        // for a TLS role; a signer's Ed25519 key cannot sign a certificate
+        // tessera would read at all).
+        params.signed_by(&subject, &Issuer::from_params(&params, &tls_key))?
     } else {
-        let issuer =
-            Issuer::from_ca_cert_der(&pki.root.der().into(), keys::key_to_rcgen(pki.root.key())?)?;
+        let issuer = Issuer::from_ca_cert_der(&pki.root.der().into(), pki.root.key())?;
         params.signed_by(&subject, &issuer)?
     };
     Ok(Issued {
         key,
+        tls_key,
         der: cert.der().to_vec(),
     })
 }

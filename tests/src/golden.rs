@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use tessera_certs::profile::{CertRequest, RootCa};
+use tessera_certs::keys::TlsKey;
+use tessera_certs::profile::{CertRequest, RootCa, SubjectKey};
 use tessera_core::badge::{BadgeClaims, BadgeSigner, Colour, HolderHint};
 use tessera_core::text;
 use tessera_core::trust::{TRUST_LIST_VERSION, sign_trust_list};
@@ -38,9 +39,19 @@ fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }
 
+/// A fixed P-256 key: the scalar `seed` repeated, far below the group order.
+fn tls_key(seed: u8) -> TlsKey {
+    TlsKey::from_bytes(&[seed; 32]).expect("golden P-256 key")
+}
+
 fn issue(root: &RootCa, seed: u8, role: Role, scope: Scope, hosts: &[&str]) -> Issued {
     let identity = Identity::new(role, scope).expect("golden identity");
-    let key = key(seed);
+    let (key, tls_key) = (key(seed), tls_key(seed));
+    let subject: SubjectKey = if role.uses_tls() {
+        (&tls_key).into()
+    } else {
+        (&key).into()
+    };
     let der = root
         .issue(
             &CertRequest {
@@ -51,10 +62,10 @@ fn issue(root: &RootCa, seed: u8, role: Role, scope: Scope, hosts: &[&str]) -> I
                 not_after: GOLDEN_NOW + 365 * DAY,
                 serial: Some(vec![0x40, seed]),
             },
-            &key,
+            subject,
         )
         .expect("golden certificate");
-    Issued { key, der }
+    Issued { key, tls_key, der }
 }
 
 /// The golden badges: (file stem, claims).
@@ -97,7 +108,7 @@ pub fn build() -> Vec<GoldenFile> {
             not_after: GOLDEN_NOW + 3650 * DAY,
             serial: Some(vec![0x40, 0x01]),
         },
-        key(1),
+        tls_key(1),
     )
     .expect("golden root");
     let hangzhou = CityCode::new(330_100).expect("code");

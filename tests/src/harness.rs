@@ -31,9 +31,9 @@ pub fn write_city_bundle(
     std::fs::create_dir_all(dir)?;
     let write = |name: &str, text: String| std::fs::write(dir.join(name), text);
     write("node.crt", keys::cert_to_pem(&c.node.der))?;
-    write("node.key", keys::key_to_pem(&c.node.key)?)?;
+    write("node.key", c.node.key_pem()?)?;
     write("badge-signer.crt", keys::cert_to_pem(&c.signer.der))?;
-    write("badge-signer.key", keys::key_to_pem(&c.signer.key)?)?;
+    write("badge-signer.key", c.signer.key_pem()?)?;
     write("root.crt", keys::cert_to_pem(pki.root.der()))?;
     let config = dir.join("node.toml");
     write("node.toml", bundle_config(city, &listen.to_string()))?;
@@ -60,7 +60,7 @@ pub fn write_gateway_bundle(
 ) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("gateway.crt"), keys::cert_to_pem(&pki.gateway.der))?;
-    std::fs::write(dir.join("gateway.key"), keys::key_to_pem(&pki.gateway.key)?)?;
+    std::fs::write(dir.join("gateway.key"), pki.gateway.key_pem()?)?;
     std::fs::write(dir.join("root.crt"), keys::cert_to_pem(pki.root.der()))?;
     let mut text = tessera_gateway::config::bundle_config(&listen.to_string());
     if let Some(list) = list {
@@ -166,7 +166,7 @@ pub fn node_client(
 ) -> anyhow::Result<CityNodeClient<Channel>> {
     tls::install_default_provider();
     let trust = Arc::new(TrustState::new(pki.anchor()?)?);
-    let identity = TlsIdentity::new(as_who.der.clone(), &as_who.key)?;
+    let identity = TlsIdentity::new(as_who.der.clone(), &as_who.tls_key)?;
     let config = tls::client_config(&identity, trust, Role::CityNode)?;
     Ok(CityNodeClient::new(grpc::channel(
         &addr.to_string(),
@@ -307,7 +307,7 @@ pub fn gateway_client(
 ) -> anyhow::Result<tessera_proto::v1::gateway_client::GatewayClient<Channel>> {
     tls::install_default_provider();
     let trust = Arc::new(TrustState::new(pki.anchor()?)?);
-    let identity = TlsIdentity::new(as_who.der.clone(), &as_who.key)?;
+    let identity = TlsIdentity::new(as_who.der.clone(), &as_who.tls_key)?;
     let config = tls::client_config(&identity, trust, Role::Gateway)?;
     Ok(tessera_proto::v1::gateway_client::GatewayClient::new(
         grpc::channel(&addr.to_string(), config)?,
@@ -352,11 +352,11 @@ pub fn raw_client_config(pki: &TestPki, cert: Option<&Issued>) -> Arc<rustls::Cl
     let mut config = match cert {
         None => builder.with_no_client_auth(),
         Some(c) => {
-            let key = keys::key_to_pkcs8_der(&c.key).expect("an Ed25519 key encodes");
+            let key = c.tls_key.to_pkcs8_der().expect("a P-256 key encodes");
             let key = tls::provider()
                 .key_provider
                 .load_private_key(rustls_pki_types::PrivateKeyDer::Pkcs8(key.into()))
-                .expect("an Ed25519 key loads");
+                .expect("a P-256 key loads");
             let certified = rustls::sign::CertifiedKey::new(
                 vec![rustls_pki_types::CertificateDer::from(c.der.clone())],
                 key,

@@ -13,7 +13,7 @@ pub mod scan;
 
 use ed25519_dalek::SigningKey;
 use rand::RngCore;
-use tessera_certs::keys;
+use tessera_certs::keys::{self, TlsKey};
 use tessera_certs::profile::{CertRequest, RootCa};
 use tessera_core::badge::{BadgeClaims, BadgeSigner, Colour, HolderHint};
 use tessera_core::trust::{TRUST_LIST_VERSION, sign_trust_list};
@@ -25,13 +25,29 @@ pub const DAY: i64 = 86_400;
 /// A fixed "now" for tests: 2026-11-01T00:00:00Z.
 pub const NOW: i64 = 1_793_491_200;
 
-/// A certificate with its key.
+/// A certificate with its key: `key` for a signer role, `tls_key` for the
+/// root and the TLS roles. The other one is a fresh key the certificate
+/// does not certify (what a test of a mismatched key uses).
 #[derive(Clone)]
 pub struct Issued {
-    /// The private key.
+    /// The Ed25519 key (certified for a badge or trust-list signer).
     pub key: SigningKey,
+    /// The P-256 key (certified for a TLS role).
+    pub tls_key: TlsKey,
     /// The certificate DER.
     pub der: Vec<u8>,
+}
+
+impl Issued {
+    /// PEM of the key the certificate certifies, as a key file holds it.
+    pub fn key_pem(&self) -> anyhow::Result<String> {
+        let role = tessera_core::CertInfo::parse(&self.der)?.identity().role();
+        Ok(if keys::uses_tls_key(role) {
+            self.tls_key.to_pem()?
+        } else {
+            keys::key_to_pem(&self.key)?
+        })
+    }
 }
 
 /// A city as enrolled in the test PKI.
@@ -79,18 +95,17 @@ impl TestPki {
                 not_after: now + 3650 * DAY,
                 serial: None,
             },
-            keys::generate_key(),
+            TlsKey::generate(),
         )?;
+        let placeholder = Issued {
+            key: keys::generate_signer_key(),
+            tls_key: TlsKey::generate(),
+            der: vec![],
+        };
         let mut pki = Self {
             root,
-            list_signer: Issued {
-                key: keys::generate_key(),
-                der: vec![],
-            },
-            gateway: Issued {
-                key: keys::generate_key(),
-                der: vec![],
-            },
+            list_signer: placeholder.clone(),
+            gateway: placeholder,
             cities: vec![],
             now,
         };
@@ -117,7 +132,12 @@ impl TestPki {
         not_before: i64,
         not_after: i64,
     ) -> anyhow::Result<Issued> {
-        let key = keys::generate_key();
+        let (key, tls_key) = (keys::generate_signer_key(), TlsKey::generate());
+        let subject: keys::RoleKey = if keys::uses_tls_key(identity.role()) {
+            keys::RoleKey::Tls(tls_key.clone())
+        } else {
+            keys::RoleKey::Signer(key.clone())
+        };
         let der = self.root.issue(
             &CertRequest {
                 identity,
@@ -127,9 +147,9 @@ impl TestPki {
                 not_after,
                 serial: None,
             },
-            &key,
+            &subject,
         )?;
-        Ok(Issued { key, der })
+        Ok(Issued { key, tls_key, der })
     }
 
     /// Enrols a city with a node at `endpoint`.
