@@ -73,12 +73,12 @@ pub enum KeyError {
         expected: KeyAlgorithm,
     },
     /// A root certificate that is not a tessera root.
-    #[error("{path}: not a tessera national root: {source}{}", legacy_root(.source))]
+    #[error("{path}: not a tessera national root: {reason}{}", legacy_root(.reason))]
     Root {
         /// The file.
         path: String,
-        /// Why.
-        source: CertError,
+        /// Why (not a `source`: the message already says it).
+        reason: CertError,
     },
     /// The file exists and would be overwritten.
     #[error("{0} already exists: refusing to overwrite it")]
@@ -377,9 +377,9 @@ pub fn tls_key_from_pem(bytes: &[u8], path: &Path) -> Result<TlsKey, KeyError> {
 /// what to do.
 pub fn read_root(path: &Path) -> Result<TrustAnchor, KeyError> {
     let der = read_cert(path)?;
-    TrustAnchor::from_der(&der).map_err(|source| KeyError::Root {
+    TrustAnchor::from_der(&der).map_err(|reason| KeyError::Root {
         path: path.display().to_string(),
-        source,
+        reason,
     })
 }
 

@@ -1,15 +1,17 @@
 //! What the fuzz targets share: the golden federation of `tests/golden/`
 //! (see `tests/src/golden.rs`), loaded once per process.
 //!
-//! The golden set is built from fixed keys (`SigningKey::from_bytes(&[seed;
-//! 32])`: root 1, trust-list signer 2, badge signer 5), so a target can also
+//! The golden set is built from fixed keys (the scalar or seed `[seed; 32]`:
+//! the P-256 root 1, the Ed25519 trust-list signer 2 and badge signer 5,
+//! see `tests/src/golden.rs`), so a target can also
 //! sign what the fuzzer made up. Without that, every mutated payload would
 //! stop at the signature check and the code after it (claims, dates,
 //! entries) would never be reached.
 
 use std::sync::OnceLock;
 
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
+use p256::ecdsa::signature::Signer as _;
 use prost::Message;
 use tessera_core::badge::Envelope;
 use tessera_core::signing::{self, BADGE_CONTEXT, TRUST_LIST_CONTEXT};
@@ -38,8 +40,8 @@ pub const BADGE_TEXTS: &str = include_str!("../../tests/golden/badges.txt");
 pub struct Golden {
     /// The pinned root.
     pub root: TrustAnchor,
-    /// The root's key (seed 1).
-    pub root_key: SigningKey,
+    /// The root's P-256 key (scalar `[1; 32]`).
+    pub root_key: p256::ecdsa::SigningKey,
     /// The golden trust list, checked at [`GOLDEN_NOW`].
     pub list: CheckedTrustList,
     /// The trust-list signer's key (seed 2) and certificate.
@@ -57,12 +59,13 @@ pub fn golden() -> &'static Golden {
         let root = TrustAnchor::from_der(ROOT_DER).expect("golden root");
         let list = CheckedTrustList::verify(TRUST_LIST, &root, GOLDEN_NOW).expect("golden list");
         let key = |seed: u8| SigningKey::from_bytes(&[seed; 32]);
-        let root_key = key(1);
-        assert_eq!(root.info().public_key(), &root_key.verifying_key());
+        let root_key =
+            p256::ecdsa::SigningKey::from_bytes(&[1u8; 32].into()).expect("golden root key");
+        assert_eq!(root.info().p256_key(), Some(root_key.verifying_key()));
         let list_key = key(2);
         assert_eq!(
-            list.signer_certificate().public_key(),
-            &list_key.verifying_key()
+            list.signer_certificate().ed25519_key(),
+            Some(&list_key.verifying_key())
         );
         let list_signer_der = pb::SignedTrustList::decode(TRUST_LIST)
             .expect("golden list decodes")
@@ -73,7 +76,10 @@ pub fn golden() -> &'static Golden {
             .iter()
             .find(|e| e.cert().identity().role() == Role::BadgeSigner)
             .expect("golden badge signer entry");
-        assert_eq!(badge_entry.cert().public_key(), &badge_key.verifying_key());
+        assert_eq!(
+            badge_entry.cert().ed25519_key(),
+            Some(&badge_key.verifying_key())
+        );
         let badge_key_id = badge_entry.cert().key_id();
         Golden {
             root,
@@ -119,9 +125,16 @@ impl Golden {
     /// A certificate whose to-be-signed part is `tbs`, signed by the golden
     /// root, in the one DER encoding tessera accepts.
     pub fn sign_certificate(&self, tbs: &[u8]) -> Vec<u8> {
-        let signature = self.root_key.sign(tbs).to_bytes();
-        // AlgorithmIdentifier { id-Ed25519 }, then BIT STRING of 64 bytes.
-        let tail: [u8; 10] = [0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x41, 0x00];
+        let signature: p256::ecdsa::Signature = self.root_key.sign(tbs);
+        let signature = signature.to_der();
+        let signature = signature.as_bytes();
+        // AlgorithmIdentifier { ecdsa-with-SHA256 }, then a BIT STRING of
+        // the DER ECDSA-Sig-Value (at most 72 bytes: short-form length).
+        let mut tail = vec![
+            0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02, 0x03,
+        ];
+        tail.push(signature.len() as u8 + 1);
+        tail.push(0x00);
         let body_len = tbs.len() + tail.len() + signature.len();
         let mut out = vec![0x30];
         if body_len < 0x80 {
@@ -134,7 +147,7 @@ impl Golden {
         }
         out.extend_from_slice(tbs);
         out.extend_from_slice(&tail);
-        out.extend_from_slice(&signature);
+        out.extend_from_slice(signature);
         out
     }
 }
