@@ -503,12 +503,24 @@ mod tests {
             "{err:?}"
         );
         let text = err.to_string();
-        assert!(text.contains("badge-signer.key: holds an Ed25519 key, but an ECDSA P-256 key is needed here"), "{text}");
+        assert!(
+            text.contains(
+                "badge-signer.key: holds an Ed25519 key, but an ECDSA P-256 key is needed here"
+            ),
+            "{text}"
+        );
         assert!(text.contains("tessera authority init"), "{text}");
 
         let err = read_signer_key(&tls).unwrap_err();
         assert!(
-            matches!(&err, KeyError::WrongKeyType { found: KeyAlgorithm::EcdsaP256, expected: KeyAlgorithm::Ed25519, .. }),
+            matches!(
+                &err,
+                KeyError::WrongKeyType {
+                    found: KeyAlgorithm::EcdsaP256,
+                    expected: KeyAlgorithm::Ed25519,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert!(!err.to_string().contains("authority init"), "{err}");

@@ -101,9 +101,8 @@ impl Watched {
         apply: Apply<K>,
     ) -> Self {
         let apply: ReadApply = Box::new(move |cert, cert_path, key, key_path| {
-            let parsed = keys::certs_from_pem(cert, cert_path).and_then(|mut certs| {
-                Ok((certs.swap_remove(0), K::from_pem(key, key_path)?))
-            });
+            let parsed = keys::certs_from_pem(cert, cert_path)
+                .and_then(|mut certs| Ok((certs.swap_remove(0), K::from_pem(key, key_path)?)));
             match parsed {
                 Ok((der, key)) => apply(der, key),
                 Err(e) => Outcome::Refused(e.to_string()),

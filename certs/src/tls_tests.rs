@@ -90,9 +90,10 @@ impl ServerCertVerifier for Offering {
 /// certificate, offering only `schemes`.
 fn stock_client(pki: &Pki, schemes: Vec<SignatureScheme>) -> rustls::ClientConnection {
     let (der, key) = leaf(pki, Role::Authority, &[]);
-    let inner = WebPkiServerVerifier::builder_with_provider(Arc::clone(&pki.trust.roots), provider())
-        .build()
-        .unwrap();
+    let inner =
+        WebPkiServerVerifier::builder_with_provider(Arc::clone(&pki.trust.roots), provider())
+            .build()
+            .unwrap();
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
@@ -185,7 +186,10 @@ fn tessera_identities_sign_ecdsa_p256_and_refuse_a_key_not_theirs() {
         .load()
         .certified
         .key
-        .choose_scheme(&[SignatureScheme::ED25519, SignatureScheme::ECDSA_NISTP256_SHA256])
+        .choose_scheme(&[
+            SignatureScheme::ED25519,
+            SignatureScheme::ECDSA_NISTP256_SHA256,
+        ])
         .unwrap()
         .scheme();
     assert_eq!(chosen, SignatureScheme::ECDSA_NISTP256_SHA256);

@@ -38,7 +38,9 @@ fn ed25519_root() -> (String, String) {
 }
 
 fn ed25519_key_pem() -> String {
-    KeyPair::generate_for(&PKCS_ED25519).unwrap().serialize_pem()
+    KeyPair::generate_for(&PKCS_ED25519)
+        .unwrap()
+        .serialize_pem()
 }
 
 fn assert_refused_as_old(out: &Output, file: &str) {
@@ -69,7 +71,9 @@ fn an_authority_directory_with_an_ed25519_root_is_refused_with_what_to_run() {
     ]);
     assert_refused_as_old(&out, "root.crt");
     // Nothing was issued from it.
-    assert!(!dir.join("gateways").exists() || dir.join("gateways").read_dir().unwrap().next().is_none());
+    assert!(
+        !dir.join("gateways").exists() || dir.join("gateways").read_dir().unwrap().next().is_none()
+    );
 }
 
 /// Runs `tessera node run` and waits (bounded) for it to exit.

@@ -28,7 +28,9 @@ fn openssl() -> Option<&'static str> {
     let required = std::env::var("TESSERA_REQUIRE_OPENSSL").is_ok_and(|v| v == "1");
     match (found, required) {
         (true, _) => Some("openssl"),
-        (false, true) => panic!("TESSERA_REQUIRE_OPENSSL=1 but no openssl on PATH (apt-get install openssl)"),
+        (false, true) => {
+            panic!("TESSERA_REQUIRE_OPENSSL=1 but no openssl on PATH (apt-get install openssl)")
+        }
         (false, false) => {
             eprintln!("skipped: no openssl on PATH");
             None

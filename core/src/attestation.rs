@@ -317,7 +317,12 @@ mod tests {
         input.extend_from_slice(&(envelope.payload.len() as u32).to_be_bytes());
         input.extend_from_slice(&envelope.payload);
         let signature = Signature::from_slice(&envelope.signature).unwrap();
-        assert!(leaf.tls_key.verifying_key().verify(&input, &signature).is_ok());
+        assert!(
+            leaf.tls_key
+                .verifying_key()
+                .verify(&input, &signature)
+                .is_ok()
+        );
         // The same signature DER-encoded is not the wire form.
         let mut der = envelope.clone();
         der.signature = signature.to_der().as_bytes().to_vec();
@@ -461,8 +466,7 @@ mod tests {
         let with = |edit: &dyn Fn(&mut pb::DeletionAttestation)| {
             let mut c = claims(CITY);
             edit(&mut c);
-            verify_attestation(&forge(&c, &leaf.tls_key, &leaf.der), pki.anchor(), NOW)
-                .unwrap_err()
+            verify_attestation(&forge(&c, &leaf.tls_key, &leaf.der), pki.anchor(), NOW).unwrap_err()
         };
         assert_eq!(
             with(&|c| c.version = 2),

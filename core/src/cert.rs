@@ -283,10 +283,7 @@ fn read_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<PublicKey, CertError> {
             .map(PublicKey::Ed25519)
             .map_err(|_| CertError::BadKey(KeyAlgorithm::Ed25519));
     }
-    let curve = algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok());
+    let curve = algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
     if algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY && curve.as_ref() == Some(&OID_EC_P256) {
         // Uncompressed points only, as WebPKI reads them.
         if bytes.len() != 65 || bytes[0] != 0x04 {

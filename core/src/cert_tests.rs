@@ -111,7 +111,10 @@ fn a_p256_key_on_a_signer_is_refused() {
                 expected: KeyAlgorithm::Ed25519
             }
         );
-        assert!(err.to_string().contains("must carry an Ed25519 key"), "{err}");
+        assert!(
+            err.to_string().contains("must carry an Ed25519 key"),
+            "{err}"
+        );
     }
 }
 

@@ -81,8 +81,7 @@ impl std::fmt::Debug for Loaded {
 
 /// Loads keys, certificates and the trust registry named by `settings`.
 pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
-    let root =
-        keys::read_root(&settings.root)?;
+    let root = keys::read_root(&settings.root)?;
     let trust = Arc::new(TrustState::new(root)?);
     let identity = TlsIdentity::from_files(&settings.tls_certificate, &settings.tls_key)?;
     if identity.identity().role() != Role::Gateway {

@@ -12,8 +12,8 @@ use tessera_certs::metrics::{Expiry, Metrics};
 use tessera_certs::reload::{self, Outcome, Watched};
 use tessera_certs::tls::{self, TlsError};
 use tessera_certs::{TlsIdentity, TrustState, grpc};
-use tessera_core::badge::{BadgeSigner, SignError};
 use tessera_core::Role;
+use tessera_core::badge::{BadgeSigner, SignError};
 use tessera_proto::v1::city_node_server::CityNodeServer;
 use tokio::net::TcpListener;
 
@@ -254,8 +254,7 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     if let Some(marker) = crate::sunset::switched_off(&settings.data_dir) {
         return Err(StartError::SwitchedOff(marker.display().to_string()));
     }
-    let root =
-        keys::read_root(&settings.root)?;
+    let root = keys::read_root(&settings.root)?;
     let trust = Arc::new(TrustState::new(root)?);
     if let Some(list) = &settings.trust_list {
         let bytes = std::fs::read(list).map_err(io(format!("reading {}", list.display())))?;

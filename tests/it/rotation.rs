@@ -29,10 +29,7 @@ fn install(dir: &Path, stem: &str, issued: &Issued) {
         std::fs::write(&tmp, text).unwrap();
         std::fs::rename(&tmp, dir.join(name)).unwrap();
     };
-    swap(
-        format!("{stem}.key"),
-        issued.key_pem().unwrap(),
-    );
+    swap(format!("{stem}.key"), issued.key_pem().unwrap());
     swap(format!("{stem}.crt"), keys::cert_to_pem(&issued.der));
 }
 

@@ -333,9 +333,7 @@ impl AuthorityDir {
         let registry = Registry::load(&registry_path)?;
         // A root made before TLS keys moved to P-256 is refused here, with
         // what to do, before anything is issued from it.
-        let root_der = keys::read_root(&dir.join("root/root.crt"))?
-            .der()
-            .to_vec();
+        let root_der = keys::read_root(&dir.join("root/root.crt"))?.der().to_vec();
         Ok(Self {
             dir: dir.to_path_buf(),
             registry,
