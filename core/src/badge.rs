@@ -141,10 +141,7 @@ impl HolderHint {
         }
         let tail_ok = self.id_tail.is_empty()
             || (self.id_tail.chars().count() == ID_TAIL_CHARS
-                && self
-                    .id_tail
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == 'X'));
+                && self.id_tail.chars().all(|c| c.is_ascii_digit() || c == 'X'));
         if !tail_ok {
             return Err(ClaimsError::IdTailForm);
         }

@@ -326,9 +326,10 @@ pub fn request_envelope(
 ) -> Result<std::borrow::Cow<'_, [u8]>, VerifyError> {
     match &request.badge {
         Some(pb::verify_request::Badge::Envelope(bytes)) => Ok(std::borrow::Cow::Borrowed(bytes)),
-        Some(pb::verify_request::Badge::QrText(t)) => Ok(std::borrow::Cow::Owned(
-            text::from_text(t, MAX_ENVELOPE_LEN)?,
-        )),
+        Some(pb::verify_request::Badge::QrText(t)) => Ok(std::borrow::Cow::Owned(text::from_text(
+            t,
+            MAX_ENVELOPE_LEN,
+        )?)),
         None => Err(VerifyError::NoBadge),
     }
 }

@@ -5,6 +5,7 @@
 mod access_log;
 mod authz_matrix;
 mod badge_properties;
+mod conformance;
 mod follow;
 mod gateway;
 mod golden;
