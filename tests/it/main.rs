@@ -22,3 +22,4 @@ mod sunset;
 mod trust_list;
 mod unlinkable;
 mod verify_errors;
+mod verify_requests;
