@@ -109,6 +109,7 @@ fn envelope_of_len(signer: &Issued, c: &pb::BadgeClaims, len: usize) -> Vec<u8> 
 }
 
 impl Gen<'_> {
+    #[allow(clippy::too_many_arguments)] // one argument per field of the vector
     fn add(
         &mut self,
         slug: &str,
@@ -409,7 +410,11 @@ fn text_rules(g: &mut Gen<'_>) {
         format!("TB1:{}", body.to_lowercase()),
         malformed("text_invalid_character"),
     );
-    let dangling = if body.len() % 3 == 0 { "0" } else { "00" };
+    let dangling = if body.len().is_multiple_of(3) {
+        "0"
+    } else {
+        "00"
+    };
     g.text(
         "dangling-character",
         "T5",

@@ -223,6 +223,7 @@ fn refused(reason: &'static str) -> ListExpected {
 
 impl Gen<'_> {
     /// Adds a vector whose candidate is `bytes`, written as a new file.
+    #[allow(clippy::too_many_arguments)] // one argument per field of the vector
     fn add(
         &mut self,
         slug: &str,
@@ -253,6 +254,7 @@ impl Gen<'_> {
     }
 
     /// Adds a vector whose candidate is an existing file.
+    #[allow(clippy::too_many_arguments)] // one argument per field of the vector
     fn add_existing(
         &mut self,
         slug: &str,
@@ -683,6 +685,15 @@ fn payload_rules(g: &mut Gen<'_>) {
     );
 }
 
+/// (slug, rule, description, edit of the main list, reason).
+type EntryCase<'a> = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Box<dyn Fn(&mut pb::TrustList) + 'a>,
+    &'static str,
+);
+
 fn entry_rules(g: &mut Gen<'_>) {
     let pki = g.pki;
     let edit = |g: &Gen<'_>, f: &dyn Fn(&mut pb::TrustList)| {
@@ -690,13 +701,7 @@ fn entry_rules(g: &mut Gen<'_>) {
         f(&mut l);
         g.signed(&l)
     };
-    let cases: Vec<(
-        &str,
-        &str,
-        &str,
-        Box<dyn Fn(&mut pb::TrustList)>,
-        &'static str,
-    )> = vec![
+    let cases: Vec<EntryCase<'_>> = vec![
         (
             "entry-foreign-root",
             "E1",

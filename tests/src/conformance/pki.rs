@@ -6,8 +6,8 @@
 
 use ed25519_dalek::SigningKey;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose,
-    PublicKeyData, SanType, SerialNumber,
+    CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose, PublicKeyData,
+    SanType, SerialNumber,
 };
 use tessera_certs::keys;
 use tessera_certs::profile::{CertRequest, RootCa};
@@ -140,7 +140,6 @@ pub fn issue_raw_badge_signer(root: &RootCa, serial: u8, public_key: [u8; 32]) -
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
-    let _ = BasicConstraints::Unconstrained;
     let issuer = Issuer::from_ca_cert_der(
         &root.der().into(),
         keys::key_to_rcgen(root.key()).expect("root key"),
