@@ -140,7 +140,7 @@ pub fn from_text(text: &str, max_envelope: usize) -> Result<Vec<u8>, TextError> 
     let Some(body) = text.strip_prefix(TEXT_PREFIX) else {
         if let Some((version, _)) = text.split_once(':')
             && version.starts_with("TB")
-            && version.len() <= 6
+            && version.chars().count() <= 6
         {
             return Err(TextError::UnsupportedVersion(format!("{version}:")));
         }

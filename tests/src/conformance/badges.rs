@@ -369,6 +369,20 @@ fn text_rules(g: &mut Gen<'_>) {
         malformed("text_unsupported_version"),
     );
     g.text(
+        "prefix-tb-six-characters",
+        "T3",
+        "TB and four non-ASCII letters before the colon: 6 characters (10 bytes), another version",
+        format!("TB\u{e9}\u{e9}\u{e9}\u{e9}:{body}"),
+        malformed("text_unsupported_version"),
+    );
+    g.text(
+        "prefix-tb-seven-characters",
+        "T3",
+        "TB12345: has 7 characters before the colon: not a version, no prefix",
+        format!("TB12345:{body}"),
+        malformed("text_missing_prefix"),
+    );
+    g.text(
         "prefix-hc1",
         "T3",
         "an EU DCC prefix",
