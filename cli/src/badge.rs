@@ -117,9 +117,16 @@ pub fn run(cmd: BadgeCommand) -> anyhow::Result<()> {
             let text = crate::verify::read_text(text)?;
             describe(&text)?;
             if png.is_none() && svg.is_none() {
-                println!("{}", qr::terminal(text.trim())?);
+                println!(
+                    "{}",
+                    qr::terminal(text.trim_matches(tessera_core::text::TRIMMED))?
+                );
             }
-            qr::save(text.trim(), png.as_deref(), svg.as_deref())?;
+            qr::save(
+                text.trim_matches(tessera_core::text::TRIMMED),
+                png.as_deref(),
+                svg.as_deref(),
+            )?;
         }
     }
     Ok(())

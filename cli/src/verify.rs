@@ -67,7 +67,10 @@ pub fn read_text(arg: Option<String>) -> anyhow::Result<String> {
             std::io::stdin()
                 .read_to_string(&mut s)
                 .context("reading the badge text from standard input")?;
-            Ok(s.trim().to_owned())
+            // Not trimmed here: the decoder trims exactly the characters
+            // PROTOCOL.md names (rule T1), so a badge read from standard
+            // input gets the verdict it gets everywhere else.
+            Ok(s)
         }
     }
 }
@@ -134,6 +137,7 @@ pub fn print(v: &pb::Verdict, json: bool) {
             "signature_valid": v.signature_valid,
             "checked_at": fmt::time(v.checked_at),
             "detail": v.detail,
+            "reason": v.reason,
         });
         println!("{value}");
         return;
@@ -149,6 +153,9 @@ pub fn print(v: &pb::Verdict, json: bool) {
     }
     if !v.detail.is_empty() {
         println!("  detail       {}", v.detail);
+    }
+    if !v.reason.is_empty() {
+        println!("  reason       {}", v.reason);
     }
 }
 
@@ -169,12 +176,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<pb::Outcome> {
             .context("--gateway needs --bundle DIR with the checkpoint's certificate")?;
         // Malformed text is refused here, without a round trip.
         if let Err(e) = text::from_text(&badge, tessera_core::badge::MAX_ENVELOPE_LEN) {
-            pb::Verdict {
-                outcome: pb::Outcome::Malformed as i32,
-                checked_at: now,
-                detail: format!("badge text: {e}"),
-                ..pb::Verdict::default()
-            }
+            tessera_core::VerifyError::from(e).verdict(now)
         } else {
             crate::node::runtime()?.block_on(async {
                 let mut client =

@@ -14,8 +14,8 @@ use crate::text;
 pub const CLAIMS_VERSION: u32 = 1;
 /// Largest envelope accepted, in bytes. A typical badge is under 160.
 pub const MAX_ENVELOPE_LEN: usize = 512;
-/// Longest masked name kept in a badge, in characters.
-pub const MAX_MASKED_NAME_CHARS: usize = 16;
+/// Most asterisks after the first character of a masked name.
+pub const MAX_MASK_STARS: usize = 3;
 /// Characters of the ID number kept in a badge.
 pub const ID_TAIL_CHARS: usize = 4;
 /// Longest validity window a badge may carry (30 days).
@@ -78,12 +78,19 @@ pub struct HolderHint {
 
 impl HolderHint {
     /// Masks a holder's name and ID number: the name keeps its first
-    /// character, the ID number its last four.
+    /// character and gets one asterisk per further character, at most
+    /// [`MAX_MASK_STARS`]; the ID number keeps its last four characters. A
+    /// name or ID number that gives no valid form (an ID shorter than four
+    /// characters, or one whose tail is not digits and `X`) is refused when
+    /// the claims are encoded, as a verifier would refuse it.
     pub fn mask(name: &str, national_id: &str) -> Self {
         let name = name.trim();
         let mut chars = name.chars();
         let masked_name = match chars.next() {
-            Some(first) => format!("{first}{}", "*".repeat(chars.count().clamp(1, 3))),
+            Some(first) => format!(
+                "{first}{}",
+                "*".repeat(chars.count().clamp(1, MAX_MASK_STARS))
+            ),
             None => String::new(),
         };
         let id: Vec<char> = national_id.trim().chars().collect();
@@ -108,15 +115,37 @@ impl HolderHint {
 
     fn from_proto(hint: Option<pb::HolderHint>) -> Result<Self, ClaimsError> {
         let hint = hint.unwrap_or_default();
-        if hint.masked_name.chars().count() > MAX_MASKED_NAME_CHARS
-            || hint.id_tail.chars().count() > ID_TAIL_CHARS
-        {
-            return Err(ClaimsError::HintTooLong);
-        }
-        Ok(Self {
+        let hint = Self {
             masked_name: hint.masked_name,
             id_tail: hint.id_tail,
-        })
+        };
+        hint.check()?;
+        Ok(hint)
+    }
+
+    /// The only forms a hint may take (PROTOCOL.md, rules C9 and C10): a
+    /// masked name is empty or one character followed by one to three `*`;
+    /// an ID tail is empty or exactly four of `0`-`9` and `X`. Anything else
+    /// could carry a full name or ID number.
+    fn check(&self) -> Result<(), ClaimsError> {
+        let mut name = self.masked_name.chars();
+        let name_ok = match name.next() {
+            None => true,
+            Some(_) => {
+                let stars = name.clone().count();
+                (1..=MAX_MASK_STARS).contains(&stars) && name.all(|c| c == '*')
+            }
+        };
+        if !name_ok {
+            return Err(ClaimsError::MaskedNameForm);
+        }
+        let tail_ok = self.id_tail.is_empty()
+            || (self.id_tail.chars().count() == ID_TAIL_CHARS
+                && self.id_tail.chars().all(|c| c.is_ascii_digit() || c == 'X'));
+        if !tail_ok {
+            return Err(ClaimsError::IdTailForm);
+        }
+        Ok(())
     }
 }
 
@@ -151,9 +180,33 @@ pub enum ClaimsError {
     /// The window is longer than [`MAX_VALIDITY_SECS`].
     #[error("badge validity window of {0} s exceeds the 30-day maximum")]
     WindowTooLong(i64),
-    /// The holder hint carries more than a masked name and an ID tail.
-    #[error("badge holder hint is longer than a masked name and a 4-character ID tail")]
-    HintTooLong,
+    /// The policy version is 0: policies are numbered from 1.
+    #[error("badge policy version is 0 (policies are numbered from 1)")]
+    PolicyVersionZero,
+    /// The masked name is not one character followed by one to three `*`.
+    #[error("badge masked name is not one character followed by 1 to 3 asterisks")]
+    MaskedNameForm,
+    /// The ID tail is not four of `0`-`9` and `X`.
+    #[error("badge ID tail is not 4 characters of 0-9 and X")]
+    IdTailForm,
+}
+
+impl ClaimsError {
+    /// The stable reason code of this refusal (PROTOCOL.md, outcome table).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ClaimsError::Decode(_) => "claims_decode",
+            ClaimsError::UnsupportedVersion(_) => "unsupported_version",
+            ClaimsError::IssuerCity(_) => "issuer_city_invalid",
+            ClaimsError::BadgeIdLength(_) => "badge_id_length",
+            ClaimsError::Colour(_) => "colour_invalid",
+            ClaimsError::EmptyWindow { .. } => "empty_window",
+            ClaimsError::WindowTooLong(_) => "window_too_long",
+            ClaimsError::PolicyVersionZero => "policy_version_zero",
+            ClaimsError::MaskedNameForm => "masked_name_form",
+            ClaimsError::IdTailForm => "id_tail_form",
+        }
+    }
 }
 
 fn check_window(issued_at: i64, valid_until: i64) -> Result<(), ClaimsError> {
@@ -193,12 +246,11 @@ impl BadgeClaims {
     /// Checks the window and encodes the claims as signed payload bytes.
     pub fn encode(&self) -> Result<Vec<u8>, ClaimsError> {
         check_window(self.issued_at, self.valid_until)?;
-        let hint = &self.holder_hint;
-        if hint.masked_name.chars().count() > MAX_MASKED_NAME_CHARS
-            || hint.id_tail.chars().count() > ID_TAIL_CHARS
-        {
-            return Err(ClaimsError::HintTooLong);
+        if self.policy_version == 0 {
+            return Err(ClaimsError::PolicyVersionZero);
         }
+        let hint = &self.holder_hint;
+        hint.check()?;
         let msg = pb::BadgeClaims {
             version: CLAIMS_VERSION,
             issuer_city: self.issuer_city.get(),
@@ -228,6 +280,9 @@ impl BadgeClaims {
             .ok_or(ClaimsError::BadgeIdLength(msg.badge_id.len()))?;
         let colour = Colour::from_proto(msg.colour).ok_or(ClaimsError::Colour(msg.colour))?;
         check_window(msg.issued_at, msg.valid_until)?;
+        if msg.policy_version == 0 {
+            return Err(ClaimsError::PolicyVersionZero);
+        }
         Ok(Self {
             issuer_city,
             badge_id,
@@ -258,6 +313,19 @@ pub enum EnvelopeError {
     /// No payload.
     #[error("badge payload is empty")]
     EmptyPayload,
+}
+
+impl EnvelopeError {
+    /// The stable reason code of this refusal (PROTOCOL.md, outcome table).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EnvelopeError::TooLarge(_) => "envelope_too_large",
+            EnvelopeError::Decode(_) => "envelope_decode",
+            EnvelopeError::KeyIdLength(_) => "key_id_length",
+            EnvelopeError::SignatureLength(_) => "signature_length",
+            EnvelopeError::EmptyPayload => "empty_payload",
+        }
+    }
 }
 
 /// A decoded, not yet verified, envelope.
@@ -453,6 +521,64 @@ mod tests {
         assert_eq!(hint.masked_name(), "L*");
         assert_eq!(hint.id_tail(), "12");
         assert_eq!(HolderHint::mask("", "").masked_name(), "");
+    }
+
+    fn claims_with(masked_name: &str, id_tail: &str, policy_version: u32) -> Vec<u8> {
+        pb::BadgeClaims {
+            version: CLAIMS_VERSION,
+            issuer_city: 330_100,
+            badge_id: vec![7; 16],
+            colour: pb::Colour::Green as i32,
+            issued_at: 1_000,
+            valid_until: 2_000,
+            policy_version,
+            holder_hint: Some(pb::HolderHint {
+                masked_name: masked_name.into(),
+                id_tail: id_tail.into(),
+            }),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn only_the_masked_forms_decode() {
+        for (name, tail) in [("张**", "123X"), ("L*", "0042"), ("W***", ""), ("", "")] {
+            let claims = BadgeClaims::decode(&claims_with(name, tail, 1)).unwrap();
+            assert_eq!(claims.holder_hint.masked_name(), name);
+        }
+        for name in ["Zhang Sanfeng", "张三丰", "Z", "Z****", "ZZ*", "*"] {
+            assert_eq!(
+                BadgeClaims::decode(&claims_with(name, "123X", 1)),
+                Err(ClaimsError::MaskedNameForm),
+                "{name}"
+            );
+        }
+        for tail in ["12", "123x", "33010619900101123X", "12 3", "１２３４"] {
+            assert_eq!(
+                BadgeClaims::decode(&claims_with("张**", tail, 1)),
+                Err(ClaimsError::IdTailForm),
+                "{tail}"
+            );
+        }
+        assert_eq!(
+            BadgeClaims::decode(&claims_with("张**", "123X", 0)),
+            Err(ClaimsError::PolicyVersionZero)
+        );
+    }
+
+    #[test]
+    fn the_signer_refuses_what_a_verifier_would_refuse() {
+        let claims = BadgeClaims::decode(&claims_with("张**", "123X", 1)).unwrap();
+        let zero = BadgeClaims {
+            policy_version: 0,
+            ..claims.clone()
+        };
+        assert_eq!(zero.encode(), Err(ClaimsError::PolicyVersionZero));
+        let short_id = BadgeClaims {
+            holder_hint: HolderHint::mask("Li", "12"),
+            ..claims
+        };
+        assert_eq!(short_id.encode(), Err(ClaimsError::IdTailForm));
     }
 
     #[test]

@@ -4,6 +4,12 @@
 /// Prefix of a version-1 badge in text form.
 pub const TEXT_PREFIX: &str = "TB1:";
 
+/// The characters trimmed from both ends of badge text, and no others:
+/// TAB, LF, CR and SPACE, what a scanner or a copy adds around a code. Not
+/// Unicode White_Space (U+3000, U+00A0 …), not a BOM, not other controls:
+/// those make the text MALFORMED.
+pub const TRIMMED: [char; 4] = ['\t', '\n', '\r', ' '];
+
 /// The base45 alphabet (RFC 9285).
 const ALPHABET: &[u8; 45] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:";
 
@@ -64,6 +70,26 @@ fn digit(ch: u8) -> Option<u32> {
         .and_then(|p| u32::try_from(p).ok())
 }
 
+impl TextError {
+    /// The stable reason code of this refusal (PROTOCOL.md, outcome table).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TextError::TooLong { .. } => "text_too_long",
+            TextError::UnsupportedVersion(_) => "text_unsupported_version",
+            TextError::MissingPrefix => "text_missing_prefix",
+            TextError::InvalidCharacter { .. } => "text_invalid_character",
+            TextError::DanglingCharacter(_) => "text_dangling_character",
+            TextError::ValueOutOfRange(_) => "text_value_out_of_range",
+        }
+    }
+}
+
+/// The longest badge text accepted, in characters after trimming, for
+/// envelopes of at most `max_envelope` bytes: `4 + 3 * ceil(max / 2)`.
+pub fn max_text_chars(max_envelope: usize) -> usize {
+    TEXT_PREFIX.len() + max_envelope.div_ceil(2) * 3
+}
+
 /// Decodes base45; `offset` is added to reported positions.
 pub fn base45_decode(text: &str, offset: usize) -> Result<Vec<u8>, TextError> {
     let raw = text.as_bytes();
@@ -101,21 +127,20 @@ pub fn to_text(envelope: &[u8]) -> String {
     format!("{TEXT_PREFIX}{}", base45_encode(envelope))
 }
 
-/// Reads the text form back into envelope bytes. Accepts surrounding
-/// whitespace (a scanner's trailing newline) but nothing else.
+/// Reads the text form back into envelope bytes. Trims [`TRIMMED`] from both
+/// ends (a scanner's trailing newline) and nothing else; the length limit
+/// counts the characters (Unicode scalar values) left after trimming.
 pub fn from_text(text: &str, max_envelope: usize) -> Result<Vec<u8>, TextError> {
-    let text = text.trim();
-    let max = TEXT_PREFIX.len() + max_envelope.div_ceil(2) * 3;
-    if text.len() > max {
-        return Err(TextError::TooLong {
-            len: text.len(),
-            max,
-        });
+    let text = text.trim_matches(TRIMMED);
+    let max = max_text_chars(max_envelope);
+    let len = text.chars().count();
+    if len > max {
+        return Err(TextError::TooLong { len, max });
     }
     let Some(body) = text.strip_prefix(TEXT_PREFIX) else {
         if let Some((version, _)) = text.split_once(':')
             && version.starts_with("TB")
-            && version.len() <= 6
+            && version.chars().count() <= 6
         {
             return Err(TextError::UnsupportedVersion(format!("{version}:")));
         }
@@ -175,5 +200,45 @@ mod tests {
             Err(TextError::TooLong { .. })
         ));
         assert_eq!(from_text(" TB1:BB8\n", 512).unwrap(), b"AB");
+        assert_eq!(from_text("\t\r\nTB1:BB8 \r\n", 512).unwrap(), b"AB");
+    }
+
+    #[test]
+    fn only_tab_lf_cr_and_space_are_trimmed() {
+        // Unicode White_Space that Rust's trim() would remove is refused.
+        assert!(matches!(
+            from_text("TB1:BB8\u{3000}", 512),
+            Err(TextError::InvalidCharacter { ch: '\u{3000}', .. })
+        ));
+        assert!(matches!(
+            from_text("\u{feff}TB1:BB8", 512),
+            Err(TextError::MissingPrefix)
+        ));
+        assert!(matches!(
+            from_text("TB1:BB8\u{0b}", 512),
+            Err(TextError::InvalidCharacter { .. })
+        ));
+    }
+
+    #[test]
+    fn the_length_limit_counts_characters_after_trimming() {
+        let longest = format!("TB1:{}", "0".repeat(768));
+        assert_eq!(longest.chars().count(), max_text_chars(512));
+        // A valid-length text with a scanner's newline is not too long.
+        assert!(!matches!(
+            from_text(&format!("{longest}\r\n"), 512),
+            Err(TextError::TooLong { .. })
+        ));
+        assert!(matches!(
+            from_text(&format!("{longest}0"), 512),
+            Err(TextError::TooLong { len: 773, max: 772 })
+        ));
+        // Characters, not bytes: 772 characters of which some are not ASCII
+        // are not too long, they are not base45.
+        let wide = format!("TB1:{}\u{e9}", "0".repeat(767));
+        assert!(matches!(
+            from_text(&wide, 512),
+            Err(TextError::InvalidCharacter { position: 771, .. })
+        ));
     }
 }

@@ -137,6 +137,48 @@ pub enum TrustListError {
     SequenceReused(u64),
 }
 
+impl EntryError {
+    /// The stable reason code of this refusal (PROTOCOL.md, list rules).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            EntryError::Certificate(_) => "entry_certificate",
+            EntryError::RoleMismatch { .. } => "entry_role_mismatch",
+            EntryError::CodeMismatch { .. } => "entry_code_mismatch",
+            EntryError::ValidityMismatch => "entry_validity_mismatch",
+            EntryError::Status(_) => "entry_status",
+            EntryError::MissingEndpoint(_) => "entry_missing_endpoint",
+            EntryError::UnlistedRole(_) => "entry_unlisted_role",
+        }
+    }
+}
+
+impl TrustListError {
+    /// The stable reason code of this refusal: one per list rule of
+    /// PROTOCOL.md, the only place these codes are assigned.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TrustListError::TooLarge(_) => "list_too_large",
+            TrustListError::Malformed(_) => "list_malformed",
+            TrustListError::UntrustedSigner(_) => "signer_untrusted",
+            TrustListError::SignerRole(_) => "signer_role",
+            TrustListError::SignerExpired => "signer_expired",
+            TrustListError::BadSignature => "bad_signature",
+            TrustListError::SignerRevoked(_) => "signer_revoked",
+            TrustListError::UnsupportedVersion(_) => "unsupported_version",
+            TrustListError::Dates(_) => "dates_inconsistent",
+            TrustListError::IssuedInFuture { .. } => "issued_in_future",
+            TrustListError::Sunset(_) => "sunset",
+            TrustListError::Entry { error, .. } => error.reason(),
+            TrustListError::DuplicateKey(_) => "duplicate_key",
+            TrustListError::Rollback { .. } => "rollback",
+            TrustListError::SequenceReused(_) => "sequence_reused",
+        }
+    }
+}
+
+/// The reason code of an accepted list.
+pub const REASON_ACCEPTED: &str = "accepted";
+
 /// Whether an entry is trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryStatus {

@@ -84,13 +84,43 @@ pub enum VerifyError {
     /// The trust list is past its sunset.
     #[error("the trust list passed its sunset: nothing is trusted any more")]
     TrustListSunset,
+    /// A request that carries neither envelope bytes nor text.
+    #[error("no badge in the request (neither envelope nor text)")]
+    NoBadge,
 }
 
+/// The reason code of a badge that passed every check of
+/// [`verify`]: signature, signer and window hold; the issuing city's status
+/// was not asked.
+pub const REASON_VALID: &str = "valid";
+
 impl VerifyError {
+    /// The stable, machine-readable reason code of this failure: one per
+    /// rule of PROTOCOL.md, the only place these codes are assigned.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::Text(e) => e.reason(),
+            VerifyError::Envelope(e) => e.reason(),
+            VerifyError::Claims(e) => e.reason(),
+            VerifyError::UnsupportedVersion(_) => "unsupported_version",
+            VerifyError::NoBadge => "no_badge",
+            VerifyError::TrustListSunset => "trust_list_sunset",
+            VerifyError::UnknownSigner(_) => "unknown_signer",
+            VerifyError::WrongSignerRole { .. } => "wrong_signer_role",
+            VerifyError::BadSignature => "bad_signature",
+            VerifyError::SignerRevoked(_) => "signer_revoked",
+            VerifyError::IssuerMismatch { .. } => "issuer_mismatch",
+            VerifyError::SignerNotValidAtIssue { .. } => "signer_not_valid_at_issue",
+            VerifyError::NotYetValid { .. } => "not_yet_valid",
+            VerifyError::Expired { .. } => "expired",
+        }
+    }
+
     /// The verdict outcome a checkpoint shows for this failure.
     pub fn outcome(&self) -> pb::Outcome {
         match self {
-            VerifyError::Text(_)
+            VerifyError::NoBadge
+            | VerifyError::Text(_)
             | VerifyError::Envelope(_)
             | VerifyError::Claims(_)
             | VerifyError::UnsupportedVersion(_) => pb::Outcome::Malformed,
@@ -142,6 +172,7 @@ impl VerifiedBadge {
             checked_at: now,
             signature_valid: true,
             detail: detail.to_owned(),
+            reason: REASON_VALID.to_owned(),
         }
     }
 }
@@ -153,6 +184,7 @@ impl VerifyError {
             outcome: self.outcome() as i32,
             checked_at: now,
             detail: self.to_string(),
+            reason: self.reason().to_owned(),
             ..pb::Verdict::default()
         }
     }
@@ -289,6 +321,21 @@ impl<'t> Unverified<'t> {
             key_id: envelope.key_id,
             issuer_name: entry.name().to_owned(),
         })
+    }
+}
+
+/// The envelope bytes a `VerifyRequest` carries: its envelope as is, its
+/// text decoded (rule T1 to T6 of PROTOCOL.md), or [`VerifyError::NoBadge`].
+pub fn request_envelope(
+    request: &pb::VerifyRequest,
+) -> Result<std::borrow::Cow<'_, [u8]>, VerifyError> {
+    match &request.badge {
+        Some(pb::verify_request::Badge::Envelope(bytes)) => Ok(std::borrow::Cow::Borrowed(bytes)),
+        Some(pb::verify_request::Badge::QrText(t)) => Ok(std::borrow::Cow::Owned(text::from_text(
+            t,
+            MAX_ENVELOPE_LEN,
+        )?)),
+        None => Err(VerifyError::NoBadge),
     }
 }
 

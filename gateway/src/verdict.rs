@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use futures::future::Either;
 use tessera_certs::TrustState;
-use tessera_core::badge::MAX_ENVELOPE_LEN;
 use tessera_core::trust::CheckedTrustList;
-use tessera_core::verify::{VerifiedBadge, VerifyError};
-use tessera_core::{text, verify_batch};
+use tessera_core::verify::{VerifiedBadge, VerifyError, request_envelope};
+use tessera_core::verify_batch;
 use tessera_proto::v1 as pb;
 
 use crate::relay::Relay;
@@ -49,13 +48,37 @@ pub struct Verifier {
     counters: Counters,
 }
 
-fn verdict(outcome: pb::Outcome, now: i64, detail: String) -> pb::Verdict {
+fn verdict(outcome: pb::Outcome, reason: &str, now: i64, detail: String) -> pb::Verdict {
     pb::Verdict {
         outcome: outcome as i32,
         checked_at: now,
         detail,
+        reason: reason.to_owned(),
         ..pb::Verdict::default()
     }
+}
+
+/// The gateway's own reason codes, for the steps after core verification
+/// (PROTOCOL.md, online outcome table).
+pub mod reason {
+    /// The gateway holds no trust list.
+    pub const NO_TRUST_LIST: &str = "no_trust_list";
+    /// The trust list has no active node for the issuing city.
+    pub const NO_CITY_NODE: &str = "no_city_node";
+    /// The node answered ACTIVE.
+    pub const STATUS_ACTIVE: &str = "status_active";
+    /// The node answered REVOKED.
+    pub const STATUS_REVOKED: &str = "status_revoked";
+    /// The node answered SUPERSEDED.
+    pub const STATUS_SUPERSEDED: &str = "status_superseded";
+    /// The node answered UNKNOWN.
+    pub const STATUS_UNKNOWN: &str = "status_unknown";
+    /// The node answered without a status.
+    pub const STATUS_MISSING: &str = "status_missing";
+    /// The node did not answer (error, deadline, open breaker).
+    pub const STATUS_UNREACHABLE: &str = "status_unreachable";
+    /// No verdict could be matched to the request (never expected).
+    pub const INTERNAL: &str = "internal";
 }
 
 impl Verifier {
@@ -84,7 +107,14 @@ impl Verifier {
         self.verify_all(std::slice::from_ref(request), now)
             .await
             .pop()
-            .unwrap_or_else(|| verdict(pb::Outcome::Unspecified, now, "no verdict".into()))
+            .unwrap_or_else(|| {
+                verdict(
+                    pb::Outcome::Unspecified,
+                    reason::INTERNAL,
+                    now,
+                    "no verdict".into(),
+                )
+            })
     }
 
     /// The verdicts on several badges at `now`, in order: what
@@ -101,6 +131,7 @@ impl Verifier {
                     e.err().unwrap_or_else(|| {
                         verdict(
                             pb::Outcome::StatusUnavailable,
+                            reason::NO_TRUST_LIST,
                             now,
                             "the gateway holds no trust list".into(),
                         )
@@ -150,7 +181,14 @@ impl Verifier {
         let badge = match checked {
             Some(Ok(badge)) => badge,
             Some(Err(e)) => return e.verdict(now),
-            None => return verdict(pb::Outcome::Unspecified, now, "no verdict".into()),
+            None => {
+                return verdict(
+                    pb::Outcome::Unspecified,
+                    reason::INTERNAL,
+                    now,
+                    "no verdict".into(),
+                );
+            }
         };
         if !self.relay.enabled() {
             return badge.verdict(now, SIGNATURE_ONLY);
@@ -159,34 +197,45 @@ impl Verifier {
         let mut v = badge.verdict(now, "");
         let Some(node) = list.city_node(claims.issuer_city) else {
             v.outcome = pb::Outcome::StatusUnavailable as i32;
+            v.reason = reason::NO_CITY_NODE.to_owned();
             v.detail = format!("no node of {} is in the trust list", claims.issuer_city);
             return v;
         };
-        let (outcome, detail) = match self
+        let (outcome, code, detail) = match self
             .relay
             .status(claims.issuer_city, node.endpoint(), claims.badge_id)
             .await
         {
-            Ok(pb::BadgeStatus::Active) => (pb::Outcome::Valid, ""),
-            Ok(pb::BadgeStatus::Revoked) => (pb::Outcome::Revoked, "revoked by the issuing city"),
-            Ok(pb::BadgeStatus::Superseded) => {
-                (pb::Outcome::Revoked, "superseded by a newer badge")
-            }
+            Ok(pb::BadgeStatus::Active) => (pb::Outcome::Valid, reason::STATUS_ACTIVE, ""),
+            Ok(pb::BadgeStatus::Revoked) => (
+                pb::Outcome::Revoked,
+                reason::STATUS_REVOKED,
+                "revoked by the issuing city",
+            ),
+            Ok(pb::BadgeStatus::Superseded) => (
+                pb::Outcome::Revoked,
+                reason::STATUS_SUPERSEDED,
+                "superseded by a newer badge",
+            ),
             Ok(pb::BadgeStatus::Unknown) => (
                 pb::Outcome::Revoked,
+                reason::STATUS_UNKNOWN,
                 "the issuing city does not know this badge",
             ),
             Ok(pb::BadgeStatus::Unspecified) => (
                 pb::Outcome::StatusUnavailable,
+                reason::STATUS_MISSING,
                 "the issuing city sent no status",
             ),
             Err(e) => {
                 v.outcome = pb::Outcome::StatusUnavailable as i32;
+                v.reason = reason::STATUS_UNREACHABLE.to_owned();
                 v.detail = format!("signature valid, but {e}");
                 return v;
             }
         };
         v.outcome = outcome as i32;
+        v.reason = code.to_owned();
         v.detail = detail.to_owned();
         v
     }
@@ -194,15 +243,5 @@ impl Verifier {
 
 /// The envelope bytes a request carries, or the MALFORMED verdict.
 fn envelope_of(request: &pb::VerifyRequest, now: i64) -> Result<Cow<'_, [u8]>, pb::Verdict> {
-    match &request.badge {
-        Some(pb::verify_request::Badge::Envelope(bytes)) => Ok(Cow::Borrowed(bytes)),
-        Some(pb::verify_request::Badge::QrText(t)) => text::from_text(t, MAX_ENVELOPE_LEN)
-            .map(Cow::Owned)
-            .map_err(|e| verdict(pb::Outcome::Malformed, now, format!("badge text: {e}"))),
-        None => Err(verdict(
-            pb::Outcome::Malformed,
-            now,
-            "no badge in the request".into(),
-        )),
-    }
+    request_envelope(request).map_err(|e| e.verdict(now))
 }

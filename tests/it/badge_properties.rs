@@ -42,9 +42,9 @@ fn arb_claims() -> impl Strategy<Value = BadgeClaims> {
         prop_oneof![Just(Colour::Green), Just(Colour::Yellow), Just(Colour::Red)],
         -3600i64..3600,
         1i64..30 * DAY,
-        any::<u32>(),
+        1..=u32::MAX,
         "\\PC{0,12}",
-        "[0-9X]{0,18}",
+        "([0-9]{3}[0-9X]([0-9X]{0,14})?)?",
     )
         .prop_map(
             |(id, colour, offset, length, policy, name, idn)| BadgeClaims {

@@ -5,6 +5,7 @@
 mod access_log;
 mod authz_matrix;
 mod badge_properties;
+mod conformance;
 mod follow;
 mod gateway;
 mod golden;
@@ -21,3 +22,4 @@ mod sunset;
 mod trust_list;
 mod unlinkable;
 mod verify_errors;
+mod verify_requests;

@@ -255,3 +255,16 @@ fn entries_must_agree_with_their_certificates() {
     let err = CheckedTrustList::verify(&pki.sign(&msg).unwrap(), &root, NOW).unwrap_err();
     assert!(matches!(err, TrustListError::Entry { .. }), "{err}");
 }
+
+#[test]
+fn a_trust_list_over_16_mib_is_refused_before_it_is_parsed() {
+    let (pki, _, _) = federation();
+    let root = pki.anchor().unwrap();
+    let limit = tessera_core::trust::MAX_TRUST_LIST_LEN;
+    // Not even a SignedTrustList: the size is checked first (rule L1).
+    let err = CheckedTrustList::verify(&vec![0xff; limit + 1], &root, NOW).unwrap_err();
+    assert_eq!(err, TrustListError::TooLarge(limit + 1));
+    assert_eq!(err.reason(), "list_too_large");
+    let err = CheckedTrustList::verify(&vec![0xff; limit], &root, NOW).unwrap_err();
+    assert_eq!(err.reason(), "list_malformed");
+}

@@ -6,6 +6,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+pub mod conformance;
 pub mod forge;
 pub mod golden;
 pub mod harness;
