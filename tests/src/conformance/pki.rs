@@ -9,8 +9,8 @@ use rcgen::{
     CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose, PublicKeyData,
     SanType, SerialNumber,
 };
-use tessera_certs::keys;
-use tessera_certs::profile::{CertRequest, RootCa};
+use tessera_certs::keys::TlsKey;
+use tessera_certs::profile::{CertRequest, RootCa, SubjectKey};
 use tessera_core::{CityCode, Identity, ProvinceCode, Role, Scope};
 
 use super::{CERT_NOT_AFTER, CERT_NOT_BEFORE, DAY, NOW};
@@ -57,9 +57,15 @@ pub struct Pki {
     pub signer_foreign: Issued,
 }
 
-/// The fixed key of seed `seed`.
+/// The fixed Ed25519 key of seed `seed`.
 pub fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
+}
+
+/// The fixed P-256 key of seed `seed` (the scalar `seed` repeated, far
+/// below the group order).
+pub fn tls_key(seed: u8) -> TlsKey {
+    TlsKey::from_bytes(&[seed; 32]).expect("conformance P-256 key")
 }
 
 fn identity(role: Role, scope: Scope) -> Identity {
@@ -81,14 +87,20 @@ fn root(seed: u8, name: &str) -> RootCa {
             not_after: NOW + 3650 * DAY,
             serial: Some(vec![0x40, seed]),
         },
-        key(seed),
+        tls_key(seed),
     )
     .expect("conformance root")
 }
 
-/// A certificate from `root` for the key of `seed`, serial `0x40 seed`.
+/// A certificate from `root` for the key of `seed` (P-256 for a TLS role,
+/// Ed25519 for a signer), serial `0x40 seed`.
 pub fn issue(root: &RootCa, seed: u8, identity: Identity, window: (i64, i64)) -> Issued {
-    let key = key(seed);
+    let (key, tls_key) = (key(seed), tls_key(seed));
+    let subject: SubjectKey = if identity.role().uses_tls() {
+        (&tls_key).into()
+    } else {
+        (&key).into()
+    };
     let hosts = match identity.role() {
         Role::Gateway | Role::CityNode => vec!["conformance.example".to_owned()],
         _ => vec![],
@@ -103,10 +115,10 @@ pub fn issue(root: &RootCa, seed: u8, identity: Identity, window: (i64, i64)) ->
                 not_after: window.1,
                 serial: Some(vec![0x40, seed]),
             },
-            &key,
+            subject,
         )
         .expect("conformance certificate");
-    Issued { key, der }
+    Issued { key, tls_key, der }
 }
 
 struct RawEd25519([u8; 32]);
@@ -142,7 +154,7 @@ pub fn issue_raw_badge_signer(root: &RootCa, serial: u8, public_key: [u8; 32]) -
     params.use_authority_key_identifier_extension = true;
     let issuer = Issuer::from_ca_cert_der(
         &root.der().into(),
-        keys::key_to_rcgen(root.key()).expect("root key"),
+        root.key(),
     )
     .expect("root issuer");
     let cert = params
