@@ -229,7 +229,8 @@ impl<'t> Unverified<'t> {
         self.entry.cert().public_key()
     }
 
-    /// Whether the signature holds on its own (strict Ed25519).
+    /// Whether the signature holds on its own, by the signature rule
+    /// ([`crate::signing`]).
     pub(crate) fn signature_holds(&self) -> bool {
         signing::verify(
             BADGE_CONTEXT,
