@@ -175,13 +175,11 @@ async fn a_crafted_badge_gets_one_verdict_from_verify_every_batch_position_and_o
     // VerifyBatch: streams of 61, crafted badges at random positions among
     // genuine ones, each stream sent three times.
     let crafted: Vec<usize> = (genuine..badges.len()).collect();
-    let mut rng = StdRng::seed_from_u64(0x61_0e_7e2d);
+    let mut rng = StdRng::seed_from_u64(0x610e_7e2d);
     let mut sent = vec![0usize; badges.len()];
     for arrangement in 0..ARRANGEMENTS {
         let hostile = rng.gen_range(1..=crafted.len().min(STREAM_LEN));
-        let mut stream: Vec<usize> = (0..STREAM_LEN)
-            .map(|_| rng.gen_range(0..genuine))
-            .collect();
+        let mut stream: Vec<usize> = (0..STREAM_LEN).map(|_| rng.gen_range(0..genuine)).collect();
         for _ in 0..hostile {
             let at = rng.gen_range(0..STREAM_LEN);
             stream[at] = crafted[rng.gen_range(0..crafted.len())];
@@ -190,8 +188,10 @@ async fn a_crafted_badge_gets_one_verdict_from_verify_every_batch_position_and_o
             sent[*i] += 1;
         }
         for repeat in 0..REPEATS {
-            let requests: Vec<pb::VerifyRequest> =
-                stream.iter().map(|i| request(&badges[*i].envelope)).collect();
+            let requests: Vec<pb::VerifyRequest> = stream
+                .iter()
+                .map(|i| request(&badges[*i].envelope))
+                .collect();
             let verdicts: Vec<Seen> = cp
                 .verify_batch(tokio_stream::iter(requests))
                 .await

@@ -86,7 +86,7 @@ fn every_badge_gets_one_verdict_in_a_thousand_random_batches() {
         }
     }
     let (good, hostile): (Vec<usize>, Vec<usize>) = (0..pool.len()).partition(|i| pool[*i].valid);
-    let mut rng = StdRng::seed_from_u64(0x0e_7e2d_1c7);
+    let mut rng = StdRng::seed_from_u64(0x0e7e_2d1c);
     for round in 0..1_000 {
         // Random size, random share of hostile badges, random positions.
         let n = rng.gen_range(1..=80);
