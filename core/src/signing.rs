@@ -95,9 +95,10 @@ pub type BatchItem<'a> = (&'a [u8], &'a Signature, &'a VerifyingKey);
 ///
 /// `true` means every signature holds by the signature rule; `false` means
 /// at least one does not, and the caller checks each with [`verify`] to learn
-/// which. The answer is exactly "[`verify`] holds for every item" (up to a
-/// 2^-128 chance per batch against a forger who cannot predict the
-/// coefficients): the batch equation is the single equation summed.
+/// which. The answer is "[`verify`] holds for every item": the batch
+/// equation is the single equation summed, so it never refuses a batch of
+/// good signatures, and a forger's chance to make it accept a bad one is
+/// 2^-128 per attempt (the coefficients hash every input).
 pub fn verify_batch(context: &[u8], items: &[BatchItem<'_>]) -> bool {
     let Some(inputs) = items
         .iter()
