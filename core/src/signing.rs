@@ -28,9 +28,11 @@
 //! every path; a small-order or non-canonical `R` or `A`, or `S ≥ L`, is
 //! refused on every path. Only a cofactored equation lets a batch and a
 //! single check agree on every input ("Taming the many EdDSAs", Chalkias et
-//! al. 2020). The preconditions are as strict as ed25519-dalek's
-//! `verify_strict` (ZIP 215, by contrast, accepts non-canonical and
-//! small-order `R` and `A`); only the equation differs from it.
+//! al. 2020). The preconditions refuse all that ed25519-dalek's
+//! `verify_strict` refuses, and a non-canonical `A` besides (ZIP 215, by
+//! contrast, accepts non-canonical and small-order `R` and `A`); the
+//! equation is where they differ: `verify_strict` is cofactorless, so it
+//! refused torsion in `R` that a batch could accept.
 //!
 //! A batch ([`verify_batch`]) first applies steps 1–3 to every item (an item
 //! failing them is refused and left out), then checks one cofactored
