@@ -3,17 +3,22 @@
 //! by one.
 //!
 //! The checks before and after the signature are [`verify`]'s own (one
-//! `Unverified` type serves both); only the signature step differs. When the
-//! batch fails, each signature is checked on its own to find the bad ones, so
-//! one forged badge costs its batch the speed-up, never a wrong verdict. See
-//! [`signing::verify_batch`] for the one case where a signer could craft a
-//! badge the batch accepts and [`verify`] refuses.
+//! `Unverified` type serves both); only the signature step differs, and it
+//! follows the same signature rule ([`crate::signing`]): a signature that
+//! fails its preconditions is refused and left out of the equation, and the
+//! batch equation is the cofactored single equation summed. When it fails,
+//! each remaining signature is checked on its own to find the bad ones, so
+//! one forged badge costs its batch the speed-up, never a wrong verdict. A
+//! badge's verdict never depends on what shares its batch.
 //!
 //! [`verify`]: crate::verify::verify
 
 use crate::signing::{self, BADGE_CONTEXT, BatchItem};
 use crate::trust::CheckedTrustList;
 use crate::verify::{Unverified, VerifiedBadge, VerifyError};
+
+#[cfg(test)]
+mod one_verdict;
 
 /// Verifies envelopes against a trust list at time `now` (Unix seconds):
 /// element `i` of the result is what [`crate::verify()`] returns for
@@ -32,12 +37,12 @@ pub fn verify_batch(
         .flatten()
         .map(|badge| (badge.payload(), badge.signature(), badge.public_key()))
         .collect();
-    // A batch of one is no faster than checking it alone.
-    let all_hold = items.len() > 1 && signing::verify_batch(BADGE_CONTEXT, &items);
+    let mut holds = signing::verify_each(BADGE_CONTEXT, &items).into_iter();
     read.into_iter()
         .map(|badge| {
             let badge = badge?;
-            if !all_hold && !badge.signature_holds() {
+            // One answer per readable badge, in order.
+            if !holds.next().unwrap_or(false) {
                 return Err(VerifyError::BadSignature);
             }
             badge.accept(now)

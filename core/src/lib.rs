@@ -1,8 +1,8 @@
 //! tessera-core: the badge and the trust list, as pure functions.
 //!
-//! This crate owns which bytes are signed ([`signing`]), the badge claims and
-//! envelope ([`badge`]), its QR text form ([`text`]), how certificates are read
-//! ([`cert`]), the trust list and its verification up to the national root
+//! This crate owns which bytes are signed and when an Ed25519 signature holds
+//! ([`signing`]), the badge claims and envelope ([`badge`]), its QR text form
+//! ([`text`]), how certificates are read ([`cert`]), the trust list and its verification up to the national root
 //! ([`trust`]), deletion attestations ([`attestation`]), and badge verification, one at a time ([`verify`](mod@verify)) or many at
 //! once ([`batch`]).
 //!

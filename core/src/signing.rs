@@ -1,8 +1,59 @@
-//! Which bytes are signed. Every signature in tessera covers a context label,
-//! the payload's length and the payload itself, so a signature made for one
-//! purpose can never be replayed as another.
+//! Which bytes are signed, and when an Ed25519 signature holds.
+//!
+//! Every signature in tessera covers a context label, the payload's length
+//! and the payload itself, so a signature made for one purpose can never be
+//! replayed as another.
+//!
+//! # The signature rule
+//!
+//! One rule decides every Ed25519 signature tessera checks (badges, trust
+//! lists, policies), alone or in a batch, so that the same bytes always get
+//! the same answer. For a signature `R_bytes (32) || S_bytes (32)` by the
+//! public key `A_bytes (32)` over the signing input `M` ([`signing_input`]):
+//!
+//! 1. `S` is `S_bytes` read as a little-endian integer; `S < L`, where
+//!    `L = 2^252 + 27742317777372353535851937790883648493`.
+//! 2. `A_bytes` is a canonical encoding (`y < p = 2^255 − 19`, and not the
+//!    encoding of a point with `x = 0` and the sign bit set), decodes to a
+//!    curve point, and that point is not of small order (not one of the 8
+//!    points whose order divides 8).
+//! 3. `R_bytes` meets the same three conditions as `A_bytes`.
+//! 4. `k = SHA-512(R_bytes || A_bytes || M)`, read as a 512-bit
+//!    little-endian integer, reduced mod `L`.
+//! 5. The signature holds iff `[8]([S]B − R − [k]A)` is the identity
+//!    (the cofactored equation).
+//!
+//! Failing any step refuses the signature. So a signature whose `R` carries a
+//! small-order component (`R = rB + T`), made by the key holder, holds on
+//! every path; a small-order or non-canonical `R` or `A`, or `S ≥ L`, is
+//! refused on every path. Only a cofactored equation lets a batch and a
+//! single check agree on every input ("Taming the many EdDSAs", Chalkias et
+//! al. 2020). The preconditions refuse all that ed25519-dalek's
+//! `verify_strict` refuses, and a non-canonical `A` besides (ZIP 215, by
+//! contrast, accepts non-canonical and small-order `R` and `A`); the
+//! equation is where they differ: `verify_strict` is cofactorless, so it
+//! refused torsion in `R` that a batch could accept.
+//!
+//! A batch ([`verify_batch`]) first applies steps 1–3 to every item (an item
+//! failing them is refused and left out), then checks one cofactored
+//! equation over the rest, `[8](Σ z_i R_i + Σ z_i k_i A_i − (Σ z_i S_i) B)`
+//! = identity, with 128-bit coefficients `z_i` derived by SHA-512 from every
+//! input of the batch (context, each `A`, `R`, `S` and message, and the
+//! count): inputs are fixed before the coefficients are known, so no random
+//! source is needed. If that equation fails, each remaining item is checked
+//! alone. Each item's result is always the single rule's result.
+
+mod rule;
+
+#[cfg(any(test, feature = "crafted-signatures"))]
+pub mod crafted;
+
+#[cfg(test)]
+mod tests;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
+use rule::Checked;
 
 /// The context of a badge signature.
 pub const BADGE_CONTEXT: &[u8] = b"tessera/badge/v1";
@@ -30,38 +81,27 @@ pub fn sign(context: &[u8], payload: &[u8], key: &SigningKey) -> Option<Signatur
     signing_input(context, payload).map(|input| key.sign(&input))
 }
 
-/// Checks a signature over `payload` under `context` (strict Ed25519: no
-/// malleable or small-order encodings).
+/// Checks a signature over `payload` under `context` by the signature rule
+/// (see the module docs).
 pub fn verify(context: &[u8], payload: &[u8], signature: &Signature, key: &VerifyingKey) -> bool {
-    signing_input(context, payload)
-        .is_some_and(|input| key.verify_strict(&input, signature).is_ok())
+    signing_input(context, payload).is_some_and(|input| {
+        Checked::new(&input, signature, key).is_some_and(|checked| checked.holds())
+    })
 }
 
 /// One signature to check in a batch: payload, signature, key.
 pub type BatchItem<'a> = (&'a [u8], &'a Signature, &'a VerifyingKey);
 
-/// Checks many signatures under `context` with one batch equation, about
-/// twice as fast per signature as [`verify`] on each.
+/// Checks many signatures under `context` with one batch equation, faster
+/// per signature than [`verify`] on each.
 ///
-/// `true` means every signature holds; `false` means at least one may not
-/// (or the batch could not be used), and the caller must check each with
-/// [`verify`] to learn which. A batch never refuses signatures that all pass
-/// [`verify`], so that fallback keeps results exact.
-///
-/// The batch equation is not strict Ed25519. A small-order (weak) key would
-/// let anyone forge under it, so a batch holding one is refused here and left
-/// to [`verify`], which rejects it. What remains: the holder of a signing key
-/// can craft a signature (a small-order component in `R`, or a non-canonical
-/// encoding of `R`) that may pass the batch although [`verify`] refuses it.
-/// Nobody else can: `R` is hashed into the challenge, so altering another
-/// party's `R` breaks the signature; and the holder can sign anything anyway.
-/// Ruling it out would cost a scalar multiplication per signature, more than
-/// batching saves. ed25519-dalek derives the batch's random coefficients from
-/// its inputs (a merlin transcript), so this needs no random source.
+/// `true` means every signature holds by the signature rule; `false` means
+/// at least one does not, and the caller checks each with [`verify`] to learn
+/// which. The answer is "[`verify`] holds for every item": the batch
+/// equation is the single equation summed, so it never refuses a batch of
+/// good signatures, and a forger's chance to make it accept a bad one is
+/// 2^-128 per attempt (the coefficients hash every input).
 pub fn verify_batch(context: &[u8], items: &[BatchItem<'_>]) -> bool {
-    if items.iter().any(|(_, _, key)| key.is_weak()) {
-        return false;
-    }
     let Some(inputs) = items
         .iter()
         .map(|(payload, _, _)| signing_input(context, payload))
@@ -69,77 +109,43 @@ pub fn verify_batch(context: &[u8], items: &[BatchItem<'_>]) -> bool {
     else {
         return false;
     };
-    let messages: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
-    let signatures: Vec<Signature> = items.iter().map(|(_, sig, _)| **sig).collect();
-    let keys: Vec<VerifyingKey> = items.iter().map(|(_, _, key)| **key).collect();
-    ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok()
+    let Some(checked) = items
+        .iter()
+        .zip(&inputs)
+        .map(|((_, signature, key), input)| Checked::new(input, signature, key))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return false;
+    };
+    match checked.as_slice() {
+        [] => true,
+        [one] => one.holds(),
+        _ => rule::batch_holds(context, &checked.iter().collect::<Vec<_>>()),
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn contexts_do_not_cross() {
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let sig = sign(BADGE_CONTEXT, b"payload", &key).unwrap();
-        assert!(verify(
-            BADGE_CONTEXT,
-            b"payload",
-            &sig,
-            &key.verifying_key()
-        ));
-        assert!(!verify(
-            TRUST_LIST_CONTEXT,
-            b"payload",
-            &sig,
-            &key.verifying_key()
-        ));
-        assert!(!verify(
-            BADGE_CONTEXT,
-            b"payloae",
-            &sig,
-            &key.verifying_key()
-        ));
-    }
-
-    #[test]
-    fn input_layout_is_context_length_payload() {
-        let input = signing_input(b"ctx", b"ab").unwrap();
-        assert_eq!(input, b"ctx\0\0\0\x02ab");
-    }
-
-    fn signed(seed: u8, payload: &'static [u8]) -> (&'static [u8], Signature, VerifyingKey) {
-        let key = SigningKey::from_bytes(&[seed; 32]);
-        let sig = sign(BADGE_CONTEXT, payload, &key).unwrap();
-        (payload, sig, key.verifying_key())
-    }
-
-    #[test]
-    fn batch_holds_only_when_every_signature_does() {
-        let good = [signed(1, b"one"), signed(2, b"two"), signed(3, b"three")];
-        let items: Vec<BatchItem<'_>> = good.iter().map(|(p, s, k)| (*p, s, k)).collect();
-        assert!(verify_batch(BADGE_CONTEXT, &items));
-        assert!(!verify_batch(TRUST_LIST_CONTEXT, &items));
-        assert!(verify_batch(BADGE_CONTEXT, &[]));
-        let mut bad = items.clone();
-        bad[1].0 = b"tw0";
-        assert!(!verify_batch(BADGE_CONTEXT, &bad));
-    }
-
-    #[test]
-    fn batch_refuses_a_weak_key_that_would_let_anyone_forge() {
-        // Key and R both the identity point, s = 0: the batch equation holds
-        // for every message, strict verification refuses it.
-        let mut identity = [0u8; 32];
-        identity[0] = 1;
-        let weak = VerifyingKey::from_bytes(&identity).unwrap();
-        let mut forged = [0u8; 64];
-        forged[..32].copy_from_slice(&identity);
-        let sig = Signature::from_bytes(&forged);
-        let input = signing_input(BADGE_CONTEXT, b"anything").unwrap();
-        assert!(ed25519_dalek::verify_batch(&[&input], &[sig], &[weak]).is_ok());
-        assert!(!verify(BADGE_CONTEXT, b"anything", &sig, &weak));
-        assert!(!verify_batch(BADGE_CONTEXT, &[(b"anything", &sig, &weak)]));
-    }
+/// For each item, whether its signature holds by the signature rule, found
+/// with one batch equation over the items that pass the preconditions, and
+/// single checks of those only when the equation fails.
+pub(crate) fn verify_each(context: &[u8], items: &[BatchItem<'_>]) -> Vec<bool> {
+    let inputs: Vec<Option<Vec<u8>>> = items
+        .iter()
+        .map(|(payload, _, _)| signing_input(context, payload))
+        .collect();
+    let checked: Vec<Option<Checked<'_>>> = items
+        .iter()
+        .zip(&inputs)
+        .map(|((_, signature, key), input)| {
+            input
+                .as_deref()
+                .and_then(|input| Checked::new(input, signature, key))
+        })
+        .collect();
+    let passing: Vec<&Checked<'_>> = checked.iter().flatten().collect();
+    // A batch of one is no faster than checking it alone.
+    let all_hold = passing.len() > 1 && rule::batch_holds(context, &passing);
+    checked
+        .iter()
+        .map(|c| c.as_ref().is_some_and(|c| all_hold || c.holds()))
+        .collect()
 }

@@ -265,7 +265,8 @@ impl<'t> Unverified<'t> {
         self.key
     }
 
-    /// Whether the signature holds on its own (strict Ed25519).
+    /// Whether the signature holds on its own, by the signature rule
+    /// ([`crate::signing`]).
     pub(crate) fn signature_holds(&self) -> bool {
         signing::verify(
             BADGE_CONTEXT,

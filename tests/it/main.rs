@@ -13,6 +13,7 @@ mod hostile;
 mod metrics;
 mod mtls;
 mod node;
+mod one_verdict;
 mod policy;
 mod privacy_store;
 mod relay_faults;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ed25519_dalek::{Signer, SigningKey};
+use tessera_core::signing::{self, BADGE_CONTEXT};
 
 /// The machine's cores as the runtime sees them.
 pub fn cores() -> usize {
@@ -44,17 +45,20 @@ where
     Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
 }
 
-/// V: raw Ed25519 verifications per second on all cores (the same library
-/// and strictness as badge verification, a badge-sized message).
+/// V: raw Ed25519 verifications per second on all cores (the signature
+/// rule badge verification uses, `tessera_core::signing::verify`, over a
+/// badge-sized payload).
 pub fn ed25519_verify(duration: Duration) -> anyhow::Result<f64> {
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
     let message = [7u8; 72];
-    let signature = key.sign(&message);
+    let signature =
+        signing::sign(BADGE_CONTEXT, &message, &key).context("signing the baseline message")?;
     let public = key.verifying_key();
     on_every_core(duration, move || {
-        public
-            .verify_strict(&message, &signature)
-            .context("the baseline signature did not verify")?;
+        anyhow::ensure!(
+            signing::verify(BADGE_CONTEXT, &message, &signature, &public),
+            "the baseline signature did not verify"
+        );
         Ok(1)
     })
 }
