@@ -40,15 +40,15 @@ MAX_CERTIFICATE_LEN = 16 * 1024
 MAX_ROOT_VALIDITY_SECS = 30 * 366 * 86_400
 MAX_LEAF_VALIDITY_SECS = 5 * 366 * 86_400
 MAX_VALIDITY_SECS = 30 * 86_400
-MAX_MASKED_NAME_CHARS = 16
+MAX_MASK_STARS = 3
 ID_TAIL_CHARS = 4
 CLOCK_SKEW_SECS = 300
 CLAIMS_VERSION = 1
 TRUST_LIST_VERSION = 1
 
-# Whitespace trimmed from both ends of a badge text.
-TRIMMED = frozenset(" \t\n\x0b\x0c\r\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
-                    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+# T1: the characters trimmed from both ends of a badge text, and no others.
+TRIMMED = frozenset("	
+ ")
 
 ROLES = {
     "root": ("nation", 1),
@@ -381,41 +381,41 @@ def verify_trust_list(data, root, now, standard, held=None):
     `now` (and as the successor of `held`), or raises ListRefused."""
     pb = standard.trust
     if len(data) > MAX_TRUST_LIST_LEN:
-        raise ListRefused("list.too_large", f"{len(data)} bytes")
-    signed = _decode(pb.SignedTrustList, data, "list.malformed", ListRefused)
+        raise ListRefused("list_too_large", f"{len(data)} bytes")
+    signed = _decode(pb.SignedTrustList, data, "list_malformed", ListRefused)
     try:
         signer = parse_issued_by(signed.signer_certificate, root)
     except CertRefused as e:
-        raise ListRefused("list.untrusted_signer", str(e)) from e
+        raise ListRefused("signer_untrusted", str(e)) from e
     if signer.role != "trust-list-signer":
-        raise ListRefused("list.signer_role", f"signed by a {signer.role}")
+        raise ListRefused("signer_role", f"signed by a {signer.role}")
     if not valid_at(signer, now):
-        raise ListRefused("list.signer_expired", "signer certificate not valid now")
+        raise ListRefused("signer_expired", "signer certificate not valid now")
     if len(signed.signature) != 64 or not ed25519_holds(
         TRUST_LIST_CONTEXT, signed.payload, signed.signature, signer
     ):
-        raise ListRefused("list.bad_signature", "signature does not match")
-    body = _decode(pb.TrustList, signed.payload, "list.malformed", ListRefused)
+        raise ListRefused("bad_signature", "signature does not match")
+    body = _decode(pb.TrustList, signed.payload, "list_malformed", ListRefused)
     if body.version != TRUST_LIST_VERSION:
-        raise ListRefused("list.version", f"version {body.version}")
+        raise ListRefused("unsupported_version", f"version {body.version}")
     if body.next_update < body.issued_at:
-        raise ListRefused("list.dates", "next_update is before issued_at")
+        raise ListRefused("dates_inconsistent", "next_update is before issued_at")
     if body.sunset_at < body.next_update:
-        raise ListRefused("list.dates", "sunset_at is before next_update")
+        raise ListRefused("dates_inconsistent", "sunset_at is before next_update")
     if body.issued_at > now + CLOCK_SKEW_SECS:
-        raise ListRefused("list.issued_in_future", f"{body.issued_at} > {now}")
+        raise ListRefused("issued_in_future", f"{body.issued_at} > {now}")
     if now > body.sunset_at:
-        raise ListRefused("list.sunset", f"passed its sunset at {body.sunset_at}")
+        raise ListRefused("sunset", f"passed its sunset at {body.sunset_at}")
+    checked_entries = [_check_entry(entry, root, i) for i, entry in enumerate(body.entries)]  # L13
     entries = {}
-    for index, entry in enumerate(body.entries):
-        checked = _check_entry(entry, root, index)
+    for checked in checked_entries:  # L14
         if checked.cert.key_id in entries:
-            raise ListRefused("list.duplicate_key", checked.cert.key_id.hex())
+            raise ListRefused("duplicate_key", checked.cert.key_id.hex())
         entries[checked.cert.key_id] = checked
     revoked_serials = set(body.revoked_serials)
     own = entries.get(signer.key_id)
     if signer.serial in revoked_serials or (own is not None and own.revoked):
-        raise ListRefused("list.signer_revoked", "the list revokes its own signer")
+        raise ListRefused("signer_revoked", "the list revokes its own signer")
     checked = TrustList(
         sequence=body.sequence,
         issued_at=body.issued_at,
@@ -428,11 +428,11 @@ def verify_trust_list(data, root, now, standard, held=None):
     )
     if held is not None:
         if checked.sequence < held.sequence:
-            raise ListRefused("list.rollback", f"{checked.sequence} < held {held.sequence}")
+            raise ListRefused("rollback", f"{checked.sequence} < held {held.sequence}")
         if checked.sequence == held.sequence and checked.payload != held.payload:
-            raise ListRefused("list.sequence_reused", f"sequence {checked.sequence}")
+            raise ListRefused("sequence_reused", f"sequence {checked.sequence}")
         if held.revokes(signer):
-            raise ListRefused("list.signer_revoked", "signed by a signer the held list revokes")
+            raise ListRefused("signer_revoked", "signed by a signer the held list revokes")
     return checked
 
 
@@ -443,19 +443,19 @@ def _check_entry(entry, root, index):
     try:
         cert = parse_issued_by(entry.certificate_der, root)
     except CertRefused as e:
-        raise refuse("list.entry_certificate", str(e)) from e
+        raise refuse("entry_certificate", str(e)) from e
     if entry.role != ROLES[cert.role][1]:
-        raise refuse("list.entry_role", f"entry role {entry.role}, certificate {cert.role}")
+        raise refuse("entry_role_mismatch", f"entry role {entry.role}, certificate {cert.role}")
     if cert.role in ("root", "operator", "verifier", "authority"):
-        raise refuse("list.entry_unlisted_role", cert.role)
+        raise refuse("entry_unlisted_role", cert.role)
     if cert.role in ("node", "gateway") and not entry.endpoint:
-        raise refuse("list.entry_endpoint", f"a {cert.role} entry needs an endpoint")
+        raise refuse("entry_missing_endpoint", f"a {cert.role} entry needs an endpoint")
     if entry.code != cert.code:
-        raise refuse("list.entry_code", f"{entry.code:06} vs {cert.code:06}")
+        raise refuse("entry_code_mismatch", f"{entry.code:06} vs {cert.code:06}")
     if entry.not_before != cert.not_before or entry.not_after != cert.not_after:
-        raise refuse("list.entry_validity", "validity does not match the certificate")
+        raise refuse("entry_validity_mismatch", "validity does not match the certificate")
     if entry.status not in (1, 2):
-        raise refuse("list.entry_status", f"status {entry.status}")
+        raise refuse("entry_status", f"status {entry.status}")
     return Entry(cert=cert, name=entry.name, endpoint=entry.endpoint, revoked=entry.status == 2)
 
 
@@ -465,10 +465,10 @@ def _check_entry(entry, root, index):
 def _base45_decode(body):
     for position, ch in enumerate(body):
         if ch not in BASE45:
-            raise Refused("MALFORMED", "text.invalid_character",
+            raise Refused("MALFORMED", "text_invalid_character",
                           f"{ch!r} at {len(TEXT_PREFIX) + position}")
     if len(body) % 3 == 1:
-        raise Refused("MALFORMED", "text.dangling_character", f"{len(body)} characters")
+        raise Refused("MALFORMED", "text_dangling_character", f"{len(body)} characters")
     out = bytearray()
     for start in range(0, len(body), 3):
         chunk = body[start : start + 3]
@@ -476,7 +476,7 @@ def _base45_decode(body):
         for ch in reversed(chunk):
             n = n * 45 + BASE45.index(ch)
         if (len(chunk) == 3 and n > 0xFFFF) or (len(chunk) == 2 and n > 0xFF):
-            raise Refused("MALFORMED", "text.value_out_of_range", f"group at {start}")
+            raise Refused("MALFORMED", "text_value_out_of_range", f"group at {start}")
         out += n.to_bytes(len(chunk) - 1, "big")
     return bytes(out)
 
@@ -488,83 +488,93 @@ def text_to_envelope(text):
     while end > start and text[end - 1] in TRIMMED:
         end -= 1
     text = text[start:end]
-    if len(text.encode("utf-8")) > MAX_TEXT_LEN:
-        raise Refused("MALFORMED", "text.too_long", f"{len(text)} characters")
+    if len(text) > MAX_TEXT_LEN:
+        raise Refused("MALFORMED", "text_too_long", f"{len(text)} characters")
     if not text.startswith(TEXT_PREFIX):
         version, sep, _ = text.partition(":")
         if sep and version.startswith("TB") and len(version) <= 6:
-            raise Refused("MALFORMED", "text.unsupported_version", f"{version}:")
-        raise Refused("MALFORMED", "text.missing_prefix", "it must start with TB1:")
+            raise Refused("MALFORMED", "text_unsupported_version", f"{version}:")
+        raise Refused("MALFORMED", "text_missing_prefix", "it must start with TB1:")
     return _base45_decode(text[len(TEXT_PREFIX):])
 
 
 def _unverified(envelope, trust, now, standard):
     if now > trust.sunset_at:
-        raise Refused("UNKNOWN_SIGNER", "list.sunset", "the trust list passed its sunset")
+        raise Refused("UNKNOWN_SIGNER", "trust_list_sunset", "the trust list passed its sunset")
     if len(envelope) > MAX_ENVELOPE_LEN:
-        raise Refused("MALFORMED", "envelope.too_large", f"{len(envelope)} bytes")
+        raise Refused("MALFORMED", "envelope_too_large", f"{len(envelope)} bytes")
 
     class Malformed(Refused):
         def __init__(self, reason, detail):
             super().__init__("MALFORMED", reason, detail)
 
-    signed = _decode(standard.badge.SignedBadge, envelope, "envelope.decode", Malformed)
+    signed = _decode(standard.badge.SignedBadge, envelope, "envelope_decode", Malformed)
     if len(signed.key_id) != 8:
-        raise Malformed("envelope.key_id_length", f"{len(signed.key_id)} bytes")
+        raise Malformed("key_id_length", f"{len(signed.key_id)} bytes")
     if len(signed.signature) != 64:
-        raise Malformed("envelope.signature_length", f"{len(signed.signature)} bytes")
+        raise Malformed("signature_length", f"{len(signed.signature)} bytes")
     if not signed.payload:
-        raise Malformed("envelope.empty_payload", "no payload")
+        raise Malformed("empty_payload", "no payload")
     entry = trust.entries.get(signed.key_id)
     if entry is None:
-        raise Refused("UNKNOWN_SIGNER", "signer.unknown", signed.key_id.hex())
+        raise Refused("UNKNOWN_SIGNER", "unknown_signer", signed.key_id.hex())
     if entry.cert.role != "badge-signer":
-        raise Refused("UNKNOWN_SIGNER", "signer.wrong_role", entry.cert.role)
+        raise Refused("UNKNOWN_SIGNER", "wrong_signer_role", entry.cert.role)
     return signed, entry
 
 
 def _masked_name_ok(name):
-    return len(name) <= MAX_MASKED_NAME_CHARS
+    """C9: empty, or one character followed by one to three '*'."""
+    return name == "" or (2 <= len(name) <= 1 + MAX_MASK_STARS and set(name[1:]) == {"*"})
+
+
+def _id_tail_ok(tail):
+    """C10: empty, or exactly four of 0-9 and X."""
+    return tail == "" or (len(tail) == ID_TAIL_CHARS and all(c in "0123456789X" for c in tail))
 
 
 def _accept(signed, entry, now, standard):
     if entry.revoked:
-        raise Refused("SIGNER_REVOKED", "signer.revoked", signed.key_id.hex())
+        raise Refused("SIGNER_REVOKED", "signer_revoked", signed.key_id.hex())
 
     class Malformed(Refused):
         def __init__(self, reason, detail):
             super().__init__("MALFORMED", reason, detail)
 
-    claims = _decode(standard.badge.BadgeClaims, signed.payload, "claims.decode", Malformed)
+    claims = _decode(standard.badge.BadgeClaims, signed.payload, "claims_decode", Malformed)
     if claims.version != CLAIMS_VERSION:
-        raise Malformed("claims.version", f"version {claims.version}")
+        raise Malformed("unsupported_version", f"version {claims.version}")
     try:
         city = _check_code(f"{claims.issuer_city:06}", "city")
     except CertRefused as e:
-        raise Malformed("claims.issuer_city", e.detail) from e
+        raise Malformed("issuer_city_invalid", e.detail) from e
     if len(claims.badge_id) != 16:
-        raise Malformed("claims.badge_id", f"{len(claims.badge_id)} bytes")
+        raise Malformed("badge_id_length", f"{len(claims.badge_id)} bytes")
     if claims.colour not in (1, 2, 3):
-        raise Malformed("claims.colour", f"colour {claims.colour}")
+        raise Malformed("colour_invalid", f"colour {claims.colour}")
     if claims.valid_until <= claims.issued_at:
-        raise Malformed("claims.empty_window", "valid_until <= issued_at")
+        raise Malformed("empty_window", "valid_until <= issued_at")
     if claims.valid_until - claims.issued_at > MAX_VALIDITY_SECS:
-        raise Malformed("claims.window_too_long", "over 30 days")
+        raise Malformed("window_too_long", "over 30 days")
+    if claims.policy_version == 0:  # C8
+        raise Malformed("policy_version_zero", "policy versions start at 1")
     hint = claims.holder_hint
-    if not _masked_name_ok(hint.masked_name) or len(hint.id_tail) > ID_TAIL_CHARS:
-        raise Malformed("claims.holder_hint", "holder hint too long")
+    if not _masked_name_ok(hint.masked_name):  # C9
+        raise Malformed("masked_name_form", repr(hint.masked_name))
+    if not _id_tail_ok(hint.id_tail):  # C10
+        raise Malformed("id_tail_form", repr(hint.id_tail))
     if city != entry.cert.code:
-        raise Refused("BAD_SIGNATURE", "signer.issuer_mismatch", f"{city:06} vs {entry.cert.code:06}")
+        raise Refused("BAD_SIGNATURE", "issuer_mismatch", f"{city:06} vs {entry.cert.code:06}")
     if not valid_at(entry.cert, claims.issued_at) or claims.valid_until > entry.cert.not_after:
-        raise Refused("BAD_SIGNATURE", "signer.not_valid_at_issue", "window outside the certificate")
+        raise Refused("BAD_SIGNATURE", "signer_not_valid_at_issue", "window outside the certificate")
     if claims.issued_at > now + CLOCK_SKEW_SECS:
-        raise Refused("NOT_YET_VALID", "window.not_yet_valid", f"issued at {claims.issued_at}")
+        raise Refused("NOT_YET_VALID", "not_yet_valid", f"issued at {claims.issued_at}")
     if now > claims.valid_until:
-        raise Refused("EXPIRED", "window.expired", f"expired at {claims.valid_until}")
+        raise Refused("EXPIRED", "expired", f"expired at {claims.valid_until}")
     colour = standard.badge.Colour.Name(claims.colour)[len("COLOUR_"):]
     return Result(
         outcome="VALID",
-        reason="ok",
+        reason="valid",
         detail="signature, signer and window hold; the city's status was not asked",
         colour=colour,
         valid_until=claims.valid_until,
@@ -577,7 +587,7 @@ def verify_envelope(envelope, trust, now, standard):
     try:
         signed, entry = _unverified(envelope, trust, now, standard)
         if not ed25519_holds(BADGE_CONTEXT, signed.payload, signed.signature, entry.cert):
-            raise Refused("BAD_SIGNATURE", "signature.invalid", "badge signature does not match")
+            raise Refused("BAD_SIGNATURE", "bad_signature", "badge signature does not match")
         return _accept(signed, entry, now, standard)
     except Refused as e:
         return Result(outcome=e.outcome, reason=e.reason, detail=e.detail)
