@@ -42,6 +42,7 @@ fn every_scenario_runs_briefly_without_failed_calls() {
         "raw Ed25519 sign",
         "issue (",
         "idle mTLS connections",
+        "full mTLS handshakes",
     ] {
         let row = rows
             .iter()
@@ -51,7 +52,7 @@ fn every_scenario_runs_briefly_without_failed_calls() {
         assert_eq!(row["errors"], 0, "{row}");
     }
     let measured = rows.iter().filter(|r| r["calls"].as_u64().unwrap() > 0);
-    assert_eq!(measured.count(), 7, "{out}");
+    assert_eq!(measured.count(), 8, "{out}");
     let targets = report["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 9, "{out}");
     let notes = report["notes"].as_array().unwrap();

@@ -1,65 +1,55 @@
 #!/usr/bin/env python3
-"""A tessera checkpoint in Python: verify a badge through the national gateway.
+"""A tessera checkpoint in Python: verify a badge through the national
+gateway, or offline against a trust list fetched from it.
 
 It uses nothing of tessera but the standard: the .proto files in
 proto/tessera/v1/, compiled at run time with grpcio-tools into a temporary
-directory, a grpcio stub, and mutual TLS 1.3 with the checkpoint's own
-Ed25519 certificate and key, trusting only the national root. It calls
-Gateway.Verify and prints the verdict.
+directory, a stock grpcio stub over grpcio's own TLS
+(grpc.ssl_channel_credentials with the bundle's files: the checkpoint's
+ECDSA P-256 certificate and key, trusting only the national root), and for
+the offline check tessera_offline.py (cryptography plus the rules of
+docs/PROTOCOL.md).
 
-TLS (see README.md, "Ed25519 and grpcio"): the grpcio wheels on PyPI carry
-BoringSSL, whose TLS client does not offer Ed25519 signatures, so they cannot
-talk to a tessera gateway. By default (--tls python) this client therefore
-makes the TLS connection with Python's own ssl module (OpenSSL) and runs
-grpcio over it through a private Unix socket. With a grpcio built against
-OpenSSL, --tls grpcio lets grpcio make the TLS connection itself.
+  checkpoint.py --gateway HOST:PORT --bundle DIR TEXT       online: Gateway.Verify
+  checkpoint.py --gateway HOST:PORT --bundle DIR --offline TEXT
+        fetch the trust list (FetchTrustList), verify it against the root,
+        then verify the badge with no further network
+  checkpoint.py --trust-list FILE --root ROOT --offline TEXT
+        offline against a list kept on disk
 
 Exit status, as for `tessera verify` (docs/OPERATIONS.md section 6):
   0        VALID (the only status on which a gate may open)
   10 + n   any other outcome, n its wire number in badge.proto
            (12 REVOKED, 15 BAD_SIGNATURE, 18 MALFORMED, 19 STATUS_UNAVAILABLE, ...)
   10       an outcome this client does not know
-  1        no check was made (files unreadable, gateway unreachable or refused us)
+  1        no check was made (files unreadable, gateway unreachable or refused
+           us, trust list refused)
   2        usage error
 """
 
 import argparse
-import asyncio
-import base64
 import datetime
-import importlib
-import importlib.resources
 import os
-import ssl
 import sys
 import tempfile
-import threading
+import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_PROTO_ROOT = os.path.normpath(os.path.join(HERE, "..", "..", "proto"))
-PROTO_FILES = [
-    "tessera/v1/badge.proto",
-    "tessera/v1/trust.proto",
-    "tessera/v1/privacy.proto",
-    "tessera/v1/node.proto",
-    "tessera/v1/gateway.proto",
-]
+import standard
+import tessera_offline
 
 
 class NoCheck(Exception):
     """No verdict could be obtained; exit status 1."""
 
 
-# --- command line -----------------------------------------------------------
-
-
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        description="Verify a tessera badge through the national gateway over mutual TLS.",
+        description="Verify a tessera badge through the national gateway over mutual TLS, "
+        "or offline against a verified trust list.",
         epilog="Example: %(prog)s --gateway 127.0.0.1:7000 "
         "--bundle federation/authority/verifiers/420000-wuhan-railway-station 'TB1:...'",
     )
-    p.add_argument("--gateway", required=True, help="the gateway, HOST:PORT")
+    p.add_argument("--gateway", help="the gateway, HOST:PORT")
     p.add_argument(
         "--bundle",
         help="the checkpoint's bundle directory (verifier.crt, verifier.key, root.crt)",
@@ -72,15 +62,26 @@ def parse_args(argv):
         help="the name or IP address the gateway's certificate must carry, when it is not HOST",
     )
     p.add_argument(
-        "--tls",
-        choices=["python", "grpcio"],
-        default="python",
-        help="who makes the TLS connection: Python's ssl module (default; works with the "
-        "grpcio wheels from PyPI) or grpcio itself (needs a grpcio built against OpenSSL)",
+        "--offline",
+        action="store_true",
+        help="verify the badge here, against a trust list verified against the root: "
+        "fetched from --gateway, or read from --trust-list",
+    )
+    p.add_argument(
+        "--trust-list",
+        help="with --offline: a signed trust list file (an encoded SignedTrustList) "
+        "instead of fetching one",
+    )
+    p.add_argument(
+        "--save-trust-list",
+        help="with --offline and --gateway: also write the fetched list to this file",
+    )
+    p.add_argument(
+        "--now", type=int, help="with --offline: the time of the check, Unix seconds (default: now)"
     )
     p.add_argument(
         "--proto-root",
-        default=DEFAULT_PROTO_ROOT,
+        default=standard.DEFAULT_PROTO_ROOT,
         help="the directory holding tessera/v1/*.proto (default: %(default)s)",
     )
     p.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds (default 10)")
@@ -89,15 +90,23 @@ def parse_args(argv):
     badge.add_argument("--text-file", help="a file holding the QR text (e.g. a demo's badge.txt)")
     badge.add_argument("--envelope", help="a file holding the envelope bytes (an encoded SignedBadge)")
     args = p.parse_args(argv)
-    for name, file in (("cert", "verifier.crt"), ("key", "verifier.key"), ("root", "root.crt")):
+    online = not args.offline or args.trust_list is None
+    if online and args.gateway is None:
+        p.error("--gateway is required (or --offline with --trust-list)")
+    if args.trust_list is not None and not args.offline:
+        p.error("--trust-list goes with --offline")
+    needed = (("cert", "verifier.crt"), ("key", "verifier.key"), ("root", "root.crt"))
+    for name, file in needed:
         if getattr(args, name) is None:
             if args.bundle is None:
-                p.error(f"--{name} or --bundle is required")
+                if online or name == "root":
+                    p.error(f"--{name} or --bundle is required")
+                continue
             setattr(args, name, os.path.join(args.bundle, file))
-    host, sep, port = args.gateway.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        p.error(f"--gateway {args.gateway!r} is not HOST:PORT")
-    args.host, args.port = host.strip("[]"), int(port)
+    if args.gateway is not None:
+        host, sep, port = args.gateway.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            p.error(f"--gateway {args.gateway!r} is not HOST:PORT")
     return args
 
 
@@ -116,260 +125,113 @@ def read_pem(path, what, label):
     return data
 
 
-# --- keys -------------------------------------------------------------------
-
-_ED25519_ALGORITHM = bytes.fromhex("300506032b6570")  # SEQUENCE { OID 1.3.101.112 }
-_PKCS8_V1_PREFIX = bytes.fromhex("302e020100") + _ED25519_ALGORITHM + bytes.fromhex("04220420")
+# --- online -------------------------------------------------------------------
 
 
-def _der(buf, i):
-    """Reads one DER element at i: (tag, contents, index after it)."""
-    if i + 2 > len(buf):
-        raise ValueError("truncated")
-    tag, n, i = buf[i], buf[i + 1], i + 2
-    if n & 0x80:
-        k = n & 0x7F
-        n, i = int.from_bytes(buf[i : i + k], "big"), i + k
-    if i + n > len(buf):
-        raise ValueError("truncated")
-    return tag, buf[i : i + n], i + n
+def channel(args):
+    """A grpcio channel to the gateway over grpcio's own mutual TLS."""
+    import grpc
 
-
-def pkcs8_v1(pem):
-    """Returns an Ed25519 private key as PKCS#8 version 1 (RFC 8410) PEM.
-
-    tessera writes its keys as PKCS#8 version 2 (RFC 5958: the public key is
-    included). Neither BoringSSL (grpcio) nor OpenSSL 3.0 (Debian 12's, which
-    Python's ssl module uses) reads that form for Ed25519. The seed is all a
-    TLS library needs, so it is re-wrapped as version 1. Any other key is
-    returned unchanged.
-    """
-    text = pem.decode("ascii", "replace")
-    begin, end = "-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----"
-    if begin not in text or end not in text:
-        return pem
-    body = text.split(begin, 1)[1].split(end, 1)[0]
-    try:
-        der = base64.b64decode("".join(body.split()), validate=True)
-        tag, info, _ = _der(der, 0)
-        if tag != 0x30:
-            return pem
-        tag, version, i = _der(info, 0)
-        tag2, _, i2 = _der(info, i)
-        tag3, private, _ = _der(info, i2)
-        if (tag, tag2, tag3) != (0x02, 0x30, 0x04) or info[i:i2] != _ED25519_ALGORITHM:
-            return pem
-        tag, seed, rest = _der(private, 0)
-        if tag != 0x04 or len(seed) != 32 or rest != len(private):
-            return pem
-    except ValueError:
-        return pem
-    if version == b"\x00" and der == _PKCS8_V1_PREFIX + seed:
-        return pem
-    v1 = base64.b64encode(_PKCS8_V1_PREFIX + seed).decode()
-    return f"{begin}\n{v1}\n{end}\n".encode()
-
-
-# --- the standard's stubs -----------------------------------------------------
-
-
-def compile_protos(proto_root, out_dir):
-    """Generates the Python modules of the standard into out_dir and imports them."""
-    from grpc_tools import protoc
-
-    missing = [f for f in PROTO_FILES if not os.path.isfile(os.path.join(proto_root, f))]
-    if missing:
-        raise NoCheck(f"{', '.join(missing)} not found under {proto_root} (see --proto-root)")
-    well_known = str(importlib.resources.files("grpc_tools") / "_proto")
-    status = protoc.main(
-        [
-            "grpc_tools.protoc",
-            f"-I{proto_root}",
-            f"-I{well_known}",
-            f"--python_out={out_dir}",
-            f"--grpc_python_out={out_dir}",
-            *PROTO_FILES,
-        ]
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read_pem(args.root, "root certificate", "CERTIFICATE"),
+        private_key=read_pem(args.key, "private key", "PRIVATE KEY"),
+        certificate_chain=read_pem(args.cert, "certificate", "CERTIFICATE"),
     )
-    if status != 0:
-        raise NoCheck(f"protoc failed on the .proto files under {proto_root}")
-    sys.path.insert(0, out_dir)
-    return (
-        importlib.import_module("tessera.v1.badge_pb2"),
-        importlib.import_module("tessera.v1.gateway_pb2"),
-        importlib.import_module("tessera.v1.gateway_pb2_grpc"),
-    )
+    options = [("grpc.ssl_target_name_override", args.server_name)] if args.server_name else []
+    return grpc.secure_channel(args.gateway, credentials, options=options)
 
 
-# --- TLS by Python's ssl module -----------------------------------------------
+def call(args, method, request):
+    import grpc
 
-
-class TlsBridge:
-    """Carries grpcio's HTTP/2 from a private Unix socket to the gateway over
-    mutual TLS made by Python's ssl module (OpenSSL), which does Ed25519.
-
-    The socket lives in a directory only this user can enter and exists only
-    while the check runs. Each connection grpcio opens gets its own TLS
-    connection to the gateway; failures are kept in `errors` for the report.
-    """
-
-    def __init__(self, path, host, port, context, server_hostname, timeout):
-        self.path = path
-        self.host, self.port = host, port
-        self.context, self.server_hostname = context, server_hostname
-        self.timeout = timeout
-        self.errors = []
-        self._closing = False
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tls-bridge", daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        if not self._ready.wait(10) or self._server is None:
-            raise NoCheck(f"could not listen on {self.path}: {self.errors}")
-        return self
-
-    def __exit__(self, *exc):
-        self._closing = True
-        if self._loop.is_running():
-            try:
-                asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(5)
-            finally:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        if not self._thread.is_alive():
-            self._loop.close()
-
-    def _run(self):
-        asyncio.set_event_loop(self._loop)
-        self._server = None
+    with channel(args) as ch:
+        stub = args.standard.gateway_grpc.GatewayStub(ch)
         try:
-            self._server = self._loop.run_until_complete(
-                asyncio.start_unix_server(self._handle, path=self.path)
-            )
-        except OSError as e:
-            self.errors.append(str(e))
-        self._ready.set()
-        if self._server is not None:
-            self._loop.run_forever()
-
-    async def _shutdown(self):
-        self._server.close()
-        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _handle(self, reader, writer):
-        try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    self.host,
-                    self.port,
-                    ssl=self.context,
-                    server_hostname=self.server_hostname,
-                ),
-                self.timeout,
-            )
-        except (OSError, ssl.SSLError, asyncio.TimeoutError) as e:
-            self.errors.append(f"TLS connection to {self.host}:{self.port} failed: {e or 'timeout'}")
-            writer.close()
-            return
-        if up_writer.get_extra_info("ssl_object").selected_alpn_protocol() != "h2":
-            self.errors.append("the gateway did not agree to HTTP/2 (ALPN h2)")
-        await asyncio.gather(
-            self._pump(reader, up_writer, "to"),
-            self._pump(up_reader, writer, "from"),
-            return_exceptions=True,
-        )
-
-    async def _pump(self, source, sink, direction):
-        try:
-            while data := await source.read(65536):
-                sink.write(data)
-                await sink.drain()
-        except (OSError, ssl.SSLError) as e:
-            if not self._closing:
-                self.errors.append(f"TLS connection {direction} the gateway broke: {e}")
-        finally:
-            sink.close()
+            return getattr(stub, method)(request, timeout=args.timeout)
+        except grpc.RpcError as e:
+            raise NoCheck(
+                f"the gateway at {args.gateway} answered {method} with "
+                f"{e.code().name}: {e.details()}"
+            ) from e
 
 
-def python_tls_context(args, private_dir):
-    """A TLS 1.3 client context: our certificate and key, only the national root."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name
-    context.minimum_version = ssl.TLSVersion.TLSv1_3
-    context.set_alpn_protocols(["h2"])
-    try:
-        context.load_verify_locations(
-            cadata=read_pem(args.root, "root certificate", "CERTIFICATE").decode("ascii")
-        )
-    except (ssl.SSLError, ValueError) as e:
-        raise NoCheck(f"the root certificate {args.root} does not load: {e}") from e
-    read_pem(args.cert, "certificate", "CERTIFICATE")
-    key_path = os.path.join(private_dir, "key.pem")
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pkcs8_v1(read_pem(args.key, "private key", "PRIVATE KEY")))
-    try:
-        context.load_cert_chain(args.cert, key_path)
-    except ssl.SSLError as e:
-        raise NoCheck(f"the certificate {args.cert} and key {args.key} do not load: {e}") from e
-    finally:
-        os.unlink(key_path)
-    return context
-
-
-# --- the check ----------------------------------------------------------------
-
-
-def build_request(args, gateway_pb2):
+def read_badge(args):
+    """('envelope', bytes) or ('text', str)."""
     if args.envelope is not None:
-        return gateway_pb2.VerifyRequest(envelope=read(args.envelope, "badge envelope"))
-    text = args.text
+        return "envelope", read(args.envelope, "badge envelope")
     if args.text_file is not None:
-        text = read(args.text_file, "badge text").decode("utf-8", "replace")
-    return gateway_pb2.VerifyRequest(qr_text=text.strip())
+        data = read(args.text_file, "badge text")
+        try:
+            return "text", data.decode("utf-8")
+        except UnicodeDecodeError:
+            # Not text at all: the gateway will call it MALFORMED.
+            return "text", data.decode("utf-8", "replace")
+    return "text", args.text
 
 
-def call_verify(channel, request, args, gateway_pb2_grpc, tls_errors):
-    import grpc
+def verify_online(args):
+    kind, badge = read_badge(args)
+    gateway = args.standard.gateway
+    if kind == "envelope":
+        request = gateway.VerifyRequest(envelope=badge)
+    else:
+        request = gateway.VerifyRequest(qr_text=badge)
+    return call(args, "Verify", request)
 
+
+# --- offline ------------------------------------------------------------------
+
+
+def root_der(args):
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    pem = read_pem(args.root, "root certificate", "CERTIFICATE")
     try:
-        return gateway_pb2_grpc.GatewayStub(channel).Verify(request, timeout=args.timeout)
-    except grpc.RpcError as e:
-        reason = f"{e.code().name}: {e.details()}"
-        if tls_errors:
-            reason = f"{tls_errors[-1]} ({reason})"
-        elif args.tls == "grpcio" and "handshake" in (e.details() or "").lower():
-            reason += (
-                "; if this grpcio carries BoringSSL (the wheels on PyPI do), its TLS offers"
-                " no Ed25519 signatures: use --tls python"
-            )
-        raise NoCheck(f"the gateway at {args.gateway} gave no verdict: {reason}") from e
+        return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    except ValueError as e:
+        raise NoCheck(f"the root certificate {args.root} does not load: {e}") from e
 
 
-def verify(args, work_dir, gateway_pb2, gateway_pb2_grpc):
-    import grpc
+def verify_offline(args):
+    now = args.now if args.now is not None else int(time.time())
+    try:
+        root = tessera_offline.root_anchor(root_der(args))
+    except tessera_offline.CertRefused as e:
+        raise NoCheck(f"the root certificate {args.root} is not a tessera root: {e}") from e
+    if args.trust_list is not None:
+        signed = read(args.trust_list, "trust list")
+    else:
+        answer = call(args, "FetchTrustList", args.standard.gateway.FetchTrustListRequest())
+        if not answer.HasField("list"):
+            raise NoCheck(f"the gateway at {args.gateway} holds no trust list")
+        signed = answer.list.SerializeToString()
+        if args.save_trust_list:
+            with open(args.save_trust_list, "wb") as f:
+                f.write(signed)
+    try:
+        trust = tessera_offline.verify_trust_list(signed, root, now, args.standard)
+    except tessera_offline.ListRefused as e:
+        raise NoCheck(f"the trust list was refused: {e}") from e
+    kind, badge = read_badge(args)
+    if kind == "envelope":
+        result = tessera_offline.verify_envelope(badge, trust, now, args.standard)
+    else:
+        result = tessera_offline.verify_text(badge, trust, now, args.standard)
+    badge_pb2 = args.standard.badge
+    return badge_pb2.Verdict(
+        outcome=badge_pb2.Outcome.Value(f"OUTCOME_{result.outcome}"),
+        colour=badge_pb2.Colour.Value(f"COLOUR_{result.colour}") if result.colour else 0,
+        valid_until=result.valid_until,
+        issuer_city=result.issuer_city,
+        issuer_name=result.issuer_name,
+        checked_at=now,
+        signature_valid=result.outcome == "VALID",
+        detail=result.detail,
+    ), result.reason, trust.sequence
 
-    request = build_request(args, gateway_pb2)
-    server_name = args.server_name or args.host
-    if args.tls == "grpcio":
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=read_pem(args.root, "root certificate", "CERTIFICATE"),
-            private_key=pkcs8_v1(read_pem(args.key, "private key", "PRIVATE KEY")),
-            certificate_chain=read_pem(args.cert, "certificate", "CERTIFICATE"),
-        )
-        options = [("grpc.ssl_target_name_override", server_name)] if args.server_name else []
-        with grpc.secure_channel(args.gateway, credentials, options=options) as channel:
-            return call_verify(channel, request, args, gateway_pb2_grpc, [])
-    context = python_tls_context(args, work_dir)
-    path = os.path.join(work_dir, "gateway.sock")
-    with TlsBridge(path, args.host, args.port, context, server_name, args.timeout) as bridge:
-        options = [("grpc.default_authority", args.gateway)]
-        with grpc.insecure_channel(f"unix:{path}", options=options) as channel:
-            return call_verify(channel, request, args, gateway_pb2_grpc, bridge.errors)
+
+# --- the verdict ----------------------------------------------------------------
 
 
 def enum_name(enum, value, prefix):
@@ -385,7 +247,7 @@ def utc(seconds):
     )
 
 
-def report(verdict, badge_pb2):
+def report(verdict, badge_pb2, reason=None):
     """Prints the verdict; returns the exit status."""
     outcome = enum_name(badge_pb2.Outcome, verdict.outcome, "OUTCOME_")
     if outcome is None or outcome == "UNSPECIFIED":
@@ -401,6 +263,9 @@ def report(verdict, badge_pb2):
     if verdict.issuer_city:
         print(f"  issued by    {verdict.issuer_name or 'a city not in the list'} ({verdict.issuer_city})")
     print(f"  checked at   {utc(verdict.checked_at)}")
+    reason = reason if reason is not None else getattr(verdict, "reason", "")
+    if reason:
+        print(f"  reason       {reason}")
     print(f"  detail       {verdict.detail}")
     return status
 
@@ -409,11 +274,16 @@ def main(argv):
     args = parse_args(argv)
     try:
         with tempfile.TemporaryDirectory(prefix="tessera-checkpoint-") as work_dir:
-            stubs = os.path.join(work_dir, "stubs")
-            os.mkdir(stubs)
-            badge_pb2, gateway_pb2, gateway_pb2_grpc = compile_protos(args.proto_root, stubs)
-            verdict = verify(args, work_dir, gateway_pb2, gateway_pb2_grpc)
-            return report(verdict, badge_pb2)
+            try:
+                args.standard = standard.load(args.proto_root, work_dir)
+            except standard.ProtoError as e:
+                raise NoCheck(str(e)) from e
+            if args.offline:
+                verdict, reason, sequence = verify_offline(args)
+                status = report(verdict, args.standard.badge, reason)
+                print(f"  trust list   {sequence}, verified against the root; the city's status was not asked")
+                return status
+            return report(verify_online(args), args.standard.badge)
     except NoCheck as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

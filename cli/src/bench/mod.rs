@@ -5,6 +5,7 @@
 mod baseline;
 mod echo;
 mod fixture;
+mod handshake;
 mod idle;
 mod load;
 mod report;
@@ -42,6 +43,9 @@ pub enum Scenario {
     /// Resident memory of a gateway process holding --idle idle mutual-TLS
     /// connections (each after a handshake and one call).
     IdleConnections,
+    /// Full mutual-TLS handshakes per second: each call a new connection to
+    /// the gateway (no session resumption) and one WhoAmI.
+    Handshake,
     /// Every scenario above, one after the other (not soak).
     All,
     /// Relay at half its maximum throughput for --soak (10 minutes by
@@ -167,6 +171,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::Ingest,
                 Scenario::Issue,
                 Scenario::IdleConnections,
+                Scenario::Handshake,
             ],
             Scenario::Echo => &[],
             ref one => std::slice::from_ref(one),
@@ -179,6 +184,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::Ingest => scenarios::ingest(&args, e, &mut report).await?,
                 Scenario::Issue => scenarios::issue(&args, e, &mut report).await?,
                 Scenario::IdleConnections => idle::idle_connections(args.idle, &mut report).await?,
+                Scenario::Handshake => handshake::handshake(&args, e, &mut report).await?,
                 Scenario::Soak => scenarios::soak(&args, &mut report).await?,
                 Scenario::Echo | Scenario::All => {}
             }
