@@ -57,7 +57,9 @@ fn python() -> Option<PathBuf> {
             panic!("TESSERA_REQUIRE_PYTHON=1 but TESSERA_PYTHON is not set: {HOW_PYTHON}")
         }
         None => {
-            eprintln!("skipped: set TESSERA_PYTHON to a python with the example's requirements: {HOW_PYTHON}");
+            eprintln!(
+                "skipped: set TESSERA_PYTHON to a python with the example's requirements: {HOW_PYTHON}"
+            );
             None
         }
     }
@@ -74,7 +76,11 @@ fn node() -> bool {
     if runs && modules.is_dir() {
         return true;
     }
-    let what = if runs { "examples/node/node_modules is missing" } else { "no node on PATH" };
+    let what = if runs {
+        "examples/node/node_modules is missing"
+    } else {
+        "no node on PATH"
+    };
     assert!(
         !required("TESSERA_REQUIRE_NODE"),
         "TESSERA_REQUIRE_NODE=1 but {what}: {HOW_NODE}"
@@ -151,7 +157,11 @@ fn python_and_node_checkpoints_verify_a_badge_through_a_running_federation() {
     let text = common::issue_hangzhou_badge(&layout);
     let bad = tampered(&text);
     let envelope = tmp.path().join("badge.bin");
-    std::fs::write(&envelope, tessera_core::text::from_text(&text, 512).unwrap()).unwrap();
+    std::fs::write(
+        &envelope,
+        tessera_core::text::from_text(&text, 512).unwrap(),
+    )
+    .unwrap();
     let envelope = envelope.to_str().unwrap();
     let online = ["--gateway", gateway, "--bundle", bundle];
 
@@ -159,7 +169,11 @@ fn python_and_node_checkpoints_verify_a_badge_through_a_running_federation() {
         // Online, grpcio's own TLS: the QR text and the envelope bytes.
         let out = python_checkpoint(python, &[&online[..], &[&text]].concat());
         let stdout = expect(&out, 0, "VALID");
-        assert!(stdout.contains("issued by    Hangzhou (330100)"), "{}", describe(&out));
+        assert!(
+            stdout.contains("issued by    Hangzhou (330100)"),
+            "{}",
+            describe(&out)
+        );
         assert!(stdout.contains("colour       green"), "{}", describe(&out));
         let out = python_checkpoint(python, &[&online[..], &["--envelope", envelope]].concat());
         expect(&out, 0, "VALID");
@@ -168,21 +182,42 @@ fn python_and_node_checkpoints_verify_a_badge_through_a_running_federation() {
         // Offline: the list fetched over grpcio, verified in Python, then the
         // badge, with no call to Verify.
         let list = tmp.path().join("python.tsl");
-        let offline = [&online[..], &["--offline", "--save-trust-list", list.to_str().unwrap()]].concat();
+        let offline = [
+            &online[..],
+            &["--offline", "--save-trust-list", list.to_str().unwrap()],
+        ]
+        .concat();
         let out = python_checkpoint(python, &[&offline[..], &[&text]].concat());
         let stdout = expect(&out, 0, "VALID");
-        assert!(stdout.contains("the city's status was not asked"), "{}", describe(&out));
-        assert!(stdout.contains("issued by    Hangzhou (330100)"), "{}", describe(&out));
-        assert_not_valid(&python_checkpoint(python, &[&offline[..], &[&bad]].concat()));
+        assert!(
+            stdout.contains("the city's status was not asked"),
+            "{}",
+            describe(&out)
+        );
+        assert!(
+            stdout.contains("issued by    Hangzhou (330100)"),
+            "{}",
+            describe(&out)
+        );
+        assert_not_valid(&python_checkpoint(
+            python,
+            &[&offline[..], &[&bad]].concat(),
+        ));
     }
 
     if node {
         let out = node_checkpoint(&[&["verify"], &online[..], &[&text]].concat());
         let stdout = expect(&out, 0, "VALID");
-        assert!(stdout.contains("issued by    Hangzhou (330100)"), "{}", describe(&out));
+        assert!(
+            stdout.contains("issued by    Hangzhou (330100)"),
+            "{}",
+            describe(&out)
+        );
         let out = node_checkpoint(&[&["verify"], &online[..], &["--envelope", envelope]].concat());
         expect(&out, 0, "VALID");
-        assert_not_valid(&node_checkpoint(&[&["verify"], &online[..], &[&bad]].concat()));
+        assert_not_valid(&node_checkpoint(
+            &[&["verify"], &online[..], &[&bad]].concat(),
+        ));
 
         // The list grpc-js fetched is the gateway's signed list: tessera's own
         // offline check accepts it and verifies the badge with it.
@@ -195,7 +230,15 @@ fn python_and_node_checkpoints_verify_a_badge_through_a_running_federation() {
         assert!(stdout.starts_with("trust list "), "{}", describe(&out));
         assert!(stdout.contains("written to"), "{}", describe(&out));
         let root = format!("{bundle}/root.crt");
-        let checked = common::tessera(&["verify", "--offline", "--trust-list", list, "--root", &root, &text]);
+        let checked = common::tessera(&[
+            "verify",
+            "--offline",
+            "--trust-list",
+            list,
+            "--root",
+            &root,
+            &text,
+        ]);
         assert_eq!(checked.status.code(), Some(0), "{}", describe(&checked));
 
         if let Some(python) = &python {
@@ -209,4 +252,28 @@ fn python_and_node_checkpoints_verify_a_badge_through_a_running_federation() {
     }
 
     common::stop(running.0.take().unwrap());
+}
+
+/// The Python offline verifier, written from PROTOCOL.md with `cryptography`
+/// and its own Ed25519 arithmetic, agrees with every conformance vector.
+#[test]
+fn the_python_verifier_agrees_with_every_conformance_vector() {
+    let Some(python) = python() else { return };
+    let out = Command::new(&python)
+        .arg(Path::new(REPO).join("examples/python/conformance.py"))
+        .output()
+        .expect("run the Python conformance runner");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(out.stderr.is_empty(), "wrote on stderr: {}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let passed: usize = last
+        .strip_suffix(" passed, 0 failed")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no 'N passed, 0 failed' line: {}", describe(&out)));
+    assert!(
+        passed >= 150,
+        "only {passed} vectors ran: {}",
+        describe(&out)
+    );
 }

@@ -47,8 +47,7 @@ CLAIMS_VERSION = 1
 TRUST_LIST_VERSION = 1
 
 # T1: the characters trimmed from both ends of a badge text, and no others.
-TRIMMED = frozenset("	
- ")
+TRIMMED = frozenset("\t\n\r ")
 
 ROLES = {
     "root": ("nation", 1),

@@ -152,11 +152,7 @@ pub fn issue_raw_badge_signer(root: &RootCa, serial: u8, public_key: [u8; 32]) -
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.use_authority_key_identifier_extension = true;
-    let issuer = Issuer::from_ca_cert_der(
-        &root.der().into(),
-        root.key(),
-    )
-    .expect("root issuer");
+    let issuer = Issuer::from_ca_cert_der(&root.der().into(), root.key()).expect("root issuer");
     let cert = params
         .signed_by(&RawEd25519(public_key), &issuer)
         .expect("raw-key certificate");
