@@ -7,8 +7,9 @@
 //! connection ([`connection`]), which calls it may make ([`authz`]) and how
 //! the caller's identity reaches a gRPC handler ([`grpc`]), and following a
 //! gateway's trust list, as city nodes and follower gateways do ([`follow`]),
-//! and picking up renewed certificates and keys without a restart
-//! ([`reload`]).
+//! picking up renewed certificates and keys without a restart
+//! ([`reload`]), and the status of a request that does not decode
+//! ([`status`]).
 //!
 //! It must never weaken a check rustls makes: tessera's own checks (role,
 //! extended key usage, revocation by the trust list) are added on top of the
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod profile;
 pub mod reload;
 pub mod standard;
+pub mod status;
 pub mod tls;
 
 pub use grpc::PeerIdentity;

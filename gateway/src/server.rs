@@ -189,6 +189,7 @@ pub async fn serve(
     };
     let server = tonic::transport::Server::builder()
         .layer(metrics.layer(crate::authz::table()))
+        .layer(tessera_certs::status::DecodeStatusLayer)
         .layer(AuthzLayer::new(Arc::clone(&trust), crate::authz::table()))
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);

@@ -264,7 +264,9 @@ impl Gateway for GatewayService {
                         match item {
                             Ok(request) => requests.push(request),
                             Err(status) => {
-                                failed = Some(status);
+                                // An item that does not decode is the
+                                // caller's fault: INVALID_ARGUMENT.
+                                failed = Some(tessera_certs::status::request_status(status));
                                 break;
                             }
                         }

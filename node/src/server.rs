@@ -819,6 +819,7 @@ pub async fn serve(
     };
     let server = tonic::transport::Server::builder()
         .layer(metrics.layer(table))
+        .layer(tessera_certs::status::DecodeStatusLayer)
         .layer(AuthzLayer::new(Arc::clone(&loaded.trust), table))
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);

@@ -7,6 +7,7 @@ mod authz_matrix;
 mod badge_properties;
 mod conformance;
 mod follow;
+mod garbage_bodies;
 mod gateway;
 mod golden;
 mod hostile;
