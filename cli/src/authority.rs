@@ -301,26 +301,26 @@ pub struct DirArg {
 }
 
 fn print_issued(what: &str, issued: &Issued) {
-    println!(
+    outln!(
         "{what} enrolled; certificates and keys in {}",
         issued.dir.display()
     );
     for e in &issued.enrolments {
-        println!(
+        outln!(
             "  {:<40} serial {}  valid until {}",
             e.identity,
             e.serial,
             fmt::time(e.not_after)
         );
     }
-    println!(
+    outln!(
         "Publish a new trust list for the change to take effect: tessera authority trust-list publish"
     );
 }
 
 fn print_reissued(what: &str, r: &Reissued) {
-    println!("{what}: {}", r.new.identity);
-    println!(
+    outln!("{what}: {}", r.new.identity);
+    outln!(
         "  old  serial {}  valid until {}  ({})",
         r.old.serial,
         fmt::time(r.old.not_after),
@@ -330,17 +330,17 @@ fn print_reissued(what: &str, r: &Reissued) {
             "retired"
         }
     );
-    println!(
+    outln!(
         "  new  serial {}  valid until {}",
         r.new.serial,
         fmt::time(r.new.not_after)
     );
-    println!(
+    outln!(
         "  issued as {} and {}",
         r.issued.0.display(),
         r.issued.1.display()
     );
-    println!(
+    outln!(
         "  installed as {} and {}",
         r.live.0.display(),
         r.live.1.display()
@@ -360,20 +360,20 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
                 sunset_at: now.saturating_add(sunset_days.saturating_mul(DAY)),
             };
             let authority = AuthorityDir::init(&dir.dir, &options, now)?;
-            println!(
+            outln!(
                 "Authority {:?} created in {}",
                 authority.registry().name,
                 dir.dir.display()
             );
-            println!(
+            outln!(
                 "  root certificate   {}",
                 authority.root_cert_path().display()
             );
-            println!(
+            outln!(
                 "  sunset             {}",
                 fmt::time(authority.registry().sunset_at)
             );
-            println!(
+            outln!(
                 "Keep root/root.key offline. Next: tessera authority enrol-city --dir {} …",
                 dir.dir.display()
             );
@@ -392,7 +392,7 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
                 false,
             )?;
             print_issued(&format!("City {code} ({name})"), &issued);
-            println!(
+            outln!(
                 "Node configuration: {} (run it with: tessera node run --config {})",
                 config.display(),
                 config.display()
@@ -426,7 +426,7 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
                 false,
             )?;
             print_issued(&format!("Gateway {name:?}"), &issued);
-            println!(
+            outln!(
                 "Gateway configuration: {} (run it with: tessera gateway run --config {})",
                 config.display(),
                 config.display()
@@ -436,18 +436,20 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             let target = match (city, serial) {
                 (Some(code), _) => RevokeTarget::City(code),
                 (None, Some(serial)) => RevokeTarget::Serial(serial),
-                (None, None) => anyhow::bail!("give --city CODE or --serial HEX"),
+                (None, None) => {
+                    return Err(crate::Usage::new("give --city CODE or --serial HEX").into());
+                }
             };
             let revoked = AuthorityDir::open(&dir.dir)?.revoke(&target, now)?;
             for e in &revoked {
-                println!("revoked {} (serial {})", e.identity, e.serial);
+                outln!("revoked {} (serial {})", e.identity, e.serial);
             }
-            println!("Publish a new trust list for the revocation to take effect.");
+            outln!("Publish a new trust list for the revocation to take effect.");
         }
         AuthorityCommand::RotateSigner { dir, city } => {
             let r = AuthorityDir::open(&dir.dir)?.rotate_signer(city, now)?;
             print_reissued(&format!("Badge signer of city {city} rotated"), &r);
-            println!(
+            outln!(
                 "The old signer stays ACTIVE: badges it signed verify until they expire.\n\
                  Next: publish a trust list (both signers are listed); the node signs with the\n\
                  new key once it holds that list. 30 days after publishing, run\n\
@@ -458,13 +460,14 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
         AuthorityCommand::PruneSigners { dir, city } => {
             let pruned = AuthorityDir::open(&dir.dir)?.prune_signers(city, now)?;
             for e in &pruned.pruned {
-                println!(
+                outln!(
                     "pruned {} (serial {}): left out of the next trust list",
-                    e.identity, e.serial
+                    e.identity,
+                    e.serial
                 );
             }
             for (e, at, published) in &pruned.waiting {
-                println!(
+                outln!(
                     "kept   {} (serial {}): its badges may be valid until {}{}",
                     e.identity,
                     e.serial,
@@ -477,9 +480,9 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
                 );
             }
             if pruned.pruned.is_empty() {
-                println!("No retired badge signer can be pruned yet.");
+                outln!("No retired badge signer can be pruned yet.");
             } else {
-                println!("Publish a new trust list for the change to take effect.");
+                outln!("Publish a new trust list for the change to take effect.");
             }
         }
         AuthorityCommand::Renew {
@@ -493,12 +496,15 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
                 (None, Some(name), _) => RenewTarget::Gateway(name),
                 (None, None, Some(serial)) => RenewTarget::Serial(serial),
                 (None, None, None) => {
-                    anyhow::bail!("give --city CODE, --gateway NAME or --serial HEX")
+                    return Err(crate::Usage::new(
+                        "give --city CODE, --gateway NAME or --serial HEX",
+                    )
+                    .into());
                 }
             };
             let r = AuthorityDir::open(&dir.dir)?.renew(&target, now)?;
             print_reissued("Certificate renewed", &r);
-            println!(
+            outln!(
                 "The old certificate is retired, not revoked: it stays valid until it expires.\n\
                  A server running from this bundle presents the new one on new connections\n\
                  within its reload_secs (or at once on SIGHUP). If the old key may have\n\
@@ -510,7 +516,7 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
         AuthorityCommand::RotateListSigner { dir } => {
             let r = AuthorityDir::open(&dir.dir)?.rotate_list_signer(now)?;
             print_reissued("Trust-list signer rotated", &r);
-            println!(
+            outln!(
                 "The old signer is revoked. Publish a trust list now: it is signed by the new\n\
                  signer and lists the old one REVOKED, and whoever holds it refuses lists\n\
                  from the old key from then on."
@@ -532,21 +538,25 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             }
             let mut authority = AuthorityDir::open(&dir.dir)?;
             let (sequence, bytes) = authority.publish(now, valid_hours.saturating_mul(3600))?;
-            println!("Trust list {sequence} signed ({} bytes)", bytes.len());
+            outln!("Trust list {sequence} signed ({} bytes)", bytes.len());
             if let Some(out) = &out {
                 keys::write_new_file(out, &bytes, false)?;
-                println!("  written to {}", out.display());
+                outln!("  written to {}", out.display());
             }
             if let Some(gateway) = &gateway {
                 let in_force = upload(&dir.dir, gateway, &bytes)?;
-                println!("  uploaded to the gateway at {gateway}: sequence {in_force} in force");
+                outln!("  uploaded to the gateway at {gateway}: sequence {in_force} in force");
             }
         }
         AuthorityCommand::VerifyAttestation { file, root, dir } => {
             let root_path = match (root, dir) {
                 (Some(root), _) => root,
                 (None, Some(dir)) => dir.join("root/root.crt"),
-                (None, None) => anyhow::bail!("give --root ROOT.crt or --dir AUTHORITY_DIR"),
+                (None, None) => {
+                    return Err(
+                        crate::Usage::new("give --root ROOT.crt or --dir AUTHORITY_DIR").into(),
+                    );
+                }
             };
             let root = TrustAnchor::from_der(&keys::read_cert(&root_path)?).with_context(|| {
                 format!("{} is not a tessera root certificate", root_path.display())
@@ -562,7 +572,11 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             let root_path = match (root, dir) {
                 (Some(root), _) => root,
                 (None, Some(dir)) => dir.join("root/root.crt"),
-                (None, None) => anyhow::bail!("give --root ROOT.crt or --dir AUTHORITY_DIR"),
+                (None, None) => {
+                    return Err(
+                        crate::Usage::new("give --root ROOT.crt or --dir AUTHORITY_DIR").into(),
+                    );
+                }
             };
             show(&file, &root_path, now)?;
         }
@@ -581,29 +595,34 @@ fn show(file: &Path, root_path: &Path, now: i64) -> anyhow::Result<()> {
             root_path.display()
         )
     })?;
-    println!(
+    outln!(
         "Trust list {} — signature valid, signed by {} (key id {})",
         list.sequence(),
         list.signer_certificate().identity(),
         list.signer_certificate().key_id()
     );
-    println!("  issued       {}", fmt::time(list.issued_at()));
-    println!("  next update  {}", fmt::time(list.next_update()));
-    println!("  sunset       {}", fmt::time(list.sunset_at()));
+    outln!("  issued       {}", fmt::time(list.issued_at()));
+    outln!("  next update  {}", fmt::time(list.next_update()));
+    outln!("  sunset       {}", fmt::time(list.sunset_at()));
     match list.freshness(now) {
-        Freshness::Fresh => println!("  status       fresh"),
+        Freshness::Fresh => outln!("  status       fresh"),
         Freshness::Stale { overdue_secs } => {
-            println!(
+            outln!(
                 "  status       STALE: {} hours past next update",
                 overdue_secs / 3600
             )
         }
-        Freshness::Sunset => println!("  status       PAST SUNSET: nothing is trusted"),
+        Freshness::Sunset => outln!("  status       PAST SUNSET: nothing is trusted"),
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "  {:<18} {:<7} {:<20} {:<22} {:<8} {:<17} valid until",
-        "role", "code", "name", "endpoint", "status", "key id"
+        "role",
+        "code",
+        "name",
+        "endpoint",
+        "status",
+        "key id"
     );
     for e in list.entries() {
         let id = e.cert().identity();
@@ -611,7 +630,7 @@ fn show(file: &Path, root_path: &Path, now: i64) -> anyhow::Result<()> {
             EntryStatus::Active => "active",
             EntryStatus::Revoked { .. } => "REVOKED",
         };
-        println!(
+        outln!(
             "  {:<18} {:06} {:<20} {:<22} {:<8} {:<17} {}",
             id.role().as_str(),
             id.scope().code(),
@@ -622,8 +641,8 @@ fn show(file: &Path, root_path: &Path, now: i64) -> anyhow::Result<()> {
             fmt::time(e.cert().not_after())
         );
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "  revoked certificates not listed one by one: {}",
         list.revoked_serials().count()
     );
@@ -644,31 +663,33 @@ fn verify_attestation_file(bytes: &[u8], root: &TrustAnchor, now: i64) -> anyhow
     }
     match verify_attestation(bytes, root, now) {
         Ok(verified) => {
-            println!(
+            outln!(
                 "  signed by    {} (serial {}, key id {})",
                 verified.signer().identity(),
                 tessera_core::cert::hex_string(verified.signer().serial()),
                 verified.signer().key_id()
             );
-            println!("VALID");
+            outln!("VALID");
             Ok(())
         }
         Err(e) => {
-            println!("INVALID: {e}");
+            outln!("INVALID: {e}");
             anyhow::bail!("the deletion attestation does not verify: {e}")
         }
     }
 }
 
 fn print_claims(c: &tessera_proto::v1::DeletionAttestation) {
-    println!("Deletion attestation of city {:06}", c.city);
-    println!("  destroyed at {}", fmt::time(c.destroyed_at));
-    println!("  reason       {}", c.reason);
-    println!(
+    outln!("Deletion attestation of city {:06}", c.city);
+    outln!("  destroyed at {}", fmt::time(c.destroyed_at));
+    outln!("  reason       {}", c.reason);
+    outln!(
         "  destroyed    {} residents, {} records, {} badges",
-        c.residents, c.records, c.badges
+        c.residents,
+        c.records,
+        c.badges
     );
-    println!(
+    outln!(
         "  signer key   {}",
         if c.signer_key_destroyed {
             "destroyed"
@@ -676,8 +697,8 @@ fn print_claims(c: &tessera_proto::v1::DeletionAttestation) {
             "NOT destroyed"
         }
     );
-    println!("  policy       version {}", c.policy_version);
-    println!(
+    outln!("  policy       version {}", c.policy_version);
+    outln!(
         "  trust list   sequence {}, sunset {}",
         c.trust_list_sequence,
         if c.sunset_at == 0 {
@@ -831,7 +852,7 @@ pub async fn census(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<Censu
 /// unless every city attested.
 async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()> {
     let census = census(dir, gateway, now).await?;
-    println!(
+    outln!(
         "Deletion attestations for the {} cities of trust list {} (sunset {}):",
         census.cities.len(),
         census.sequence,
@@ -839,7 +860,7 @@ async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()>
     );
     for (code, name, verdict) in &census.cities {
         match verdict {
-            Ok(Some(c)) => println!(
+            Ok(Some(c)) => outln!(
                 "  {code:06} {:<20} ATTESTED  {}  {} residents, {} records, {} badges, signer key {}",
                 truncate(name, 20),
                 fmt::time(c.destroyed_at),
@@ -852,22 +873,22 @@ async fn attestations(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<()>
                     "KEPT"
                 }
             ),
-            Err(e) => println!("  {code:06} {:<20} INVALID   {e}", truncate(name, 20)),
-            Ok(None) => println!("  {code:06} {:<20} MISSING", truncate(name, 20)),
+            Err(e) => outln!("  {code:06} {:<20} INVALID   {e}", truncate(name, 20)),
+            Ok(None) => outln!("  {code:06} {:<20} MISSING", truncate(name, 20)),
         }
     }
     for (code, verdict) in &census.others {
         match verdict {
-            Ok(c) => println!(
+            Ok(c) => outln!(
                 "  {code:06} (not in the list)    attested {}",
                 fmt::time(c.destroyed_at)
             ),
-            Err(e) => println!("  {code:06} (not in the list)    INVALID   {e}"),
+            Err(e) => outln!("  {code:06} (not in the list)    INVALID   {e}"),
         }
     }
     let missing = census.missing();
     if missing == 0 {
-        println!("Every city has switched off and attested it.");
+        outln!("Every city has switched off and attested it.");
         Ok(())
     } else {
         anyhow::bail!(

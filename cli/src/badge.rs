@@ -9,6 +9,7 @@ use tessera_core::badge::{BadgeClaims, Envelope, MAX_ENVELOPE_LEN};
 use tessera_core::text;
 use tessera_proto::v1 as pb;
 
+use crate::verify::Given;
 use crate::{creds, fmt, qr};
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +83,22 @@ pub fn describe(badge: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// The badge text for `show` and `render`, from the argument or standard
+/// input: none at all is a usage error.
+fn badge_text(arg: Option<String>) -> anyhow::Result<String> {
+    match crate::verify::read_text(arg)? {
+        Given::Text(t) if t.trim_matches(text::TRIMMED).is_empty() => Err(crate::Usage::new(
+            "no badge text: give it as an argument or on standard input",
+        )
+        .into()),
+        Given::Text(t) => Ok(t),
+        Given::TooLong => anyhow::bail!(
+            "not a badge: more than {} bytes on standard input",
+            crate::verify::input_limit()
+        ),
+    }
+}
+
 pub fn run(cmd: BadgeCommand) -> anyhow::Result<()> {
     match cmd {
         BadgeCommand::Issue {
@@ -103,21 +120,21 @@ pub fn run(cmd: BadgeCommand) -> anyhow::Result<()> {
                     .map(tonic::Response::into_inner)
                     .map_err(|s| anyhow::anyhow!("the node at {node} refused: {}", s.message()))
             })?;
-            println!("{}", qr::terminal(&badge.qr_text)?);
-            println!("{}", badge.qr_text);
-            println!("{}", describe(&badge.qr_text)?);
+            outln!("{}", qr::terminal(&badge.qr_text)?);
+            outln!("{}", badge.qr_text);
+            outln!("{}", describe(&badge.qr_text)?);
             qr::save(&badge.qr_text, png.as_deref(), svg.as_deref())?;
         }
         BadgeCommand::Show { text } => {
-            let text = crate::verify::read_text(text)?;
-            println!("NOT VERIFIED — decoded claims only (check with `tessera verify`):");
-            println!("{}", describe(&text)?);
+            let text = badge_text(text)?;
+            outln!("NOT VERIFIED — decoded claims only (check with `tessera verify`):");
+            outln!("{}", describe(&text)?);
         }
         BadgeCommand::Render { text, png, svg } => {
-            let text = crate::verify::read_text(text)?;
+            let text = badge_text(text)?;
             describe(&text)?;
             if png.is_none() && svg.is_none() {
-                println!(
+                outln!(
                     "{}",
                     qr::terminal(text.trim_matches(tessera_core::text::TRIMMED))?
                 );

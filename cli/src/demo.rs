@@ -85,7 +85,7 @@ impl Story {
     fn check(&mut self, title: &str, expected: &str, got: impl Into<String>) -> bool {
         let got = got.into();
         let ok = got == expected;
-        println!(
+        outln!(
             "   {} expected {expected}, got {got}",
             if ok { "✓" } else { "✗" }
         );
@@ -116,10 +116,10 @@ impl Story {
             width(|s| &s.expected, "expected"),
             width(|s| &s.got, "got"),
         );
-        println!("\n  #  {:<t$} {:<e$} {:<g$}", "step", "expected", "got");
+        outln!("\n  #  {:<t$} {:<e$} {:<g$}", "step", "expected", "got");
         for (i, s) in self.steps.iter().enumerate() {
             let mark = if s.expected == s.got { "✓" } else { "✗" };
-            println!(
+            outln!(
                 "  {:<2} {:<t$} {:<e$} {:<g$} {mark}",
                 i + 1,
                 s.title,
@@ -235,7 +235,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
     };
     let ok = crate::node::runtime()?.block_on(story(&dir, args.residents))?;
     if args.keep.is_some() {
-        println!("\nThe federation's files are kept in {}", dir.display());
+        outln!("\nThe federation's files are kept in {}", dir.display());
     }
     Ok(ok)
 }
@@ -244,18 +244,18 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
     let mut s = Story::default();
     let mut manifest = Manifest::default();
     let now = fmt::now();
-    println!("tessera demo: a national authority, a gateway and three city nodes on loopback,");
-    println!("with real mutual TLS, real Ed25519 signatures and real sled stores.\n");
+    outln!("tessera demo: a national authority, a gateway and three city nodes on loopback,");
+    outln!("with real mutual TLS, real Ed25519 signatures and real sled stores.\n");
 
-    println!("1. The authority creates the root of trust, enrols Hangzhou, Wuhan and Guangzhou,");
-    println!("   a Wuhan checkpoint and the gateway, and publishes trust list 1.");
+    outln!("1. The authority creates the root of trust, enrols Hangzhou, Wuhan and Guangzhou,");
+    outln!("   a Wuhan checkpoint and the gateway, and publishes trust list 1.");
     let (layout, listeners) = Layout::create(dir, 0, "cache_ttl_ms = 1000").await?;
     let fed = Federation::start(layout, listeners).await?;
     let l = fed.layout.clone();
     for c in &l.cities {
-        println!("   node of {:<9} ({}) at {}", c.name, c.code, c.node);
+        outln!("   node of {:<9} ({}) at {}", c.name, c.code, c.node);
     }
-    println!(
+    outln!(
         "   gateway at {} (status answers cached 1 s in this demo; 5 s by default)",
         l.gateway
     );
@@ -277,7 +277,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
 
     policies(&mut s, &l, &mut checkpoint).await?;
 
-    println!("\n3. Each city's lab feeds its own node; no record leaves its city.");
+    outln!("\n3. Each city's lab feeds its own node; no record leaves its city.");
     let hz = l.city(330_100)?.clone();
     let gz = l.city(440_100)?.clone();
     let mut total = 0;
@@ -308,7 +308,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
             *held.entry(c.code).or_default() += u64::from(n);
         }
         total += records.len();
-        println!(
+        outln!(
             "   {:<9} {n} residents, {} records stored durably in {:.2?}",
             c.name,
             records.len(),
@@ -321,7 +321,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         stored.to_string(),
     );
 
-    println!("\n4. Li Hua of Hangzhou, negative test yesterday, gets a badge from her city.");
+    outln!("\n4. Li Hua of Hangzhou, negative test yesterday, gets a badge from her city.");
     let li = national_id(330_100, 900_001)?;
     let mut hz_op = creds::node(&hz.operator, &hz.node.to_string())?;
     let first = vec![test(&li, "li-hua-pcr-1".into(), false, now - 20 * 3600)];
@@ -335,22 +335,22 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
     );
     let badge = issue(&mut hz_op, &li, "李华").await?;
     manifest.issued(&li, &badge);
-    println!("{}", qr::terminal(&badge.qr_text)?);
+    outln!("{}", qr::terminal(&badge.qr_text)?);
     qr::save(
         &badge.qr_text,
         Some(&dir.join("badge.png")),
         Some(&dir.join("badge.svg")),
     )?;
     std::fs::write(dir.join("badge.txt"), &badge.qr_text)?;
-    println!(
+    outln!(
         "   {} ({} bytes; saved as badge.png, badge.svg, badge.txt)",
         badge.qr_text,
         badge.badge.len()
     );
-    println!("{}", crate::badge::describe(&badge.qr_text)?);
+    outln!("{}", crate::badge::describe(&badge.qr_text)?);
     s.check("Li Hua's badge colour", "GREEN", colour_name(badge.colour));
 
-    println!("\n5. A checkpoint in Wuhan (province 420000) checks it through the gateway.");
+    outln!("\n5. A checkpoint in Wuhan (province 420000) checks it through the gateway.");
     let v = check(&mut checkpoint, &badge.qr_text).await?;
     crate::verify::print(&v, false);
     s.check(
@@ -359,7 +359,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         outcome_name(&v),
     );
 
-    println!(
+    outln!(
         "\n6. The checkpoint keeps an offline copy of the trust list and checks again, offline."
     );
     let fetched = checkpoint
@@ -382,7 +382,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         ),
         Err(e) => format!("{:?}", e.outcome()),
     };
-    println!(
+    outln!(
         "   trust list {} saved as {}",
         list.sequence(),
         cached.display()
@@ -393,7 +393,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         offline,
     );
 
-    println!("\n7. Li Hua tests positive. Hangzhou's node revokes her badge at once.");
+    outln!("\n7. Li Hua tests positive. Hangzhou's node revokes her badge at once.");
     let positive = vec![test(&li, "li-hua-pcr-2".into(), true, now - 60)];
     manifest.ingested(&positive);
     let ack = hz_op
@@ -401,9 +401,10 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         .await?
         .into_inner();
     *held.entry(hz.code).or_default() += u64::from(ack.stored);
-    println!(
+    outln!(
         "   {} record stored, {} badge revoked by the node",
-        ack.stored, ack.revoked
+        ack.stored,
+        ack.revoked
     );
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut v = check(&mut checkpoint, &badge.qr_text).await?;
@@ -418,21 +419,21 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         outcome_name(&v),
     );
 
-    println!("\n8. Li Hua asks her city why. The explanation names each rule and record.");
+    outln!("\n8. Li Hua asks her city why. The explanation names each rule and record.");
     let e = hz_op
         .explain(pb::ExplainRequest {
             national_id: li.clone(),
         })
         .await?
         .into_inner();
-    println!(
+    outln!(
         "   score {} → {} (policy version {})",
         e.score,
         colour_name(e.colour),
         e.policy_version
     );
     for f in &e.effects {
-        println!(
+        outln!(
             "   - {}: {} [{:+}] from {}",
             f.rule_id,
             f.description,
@@ -458,7 +459,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
         ),
     );
 
-    println!("\n9. The authority revokes Guangzhou and publishes trust list 2.");
+    outln!("\n9. The authority revokes Guangzhou and publishes trust list 2.");
     let mut gz_op = creds::node(&gz.operator, &gz.node.to_string())?;
     let gz_id = national_id(440_100, 1)?;
     let gz_badge = issue(&mut gz_op, &gz_id, "陈明").await?;
@@ -466,7 +467,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
     let before = outcome_name(&check(&mut checkpoint, &gz_badge.qr_text).await?);
     AuthorityDirRevoke::city(&l.authority, 440_100)?;
     let seq = fed.publish().await?;
-    println!("   a Guangzhou badge was {before}; trust list {seq} is now in force at the gateway");
+    outln!("   a Guangzhou badge was {before}; trust list {seq} is now in force at the gateway");
     let v = check(&mut checkpoint, &gz_badge.qr_text).await?;
     crate::verify::print(&v, false);
     s.check(
@@ -486,8 +487,8 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
     let mut fed = fed;
     switch_off(&mut s, &mut fed, &expected.join("/"), gz.code).await?;
 
-    println!("\n12. What the gateway kept: the trust list, the policies and the attestations,");
-    println!("    and no badge id.");
+    outln!("\n12. What the gateway kept: the trust list, the policies and the attestations,");
+    outln!("    and no badge id.");
     let gw_data = l.gateway_bundle.join("data");
     fed.stop_all().await?;
     let ids = [
@@ -513,7 +514,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
             }
         }
     }
-    println!("    {files} files in the gateway's data directory");
+    outln!("    {files} files in the gateway's data directory");
     s.check(
         "badge ids found on the gateway's disk",
         "0",
@@ -527,7 +528,7 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
 
     s.table();
     let ok = s.all_ok();
-    println!(
+    outln!(
         "\n{}",
         if ok {
             "Every step behaved as told."
@@ -560,8 +561,8 @@ async fn policies(
     l: &Layout,
     checkpoint: &mut GatewayClient<Channel>,
 ) -> anyhow::Result<()> {
-    println!("\n2. Each city's node publishes its signed scoring policy through the gateway.");
-    println!("   Anyone enrolled reads it back and checks it against the trust list.");
+    outln!("\n2. Each city's node publishes its signed scoring policy through the gateway.");
+    outln!("   Anyone enrolled reads it back and checks it against the trust list.");
     let gateway = l.gateway.to_string();
     let root = creds::root(&l.checkpoint.join("root.crt"))?;
     // Each node publishes as it starts following the gateway: wait for
@@ -581,7 +582,7 @@ async fn policies(
         };
         let standing = crate::policy::standings(&verified, fmt::now());
         if let (Some(p), Some(st)) = (verified.last(), standing.last()) {
-            println!(
+            outln!(
                 "   {:<9} policy version {} \"{}\", {} rules, {st} since {}",
                 c.name,
                 p.policy_version(),
@@ -593,7 +594,7 @@ async fn policies(
                 published.push(c.name.clone());
             }
         } else {
-            println!("   {:<9} no policy published", c.name);
+            outln!("   {:<9} no policy published", c.name);
         }
     }
     s.check(
@@ -602,8 +603,8 @@ async fn policies(
         published.join(", "),
     );
 
-    println!("   Hangzhou signs version 2 (green badges valid 48 h instead of 72 h) and");
-    println!("   publishes it to take effect in 24 hours: less than the 48 hours of notice.");
+    outln!("   Hangzhou signs version 2 (green badges valid 48 h instead of 72 h) and");
+    outln!("   publishes it to take effect in 24 hours: less than the 48 hours of notice.");
     let hz = l.city(330_100)?;
     let signer = tessera_core::badge::BadgeSigner::new(
         tessera_certs::keys::read_signer_key(&hz.bundle.join("badge-signer.key"))?,
@@ -623,7 +624,7 @@ async fn policies(
     let refused = match crate::policy::publish_to(&mut operator, &gateway, early).await {
         Ok(_) => "accepted".to_owned(),
         Err(e) => {
-            println!("   {e}");
+            outln!("   {e}");
             if e.to_string().contains("less than the notice period") {
                 "refused".to_owned()
             } else {
@@ -633,11 +634,11 @@ async fn policies(
     };
     s.check("version 2 with 24 h of notice", "refused", refused);
 
-    println!("   Signed again to take effect in 72 hours, it is accepted and announced:");
+    outln!("   Signed again to take effect in 72 hours, it is accepted and announced:");
     let now = fmt::now();
     let (_, later) = crate::policy::sign_rules(&signer, rules, now + 72 * 3600 + 60, now)?;
     let from = crate::policy::publish_to(&mut operator, &gateway, later).await?;
-    println!("   the gateway took it, in force from {}", fmt::time(from));
+    outln!("   the gateway took it, in force from {}", fmt::time(from));
     let now = fmt::now();
     let verified = crate::policy::fetch_verified(
         checkpoint,
@@ -649,7 +650,7 @@ async fn policies(
     .await?;
     let standing = crate::policy::standings(&verified, now);
     for (p, st) in verified.iter().zip(&standing) {
-        println!("   Hangzhou  policy version {}: {st}", p.policy_version());
+        outln!("   Hangzhou  policy version {}: {st}", p.policy_version());
     }
     let got = verified
         .iter()
@@ -688,8 +689,8 @@ async fn rights(
     checkpoint: &mut GatewayClient<Channel>,
     now: i64,
 ) -> anyhow::Result<Rights> {
-    println!("\n10. Wang Fang of Hangzhou, GREEN, asks her city what it holds about her and who");
-    println!("    read it, then to erase her.");
+    outln!("\n10. Wang Fang of Hangzhou, GREEN, asks her city what it holds about her and who");
+    outln!("    read it, then to erase her.");
     let wang = national_id(330_100, 900_002)?;
     let mut op = creds::node(&hz.operator, &hz.node.to_string())?;
     let records = vec![
@@ -705,7 +706,7 @@ async fn rights(
     let badge = issue(&mut op, &wang, "王芳").await?;
     manifest.issued(&wang, &badge);
     let valid = outcome_name(&check(checkpoint, &badge.qr_text).await?);
-    println!(
+    outln!(
         "    her badge is {}; a checkpoint reads {valid}",
         colour_name(badge.colour)
     );
@@ -715,7 +716,7 @@ async fn rights(
         })
         .await?
         .into_inner();
-    println!("    explain: score {} → {}", e.score, colour_name(e.colour));
+    outln!("    explain: score {} → {}", e.score, colour_name(e.colour));
     let export = |op: &mut CityNodeClient<Channel>| {
         let request = pb::ExportRequest {
             national_id: wang.clone(),
@@ -732,7 +733,7 @@ async fn rights(
         }
     };
     let before = export(&mut op).await?;
-    println!(
+    outln!(
         "    export: {} records ({})",
         before.len(),
         before
@@ -756,7 +757,7 @@ async fn rights(
                 .map(|e| e.actor_serial.as_str())
                 .collect();
             readers.dedup();
-            println!(
+            outln!(
                 "    access log: entries {} of the node's {} are about her, read by operator {};",
                 log.entries
                     .iter()
@@ -766,7 +767,7 @@ async fn rights(
                 log.length,
                 readers.join(", ")
             );
-            println!("    every hash recomputes, the entries link, the last is the log's head");
+            outln!("    every hash recomputes, the entries link, the last is the log's head");
             actions
                 .iter()
                 .map(|a| a.as_str())
@@ -787,9 +788,10 @@ async fn rights(
         .await
         .context("the node refused the erasure")?
         .into_inner();
-    println!(
+    outln!(
         "    erased: {} records and {} badge; her data key is destroyed",
-        erased.records, erased.badges
+        erased.records,
+        erased.badges
     );
     let after = export(&mut op).await?;
     s.check(
@@ -837,9 +839,9 @@ async fn switch_off(
     expected: &str,
     revoked: u32,
 ) -> anyhow::Result<()> {
-    println!("\n11. The crisis ends. Each city stops its node and switches it off: every record,");
-    println!("    data key, the master key and the badge-signer key destroyed, and a deletion");
-    println!("    attestation signed and sent to the gateway.");
+    outln!("\n11. The crisis ends. Each city stops its node and switches it off: every record,");
+    outln!("    data key, the master key and the badge-signer key destroyed, and a deletion");
+    outln!("    attestation signed and sent to the gateway.");
     fed.stop_nodes().await?;
     let l = fed.layout.clone();
     let mut destroyed = vec![];
@@ -864,7 +866,7 @@ async fn switch_off(
             }
         };
         let k = &done.claims;
-        println!(
+        outln!(
             "    {:<9} destroyed {} residents, {} records, {} badge states; signer key {}",
             c.name,
             k.residents,
@@ -893,7 +895,7 @@ async fn switch_off(
         let refused = match submission {
             Some(submission) => match submission.await? {
                 Ok(true) => {
-                    println!("    {name:<9} attestation submitted to the gateway");
+                    outln!("    {name:<9} attestation submitted to the gateway");
                     None
                 }
                 Ok(false) => Some("no gateway configured".to_owned()),
@@ -906,7 +908,7 @@ async fn switch_off(
         match refused {
             None => {}
             Some(why) => {
-                println!("    {name:<9} {why}");
+                outln!("    {name:<9} {why}");
                 // Handed to the authority as a file instead, and checked as
                 // `tessera authority verify-attestation` does.
                 let bytes = std::fs::read(&done.file)?;
@@ -918,7 +920,7 @@ async fn switch_off(
                     Ok(v) => format!("VALID ({} records)", v.claims().records),
                     Err(e) => format!("INVALID: {e}"),
                 };
-                println!(
+                outln!(
                     "    {name:<9} {} handed to the authority: {verdict}",
                     done.file.file_name().map_or_else(
                         || done.file.display().to_string(),
@@ -933,7 +935,7 @@ async fn switch_off(
         }
     }
     let census = crate::authority::census(&l.authority, &l.gateway.to_string(), fmt::now()).await?;
-    println!(
+    outln!(
         "    the authority's view (`tessera authority attestations`), trust list {}:",
         census.sequence
     );
@@ -942,13 +944,15 @@ async fn switch_off(
         match verdict {
             Ok(Some(k)) => {
                 attested.push(name.clone());
-                println!(
+                outln!(
                     "    {code:06} {name:<9} ATTESTED  {} residents, {} records, {} badge states",
-                    k.residents, k.records, k.badges
+                    k.residents,
+                    k.records,
+                    k.badges
                 );
             }
-            Ok(None) => println!("    {code:06} {name:<9} MISSING"),
-            Err(e) => println!("    {code:06} {name:<9} INVALID {e}"),
+            Ok(None) => outln!("    {code:06} {name:<9} MISSING"),
+            Err(e) => outln!("    {code:06} {name:<9} INVALID {e}"),
         }
     }
     s.check(

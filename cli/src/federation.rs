@@ -295,7 +295,7 @@ pub struct UpArgs {
 pub fn up(args: UpArgs) -> anyhow::Result<()> {
     crate::node::runtime()?.block_on(async {
         let (layout, listeners) = if args.dir.join(STATE).exists() {
-            println!(
+            outln!(
                 "Reusing the federation in {} with the ports it was created with",
                 args.dir.display()
             );
@@ -305,17 +305,17 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         };
         let fed = Federation::start(layout, listeners).await?;
         let l = &fed.layout;
-        println!(
+        outln!(
             "Local federation running in {} (Ctrl-C stops it)",
             args.dir.display()
         );
-        println!(
+        outln!(
             "  gateway     {}   bundle {}",
             l.gateway,
             l.gateway_bundle.display()
         );
         for c in &l.cities {
-            println!(
+            outln!(
                 "  {:<10}  {}   node bundle {}   operator bundle {}",
                 c.name,
                 c.node,
@@ -323,12 +323,12 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
                 c.operator.display()
             );
         }
-        println!("  checkpoint  bundle {}", l.checkpoint.display());
-        println!("  trust list  {}", l.trust_list.display());
-        println!("  authority   {}", l.authority.display());
+        outln!("  checkpoint  bundle {}", l.checkpoint.display());
+        outln!("  trust list  {}", l.trust_list.display());
+        outln!("  authority   {}", l.authority.display());
         crate::node::shutdown_signal().await;
         fed.stop_all().await?;
-        println!("federation stopped; stores flushed");
+        outln!("federation stopped; stores flushed");
         Ok(())
     })
 }

@@ -32,18 +32,18 @@ pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
                 let listener = server::bind(&loaded.settings).await?;
                 let addr = listener.local_addr().context("reading the bound address")?;
                 match loaded.registry.trust().current() {
-                    Some(list) => println!(
+                    Some(list) => outln!(
                         "gateway listening on {addr}; trust list {} in force",
                         list.sequence()
                     ),
-                    None => println!(
+                    None => outln!(
                         "gateway listening on {addr}; no trust list yet: upload one with \
                          `tessera authority trust-list publish --dir D --gateway ENDPOINT` \
                          (the endpoint the gateway was enrolled with)"
                     ),
                 }
                 server::serve(&loaded, listener, stop).await?;
-                println!("gateway stopped");
+                outln!("gateway stopped");
                 Ok(())
             })
         }

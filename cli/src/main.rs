@@ -1,6 +1,9 @@
 //! `tessera`: the one command users install. Parses arguments and calls the
 //! libraries; no logic of its own beyond presenting results.
 
+#[macro_use]
+mod out;
+
 mod authority;
 mod badge;
 mod bench;
@@ -23,6 +26,29 @@ use std::process::ExitCode;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Parser, Subcommand};
+
+/// A usage error found after the arguments were parsed: exit status 2, as
+/// for the ones clap finds.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(String);
+
+impl Usage {
+    /// A usage error saying `what`.
+    pub fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
+
+/// Reports `e` and gives the exit status: 2 for a usage error, else 1.
+fn failed(e: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    if e.chain().any(|cause| cause.is::<Usage>()) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
 
 /// tessera: health badges recognised across provinces without pooling records.
 #[derive(Debug, Parser)]
@@ -102,7 +128,24 @@ fn main() -> ExitCode {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
-    let result = match cli.command {
+    let status = match run(cli.command) {
+        Ok(status) => status,
+        Err(e) => failed(&e),
+    };
+    // Output that could not be written, other than to a reader that went
+    // away (`| head -n1`), is a failure.
+    match out::failure() {
+        Some(e) => {
+            eprintln!("error: writing standard output: {e}");
+            ExitCode::FAILURE
+        }
+        None => status,
+    }
+}
+
+/// Runs `command`; the exit status of a command that ran.
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let result = match command {
         Command::Authority(cmd) => authority::run(cmd),
         Command::Node(cmd) => node::run(cmd),
         Command::Gateway(cmd) => gateway::run(cmd),
@@ -112,13 +155,7 @@ fn main() -> ExitCode {
         Command::Federation(FederationCommand::Up(args)) => federation::up(args),
         Command::Bench(args) => bench::run(args),
         Command::Verify(args) => {
-            return match verify::run(args) {
-                Ok(outcome) => ExitCode::from(verify::exit_code(outcome)),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
+            return verify::run(args).map(|outcome| ExitCode::from(verify::exit_code(outcome)));
         }
         Command::Demo(args) => match demo::run(args) {
             Ok(true) => Ok(()),
@@ -128,11 +165,5 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    result.map(|()| ExitCode::SUCCESS)
 }

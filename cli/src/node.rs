@@ -100,23 +100,23 @@ fn verify_access_log(
     })?;
     let report = access_log::verify(&tree, expect)
         .with_context(|| format!("reading the access log in {}", dir.display()))?;
-    println!("access log of {}", dir.display());
-    println!("length {}", report.length);
-    println!("head   {}", hex(&report.head_hash));
+    outln!("access log of {}", dir.display());
+    outln!("length {}", report.length);
+    outln!("head   {}", hex(&report.head_hash));
     match report.problem {
         None => {
-            println!(
+            outln!(
                 "OK: every entry's hash, link and index entry checks out{}",
                 expect.map_or(String::new(), |c| format!(
                     ", and entry {} is as expected",
                     c.sequence
                 ))
             );
-            println!("checkpoint {}:{}", report.length, hex(&report.head_hash));
+            outln!("checkpoint {}:{}", report.length, hex(&report.head_hash));
             Ok(())
         }
         Some(problem) => {
-            println!("PROBLEM: {problem}");
+            outln!("PROBLEM: {problem}");
             anyhow::bail!("the access log does not verify: {problem}")
         }
     }
@@ -135,7 +135,7 @@ fn confirm(settings: &NodeSettings) -> anyhow::Result<bool> {
             settings.city
         );
     }
-    print!(
+    out!(
         "This destroys every record, badge state and key of city {} in {} and the badge-signer key {}.\nIt cannot be undone. Type the city code to go on: ",
         settings.city,
         settings.data_dir.display(),
@@ -153,24 +153,24 @@ fn confirm(settings: &NodeSettings) -> anyhow::Result<bool> {
 fn print_sunset(sunset: &Sunset) {
     let c = &sunset.claims;
     if sunset.earlier {
-        println!("this node was already switched off; nothing more to destroy");
+        outln!("this node was already switched off; nothing more to destroy");
     } else if sunset.resumed {
-        println!("finished the sunset an earlier run began");
+        outln!("finished the sunset an earlier run began");
     }
-    println!(
+    outln!(
         "city {:06} switched off at {} ({})",
         c.city,
         fmt::time(c.destroyed_at),
         c.reason
     );
-    println!(
+    outln!(
         "  destroyed: {} residents, {} records, {} badges; badge-signer key destroyed: {}",
         c.residents,
         c.records,
         c.badges,
         if c.signer_key_destroyed { "yes" } else { "NO" }
     );
-    println!("  deletion attestation: {}", sunset.file.display());
+    outln!("  deletion attestation: {}", sunset.file.display());
 }
 
 fn report_submission(
@@ -180,14 +180,14 @@ fn report_submission(
 ) -> anyhow::Result<()> {
     match submitted {
         Ok(true) => {
-            println!(
+            outln!(
                 "  submitted to the gateway at {}",
                 settings.gateway.as_deref().unwrap_or_default()
             );
             Ok(())
         }
         Ok(false) => {
-            println!(
+            outln!(
                 "  no gateway configured: send {} to the authority",
                 file.display()
             );
@@ -248,7 +248,7 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                 let listener = server::bind(&settings).await?;
                 let addr = listener.local_addr().context("reading the bound address")?;
                 let ended = sunset::run_node(settings.clone(), listener, stop, |loaded| {
-                    println!(
+                    outln!(
                         "node of city {} listening on {addr} ({})",
                         loaded.settings.city,
                         loaded
@@ -260,11 +260,11 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                 .await?;
                 match ended {
                     Ended::Stopped => {
-                        println!("node stopped; store flushed");
+                        outln!("node stopped; store flushed");
                         Ok(())
                     }
                     Ended::SwitchedOff { sunset, submitted } => {
-                        println!("the trust list reached its sunset date ([sunset] automatic)");
+                        outln!("the trust list reached its sunset date ([sunset] automatic)");
                         print_sunset(&sunset);
                         report_submission(&settings, submitted, &sunset.file)
                     }
@@ -296,9 +296,9 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                 match result {
                     Ok(report) => {
                         for skipped in &report.skipped {
-                            println!("skipped line {}: {}", skipped.line, skipped.reason);
+                            outln!("skipped line {}: {}", skipped.line, skipped.reason);
                         }
-                        println!(
+                        outln!(
                             "imported {} records from {} ({} already stored, {} skipped, {} badges revoked)",
                             report.stored,
                             file.display(),

@@ -154,7 +154,7 @@ fn sign(
         .with_context(|| format!("{} is refused", rules.display()))?;
     keys::write_new_file(out, &signed.encode_to_vec(), false)
         .with_context(|| format!("writing {}", out.display()))?;
-    println!(
+    outln!(
         "policy version {} of city {} signed, effective from {}: {}",
         document.policy_version,
         signer.city(),
@@ -236,13 +236,13 @@ fn publish(
             (GatewayClient::new(grpc::channel(&gateway, tls)?), gateway)
         }
         (None, Some(bundle)) => {
-            let gateway = gateway.context("--bundle needs --gateway")?;
+            let gateway = gateway.ok_or_else(|| crate::Usage::new("--bundle needs --gateway"))?;
             (creds::gateway(bundle, &gateway)?, gateway)
         }
         _ => anyhow::bail!("pass --config node.toml or --bundle DIR --gateway HOST:PORT"),
     };
     let effective_from = rt.block_on(publish_to(&mut client, &gateway, signed))?;
-    println!(
+    outln!(
         "published {}: in force from {}",
         file.display(),
         fmt::time(effective_from)
@@ -260,7 +260,7 @@ fn show(city: &str, gateway: &str, bundle: &Path) -> anyhow::Result<()> {
         let mut client = creds::gateway(bundle, gateway)?;
         fetch_verified(&mut client, gateway, &root, code, now).await
     })?;
-    print!("{}", render_city(code, &verified, now));
+    out!("{}", render_city(code, &verified, now));
     Ok(())
 }
 
@@ -326,12 +326,12 @@ fn show_file(path: &Path, certificate: Option<&Path>) -> anyhow::Result<()> {
     if let Ok(text) = std::str::from_utf8(&bytes)
         && let Ok(policy) = Policy::parse(text)
     {
-        println!(
+        outln!(
             "{} (unsigned rules, version {})",
             path.display(),
             policy.version()
         );
-        print!("{}", render_rules(&policy));
+        out!("{}", render_rules(&policy));
         return Ok(());
     }
     let signed = read_signed(path)?;
@@ -348,13 +348,13 @@ fn show_file(path: &Path, certificate: Option<&Path>) -> anyhow::Result<()> {
                     span(verified.effective_from() - now)
                 )
             };
-            print!("{}", render_policy(&verified, &status));
+            out!("{}", render_policy(&verified, &status));
         }
         None => {
             let document = pb::PolicyDocument::decode(signed.payload.as_slice())
                 .with_context(|| format!("{} is not a signed policy", path.display()))?;
             let policy = policy_doc::check_document(&document)?;
-            println!(
+            outln!(
                 "policy version {} of city {:06}, signed {}, effective from {} \
                  (signature NOT checked: pass --certificate)",
                 document.policy_version,
@@ -362,7 +362,7 @@ fn show_file(path: &Path, certificate: Option<&Path>) -> anyhow::Result<()> {
                 fmt::time(document.signed_at),
                 fmt::time(document.effective_from)
             );
-            print!("{}", render_rules(&policy));
+            out!("{}", render_rules(&policy));
         }
     }
     Ok(())

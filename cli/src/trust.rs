@@ -63,7 +63,7 @@ pub fn run(cmd: TrustListCommand) -> anyhow::Result<()> {
             .map_err(|s| anyhow::anyhow!("the gateway at {gateway} refused: {}", s.message()))
     })?;
     let Some(list) = response.list else {
-        println!(
+        outln!(
             "trust list {known} at {} is current (the gateway holds {})",
             out.display(),
             response.current_sequence
@@ -78,7 +78,7 @@ pub fn run(cmd: TrustListCommand) -> anyhow::Result<()> {
     let tmp = out.with_extension("tmp");
     std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &out).with_context(|| format!("replacing {}", out.display()))?;
-    println!(
+    outln!(
         "trust list {} saved to {} (next update {}, sunset {})",
         checked.sequence(),
         out.display(),

@@ -1,7 +1,7 @@
 //! `tessera verify`: a checkpoint's check of a badge, offline from a cached
 //! trust list or online through the gateway.
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -9,6 +9,8 @@ use clap::Args;
 use tessera_core::trust::{CheckedTrustList, Freshness};
 use tessera_core::{text, verify_text};
 use tessera_proto::v1 as pb;
+use tessera_proto::v1::gateway_client::GatewayClient;
+use tonic::transport::Channel;
 
 use crate::{creds, fmt};
 
@@ -30,7 +32,13 @@ pub fn exit_code(outcome: pb::Outcome) -> u8 {
 Exit status: 0 VALID; 12 REVOKED, 13 EXPIRED, 14 NOT_YET_VALID, 15 BAD_SIGNATURE,
 16 UNKNOWN_SIGNER, 17 SIGNER_REVOKED, 18 MALFORMED, 19 STATUS_UNAVAILABLE;
 10 for an outcome this build does not know; 1 when the check could not be made;
-2 for a usage error.")]
+2 for a usage error. With --stream, the status of the first badge that was not
+VALID (0 when every one was).
+
+Standard input: at most 1024 bytes are read as one badge (with --stream, as one
+line); more is MALFORMED (text_too_long) and is not read further. Bytes that
+are not UTF-8 are MALFORMED (text_invalid_character). A closed output (`| head
+-n1`) ends the command quietly with its usual status.")]
 pub struct VerifyArgs {
     /// The badge's QR text; read from standard input when absent or `-`.
     text: Option<String>,
@@ -56,38 +64,219 @@ pub struct VerifyArgs {
     /// With --offline, refuse a trust list past its next update instead of warning.
     #[arg(long, requires = "offline")]
     refuse_stale: bool,
+    /// Check one badge per line of standard input, printing one verdict
+    /// (with --json, one object) per line as each line arrives, until the
+    /// input ends: for a scanner that keeps the pipe open.
+    #[arg(long, conflicts_with = "text")]
+    stream: bool,
 }
 
-/// The badge text from an argument, or from standard input when absent or `-`.
-pub fn read_text(arg: Option<String>) -> anyhow::Result<String> {
-    match arg.as_deref() {
-        Some(t) if t != "-" => Ok(t.to_owned()),
-        _ => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("reading the badge text from standard input")?;
-            // Not trimmed here: the decoder trims exactly the characters
-            // PROTOCOL.md names (rule T1), so a badge read from standard
-            // input gets the verdict it gets everywhere else.
-            Ok(s)
+/// Room beside the longest badge text for what a scanner or a copy adds
+/// around it (spaces, tabs, CR LF).
+const INPUT_MARGIN: usize = 252;
+
+/// Most bytes of standard input read as one badge (with `--stream`, as one
+/// line): the longest badge text and [`INPUT_MARGIN`]. Anything longer is
+/// no badge and is not read further: MALFORMED, `text_too_long`.
+pub fn input_limit() -> usize {
+    text::max_text_chars(tessera_core::badge::MAX_ENVELOPE_LEN) + INPUT_MARGIN
+}
+
+/// Badge text as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Given {
+    /// The text. Bytes of standard input that are not UTF-8 stand as
+    /// U+FFFD, which no badge holds: such text is MALFORMED.
+    Text(String),
+    /// Standard input held more than [`input_limit`] bytes.
+    TooLong,
+}
+
+impl Given {
+    /// The verdict on text that cannot be a badge before it is looked at:
+    /// `None` for text to check.
+    fn refused(&self, now: i64) -> Option<pb::Verdict> {
+        match self {
+            Given::Text(_) => None,
+            Given::TooLong => {
+                let max = text::max_text_chars(tessera_core::badge::MAX_ENVELOPE_LEN);
+                let mut v = tessera_core::VerifyError::from(text::TextError::TooLong {
+                    len: input_limit() + 1,
+                    max,
+                })
+                .verdict(now);
+                v.detail = format!(
+                    "badge text: more than {} bytes on standard input (not read further); no badge text is longer than {max} characters",
+                    input_limit()
+                );
+                Some(v)
+            }
         }
     }
 }
 
-fn offline(args: &VerifyArgs, badge: &str, now: i64) -> anyhow::Result<pb::Verdict> {
+/// The badge text from an argument, or from standard input (at most
+/// [`input_limit`] bytes) when absent or `-`.
+pub fn read_text(arg: Option<String>) -> anyhow::Result<Given> {
+    match arg {
+        Some(t) if t != "-" => Ok(Given::Text(t)),
+        _ => read_bounded(std::io::stdin().lock())
+            .context("reading the badge text from standard input"),
+    }
+}
+
+/// Reads all of `input` up to [`input_limit`] bytes. Not trimmed here: the
+/// decoder trims exactly the characters PROTOCOL.md names (rule T1), so a
+/// badge read from standard input gets the verdict it gets everywhere else.
+fn read_bounded(input: impl Read) -> std::io::Result<Given> {
+    let limit = input_limit();
+    let mut bytes = Vec::with_capacity(limit + 1);
+    input
+        .take(u64::try_from(limit + 1).unwrap_or(u64::MAX))
+        .read_to_end(&mut bytes)?;
+    Ok(if bytes.len() > limit {
+        Given::TooLong
+    } else {
+        Given::Text(String::from_utf8_lossy(&bytes).into_owned())
+    })
+}
+
+/// The next line of `input` (without its LF), at most `limit` bytes kept:
+/// a longer line is read to its end and dropped, as [`Given::TooLong`].
+/// `None` at the end of the input.
+fn next_line(input: &mut impl BufRead, limit: usize) -> std::io::Result<Option<Given>> {
+    let mut line = Vec::new();
+    let (mut any, mut over) = (false, false);
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        any = true;
+        let newline = buf.iter().position(|&b| b == b'\n');
+        let chunk = &buf[..newline.unwrap_or(buf.len())];
+        if !over && line.len() + chunk.len() > limit {
+            over = true;
+            line = Vec::new();
+        }
+        if !over {
+            line.extend_from_slice(chunk);
+        }
+        let used = newline.map_or(buf.len(), |i| i + 1);
+        input.consume(used);
+        if newline.is_some() {
+            break;
+        }
+    }
+    Ok(any.then(|| {
+        if over {
+            Given::TooLong
+        } else {
+            Given::Text(String::from_utf8_lossy(&line).into_owned())
+        }
+    }))
+}
+
+/// Where badges are checked: a trust list read once, or a gateway.
+enum Checker {
+    Offline(CheckedTrustList),
+    Online {
+        runtime: tokio::runtime::Runtime,
+        client: GatewayClient<Channel>,
+        gateway: String,
+    },
+}
+
+impl Checker {
+    fn new(args: &VerifyArgs) -> anyhow::Result<Self> {
+        if args.offline {
+            return Ok(Checker::Offline(offline_list(args, fmt::now())?));
+        }
+        let gateway = args
+            .gateway
+            .as_deref()
+            .ok_or_else(|| crate::Usage::new("give --offline or --gateway HOST:PORT"))?;
+        let bundle = args.bundle.as_deref().ok_or_else(|| {
+            crate::Usage::new("--gateway needs --bundle DIR with the checkpoint's certificate")
+        })?;
+        let runtime = crate::node::runtime()?;
+        let client = runtime.block_on(async {
+            creds::gateway_with_list(bundle, gateway, args.trust_list.as_deref())
+        })?;
+        Ok(Checker::Online {
+            runtime,
+            client,
+            gateway: gateway.to_owned(),
+        })
+    }
+
+    /// The verdict on `given` at `now`; an error when the check could not
+    /// be made.
+    fn check(&mut self, given: &Given, now: i64) -> anyhow::Result<pb::Verdict> {
+        if let Some(verdict) = given.refused(now) {
+            return Ok(verdict);
+        }
+        let Given::Text(badge) = given else {
+            anyhow::bail!("no badge text");
+        };
+        match self {
+            Checker::Offline(list) => Ok(match verify_text(badge, list, now) {
+                Ok(v) => v.verdict(
+                    now,
+                    "offline: signature and validity checked; status at the issuing city not asked",
+                ),
+                Err(e) => e.verdict(now),
+            }),
+            Checker::Online {
+                runtime,
+                client,
+                gateway,
+            } => {
+                // Malformed text is refused here, without a round trip.
+                if let Err(e) = text::from_text(badge, tessera_core::badge::MAX_ENVELOPE_LEN) {
+                    return Ok(tessera_core::VerifyError::from(e).verdict(now));
+                }
+                runtime.block_on(async {
+                    client
+                        .verify(pb::VerifyRequest {
+                            badge: Some(pb::verify_request::Badge::QrText(badge.clone())),
+                        })
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| {
+                            anyhow::anyhow!(
+                                "the gateway at {gateway} refused the check: {}",
+                                s.message()
+                            )
+                        })
+                })
+            }
+        }
+    }
+}
+
+/// The offline trust list, verified against the root at `now`; a stale
+/// list is refused with `--refuse-stale`, else warned about.
+fn offline_list(args: &VerifyArgs, now: i64) -> anyhow::Result<CheckedTrustList> {
     let root_path = match (&args.root, &args.bundle) {
         (Some(r), _) => r.clone(),
         (None, Some(b)) => b.join("root.crt"),
         (None, None) => {
-            anyhow::bail!("--offline needs --root ROOT.crt (or --bundle DIR holding root.crt)")
+            return Err(crate::Usage::new(
+                "--offline needs --root ROOT.crt (or --bundle DIR holding root.crt)",
+            )
+            .into());
         }
     };
     let root = creds::root(&root_path)?;
     let list_path = args
         .trust_list
         .as_ref()
-        .context("--offline needs --trust-list FILE")?;
+        .ok_or_else(|| crate::Usage::new("--offline needs --trust-list FILE"))?;
     let bytes =
         std::fs::read(list_path).with_context(|| format!("reading {}", list_path.display()))?;
     let list = CheckedTrustList::verify(&bytes, &root, now).with_context(|| {
@@ -109,13 +298,7 @@ fn offline(args: &VerifyArgs, badge: &str, now: i64) -> anyhow::Result<pb::Verdi
         }
         eprintln!("warning: {msg}");
     }
-    Ok(match verify_text(badge, &list, now) {
-        Ok(v) => v.verdict(
-            now,
-            "offline: signature and validity checked; status at the issuing city not asked",
-        ),
-        Err(e) => e.verdict(now),
-    })
+    Ok(list)
 }
 
 /// Prints a verdict for people or, with `json`, for machines.
@@ -139,63 +322,116 @@ pub fn print(v: &pb::Verdict, json: bool) {
             "detail": v.detail,
             "reason": v.reason,
         });
-        println!("{value}");
+        outln!("{value}");
         return;
     }
-    println!("{}", name(outcome.as_str_name()));
+    outln!("{}", name(outcome.as_str_name()));
     if v.colour != 0 {
-        println!(
+        outln!(
             "  colour       {}",
             name(colour.as_str_name()).to_lowercase()
         );
-        println!("  valid until  {}", fmt::time(v.valid_until));
-        println!("  issued by    {} ({:06})", v.issuer_name, v.issuer_city);
+        outln!("  valid until  {}", fmt::time(v.valid_until));
+        outln!("  issued by    {} ({:06})", v.issuer_name, v.issuer_city);
     }
     if !v.detail.is_empty() {
-        println!("  detail       {}", v.detail);
+        outln!("  detail       {}", v.detail);
     }
     if !v.reason.is_empty() {
-        println!("  reason       {}", v.reason);
+        outln!("  reason       {}", v.reason);
     }
 }
 
 /// Runs `tessera verify`; returns the outcome for the exit status.
 pub fn run(args: VerifyArgs) -> anyhow::Result<pb::Outcome> {
-    let badge = read_text(args.text.clone())?;
-    let now = fmt::now();
-    let verdict = if args.offline {
-        offline(&args, &badge, now)?
-    } else {
-        let gateway = args
-            .gateway
-            .as_deref()
-            .context("give --offline or --gateway HOST:PORT")?;
-        let bundle = args
-            .bundle
-            .as_deref()
-            .context("--gateway needs --bundle DIR with the checkpoint's certificate")?;
-        // Malformed text is refused here, without a round trip.
-        if let Err(e) = text::from_text(&badge, tessera_core::badge::MAX_ENVELOPE_LEN) {
-            tessera_core::VerifyError::from(e).verdict(now)
-        } else {
-            crate::node::runtime()?.block_on(async {
-                let mut client =
-                    creds::gateway_with_list(bundle, gateway, args.trust_list.as_deref())?;
-                client
-                    .verify(pb::VerifyRequest {
-                        badge: Some(pb::verify_request::Badge::QrText(badge)),
-                    })
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| {
-                        anyhow::anyhow!(
-                            "the gateway at {gateway} refused the check: {}",
-                            s.message()
-                        )
-                    })
-            })?
-        }
-    };
+    if args.stream {
+        return stream(&args);
+    }
+    let given = read_text(args.text.clone())?;
+    let mut checker = Checker::new(&args)?;
+    let verdict = checker.check(&given, fmt::now())?;
     print(&verdict, args.json);
-    Ok(pb::Outcome::try_from(verdict.outcome).unwrap_or(pb::Outcome::Unspecified))
+    Ok(outcome(&verdict))
+}
+
+fn outcome(v: &pb::Verdict) -> pb::Outcome {
+    pb::Outcome::try_from(v.outcome).unwrap_or(pb::Outcome::Unspecified)
+}
+
+/// `--stream`: one badge per line of standard input, one verdict printed
+/// (and flushed) as each line arrives, until the input ends or the output
+/// is closed. Blank lines are skipped. The outcome is that of the first
+/// badge that was not VALID (VALID when every one was).
+fn stream(args: &VerifyArgs) -> anyhow::Result<pb::Outcome> {
+    let mut checker = Checker::new(args)?;
+    let mut input = std::io::stdin().lock();
+    let mut first_refusal = None;
+    while !crate::out::closed() {
+        let Some(given) = next_line(&mut input, input_limit())
+            .context("reading badge text from standard input")?
+        else {
+            break;
+        };
+        if matches!(&given, Given::Text(t) if t.trim_matches(text::TRIMMED).is_empty()) {
+            continue;
+        }
+        let verdict = checker.check(&given, fmt::now())?;
+        print(&verdict, args.json);
+        let outcome = outcome(&verdict);
+        if outcome != pb::Outcome::Valid {
+            first_refusal.get_or_insert(outcome);
+        }
+    }
+    Ok(first_refusal.unwrap_or(pb::Outcome::Valid))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn standard_input_is_read_up_to_the_limit_and_no_further() {
+        let limit = input_limit();
+        // The help text names this figure.
+        assert_eq!(limit, 1024);
+        let at = vec![b' '; limit];
+        assert_eq!(
+            read_bounded(&at[..]).unwrap(),
+            Given::Text(" ".repeat(limit))
+        );
+        let over = vec![b' '; limit + 1];
+        assert_eq!(read_bounded(&over[..]).unwrap(), Given::TooLong);
+        let v = Given::TooLong.refused(0).unwrap();
+        assert_eq!(v.outcome, pb::Outcome::Malformed as i32);
+        assert_eq!(v.reason, "text_too_long");
+    }
+
+    #[test]
+    fn lines_are_split_bounded_and_an_overlong_one_is_dropped_whole() {
+        let limit = 8;
+        let text = b"TB1:AB\r\n0123456789abc\nlast";
+        let mut input = std::io::BufReader::with_capacity(3, &text[..]);
+        let mut lines = vec![];
+        while let Some(line) = next_line(&mut input, limit).unwrap() {
+            lines.push(line);
+        }
+        assert_eq!(
+            lines,
+            vec![
+                Given::Text("TB1:AB\r".into()),
+                Given::TooLong,
+                Given::Text("last".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_make_text_no_badge_holds() {
+        let Given::Text(t) = read_bounded(&b"TB1:\xff\xfe"[..]).unwrap() else {
+            unreachable!("short input")
+        };
+        let err = text::from_text(&t, tessera_core::badge::MAX_ENVELOPE_LEN).unwrap_err();
+        assert_eq!(err.reason(), "text_invalid_character");
+    }
 }

@@ -159,10 +159,10 @@ impl Report {
     /// Prints the report.
     pub fn print(&self, json: bool) -> anyhow::Result<()> {
         if json {
-            println!("{}", serde_json::to_string_pretty(self)?);
+            outln!("{}", serde_json::to_string_pretty(self)?);
             return Ok(());
         }
-        println!(
+        outln!(
             "tessera bench {} — {} cores, {} build, {} s windows after {} s warm-up, {} in flight over {} connections, median of {}",
             self.scenario,
             self.cores,
@@ -177,13 +177,19 @@ impl Report {
             self.connections,
             self.runs
         );
-        println!(
+        outln!(
             "  {:<44} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7}",
-            "window", "per second", "p50 ms", "p90 ms", "p99 ms", "p99.9", "errors"
+            "window",
+            "per second",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9",
+            "errors"
         );
         let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
         for r in &self.rows {
-            println!(
+            outln!(
                 "  {:<44} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7}",
                 r.name,
                 num(r.per_second),
@@ -194,14 +200,14 @@ impl Report {
                 r.errors
             );
             if let Some(e) = &r.first_error {
-                println!("      first error: {e}");
+                outln!("      first error: {e}");
             }
         }
         for (name, value) in &self.ratios {
-            println!("  ratio {name}: {value:.3}");
+            outln!("  ratio {name}: {value:.3}");
         }
         for t in &self.targets {
-            println!(
+            outln!(
                 "  target {}: {} (goal {}) {}",
                 t.what,
                 num(t.value),
@@ -210,7 +216,7 @@ impl Report {
             );
         }
         for n in &self.notes {
-            println!("  note: {n}");
+            outln!("  note: {n}");
         }
         Ok(())
     }
