@@ -118,16 +118,13 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::util::SubscriberInitExt::init(logs(
+        filter,
+        cli.log_format,
+        std::io::stderr,
+    ));
     let status = match run(cli.command) {
         Ok(status) => status,
         Err(e) => failed(&e),
@@ -141,6 +138,38 @@ fn main() -> ExitCode {
         }
         None => status,
     }
+}
+
+/// Whether an event is logged beside `filter`: sled's own events only at
+/// `info` and above, whatever RUST_LOG says, since its debug and trace
+/// output prints store keys, which hold badge and record ids
+/// (docs/OPERATIONS.md, section 9).
+fn not_store_keys(meta: &tracing::Metadata<'_>) -> bool {
+    let target = meta.target();
+    let sled = target == "sled" || target.starts_with("sled::");
+    !sled || *meta.level() <= tracing::Level::INFO
+}
+
+/// The one log subscriber: `filter` (RUST_LOG), sled capped at `info`, in
+/// `format`, written to `writer`.
+fn logs<W>(
+    filter: tracing_subscriber::EnvFilter,
+    format: LogFormat,
+    writer: W,
+) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = match format {
+        LogFormat::Text => layer.boxed(),
+        LogFormat::Json => layer.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layer.with_filter(tracing_subscriber::filter::filter_fn(not_store_keys)))
 }
 
 /// Runs `command`; the exit status of a command that ran.
@@ -166,4 +195,47 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         },
     };
     result.map(|()| ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn sled_logs_no_more_than_info_even_at_rust_log_trace() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let filter = tracing_subscriber::EnvFilter::new("trace,sled=trace,sled::tree=trace");
+            let subscriber = logs(filter, format, move || writer.clone());
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::trace!(target: "sled::tree", "key b\"badge-7f3a\"");
+                tracing::debug!(target: "sled", "key b\"record-42\"");
+                tracing::info!(target: "sled::pagecache", "sled info kept");
+                tracing::trace!(target: "tessera_node", "tessera trace kept");
+            });
+            let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+            assert!(!text.contains("badge-7f3a"), "{text}");
+            assert!(!text.contains("record-42"), "{text}");
+            assert!(text.contains("sled info kept"), "{text}");
+            assert!(text.contains("tessera trace kept"), "{text}");
+        }
+    }
 }
