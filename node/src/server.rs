@@ -561,6 +561,9 @@ fn watch_badge_signer(loaded: &Loaded) -> Watched {
     let city = Arc::clone(&loaded.city);
     let trust = Arc::clone(&loaded.trust);
     let gated = loaded.settings.gateway.is_some();
+    // A new signer waiting for a list is taken up when the files are next
+    // looked at, not when the list arrives: the log says so.
+    let reload_secs = loaded.settings.reload.as_secs();
     let apply = Box::new(move |der: Vec<u8>, key| {
         if tessera_core::KeyId::of_certificate(&der) == city.signer().key_id() {
             return Outcome::Unchanged;
@@ -585,18 +588,22 @@ fn watch_badge_signer(loaded: &Loaded) -> Watched {
                 None if gated => {
                     return Outcome::Wait(format!(
                         "key {} is not in the trust list in force (sequence {}): \
-                         signing with key {} until a list carrying it arrives",
+                         signing with key {} until the first look at the files \
+                         (every {} s, or at once on SIGHUP) after a list carrying it is in force",
                         signer.key_id(),
                         list.sequence(),
-                        city.signer().key_id()
+                        city.signer().key_id(),
+                        reload_secs
                     ));
                 }
                 None => {}
             },
             None if gated => {
                 return Outcome::Wait(format!(
-                    "no trust list yet: signing with key {} until a list carrying key {} arrives",
+                    "no trust list yet: signing with key {} until the first look at the files \
+                     (every {} s, or at once on SIGHUP) after a list carrying key {} is in force",
                     city.signer().key_id(),
+                    reload_secs,
                     signer.key_id()
                 ));
             }
