@@ -24,6 +24,9 @@ pub const CITIES: [(u32, &str); 3] = [
     (420_100, "Wuhan"),
     (440_100, "Guangzhou"),
 ];
+/// The highest `--base-port`: the last city's node listens on it + 103
+/// (OPERATIONS.md, section 8, says 65432).
+pub const MAX_BASE_PORT: u16 = u16::MAX - 101 - (CITIES.len() as u16 - 1);
 /// The checkpoint: province and name.
 pub const CHECKPOINT: (u32, &str) = (420_000, "Wuhan railway station");
 const STATE: &str = "federation.json";
@@ -98,9 +101,8 @@ impl Layout {
         );
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         anyhow::ensure!(
-            base == 0 || base <= u16::MAX - 200,
-            "--base-port must be at most {}",
-            u16::MAX - 200
+            base == 0 || base <= MAX_BASE_PORT,
+            "--base-port must be at most {MAX_BASE_PORT}, so that every node's port is a port"
         );
         let port = |offset: u16| if base == 0 { 0 } else { base + offset };
         let mut listeners = vec![bind(port(0)).await?];
@@ -331,4 +333,27 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         outln!("federation stopped; stores flushed");
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_highest_base_port_leaves_room_for_every_node_and_no_more() {
+        assert_eq!(MAX_BASE_PORT, 65_432);
+        let last = 101 + u16::try_from(CITIES.len() - 1).unwrap();
+        assert_eq!(MAX_BASE_PORT.checked_add(last), Some(u16::MAX));
+    }
+
+    #[tokio::test]
+    async fn a_base_port_past_the_highest_is_refused_with_the_figure() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Layout::create(dir.path(), MAX_BASE_PORT + 1, "")
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("65432"), "{err:#}");
+    }
 }
