@@ -300,7 +300,9 @@ pub struct DirArg {
     dir: PathBuf,
 }
 
-fn print_issued(what: &str, issued: &Issued) {
+/// Prints what was enrolled; `listed` when trust lists carry it, so that
+/// it takes effect with the next one published.
+fn print_issued(what: &str, issued: &Issued, listed: bool) {
     outln!(
         "{what} enrolled; certificates and keys in {}",
         issued.dir.display()
@@ -313,9 +315,17 @@ fn print_issued(what: &str, issued: &Issued) {
             fmt::time(e.not_after)
         );
     }
-    outln!(
-        "Publish a new trust list for the change to take effect: tessera authority trust-list publish"
-    );
+    if !listed {
+        // Operators and verifiers are never listed in a trust list: they
+        // are admitted once their certificate chains to the root.
+        outln!(
+            "No new trust list is needed: operators and verifiers are not listed; they are admitted once their certificate chains to the root and is not revoked"
+        );
+    } else {
+        outln!(
+            "Publish a new trust list for the change to take effect: tessera authority trust-list publish"
+        );
+    }
 }
 
 fn print_reissued(what: &str, r: &Reissued) {
@@ -391,7 +401,7 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
                 tessera_node::config::bundle_config(code, &endpoint).as_bytes(),
                 false,
             )?;
-            print_issued(&format!("City {code} ({name})"), &issued);
+            print_issued(&format!("City {code} ({name})"), &issued, true);
             outln!(
                 "Node configuration: {} (run it with: tessera node run --config {})",
                 config.display(),
@@ -407,11 +417,12 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             print_issued(
                 &format!("Verifier {name:?} of province {province}"),
                 &issued,
+                false,
             );
         }
         AuthorityCommand::EnrolOperator { dir, city, name } => {
             let issued = AuthorityDir::open(&dir.dir)?.enrol_operator(city, &name, now)?;
-            print_issued(&format!("Operator {name:?} of city {city}"), &issued);
+            print_issued(&format!("Operator {name:?} of city {city}"), &issued, false);
         }
         AuthorityCommand::EnrolGateway {
             dir,
@@ -425,7 +436,7 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
                 tessera_gateway::config::bundle_config(&endpoint).as_bytes(),
                 false,
             )?;
-            print_issued(&format!("Gateway {name:?}"), &issued);
+            print_issued(&format!("Gateway {name:?}"), &issued, true);
             outln!(
                 "Gateway configuration: {} (run it with: tessera gateway run --config {})",
                 config.display(),

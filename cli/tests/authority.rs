@@ -372,3 +372,41 @@ fn a_tampered_trust_list_is_refused_by_show() {
         "does not verify",
     );
 }
+
+#[test]
+fn enrolment_says_whether_a_new_trust_list_is_needed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("authority");
+    let d = dir.to_str().unwrap();
+    ok(&["authority", "init", "--dir", d]);
+    let city = ok(&[
+        "authority",
+        "enrol-city",
+        "--dir",
+        d,
+        "--code",
+        "330100",
+        "--name",
+        "Hangzhou",
+        "--endpoint",
+        "127.0.0.1:7101",
+    ]);
+    assert!(city.contains("Publish a new trust list"), "{city}");
+    for args in [
+        ["enrol-operator", "--city", "330100"],
+        ["enrol-verifier", "--province", "420000"],
+    ] {
+        let out = ok(&[
+            "authority",
+            args[0],
+            "--dir",
+            d,
+            args[1],
+            args[2],
+            "--name",
+            "Someone",
+        ]);
+        assert!(out.contains("No new trust list is needed"), "{out}");
+        assert!(!out.contains("Publish a new trust list"), "{out}");
+    }
+}
