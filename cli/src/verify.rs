@@ -183,18 +183,21 @@ fn next_line(input: &mut impl BufRead, limit: usize) -> std::io::Result<Option<G
 
 /// Where badges are checked: a trust list read once, or a gateway.
 enum Checker {
-    Offline(CheckedTrustList),
-    Online {
-        runtime: tokio::runtime::Runtime,
-        client: GatewayClient<Channel>,
-        gateway: String,
-    },
+    Offline(Box<CheckedTrustList>),
+    Online(Box<Online>),
+}
+
+/// A gateway to check through, and the runtime its client runs on.
+struct Online {
+    runtime: tokio::runtime::Runtime,
+    client: GatewayClient<Channel>,
+    gateway: String,
 }
 
 impl Checker {
     fn new(args: &VerifyArgs) -> anyhow::Result<Self> {
         if args.offline {
-            return Ok(Checker::Offline(offline_list(args, fmt::now())?));
+            return Ok(Checker::Offline(Box::new(offline_list(args, fmt::now())?)));
         }
         let gateway = args
             .gateway
@@ -207,11 +210,11 @@ impl Checker {
         let client = runtime.block_on(async {
             creds::gateway_with_list(bundle, gateway, args.trust_list.as_deref())
         })?;
-        Ok(Checker::Online {
+        Ok(Checker::Online(Box::new(Online {
             runtime,
             client,
             gateway: gateway.to_owned(),
-        })
+        })))
     }
 
     /// The verdict on `given` at `now`; an error when the check could not
@@ -231,11 +234,12 @@ impl Checker {
                 ),
                 Err(e) => e.verdict(now),
             }),
-            Checker::Online {
-                runtime,
-                client,
-                gateway,
-            } => {
+            Checker::Online(online) => {
+                let Online {
+                    runtime,
+                    client,
+                    gateway,
+                } = &mut **online;
                 // Malformed text is refused here, without a round trip.
                 if let Err(e) = text::from_text(badge, tessera_core::badge::MAX_ENVELOPE_LEN) {
                     return Ok(tessera_core::VerifyError::from(e).verdict(now));

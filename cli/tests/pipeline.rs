@@ -203,3 +203,55 @@ fn usage_errors_exit_2() {
         );
     }
 }
+
+#[test]
+fn stream_through_the_gateway_answers_each_line_as_it_arrives() {
+    let authority = common::Authority::new();
+    let (gateway, addr) = authority.run_gateway();
+    authority.publish_to(&addr);
+    let d = authority.dir.to_str().unwrap();
+    ok(&[
+        "authority",
+        "enrol-verifier",
+        "--dir",
+        d,
+        "--province",
+        "420000",
+        "--name",
+        "Wuhan station",
+    ]);
+    let bundle = authority.dir.join("verifiers/420000-wuhan-station");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args([
+        "verify",
+        "--stream",
+        "--json",
+        "--gateway",
+        &addr,
+        "--bundle",
+    ])
+    .arg(&bundle);
+    let mut child = spawn(cmd);
+    let mut stdin = child.stdin.take().unwrap();
+    let mut verdicts = BufReader::new(child.stdout.take().unwrap()).lines();
+    // "TB1:X50" is good base45 (two bytes), so only the gateway can say
+    // that those bytes are no envelope; "TB1:AAAA" is refused locally.
+    for (line, reason) in [
+        ("TB1:X50", "envelope_"),
+        ("TB1:AAAA", "text_dangling_character"),
+        ("TB1:X50", "envelope_"),
+    ] {
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+        let v = json(&verdicts.next().unwrap().unwrap());
+        assert_eq!(v["outcome"], "MALFORMED", "{line:?}: {v}");
+        assert!(
+            v["reason"].as_str().unwrap().starts_with(reason),
+            "{line:?}: {v}"
+        );
+    }
+    drop(stdin);
+    assert!(verdicts.next().is_none());
+    assert_eq!(child.wait().unwrap().code(), Some(MALFORMED));
+    common::stop(gateway);
+}
