@@ -58,6 +58,12 @@ pub struct ConnectionsFile {
 }
 
 impl ConnectionsFile {
+    /// Whether `max_watches_per_caller` is set (a node, which serves no
+    /// watch stream, refuses it).
+    pub fn bounds_watches(&self) -> bool {
+        self.max_watches_per_caller.is_some()
+    }
+
     /// The validated limits, with `per_peer` connections per address.
     pub fn limits(&self, per_peer: usize) -> Result<ConnectionLimits, String> {
         let streams = self
