@@ -10,6 +10,7 @@ mod follow;
 mod gateway;
 mod golden;
 mod hostile;
+mod limits;
 mod metrics;
 mod mtls;
 mod node;
