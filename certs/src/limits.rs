@@ -490,12 +490,22 @@ impl Refusals {
         peer: std::net::SocketAddr,
         error: &dyn std::fmt::Display,
     ) {
+        self.refused_at(Instant::now(), reason, peer, error);
+    }
+
+    fn refused_at(
+        &self,
+        now: Instant,
+        reason: &'static str,
+        peer: std::net::SocketAddr,
+        error: &dyn std::fmt::Display,
+    ) {
         self.counter.get_or_create(&RefusalLabels { reason }).inc();
         let decision = self
             .budget
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .spend(Instant::now());
+            .spend(now);
         if decision.suppressed_before > 0 {
             tracing::warn!(
                 not_logged = decision.suppressed_before,
@@ -536,6 +546,59 @@ mod tests {
         );
         // Reported once only.
         assert_eq!(budget.spend(start + LOG_WINDOW).suppressed_before, 0);
+    }
+
+    /// Counts the log lines written, by level.
+    #[derive(Default)]
+    struct Lines {
+        info: AtomicUsize,
+        warn: AtomicUsize,
+    }
+
+    struct Counting(Arc<Lines>);
+
+    impl tracing::Subscriber for Counting {
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            match *event.metadata().level() {
+                tracing::Level::INFO => self.0.info.fetch_add(1, Ordering::SeqCst),
+                tracing::Level::WARN => self.0.warn.fetch_add(1, Ordering::SeqCst),
+                _ => 0,
+            };
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    #[test]
+    fn a_flood_of_refusals_is_counted_in_full_and_logged_in_a_few_lines() {
+        let lines = Arc::new(Lines::default());
+        let refusals = Refusals::default();
+        let peer: std::net::SocketAddr = ([192, 0, 2, 1], 4000).into();
+        let start = Instant::now();
+        tracing::subscriber::with_default(Counting(Arc::clone(&lines)), || {
+            for _ in 0..5_000 {
+                refusals.refused_at(start, "tls", peer, &"bad certificate");
+            }
+        });
+        assert_eq!(refusals.count("tls"), 5_000);
+        assert_eq!(lines.info.load(Ordering::SeqCst), LOG_BURST as usize);
+        assert_eq!(lines.warn.load(Ordering::SeqCst), 0);
+        // The next window starts with one line saying how many were not
+        // logged, then the refusal itself.
+        tracing::subscriber::with_default(Counting(Arc::clone(&lines)), || {
+            refusals.refused_at(start + LOG_WINDOW, "timeout", peer, &"timed out");
+        });
+        assert_eq!(lines.warn.load(Ordering::SeqCst), 1);
+        assert_eq!(lines.info.load(Ordering::SeqCst), LOG_BURST as usize + 1);
+        assert_eq!(refusals.count("timeout"), 1);
     }
 
     #[test]
