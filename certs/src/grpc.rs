@@ -197,12 +197,19 @@ pub fn incoming_counted(
     ReceiverStream::new(rx)
 }
 
+/// Streams the server may reset on one connection (refusals past
+/// `max_concurrent_streams` included) before it closes the connection with
+/// `GOAWAY ENHANCE_YOUR_CALM`: hyper's own default, which tonic leaves
+/// unset. A client that respects the announced limit is never refused.
+pub const MAX_RESETS_PER_CONNECTION: usize = 1024;
+
 /// A tonic server that announces and enforces `limits`' streams per
-/// connection and pings every connection, closing one whose peer stops
-/// answering.
+/// connection (closing a connection that keeps opening streams past it) and
+/// pings every connection, closing one whose peer stops answering.
 pub fn server_builder(limits: &ConnectionLimits) -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_local_error_reset_streams(Some(MAX_RESETS_PER_CONNECTION))
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
 }

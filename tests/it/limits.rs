@@ -28,6 +28,8 @@ const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
 const PING: u8 = 0x6;
+const GOAWAY: u8 = 0x7;
+const ENHANCE_YOUR_CALM: u8 = 0xb;
 const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const MAX_CONCURRENT_STREAMS: u16 = 0x3;
@@ -62,11 +64,10 @@ impl RawH2 {
     }
 
     async fn send(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-        let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
-        let mut frame = vec![len[1], len[2], len[3], kind, flags];
-        frame.extend_from_slice(&stream.to_be_bytes());
-        frame.extend_from_slice(payload);
-        self.0.write_all(&frame).await.unwrap();
+        self.0
+            .write_all(&frame(kind, flags, stream, payload))
+            .await
+            .unwrap();
     }
 
     /// The next frame; `None` once the server has closed the connection.
@@ -112,6 +113,14 @@ impl RawH2 {
         assert!(closed.is_ok(), "the server kept the connection open");
         seen
     }
+}
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], kind, flags];
+    frame.extend_from_slice(&stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
 }
 
 /// An HPACK header block of literal fields (no indexing, no Huffman) for a
@@ -181,6 +190,33 @@ async fn streams_past_the_announced_limit_are_refused_on_both_servers() {
     f.still_serving().await;
     // Closed, the connections no longer hold the servers' shutdown.
     drop((to_gw, to_node));
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_keeps_opening_streams_past_the_limit_is_closed() {
+    let f = federation("connections = { max_concurrent_streams = 8 }").await;
+    let mut raw = RawH2::connect(&f.pki, f.gw.addr, &f.checkpoint, Role::Gateway).await;
+    raw.read_until(|(kind, flags, ..)| *kind == SETTINGS && *flags & ACK == 0)
+        .await;
+    raw.send(SETTINGS, ACK, 0, &[]).await;
+    let block = grpc_headers("/tessera.v1.Gateway/VerifyBatch");
+    let max_resets = u32::try_from(tessera_certs::grpc::MAX_RESETS_PER_CONNECTION).unwrap();
+    let flood: Vec<u8> = (0..8 + max_resets + 50)
+        .flat_map(|i| frame(HEADERS, END_HEADERS, 2 * i + 1, &block))
+        .collect();
+    // The server may close the connection before the last are written.
+    let _ = raw.0.write_all(&flood).await;
+    let seen = raw.read_to_close().await;
+    let refused = seen.iter().filter(|(kind, ..)| *kind == RST_STREAM).count();
+    assert_eq!(refused, max_resets as usize);
+    // GOAWAY ENHANCE_YOUR_CALM, naming the last stream taken: the eighth.
+    let goaway = seen.iter().find(|(kind, ..)| *kind == GOAWAY);
+    let Some((_, _, _, payload)) = goaway else {
+        panic!("closed without a GOAWAY")
+    };
+    assert_eq!(payload[..8], [0, 0, 0, 15, 0, 0, 0, ENHANCE_YOUR_CALM]);
+    f.still_serving().await;
     f.stop().await;
 }
 

@@ -1,9 +1,10 @@
 //! A stream flood against a gateway process: one mutual-TLS connection
 //! opens --streams `VerifyBatch` streams at once, ignoring the limit the
 //! gateway announces, in raw HTTP/2 frames (a well-behaved client waits for
-//! a free stream instead). Reports what the gateway did with them (accepted,
-//! refused, the connection closed) and its resident memory before, during
-//! and after, over three floods in a row.
+//! a free stream instead). Reports what the gateway did with them (held
+//! open, refused, the connection closed after
+//! `grpc::MAX_RESETS_PER_CONNECTION` refusals) and its resident memory
+//! before, during and after, over three floods in a row.
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,9 @@ const REFUSED_STREAM: u32 = 0x7;
 struct Outcome {
     announced: Option<u32>,
     refused: u64,
-    goaway: Option<u32>,
+    /// The last stream the gateway processed and the code, if it closed
+    /// the connection with GOAWAY.
+    goaway: Option<(u32, u32)>,
     peak_rss: u64,
 }
 
@@ -113,7 +116,7 @@ async fn flood(layout: &Layout, pid: u32, streams: u32) -> anyhow::Result<Outcom
                     });
                 }
                 (RST_STREAM, _) if word(0) == Some(REFUSED_STREAM) => outcome.refused += 1,
-                (GOAWAY, _) => outcome.goaway = word(4),
+                (GOAWAY, _) => outcome.goaway = word(0).zip(word(4)),
                 (PING, flags) if flags & ACK != 0 => break,
                 _ => {}
             }
@@ -154,16 +157,22 @@ pub async fn stream_flood(streams: u32, report: &mut Report) -> anyhow::Result<(
         tokio::time::sleep(Duration::from_secs(2)).await;
         after = rss(pid)?;
         peak = peak.max(o.peak_rss);
+        // A GOAWAY names the last stream the gateway took: those up to it
+        // were held open, the refused ones all came after.
+        let held = o.goaway.map_or_else(
+            || u64::from(streams).saturating_sub(o.refused),
+            |(last, _)| u64::from(last).div_ceil(2),
+        );
         report.note(format!(
             "stream-flood {round}: {} streams on one connection; limit announced {}; {} held open, \
              {} refused (REFUSED_STREAM){}; gateway RSS {:.1} MiB before, {:.1} MiB at most \
              during, {:.1} MiB 2 s after",
             num(f64::from(streams)),
             o.announced.map_or_else(|| "none".into(), |n| n.to_string()),
-            u64::from(streams).saturating_sub(o.refused),
+            held,
             o.refused,
-            o.goaway.map_or_else(String::new, |code| format!(
-                ", then the connection closed (GOAWAY code {code})"
+            o.goaway.map_or_else(String::new, |(_, code)| format!(
+                ", then the connection closed (GOAWAY code {code}), the rest unread"
             )),
             mib(before),
             mib(o.peak_rss),
