@@ -23,6 +23,7 @@ use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
 use crate::grpc::{PeerIdentity, PeerSlot};
+use crate::limits::{Calls, IdleTimer};
 
 /// An accepted, handshaken TLS connection with its peer read once. tonic
 /// hands its [`PeerConnectInfo`] to every request made on it.
@@ -31,18 +32,26 @@ pub struct PeerStream {
     inner: TlsStream<TcpStream>,
     info: PeerConnectInfo,
     _slot: PeerSlot,
+    idle: IdleTimer,
 }
 
 impl PeerStream {
     /// Reads the peer of a connection whose handshake has completed.
-    /// It holds its remote address's `slot` until dropped.
-    pub(crate) fn new(inner: TlsStream<TcpStream>, slot: PeerSlot) -> Self {
+    /// It holds its remote address's `slot` until dropped, and ends once it
+    /// has had no call open for `idle_timeout`.
+    pub(crate) fn new(
+        inner: TlsStream<TcpStream>,
+        slot: PeerSlot,
+        idle_timeout: std::time::Duration,
+    ) -> Self {
         let (tcp, session) = inner.get_ref();
         let info = PeerConnectInfo::read(tcp.peer_addr().ok(), session.peer_certificates());
+        let idle = IdleTimer::new(idle_timeout, Arc::clone(&info.calls));
         Self {
             inner,
             info,
             _slot: slot,
+            idle,
         }
     }
 
@@ -66,7 +75,12 @@ impl AsyncRead for PeerStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        if this.idle.poll_expired(cx) {
+            // Read as the end of the connection: hyper closes it.
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
@@ -118,6 +132,7 @@ pub enum PeerError {
 #[derive(Debug, Clone)]
 pub struct PeerConnectInfo {
     peer: Arc<Result<PeerIdentity, PeerError>>,
+    calls: Arc<Calls>,
 }
 
 impl PeerConnectInfo {
@@ -138,7 +153,13 @@ impl PeerConnectInfo {
         }
         Self {
             peer: Arc::new(peer),
+            calls: Arc::default(),
         }
+    }
+
+    /// The calls open on the connection ([`crate::limits`]).
+    pub(crate) fn calls(&self) -> &Arc<Calls> {
+        &self.calls
     }
 
     /// The peer, not yet checked against the current trust list.

@@ -224,6 +224,7 @@ async fn a_client_that_never_finishes_its_handshake_gives_its_place_back_after_t
     let limits = crate::grpc::ConnectionLimits {
         per_peer: 1,
         handshake_timeout: std::time::Duration::from_millis(300),
+        ..crate::grpc::ConnectionLimits::default()
     };
     let mut incoming = crate::grpc::incoming(
         listener,

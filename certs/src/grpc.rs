@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::connection::PeerStream;
+use crate::limits::{self, Refusals};
 
 /// How long a client may take to complete the TLS handshake, by default.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +34,19 @@ pub struct ConnectionLimits {
     pub per_peer: usize,
     /// How long a client may take to complete the TLS handshake.
     pub handshake_timeout: Duration,
+    /// HTTP/2 streams one connection may have open at once, announced in
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`; more are reset (`REFUSED_STREAM`).
+    pub max_concurrent_streams: u32,
+    /// Open watch streams one caller (certificate) may hold at once.
+    pub max_watches_per_caller: usize,
+    /// How long a connection with no call open is kept.
+    pub idle_timeout: Duration,
+    /// How often the server pings each connection.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// Connections the kernel queues before the accept loop takes them.
+    pub listen_backlog: u32,
 }
 
 impl ConnectionLimits {
@@ -50,6 +64,12 @@ impl Default for ConnectionLimits {
         Self {
             per_peer: DEFAULT_CONNECTIONS_PER_PEER,
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            max_concurrent_streams: limits::DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_watches_per_caller: limits::DEFAULT_MAX_WATCHES_PER_CALLER,
+            idle_timeout: limits::DEFAULT_IDLE_TIMEOUT,
+            keepalive_interval: limits::DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: limits::DEFAULT_KEEPALIVE_TIMEOUT,
+            listen_backlog: limits::DEFAULT_LISTEN_BACKLOG,
         }
     }
 }
@@ -118,6 +138,18 @@ pub fn incoming(
     config: Arc<ServerConfig>,
     limits: ConnectionLimits,
 ) -> Incoming {
+    incoming_counted(listener, config, limits, Refusals::default())
+}
+
+/// [`incoming`], counting refused connections in `refusals` (and logging
+/// them at most [`limits::LOG_BURST`] lines a minute). Each connection is
+/// closed once it has had no call open for `limits.idle_timeout`.
+pub fn incoming_counted(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    limits: ConnectionLimits,
+    refusals: Refusals,
+) -> Incoming {
     let (tx, rx) = mpsc::channel(256);
     let acceptor = TlsAcceptor::from(config);
     let slots = Arc::new(PeerSlots::default());
@@ -135,25 +167,63 @@ pub fn incoming(
                 () = tx.closed() => return,
             };
             let Some(slot) = slots.take(peer.ip(), limits.per_peer) else {
-                tracing::info!(%peer, limit = limits.per_peer, "connection refused: this address holds as many connections as it may");
+                refusals.refused(
+                    "per_peer",
+                    peer,
+                    &format_args!(
+                        "this address holds {} connections, as many as it may",
+                        limits.per_peer
+                    ),
+                );
                 drop(tcp);
                 continue;
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let refusals = refusals.clone();
             tokio::spawn(async move {
                 match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(PeerStream::new(stream, slot))).await;
+                        let stream = PeerStream::new(stream, slot, limits.idle_timeout);
+                        let _ = tx.send(Ok(stream)).await;
                     }
-                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake refused"),
-                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                    Ok(Err(e)) => refusals.refused("tls", peer, &e),
+                    Err(_) => refusals.refused("timeout", peer, &"TLS handshake timed out"),
                 }
             });
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Streams the server may reset on one connection (refusals past
+/// `max_concurrent_streams` included) before it closes the connection with
+/// `GOAWAY ENHANCE_YOUR_CALM`: hyper's own default, which tonic leaves
+/// unset. A client that respects the announced limit is never refused.
+pub const MAX_RESETS_PER_CONNECTION: usize = 1024;
+
+/// A tonic server that announces and enforces `limits`' streams per
+/// connection (closing a connection that keeps opening streams past it) and
+/// pings every connection, closing one whose peer stops answering.
+pub fn server_builder(limits: &ConnectionLimits) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_max_local_error_reset_streams(Some(MAX_RESETS_PER_CONNECTION))
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+}
+
+/// Listens on `addr` with a queue of `backlog` connections not yet accepted.
+pub fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Runs a server future that shuts down gracefully once `stopping` turns

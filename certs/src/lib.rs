@@ -7,7 +7,8 @@
 //! connection ([`connection`]), which calls it may make ([`authz`]) and how
 //! the caller's identity reaches a gRPC handler ([`grpc`]), and following a
 //! gateway's trust list, as city nodes and follower gateways do ([`follow`]),
-//! picking up renewed certificates and keys without a restart
+//! what one client may hold of a server: streams, watches, idle connections
+//! ([`limits`]), picking up renewed certificates and keys without a restart
 //! ([`reload`]), and the status of a request that does not decode
 //! ([`status`]).
 //!
@@ -21,6 +22,7 @@ pub mod connection;
 pub mod follow;
 pub mod grpc;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod profile;
 pub mod reload;

@@ -26,6 +26,8 @@ fn every_scenario_runs_briefly_without_failed_calls() {
         "10",
         "--idle",
         "20",
+        "--streams",
+        "300",
         "--json",
     ]);
     let report: serde_json::Value = serde_json::from_str(&out).expect("bench --json prints JSON");
@@ -54,9 +56,14 @@ fn every_scenario_runs_briefly_without_failed_calls() {
     let measured = rows.iter().filter(|r| r["calls"].as_u64().unwrap() > 0);
     assert_eq!(measured.count(), 8, "{out}");
     let targets = report["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 9, "{out}");
+    assert_eq!(targets.len(), 11, "{out}");
     let notes = report["notes"].as_array().unwrap();
-    for note in ["status cache hit rate", "gateway RSS", "on disk"] {
+    for note in [
+        "status cache hit rate",
+        "gateway RSS",
+        "on disk",
+        "limit announced 100; 100 held open, 200 refused",
+    ] {
         assert!(
             notes.iter().any(|n| n.as_str().unwrap().contains(note)),
             "{note}: {out}"
@@ -126,6 +133,7 @@ fn help_documents_every_scenario() {
         "ingest",
         "issue",
         "idle-connections",
+        "stream-flood",
         "all",
         "soak",
     ] {

@@ -40,6 +40,8 @@ struct GatewayFile {
     max_connections_per_peer: Option<usize>,
     #[serde(default)]
     reload_secs: Option<u64>,
+    #[serde(default)]
+    connections: tessera_certs::limits::ConnectionsFile,
     tls: TlsFile,
     #[serde(default)]
     relay: RelayFile,
@@ -153,6 +155,9 @@ pub struct GatewaySettings {
     pub max_message_bytes: usize,
     /// Connections one remote IP address may hold at once.
     pub max_connections_per_peer: usize,
+    /// Every bound on connections and streams (`[connections]`, with
+    /// `max_connections_per_peer`).
+    pub connections: tessera_certs::grpc::ConnectionLimits,
     /// How often the TLS certificate and key files are looked at for a
     /// renewal (also at once on SIGHUP).
     pub reload: Duration,
@@ -211,6 +216,7 @@ impl GatewaySettings {
         if file.reload_secs.is_some_and(|s| !(1..=86_400).contains(&s)) {
             return Err("reload_secs must be 1 to 86400".into());
         }
+        let connections = file.connections.limits(max_connections_per_peer)?;
         let d = RelaySettings::default();
         let r = file.relay;
         let relay = RelaySettings {
@@ -253,6 +259,7 @@ impl GatewaySettings {
             data_dir: at(file.data_dir),
             max_message_bytes,
             max_connections_per_peer,
+            connections,
             reload: Duration::from_secs(
                 file.reload_secs
                     .unwrap_or(tessera_certs::reload::DEFAULT_RELOAD_SECS),
@@ -352,6 +359,11 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/gateway.toml");
         let s = GatewaySettings::load(&path).unwrap();
         assert_eq!(s.relay, RelaySettings::default());
+        assert_eq!(
+            s.connections,
+            tessera_certs::grpc::ConnectionLimits::default(),
+            "the sample's [connections] shows the defaults"
+        );
         assert_eq!(s.notice_hours, DEFAULT_NOTICE_HOURS);
         assert!(s.trust_list.is_some());
         assert_eq!(s.follow, None, "the sample's [follow] is commented out");
@@ -416,6 +428,27 @@ mod tests {
             assert!(e.contains(why), "{relay}: {e}");
         }
         assert!(GatewaySettings::parse(&good.replace("listen", "lisen"), Path::new(".")).is_err());
+        for (connections, why) in [
+            (
+                "max_watches_per_caller = 0",
+                "max_watches_per_caller must be",
+            ),
+            ("idle_timeout_secs = 86401", "idle_timeout_secs must be"),
+            ("listen_backlog = 70000", "listen_backlog must be"),
+        ] {
+            let e = GatewaySettings::parse(
+                &format!("{good}\n[connections]\n{connections}\n"),
+                Path::new("."),
+            )
+            .unwrap_err();
+            assert!(e.contains(why), "{connections}: {e}");
+        }
+        let s = GatewaySettings::parse(
+            &format!("connections = {{ max_watches_per_caller = 2 }}\n{good}"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(s.connections.max_watches_per_caller, 2);
         for follow in [
             "peer = \"127.0.0.1\"",
             "peer = \":7000\"",

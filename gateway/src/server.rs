@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tessera_certs::authz::AuthzLayer;
 use tessera_certs::follow::{FollowError, Follower};
 use tessera_certs::keys::{self, KeyError};
+use tessera_certs::limits::CallLimitsLayer;
 use tessera_certs::metrics::Metrics;
 use tessera_certs::tls::{self, TlsError};
 use tessera_certs::{TlsIdentity, TrustState, grpc};
@@ -140,11 +141,6 @@ pub async fn serve(
 ) -> Result<(), StartError> {
     let trust = Arc::clone(loaded.registry.trust());
     let config = tls::server_config(&loaded.identity, Arc::clone(&trust))?;
-    let incoming = grpc::incoming(
-        listener,
-        config,
-        grpc::ConnectionLimits::per_peer(loaded.settings.max_connections_per_peer),
-    );
     let (stopping_tx, stopping) = watch::channel(false);
     let service = GatewayServer::new(
         GatewayService::new(
@@ -162,6 +158,9 @@ pub async fn serve(
             &loaded.verifier,
         ))));
     metrics.watch_trust_list(Arc::clone(&trust));
+    let limits = loaded.settings.connections;
+    let refusals = tessera_certs::limits::Refusals::register(metrics.registry());
+    let incoming = grpc::incoming_counted(listener, config, limits, refusals);
     let tls = loaded.identity.clone();
     let expiries: Vec<tessera_certs::metrics::Expiry> =
         vec![("tls", Arc::new(move || tls.not_after()))];
@@ -187,7 +186,8 @@ pub async fn serve(
         // graceful shutdown open for ever.
         let _ = stopping_tx.send(true);
     };
-    let server = tonic::transport::Server::builder()
+    let server = grpc::server_builder(&limits)
+        .layer(CallLimitsLayer::new(WATCHES, limits.max_watches_per_caller))
         .layer(metrics.layer(crate::authz::table()))
         .layer(tessera_certs::status::DecodeStatusLayer)
         .layer(AuthzLayer::new(Arc::clone(&trust), crate::authz::table()))
@@ -254,12 +254,17 @@ pub const SERVICE: &str = "tessera.v1.Gateway";
 /// How long in-flight calls may run on after a shutdown is asked for.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Binds the configured address.
+/// The streams whose number per caller is bounded
+/// (`connections.max_watches_per_caller`): they stay open for as long as
+/// the caller likes.
+const WATCHES: &[&str] = &["/tessera.v1.Gateway/WatchTrustList"];
+
+/// Binds the configured address, with the configured listen backlog.
 pub async fn bind(settings: &GatewaySettings) -> Result<TcpListener, StartError> {
-    TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| StartError::Io {
+    grpc::bind(settings.listen, settings.connections.listen_backlog).map_err(|source| {
+        StartError::Io {
             what: format!("listening on {}", settings.listen),
             source,
-        })
+        }
+    })
 }

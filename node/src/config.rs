@@ -58,6 +58,8 @@ struct NodeFile {
     max_connections_per_peer: Option<usize>,
     #[serde(default)]
     reload_secs: Option<u64>,
+    #[serde(default)]
+    connections: tessera_certs::limits::ConnectionsFile,
     tls: TlsFile,
     badges: BadgesFile,
     #[serde(default)]
@@ -157,6 +159,9 @@ pub struct NodeSettings {
     pub store_cache_bytes: u64,
     /// Connections one remote IP address may hold at once.
     pub max_connections_per_peer: usize,
+    /// Every bound on connections and streams (`[connections]`, with
+    /// `max_connections_per_peer`).
+    pub connections: tessera_certs::grpc::ConnectionLimits,
     /// How often the TLS and badge-signer certificate and key files are
     /// looked at for a renewal (also at once on SIGHUP).
     pub reload: std::time::Duration,
@@ -273,6 +278,17 @@ impl NodeSettings {
                 "max_connections_per_peer must be 1 to 1000000".into(),
             ));
         }
+        if file.connections.bounds_watches() {
+            return Err(invalid(
+                "connections.max_watches_per_caller: a node serves no watch stream (the key \
+                 belongs in gateway.toml)"
+                    .into(),
+            ));
+        }
+        let connections = file
+            .connections
+            .limits(max_connections_per_peer)
+            .map_err(invalid)?;
         let metrics_listen = file
             .metrics
             .as_ref()
@@ -299,6 +315,7 @@ impl NodeSettings {
             max_message_bytes,
             store_cache_bytes: store_cache_mb * 1024 * 1024,
             max_connections_per_peer,
+            connections,
             reload: std::time::Duration::from_secs(
                 file.reload_secs
                     .unwrap_or(tessera_certs::reload::DEFAULT_RELOAD_SECS),
@@ -387,6 +404,36 @@ mod tests {
         assert!(settings.tls_key.ends_with("node.key"));
         assert!(settings.trust_list.is_some());
         assert!(!settings.sunset_automatic);
+        assert_eq!(
+            settings.connections,
+            tessera_certs::grpc::ConnectionLimits::default(),
+            "the sample's [connections] shows the defaults"
+        );
+    }
+
+    #[test]
+    fn connection_limits_are_read_and_checked() {
+        let good = bundle_config("330100".parse().unwrap(), "127.0.0.1:7101");
+        let base = Path::new(".");
+        let s = NodeSettings::parse(
+            &format!("{good}\n[connections]\nmax_concurrent_streams = 8\nidle_timeout_secs = 2\n"),
+            base,
+        )
+        .unwrap();
+        assert_eq!(s.connections.max_concurrent_streams, 8);
+        assert_eq!(s.connections.idle_timeout.as_secs(), 2);
+        for (text, why) in [
+            (
+                "max_concurrent_streams = 0",
+                "max_concurrent_streams must be",
+            ),
+            ("max_watches_per_caller = 2", "serves no watch stream"),
+            ("keepalive_secs = 0", "keepalive_secs must be"),
+        ] {
+            let err =
+                NodeSettings::parse(&format!("{good}\n[connections]\n{text}\n"), base).unwrap_err();
+            assert!(err.to_string().contains(why), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -774,12 +774,10 @@ pub async fn serve(
         )?),
         None => None,
     };
-    let incoming = grpc::incoming(
-        listener,
-        config,
-        grpc::ConnectionLimits::per_peer(loaded.settings.max_connections_per_peer),
-    );
+    let limits = loaded.settings.connections;
     let mut metrics = Metrics::new();
+    let refusals = tessera_certs::limits::Refusals::register(metrics.registry());
+    let incoming = grpc::incoming_counted(listener, config, limits, refusals);
     let node_metrics = crate::metrics::NodeMetrics::register(&mut metrics);
     metrics.watch_trust_list(Arc::clone(&loaded.trust));
     metrics.watch_expiry(loaded.expiries.clone());
@@ -824,7 +822,13 @@ pub async fn serve(
         health.serving(false).await;
         let _ = stopping_tx.send(true);
     };
-    let server = tonic::transport::Server::builder()
+    // A node serves no watch stream: the layer only tracks open calls, for
+    // the idle timeout.
+    let server = grpc::server_builder(&limits)
+        .layer(tessera_certs::limits::CallLimitsLayer::new(
+            &[],
+            limits.max_watches_per_caller,
+        ))
         .layer(metrics.layer(table))
         .layer(tessera_certs::status::DecodeStatusLayer)
         .layer(AuthzLayer::new(Arc::clone(&loaded.trust), table))
@@ -877,9 +881,8 @@ pub async fn serve(
     })
 }
 
-/// Binds the configured address.
+/// Binds the configured address, with the configured listen backlog.
 pub async fn bind(settings: &NodeSettings) -> Result<TcpListener, StartError> {
-    TcpListener::bind(settings.listen)
-        .await
+    grpc::bind(settings.listen, settings.connections.listen_backlog)
         .map_err(io(format!("listening on {}", settings.listen)))
 }

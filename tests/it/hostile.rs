@@ -22,18 +22,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tonic::Code;
 
-struct Fed {
-    pki: TestPki,
-    hz: CityCode,
-    gw: RunningGateway,
-    node: RunningNode,
-    checkpoint: Issued,
+pub(crate) struct Fed {
+    pub(crate) pki: TestPki,
+    pub(crate) hz: CityCode,
+    pub(crate) gw: RunningGateway,
+    pub(crate) node: RunningNode,
+    pub(crate) checkpoint: Issued,
     _dir: tempfile::TempDir,
 }
 
 /// A gateway and the Hangzhou node, each configured with `top_level` (keys
 /// both accept), holding trust list 1.
-async fn federation(top_level: &str) -> Fed {
+pub(crate) async fn federation(top_level: &str) -> Fed {
     let mut pki = TestPki::new(unix_now()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let node_addr = listener.local_addr().unwrap();
@@ -67,7 +67,7 @@ async fn federation(top_level: &str) -> Fed {
 
 impl Fed {
     /// Both services answer a legitimate caller.
-    async fn still_serving(&self) {
+    pub(crate) async fn still_serving(&self) {
         let mut g = gateway_client(&self.pki, self.gw.addr, &self.checkpoint).unwrap();
         g.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
         let op = self.pki.operator(self.hz).unwrap();
@@ -75,7 +75,7 @@ impl Fed {
         n.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.node.stop().await.unwrap();
         self.gw.stop().await.unwrap();
     }
@@ -158,7 +158,7 @@ async fn huge_repeated_fields_and_batches_get_precise_answers() {
 }
 
 /// Writes junk to `addr` and waits for the server to close the connection.
-async fn closes_on_garbage(addr: SocketAddr, junk: &[u8]) {
+pub(crate) async fn closes_on_garbage(addr: SocketAddr, junk: &[u8]) {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     // The server may close while we still write: that is the point.
     let _ = tcp.write_all(junk).await;

@@ -11,6 +11,7 @@ mod garbage_bodies;
 mod gateway;
 mod golden;
 mod hostile;
+mod limits;
 mod metrics;
 mod mtls;
 mod node;

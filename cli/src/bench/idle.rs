@@ -17,7 +17,7 @@ use crate::creds;
 use crate::federation::Layout;
 
 /// A gateway process, killed when dropped.
-struct GatewayProcess(Child);
+pub(super) struct GatewayProcess(pub(super) Child);
 
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
@@ -27,7 +27,7 @@ impl Drop for GatewayProcess {
 }
 
 /// Resident memory of process `pid` in bytes (Linux).
-fn rss(pid: u32) -> anyhow::Result<u64> {
+pub(super) fn rss(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .context("reading /proc (resident memory is measured on Linux only)")?;
     let kb: u64 = status
@@ -39,7 +39,7 @@ fn rss(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
+pub(super) async fn wait_listening(addr: SocketAddr) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         anyhow::ensure!(
@@ -107,7 +107,7 @@ pub async fn idle_connections(count: usize, report: &mut Report) -> anyhow::Resu
     Ok(())
 }
 
-fn spawn_gateway(bundle: &Path) -> anyhow::Result<GatewayProcess> {
+pub(super) fn spawn_gateway(bundle: &Path) -> anyhow::Result<GatewayProcess> {
     let exe = std::env::current_exe().context("finding the tessera binary")?;
     let child = Command::new(exe)
         .args(["gateway", "run", "--config"])
@@ -122,7 +122,7 @@ fn spawn_gateway(bundle: &Path) -> anyhow::Result<GatewayProcess> {
 
 /// Opens `count` connections, each with one WhoAmI call; returns the clients
 /// (dropping them closes the connections).
-async fn connect(
+pub(super) async fn connect(
     layout: &Layout,
     count: usize,
 ) -> anyhow::Result<Vec<pb::gateway_client::GatewayClient<tonic::transport::Channel>>> {

@@ -5,6 +5,7 @@
 mod baseline;
 mod echo;
 mod fixture;
+mod flood;
 mod handshake;
 mod idle;
 mod load;
@@ -43,6 +44,10 @@ pub enum Scenario {
     /// Resident memory of a gateway process holding --idle idle mutual-TLS
     /// connections (each after a handshake and one call).
     IdleConnections,
+    /// Resident memory of a gateway process while one connection opens
+    /// --streams VerifyBatch streams at once, past the limit it announces
+    /// (three floods in a row), and what it refused.
+    StreamFlood,
     /// Full mutual-TLS handshakes per second: each call a new connection to
     /// the gateway (no session resumption) and one WhoAmI.
     Handshake,
@@ -124,6 +129,9 @@ pub struct BenchArgs {
     /// Connections the idle-connections scenario opens.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
+    /// Streams the stream-flood scenario opens on one connection.
+    #[arg(long, default_value_t = 20_000)]
+    streams: u32,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -158,7 +166,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = crate::node::runtime()?.block_on(async {
         let mut report = Report::new(&args);
         // Memory needs no throughput baseline.
-        let e = if args.scenario == Scenario::IdleConnections {
+        let e = if matches!(
+            args.scenario,
+            Scenario::IdleConnections | Scenario::StreamFlood
+        ) {
             0.0
         } else {
             scenarios::echo(&args, &mut report).await?
@@ -171,6 +182,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::Ingest,
                 Scenario::Issue,
                 Scenario::IdleConnections,
+                Scenario::StreamFlood,
                 Scenario::Handshake,
             ],
             Scenario::Echo => &[],
@@ -184,6 +196,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::Ingest => scenarios::ingest(&args, e, &mut report).await?,
                 Scenario::Issue => scenarios::issue(&args, e, &mut report).await?,
                 Scenario::IdleConnections => idle::idle_connections(args.idle, &mut report).await?,
+                Scenario::StreamFlood => flood::stream_flood(args.streams, &mut report).await?,
                 Scenario::Handshake => handshake::handshake(&args, e, &mut report).await?,
                 Scenario::Soak => scenarios::soak(&args, &mut report).await?,
                 Scenario::Echo | Scenario::All => {}
