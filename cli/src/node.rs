@@ -207,6 +207,25 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The runtime of a server (`node run`, `gateway run`), built before
+/// anything slow: SIGHUP asks a server to look at its certificate files again
+/// (`certs/src/reload.rs`), but its default action ends the process, so a log
+/// rotation that sends it while the server starts (opening its store, checking
+/// its trust list) would kill it. Registering a listener here replaces that
+/// default for the life of the process (tokio never unregisters a handler);
+/// a SIGHUP that arrives before the certificate watcher listens is dropped.
+pub fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let rt = runtime()?;
+    #[cfg(unix)]
+    {
+        let _in_runtime = rt.enter();
+        let _dropped_but_still_installed =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("installing the SIGHUP handler")?;
+    }
+    Ok(rt)
+}
+
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
 /// called, not when the future is first polled: a server calls it before it
 /// binds, so a SIGTERM that arrives as soon as it listens still stops it
@@ -241,8 +260,8 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
     match cmd {
         NodeCommand::VerifyAccessLog { config, expect } => verify_access_log(&config, expect),
         NodeCommand::Run { config } => {
+            let rt = server_runtime()?;
             let settings = NodeSettings::load(&config)?;
-            let rt = runtime()?;
             rt.block_on(async {
                 let stop = shutdown_signal();
                 let listener = server::bind(&settings).await?;
