@@ -432,7 +432,7 @@ async fn a_publish_that_changes_nothing_writes_and_flushes_nothing() {
     let f = federation().await;
     let registry = &f.gw.registry;
     let tree = registry.db().open_tree("trust").unwrap();
-    let mut writes = tree.watch_prefix(b"current".to_vec());
+    let mut writes = tree.watch_prefix(b"current");
 
     // List 1 is in force: offering it again, or an older one, changes
     // nothing and is refused before the store is touched.

@@ -522,7 +522,13 @@ impl AuthorityDir {
         }
         self.load_root()?;
         let dir = unused_dir(&self.dir.join("cities").join(code.to_string()));
-        let journal = journal::Journal::new(&self.dir, "enrol-city", now, &[dir.clone()], vec![])?;
+        let journal = journal::Journal::new(
+            &self.dir,
+            "enrol-city",
+            now,
+            std::slice::from_ref(&dir),
+            vec![],
+        )?;
         let issued = self.journaled(&journal, |this| {
             let issued = vec![
                 this.issue_into(
@@ -579,7 +585,8 @@ impl AuthorityDir {
         self.load_root()?;
         let dir = unused_dir(&self.dir.join(kind).join(base));
         let command = format!("enrol-{}", kind.trim_end_matches('s'));
-        let journal = journal::Journal::new(&self.dir, &command, now, &[dir.clone()], vec![])?;
+        let journal =
+            journal::Journal::new(&self.dir, &command, now, std::slice::from_ref(&dir), vec![])?;
         let issued = self.journaled(&journal, |this| {
             let issued = vec![this.issue_into(
                 &dir,
@@ -766,8 +773,13 @@ impl AuthorityDir {
                 ));
             }
         }
-        let journal =
-            journal::Journal::new(&self.dir, "trust-list publish", now, &[file.clone()], then)?;
+        let journal = journal::Journal::new(
+            &self.dir,
+            "trust-list publish",
+            now,
+            std::slice::from_ref(&file),
+            then,
+        )?;
         self.journaled(&journal, |this| {
             create_dir(&lists)?;
             // Overwritten if an earlier attempt at this sequence failed before the
