@@ -232,7 +232,7 @@ In order:
     #[command(
         long_about = r"Finish or undo a command that was interrupted half way.
 
-Every command that writes several files (enrol-*, renew, rotate-signer,
+Every command that writes several files (init, enrol-*, renew, rotate-signer,
 rotate-list-signer, prune-signers, trust-list publish) first writes
 D/journal.json with what it will create and do, and removes it when done. If it
 was interrupted, every later command refuses and says what was half done. This

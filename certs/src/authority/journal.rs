@@ -400,6 +400,36 @@ mod tests {
     }
 
     #[test]
+    fn an_init_killed_half_way_is_named_and_undone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a");
+        fs::create_dir(&dir).unwrap();
+        let journal = Journal::new(
+            &dir,
+            "init",
+            NOW,
+            &[dir.join("root"), dir.join(REGISTRY)],
+            vec![],
+        )
+        .unwrap();
+        journal.begin(&dir).unwrap();
+        fs::create_dir(dir.join("root")).unwrap();
+        fs::write(dir.join("root/root.key"), b"half").unwrap();
+        let options = InitOptions {
+            name: "Again".into(),
+            sunset_at: NOW + 700 * 86_400,
+        };
+        // Neither init nor any other command runs on the half directory.
+        let err = AuthorityDir::init(&dir, &options, NOW).unwrap_err();
+        assert!(err.to_string().contains("`init`"), "{err}");
+        assert!(interrupted(&dir).contains("recover"));
+        assert!(matches!(recover(&dir).unwrap(), Recovered::Undone { .. }));
+        assert!(!dir.join("root").exists());
+        AuthorityDir::init(&dir, &options, NOW).unwrap();
+        assert!(!dir.join(JOURNAL).exists());
+    }
+
+    #[test]
     fn a_refused_command_leaves_no_journal_and_no_files() {
         let tmp = tempfile::tempdir().unwrap();
         let mut a = authority(tmp.path());

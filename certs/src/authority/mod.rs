@@ -238,6 +238,9 @@ impl AuthorityDir {
     /// exist): root, trust-list signer and the authority's TLS client.
     pub fn init(dir: &Path, options: &InitOptions, now: i64) -> Result<Self, AuthorityError> {
         let name = check_name(&options.name)?;
+        if dir.is_dir() {
+            journal::check(dir)?;
+        }
         if [REGISTRY, "root", "trust-list-signer", "authority"]
             .iter()
             .any(|p| dir.join(p).exists())
@@ -259,13 +262,24 @@ impl AuthorityDir {
                 "the sunset date must be at least a day away".into(),
             ));
         }
-        Self::create(dir, name, options.sunset_at, now).inspect_err(|_| {
-            // Leave the directory as it was: remove whatever this attempt wrote.
-            for p in ["root", "trust-list-signer", "authority"] {
-                let _ = fs::remove_dir_all(dir.join(p));
+        create_dir(dir)?;
+        let parts: Vec<PathBuf> = ["root", "trust-list-signer", "authority", REGISTRY]
+            .iter()
+            .map(|p| dir.join(p))
+            .collect();
+        let journal = journal::Journal::new(dir, "init", now, &parts, vec![])?;
+        journal.begin(dir)?;
+        match Self::create(dir, name, options.sunset_at, now) {
+            Ok(this) => {
+                journal.complete(dir)?;
+                Ok(this)
             }
-            let _ = fs::remove_file(dir.join(REGISTRY));
-        })
+            Err(e) => {
+                // Leave the directory as it was: remove whatever this attempt wrote.
+                journal.abandon(dir)?;
+                Err(e)
+            }
+        }
     }
 
     fn create(dir: &Path, name: String, sunset_at: i64, now: i64) -> Result<Self, AuthorityError> {
