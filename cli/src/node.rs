@@ -213,7 +213,7 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// The runtime of a server (`node run`, `gateway run`), built before
+/// The runtime of a server (`node run`, `gateway run`, `federation up`), built before
 /// anything slow: SIGHUP asks a server to look at its certificate files again
 /// (`certs/src/reload.rs`), but its default action ends the process, so a log
 /// rotation that sends it while the server starts (opening its store, checking

@@ -34,6 +34,62 @@ fn hangup(pid: u32) {
         .status();
 }
 
+/// Starts `tessera args` (a server that will listen on `port`), sends
+/// SIGHUP from the moment it catches SIGTERM (it has started main, and is
+/// about to open its store) until it listens, and checks that it survives
+/// and stops cleanly.
+fn survives_sighup_while_starting(args: &[&str], port: u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+
+    // As soon as the server catches SIGTERM, SIGHUP must be caught too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mask = loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "tessera {args:?} exited"
+        );
+        if let Some(mask) = caught(pid)
+            && catches(mask, SIGTERM)
+        {
+            break mask;
+        }
+        assert!(Instant::now() < deadline, "tessera {args:?} never started");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    assert!(
+        catches(mask, SIGHUP),
+        "SIGTERM is caught but SIGHUP is not yet: a SIGHUP now would end the process"
+    );
+
+    // SIGHUP all through the start-up: the server still comes up.
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_err() {
+        hangup(pid);
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("a SIGHUP during start-up ended tessera {args:?}: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tessera {args:?} did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for _ in 0..5 {
+        hangup(pid);
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP ended tessera {args:?}"
+    );
+    stop(child);
+}
+
 #[test]
 fn a_sighup_during_start_up_does_not_kill_the_gateway() {
     if !std::path::Path::new("/proc/self/status").exists() {
@@ -55,51 +111,18 @@ fn a_sighup_during_start_up_does_not_kill_the_gateway() {
         &endpoint,
     ]);
     let config = a.dir.join("gateways/national/gateway.toml");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["gateway", "run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-
-    // As soon as the server has started main (it catches SIGTERM before it
-    // opens its store), SIGHUP must be caught too.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mask = loop {
-        assert!(child.try_wait().unwrap().is_none(), "the gateway exited");
-        if let Some(mask) = caught(pid)
-            && catches(mask, SIGTERM)
-        {
-            break mask;
-        }
-        assert!(Instant::now() < deadline, "the gateway never started");
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    assert!(
-        catches(mask, SIGHUP),
-        "SIGTERM is caught but SIGHUP is not yet: a SIGHUP now would end the process"
+    survives_sighup_while_starting(
+        &["gateway", "run", "--config", config.to_str().unwrap()],
+        port,
     );
+}
 
-    // SIGHUP all through the start-up: the gateway still comes up.
-    let addr: SocketAddr = endpoint.parse().unwrap();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_err() {
-        hangup(pid);
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("a SIGHUP during start-up ended the gateway: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(2));
+#[test]
+fn a_sighup_during_start_up_does_not_kill_a_node() {
+    if !std::path::Path::new("/proc/self/status").exists() {
+        eprintln!("skipped: no /proc");
+        return;
     }
-    for _ in 0..5 {
-        hangup(pid);
-    }
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "SIGHUP ended the gateway"
-    );
-    stop(child);
+    let a = Authority::new();
+    survives_sighup_while_starting(&["node", "run", "--config", &a.config()], a.port);
 }
