@@ -1,7 +1,9 @@
 //! Who may make which call, enforced before any handler runs: a tower layer
 //! that takes the caller read from its certificate once per connection
-//! ([`crate::connection`]), refuses one the current trust list revokes (on
-//! every call: the list can change while a connection is open), checks the
+//! ([`crate::connection`]), refuses one the current trust list revokes or
+//! whose certificate has expired (on every call: either can happen while a
+//! connection is open; [`end_at_expiry`] ends a caller's open streams at its
+//! certificate's expiry), checks the
 //! call against a service's one authorization table, and hands the caller's
 //! [`PeerIdentity`] to the handler in the request's extensions.
 
@@ -9,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tessera_core::{CityCode, Identity, Role};
 use tonic::Status;
@@ -121,7 +124,78 @@ pub fn peer_from_extensions(
             "client certificate has been revoked",
         ));
     }
+    if expired(peer) {
+        return Err(expired_status());
+    }
     Ok(peer.clone())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Whether the caller's certificate has expired (it was valid at the
+/// handshake; the connection may outlive it).
+pub fn expired(peer: &PeerIdentity) -> bool {
+    unix_now() > peer.not_after
+}
+
+fn expired_status() -> Status {
+    Status::unauthenticated("client certificate has expired")
+}
+
+/// Ends `stream` with `UNAUTHENTICATED` ("client certificate has expired")
+/// once `peer`'s certificate expires, as a revocation ends it: a long-lived
+/// stream must not outlive the certificate it was opened with.
+pub fn end_at_expiry<S>(stream: S, peer: &PeerIdentity) -> EndAtExpiry<S> {
+    EndAtExpiry {
+        inner: stream,
+        not_after: peer.not_after,
+        sleep: Box::pin(tokio::time::sleep(until_expiry(peer.not_after))),
+        ended: false,
+    }
+}
+
+/// The time left until a certificate valid to `not_after` has expired.
+fn until_expiry(not_after: i64) -> Duration {
+    let left = not_after.saturating_add(1).saturating_sub(unix_now());
+    // Woken at least daily to look at the clock again, so a far expiry
+    // needs no far timer.
+    Duration::from_secs(u64::try_from(left).unwrap_or(0).min(86_400))
+}
+
+/// The stream [`end_at_expiry`] returns.
+#[derive(Debug)]
+pub struct EndAtExpiry<S> {
+    inner: S,
+    not_after: i64,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    ended: bool,
+}
+
+impl<S, T> tokio_stream::Stream for EndAtExpiry<S>
+where
+    S: tokio_stream::Stream<Item = Result<T, Status>> + Unpin,
+{
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        while self.sleep.as_mut().poll(cx).is_ready() {
+            if unix_now() > self.not_after {
+                self.ended = true;
+                return Poll::Ready(Some(Err(expired_status())));
+            }
+            let next = tokio::time::Instant::now()
+                + until_expiry(self.not_after).max(Duration::from_millis(100));
+            self.sleep.as_mut().reset(next);
+        }
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
 }
 
 /// The layer: wrap a service's routes with it.

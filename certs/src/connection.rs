@@ -146,6 +146,7 @@ impl PeerConnectInfo {
                 identity: cert.identity(),
                 serial: cert.serial().to_vec(),
                 key_id: cert.key_id(),
+                not_after: cert.not_after(),
                 remote,
             });
         if let Err(e) = &peer {

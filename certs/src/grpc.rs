@@ -352,6 +352,10 @@ pub struct PeerIdentity {
     pub serial: Vec<u8>,
     /// Key id of the certificate.
     pub key_id: KeyId,
+    /// End of the certificate's validity (Unix seconds): past it, the
+    /// connection's calls are refused and its streams end, as for a
+    /// revoked certificate ([`crate::authz`]).
+    pub not_after: i64,
     /// Remote address, when known.
     pub remote: Option<SocketAddr>,
 }

@@ -120,7 +120,9 @@ impl Watched {
 
     /// The TLS certificate and key of `identity`: a new pair must chain to
     /// the root of `trust`, be valid now, not be revoked by the list in
-    /// force, and name the same party; then the next handshakes present it.
+    /// force, name the same party, and name every host the certificate in
+    /// use names (the configured endpoint); then the next handshakes
+    /// present it.
     pub fn tls(identity: TlsIdentity, trust: Arc<TrustState>, cert: PathBuf, key: PathBuf) -> Self {
         let apply = Box::new(move |der: Vec<u8>, key: TlsKey| {
             if der == identity.certificate_der() {
@@ -135,6 +137,21 @@ impl Watched {
             }
             if trust.is_revoked(&info) {
                 return Outcome::Refused("the trust list in force revokes it".into());
+            }
+            // The names of the certificate in use are the endpoint this
+            // server was enrolled for, the one its peers dial.
+            if let Ok(in_use) = CertInfo::parse(&identity.certificate_der())
+                && let Some(missing) = in_use.hosts().iter().find(|h| !info.hosts().contains(h))
+            {
+                return Outcome::Refused(format!(
+                    "it does not name host {missing}, which the certificate in use names \
+                     (the endpoint peers dial; it names {}): is it another server's bundle?",
+                    if info.hosts().is_empty() {
+                        "no host".to_owned()
+                    } else {
+                        info.hosts().join(", ")
+                    }
+                ));
             }
             let old = identity.serial_hex();
             match identity.replace(der, &key) {
@@ -383,5 +400,62 @@ mod tests {
         assert_eq!(server.identity().role(), Role::Gateway);
         let (_, s, _) = connect(addr, &client, &trust, &seen).await;
         assert_eq!(s, g.new.serial);
+    }
+
+    #[test]
+    fn a_renewed_pair_that_does_not_name_the_endpoint_is_refused_and_says_which_name() {
+        tls::install_default_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let options = InitOptions {
+            name: "Reload test".into(),
+            sunset_at: now + 700 * DAY,
+        };
+        let mut authority = AuthorityDir::init(&dir.path().join("ca"), &options, now).unwrap();
+        let gw = authority
+            .enrol_gateway("gw", "gw.example.org:7000", now)
+            .unwrap();
+        let other = authority
+            .enrol_gateway("other", "10.1.2.3:7000", now)
+            .unwrap();
+        let trust = Arc::new(
+            TrustState::new(TrustAnchor::from_der(authority.root_der()).unwrap()).unwrap(),
+        );
+        let server =
+            TlsIdentity::from_files(&gw.dir.join("gateway.crt"), &gw.dir.join("gateway.key"))
+                .unwrap();
+        let in_use = server.serial_hex();
+        let files = watched(&server, &trust, &gw.dir, "gateway");
+
+        // Another gateway's bundle: same role and scope, another host.
+        let (cert, key) = (other.dir.join("gateway.crt"), other.dir.join("gateway.key"));
+        let outcome = (files.apply)(
+            &std::fs::read(&cert).unwrap(),
+            &cert,
+            &std::fs::read(&key).unwrap(),
+            &key,
+        );
+        match outcome {
+            Outcome::Refused(why) => {
+                assert!(why.contains("host gw.example.org"), "{why}");
+                assert!(why.contains("10.1.2.3"), "{why}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(server.serial_hex(), in_use);
+
+        // A renewal of this gateway names the same host: used.
+        let r = authority
+            .renew(&RenewTarget::Gateway("gw".into()), now)
+            .unwrap();
+        let (cert, key) = r.issued;
+        let outcome = (files.apply)(
+            &std::fs::read(&cert).unwrap(),
+            &cert,
+            &std::fs::read(&key).unwrap(),
+            &key,
+        );
+        assert!(matches!(outcome, Outcome::Applied(_)), "{outcome:?}");
+        assert_eq!(server.serial_hex(), r.new.serial);
     }
 }

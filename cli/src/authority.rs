@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use tessera_certs::authority::{
-    AuthorityDir, InitOptions, Issued, Reissued, RenewTarget, RevokeTarget,
+    AuthorityDir, InitOptions, Issued, Recovered, Reissued, RenewTarget, RevokeTarget,
 };
 use tessera_certs::keys;
 use tessera_core::attestation::verify_attestation;
@@ -111,19 +111,23 @@ pub enum AuthorityCommand {
     #[command(
         long_about = r"Rotate a city's badge signer.
 
-Issues a new badge-signer certificate and key for the city, keeps them as
-badge-signer.<n>.crt and .key in the city's bundle, and installs them over the
-bundle's badge-signer.crt and .key (the files node.toml names). The old signer
-is retired, not revoked: it stays ACTIVE in every trust list, so the badges it
-signed verify until they expire (30 days at most). Needs the root key.
+Issues a new badge-signer certificate and key for the city and keeps them as
+badge-signer.<n>.crt and .key in the city's bundle. The bundle's live
+badge-signer.crt and .key (the files node.toml names) keep the old signer, whose
+certificate and key are also kept as badge-signer.<m>.crt and .key, until the
+next trust-list publish, which lists the new signer and installs it over the
+live files: a node restarted in between still signs with a key the lists carry.
+The old signer is retired, not revoked: it stays ACTIVE in every trust list, so
+the badges it signed verify until they expire (30 days at most), and its key
+stays in the bundle until prune-signers. Needs the root key.
 
 In order:
   1. tessera authority rotate-signer --dir D --city CODE
-  2. at once: tessera authority trust-list publish --dir D --gateway HOST:PORT
-     (both signers are listed ACTIVE). A node restarted with the new pair
-     before it holds that list signs badges that read UNKNOWN_SIGNER.
+  2. tessera authority trust-list publish --dir D --gateway HOST:PORT
+     (both signers are listed ACTIVE; the new pair becomes the live files)
   3. hand the city badge-signer.<n>.crt and .key, to install over the files its
-     node.toml names (a node running from this bundle already has them)
+     node.toml names once it holds that list (a node running from this bundle
+     already has them)
   4. the node signs with the new key as soon as it holds that list (it checks
      its files every reload_secs and on SIGHUP); until then it keeps the old key
   5. 30 days after step 2: tessera authority prune-signers --dir D",
@@ -146,10 +150,13 @@ A signer retired by rotate-signer goes on signing until its node holds a list
 carrying its successor, and a badge lives 30 days at most. So a retired signer
 can be pruned 30 days (plus 5 minutes of clock skew) after the first list
 carrying its successor was published, or once its own certificate has expired.
-The others are listed with the date they can go. A pruned signer is not
-revoked; its badges, all expired, verify as UNKNOWN_SIGNER. Takes effect in
-the next published list. (A signer whose key leaked is revoked instead:
-revoke --serial.)",
+It first prints what it will prune; the others (whose badges could still be
+valid) are refused, listed with the date they can go. Pruning removes the
+signer's key from the bundle (its certificate stays on file); it is the only
+command that does. A pruned signer is not revoked; its badges, all expired,
+verify as UNKNOWN_SIGNER. Takes effect in the next published list. --dry-run
+prints the same and changes nothing. (A signer whose key leaked is revoked
+instead: revoke --serial.)",
         after_help = "Examples:\n  tessera authority prune-signers --dir ./authority\n  tessera authority prune-signers --dir ./authority --city 330100"
     )]
     PruneSigners {
@@ -158,6 +165,9 @@ revoke --serial.)",
         /// Only this city's signers.
         #[arg(long)]
         city: Option<CityCode>,
+        /// Print what would be pruned; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Renew a TLS certificate (a city node's, a gateway's, or any by serial)
     /// with a new key; a running server picks it up without a restart.
@@ -214,6 +224,25 @@ In order:
         after_help = "Example:\n  tessera authority rotate-list-signer --dir ./authority"
     )]
     RotateListSigner {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// Finish or undo a command that was interrupted half way (a crash, a
+    /// kill): every other command refuses to run until this has.
+    #[command(
+        long_about = r"Finish or undo a command that was interrupted half way.
+
+Every command that writes several files (init, enrol-*, renew, rotate-signer,
+rotate-list-signer, prune-signers, trust-list publish) first writes
+D/journal.json with what it will create and do, and removes it when done. If it
+was interrupted, every later command refuses and says what was half done. This
+command finishes it when registry.json had recorded the change (installs the
+new pair over the live files, removes a pruned key), and otherwise undoes it
+(removes the files it had created), so the command can simply be run again.",
+        after_help = "Example:
+  tessera authority recover --dir ./authority"
+    )]
+    Recover {
         #[command(flatten)]
         dir: DirArg,
     },
@@ -351,7 +380,12 @@ fn print_reissued(what: &str, r: &Reissued) {
         r.issued.1.display()
     );
     outln!(
-        "  installed as {} and {}",
+        "  {} {} and {}",
+        if r.deferred {
+            "installed by the next trust-list publish as"
+        } else {
+            "installed as"
+        },
         r.live.0.display(),
         r.live.1.display()
     );
@@ -461,25 +495,35 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             let r = AuthorityDir::open(&dir.dir)?.rotate_signer(city, now)?;
             print_reissued(&format!("Badge signer of city {city} rotated"), &r);
             outln!(
-                "The old signer stays ACTIVE: badges it signed verify until they expire.\n\
-                 Next: publish a trust list (both signers are listed); the node signs with the\n\
-                 new key once it holds that list. 30 days after publishing, run\n\
+                "The old signer stays ACTIVE: badges it signed verify until they expire, and\n\
+                 the live files keep it (its key is kept until prune-signers).\n\
+                 Next: publish a trust list (both signers are listed); it installs the new\n\
+                 pair as the live files, and the node signs with the new key once it holds\n\
+                 that list. 30 days after publishing, run\n\
                  `tessera authority prune-signers --dir {}`.",
                 dir.dir.display()
             );
         }
-        AuthorityCommand::PruneSigners { dir, city } => {
-            let pruned = AuthorityDir::open(&dir.dir)?.prune_signers(city, now)?;
-            for e in &pruned.pruned {
+        AuthorityCommand::PruneSigners { dir, city, dry_run } => {
+            let mut authority = AuthorityDir::open(&dir.dir)?;
+            let plan = authority.prune_signers(city, now, true)?;
+            for e in &plan.pruned {
                 outln!(
-                    "pruned {} (serial {}): left out of the next trust list",
+                    "{} {} (serial {}): left out of the next trust list, key {} removed",
+                    if dry_run { "would prune" } else { "will prune" },
                     e.identity,
-                    e.serial
+                    e.serial,
+                    dir.dir.join(&e.cert_file).with_extension("key").display()
                 );
             }
+            let pruned = if dry_run {
+                plan
+            } else {
+                authority.prune_signers(city, now, false)?
+            };
             for (e, at, published) in &pruned.waiting {
                 outln!(
-                    "kept   {} (serial {}): its badges may be valid until {}{}",
+                    "kept   {} (serial {}): refused, its badges may be valid until {}{}",
                     e.identity,
                     e.serial,
                     fmt::time(*at),
@@ -492,7 +536,12 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             }
             if pruned.pruned.is_empty() {
                 outln!("No retired badge signer can be pruned yet.");
+            } else if dry_run {
+                outln!("Dry run: nothing was changed.");
             } else {
+                for e in &pruned.pruned {
+                    outln!("pruned {} (serial {})", e.identity, e.serial);
+                }
                 outln!("Publish a new trust list for the change to take effect.");
             }
         }
@@ -524,6 +573,22 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
                 r.old.serial
             );
         }
+        AuthorityCommand::Recover { dir } => match tessera_certs::authority::recover(&dir.dir)? {
+            Recovered::Clean => outln!("Nothing to recover: no command was interrupted."),
+            Recovered::Finished { command, done } => {
+                outln!("The interrupted `{command}` had been recorded; finished it:");
+                for d in &done {
+                    outln!("  {d}");
+                }
+            }
+            Recovered::Undone { command, removed } => {
+                outln!("The interrupted `{command}` had not been recorded; undid it:");
+                for r in &removed {
+                    outln!("  removed {r}");
+                }
+                outln!("Run it again.");
+            }
+        },
         AuthorityCommand::RotateListSigner { dir } => {
             let r = AuthorityDir::open(&dir.dir)?.rotate_list_signer(now)?;
             print_reissued("Trust-list signer rotated", &r);
@@ -548,8 +613,16 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
                 );
             }
             let mut authority = AuthorityDir::open(&dir.dir)?;
+            let installs = authority.pending_installs();
             let (sequence, bytes) = authority.publish(now, valid_hours.saturating_mul(3600))?;
             outln!("Trust list {sequence} signed ({} bytes)", bytes.len());
+            for (from, to) in &installs {
+                outln!(
+                    "  it carries a rotated badge signer: {} installed as {} (and its key)",
+                    from.display(),
+                    to.display()
+                );
+            }
             if let Some(out) = &out {
                 keys::write_new_file(out, &bytes, false)?;
                 outln!("  written to {}", out.display());

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use tessera_gateway::config::GatewaySettings;
 use tessera_gateway::server;
 
-use crate::node::{runtime, shutdown_signal};
+use crate::node::{server_runtime, shutdown_signal};
 
 #[derive(Debug, Subcommand)]
 pub enum GatewayCommand {
@@ -25,8 +25,9 @@ pub enum GatewayCommand {
 pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
     match cmd {
         GatewayCommand::Run { config } => {
+            let rt = server_runtime()?;
             let settings = GatewaySettings::load(&config)?;
-            runtime()?.block_on(async {
+            rt.block_on(async {
                 let stop = shutdown_signal();
                 let loaded = server::load(settings).await?;
                 let listener = server::bind(&loaded.settings).await?;

@@ -27,7 +27,7 @@ pub enum NodeCommand {
     },
     /// Import records from a CSV export into a stopped node's store.
     #[command(
-        after_help = "Example:\n  tessera node import --config node.toml lab-export.csv\n\nColumns are listed in docs/OPERATIONS.md. A file with any invalid line\nimports nothing unless --skip-invalid is given."
+        after_help = "Example:\n  tessera node import --config node.toml lab-export.csv\n\nColumns are listed in docs/OPERATIONS.md. A file with any invalid line\nimports nothing unless --skip-invalid is given. A file over --max-bytes\n(256 MiB by default; checked before it is read) or --max-rows (1,000,000)\nimports nothing."
     )]
     Import {
         /// The node's configuration file.
@@ -38,6 +38,12 @@ pub enum NodeCommand {
         /// Import the valid lines and list the skipped ones.
         #[arg(long)]
         skip_invalid: bool,
+        /// Refuse a file larger than this many bytes (checked before it is read).
+        #[arg(long, default_value_t = import::DEFAULT_MAX_BYTES)]
+        max_bytes: u64,
+        /// Refuse a file of more rows than this (lines after the header).
+        #[arg(long, default_value_t = import::DEFAULT_MAX_ROWS)]
+        max_rows: u64,
     },
     /// Check a stopped node's access log: every entry's hash, the chain of
     /// links, the resident index and the head.
@@ -207,6 +213,25 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// The runtime of a server (`node run`, `gateway run`, `federation up`), built before
+/// anything slow: SIGHUP asks a server to look at its certificate files again
+/// (`certs/src/reload.rs`), but its default action ends the process, so a log
+/// rotation that sends it while the server starts (opening its store, checking
+/// its trust list) would kill it. Registering a listener here replaces that
+/// default for the life of the process (tokio never unregisters a handler);
+/// a SIGHUP that arrives before the certificate watcher listens is dropped.
+pub fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let rt = runtime()?;
+    #[cfg(unix)]
+    {
+        let _in_runtime = rt.enter();
+        let _dropped_but_still_installed =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("installing the SIGHUP handler")?;
+    }
+    Ok(rt)
+}
+
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
 /// called, not when the future is first polled: a server calls it before it
 /// binds, so a SIGTERM that arrives as soon as it listens still stops it
@@ -241,8 +266,8 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
     match cmd {
         NodeCommand::VerifyAccessLog { config, expect } => verify_access_log(&config, expect),
         NodeCommand::Run { config } => {
+            let rt = server_runtime()?;
             let settings = NodeSettings::load(&config)?;
-            let rt = runtime()?;
             rt.block_on(async {
                 let stop = shutdown_signal();
                 let listener = server::bind(&settings).await?;
@@ -275,10 +300,23 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
             config,
             file,
             skip_invalid,
+            max_bytes,
+            max_rows,
         } => {
             let settings = NodeSettings::load(&config)?;
+            let limits = import::Limits {
+                max_bytes,
+                max_rows,
+            };
             let input = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
+            let size = input
+                .metadata()
+                .with_context(|| format!("reading the size of {}", file.display()))?
+                .len();
+            limits
+                .check_size(size)
+                .with_context(|| format!("refusing {}", file.display()))?;
             let rt = runtime()?;
             rt.block_on(async {
                 let loaded = server::load(settings)?;
@@ -287,7 +325,7 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                     ProgressStyle::with_template("{bar:40} {pos}/{len} records ({per_sec}, {eta} left)")
                         .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
-                let result = import::import(&loaded.city, input, skip_invalid, fmt::now(), |done, total| {
+                let result = import::import(&loaded.city, input, limits, skip_invalid, fmt::now(), |done, total| {
                     bar.set_length(total);
                     bar.set_position(done);
                 })

@@ -32,6 +32,63 @@ fn test_row(record: &str, resident: u32, positive: bool) -> String {
 }
 
 #[test]
+fn csv_import_refuses_a_file_over_its_stated_size_or_row_limit() {
+    let a = Authority::new();
+    let config = a.config();
+    let rows: Vec<String> = (0..3)
+        .map(|i| test_row(&format!("big{i}"), 10 + i, false))
+        .collect();
+    let file = write_csv(&a.dir, "three.csv", &rows);
+    let size = std::fs::metadata(&file).unwrap().len();
+
+    let small = (size - 1).to_string();
+    let out = tessera(&[
+        "node",
+        "import",
+        "--config",
+        &config,
+        &file,
+        "--max-bytes",
+        &small,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("larger than the limit of {small} bytes")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("it has {size}")), "{stderr}");
+
+    let out = tessera(&[
+        "node",
+        "import",
+        "--config",
+        &config,
+        &file,
+        "--max-rows",
+        "2",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("more than 2 rows"), "{stderr}");
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+
+    // Within both limits it is imported: nothing was stored by the refusals.
+    let report = ok(&[
+        "node",
+        "import",
+        "--config",
+        &config,
+        &file,
+        "--max-rows",
+        "3",
+        "--max-bytes",
+        &size.to_string(),
+    ]);
+    assert!(report.contains("imported 3 records"), "{report}");
+}
+
+#[test]
 fn csv_import_is_all_or_nothing_unless_told_to_skip() {
     let a = Authority::new();
     let config = a.config();

@@ -287,19 +287,23 @@ async fn a_rotated_badge_signer_keeps_old_badges_valid_and_signs_new_ones_once_p
         "330100",
     ]);
     assert!(out.contains("retired"), "{out}");
-    let new_key = key_id_of(&bundle.join("badge-signer.crt"));
+    let new_key = key_id_of(&bundle.join("badge-signer.2.crt"));
     assert_ne!(new_key, old_key);
-    assert_eq!(new_key, key_id_of(&bundle.join("badge-signer.2.crt")));
-
-    // The node has the new files but no list carrying the new key: it goes on
-    // signing with the old one, which verifiers know.
+    // No list carries the new key yet: the live files keep the old signer
+    // (so a node restarted now still signs with a key verifiers know), and
+    // its key is kept beside its certificate.
+    assert_eq!(key_id_of(&bundle.join("badge-signer.crt")), old_key);
+    assert_eq!(key_id_of(&bundle.join("badge-signer.1.crt")), old_key);
+    assert!(bundle.join("badge-signer.1.key").exists());
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let waiting = issue(&mut op, 2).await;
     assert_eq!(badge_key_id(&waiting), old_key);
     assert_eq!(verdict(&mut cp, &waiting).await, pb::Outcome::Valid);
 
     let list = f.dir().join("list-2.tsl");
-    f.publish(&list);
+    let out = f.publish(&list);
+    assert!(out.contains("rotated badge signer"), "{out}");
+    assert_eq!(key_id_of(&bundle.join("badge-signer.crt")), new_key);
     let checked = CheckedTrustList::verify(
         &std::fs::read(&list).unwrap(),
         &TrustAnchor::from_der(&keys::read_cert(&root).unwrap()).unwrap(),
@@ -346,6 +350,8 @@ async fn a_rotated_badge_signer_keeps_old_badges_valid_and_signs_new_ones_once_p
         out.contains("No retired badge signer can be pruned yet"),
         "{out}"
     );
+    assert!(out.contains("refused"), "{out}");
+    assert!(bundle.join("badge-signer.1.key").exists());
     assert!(
         out.contains("kept   tessera:city:330100:badge-signer"),
         "{out}"

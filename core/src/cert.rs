@@ -179,6 +179,7 @@ pub struct CertInfo {
     client_auth: bool,
     subject: Vec<u8>,
     issuer: Vec<u8>,
+    hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for CertInfo {
@@ -230,6 +231,11 @@ impl CertInfo {
     /// End of validity, Unix seconds.
     pub fn not_after(&self) -> i64 {
         self.not_after
+    }
+    /// The host names (DNS names, lower case) and IP addresses the
+    /// certificate names in its subjectAltName, in order.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
     }
     /// Whether `now` lies in the validity window.
     pub fn valid_at(&self, now: i64) -> bool {
@@ -351,11 +357,23 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
     let key = read_key(cert.public_key());
 
     let mut identity = None;
+    let mut hosts = vec![];
     let (mut server_auth, mut client_auth) = (false, false);
     for ext in cert.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::SubjectAlternativeName(san) => {
                 for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(dns) => hosts.push(dns.to_ascii_lowercase()),
+                        GeneralName::IPAddress(ip) => {
+                            if let Ok(v4) = <[u8; 4]>::try_from(*ip) {
+                                hosts.push(std::net::Ipv4Addr::from(v4).to_string());
+                            } else if let Ok(v6) = <[u8; 16]>::try_from(*ip) {
+                                hosts.push(std::net::Ipv6Addr::from(v6).to_string());
+                            }
+                        }
+                        _ => {}
+                    }
                     if let GeneralName::URI(uri) = name
                         && uri.starts_with(URI_PREFIX)
                     {
@@ -447,6 +465,7 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
         client_auth,
         subject: cert.subject().as_raw().to_vec(),
         issuer: cert.issuer().as_raw().to_vec(),
+        hosts,
     };
     Ok((info, cert.tbs_certificate.as_ref().to_vec(), signature))
 }

@@ -201,6 +201,7 @@ impl Gateway for GatewayService {
     ) -> Result<Response<Self::WatchTrustListStream>, Status> {
         let peer = caller(&request)?.clone();
         let mut last = request.get_ref().known_sequence;
+        let expiry = peer.clone();
         let stream = WatchStream::new(self.registry.subscribe())
             .filter_map(move |list| {
                 let item = match list {
@@ -221,6 +222,7 @@ impl Gateway for GatewayService {
         let stop = async move {
             let _ = stopping.wait_for(|s| *s).await;
         };
+        let stream = tessera_certs::authz::end_at_expiry(Box::pin(stream), &expiry);
         Ok(Response::new(Box::pin(stream.take_until(stop))))
     }
 
@@ -241,6 +243,7 @@ impl Gateway for GatewayService {
     ) -> Result<Response<Self::VerifyBatchStream>, Status> {
         let verifier = Arc::clone(&self.verifier);
         let peer = caller(&request)?.clone();
+        let expiry = peer.clone();
         let trust = Arc::clone(self.registry.trust());
         // Whatever has arrived (up to a chunk) is verified together: one
         // batch signature check and concurrent status checks per chunk, a
@@ -284,6 +287,7 @@ impl Gateway for GatewayService {
             .buffered(BATCH_CHUNKS_IN_FLIGHT)
             .flat_map(futures::stream::iter)
             .scan(false, end_after_error);
+        let stream = tessera_certs::authz::end_at_expiry(Box::pin(stream), &expiry);
         Ok(Response::new(Box::pin(stream)))
     }
 

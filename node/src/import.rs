@@ -20,6 +20,12 @@
 //! The whole file is checked before anything is stored: one invalid line
 //! imports nothing, unless the caller skips invalid lines, which are then
 //! listed.
+//!
+//! A file is refused, before anything is stored, when it is larger than
+//! [`Limits::max_bytes`] (checked on its size before it is read, and by
+//! reading no more than that) or has more than [`Limits::max_rows`] rows
+//! (parsing stops at the first row past it). The accepted rows are stored
+//! in batches of the node's `max_batch_records`.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -50,6 +56,42 @@ pub const COLUMNS: [&str; 14] = [
 ];
 const REQUIRED: [&str; 4] = ["record_id", "national_id", "type", "time"];
 
+/// Largest file `tessera node import` reads unless told otherwise (256 MiB).
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+/// Most rows `tessera node import` reads unless told otherwise.
+pub const DEFAULT_MAX_ROWS: u64 = 1_000_000;
+
+/// How large a file an import accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes.
+    pub max_bytes: u64,
+    /// Most rows (lines after the header, valid or not).
+    pub max_rows: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_BYTES,
+            max_rows: DEFAULT_MAX_ROWS,
+        }
+    }
+}
+
+impl Limits {
+    /// Refuses a file of `len` bytes over the limit, before it is read.
+    pub fn check_size(&self, len: u64) -> Result<(), ImportError> {
+        if len > self.max_bytes {
+            return Err(ImportError::TooLarge {
+                size: Some(len),
+                limit: self.max_bytes,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// One refused line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineError {
@@ -68,6 +110,26 @@ pub enum ImportError {
     /// The header is wrong; nothing was imported.
     #[error("header: {0}")]
     Header(String),
+    /// The file is over the size limit; nothing was read past it and
+    /// nothing was imported.
+    #[error(
+        "the file is larger than the limit of {limit} bytes (--max-bytes){}; nothing was imported: split it or raise the limit",
+        size.map_or_else(String::new, |s| format!(": it has {s}"))
+    )]
+    TooLarge {
+        /// The file's size, when known before reading.
+        size: Option<u64>,
+        /// The limit.
+        limit: u64,
+    },
+    /// The file has more rows than the limit; nothing was imported.
+    #[error(
+        "the file has more than {limit} rows (--max-rows); nothing was imported: split it or raise the limit"
+    )]
+    TooManyRows {
+        /// The limit.
+        limit: u64,
+    },
     /// Invalid lines; nothing was imported.
     #[error("{} invalid line(s); nothing was imported", .0.len())]
     Invalid(Vec<LineError>),
@@ -264,12 +326,31 @@ fn csv_reason(e: &csv::Error) -> String {
     }
 }
 
-/// Reads a CSV file into records, collecting every invalid line.
-pub fn parse_csv(mut input: impl Read) -> Result<(Rows, Vec<LineError>), ImportError> {
-    // Read whole, to number lines exactly; the records take more memory
-    // than the text anyway.
+/// Reads a CSV file into records, collecting every invalid line, within the
+/// default [`Limits`].
+pub fn parse_csv(input: impl Read) -> Result<(Rows, Vec<LineError>), ImportError> {
+    parse_csv_within(input, Limits::default())
+}
+
+/// Reads a CSV file into records, collecting every invalid line; refuses
+/// one over `limits`, reading at most one byte past `max_bytes` and no row
+/// past `max_rows`.
+pub fn parse_csv_within(
+    input: impl Read,
+    limits: Limits,
+) -> Result<(Rows, Vec<LineError>), ImportError> {
+    // Read whole (up to the limit), to number lines exactly; the records
+    // take more memory than the text anyway.
     let mut bytes = vec![];
-    input.read_to_end(&mut bytes)?;
+    input
+        .take(limits.max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limits.max_bytes {
+        return Err(ImportError::TooLarge {
+            size: None,
+            limit: limits.max_bytes,
+        });
+    }
     let mut lines = Lines::new(&bytes);
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -300,6 +381,11 @@ pub fn parse_csv(mut input: impl Read) -> Result<(Rows, Vec<LineError>), ImportE
     let mut rows = vec![];
     let mut errors = vec![];
     for (i, result) in reader.records().enumerate() {
+        if i as u64 >= limits.max_rows {
+            return Err(ImportError::TooManyRows {
+                limit: limits.max_rows,
+            });
+        }
         let fallback_line = i as u64 + 2;
         match result {
             Ok(row) => {
@@ -374,11 +460,12 @@ pub fn check_rows<S: Store>(
 pub async fn import<S: Store>(
     city: &City<S>,
     input: impl Read,
+    limits: Limits,
     skip_invalid: bool,
     now: i64,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<ImportReport, ImportError> {
-    let (rows, mut errors) = parse_csv(input)?;
+    let (rows, mut errors) = parse_csv_within(input, limits)?;
     let (good, more) = check_rows(city, rows, now)?;
     errors.extend(more);
     errors.sort_by_key(|e| e.line);
@@ -441,6 +528,75 @@ mod tests {
             let errors: Vec<u64> = errors.iter().map(|(line, _)| *line).collect();
             assert_eq!(errors, [3, 6], "{ending:?}");
         }
+    }
+
+    /// Counts the bytes read through it.
+    struct Counting<R> {
+        inner: R,
+        read: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl<R: Read> Read for Counting<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.read.set(self.read.get() + n as u64);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_file_over_the_limits_is_refused_without_being_read_whole() {
+        let body: String = (0..10_000)
+            .map(|i| row(&format!("r{i}"), "test") + "\n")
+            .collect();
+        let file = format!("{HEADER}\n{body}");
+        let limits = Limits {
+            max_bytes: 4096,
+            max_rows: u64::MAX,
+        };
+        assert!(matches!(
+            limits.check_size(file.len() as u64),
+            Err(ImportError::TooLarge { limit: 4096, .. })
+        ));
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let input = Counting {
+            inner: file.as_bytes(),
+            read: std::rc::Rc::clone(&read),
+        };
+        let err = parse_csv_within(input, limits).unwrap_err();
+        assert!(
+            matches!(err, ImportError::TooLarge { limit: 4096, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("limit of 4096 bytes"), "{err}");
+        assert!(read.get() <= 4097, "read {} bytes", read.get());
+
+        let limits = Limits {
+            max_bytes: u64::MAX,
+            max_rows: 3,
+        };
+        let err = parse_csv_within(file.as_bytes(), limits).unwrap_err();
+        assert!(
+            matches!(err, ImportError::TooManyRows { limit: 3 }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("more than 3 rows"), "{err}");
+        // At the limit, it is read.
+        let three = format!(
+            "{HEADER}\n{}\n{}\n{}\n",
+            row("a", "test"),
+            row("b", "test"),
+            row("c", "test")
+        );
+        assert_eq!(
+            parse_csv_within(three.as_bytes(), limits).unwrap().0.len(),
+            3
+        );
+        let exact = Limits {
+            max_bytes: three.len() as u64,
+            max_rows: 3,
+        };
+        assert!(parse_csv_within(three.as_bytes(), exact).is_ok());
     }
 
     #[test]

@@ -428,6 +428,47 @@ async fn the_gateway_keeps_no_badge_id_on_disk() {
 }
 
 #[tokio::test]
+async fn a_publish_that_changes_nothing_writes_and_flushes_nothing() {
+    let f = federation().await;
+    let registry = &f.gw.registry;
+    let tree = registry.db().open_tree("trust").unwrap();
+    let mut writes = tree.watch_prefix(b"current");
+
+    // List 1 is in force: offering it again, or an older one, changes
+    // nothing and is refused before the store is touched.
+    let same = f.pki.trust_list(1).unwrap();
+    let e = registry.publish(&same, unix_now()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            tessera_gateway::registry::PublishError::NotNewer {
+                held: 1,
+                offered: 1
+            }
+        ),
+        "{e}"
+    );
+
+    // The next write the store sees is list 2's, stored (and flushed)
+    // before it is in force, as every publish is.
+    let next = f.pki.trust_list(2).unwrap();
+    registry.publish(&next, unix_now()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), &mut writes)
+        .await
+        .expect("no write seen")
+        .expect("subscriber closed");
+    match first {
+        sled::Event::Insert { value, .. } => assert_eq!(
+            value.as_ref(),
+            next.as_slice(),
+            "the unchanged publish wrote to the store"
+        ),
+        sled::Event::Remove { .. } => panic!("the unchanged publish removed the list"),
+    }
+    assert_eq!(registry.trust().current().map(|l| l.sequence()), Some(2));
+}
+
+#[tokio::test]
 async fn a_checkpoint_revoked_mid_batch_gets_no_more_verdicts() {
     let f = federation().await;
     let badge = f.badge(330_100, 7, false).await;

@@ -152,6 +152,47 @@ async fn a_revoked_certificate_is_refused_from_its_next_call_on() {
 }
 
 #[tokio::test]
+async fn a_certificate_that_expires_on_an_open_connection_is_cut_off_like_a_revoked_one() {
+    let pki = pki();
+    let gw = start_gateway(&pki).await;
+    let id = Identity::new(Role::Verifier, Scope::Province("420000".parse().unwrap())).unwrap();
+    // Valid for a few seconds: accepted at the handshake.
+    let short = pki.issue_window(id, &[], now() - DAY, now() + 3).unwrap();
+    let trust = Arc::new(TrustState::new(pki.anchor().unwrap()).unwrap());
+    let identity = TlsIdentity::new(short.der.clone(), &short.tls_key).unwrap();
+    let config = tls::client_config(&identity, trust, Role::Gateway).unwrap();
+    let mut client = GatewayClient::new(grpc::channel(&gw.addr.to_string(), config).unwrap());
+    client.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
+    let mut watch = client
+        .watch_trust_list(pb::WatchTrustListRequest { known_sequence: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // The open stream ends with the expiry (bounded wait: the certificate
+    // lives 3 s).
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the watch stream outlived the certificate");
+    assert_eq!(ended.code(), tonic::Code::Unauthenticated, "{ended:?}");
+    assert!(ended.message().contains("expired"), "{ended:?}");
+    assert!(now() > CertInfo::parse(&short.der).unwrap().not_after());
+
+    // The open connection's next call is refused too.
+    let status = client.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("expired"), "{status:?}");
+}
+
+#[tokio::test]
 async fn a_badge_signer_certificate_cannot_be_used_for_tls() {
     let pki = pki();
     let gw = start_gateway(&pki).await;

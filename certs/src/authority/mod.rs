@@ -22,6 +22,7 @@
 //! a refused command leaves the directory as it was. Private keys are written
 //! with mode 0600.
 
+mod journal;
 mod registry;
 mod rotation;
 
@@ -33,6 +34,7 @@ use tessera_core::trust::{TRUST_LIST_VERSION, TrustListError, sign_trust_list};
 use tessera_core::{CityCode, Identity, ProvinceCode, Role, Scope};
 use tessera_proto::v1 as pb;
 
+pub use journal::{JOURNAL, Recovered, recover};
 pub use registry::{Enrolment, Registry};
 pub use rotation::{Pruned, Reissued, RenewTarget};
 
@@ -109,6 +111,16 @@ pub enum AuthorityError {
     /// Signing the trust list failed.
     #[error(transparent)]
     TrustList(#[from] TrustListError),
+    /// An earlier command was interrupted half way (see `journal.json`).
+    #[error("the `{command}` started at Unix time {started_at} did not finish: {state}")]
+    Interrupted {
+        /// The interrupted command.
+        command: String,
+        /// When it started (Unix seconds).
+        started_at: i64,
+        /// What it had done and how to finish or undo it.
+        state: String,
+    },
 }
 
 impl AuthorityError {
@@ -226,6 +238,9 @@ impl AuthorityDir {
     /// exist): root, trust-list signer and the authority's TLS client.
     pub fn init(dir: &Path, options: &InitOptions, now: i64) -> Result<Self, AuthorityError> {
         let name = check_name(&options.name)?;
+        if dir.is_dir() {
+            journal::check(dir)?;
+        }
         if [REGISTRY, "root", "trust-list-signer", "authority"]
             .iter()
             .any(|p| dir.join(p).exists())
@@ -247,13 +262,24 @@ impl AuthorityDir {
                 "the sunset date must be at least a day away".into(),
             ));
         }
-        Self::create(dir, name, options.sunset_at, now).inspect_err(|_| {
-            // Leave the directory as it was: remove whatever this attempt wrote.
-            for p in ["root", "trust-list-signer", "authority"] {
-                let _ = fs::remove_dir_all(dir.join(p));
+        create_dir(dir)?;
+        let parts: Vec<PathBuf> = ["root", "trust-list-signer", "authority", REGISTRY]
+            .iter()
+            .map(|p| dir.join(p))
+            .collect();
+        let journal = journal::Journal::new(dir, "init", now, &parts, vec![])?;
+        journal.begin(dir)?;
+        match Self::create(dir, name, options.sunset_at, now) {
+            Ok(this) => {
+                journal.complete(dir)?;
+                Ok(this)
             }
-            let _ = fs::remove_file(dir.join(REGISTRY));
-        })
+            Err(e) => {
+                // Leave the directory as it was: remove whatever this attempt wrote.
+                journal.abandon(dir)?;
+                Err(e)
+            }
+        }
     }
 
     fn create(dir: &Path, name: String, sunset_at: i64, now: i64) -> Result<Self, AuthorityError> {
@@ -326,6 +352,7 @@ impl AuthorityDir {
         if !dir.is_dir() {
             return Err(AuthorityError::MissingDirectory(dir.display().to_string()));
         }
+        journal::check(dir)?;
         let registry_path = dir.join(REGISTRY);
         if !registry_path.exists() {
             return Err(AuthorityError::NotInitialised(dir.display().to_string()));
@@ -439,7 +466,37 @@ impl AuthorityDir {
             retired_at: None,
             listed_at: None,
             pruned_at: None,
+            install_over: None,
         })
+    }
+
+    /// Runs `work` (which writes files and then `registry.json`) under a
+    /// journal (see [`journal`]): if it fails before the registry records
+    /// the change, what it created is removed; once it has, the journal's
+    /// steps are done. A crash in between leaves the journal, and the next
+    /// command says how to finish or undo it.
+    fn journaled<T>(
+        &mut self,
+        journal: &journal::Journal,
+        work: impl FnOnce(&mut Self) -> Result<T, AuthorityError>,
+    ) -> Result<T, AuthorityError> {
+        journal.begin(&self.dir)?;
+        match work(self) {
+            Ok(value) => {
+                journal.complete(&self.dir)?;
+                Ok(value)
+            }
+            Err(e) => {
+                if self.registry_unchanged(journal)? {
+                    journal.abandon(&self.dir)?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn registry_unchanged(&self, journal: &journal::Journal) -> Result<bool, AuthorityError> {
+        Ok(!journal.committed(&self.dir)?)
     }
 
     fn active(&self, identity: &str) -> impl Iterator<Item = &Enrolment> {
@@ -479,27 +536,37 @@ impl AuthorityDir {
         }
         self.load_root()?;
         let dir = unused_dir(&self.dir.join("cities").join(code.to_string()));
-        let issued = vec![
-            self.issue_into(
-                &dir,
-                "node",
-                node,
-                &name,
-                Some(endpoint),
-                now,
-                LEAF_VALIDITY_SECS,
-            )?,
-            self.issue_into(
-                &dir,
-                "badge-signer",
-                signer,
-                &name,
-                None,
-                now,
-                LEAF_VALIDITY_SECS,
-            )?,
-        ];
-        self.commit(issued.clone())?;
+        let journal = journal::Journal::new(
+            &self.dir,
+            "enrol-city",
+            now,
+            std::slice::from_ref(&dir),
+            vec![],
+        )?;
+        let issued = self.journaled(&journal, |this| {
+            let issued = vec![
+                this.issue_into(
+                    &dir,
+                    "node",
+                    node,
+                    &name,
+                    Some(endpoint),
+                    now,
+                    LEAF_VALIDITY_SECS,
+                )?,
+                this.issue_into(
+                    &dir,
+                    "badge-signer",
+                    signer,
+                    &name,
+                    None,
+                    now,
+                    LEAF_VALIDITY_SECS,
+                )?,
+            ];
+            this.commit(issued.clone())?;
+            Ok(issued)
+        })?;
         Ok(Issued {
             dir,
             enrolments: issued,
@@ -531,16 +598,22 @@ impl AuthorityDir {
         };
         self.load_root()?;
         let dir = unused_dir(&self.dir.join(kind).join(base));
-        let issued = vec![self.issue_into(
-            &dir,
-            stem,
-            identity,
-            &name,
-            endpoint,
-            now,
-            LEAF_VALIDITY_SECS,
-        )?];
-        self.commit(issued.clone())?;
+        let command = format!("enrol-{}", kind.trim_end_matches('s'));
+        let journal =
+            journal::Journal::new(&self.dir, &command, now, std::slice::from_ref(&dir), vec![])?;
+        let issued = self.journaled(&journal, |this| {
+            let issued = vec![this.issue_into(
+                &dir,
+                stem,
+                identity,
+                &name,
+                endpoint,
+                now,
+                LEAF_VALIDITY_SECS,
+            )?];
+            this.commit(issued.clone())?;
+            Ok(issued)
+        })?;
         Ok(Issued {
             dir,
             enrolments: issued,
@@ -701,19 +774,59 @@ impl AuthorityDir {
         };
         let bytes = sign_trust_list(&list, &signer_key, &signer_der)?;
         let lists = self.dir.join("trust-lists");
-        create_dir(&lists)?;
-        // Overwritten if an earlier attempt at this sequence failed before the
-        // registry recorded it.
-        write_replacing(&lists.join(format!("{sequence:06}.tsl")), &bytes)?;
-        let mut next = self.registry.clone();
-        next.last_sequence = sequence;
-        for index in listed {
-            if let Some(e) = next.enrolments.get_mut(index) {
-                e.listed_at = Some(now);
+        let file = lists.join(format!("{sequence:06}.tsl"));
+        // A rotated badge signer this list carries goes live now (and only
+        // now): key first, then certificate.
+        let mut then = vec![];
+        for (from, to) in self.pending_installs() {
+            for ext in ["key", "crt"] {
+                then.push(journal::Journal::install(
+                    &self.dir,
+                    &from.with_extension(ext),
+                    &to.with_extension(ext),
+                ));
             }
         }
-        next.save(&self.dir.join(REGISTRY))?;
-        self.registry = next;
+        let journal = journal::Journal::new(
+            &self.dir,
+            "trust-list publish",
+            now,
+            std::slice::from_ref(&file),
+            then,
+        )?;
+        self.journaled(&journal, |this| {
+            create_dir(&lists)?;
+            // Overwritten if an earlier attempt at this sequence failed before the
+            // registry recorded it.
+            write_replacing(&file, &bytes)?;
+            let mut next = this.registry.clone();
+            next.last_sequence = sequence;
+            for index in listed {
+                if let Some(e) = next.enrolments.get_mut(index) {
+                    e.listed_at = Some(now);
+                }
+            }
+            for e in &mut next.enrolments {
+                e.install_over = None;
+            }
+            next.save(&this.dir.join(REGISTRY))?;
+            this.registry = next;
+            Ok(())
+        })?;
         Ok((sequence, bytes))
+    }
+
+    /// Rotated badge signers the next `publish` installs over their bundle's
+    /// live files: (issued certificate, live certificate), keys beside them.
+    pub fn pending_installs(&self) -> Vec<(PathBuf, PathBuf)> {
+        self.registry
+            .enrolments
+            .iter()
+            .filter(|e| e.is_current())
+            .filter_map(|e| {
+                let to = e.install_over.as_ref()?;
+                Some((self.dir.join(&e.cert_file), self.dir.join(to)))
+            })
+            .collect()
     }
 }

@@ -66,6 +66,13 @@ pub struct Enrolment {
     /// badge it signed having expired (`prune-signers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned_at: Option<i64>,
+    /// A rotated badge signer waiting for a trust list: the bundle's live
+    /// certificate (relative to the authority directory) this one is
+    /// installed over, with its key, by the next `trust-list publish`
+    /// (which lists it). Until then the live files keep the previous signer,
+    /// so a node restarted in between signs with a key the lists carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_over: Option<String>,
 }
 
 impl Enrolment {

@@ -29,6 +29,7 @@ use tessera_core::badge::MAX_VALIDITY_SECS;
 use tessera_core::trust::CLOCK_SKEW_SECS;
 use tessera_core::{CityCode, Identity, Role};
 
+use super::journal::{Journal, Step};
 use super::{
     AuthorityDir, AuthorityError, Enrolment, LEAF_VALIDITY_SECS, REGISTRY, SIGNER_VALIDITY_SECS,
     check_name,
@@ -59,14 +60,18 @@ pub struct Reissued {
     pub new: Enrolment,
     /// The new certificate and key under their own names (kept).
     pub issued: (PathBuf, PathBuf),
-    /// The live files, which now hold the new certificate and key.
+    /// The live files, which hold the new certificate and key now, or,
+    /// when `deferred`, from the next trust list published.
     pub live: (PathBuf, PathBuf),
+    /// A badge signer: the live files keep the old signer until `publish`.
+    pub deferred: bool,
 }
 
 /// What `prune-signers` did and did not do.
 #[derive(Debug, Clone, Default)]
 pub struct Pruned {
-    /// Retired badge signers left out of the trust lists from now on.
+    /// Retired badge signers left out of the trust lists from now on (with
+    /// `dry_run`, that would be), their keys removed from their bundles.
     pub pruned: Vec<Enrolment>,
     /// Retired badge signers some of whose badges may still be valid, with
     /// the time from which they can be pruned, and whether a list carrying
@@ -103,7 +108,7 @@ fn unused_number(dir: &Path, stem: &str, from: u32) -> u32 {
 /// Replaces `path` with `bytes` by writing a temporary file beside it and
 /// renaming it over `path`, so a reader sees the old or the new contents,
 /// never a part.
-fn install(path: &Path, bytes: &[u8], private: bool) -> Result<(), AuthorityError> {
+pub(super) fn install(path: &Path, bytes: &[u8], private: bool) -> Result<(), AuthorityError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -216,56 +221,95 @@ impl AuthorityDir {
             None
         };
         self.load_root()?;
-        if let Some((path, der)) = &archive {
-            keys::write_new_file(path, keys::cert_to_pem(der).as_bytes(), false)?;
-        }
+        // A badge signer's new pair waits for a trust list carrying it
+        // (`publish` installs it), and its old key is kept beside its
+        // certificate until `prune-signers`: a node restarted in between
+        // still finds, in the live files, a signer the lists carry.
+        let deferred = identity.role() == Role::BadgeSigner;
         let n = unused_number(&dir, stem, 2);
-        let new = self.issue_into(
-            &dir,
-            &format!("{stem}.{n}"),
-            identity,
-            &old.name,
-            old.endpoint.as_deref(),
-            now,
-            validity,
-        )?;
         let issued_cert = dir.join(format!("{stem}.{n}.crt"));
         let issued_key = dir.join(format!("{stem}.{n}.key"));
-
-        let mut next = self.registry.clone();
-        if let Some(e) = next.enrolments.get_mut(index) {
-            if let Some((path, _)) = &archive {
-                e.cert_file = path
-                    .strip_prefix(&self.dir)
-                    .unwrap_or(path)
-                    .display()
-                    .to_string();
-            }
-            if revoke_old {
-                e.revoked_at = Some(now);
-            } else {
-                e.retired_at = Some(now);
+        let mut creates = vec![issued_cert.clone(), issued_key.clone()];
+        if let Some((path, _)) = &archive {
+            creates.push(path.clone());
+            if deferred {
+                creates.push(path.with_extension("key"));
             }
         }
-        next.enrolments.push(new.clone());
-        next.save(&self.dir.join(REGISTRY))?;
-        let old = next.enrolments.get(index).cloned().unwrap_or(old);
-        self.registry = next;
+        let then = if deferred {
+            vec![]
+        } else {
+            // Key first: a reader that sees the new key with the old
+            // certificate finds they do not match and keeps what it has
+            // until the next look.
+            vec![
+                Journal::install(&self.dir, &issued_key, &live_key),
+                Journal::install(&self.dir, &issued_cert, &live_cert),
+            ]
+        };
+        let command = match identity.role() {
+            Role::BadgeSigner => "rotate-signer",
+            Role::TrustListSigner => "rotate-list-signer",
+            _ => "renew",
+        };
+        let journal = Journal::new(&self.dir, command, now, &creates, then)?;
+        let live_rel = live_cert
+            .strip_prefix(&self.dir)
+            .unwrap_or(&live_cert)
+            .display()
+            .to_string();
+        let (old, new) = self.journaled(&journal, |this| {
+            if let Some((path, der)) = &archive {
+                keys::write_new_file(path, keys::cert_to_pem(der).as_bytes(), false)?;
+                if deferred {
+                    let key =
+                        std::fs::read(&live_key).map_err(|e| AuthorityError::io(&live_key, e))?;
+                    keys::write_new_file(&path.with_extension("key"), &key, true)?;
+                }
+            }
+            let mut new = this.issue_into(
+                &dir,
+                &format!("{stem}.{n}"),
+                identity,
+                &old.name,
+                old.endpoint.as_deref(),
+                now,
+                validity,
+            )?;
+            if deferred {
+                new.install_over = Some(live_rel.clone());
+            }
 
-        // Recorded: now put the new pair where the running server reads it.
-        // Key first: a reader that sees the new key with the old certificate
-        // finds they do not match and keeps what it has until the next look.
-        let key_pem = std::fs::read(&issued_key).map_err(|e| AuthorityError::io(&issued_key, e))?;
-        let cert_pem =
-            std::fs::read(&issued_cert).map_err(|e| AuthorityError::io(&issued_cert, e))?;
-        install(&live_key, &key_pem, true)?;
-        install(&live_cert, &cert_pem, false)?;
+            let mut next = this.registry.clone();
+            if let Some(e) = next.enrolments.get_mut(index) {
+                if let Some((path, _)) = &archive {
+                    e.cert_file = path
+                        .strip_prefix(&this.dir)
+                        .unwrap_or(path)
+                        .display()
+                        .to_string();
+                }
+                if revoke_old {
+                    e.revoked_at = Some(now);
+                } else {
+                    e.retired_at = Some(now);
+                }
+                // Rotated again before a list carried it: never goes live.
+                e.install_over = None;
+            }
+            next.enrolments.push(new.clone());
+            next.save(&this.dir.join(REGISTRY))?;
+            let old = next.enrolments.get(index).cloned().unwrap_or(old.clone());
+            this.registry = next;
+            Ok((old, new))
+        })?;
         Ok(Reissued {
             dir,
             old,
             new,
             issued: (issued_cert, issued_key),
             live: (live_cert, live_key),
+            deferred,
         })
     }
 
@@ -342,10 +386,15 @@ impl AuthorityDir {
     /// list carrying its successor was published more than
     /// [`MAX_VALIDITY_SECS`] (plus clock skew) ago, or its certificate has
     /// expired. The others are returned with the time they can go.
+    ///
+    /// Pruning is the only command that removes a retired signer's key
+    /// (`badge-signer.<n>.key`). With `dry_run` nothing is changed: the
+    /// result says what would be pruned.
     pub fn prune_signers(
         &mut self,
         city: Option<CityCode>,
         now: i64,
+        dry_run: bool,
     ) -> Result<Pruned, AuthorityError> {
         let mut result = Pruned::default();
         let mut next = self.registry.clone();
@@ -374,10 +423,33 @@ impl AuthorityDir {
                 result.waiting.push((old.clone(), at, published));
             }
         }
-        if !result.pruned.is_empty() {
-            next.save(&self.dir.join(REGISTRY))?;
-            self.registry = next;
+        if dry_run || result.pruned.is_empty() {
+            return Ok(result);
         }
+        let live: Vec<PathBuf> = self
+            .pending_installs()
+            .into_iter()
+            .map(|(_, live)| live.with_extension("key"))
+            .collect();
+        let then = result
+            .pruned
+            .iter()
+            .map(|e| self.dir.join(&e.cert_file).with_extension("key"))
+            .filter(|key| !live.contains(key))
+            .map(|key| Step::Remove {
+                path: key
+                    .strip_prefix(&self.dir)
+                    .unwrap_or(&key)
+                    .display()
+                    .to_string(),
+            })
+            .collect();
+        let journal = Journal::new(&self.dir, "prune-signers", now, &[], then)?;
+        self.journaled(&journal, |this| {
+            next.save(&this.dir.join(REGISTRY))?;
+            this.registry = next;
+            Ok(())
+        })?;
         Ok(result)
     }
 }
@@ -433,17 +505,22 @@ mod tests {
         assert!(r.old.revoked_at.is_none());
         assert_eq!(r.old.cert_file, "cities/330100/badge-signer.1.crt");
         assert_eq!(r.new.cert_file, "cities/330100/badge-signer.2.crt");
+        assert!(r.deferred);
         assert_eq!(key_id(&bundle.join("badge-signer.1.crt")), old_id);
-        let new_id = key_id(&bundle.join("badge-signer.crt"));
-        assert_eq!(new_id, key_id(&bundle.join("badge-signer.2.crt")));
-        assert_ne!(new_id, old_id);
+        let old_key = std::fs::read(bundle.join("badge-signer.key")).unwrap();
         assert_eq!(
-            std::fs::read(bundle.join("badge-signer.key")).unwrap(),
-            std::fs::read(bundle.join("badge-signer.2.key")).unwrap()
+            std::fs::read(bundle.join("badge-signer.1.key")).unwrap(),
+            old_key,
+            "the old key is kept beside its certificate"
         );
+        let new_id = key_id(&bundle.join("badge-signer.2.crt"));
+        assert_ne!(new_id, old_id);
+        // Until a list carries the new signer, the live files keep the old
+        // one: a node restarted now signs with a key the lists carry.
+        assert_eq!(key_id(&bundle.join("badge-signer.crt")), old_id);
 
         // Not prunable before the successor is even published.
-        let p = a.prune_signers(None, NOW + 40 * DAY).unwrap();
+        let p = a.prune_signers(None, NOW + 40 * DAY, false).unwrap();
         assert!(p.pruned.is_empty());
         assert!(matches!(p.waiting.as_slice(), [(_, _, false)]));
 
@@ -451,14 +528,34 @@ mod tests {
         let list = publish(&mut a, listed_at);
         assert_eq!(status(&list, &old_id), Some(EntryStatus::Active));
         assert_eq!(status(&list, &new_id), Some(EntryStatus::Active));
+        // That list carries the new signer: it is live now.
+        assert_eq!(key_id(&bundle.join("badge-signer.crt")), new_id);
+        assert_eq!(
+            std::fs::read(bundle.join("badge-signer.key")).unwrap(),
+            std::fs::read(bundle.join("badge-signer.2.key")).unwrap()
+        );
+        assert!(a.pending_installs().is_empty());
 
         let last_badge = listed_at + MAX_VALIDITY_SECS + CLOCK_SKEW_SECS;
-        let p = a.prune_signers(Some(city), last_badge - 1).unwrap();
+        let p = a.prune_signers(Some(city), last_badge - 1, false).unwrap();
         assert!(p.pruned.is_empty());
         assert_eq!(p.waiting[0].1, last_badge);
         assert!(p.waiting[0].2);
-        let p = a.prune_signers(Some(city), last_badge).unwrap();
+        assert!(bundle.join("badge-signer.1.key").exists());
+        // A dry run names it and changes nothing.
+        let before = a.registry().enrolments.clone();
+        let p = a.prune_signers(Some(city), last_badge, true).unwrap();
         assert_eq!(p.pruned.len(), 1);
+        assert_eq!(p.pruned[0].serial, r.old.serial);
+        assert_eq!(a.registry().enrolments, before);
+        assert!(bundle.join("badge-signer.1.key").exists());
+        let p = a.prune_signers(Some(city), last_badge, false).unwrap();
+        assert_eq!(p.pruned.len(), 1);
+        assert!(
+            !bundle.join("badge-signer.1.key").exists(),
+            "pruning removes the retired key"
+        );
+        assert!(bundle.join("badge-signer.1.crt").exists());
         let list = publish(&mut a, last_badge + 1);
         assert_eq!(
             status(&list, &old_id),
@@ -467,7 +564,7 @@ mod tests {
         );
         assert_eq!(status(&list, &new_id), Some(EntryStatus::Active));
         assert!(
-            a.prune_signers(None, last_badge + 2)
+            a.prune_signers(None, last_badge + 2, false)
                 .unwrap()
                 .pruned
                 .is_empty()
