@@ -129,6 +129,25 @@ pub fn check_secret(path: &Path) -> Result<(), FileError> {
     Ok(())
 }
 
+/// Writes `bytes` to `path` with mode 0600 (creating or replacing its
+/// content; an existing file is tightened), for files kept in a data
+/// directory (a cached trust list, `registry.json`).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_at(path))?;
+    tighten(path, 0o600)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_at(path))
+}
+
 /// Removes the snapshot temps (`snap.<lsn>.generating`) sled left in `dir`
 /// and returns what it removed. sled writes a snapshot to such a temp and
 /// renames it when complete, so a temp is never a snapshot sled relies on;

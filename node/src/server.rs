@@ -113,6 +113,10 @@ pub enum StartError {
     /// The access log's storage.
     #[error("access log: {0}")]
     AccessLog(String),
+    /// A data directory or a secret key file (modes, see
+    /// `tessera_certs::files`).
+    #[error(transparent)]
+    Files(#[from] tessera_certs::files::FileError),
     /// The node was switched off (`tessera node sunset`).
     #[error(
         "this node was switched off ({0} exists): it never serves again; run `tessera node sunset` to finish an interrupted sunset or resubmit its attestation"
@@ -254,6 +258,16 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     if let Some(marker) = crate::sunset::switched_off(&settings.data_dir) {
         return Err(StartError::SwitchedOff(marker.display().to_string()));
     }
+    // Secret keys readable by others, or in a directory others may write,
+    // are refused before anything is read from them.
+    for secret in [
+        &settings.tls_key,
+        &settings.signer_key,
+        &settings.master_key,
+        &settings.data_dir.join("pseudonym.key"),
+    ] {
+        tessera_certs::files::check_secret(secret)?;
+    }
     let root = keys::read_root(&settings.root)?;
     let trust = Arc::new(TrustState::new(root)?);
     if let Some(list) = &settings.trust_list {
@@ -287,8 +301,10 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
             configured: settings.city.to_string(),
         });
     }
-    std::fs::create_dir_all(&settings.data_dir)
-        .map_err(io(format!("creating {}", settings.data_dir.display())))?;
+    // 0700 whatever the umask, and what an earlier version or umask left
+    // wider is tightened (directories 0700, files 0600).
+    tessera_certs::files::private_dir(&settings.data_dir)?;
+    tessera_certs::files::tighten_tree(&settings.data_dir)?;
     check_master_key_outside(&settings)?;
     let pseudonyms = pseudonym_key(&settings.data_dir)?;
     let store = Arc::new(SledStore::open_with_cache(
@@ -484,14 +500,14 @@ fn load_policies(
         };
         let signed = signer.sign_policy(&document).map_err(refused)?;
         let policy = policy_doc::verify_with_certificate(&signed, &signer_cert).map_err(refused)?;
-        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        tessera_certs::files::private_dir(&dir)?;
         let path = dir.join(format!("policy-v{}.signed", configured.version()));
-        keys::write_new_file(&path, &policy.to_bytes(), false)?;
+        keys::write_new_file(&path, &policy.to_bytes(), true)?;
         // Its signer's certificate, to verify it after a rotation.
         keys::write_new_file(
             &path.with_extension("crt"),
             keys::cert_to_pem(signer_der).as_bytes(),
-            false,
+            true,
         )?;
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
@@ -633,9 +649,14 @@ async fn follow_trust_lists(loaded: &Loaded, follower: Follower) {
         .run(|bytes| {
             let result = trust.update(&bytes, unix_now()).map(|list| {
                 let tmp = path.with_extension("tmp");
-                if let Err(e) =
-                    std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &path))
-                {
+                if let Err(e) = tessera_certs::files::write_private(&tmp, &bytes).and_then(|()| {
+                    std::fs::rename(&tmp, &path).map_err(|source| {
+                        tessera_certs::files::FileError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        }
+                    })
+                }) {
                     tracing::warn!(error = %e, "cannot keep the trust list on disk");
                 }
                 list.sequence()

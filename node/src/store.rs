@@ -29,6 +29,16 @@ pub enum StoreError {
     /// sled failed.
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    /// The disk holding the store is full: sled cannot write its log.
+    #[error(
+        "the disk holding {0} is full (no space left on device): free space on it; \
+         nothing acknowledged is lost"
+    )]
+    DiskFull(String),
+    /// The store directory could not be prepared (its modes, a stray
+    /// snapshot temp).
+    #[error("store directory: {0}")]
+    Files(String),
     /// A stored value does not decode (corruption or a newer format).
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
@@ -49,6 +59,19 @@ pub enum StoreError {
         /// The id.
         record_id: String,
     },
+}
+
+impl StoreError {
+    /// Whether the disk holding the store is full: a write failed with "no
+    /// space left on device" (sled then refuses every write until the
+    /// store is reopened).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull(_) => true,
+            StoreError::Sled(sled::Error::Io(io)) => tessera_certs::files::is_disk_full(io),
+            _ => false,
+        }
+    }
 }
 
 /// A badge's state as the status service reports it.
@@ -547,8 +570,16 @@ impl SledStore {
     }
 
     fn open_db(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, sled::Tree), StoreError> {
+        tessera_certs::files::prepare_sled_dir(dir)
+            .map_err(|e| StoreError::Files(e.to_string()))?;
         let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
         let db = config.open().map_err(|e| match e {
+            sled::Error::Io(ref io) if tessera_certs::files::is_disk_full(io) => {
+                // A start on a full disk leaves an empty snapshot temp
+                // that would break the next start.
+                let _ = tessera_certs::files::remove_snapshot_temps(dir);
+                StoreError::DiskFull(dir.display().to_string())
+            }
             sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
                 StoreError::Locked(dir.display().to_string())
             }
@@ -574,11 +605,25 @@ impl SledStore {
     /// `key_file`. A new store creates the key file if it does not exist;
     /// an existing one needs the key it was written under, and finishes or
     /// rolls back a key rotation that a stop interrupted.
+    /// On a full disk it fails with [`StoreError::DiskFull`] and leaves
+    /// nothing that breaks the next start.
     pub fn open_with_cache(
         dir: &Path,
         cache_bytes: u64,
         key_file: &Path,
     ) -> Result<Self, StoreError> {
+        Self::open_on_disk(dir, cache_bytes, key_file).map_err(|e| {
+            if e.is_disk_full() {
+                // sled may leave an empty snapshot temp as it closes.
+                let _ = tessera_certs::files::remove_snapshot_temps(dir);
+                StoreError::DiskFull(dir.display().to_string())
+            } else {
+                e
+            }
+        })
+    }
+
+    fn open_on_disk(dir: &Path, cache_bytes: u64, key_file: &Path) -> Result<Self, StoreError> {
         let (db, tree) = Self::open_db(dir, cache_bytes)?;
         let file = KeyFile::new(key_file);
         let master = match tree.get(META_MASTER)? {
