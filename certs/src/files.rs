@@ -57,6 +57,39 @@ pub fn is_disk_full(e: &io::Error) -> bool {
     ) || matches!(e.raw_os_error(), Some(28 | 122))
 }
 
+/// Sets the process umask to 077, so that every file and directory the
+/// process creates from now on (sled's logs and snapshots included) is
+/// private to its owner whatever umask it was started with. For the
+/// servers' processes (`tessera node run`, `tessera gateway run`).
+pub fn restrict_umask() {
+    let _ = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// What a server needs free beside its store to start or to take writes
+/// again after a full disk: more than sled needs to go on (a log segment
+/// is 512 KiB, a snapshot a few KiB).
+pub const ROOM_BYTES: usize = 2 * 1024 * 1024;
+
+/// Whether `dir` has room for `bytes` written durably: writes and removes
+/// a probe file (`room-probe.tmp`). Any error counts as no room.
+pub fn has_room(dir: &Path, bytes: usize) -> bool {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let probe = dir.join("room-probe.tmp");
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&probe)
+        .and_then(|mut f| {
+            f.write_all(&vec![0u8; bytes])?;
+            f.sync_all()
+        });
+    let _ = std::fs::remove_file(&probe);
+    written.is_ok()
+}
+
 /// Creates `dir` (and missing parents) with mode 0700, and tightens it to
 /// 0700 if it exists with wider permissions.
 pub fn private_dir(dir: &Path) -> Result<(), FileError> {
@@ -118,7 +151,11 @@ pub fn check_secret(path: &Path) -> Result<(), FileError> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let dir_mode = std::fs::metadata(dir).map_err(io_at(dir))?.permissions().mode() & 0o7777;
+    let dir_mode = std::fs::metadata(dir)
+        .map_err(io_at(dir))?
+        .permissions()
+        .mode()
+        & 0o7777;
     if dir_mode & 0o002 != 0 {
         return Err(FileError::OpenDirectory {
             path: path.display().to_string(),

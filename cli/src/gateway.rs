@@ -25,6 +25,8 @@ pub enum GatewayCommand {
 pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
     match cmd {
         GatewayCommand::Run { config } => {
+            // Everything the gateway writes is private to its owner (issue 15).
+            tessera_certs::files::restrict_umask();
             let settings = GatewaySettings::load(&config)?;
             runtime()?.block_on(async {
                 let stop = shutdown_signal();

@@ -241,6 +241,8 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
     match cmd {
         NodeCommand::VerifyAccessLog { config, expect } => verify_access_log(&config, expect),
         NodeCommand::Run { config } => {
+            // Everything the node writes is private to its owner (issue 15).
+            tessera_certs::files::restrict_umask();
             let settings = NodeSettings::load(&config)?;
             let rt = runtime()?;
             rt.block_on(async {

@@ -30,7 +30,9 @@ pub enum PublishError {
     #[error("trust registry storage: {0}")]
     Storage(#[from] sled::Error),
     /// The disk holding the registry is full.
-    #[error("the disk holding the trust registry {0} is full (no space left on device): free space on it, then start again")]
+    #[error(
+        "the disk holding the trust registry {0} is full (no space left on device, or less than 2 MiB free): free space on it, then start again"
+    )]
     DiskFull(String),
     /// The registry's directory could not be prepared (modes, a stray
     /// snapshot temp).

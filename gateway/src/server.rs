@@ -95,6 +95,9 @@ pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
     // 0700 whatever the umask; what was left wider is tightened.
     tessera_certs::files::private_dir(&settings.data_dir).map_err(PublishError::Files)?;
     tessera_certs::files::tighten_tree(&settings.data_dir).map_err(PublishError::Files)?;
+    if !tessera_certs::files::has_room(&settings.data_dir, tessera_certs::files::ROOM_BYTES) {
+        return Err(PublishError::DiskFull(settings.data_dir.display().to_string()).into());
+    }
     let registry = Arc::new(Registry::open(
         &settings.data_dir.join("registry"),
         Arc::clone(&trust),

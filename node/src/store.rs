@@ -31,7 +31,7 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     /// The disk holding the store is full: sled cannot write its log.
     #[error(
-        "the disk holding {0} is full (no space left on device): free space on it; \
+        "the disk holding {0} is full (no space left on device, or less than 2 MiB free): free space on it; \
          nothing acknowledged is lost"
     )]
     DiskFull(String),
@@ -346,6 +346,11 @@ pub trait Store: Send + Sync + 'static {
     /// Counts what the store holds, for a deletion attestation (a full scan:
     /// for sunset, not for serving).
     fn census(&self) -> Result<Census, StoreError>;
+    /// Whether a write failed because the disk is full: the store then
+    /// refuses every change until it is reopened (reads go on).
+    fn disk_full(&self) -> bool {
+        false
+    }
 }
 
 /// What a store holds, counted before it is destroyed.
@@ -387,6 +392,9 @@ pub struct SledStore {
     master: RwLock<Master>,
     /// `None` for a copy opened to read.
     key_file: Option<KeyFile>,
+    /// Set when a write failed on a full disk: sled keeps its first I/O
+    /// error, so no later change can succeed in this `Db`.
+    disk_full: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -687,6 +695,7 @@ impl SledStore {
             tree,
             master: RwLock::new(master),
             key_file: Some(file),
+            disk_full: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -707,7 +716,24 @@ impl SledStore {
             tree,
             master: RwLock::new(Master { key, generation }),
             key_file: None,
+            disk_full: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Notes a write that failed on a full disk (see [`Store::disk_full`]).
+    fn noting<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result
+            && e.is_disk_full()
+            && !self
+                .disk_full
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::error!(
+                error = %e,
+                "the store's disk is full: changes are refused until there is room"
+            );
+        }
+        result
     }
 
     /// How many times the master key was rotated (by erasures).
@@ -922,8 +948,8 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
-    fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+impl SledStore {
+    fn apply_change(&self, change: &Change) -> Result<Applied, StoreError> {
         if self.key_file.is_none() {
             return Err(StoreError::ReadOnly);
         }
@@ -1013,6 +1039,12 @@ impl Store for SledStore {
         self.tree.apply_batch(batch)?;
         Ok(applied)
     }
+}
+
+impl Store for SledStore {
+    fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+        self.noting(self.apply_change(change))
+    }
 
     fn records_of(&self, resident: &Pseudonym) -> Result<Vec<Vec<u8>>, StoreError> {
         let prefix = key(RECORD, &[resident.as_bytes()]);
@@ -1081,15 +1113,33 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        self.noting(self.db.flush().map(|_| ()).map_err(StoreError::from))
     }
 
     fn erase(&self, resident: &Pseudonym) -> Result<Erased, StoreError> {
-        self.erase_until(resident, Stop::Never)
+        self.noting(self.erase_until(resident, Stop::Never))
+    }
+
+    fn disk_full(&self) -> bool {
+        self.disk_full.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn census(&self) -> Result<Census, StoreError> {
+        census_of(&self.tree)
     }
 
     fn sweep(&self, retention: &Retention, now: i64, limit: usize) -> Result<Swept, StoreError> {
+        self.noting(self.sweep_batch(retention, now, limit))
+    }
+}
+
+impl SledStore {
+    fn sweep_batch(
+        &self,
+        retention: &Retention,
+        now: i64,
+        limit: usize,
+    ) -> Result<Swept, StoreError> {
         if self.key_file.is_none() {
             return Err(StoreError::ReadOnly);
         }
@@ -1177,10 +1227,6 @@ impl Store for SledStore {
         }
         self.tree.apply_batch(batch)?;
         Ok(swept)
-    }
-
-    fn census(&self) -> Result<Census, StoreError> {
-        census_of(&self.tree)
     }
 }
 
