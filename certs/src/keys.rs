@@ -418,7 +418,8 @@ pub fn read_cert(path: &Path) -> Result<Vec<u8>, KeyError> {
 }
 
 /// Writes a new file durably, refusing to overwrite one; `private` files get
-/// mode 0600 from their creation on.
+/// mode 0600 from their creation on. A file that cannot be written whole is
+/// removed.
 pub fn write_new_file(path: &Path, contents: &[u8], private: bool) -> Result<(), KeyError> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -436,8 +437,13 @@ pub fn write_new_file(path: &Path, contents: &[u8], private: bool) -> Result<(),
             io_err(path)(e)
         }
     })?;
-    file.write_all(contents).map_err(io_err(path))?;
-    file.sync_all().map_err(io_err(path))?;
+    if let Err(e) = file.write_all(contents).and_then(|()| file.sync_all()) {
+        // The file is ours (created just now): a partial one (a full disk
+        // leaves it empty) would be read as a damaged key at the next start.
+        drop(file);
+        let _ = fs::remove_file(path);
+        return Err(io_err(path)(e));
+    }
     Ok(())
 }
 

@@ -19,6 +19,7 @@
 pub mod authority;
 pub mod authz;
 pub mod connection;
+pub mod files;
 pub mod follow;
 pub mod grpc;
 pub mod keys;

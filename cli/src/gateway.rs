@@ -26,6 +26,8 @@ pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
     match cmd {
         GatewayCommand::Run { config } => {
             let rt = server_runtime()?;
+            // Everything the gateway writes is private to its owner (issue 15).
+            tessera_certs::files::restrict_umask();
             let settings = GatewaySettings::load(&config)?;
             rt.block_on(async {
                 let stop = shutdown_signal();

@@ -267,6 +267,8 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
         NodeCommand::VerifyAccessLog { config, expect } => verify_access_log(&config, expect),
         NodeCommand::Run { config } => {
             let rt = server_runtime()?;
+            // Everything the node writes is private to its owner (issue 15).
+            tessera_certs::files::restrict_umask();
             let settings = NodeSettings::load(&config)?;
             rt.block_on(async {
                 let stop = shutdown_signal();

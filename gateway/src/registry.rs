@@ -29,6 +29,15 @@ pub enum PublishError {
     /// Storage failed.
     #[error("trust registry storage: {0}")]
     Storage(#[from] sled::Error),
+    /// The disk holding the registry is full.
+    #[error(
+        "the disk holding the trust registry {0} is full (no space left on device, or less than 2 MiB free): free space on it, then start again"
+    )]
+    DiskFull(String),
+    /// The registry's directory could not be prepared (modes, a stray
+    /// snapshot temp).
+    #[error("trust registry directory: {0}")]
+    Files(#[from] tessera_certs::files::FileError),
 }
 
 /// The gateway's trust registry.
@@ -49,8 +58,26 @@ impl std::fmt::Debug for Registry {
 }
 
 impl Registry {
-    /// Opens the registry in `dir` and puts its stored list in force.
+    /// Opens the registry in `dir` and puts its stored list in force. The
+    /// directory is kept 0700 and its files 0600; a snapshot temp a failed
+    /// start left is removed; on a full disk it fails with
+    /// [`PublishError::DiskFull`] and leaves nothing that breaks the next
+    /// start.
     pub fn open(dir: &Path, trust: Arc<TrustState>, now: i64) -> Result<Self, PublishError> {
+        tessera_certs::files::prepare_sled_dir(dir)?;
+        match Self::open_db(dir, trust, now) {
+            Err(PublishError::Storage(sled::Error::Io(io)))
+                if tessera_certs::files::is_disk_full(&io) =>
+            {
+                // sled may leave an empty snapshot temp as it closes.
+                let _ = tessera_certs::files::remove_snapshot_temps(dir);
+                Err(PublishError::DiskFull(dir.display().to_string()))
+            }
+            opened => opened,
+        }
+    }
+
+    fn open_db(dir: &Path, trust: Arc<TrustState>, now: i64) -> Result<Self, PublishError> {
         let db = sled::open(dir)?;
         let tree = db.open_tree("trust")?;
         if let Some(bytes) = tree.get(CURRENT)? {

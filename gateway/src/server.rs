@@ -82,6 +82,9 @@ impl std::fmt::Debug for Loaded {
 
 /// Loads keys, certificates and the trust registry named by `settings`.
 pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
+    // A private key readable by others, or in a directory others may
+    // write, is refused before it is read.
+    tessera_certs::files::check_secret(&settings.tls_key).map_err(PublishError::Files)?;
     let root = keys::read_root(&settings.root)?;
     let trust = Arc::new(TrustState::new(root)?);
     let identity = TlsIdentity::from_files(&settings.tls_certificate, &settings.tls_key)?;
@@ -90,10 +93,12 @@ pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
             identity.identity().role().to_string(),
         ));
     }
-    std::fs::create_dir_all(&settings.data_dir).map_err(|source| StartError::Io {
-        what: format!("creating {}", settings.data_dir.display()),
-        source,
-    })?;
+    // 0700 whatever the umask; what was left wider is tightened.
+    tessera_certs::files::private_dir(&settings.data_dir).map_err(PublishError::Files)?;
+    tessera_certs::files::tighten_tree(&settings.data_dir).map_err(PublishError::Files)?;
+    if !tessera_certs::files::has_room(&settings.data_dir, tessera_certs::files::ROOM_BYTES) {
+        return Err(PublishError::DiskFull(settings.data_dir.display().to_string()).into());
+    }
     let registry = Arc::new(Registry::open(
         &settings.data_dir.join("registry"),
         Arc::clone(&trust),

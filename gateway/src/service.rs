@@ -52,6 +52,19 @@ impl From<PublishError> for Status {
         match e {
             PublishError::Invalid(_) => Status::invalid_argument(e.to_string()),
             PublishError::NotNewer { .. } => Status::failed_precondition(e.to_string()),
+            PublishError::Storage(sled::Error::Io(ref io))
+                if tessera_certs::files::is_disk_full(io) =>
+            {
+                tracing::error!(error = %io, "trust registry: the disk is full");
+                Status::resource_exhausted(
+                    "the gateway's disk is full: the list was not stored; try again later",
+                )
+            }
+            PublishError::DiskFull(_) => Status::resource_exhausted(e.to_string()),
+            PublishError::Files(inner) => {
+                tracing::error!(error = %inner, "trust registry files");
+                Status::internal("internal error")
+            }
             PublishError::Storage(inner) => {
                 tracing::error!(error = %inner, "trust registry storage failure");
                 Status::internal("internal error")

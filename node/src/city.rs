@@ -234,6 +234,12 @@ impl<S: Store> City<S> {
         Ok(true)
     }
 
+    /// Whether a write failed on a full disk (the store then refuses
+    /// every change until it is reopened; reads go on).
+    pub fn disk_full(&self) -> bool {
+        self.store.disk_full()
+    }
+
     /// Makes everything applied so far durable (used at shutdown).
     pub async fn flush(&self) -> Result<(), NodeError> {
         Ok(self.commit.durable().await?)

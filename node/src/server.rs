@@ -113,6 +113,10 @@ pub enum StartError {
     /// The access log's storage.
     #[error("access log: {0}")]
     AccessLog(String),
+    /// A data directory or a secret key file (modes, see
+    /// `tessera_certs::files`).
+    #[error(transparent)]
+    Files(#[from] tessera_certs::files::FileError),
     /// The node was switched off (`tessera node sunset`).
     #[error(
         "this node was switched off ({0} exists): it never serves again; run `tessera node sunset` to finish an interrupted sunset or resubmit its attestation"
@@ -254,6 +258,16 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     if let Some(marker) = crate::sunset::switched_off(&settings.data_dir) {
         return Err(StartError::SwitchedOff(marker.display().to_string()));
     }
+    // Secret keys readable by others, or in a directory others may write,
+    // are refused before anything is read from them.
+    for secret in [
+        &settings.tls_key,
+        &settings.signer_key,
+        &settings.master_key,
+        &settings.data_dir.join("pseudonym.key"),
+    ] {
+        tessera_certs::files::check_secret(secret)?;
+    }
     let root = keys::read_root(&settings.root)?;
     let trust = Arc::new(TrustState::new(root)?);
     if let Some(list) = &settings.trust_list {
@@ -287,9 +301,14 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
             configured: settings.city.to_string(),
         });
     }
-    std::fs::create_dir_all(&settings.data_dir)
-        .map_err(io(format!("creating {}", settings.data_dir.display())))?;
+    // 0700 whatever the umask, and what an earlier version or umask left
+    // wider is tightened (directories 0700, files 0600).
+    tessera_certs::files::private_dir(&settings.data_dir)?;
+    tessera_certs::files::tighten_tree(&settings.data_dir)?;
     check_master_key_outside(&settings)?;
+    if !tessera_certs::files::has_room(&settings.data_dir, tessera_certs::files::ROOM_BYTES) {
+        return Err(StoreError::DiskFull(settings.data_dir.display().to_string()).into());
+    }
     let pseudonyms = pseudonym_key(&settings.data_dir)?;
     let store = Arc::new(SledStore::open_with_cache(
         &settings.data_dir.join("store"),
@@ -484,14 +503,14 @@ fn load_policies(
         };
         let signed = signer.sign_policy(&document).map_err(refused)?;
         let policy = policy_doc::verify_with_certificate(&signed, &signer_cert).map_err(refused)?;
-        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        tessera_certs::files::private_dir(&dir)?;
         let path = dir.join(format!("policy-v{}.signed", configured.version()));
-        keys::write_new_file(&path, &policy.to_bytes(), false)?;
+        keys::write_new_file(&path, &policy.to_bytes(), true)?;
         // Its signer's certificate, to verify it after a rotation.
         keys::write_new_file(
             &path.with_extension("crt"),
             keys::cert_to_pem(signer_der).as_bytes(),
-            false,
+            true,
         )?;
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
@@ -640,9 +659,14 @@ async fn follow_trust_lists(loaded: &Loaded, follower: Follower) {
         .run(|bytes| {
             let result = trust.update(&bytes, unix_now()).map(|list| {
                 let tmp = path.with_extension("tmp");
-                if let Err(e) =
-                    std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &path))
-                {
+                if let Err(e) = tessera_certs::files::write_private(&tmp, &bytes).and_then(|()| {
+                    std::fs::rename(&tmp, &path).map_err(|source| {
+                        tessera_certs::files::FileError::Io {
+                            path: path.display().to_string(),
+                            source,
+                        }
+                    })
+                }) {
                     tracing::warn!(error = %e, "cannot keep the trust list on disk");
                 }
                 list.sequence()
@@ -753,6 +777,43 @@ pub enum Served {
     /// date: the node stopped accepting calls; the caller destroys
     /// everything ([`crate::sunset`]).
     SunsetDue,
+    /// The store's disk was full and has room again: the node stopped
+    /// cleanly so that the caller opens the store afresh (sled keeps its
+    /// first I/O error in an open database) and serves again.
+    DiskFreed,
+}
+
+/// How often a node whose disk is full looks for room again.
+const DISK_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves once the store's disk was full and has room again, after
+/// saying NOT_SERVING while it was full.
+async fn room_after_full_disk(loaded: &Loaded, health: &tessera_certs::standard::Health) {
+    let mut every = tokio::time::interval(DISK_PROBE_EVERY);
+    while !loaded.city.disk_full() {
+        every.tick().await;
+    }
+    health.serving(false).await;
+    tracing::error!(
+        data_dir = %loaded.settings.data_dir.display(),
+        "the disk is full: health reads NOT_SERVING, changes are refused with RESOURCE_EXHAUSTED, \
+         reads and status checks go on; the node reopens its store once there is room"
+    );
+    let dir = loaded.settings.data_dir.clone();
+    loop {
+        every.tick().await;
+        let dir = dir.clone();
+        if tokio::task::spawn_blocking(move || {
+            // Twice what a start needs, so that the reopened store starts.
+            tessera_certs::files::has_room(&dir, 2 * tessera_certs::files::ROOM_BYTES)
+        })
+        .await
+        .unwrap_or(false)
+        {
+            tracing::warn!("the disk has room again: stopping to reopen the store");
+            return;
+        }
+    }
 }
 
 /// Serves a loaded node on `listener` until `shutdown` resolves (or, with
@@ -801,6 +862,15 @@ pub async fn serve(
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
     let (health, routes) = tessera_certs::standard::routes(SERVICE).await?;
     health.serving(true).await;
+    let health = Arc::new(health);
+    let disk_freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let room = {
+        let (health, freed) = (Arc::clone(&health), Arc::clone(&disk_freed));
+        async move {
+            room_after_full_disk(loaded, &health).await;
+            freed.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
     let sunset_due = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sunset = {
         let (due, trust) = (Arc::clone(&sunset_due), Arc::clone(&loaded.trust));
@@ -818,6 +888,7 @@ pub async fn serve(
         tokio::select! {
             () = shutdown => {}
             () = sunset => {}
+            () = room => {}
         }
         health.serving(false).await;
         let _ = stopping_tx.send(true);
@@ -870,11 +941,23 @@ pub async fn serve(
         result = grpc::with_grace(server, stopping, std::time::Duration::from_secs(10)) => result?,
         _ = beside => {}
     }
-    loaded.city.flush().await.map_err(|e| StartError::Io {
-        what: format!("final flush: {e}"),
-        source: std::io::Error::other("flush failed"),
-    })?;
-    Ok(if sunset_due.load(std::sync::atomic::Ordering::SeqCst) {
+    if loaded.city.disk_full() {
+        // Every acknowledged change was flushed before its answer; the
+        // store refuses any flush since its disk filled, and what it holds
+        // unflushed was never acknowledged.
+        tracing::warn!(
+            "the store's disk filled while serving: stopped without a final flush \
+             (every acknowledged change is durable)"
+        );
+    } else {
+        loaded.city.flush().await.map_err(|e| StartError::Io {
+            what: format!("final flush: {e}"),
+            source: std::io::Error::other("flush failed"),
+        })?;
+    }
+    Ok(if disk_freed.load(std::sync::atomic::Ordering::SeqCst) {
+        Served::DiskFreed
+    } else if sunset_due.load(std::sync::atomic::Ordering::SeqCst) {
         Served::SunsetDue
     } else {
         Served::Stopped

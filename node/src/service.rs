@@ -24,6 +24,10 @@ pub fn unix_now() -> i64 {
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Self {
         match e {
+            NodeError::Store(inner) if inner.is_disk_full() => Status::resource_exhausted(
+                "the city node's disk is full: nothing was stored; send it again once the node \
+                 reports SERVING",
+            ),
             NodeError::Store(inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 Status::internal("internal error")
@@ -66,6 +70,11 @@ impl<S> NodeService<S> {
 fn unlogged(e: AccessLogError) -> Status {
     match e {
         AccessLogError::Damaged(_) => Status::failed_precondition(e.to_string()),
+        AccessLogError::Sled(sled::Error::Io(ref io)) if tessera_certs::files::is_disk_full(io) => {
+            Status::resource_exhausted(
+                "the city node's disk is full: this read cannot be logged, so it is refused",
+            )
+        }
         other => {
             tracing::error!(error = %other, "access log");
             Status::internal("the access log cannot record this read, so it is refused")

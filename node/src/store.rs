@@ -29,6 +29,16 @@ pub enum StoreError {
     /// sled failed.
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    /// The disk holding the store is full: sled cannot write its log.
+    #[error(
+        "the disk holding {0} is full (no space left on device, or less than 2 MiB free): free space on it; \
+         nothing acknowledged is lost"
+    )]
+    DiskFull(String),
+    /// The store directory could not be prepared (its modes, a stray
+    /// snapshot temp).
+    #[error("store directory: {0}")]
+    Files(String),
     /// A stored value does not decode (corruption or a newer format).
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
@@ -49,6 +59,19 @@ pub enum StoreError {
         /// The id.
         record_id: String,
     },
+}
+
+impl StoreError {
+    /// Whether the disk holding the store is full: a write failed with "no
+    /// space left on device" (sled then refuses every write until the
+    /// store is reopened).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull(_) => true,
+            StoreError::Sled(sled::Error::Io(io)) => tessera_certs::files::is_disk_full(io),
+            _ => false,
+        }
+    }
 }
 
 /// A badge's state as the status service reports it.
@@ -323,6 +346,11 @@ pub trait Store: Send + Sync + 'static {
     /// Counts what the store holds, for a deletion attestation (a full scan:
     /// for sunset, not for serving).
     fn census(&self) -> Result<Census, StoreError>;
+    /// Whether a write failed because the disk is full: the store then
+    /// refuses every change until it is reopened (reads go on).
+    fn disk_full(&self) -> bool {
+        false
+    }
 }
 
 /// What a store holds, counted before it is destroyed.
@@ -364,6 +392,9 @@ pub struct SledStore {
     master: RwLock<Master>,
     /// `None` for a copy opened to read.
     key_file: Option<KeyFile>,
+    /// Set when a write failed on a full disk: sled keeps its first I/O
+    /// error, so no later change can succeed in this `Db`.
+    disk_full: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -547,8 +578,16 @@ impl SledStore {
     }
 
     fn open_db(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, sled::Tree), StoreError> {
+        tessera_certs::files::prepare_sled_dir(dir)
+            .map_err(|e| StoreError::Files(e.to_string()))?;
         let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
         let db = config.open().map_err(|e| match e {
+            sled::Error::Io(ref io) if tessera_certs::files::is_disk_full(io) => {
+                // A start on a full disk leaves an empty snapshot temp
+                // that would break the next start.
+                let _ = tessera_certs::files::remove_snapshot_temps(dir);
+                StoreError::DiskFull(dir.display().to_string())
+            }
             sled::Error::Io(ref io) if io.kind() == std::io::ErrorKind::WouldBlock => {
                 StoreError::Locked(dir.display().to_string())
             }
@@ -574,11 +613,25 @@ impl SledStore {
     /// `key_file`. A new store creates the key file if it does not exist;
     /// an existing one needs the key it was written under, and finishes or
     /// rolls back a key rotation that a stop interrupted.
+    /// On a full disk it fails with [`StoreError::DiskFull`] and leaves
+    /// nothing that breaks the next start.
     pub fn open_with_cache(
         dir: &Path,
         cache_bytes: u64,
         key_file: &Path,
     ) -> Result<Self, StoreError> {
+        Self::open_on_disk(dir, cache_bytes, key_file).map_err(|e| {
+            if e.is_disk_full() {
+                // sled may leave an empty snapshot temp as it closes.
+                let _ = tessera_certs::files::remove_snapshot_temps(dir);
+                StoreError::DiskFull(dir.display().to_string())
+            } else {
+                e
+            }
+        })
+    }
+
+    fn open_on_disk(dir: &Path, cache_bytes: u64, key_file: &Path) -> Result<Self, StoreError> {
         let (db, tree) = Self::open_db(dir, cache_bytes)?;
         let file = KeyFile::new(key_file);
         let master = match tree.get(META_MASTER)? {
@@ -642,6 +695,7 @@ impl SledStore {
             tree,
             master: RwLock::new(master),
             key_file: Some(file),
+            disk_full: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -662,7 +716,24 @@ impl SledStore {
             tree,
             master: RwLock::new(Master { key, generation }),
             key_file: None,
+            disk_full: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Notes a write that failed on a full disk (see [`Store::disk_full`]).
+    fn noting<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &result
+            && e.is_disk_full()
+            && !self
+                .disk_full
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tracing::error!(
+                error = %e,
+                "the store's disk is full: changes are refused until there is room"
+            );
+        }
+        result
     }
 
     /// How many times the master key was rotated (by erasures).
@@ -877,8 +948,8 @@ impl SledStore {
     }
 }
 
-impl Store for SledStore {
-    fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+impl SledStore {
+    fn apply_change(&self, change: &Change) -> Result<Applied, StoreError> {
         if self.key_file.is_none() {
             return Err(StoreError::ReadOnly);
         }
@@ -968,6 +1039,12 @@ impl Store for SledStore {
         self.tree.apply_batch(batch)?;
         Ok(applied)
     }
+}
+
+impl Store for SledStore {
+    fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+        self.noting(self.apply_change(change))
+    }
 
     fn records_of(&self, resident: &Pseudonym) -> Result<Vec<Vec<u8>>, StoreError> {
         let prefix = key(RECORD, &[resident.as_bytes()]);
@@ -1036,15 +1113,33 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
+        self.noting(self.db.flush().map(|_| ()).map_err(StoreError::from))
     }
 
     fn erase(&self, resident: &Pseudonym) -> Result<Erased, StoreError> {
-        self.erase_until(resident, Stop::Never)
+        self.noting(self.erase_until(resident, Stop::Never))
+    }
+
+    fn disk_full(&self) -> bool {
+        self.disk_full.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn census(&self) -> Result<Census, StoreError> {
+        census_of(&self.tree)
     }
 
     fn sweep(&self, retention: &Retention, now: i64, limit: usize) -> Result<Swept, StoreError> {
+        self.noting(self.sweep_batch(retention, now, limit))
+    }
+}
+
+impl SledStore {
+    fn sweep_batch(
+        &self,
+        retention: &Retention,
+        now: i64,
+        limit: usize,
+    ) -> Result<Swept, StoreError> {
         if self.key_file.is_none() {
             return Err(StoreError::ReadOnly);
         }
@@ -1132,10 +1227,6 @@ impl Store for SledStore {
         }
         self.tree.apply_batch(batch)?;
         Ok(swept)
-    }
-
-    fn census(&self) -> Result<Census, StoreError> {
-        census_of(&self.tree)
     }
 }
 

@@ -19,7 +19,11 @@ const BOUND: Duration = Duration::from_secs(5);
 async fn follower(pki: &TestPki, dir: &Path, peer: SocketAddr) -> RunningGateway {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("gateway.crt"), keys::cert_to_pem(&pki.gateway.der)).unwrap();
-    std::fs::write(dir.join("gateway.key"), pki.gateway.key_pem().unwrap()).unwrap();
+    tessera_tests::harness::write_bundle_file(
+        &dir.join("gateway.key"),
+        pki.gateway.key_pem().unwrap().as_bytes(),
+    )
+    .unwrap();
     std::fs::write(dir.join("root.crt"), keys::cert_to_pem(pki.root.der())).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let config = dir.join("gateway.toml");

@@ -27,6 +27,12 @@ fn install(dir: &Path, stem: &str, issued: &Issued) {
     let swap = |name: String, text: String| {
         let tmp = dir.join(format!("{name}.tmp"));
         std::fs::write(&tmp, text).unwrap();
+        // Keys 0600, as the authority writes them and the node requires.
+        std::fs::set_permissions(
+            &tmp,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o600),
+        )
+        .unwrap();
         std::fs::rename(&tmp, dir.join(name)).unwrap();
     };
     swap(format!("{stem}.key"), issued.key_pem().unwrap());

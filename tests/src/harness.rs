@@ -19,6 +19,17 @@ use tonic::transport::Channel;
 
 use crate::{Issued, TestPki};
 
+/// Writes a bundle file; a key file (`*.key`) is made 0600, as the
+/// authority writes it and as the servers require.
+pub fn write_bundle_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes)?;
+    if path.extension().is_some_and(|e| e == "key") {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
 /// Writes a city's bundle (certificates, keys, root, node.toml) into `dir`
 /// and returns the configuration path. The node listens on `listen`.
 pub fn write_city_bundle(
@@ -29,7 +40,7 @@ pub fn write_city_bundle(
 ) -> anyhow::Result<PathBuf> {
     let c = pki.city(city)?;
     std::fs::create_dir_all(dir)?;
-    let write = |name: &str, text: String| std::fs::write(dir.join(name), text);
+    let write = |name: &str, text: String| write_bundle_file(&dir.join(name), text.as_bytes());
     write("node.crt", keys::cert_to_pem(&c.node.der))?;
     write("node.key", c.node.key_pem()?)?;
     write("badge-signer.crt", keys::cert_to_pem(&c.signer.der))?;
@@ -60,7 +71,7 @@ pub fn write_gateway_bundle(
 ) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join("gateway.crt"), keys::cert_to_pem(&pki.gateway.der))?;
-    std::fs::write(dir.join("gateway.key"), pki.gateway.key_pem()?)?;
+    write_bundle_file(&dir.join("gateway.key"), pki.gateway.key_pem()?.as_bytes())?;
     std::fs::write(dir.join("root.crt"), keys::cert_to_pem(pki.root.der()))?;
     let mut text = tessera_gateway::config::bundle_config(&listen.to_string());
     if let Some(list) = list {

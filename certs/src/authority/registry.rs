@@ -108,7 +108,18 @@ impl Registry {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| AuthorityError::Registry(e.to_string()))?;
         let tmp = path.with_extension("json.tmp");
-        let mut file = fs::File::create(&tmp).map_err(|e| AuthorityError::io(&tmp, e))?;
+        // 0600 whatever the umask: the registry lists every certificate
+        // issued (issue 15).
+        let _ = fs::remove_file(&tmp);
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| AuthorityError::io(&tmp, e))?
+        };
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|e| AuthorityError::io(&tmp, e))?;
