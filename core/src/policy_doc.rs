@@ -311,7 +311,9 @@ mod tests {
         pb::PolicyDocument {
             version: POLICY_DOC_VERSION,
             city: CITY,
-            policy_version: 1,
+            // The rules' own version (a document that disagrees is refused),
+            // or 1 for rules that do not parse.
+            policy_version: crate::policy::Policy::parse(rules).map_or(1, |p| p.version()),
             signed_at: NOW,
             effective_from: NOW + 72 * 3600,
             rules: rules.to_owned(),
@@ -328,7 +330,7 @@ mod tests {
             .unwrap();
         let cert = CertInfo::parse(&leaf.der).unwrap();
         let by_cert = verify_with_certificate(&signed, &cert).unwrap();
-        assert_eq!(by_cert.policy_version(), 1);
+        assert_eq!(by_cert.policy_version(), 2);
         assert_eq!(by_cert.effective_from(), NOW + 72 * 3600);
         assert!(!by_cert.in_force_at(NOW));
         let trust = pki.trust_list([leaf.entry.clone()]);
@@ -429,12 +431,12 @@ mod tests {
         ));
 
         let mut mismatch = document(DEFAULT_POLICY);
-        mismatch.policy_version = 2;
+        mismatch.policy_version = 3;
         assert_eq!(
             signer.sign_policy(&mismatch).unwrap_err(),
             PolicyDocError::VersionMismatch {
-                document: 2,
-                rules: 1
+                document: 3,
+                rules: 2
             }
         );
         let mut retro = document(DEFAULT_POLICY);
