@@ -127,6 +127,18 @@ fn a_policy_with_less_than_the_notice_period_is_refused_and_show_prints_it_annou
         "{shown}"
     );
 
+    // Issue 21: how a negative test counts, in words, and the rule it lifts.
+    assert!(
+        shown.contains("A negative test never counts against anyone: it only lifts the rules that name it below"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "A close contact within the last 14 days, unless a negative test was sampled after it within the last 3 days (such a test lifts the rule for 3 days after it was sampled, and a badge it makes better ends then): score \u{2212}40, colour at least yellow."
+        ),
+        "{shown}"
+    );
+
     // A local signed file renders too, its signature checked.
     let local = ok(&[
         "policy",

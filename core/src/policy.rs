@@ -956,6 +956,7 @@ impl Policy {
                 span(v.yellow_hours),
                 span(v.red_hours)
             ),
+            "A negative test never counts against anyone: it only lifts the rules that name it below, for as long as they say; a badge it makes better ends when that lift ends, and only if the colour would then be worse.".to_owned(),
         ]
     }
 }
