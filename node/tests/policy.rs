@@ -416,6 +416,9 @@ fn record_order_does_not_matter() {
     }
 }
 
+/// A lifted rule as (id, record ids, lifted by, lifted until).
+type Lift<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Option<i64>);
+
 /// A fired rule as (id, record ids, score delta, colour, validity cap).
 type Effect<'a> = (&'a str, Vec<&'a str>, i32, Option<Colour>, Option<i64>);
 
@@ -471,7 +474,7 @@ fn explanation_names_the_rules_and_records() {
         ]
     );
     // What tie-a lifts, and until when: the end of its 72 hours.
-    let lifted: Vec<(&str, Vec<&str>, Vec<&str>, Option<i64>)> = a
+    let lifted: Vec<Lift> = a
         .lifted
         .iter()
         .map(|l| {
