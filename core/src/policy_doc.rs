@@ -462,6 +462,46 @@ mod tests {
         );
     }
 
+    /// Version 1 of the default policy capped every badge 72 hours after the
+    /// latest negative test (issue 21). A copy signed before the monotone
+    /// checks existed is refused when read, naming the rule and why.
+    #[test]
+    fn a_signed_policy_whose_negative_test_rule_caps_validity_is_refused_when_read() {
+        let pki = TestPki::new();
+        let leaf = pki.badge_signer(CITY);
+        let v1 = format!(
+            "{}\n[[rules]]\nid = \"recent-negative-test-72h\"\ndescription = \"The latest test is negative and was sampled within the last 72 hours: the badge expires 72 hours after sampling\"\nrecord = \"test\"\nlatest_only = true\nwithin_hours = 72\nwhen = {{ positive = false }}\nscore = 0\nvalid_hours_after_record = 72\n",
+            DEFAULT_POLICY.replacen("\nversion = 2\n", "\nversion = 1\n", 1)
+        );
+        let mut doc = document(&v1);
+        doc.policy_version = 1;
+        assert!(matches!(
+            leaf.badge_signer().sign_policy(&doc),
+            Err(PolicyDocError::Rules(PolicyError::Rule { .. }))
+        ));
+        let payload = doc.encode_to_vec();
+        let signed = pb::SignedPolicy {
+            signature: signing::sign(POLICY_CONTEXT, &payload, &leaf.key)
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+            payload,
+            key_id: leaf.key_id().as_bytes().to_vec(),
+        };
+        let cert = CertInfo::parse(&leaf.der).unwrap();
+        let e = verify_with_certificate(&signed, &cert).unwrap_err();
+        assert!(
+            matches!(&e, PolicyDocError::Rules(PolicyError::Rule { rule, .. }) if rule == "recent-negative-test-72h"),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains(
+                "must not change the score, the colour or the validity (a negative test may only lift risk rules"
+            ),
+            "{e}"
+        );
+    }
+
     #[test]
     fn policies_naming_inputs_outside_the_record_schema_are_refused() {
         let signer = TestPki::new().badge_signer(CITY).badge_signer();
