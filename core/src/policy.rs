@@ -555,8 +555,9 @@ impl Policy {
             valid_until = valid_until.min(cap);
         }
         // The badge ends before its colour would turn worse on these same
-        // records: when a negative test stops lifting a rule, or when an
-        // `older_than_hours` rule starts to fire.
+        // records: when a negative test stops lifting a rule, an
+        // `older_than_hours` rule starts to fire, or a rule that raised the
+        // score stops.
         if let Some(worse) = self.worsens_at(&sorted, now, outcome.colour, valid_until) {
             valid_until = valid_until.min(worse - 1);
         }
@@ -605,9 +606,10 @@ impl Policy {
     }
 
     /// The first second in `(now, until]` at which the same records would
-    /// score a worse colour than `colour`, if any. Only two things make a
-    /// colour worse as time passes: a lift lapsing (`lifts_for_hours`) and a
-    /// record growing old enough for an `older_than_hours` rule.
+    /// score a worse colour than `colour`, if any. The outcome changes only
+    /// when a lift lapses (`lifts_for_hours`), a record grows old enough for
+    /// an `older_than_hours` rule, or one grows too old for `within_hours`
+    /// (which can worsen the colour when the rule raised the score).
     fn worsens_at(
         &self,
         sorted: &[(RecordType, i64, &pb::Record)],
@@ -627,7 +629,10 @@ impl Policy {
                         .map(|(_, at, _)| at + i64::from(h) * HOUR + 1),
                 );
             }
-            if let Some(h) = rule.older_than_hours {
+            for h in [rule.older_than_hours, rule.within_hours]
+                .into_iter()
+                .flatten()
+            {
                 times.extend(
                     sorted
                         .iter()
@@ -868,9 +873,10 @@ impl Rule {
             && self.can_fire_on_risk()
             && !(self.record == RecordType::Test
                 && self.when.positive == Some(true)
-                && self.when.test_kind.is_none())
+                && self.when.test_kind.is_none()
+                && self.older_than_hours.is_none())
         {
-            return Err("latest_only on a rule over risk records is allowed only as \"the latest test is positive\" (record = \"test\", when = { positive = true }, no test_kind): otherwise a newer record could stop the rule from firing and make a badge better".into());
+            return Err("latest_only on a rule over risk records is allowed only as \"the latest test is positive\" (record = \"test\", when = { positive = true }, no test_kind, no older_than_hours): otherwise a newer record could stop the rule from firing and make a badge better".into());
         }
         Ok(())
     }

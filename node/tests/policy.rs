@@ -792,6 +792,13 @@ fn monotone_policy_checks() {
             "a rule with unless_later must not raise the score",
         ),
         (
+            "the latest positive test, once old enough",
+            rule(
+                "record = \"test\"\nlatest_only = true\nwhen = { positive = true }\nolder_than_hours = 28\nscore = -1",
+            ),
+            "latest_only on a rule over risk records is allowed only as",
+        ),
+        (
             "latest positive PCR test",
             rule(
                 "record = \"test\"\nlatest_only = true\nwhen = { positive = true, test_kind = \"pcr\" }\nscore = -100",
@@ -823,4 +830,24 @@ fn monotone_policy_checks() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Found by tests/it/policy_properties.rs: a rule that raised the score
+/// stops counting a record while the badge would still run, and the colour
+/// turns worse then; the badge ends at that second, with or without a
+/// negative test (which once added the only change point the node looked
+/// at, so the test shortened the badge).
+#[test]
+fn a_badge_ends_when_a_rule_that_raised_the_score_stops_counting() {
+    let text = format!(
+        "{}\n[[rules]]\nid = \"dose\"\ndescription = \"a recent dose\"\nrecord = \"vaccination\"\nwithin_hours = 57\nscore = 1\n",
+        HEAD.replace("base_score = 100", "base_score = 69")
+    );
+    let policy = Policy::parse(&text).unwrap();
+    let dose = vaccination(1, 56 * H);
+    let alone = policy.assess(std::slice::from_ref(&dose), NOW);
+    assert_eq!((alone.score, alone.colour), (70, Green));
+    assert_eq!(alone.valid_until, NOW + H);
+    let tested = policy.assess(&[dose, test(false, 0)], NOW);
+    assert_eq!(tested, alone);
 }
