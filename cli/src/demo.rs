@@ -441,6 +441,9 @@ async fn story(dir: &std::path::Path, residents: u32) -> anyhow::Result<bool> {
             f.record_ids.join(", ")
         );
     }
+    for l in &e.lifted {
+        outln!("   - {}", l.sentence);
+    }
     let positive_rule = e
         .effects
         .iter()
@@ -603,7 +606,7 @@ async fn policies(
         published.join(", "),
     );
 
-    outln!("   Hangzhou signs version 2 (green badges valid 48 h instead of 72 h) and");
+    outln!("   Hangzhou signs version 3 (green badges valid 48 h instead of 72 h) and");
     outln!("   publishes it to take effect in 24 hours: less than the 48 hours of notice.");
     let hz = l.city(330_100)?;
     let signer = tessera_core::badge::BadgeSigner::new(
@@ -612,11 +615,11 @@ async fn policies(
     )
     .context("Hangzhou's badge-signer key and certificate are not a pair")?;
     let rules = tessera_core::policy::DEFAULT_POLICY
-        .replacen("version = 1", "version = 2", 1)
+        .replacen("\nversion = 2\n", "\nversion = 3\n", 1)
         .replacen("green_hours = 72", "green_hours = 48", 1);
     anyhow::ensure!(
-        rules.contains("version = 2") && rules.contains("green_hours = 48"),
-        "the default policy changed shape: the demo cannot derive version 2 from it"
+        rules.contains("\nversion = 3\n") && rules.contains("green_hours = 48"),
+        "the default policy changed shape: the demo cannot derive version 3 from it"
     );
     let mut operator = creds::gateway(&hz.operator, &gateway)?;
     let now = fmt::now();
@@ -632,7 +635,7 @@ async fn policies(
             }
         }
     };
-    s.check("version 2 with 24 h of notice", "refused", refused);
+    s.check("version 3 with 24 h of notice", "refused", refused);
 
     outln!("   Signed again to take effect in 72 hours, it is accepted and announced:");
     let now = fmt::now();
@@ -666,7 +669,7 @@ async fn policies(
         .join(", ");
     s.check(
         "Hangzhou's policies read back",
-        "v1 IN FORCE, v2 ANNOUNCED",
+        "v2 IN FORCE, v3 ANNOUNCED",
         got,
     );
     Ok(())

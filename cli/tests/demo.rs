@@ -61,7 +61,7 @@ fn the_demo_tells_its_story_and_its_badge_scans_and_verifies_offline() {
         "got Hangzhou, Wuhan, Guangzhou",
         "less than the notice period of 48 hours after publication",
         "✓ expected refused, got refused",
-        "got v1 IN FORCE, v2 ANNOUNCED",
+        "got v2 IN FORCE, v3 ANNOUNCED",
         // Step 10: access, the access log, erasure.
         "got explain, export, access_log",
         "✓ expected 2 / 0, got 2 / 0",

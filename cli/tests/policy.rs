@@ -25,7 +25,7 @@ fn a_policy_with_less_than_the_notice_period_is_refused_and_show_prints_it_annou
     std::fs::write(
         &v2_rules,
         DEFAULT
-            .replace("version = 1", "version = 2")
+            .replace("version = 2", "version = 3")
             .replace("score = -100", "score = -90"),
     )
     .unwrap();
@@ -69,7 +69,7 @@ fn a_policy_with_less_than_the_notice_period_is_refused_and_show_prints_it_annou
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Version 2 with 47 hours' notice: refused, naming the notice period.
+    // The next version (3) with 47 hours' notice: refused, naming the notice period.
     let early = sign(&v2_rules, "+47h", "v2-early.signed");
     let out = publish(&early);
     assert!(!out.status.success());
@@ -106,8 +106,8 @@ fn a_policy_with_less_than_the_notice_period_is_refused_and_show_prints_it_annou
         shown.contains("city 330100: 2 published scoring policies"),
         "{shown}"
     );
-    let v1_at = shown.find("policy version 1 ").expect(&shown);
-    let v2_at = shown.find("policy version 2 ").expect(&shown);
+    let v1_at = shown.find("policy version 2 ").expect(&shown);
+    let v2_at = shown.find("policy version 3 ").expect(&shown);
     assert!(v1_at < v2_at, "oldest effective first: {shown}");
     assert!(shown[v1_at..v2_at].contains(": IN FORCE"), "{shown}");
     assert!(
@@ -127,6 +127,18 @@ fn a_policy_with_less_than_the_notice_period_is_refused_and_show_prints_it_annou
         "{shown}"
     );
 
+    // Issue 21: how a negative test counts, in words, and the rule it lifts.
+    assert!(
+        shown.contains("A negative test never counts against anyone: it only lifts the rules that name it below"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "A close contact within the last 14 days, unless a negative test was sampled after it within the last 3 days (such a test lifts the rule for 3 days after it was sampled, and a badge it makes better ends then): score \u{2212}40, colour at least yellow."
+        ),
+        "{shown}"
+    );
+
     // A local signed file renders too, its signature checked.
     let local = ok(&[
         "policy",
@@ -136,7 +148,7 @@ fn a_policy_with_less_than_the_notice_period_is_refused_and_show_prints_it_annou
         "--certificate",
         cert.to_str().unwrap(),
     ]);
-    assert!(local.contains("policy version 2 "), "{local}");
+    assert!(local.contains("policy version 3 "), "{local}");
     assert!(local.contains("signature checked"), "{local}");
     stop(gateway);
 }

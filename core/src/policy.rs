@@ -270,6 +270,50 @@ struct UnlessLater {
     record: RecordType,
     #[serde(default)]
     when: Conditions,
+    /// How long a lifting record holds the rule off, counted from its own
+    /// time (inclusive, like `within_hours`); `None`: for good.
+    #[serde(default)]
+    lifts_for_hours: Option<u32>,
+}
+
+impl UnlessLater {
+    /// How a record dated `at` stands against this clause at `now`: `None`
+    /// if no matching record is dated after it; otherwise the ids of the
+    /// matching later records that still hold it off and when that hold
+    /// ends (`None`: for good), or an empty list if every one has lapsed.
+    fn lift(
+        &self,
+        at: i64,
+        sorted: &[(RecordType, i64, &pb::Record)],
+        now: i64,
+    ) -> Option<(Vec<String>, Option<i64>)> {
+        let later: Vec<&(RecordType, i64, &pb::Record)> = sorted
+            .iter()
+            .filter(|(t, when, r)| *t == self.record && *when > at && self.when.matches(r))
+            .collect();
+        if later.is_empty() {
+            return None;
+        }
+        let Some(hours) = self.lifts_for_hours else {
+            return Some((
+                later.iter().map(|(_, _, r)| r.record_id.clone()).collect(),
+                None,
+            ));
+        };
+        let span = i64::from(hours) * HOUR;
+        let holding: Vec<&&(RecordType, i64, &pb::Record)> = later
+            .iter()
+            .filter(|(_, when, _)| (now - when).max(0) <= span)
+            .collect();
+        let until = holding.iter().map(|(_, when, _)| when + span).max();
+        Some((
+            holding
+                .iter()
+                .map(|(_, _, r)| r.record_id.clone())
+                .collect(),
+            until,
+        ))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -340,6 +384,44 @@ pub struct FiredRule {
     pub valid_until_cap: Option<i64>,
 }
 
+/// A rule that would fire but for later records its `unless_later` names
+/// (negative tests): they lift it, for good or until `lifted_until`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiftedRule {
+    /// The rule's id.
+    pub rule_id: String,
+    /// Its published description.
+    pub description: String,
+    /// The records it would fire on.
+    pub record_ids: Vec<String>,
+    /// The records that lift it (the negative tests).
+    pub lifted_by: Vec<String>,
+    /// When the earliest of these lifts ends (the last second it holds);
+    /// `None` if they hold for good.
+    pub lifted_until: Option<i64>,
+}
+
+impl LiftedRule {
+    /// One plain sentence for the resident: which rule, lifted by what,
+    /// until when (`time` renders a Unix time).
+    pub fn sentence(&self, time: impl Fn(i64) -> String) -> String {
+        let by = match self.lifted_by.as_slice() {
+            [one] => format!("the negative test {one}"),
+            many => format!("the negative tests {}", many.join(", ")),
+        };
+        let until = match self.lifted_until {
+            Some(t) => format!("until {}", time(t)),
+            None => "for good".to_owned(),
+        };
+        format!(
+            "Rule {} ({}) does not apply: {by}, taken after {}, lifts it {until}.",
+            self.rule_id,
+            self.description,
+            self.record_ids.join(", ")
+        )
+    }
+}
+
 /// A resident's score and its explanation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assessment {
@@ -353,6 +435,9 @@ pub struct Assessment {
     pub policy_version: u32,
     /// The rules that fired, in policy order.
     pub fired: Vec<FiredRule>,
+    /// The rules that did not fire only because a later negative test lifts
+    /// them, in policy order.
+    pub lifted: Vec<LiftedRule>,
 }
 
 impl Policy {
@@ -430,6 +515,7 @@ impl Policy {
             {
                 return Err(bad("older_than_hours must be less than within_hours".into()));
             }
+            rule.check_monotone().map_err(bad)?;
         }
         Ok(())
     }
@@ -463,43 +549,107 @@ impl Policy {
             a.1.cmp(&b.1)
                 .then_with(|| a.2.record_id.cmp(&b.2.record_id))
         });
+        let outcome = self.outcome(&sorted, now);
+        let mut valid_until = now + self.validity_secs(outcome.colour);
+        if let Some(cap) = outcome.cap {
+            valid_until = valid_until.min(cap);
+        }
+        // The badge ends before its colour would turn worse on these same
+        // records: when a negative test stops lifting a rule, an
+        // `older_than_hours` rule starts to fire, or a rule that raised the
+        // score stops.
+        if let Some(worse) = self.worsens_at(&sorted, now, outcome.colour, valid_until) {
+            valid_until = valid_until.min(worse - 1);
+        }
+        Assessment {
+            score: outcome.score,
+            colour: outcome.colour,
+            valid_until: valid_until.max(now + MIN_VALIDITY_SECS),
+            policy_version: self.version,
+            fired: outcome.fired,
+            lifted: outcome.lifted,
+        }
+    }
+
+    /// Score, colour, earliest rule cap, and the rules that fired and were
+    /// lifted, at `now`.
+    fn outcome(&self, sorted: &[(RecordType, i64, &pb::Record)], now: i64) -> Outcome {
         let mut total = i64::from(self.base_score);
         let mut colour = Colour::Green;
         let mut cap: Option<i64> = None;
         let mut fired = vec![];
+        let mut lifted = vec![];
         for rule in &self.rules {
-            if let Some(f) = self.fire(rule, &sorted, now) {
-                total += i64::from(f.score_delta);
-                if let Some(c) = f.colour {
-                    colour = colour.max(c);
+            match self.fire(rule, sorted, now) {
+                Fire::Fired(f) => {
+                    total += i64::from(f.score_delta);
+                    if let Some(c) = f.colour {
+                        colour = colour.max(c);
+                    }
+                    if let Some(c) = f.valid_until_cap {
+                        cap = Some(cap.map_or(c, |old| old.min(c)));
+                    }
+                    fired.push(f);
                 }
-                if let Some(c) = f.valid_until_cap {
-                    cap = Some(cap.map_or(c, |old| old.min(c)));
-                }
-                fired.push(f);
+                Fire::Lifted(l) => lifted.push(l),
+                Fire::No => {}
             }
         }
         let score = u32::try_from(total.clamp(0, 100)).unwrap_or(0);
-        let colour = colour.max(self.band(score));
-        let mut valid_until = now + self.validity_secs(colour);
-        if let Some(cap) = cap {
-            valid_until = valid_until.min(cap).max(now + MIN_VALIDITY_SECS);
-        }
-        Assessment {
+        Outcome {
             score,
-            colour,
-            valid_until,
-            policy_version: self.version,
+            colour: colour.max(self.band(score)),
+            cap,
             fired,
+            lifted,
         }
     }
 
-    fn fire(
+    /// The first second in `(now, until]` at which the same records would
+    /// score a worse colour than `colour`, if any. The outcome changes only
+    /// when a lift lapses (`lifts_for_hours`), a record grows old enough for
+    /// an `older_than_hours` rule, or one grows too old for `within_hours`
+    /// (which can worsen the colour when the rule raised the score).
+    fn worsens_at(
         &self,
-        rule: &Rule,
         sorted: &[(RecordType, i64, &pb::Record)],
         now: i64,
-    ) -> Option<FiredRule> {
+        colour: Colour,
+        until: i64,
+    ) -> Option<i64> {
+        let mut times = vec![];
+        for rule in &self.rules {
+            if let Some(u) = &rule.unless_later
+                && let Some(h) = u.lifts_for_hours
+            {
+                times.extend(
+                    sorted
+                        .iter()
+                        .filter(|(t, _, r)| *t == u.record && u.when.matches(r))
+                        .map(|(_, at, _)| at + i64::from(h) * HOUR + 1),
+                );
+            }
+            for h in [rule.older_than_hours, rule.within_hours]
+                .into_iter()
+                .flatten()
+            {
+                times.extend(
+                    sorted
+                        .iter()
+                        .filter(|(t, _, _)| *t == rule.record)
+                        .map(|(_, at, _)| at + i64::from(h) * HOUR + 1),
+                );
+            }
+        }
+        times.retain(|t| *t > now && *t <= until);
+        times.sort_unstable();
+        times.dedup();
+        times
+            .into_iter()
+            .find(|&t| self.outcome(sorted, t).colour > colour)
+    }
+
+    fn fire(&self, rule: &Rule, sorted: &[(RecordType, i64, &pb::Record)], now: i64) -> Fire {
         let mut of_type = sorted.iter().filter(|(t, _, _)| *t == rule.record);
         let candidates: Vec<&(RecordType, i64, &pb::Record)> = if rule.latest_only {
             of_type.next_back().into_iter().collect()
@@ -513,29 +663,71 @@ impl Policy {
                     .older_than_hours
                     .is_none_or(|h| age > i64::from(h) * HOUR)
         };
-        let cleared = |at: i64| {
-            rule.unless_later.as_ref().is_some_and(|u| {
-                sorted
-                    .iter()
-                    .any(|(t, later, r)| *t == u.record && *later > at && u.when.matches(r))
-            })
-        };
-        let hits: Vec<&(RecordType, i64, &pb::Record)> = candidates
-            .into_iter()
-            .filter(|(_, at, r)| rule.when.matches(r) && in_age(*at) && !cleared(*at))
-            .collect();
-        let latest = hits.iter().map(|(_, at, _)| *at).max()?;
-        Some(FiredRule {
+        let mut hits: Vec<&(RecordType, i64, &pb::Record)> = vec![];
+        let mut held: Vec<String> = vec![];
+        let mut lifted_by: Vec<String> = vec![];
+        let mut ends: Vec<Option<i64>> = vec![];
+        for candidate in candidates {
+            let (_, at, r) = candidate;
+            if !(rule.when.matches(r) && in_age(*at)) {
+                continue;
+            }
+            match rule
+                .unless_later
+                .as_ref()
+                .and_then(|u| u.lift(*at, sorted, now))
+            {
+                Some((by, end)) if !by.is_empty() => {
+                    held.push(r.record_id.clone());
+                    for id in by {
+                        if !lifted_by.contains(&id) {
+                            lifted_by.push(id);
+                        }
+                    }
+                    ends.push(end);
+                }
+                _ => hits.push(candidate),
+            }
+        }
+        if let Some(latest) = hits.iter().map(|(_, at, _)| *at).max() {
+            return Fire::Fired(FiredRule {
+                rule_id: rule.id.clone(),
+                description: rule.description.clone(),
+                record_ids: hits.iter().map(|(_, _, r)| r.record_id.clone()).collect(),
+                score_delta: rule.score,
+                colour: rule.colour.map(Colour::from),
+                valid_until_cap: rule
+                    .valid_hours_after_record
+                    .map(|h| latest + i64::from(h) * HOUR),
+            });
+        }
+        if held.is_empty() {
+            return Fire::No;
+        }
+        Fire::Lifted(LiftedRule {
             rule_id: rule.id.clone(),
             description: rule.description.clone(),
-            record_ids: hits.iter().map(|(_, _, r)| r.record_id.clone()).collect(),
-            score_delta: rule.score,
-            colour: rule.colour.map(Colour::from),
-            valid_until_cap: rule
-                .valid_hours_after_record
-                .map(|h| latest + i64::from(h) * HOUR),
+            record_ids: held,
+            lifted_by,
+            lifted_until: ends.into_iter().flatten().min(),
         })
     }
+}
+
+/// What [`Policy::outcome`] finds at one moment.
+struct Outcome {
+    score: u32,
+    colour: Colour,
+    cap: Option<i64>,
+    fired: Vec<FiredRule>,
+    lifted: Vec<LiftedRule>,
+}
+
+/// What one rule does to one resident at one moment.
+enum Fire {
+    Fired(FiredRule),
+    Lifted(LiftedRule),
+    No,
 }
 
 fn span(hours: u32) -> String {
@@ -633,6 +825,62 @@ fn capitalised(s: &str) -> String {
 }
 
 impl Rule {
+    /// Whether the rule can fire on a negative test.
+    fn can_fire_on_negative_test(&self) -> bool {
+        self.record == RecordType::Test && self.when.positive != Some(true)
+    }
+
+    /// Whether the rule can fire on a risk record: a positive test, an
+    /// exposure, travel or a symptom declaration.
+    fn can_fire_on_risk(&self) -> bool {
+        match self.record {
+            RecordType::Test => self.when.positive != Some(false),
+            RecordType::Vaccination => false,
+            RecordType::Exposure | RecordType::Travel | RecordType::Symptoms => true,
+        }
+    }
+
+    /// The checks that make a policy monotone (docs/POLICY.md, "Getting
+    /// tested never makes a badge worse"): a negative test only ever lifts
+    /// risk rules, a risk record only ever counts against the resident.
+    fn check_monotone(&self) -> Result<(), String> {
+        if self.can_fire_on_negative_test()
+            && (self.score != 0 || self.colour.is_some() || self.valid_hours_after_record.is_some())
+        {
+            return Err("a rule that can fire on a negative test must not change the score, the colour or the validity (a negative test may only lift risk rules, through their unless_later and its lifts_for_hours); match only positive tests with when = { positive = true }, or drop score, colour and valid_hours_after_record".into());
+        }
+        if self.can_fire_on_risk() && self.score > 0 {
+            return Err("a rule over risk records (positive tests, exposures, travel, symptoms) must not raise the score: adding a risk record would make a badge better".into());
+        }
+        if self.valid_hours_after_record.is_some() && !self.can_fire_on_risk() {
+            return Err("only a rule over risk records (positive tests, exposures, travel, symptoms) may cap validity with valid_hours_after_record: a vaccination or a negative test must never shorten a badge".into());
+        }
+        if let Some(u) = &self.unless_later {
+            if !(u.record == RecordType::Test && u.when.positive == Some(false)) {
+                return Err("unless_later must name negative tests (record = \"test\", when = { positive = false, ... }): only a negative test may lift a rule, so that adding a risk record never makes a badge better".into());
+            }
+            if self.score > 0 {
+                return Err("a rule with unless_later must not raise the score: a negative test lifting it would make the badge worse".into());
+            }
+            if u.lifts_for_hours.is_some_and(|h| h == 0 || h > 24 * 30) {
+                return Err("lifts_for_hours must be 1 to 720".into());
+            }
+        }
+        let has_effect =
+            self.score != 0 || self.colour.is_some() || self.valid_hours_after_record.is_some();
+        if self.latest_only
+            && has_effect
+            && self.can_fire_on_risk()
+            && !(self.record == RecordType::Test
+                && self.when.positive == Some(true)
+                && self.when.test_kind.is_none()
+                && self.older_than_hours.is_none())
+        {
+            return Err("latest_only on a rule over risk records is allowed only as \"the latest test is positive\" (record = \"test\", when = { positive = true }, no test_kind, no older_than_hours): otherwise a newer record could stop the rule from firing and make a badge better".into());
+        }
+        Ok(())
+    }
+
     /// The rule in one plain sentence, generated from its fields (not from
     /// its description), so what is read is what is applied.
     fn sentence(&self) -> String {
@@ -653,14 +901,19 @@ impl Rule {
             s.push_str(&format!("{space}{verb} {}", ages.join(" and ")));
         }
         if let Some(u) = &self.unless_later {
-            s.push_str(&format!(
-                ", unless {} was {} after it",
-                subject(u.record, &u.when),
-                match timed(u.record) {
-                    "" => "recorded",
-                    verb => verb,
-                }
-            ));
+            let verb = match timed(u.record) {
+                "" => "recorded",
+                verb => verb,
+            };
+            let lifter = subject(u.record, &u.when);
+            s.push_str(&match u.lifts_for_hours {
+                None => format!(", unless {lifter} was {verb} after it"),
+                Some(h) => format!(
+                    ", unless {lifter} was {verb} after it within the last {} (such a test lifts the rule for {} after it was {verb}, and a badge it makes better ends then)",
+                    span(h),
+                    span(h)
+                ),
+            });
         }
         let mut effects = vec![];
         if self.score != 0 || (self.colour.is_none() && self.valid_hours_after_record.is_none()) {
@@ -709,6 +962,7 @@ impl Policy {
                 span(v.yellow_hours),
                 span(v.red_hours)
             ),
+            "A negative test never counts against anyone: it only lifts the rules that name it below, for as long as they say; a badge it makes better ends when that lift ends, and only if the colour would then be worse.".to_owned(),
         ]
     }
 }
@@ -729,12 +983,11 @@ mod tests {
             sentences,
             [
                 "A positive test sampled within the last 14 days: score \u{2212}100, colour at least red.",
-                "A close contact within the last 14 days, unless a negative test was sampled after it: score \u{2212}40, colour at least yellow.",
-                "A secondary contact within the last 7 days, unless a negative test was sampled after it: score \u{2212}20.",
-                "A departure from a high-risk area within the last 7 days, unless a negative test was sampled after it: score \u{2212}40, colour at least yellow.",
+                "A close contact within the last 14 days, unless a negative test was sampled after it within the last 3 days (such a test lifts the rule for 3 days after it was sampled, and a badge it makes better ends then): score \u{2212}40, colour at least yellow.",
+                "A secondary contact within the last 7 days, unless a negative test was sampled after it within the last 3 days (such a test lifts the rule for 3 days after it was sampled, and a badge it makes better ends then): score \u{2212}20.",
+                "A departure from a high-risk area within the last 7 days, unless a negative test was sampled after it within the last 3 days (such a test lifts the rule for 3 days after it was sampled, and a badge it makes better ends then): score \u{2212}40, colour at least yellow.",
                 "A departure from a medium- or high-risk area within the last 7 days: score \u{2212}15.",
-                "A declaration of fever, loss of taste or smell or shortness of breath within the last 3 days, unless a negative test was sampled after it: score \u{2212}30, colour at least yellow.",
-                "A negative test (only the latest of its kind counts) sampled within the last 3 days: badge valid at most 3 days after the record.",
+                "A declaration of fever, loss of taste or smell or shortness of breath within the last 3 days, unless a negative test was sampled after it within the last 3 days (such a test lifts the rule for 3 days after it was sampled, and a badge it makes better ends then): score \u{2212}30, colour at least yellow.",
             ]
         );
     }

@@ -311,7 +311,9 @@ mod tests {
         pb::PolicyDocument {
             version: POLICY_DOC_VERSION,
             city: CITY,
-            policy_version: 1,
+            // The rules' own version (a document that disagrees is refused),
+            // or 1 for rules that do not parse.
+            policy_version: crate::policy::Policy::parse(rules).map_or(1, |p| p.version()),
             signed_at: NOW,
             effective_from: NOW + 72 * 3600,
             rules: rules.to_owned(),
@@ -328,7 +330,7 @@ mod tests {
             .unwrap();
         let cert = CertInfo::parse(&leaf.der).unwrap();
         let by_cert = verify_with_certificate(&signed, &cert).unwrap();
-        assert_eq!(by_cert.policy_version(), 1);
+        assert_eq!(by_cert.policy_version(), 2);
         assert_eq!(by_cert.effective_from(), NOW + 72 * 3600);
         assert!(!by_cert.in_force_at(NOW));
         let trust = pki.trust_list([leaf.entry.clone()]);
@@ -429,12 +431,12 @@ mod tests {
         ));
 
         let mut mismatch = document(DEFAULT_POLICY);
-        mismatch.policy_version = 2;
+        mismatch.policy_version = 3;
         assert_eq!(
             signer.sign_policy(&mismatch).unwrap_err(),
             PolicyDocError::VersionMismatch {
-                document: 2,
-                rules: 1
+                document: 3,
+                rules: 2
             }
         );
         let mut retro = document(DEFAULT_POLICY);
@@ -457,6 +459,46 @@ mod tests {
         assert_eq!(
             decode_signed(&vec![0; MAX_SIGNED_POLICY_LEN + 1]).unwrap_err(),
             PolicyDocError::TooLarge(MAX_SIGNED_POLICY_LEN + 1)
+        );
+    }
+
+    /// Version 1 of the default policy capped every badge 72 hours after the
+    /// latest negative test (issue 21). A copy signed before the monotone
+    /// checks existed is refused when read, naming the rule and why.
+    #[test]
+    fn a_signed_policy_whose_negative_test_rule_caps_validity_is_refused_when_read() {
+        let pki = TestPki::new();
+        let leaf = pki.badge_signer(CITY);
+        let v1 = format!(
+            "{}\n[[rules]]\nid = \"recent-negative-test-72h\"\ndescription = \"The latest test is negative and was sampled within the last 72 hours: the badge expires 72 hours after sampling\"\nrecord = \"test\"\nlatest_only = true\nwithin_hours = 72\nwhen = {{ positive = false }}\nscore = 0\nvalid_hours_after_record = 72\n",
+            DEFAULT_POLICY.replacen("\nversion = 2\n", "\nversion = 1\n", 1)
+        );
+        let mut doc = document(&v1);
+        doc.policy_version = 1;
+        assert!(matches!(
+            leaf.badge_signer().sign_policy(&doc),
+            Err(PolicyDocError::Rules(PolicyError::Rule { .. }))
+        ));
+        let payload = doc.encode_to_vec();
+        let signed = pb::SignedPolicy {
+            signature: signing::sign(POLICY_CONTEXT, &payload, &leaf.key)
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+            payload,
+            key_id: leaf.key_id().as_bytes().to_vec(),
+        };
+        let cert = CertInfo::parse(&leaf.der).unwrap();
+        let e = verify_with_certificate(&signed, &cert).unwrap_err();
+        assert!(
+            matches!(&e, PolicyDocError::Rules(PolicyError::Rule { rule, .. }) if rule == "recent-negative-test-72h"),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string().contains(
+                "must not change the score, the colour or the validity (a negative test may only lift risk rules"
+            ),
+            "{e}"
         );
     }
 

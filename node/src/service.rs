@@ -191,6 +191,18 @@ impl<S: Store> CityNode for NodeService<S> {
                 .collect(),
             computed_at: now,
             valid_until: a.valid_until,
+            lifted: a
+                .lifted
+                .into_iter()
+                .map(|l| pb::LiftedRule {
+                    sentence: l.sentence(crate::policy::rfc3339),
+                    rule_id: l.rule_id,
+                    description: l.description,
+                    record_ids: l.record_ids,
+                    lifted_by: l.lifted_by,
+                    lifted_until: l.lifted_until.unwrap_or(0),
+                })
+                .collect(),
         }))
     }
 

@@ -184,7 +184,7 @@ fn check(cases: Vec<Case>) {
                 (rule.to_string(), ids)
             })
             .collect();
-        let want = (case.score, case.colour, fired, case.valid_for, 1);
+        let want = (case.score, case.colour, fired, case.valid_for, 2);
         if summarise(&got) != want {
             failures.push(format!(
                 "{}:\n  want {want:?}\n  got  {:?}",
@@ -215,7 +215,6 @@ const SECONDARY: &str = "secondary-contact-7d";
 const HIGH: &str = "high-risk-travel-7d";
 const MEDIUM: &str = "medium-risk-travel-7d";
 const SYMPTOMS: &str = "key-symptoms-72h";
-const NEG: &str = "recent-negative-test-72h";
 
 // ---- the default policy, rule by rule (one row per line, hence no rustfmt) ----
 
@@ -240,7 +239,7 @@ fn positive_test() {
         row("exactly 336h", vec![test(true, 336 * H)], 0, Red, &[(POS, &["test-pos-336h"])], 24 * H),
         row("336h+1s", vec![test(true, 336 * H + 1)], 100, Green, &[], 72 * H),
         row("a later negative test does not clear it", vec![test(true, 100 * H), test(false, 24 * H)],
-            0, Red, &[(POS, &["test-pos-100h"]), (NEG, &["test-neg-24h"])], 24 * H),
+            0, Red, &[(POS, &["test-pos-100h"])], 24 * H),
     ]);
 }
 
@@ -251,15 +250,24 @@ fn close_contact() {
         row("1h old", vec![exposure(Close, H)], 60, Yellow, &[(CLOSE, &["close-1h"])], 24 * H),
         row("exactly 336h", vec![exposure(Close, 336 * H)], 60, Yellow, &[(CLOSE, &["close-336h"])], 24 * H),
         row("336h+1s", vec![exposure(Close, 336 * H + 1)], 100, Green, &[], 72 * H),
-        row("cleared by a later negative test", vec![exposure(Close, 100 * H), test(false, 50 * H)],
-            100, Green, &[(NEG, &["test-neg-50h"])], 22 * H),
+        // The test lifts the contact until it is 72h old (22h from now): then
+        // the contact would make the badge yellow, so the green badge ends.
+        row("lifted by a later negative test until that test is 72h old", vec![exposure(Close, 100 * H), test(false, 50 * H)],
+            100, Green, &[], 22 * H),
+        row("a later negative test older than 72h no longer lifts it", vec![exposure(Close, 100 * H), test(false, 72 * H + 1)],
+            60, Yellow, &[(CLOSE, &["close-100h"])], 24 * H),
+        row("a later negative test exactly 72h old still lifts it, for its last second",
+            vec![exposure(Close, 100 * H), test(false, 72 * H)], 100, Green, &[], MIN_VALIDITY_SECS),
         row("a negative test before it does not clear it", vec![test(false, 100 * H), exposure(Close, 50 * H)],
             60, Yellow, &[(CLOSE, &["close-50h"])], 24 * H),
         row("a negative test the same second does not clear it", vec![exposure(Close, 60 * H), test(false, 60 * H)],
-            60, Yellow, &[(CLOSE, &["close-60h"]), (NEG, &["test-neg-60h"])], 12 * H),
+            60, Yellow, &[(CLOSE, &["close-60h"])], 24 * H),
         row("only the contact after the negative test counts",
+            vec![exposure(Close, 200 * H), test(false, 50 * H), exposure(Close, 10 * H)],
+            60, Yellow, &[(CLOSE, &["close-10h"])], 24 * H),
+        row("a lapsed negative test lifts nothing",
             vec![exposure(Close, 200 * H), test(false, 150 * H), exposure(Close, 100 * H)],
-            60, Yellow, &[(CLOSE, &["close-100h"])], 24 * H),
+            60, Yellow, &[(CLOSE, &["close-100h", "close-200h"])], 24 * H),
         row("two contacts: counted once, both named", vec![exposure(Close, 10 * H), exposure(Close, 300 * H)],
             60, Yellow, &[(CLOSE, &["close-10h", "close-300h"])], 24 * H),
         row("a later positive test does not clear it; clamps at 0", vec![exposure(Close, 100 * H), test(true, 50 * H)],
@@ -274,8 +282,12 @@ fn secondary_contact() {
         row("1h old", vec![exposure(Secondary, H)], 80, Green, &[(SECONDARY, &["secondary-1h"])], 72 * H),
         row("exactly 168h", vec![exposure(Secondary, 168 * H)], 80, Green, &[(SECONDARY, &["secondary-168h"])], 72 * H),
         row("168h+1s", vec![exposure(Secondary, 168 * H + 1)], 100, Green, &[], 72 * H),
-        row("cleared by a later negative test", vec![exposure(Secondary, 100 * H), test(false, 80 * H)],
+        // When the lift ends (32h from now) the contact would give 80: still
+        // green, so the badge keeps its full 72h.
+        row("lifted by a later negative test; its end would not change the colour", vec![exposure(Secondary, 100 * H), test(false, 40 * H)],
             100, Green, &[], 72 * H),
+        row("a later negative test older than 72h no longer lifts it", vec![exposure(Secondary, 100 * H), test(false, 80 * H)],
+            80, Green, &[(SECONDARY, &["secondary-100h"])], 72 * H),
         row("a negative test before it does not clear it", vec![test(false, 100 * H), exposure(Secondary, 80 * H)],
             80, Green, &[(SECONDARY, &["secondary-80h"])], 72 * H),
     ]);
@@ -294,8 +306,9 @@ fn risk_area_travel() {
         row("high, exactly 168h", vec![travel(High, 168 * H)],
             45, Yellow, &[(HIGH, &["travel-high-168h"]), (MEDIUM, &["travel-high-168h"])], 24 * H),
         row("high, 168h+1s", vec![travel(High, 168 * H + 1)], 100, Green, &[], 72 * H),
-        row("high, a later negative test clears the high rule only", vec![travel(High, 100 * H), test(false, 80 * H)],
-            85, Green, &[(MEDIUM, &["travel-high-100h"])], 72 * H),
+        // The lift ends 32h from now; the high rule would then make it yellow.
+        row("high, a later negative test lifts the high rule only", vec![travel(High, 100 * H), test(false, 40 * H)],
+            85, Green, &[(MEDIUM, &["travel-high-100h"])], 32 * H),
         row("medium, a later negative test does not clear it", vec![travel(Medium, 100 * H), test(false, 80 * H)],
             85, Green, &[(MEDIUM, &["travel-medium-100h"])], 72 * H),
         row("two medium trips: counted once, both named", vec![travel(Medium, 10 * H), travel(Medium, 20 * H)],
@@ -314,28 +327,42 @@ fn key_symptoms() {
         row("fever, 72h+1s", vec![symptoms(&[Fever], 72 * H + 1)], 100, Green, &[], 72 * H),
         row("shortness of breath among others", vec![symptoms(&[Cough, ShortnessOfBreath], 5 * H)],
             70, Yellow, &[(SYMPTOMS, &["symptoms-5h"])], 24 * H),
-        row("cleared by a later negative test", vec![symptoms(&[Fever], 48 * H), test(false, 24 * H)],
-            100, Green, &[(NEG, &["test-neg-24h"])], 48 * H),
+        // The declaration stops counting (in 24h) before the lift ends (in 48h).
+        row("lifted by a later negative test", vec![symptoms(&[Fever], 48 * H), test(false, 24 * H)],
+            100, Green, &[], 72 * H),
     ]);
 }
 
 #[rustfmt::skip]
 #[test]
-fn recent_negative_test_caps_validity() {
+fn a_negative_test_alone_never_changes_the_badge() {
     check(vec![
-        row("1h old", vec![test(false, H)], 100, Green, &[(NEG, &["test-neg-1h"])], 71 * H),
-        row("exactly 72h: the cap is now, so the 60 s floor applies", vec![test(false, 72 * H)],
-            100, Green, &[(NEG, &["test-neg-72h"])], MIN_VALIDITY_SECS),
-        row("72h+1s", vec![test(false, 72 * H + 1)], 100, Green, &[], 72 * H),
-        row("only the latest negative test counts", vec![test(false, 60 * H), test(false, 10 * H)],
-            100, Green, &[(NEG, &["test-neg-10h"])], 62 * H),
-        row("an older negative then a newer positive: not fired", vec![test(false, 60 * H), test(true, 10 * H)],
+        row("1h old", vec![test(false, H)], 100, Green, &[], 72 * H),
+        row("71h old", vec![test(false, 71 * H)], 100, Green, &[], 72 * H),
+        row("exactly 72h", vec![test(false, 72 * H)], 100, Green, &[], 72 * H),
+        row("two negative tests", vec![test(false, 60 * H), test(false, 10 * H)], 100, Green, &[], 72 * H),
+        row("an older negative then a newer positive", vec![test(false, 60 * H), test(true, 10 * H)],
             0, Red, &[(POS, &["test-pos-10h"])], 24 * H),
         row("a negative after an expired positive", vec![test(true, 400 * H), test(false, 10 * H)],
-            100, Green, &[(NEG, &["test-neg-10h"])], 62 * H),
-        row("the cap can be shorter than yellow's 24h", vec![exposure(Close, 5 * H), test(false, 70 * H)],
-            60, Yellow, &[(CLOSE, &["close-5h"]), (NEG, &["test-neg-70h"])], 2 * H),
+            100, Green, &[], 72 * H),
+        row("a negative test before a contact neither lifts it nor shortens the badge",
+            vec![exposure(Close, 5 * H), test(false, 70 * H)], 60, Yellow, &[(CLOSE, &["close-5h"])], 24 * H),
     ]);
+}
+
+/// Issue 21: under version 1, a resident with no risk record who tested
+/// negative 71 hours ago got a green badge valid for 1 hour, while one who
+/// never tested got 72 hours. Now both get the same badge, to the second.
+#[test]
+fn a_negative_test_71_hours_ago_gives_the_same_72_hour_badge_as_no_test() {
+    let policy = default_policy();
+    let untested = policy.assess(&[], NOW);
+    let tested = policy.assess(&[test(false, 71 * H)], NOW);
+    assert_eq!(
+        (untested.colour, untested.valid_until),
+        (Green, NOW + 72 * H)
+    );
+    assert_eq!(tested, untested);
 }
 
 #[rustfmt::skip]
@@ -389,6 +416,9 @@ fn record_order_does_not_matter() {
     }
 }
 
+/// A lifted rule as (id, record ids, lifted by, lifted until).
+type Lift<'a> = (&'a str, Vec<&'a str>, Vec<&'a str>, Option<i64>);
+
 /// A fired rule as (id, record ids, score delta, colour, validity cap).
 type Effect<'a> = (&'a str, Vec<&'a str>, i32, Option<Colour>, Option<i64>);
 
@@ -398,7 +428,7 @@ fn explanation_names_the_rules_and_records() {
     assert_eq!(a.score, 0);
     assert_eq!(a.colour, Red);
     assert_eq!(a.valid_until, NOW + 24 * H);
-    assert_eq!(a.policy_version, 1);
+    assert_eq!(a.policy_version, 2);
     let fired: Vec<Effect> = a
         .fired
         .iter()
@@ -414,11 +444,10 @@ fn explanation_names_the_rules_and_records() {
         })
         .collect();
     // In policy order, records oldest first. The negative test at 150h clears
-    // the close contact at 200h; tie-a (negative, 60h) clears the close
-    // contact, the high-risk trip and the fever before it, but not the
-    // secondary contact after it. The latest test is tie-b (positive), so the
-    // recent-negative rule does not fire, and medium travel has no
-    // unless_later.
+    // nothing any more (it is over 72h old); tie-a (negative, 60h) lifts the
+    // close contacts, the high-risk trip and the fever before it, but not the
+    // secondary contact after it. Medium travel has no unless_later. The
+    // badge is red already, so the lift's end (in 12h) cannot shorten it.
     assert_eq!(
         fired,
         vec![
@@ -440,10 +469,55 @@ fn explanation_names_the_rules_and_records() {
         descriptions,
         [
             "A positive test sampled within the last 14 days",
-            "A secondary contact within the last 7 days, with no negative test sampled after it",
+            "A secondary contact within the last 7 days, unless a negative test sampled after it is at most 72 hours old",
             "Left a medium- or high-risk area within the last 7 days (a high-risk area also fires high-risk-travel-7d)",
         ]
     );
+    // What tie-a lifts, and until when: the end of its 72 hours.
+    let lifted: Vec<Lift> = a
+        .lifted
+        .iter()
+        .map(|l| {
+            (
+                l.rule_id.as_str(),
+                l.record_ids.iter().map(String::as_str).collect(),
+                l.lifted_by.iter().map(String::as_str).collect(),
+                l.lifted_until,
+            )
+        })
+        .collect();
+    let until = Some(NOW - 60 * H + 72 * H);
+    assert_eq!(
+        lifted,
+        vec![
+            (
+                CLOSE,
+                vec!["close-200h", "close-100h"],
+                vec!["tie-a"],
+                until
+            ),
+            (HIGH, vec!["travel-high-100h"], vec!["tie-a"], until),
+            (SYMPTOMS, vec!["symptoms-70h"], vec!["tie-a"], until),
+        ]
+    );
+}
+
+#[test]
+fn explanation_says_which_rule_a_negative_test_lifts_and_until_when() {
+    let a = default_policy().assess(&[exposure(Close, 100 * H), test(false, 50 * H)], NOW);
+    assert!(a.fired.is_empty(), "{:?}", a.fired);
+    let sentences: Vec<String> = a
+        .lifted
+        .iter()
+        .map(|l| l.sentence(|t| format!("t={}h", (t - NOW) / H)))
+        .collect();
+    assert_eq!(
+        sentences,
+        [
+            "Rule close-contact-14d (A close contact within the last 14 days, unless a negative test sampled after it is at most 72 hours old) does not apply: the negative test test-neg-50h, taken after close-100h, lifts it until t=22h."
+        ]
+    );
+    assert_eq!(a.valid_until, NOW + 22 * H);
 }
 
 #[test]
@@ -471,24 +545,25 @@ fn explanation_carries_each_rules_effect() {
         [
             (CLOSE, -40, Some(Yellow), None),
             (SYMPTOMS, -30, Some(Yellow), None),
-            (NEG, 0, None, Some(NOW - 70 * H + 72 * H)),
         ]
     );
-    assert_eq!((a.score, a.colour, a.valid_until), (30, Red, NOW + 2 * H));
+    // Version 1 cut this badge to 2h (72h after the negative test); a test
+    // taken before the risk now neither lifts it nor shortens the badge.
+    assert_eq!((a.score, a.colour, a.valid_until), (30, Red, NOW + 24 * H));
 }
 
 // ---- the published policy and the docs ----
 
 #[test]
-fn default_policy_is_version_1_and_documented() {
+fn default_policy_is_version_2_and_documented() {
     let policy = default_policy();
-    assert_eq!(policy.version(), 1);
+    assert_eq!(policy.version(), 2);
     assert_eq!(policy.name(), "tessera default infection-risk policy");
     let doc =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/POLICY.md")).unwrap();
     let table: toml::Table = DEFAULT_POLICY.parse().unwrap();
     let rules = table["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 7);
+    assert_eq!(rules.len(), 6);
     for rule in rules {
         let id = rule["id"].as_str().unwrap();
         assert!(
@@ -535,7 +610,7 @@ fn parse(text: &str) -> Result<Policy, PolicyError> {
 fn a_well_formed_policy_parses() {
     parse(&format!("{HEAD}{RULE}")).unwrap();
     parse(&format!("rules = []\n{HEAD}")).unwrap();
-    for score in ["-100", "100", "0"] {
+    for score in ["-100", "0"] {
         parse(&format!("{HEAD}{}", RULE.replace("-40", score))).unwrap();
     }
 }
@@ -645,6 +720,14 @@ fn parse_refuses_bad_policies() {
         ("empty description", with_rule("\"A close contact\"", "\" \""), rule),
         ("score -101", with_rule("-40", "-101"), rule),
         ("score 101", with_rule("-40", "101"), rule),
+        // Monotone policies (issue 21): see monotone_policy_checks below.
+        ("a risk rule that raises the score", with_rule("-40", "10"), rule),
+        ("unless_later naming an exposure", with_rule("record = \"test\", when = { positive = false }", "record = \"exposure\""), rule),
+        ("unless_later naming positive tests", with_rule("positive = false", "positive = true"), rule),
+        ("unless_later naming any test", with_rule("when = { positive = false }", "when = {}"), rule),
+        ("lifts_for_hours 0", with_rule("positive = false }", "positive = false }, lifts_for_hours = 0"), rule),
+        ("lifts_for_hours over 30 days", with_rule("positive = false }", "positive = false }, lifts_for_hours = 721"), rule),
+        ("latest_only on an exposure rule", with_rule("score = -40", "latest_only = true\nscore = -40"), rule),
         ("older_than_hours not below within_hours", with_rule("score", "older_than_hours = 336\nscore"), rule),
         ("red_below above yellow_below", with_head("red_below = 40", "red_below = 80"), invalid),
         ("yellow_below above 100", with_head("yellow_below = 70", "yellow_below = 101"), invalid),
@@ -662,4 +745,109 @@ fn parse_refuses_bad_policies() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Issue 21: a policy whose rules could make a negative test (or a
+/// vaccination) worsen or shorten a badge, or a risk record improve one, is
+/// refused with the rule's id and the reason.
+#[test]
+fn monotone_policy_checks() {
+    let rule =
+        |body: &str| format!("{HEAD}\n[[rules]]\nid = \"r\"\ndescription = \"a rule\"\n{body}\n");
+    let cases = [
+        (
+            "version 1's recent-negative-test-72h",
+            rule(
+                "record = \"test\"\nlatest_only = true\nwithin_hours = 72\nwhen = { positive = false }\nscore = 0\nvalid_hours_after_record = 72",
+            ),
+            "a rule that can fire on a negative test must not change the score, the colour or the validity",
+        ),
+        (
+            "any test lowers the score",
+            rule("record = \"test\"\nscore = -5"),
+            "a rule that can fire on a negative test must not change the score",
+        ),
+        (
+            "a negative test sets a colour",
+            rule("record = \"test\"\nwhen = { positive = false }\ncolour = \"yellow\""),
+            "a rule that can fire on a negative test must not change the score",
+        ),
+        (
+            "a negative test raises the score",
+            rule(
+                "record = \"test\"\nwhen = { positive = false, test_kind = \"pcr\" }\nlatest_only = true\nscore = 5",
+            ),
+            "a rule that can fire on a negative test must not change the score",
+        ),
+        (
+            "a vaccination caps validity",
+            rule("record = \"vaccination\"\nvalid_hours_after_record = 72"),
+            "only a rule over risk records",
+        ),
+        (
+            "a lifted vaccination rule raises the score",
+            rule(
+                "record = \"vaccination\"\nunless_later = { record = \"test\", when = { positive = false } }\nscore = 5",
+            ),
+            "a rule with unless_later must not raise the score",
+        ),
+        (
+            "the latest positive test, once old enough",
+            rule(
+                "record = \"test\"\nlatest_only = true\nwhen = { positive = true }\nolder_than_hours = 28\nscore = -1",
+            ),
+            "latest_only on a rule over risk records is allowed only as",
+        ),
+        (
+            "latest positive PCR test",
+            rule(
+                "record = \"test\"\nlatest_only = true\nwhen = { positive = true, test_kind = \"pcr\" }\nscore = -100",
+            ),
+            "latest_only on a rule over risk records is allowed only as",
+        ),
+    ];
+    let mut failures = vec![];
+    for (name, text, want) in cases {
+        match Policy::parse(&text) {
+            Ok(_) => failures.push(format!("{name}: accepted")),
+            Err(e @ PolicyError::Rule { .. })
+                if e.to_string().starts_with("policy rule \"r\": ")
+                    && e.to_string().contains(want) => {}
+            Err(e) => failures.push(format!("{name}: wrong error {e}")),
+        }
+    }
+    // What the checks still allow: the latest test being positive, an inert
+    // rule over any test, and a vaccination rule that only scores.
+    for ok in [
+        rule(
+            "record = \"test\"\nlatest_only = true\nwhen = { positive = true }\nscore = -100\ncolour = \"red\"\nvalid_hours_after_record = 24",
+        ),
+        rule("record = \"test\"\nlatest_only = true\nwithin_hours = 72"),
+        rule("record = \"vaccination\"\nscore = 5"),
+    ] {
+        if let Err(e) = Policy::parse(&ok) {
+            failures.push(format!("refused {ok}: {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Found by tests/it/policy_properties.rs: a rule that raised the score
+/// stops counting a record while the badge would still run, and the colour
+/// turns worse then; the badge ends at that second, with or without a
+/// negative test (which once added the only change point the node looked
+/// at, so the test shortened the badge).
+#[test]
+fn a_badge_ends_when_a_rule_that_raised_the_score_stops_counting() {
+    let text = format!(
+        "{}\n[[rules]]\nid = \"dose\"\ndescription = \"a recent dose\"\nrecord = \"vaccination\"\nwithin_hours = 57\nscore = 1\n",
+        HEAD.replace("base_score = 100", "base_score = 69")
+    );
+    let policy = Policy::parse(&text).unwrap();
+    let dose = vaccination(1, 56 * H);
+    let alone = policy.assess(std::slice::from_ref(&dose), NOW);
+    assert_eq!((alone.score, alone.colour), (70, Green));
+    assert_eq!(alone.valid_until, NOW + H);
+    let tested = policy.assess(&[dose, test(false, 0)], NOW);
+    assert_eq!(tested, alone);
 }

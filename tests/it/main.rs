@@ -17,6 +17,7 @@ mod mtls;
 mod node;
 mod one_verdict;
 mod policy;
+mod policy_properties;
 mod privacy_store;
 mod relay_faults;
 mod rotation;

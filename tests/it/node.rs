@@ -45,6 +45,68 @@ async fn status(f: &Fed, badge_id: &[u8]) -> pb::BadgeStatus {
     pb::BadgeStatus::try_from(resp.statuses[0]).unwrap()
 }
 
+/// Explain names the rule a negative test lifts and until when, and the
+/// green badge ends when that lift does (issue 21).
+#[tokio::test]
+async fn explain_says_which_rule_a_negative_test_lifts_and_until_when() {
+    let f = federation().await;
+    let now = unix_now();
+    let op = f.pki.operator(f.hz).unwrap();
+    let mut client = node_client(&f.pki, f.node.addr, &op).unwrap();
+    let resident = national_id(f.hz, 7);
+    let sampled = now - 50 * 3600;
+    client
+        .ingest_records(pb::IngestRequest {
+            records: vec![
+                exposure_record("contact-1", &resident, true, now - 100 * 3600),
+                test_record("neg-1", &resident, false, sampled),
+            ],
+        })
+        .await
+        .unwrap();
+    let explained = client
+        .explain(pb::ExplainRequest {
+            national_id: resident.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(explained.colour, pb::Colour::Green as i32);
+    assert!(explained.effects.is_empty(), "{:?}", explained.effects);
+    let until = sampled + 72 * 3600;
+    assert_eq!(explained.valid_until, until);
+    let lifted: Vec<_> = explained
+        .lifted
+        .iter()
+        .map(|l| {
+            (
+                l.rule_id.as_str(),
+                l.record_ids.clone(),
+                l.lifted_by.clone(),
+                l.lifted_until,
+            )
+        })
+        .collect();
+    assert_eq!(
+        lifted,
+        [(
+            "close-contact-14d",
+            vec!["contact-1".to_owned()],
+            vec!["neg-1".to_owned()],
+            until
+        )]
+    );
+    let sentence = &explained.lifted[0].sentence;
+    assert!(
+        sentence.starts_with("Rule close-contact-14d (")
+            && sentence.ends_with(&format!(
+                "does not apply: the negative test neg-1, taken after contact-1, lifts it until {}.",
+                tessera_node::policy::rfc3339(until)
+            )),
+        "{sentence}"
+    );
+}
+
 #[tokio::test]
 async fn ingest_issue_verify_revoke_and_survive_a_restart() {
     let f = federation().await;
@@ -71,12 +133,14 @@ async fn ingest_issue_verify_revoke_and_survive_a_restart() {
         .unwrap()
         .into_inner();
     assert_eq!(badge.colour, pb::Colour::Green as i32);
-    // The negative test caps validity at sampling + 72 h, brought forward
-    // by at most an hour at random (unlinkable ends, node/src/city.rs).
-    let cap = now - 3600 + 72 * 3600;
+    // A negative test alone changes nothing (issue 21): the full 72 h of a
+    // green badge, brought forward by at most an hour at random (unlinkable
+    // ends, node/src/city.rs).
+    let full = now + 72 * 3600;
     assert!(
-        (cap - tessera_node::city::VALIDITY_JITTER_SECS..=cap).contains(&badge.valid_until),
-        "{} not within the hour before {cap}",
+        (full - tessera_node::city::VALIDITY_JITTER_SECS..=unix_now() + 72 * 3600)
+            .contains(&badge.valid_until),
+        "{} not within the hour before {full}",
         badge.valid_until
     );
 

@@ -35,10 +35,19 @@ fn relay() -> RelaySettings {
     }
 }
 
+/// The built-in default policy's version: the one a node signs itself at
+/// its first start.
+const DEFAULT_VERSION: u32 = 2;
+
 /// The default rules as version `version`, with a base score of `base`.
 fn rules(version: u32, base: u32) -> String {
+    let from = format!("\nversion = {DEFAULT_VERSION}\n");
+    assert!(
+        DEFAULT_POLICY.contains(&from),
+        "the default policy is not version {DEFAULT_VERSION}"
+    );
     DEFAULT_POLICY
-        .replace("version = 1", &format!("version = {version}"))
+        .replacen(&from, &format!("\nversion = {version}\n"), 1)
         .replace("base_score = 100", &format!("base_score = {base}"))
 }
 
@@ -347,17 +356,20 @@ async fn a_node_signs_its_first_policy_itself_and_refuses_a_changed_policy_file_
     let dir = tempfile::tempdir().unwrap();
     let node = RunningNode::start(&pki, hz, dir.path()).await.unwrap();
     let config = node.config.clone();
-    let own = dir.path().join("data/policies/policy-v1.signed");
+    let own = dir
+        .path()
+        .join(format!("data/policies/policy-v{DEFAULT_VERSION}.signed"));
     let signed = policy_doc::decode_signed(&std::fs::read(&own).unwrap()).unwrap();
     let first = verified(&pki, hz, &signed);
-    assert_eq!(first.policy_version(), 1);
+    assert_eq!(first.policy_version(), DEFAULT_VERSION);
     assert!(first.effective_from() <= unix_now());
-    assert_eq!(badge_policy(&pki, node.addr, hz).await, 1);
+    assert_eq!(badge_policy(&pki, node.addr, hz).await, DEFAULT_VERSION);
     node.stop().await.unwrap();
 
-    // The operator edits the policy file to version 2 and restarts: refused,
-    // a changed policy needs notice.
-    std::fs::write(dir.path().join("policy.toml"), rules(2, 90)).unwrap();
+    // The operator edits the policy file to the next version and restarts:
+    // refused, a changed policy needs notice.
+    let next = DEFAULT_VERSION + 1;
+    std::fs::write(dir.path().join("policy.toml"), rules(next, 90)).unwrap();
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("policy = \"policy.toml\"\n");
     std::fs::write(&config, &text).unwrap();
@@ -367,21 +379,21 @@ async fn a_node_signs_its_first_policy_itself_and_refuses_a_changed_policy_file_
         .err()
         .unwrap();
     assert!(
-        e.to_string().contains(
-            "(policy version 2) is not among the signed policies this node holds (version 1)"
-        ),
+        e.to_string().contains(&format!(
+            "(policy version {next}) is not among the signed policies this node holds (version {DEFAULT_VERSION})"
+        )),
         "{e}"
     );
 
-    // Signed with notice and listed: the node starts, holds version 2 for
-    // later, and goes on scoring under version 1.
-    let v2 = sign(&pki, hz, &rules(2, 90), unix_now() + 72 * H);
+    // Signed with notice and listed: the node starts, holds the next version
+    // for later, and goes on scoring under the first.
+    let v2 = sign(&pki, hz, &rules(next, 90), unix_now() + 72 * H);
     std::fs::write(dir.path().join("v2.signed"), v2.encode_to_vec()).unwrap();
     text.push_str("policies = [\"v2.signed\"]\n");
     std::fs::write(&config, &text).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let node = RunningNode::start_with(config, listener).await.unwrap();
-    assert_eq!(badge_policy(&pki, node.addr, hz).await, 1);
+    assert_eq!(badge_policy(&pki, node.addr, hz).await, DEFAULT_VERSION);
     node.stop().await.unwrap();
 }
 
@@ -419,7 +431,7 @@ async fn a_node_following_a_gateway_publishes_its_first_policy_there() {
     std::fs::write(&config, text).unwrap();
     let node = RunningNode::start_with(config, listener).await.unwrap();
     let own = policy_doc::decode_signed(
-        &std::fs::read(node_dir.join("data/policies/policy-v1.signed")).unwrap(),
+        &std::fs::read(node_dir.join("data/policies/policy-v2.signed")).unwrap(),
     )
     .unwrap();
     let checkpoint = pki.verifier(420_000).unwrap();
@@ -481,10 +493,10 @@ async fn a_rotated_node_without_a_trust_list_still_verifies_the_policy_it_signed
     let node = RunningNode::start_with(config.clone(), listener)
         .await
         .unwrap();
-    assert_eq!(badge_policy(&pki, node.addr, hz).await, 1);
+    assert_eq!(badge_policy(&pki, node.addr, hz).await, DEFAULT_VERSION);
     node.stop().await.unwrap();
     // Without the kept certificate the old signer is unknown: refused.
-    std::fs::remove_file(dir.path().join("data/policies/policy-v1.crt")).unwrap();
+    std::fs::remove_file(dir.path().join("data/policies/policy-v2.crt")).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let e = RunningNode::start_with(config, listener)
         .await
@@ -510,8 +522,9 @@ async fn a_node_refuses_a_policy_without_notice_and_a_second_first_policy() {
     badge_policy(&pki, node.addr, hz).await;
     node.stop().await.unwrap();
 
-    // Version 2 signed to take effect two seconds later: no notice.
-    let v2 = sign(&pki, hz, &rules(2, 90), unix_now() + 2);
+    // The next version signed to take effect two seconds later: no notice.
+    let next = DEFAULT_VERSION + 1;
+    let v2 = sign(&pki, hz, &rules(next, 90), unix_now() + 2);
     std::fs::write(dir.path().join("v2.signed"), v2.encode_to_vec()).unwrap();
     let text = std::fs::read_to_string(&config).unwrap();
     let listed = text.replace("[badges]\n", "[badges]\npolicies = [\"v2.signed\"]\n");
@@ -523,18 +536,18 @@ async fn a_node_refuses_a_policy_without_notice_and_a_second_first_policy() {
     };
     let err = err.to_string();
     assert!(
-        err.contains("policy version 2") && err.contains("48 hours of notice"),
+        err.contains(&format!("policy version {next}")) && err.contains("48 hours of notice"),
         "{err}"
     );
 
     // The same with 49 hours of notice is held (and not yet in force).
-    let v2 = sign(&pki, hz, &rules(2, 90), unix_now() + 49 * H);
+    let v2 = sign(&pki, hz, &rules(next, 90), unix_now() + 49 * H);
     std::fs::write(dir.path().join("v2.signed"), v2.encode_to_vec()).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let node = RunningNode::start_with(config.clone(), listener)
         .await
         .unwrap();
-    assert_eq!(badge_policy(&pki, node.addr, hz).await, 1);
+    assert_eq!(badge_policy(&pki, node.addr, hz).await, DEFAULT_VERSION);
     node.stop().await.unwrap();
 
     // Losing every signed policy does not buy a new first one: the store

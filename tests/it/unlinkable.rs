@@ -6,7 +6,7 @@
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
 use tessera_proto::v1 as pb;
 use tessera_tests::harness::{RunningNode, node_client};
-use tessera_tests::{TestPki, national_id, test_record, unix_now};
+use tessera_tests::{TestPki, exposure_record, national_id, test_record, unix_now};
 
 fn message(name: &str) -> MessageDescriptor {
     DescriptorPool::decode(tessera_proto::FILE_DESCRIPTOR_SET)
@@ -146,15 +146,22 @@ async fn two_badges_of_one_resident_share_no_field_but_issuer_policy_and_holder_
     share_nothing_but_issuer_policy_and_hint(&badges, &resident);
 }
 
-/// Two badges capped by the same record (a recent negative test: "valid
-/// until 72 h after sampling") would end at the same second, which links
-/// them and tells when the sample was taken. The node brings each end
-/// forward by a random amount of at most an hour and never repeats one of
-/// the resident's ends, so they share nothing either.
+/// Two badges capped by the same record (a negative test lifting a close
+/// contact: "valid until the lift ends, 72 h after sampling") would end at
+/// the same second, which links them and tells when the sample was taken.
+/// The node brings each end forward by a random amount of at most an hour
+/// and never repeats one of the resident's ends, so they share nothing
+/// either.
 #[tokio::test]
 async fn badges_capped_by_the_same_negative_test_share_no_field_but_issuer_policy_and_hint() {
     let sampled = unix_now() - 7200;
-    let badges = two_badges(43, |id| vec![test_record("neg-1", id, false, sampled)]).await;
+    let badges = two_badges(43, |id| {
+        vec![
+            exposure_record("contact-1", id, true, sampled - 3600),
+            test_record("neg-1", id, false, sampled),
+        ]
+    })
+    .await;
     let resident = national_id(tessera_core::CityCode::new(330_100).unwrap(), 43);
     share_nothing_but_issuer_policy_and_hint(&badges, &resident);
     let cap = sampled + 72 * 3600;
