@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Authority, Running, free_port, id, ok, spawn_listening, stop};
+use common::{Authority, Running, id, spawn_listening, stop};
 use tessera_certs::tls::{self, TrustState};
 use tessera_certs::{TlsIdentity, grpc};
 use tessera_core::{Role, TrustAnchor};
@@ -397,19 +397,7 @@ fn a_gateway_started_on_a_full_disk_refuses_and_starts_once_there_is_room() {
     let Some(disk) = Tmpfs::mount(&a.dir.join("disk"), "8m") else {
         return;
     };
-    let port = free_port();
-    let gw = format!("127.0.0.1:{port}");
-    let d = a.dir.to_str().unwrap();
-    ok(&[
-        "authority",
-        "enrol-gateway",
-        "--dir",
-        d,
-        "--name",
-        "national",
-        "--endpoint",
-        &gw,
-    ]);
+    let (port, _) = a.enrol_gateway();
     let config = a.dir.join("gateways/national/gateway.toml");
     let text = std::fs::read_to_string(&config).unwrap();
     let data = disk.dir.join("gw-data");
@@ -497,19 +485,7 @@ async fn under_umask_000_a_node_and_a_gateway_keep_their_data_private() {
     stop(take(node));
     assert_private(&data);
 
-    let port = free_port();
-    let gw = format!("127.0.0.1:{port}");
-    let d = a.dir.to_str().unwrap();
-    ok(&[
-        "authority",
-        "enrol-gateway",
-        "--dir",
-        d,
-        "--name",
-        "national",
-        "--endpoint",
-        &gw,
-    ]);
+    let (port, gw) = a.enrol_gateway();
     let config = a.dir.join("gateways/national/gateway.toml");
     let gateway = Running(Some(spawn_umask_000(&[
         "gateway",

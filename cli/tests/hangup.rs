@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Authority, free_port, ok, stop};
+use common::{Authority, stop};
 
 const SIGHUP: u32 = 1;
 const SIGTERM: u32 = 15;
@@ -97,19 +97,7 @@ fn a_sighup_during_start_up_does_not_kill_the_gateway() {
         return;
     }
     let a = Authority::new();
-    let port = free_port();
-    let endpoint = format!("127.0.0.1:{port}");
-    let d = a.dir.to_str().unwrap();
-    ok(&[
-        "authority",
-        "enrol-gateway",
-        "--dir",
-        d,
-        "--name",
-        "national",
-        "--endpoint",
-        &endpoint,
-    ]);
+    let (port, _) = a.enrol_gateway();
     let config = a.dir.join("gateways/national/gateway.toml");
     survives_sighup_while_starting(
         &["gateway", "run", "--config", config.to_str().unwrap()],

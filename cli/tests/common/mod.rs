@@ -123,9 +123,9 @@ impl Authority {
         spawn_listening(&["node", "run", "--config", &self.config()], self.port)
     }
 
-    /// Enrols a gateway named "national" on a free port and runs it;
-    /// returns the process and its address.
-    pub fn run_gateway(&self) -> (Child, String) {
+    /// Enrols a gateway named "national" on a free port; returns the port
+    /// and the address. Its bundle is `gateways/national`.
+    pub fn enrol_gateway(&self) -> (u16, String) {
         let port = free_port();
         let gw = format!("127.0.0.1:{port}");
         let d = self.dir.to_str().unwrap();
@@ -139,6 +139,13 @@ impl Authority {
             "--endpoint",
             &gw,
         ]);
+        (port, gw)
+    }
+
+    /// Enrols a gateway named "national" on a free port and runs it;
+    /// returns the process and its address.
+    pub fn run_gateway(&self) -> (Child, String) {
+        let (port, gw) = self.enrol_gateway();
         (self.start_gateway(port), gw)
     }
 
