@@ -20,9 +20,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out.join("tessera_descriptor.bin"),
         prost::Message::encode_to_vec(&descriptors),
     )?;
+    // The messages are always built; the gRPC client and server modules sit
+    // behind this crate's `client` and `server` features, so a crate that
+    // needs only the messages (tessera-core, an offline verifier) builds
+    // without tonic and its server stack. No `connect` helper is generated:
+    // channels are made by the serving runtime with its TLS configuration.
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .build_transport(false)
+        .client_mod_attribute(".", "#[cfg(feature = \"client\")]")
+        .server_mod_attribute(".", "#[cfg(feature = \"server\")]")
         .compile_fds(descriptors)?;
     Ok(())
 }
