@@ -13,7 +13,7 @@
 //!   in the clear for status checks.
 //!
 //! Erasing a resident deletes their wrapped data key and then **rotates**
-//! the master key (see `store.rs`): the old key is overwritten and removed,
+//! the master key (see `store/erase.rs`): the old key is overwritten and removed,
 //! so a copy of the data directory taken before the erasure cannot be
 //! decrypted with the key the node holds afterwards. A rotation goes through
 //! `master.key.next` so that a crash at any point leaves one key that opens

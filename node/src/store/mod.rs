@@ -1,0 +1,261 @@
+//! Where a node keeps its records and badge states: a [`Store`] trait, and its
+//! sled implementation.
+//!
+//! Residents appear only as pseudonyms. Every change of one batch or one
+//! issuance is applied atomically across all trees; nothing is durable until
+//! [`Store::flush`] returns (the node groups concurrent flushes into one, see
+//! `commit.rs`). Record values, and the colour and issue time of badges, are
+//! encrypted under their resident's data key ([`crate::vault`]) and
+//! decrypted only in memory; erasing a resident destroys that key and rotates
+//! the master key. A badge's state and end of validity stay in the clear, so
+//! status checks and the retention sweep need no key.
+
+mod codec;
+mod erase;
+mod layout;
+mod sled_store;
+mod sweep;
+#[cfg(test)]
+mod tests;
+
+pub use sled_store::SledStore;
+
+use tessera_core::{BadgeId, Colour};
+
+use crate::pseudonym::Pseudonym;
+use crate::records::{RecordType, Retention};
+use crate::vault::VaultError;
+
+/// Why the store failed or refused a change.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The data directory is already open (another node process?).
+    #[error("data directory {0} is in use by another process: stop the running node first")]
+    Locked(String),
+    /// sled failed.
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    /// The disk holding the store is full: sled cannot write its log.
+    #[error(
+        "the disk holding {0} is full (no space left on device, or less than 2 MiB free): free space on it; \
+         nothing acknowledged is lost"
+    )]
+    DiskFull(String),
+    /// The store directory could not be prepared (its modes, a stray
+    /// snapshot temp).
+    #[error("store directory: {0}")]
+    Files(String),
+    /// A stored value does not decode (corruption or a newer format).
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    /// A key file, or a value that does not decrypt.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The store was opened as a copy, to read only.
+    #[error("this store was opened as a copy, to read only")]
+    ReadOnly,
+    /// A change names a badge that is not stored.
+    #[error("badge {0} is not stored: its state cannot change")]
+    UnknownBadge(String),
+    /// A record id is stored with different content.
+    #[error("record id {record_id:?} is already stored with different content")]
+    ConflictingRecord {
+        /// Index in the change.
+        index: usize,
+        /// The id.
+        record_id: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the disk holding the store is full: a write failed with "no
+    /// space left on device" (sled then refuses every write until the
+    /// store is reopened).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::DiskFull(_) => true,
+            StoreError::Sled(sled::Error::Io(io)) => tessera_certs::files::is_disk_full(io),
+            _ => false,
+        }
+    }
+}
+
+/// A badge's state as the status service reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadgeState {
+    /// Standing.
+    Active,
+    /// Revoked at the given time.
+    Revoked(i64),
+    /// Superseded by a newer badge at the given time.
+    Superseded(i64),
+}
+
+/// What the node remembers of a badge it issued: never the claims' holder
+/// hint, only what status checks and revocation need. Stored with its
+/// colour and issue time sealed under the holder's data key; the rest is in
+/// the clear (see [`SledStore`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadgeRecord {
+    /// The holder.
+    pub resident: Pseudonym,
+    /// The colour it showed (sealed at rest).
+    pub colour: Colour,
+    /// Issued at (sealed at rest).
+    pub issued_at: i64,
+    /// Valid until.
+    pub valid_until: i64,
+    /// Its state.
+    pub state: BadgeState,
+}
+
+/// A record to store.
+#[derive(Debug, Clone)]
+pub struct NewRecord {
+    /// The holder.
+    pub resident: Pseudonym,
+    /// Client-supplied id.
+    pub record_id: String,
+    /// Its type (for retention).
+    pub kind: RecordType,
+    /// Its time (sampled, given, exposed, left or declared at).
+    pub at: i64,
+    /// SHA-256 over holder and content: tells a retry from a conflict.
+    pub fingerprint: [u8; 32],
+    /// The encoded record (no ID number in it), in the clear: the store
+    /// encrypts it.
+    pub encoded: Vec<u8>,
+}
+
+/// One atomic change.
+#[derive(Debug, Clone, Default)]
+pub struct Change {
+    /// Records to add; an id already stored with the same fingerprint is
+    /// skipped as a duplicate.
+    pub records: Vec<NewRecord>,
+    /// New badges to store.
+    pub badges: Vec<(BadgeId, BadgeRecord)>,
+    /// New states of stored badges (revoked, superseded): only the state is
+    /// rewritten, the sealed colour and issue time are kept as they are.
+    pub states: Vec<(BadgeId, BadgeState)>,
+}
+
+/// What a change did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Records newly stored.
+    pub stored: u32,
+    /// Records skipped as already stored.
+    pub duplicates: u32,
+}
+
+/// What an erasure destroyed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Records deleted.
+    pub records: u32,
+    /// Badge states deleted.
+    pub badges: u32,
+    /// Whether the resident had a data key (which is destroyed).
+    pub key: bool,
+}
+
+/// What one sweep batch deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Records deleted, by type in [`RecordType::ALL`] order.
+    pub records: [u32; 5],
+    /// Badge states deleted.
+    pub badges: u32,
+    /// Data keys deleted because their resident had nothing left.
+    pub keys: u32,
+    /// Whether more expired entries remain (the batch was full).
+    pub more: bool,
+}
+
+impl Swept {
+    /// Records deleted, all types.
+    pub fn total_records(&self) -> u32 {
+        self.records.iter().sum()
+    }
+
+    /// Adds another batch's counts.
+    pub fn add(&mut self, other: &Swept) {
+        for (a, b) in self.records.iter_mut().zip(other.records) {
+            *a += b;
+        }
+        self.badges += other.badges;
+        self.keys += other.keys;
+        self.more = other.more;
+    }
+}
+
+/// The node's storage. Another embedded store can replace sled by
+/// implementing this trait.
+pub trait Store: Send + Sync + 'static {
+    /// Applies a change atomically (all or nothing), not yet durably.
+    fn apply(&self, change: &Change) -> Result<Applied, StoreError>;
+    /// Every record of a resident, decrypted (encoded `Record`s).
+    fn records_of(&self, resident: &Pseudonym) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// The fingerprint stored for a record id.
+    fn fingerprint(&self, record_id: &str) -> Result<Option<[u8; 32]>, StoreError>;
+    /// A badge's state, read without any key (for status checks).
+    fn badge_state(&self, id: &BadgeId) -> Result<Option<BadgeState>, StoreError>;
+    /// A badge's record, decrypted.
+    fn badge(&self, id: &BadgeId) -> Result<Option<BadgeRecord>, StoreError>;
+    /// Every badge of a resident, decrypted.
+    fn badges_of(&self, resident: &Pseudonym) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError>;
+    /// A resident's active badges, decrypted; nothing is decrypted when
+    /// they have none.
+    fn active_badges_of(
+        &self,
+        resident: &Pseudonym,
+    ) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError>;
+    /// Makes every applied change durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Erases a resident: their records, record-id and expiry index
+    /// entries, badge states and data key, and makes copies of the store
+    /// taken before unreadable with the key kept afterwards. Durable when it
+    /// returns. The caller serialises it with every other change.
+    fn erase(&self, resident: &Pseudonym) -> Result<Erased, StoreError>;
+    /// Deletes at most `limit` entries past `retention` at `now`, found
+    /// through the expiry indexes without decrypting anything; not yet
+    /// durably. The caller serialises it with every other change.
+    fn sweep(&self, retention: &Retention, now: i64, limit: usize) -> Result<Swept, StoreError>;
+    /// Counts what the store holds, for a deletion attestation (a full scan:
+    /// for sunset, not for serving).
+    fn census(&self) -> Result<Census, StoreError>;
+    /// Whether a write failed because the disk is full: the store then
+    /// refuses every change until it is reopened (reads go on).
+    fn disk_full(&self) -> bool {
+        false
+    }
+}
+
+/// What a store holds, counted before it is destroyed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Residents holding a data key (whose keys a sunset destroys).
+    pub residents: u64,
+    /// Records.
+    pub records: u64,
+    /// Badge states.
+    pub badges: u64,
+}
+
+/// Opens with `open`, trying again while `locked` says the directory is
+/// still locked: sled's flusher thread can hold the lock for a moment after
+/// the database before was dropped. For tests that reopen a store.
+#[cfg(test)]
+pub(crate) fn when_unlocked<T, E: std::fmt::Debug>(
+    mut open: impl FnMut() -> Result<T, E>,
+    locked: impl Fn(&E) -> bool,
+) -> T {
+    for _ in 0..500 {
+        match open() {
+            Err(e) if locked(&e) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the directory stayed locked after its database was dropped")
+}
