@@ -202,7 +202,7 @@ impl Federation {
         for (city, listener) in fed.layout.cities.clone().iter().zip(node_listeners) {
             let settings =
                 tessera_node::config::NodeSettings::load(&city.bundle.join("node.toml"))?;
-            let loaded = tessera_node::server::load(settings)?;
+            let loaded = tessera_node::load::load(settings)?;
             fed.spawn(move |stop| async move {
                 tessera_node::server::serve(&loaded, listener, stop).await?;
                 Ok(())

@@ -8,9 +8,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tessera_node::access_log;
 use tessera_node::config::NodeSettings;
 use tessera_node::import::{self, ImportError};
-use tessera_node::server;
+use tessera_node::lifecycle::{self, Ended};
 use tessera_node::store::{SledStore, StoreError};
-use tessera_node::sunset::{self, Ended, Reason, Sunset};
+use tessera_node::sunset::{self, Reason, Sunset};
+use tessera_node::{load, server};
 
 use crate::fmt;
 
@@ -274,7 +275,7 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                 let stop = shutdown_signal();
                 let listener = server::bind(&settings).await?;
                 let addr = listener.local_addr().context("reading the bound address")?;
-                let ended = sunset::run_node(settings.clone(), listener, stop, |loaded| {
+                let ended = lifecycle::run_node(settings.clone(), listener, stop, |loaded| {
                     outln!(
                         "node of city {} listening on {addr} ({})",
                         loaded.settings.city,
@@ -321,7 +322,7 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("refusing {}", file.display()))?;
             let rt = runtime()?;
             rt.block_on(async {
-                let loaded = server::load(settings)?;
+                let loaded = load::load(settings)?;
                 let bar = ProgressBar::new(0);
                 bar.set_style(
                     ProgressStyle::with_template("{bar:40} {pos}/{len} records ({per_sec}, {eta} left)")

@@ -7,7 +7,7 @@
 //!    an attestation that verifies against the root (else nothing is
 //!    touched), and the store must not be open in a running node (sled's
 //!    lock tells).
-//! 2. The store is counted ([`Store::census`]) and the counts, policy
+//! 2. The store is counted ([`crate::store::Store::census`]) and the counts, policy
 //!    version, trust list and reason are written durably to
 //!    `data_dir/sunset.pending` — the unsigned attestation to be.
 //! 3. Every file in the data directory (the store, the pseudonym key, any
@@ -41,22 +41,14 @@ use tessera_certs::{TlsIdentity, TrustState, grpc, tls};
 use tessera_core::attestation::{
     self, ATTESTATION_VERSION, AttestationError, REASON_OPERATOR, REASON_SUNSET,
 };
-use tessera_core::{CertInfo, CheckedTrustList, Role, TrustAnchor};
+use tessera_core::{CertInfo, Role, TrustAnchor};
 use tessera_proto::v1 as pb;
 
 use crate::config::NodeSettings;
-use crate::policy::Policy;
-use crate::server::{self, Loaded, Served, StartError};
+use crate::data_dir::{self, DONE, PENDING};
+use crate::error::StartError;
 use crate::service::unix_now;
 use crate::store::{SledStore, StoreError};
-
-/// The marker of a sunset in progress, in the data directory: an encoded
-/// `DeletionAttestation` with the counts taken before destroying and
-/// `destroyed_at` 0.
-pub const PENDING: &str = "sunset.pending";
-/// The marker of a finished sunset, in the data directory: a copy of the
-/// signed attestation.
-pub const DONE: &str = "sunset-attestation.pb";
 
 /// Why a node was destroyed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,15 +147,6 @@ pub fn key_files(settings: &NodeSettings) -> Vec<PathBuf> {
     ]
 }
 
-/// Whether the data directory says this node was switched off (finished or
-/// in progress): such a node must not start again.
-pub fn switched_off(data_dir: &Path) -> Option<PathBuf> {
-    [DONE, PENDING]
-        .iter()
-        .map(|name| data_dir.join(name))
-        .find(|p| p.exists())
-}
-
 /// The node's signing identity, checked before anything is destroyed.
 struct Attester {
     key: keys::TlsKey,
@@ -230,94 +213,19 @@ fn claims_template(settings: &NodeSettings, reason: Reason) -> pb::DeletionAttes
     }
 }
 
-/// The trust list a node holds (the configured file or the newer one it
-/// fetched), verified as of its own issue time so that a list past its
-/// sunset is still read: only its sequence and sunset date are used.
-pub fn held_trust_list(settings: &NodeSettings, root: &TrustAnchor) -> Option<CheckedTrustList> {
-    let candidates = settings
-        .trust_list
-        .iter()
-        .cloned()
-        .chain(std::iter::once(settings.data_dir.join(server::TRUST_CACHE)));
-    candidates
-        .filter_map(|path| std::fs::read(path).ok())
-        .filter_map(|bytes| {
-            let signed = pb::SignedTrustList::decode(bytes.as_slice()).ok()?;
-            let list = pb::TrustList::decode(signed.payload.as_slice()).ok()?;
-            CheckedTrustList::verify(&bytes, root, list.issued_at).ok()
-        })
-        .max_by_key(CheckedTrustList::sequence)
-}
-
 /// Whether a node with `[sunset] automatic` must switch off at start: a
 /// sunset was left half done, or the trust list it holds is past its
 /// sunset date.
 pub fn due_at_start(settings: &NodeSettings, now: i64) -> bool {
-    if switched_off(&settings.data_dir).is_some() {
+    if data_dir::switched_off(&settings.data_dir).is_some() {
         return true;
     }
     let Ok(root) = keys::read_cert(&settings.root).map(|der| TrustAnchor::from_der(&der)) else {
         return false;
     };
     root.ok()
-        .and_then(|root| held_trust_list(settings, &root))
+        .and_then(|root| data_dir::held_trust_list(settings, &root))
         .is_some_and(|list| now > list.sunset_at())
-}
-
-/// Resolves once the trust list in force is past its sunset date (the
-/// first second at which it no longer verifies), re-read at least every
-/// minute so that a newer list's date counts.
-pub async fn wait_until_due(trust: Arc<TrustState>) {
-    loop {
-        let now = unix_now();
-        let wait = match trust.current() {
-            Some(list) if now > list.sunset_at() => return,
-            Some(list) => list
-                .sunset_at()
-                .saturating_add(1)
-                .saturating_sub(now)
-                .clamp(1, 60),
-            None => 60,
-        };
-        tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
-    }
-}
-
-fn policy_version(settings: &NodeSettings) -> Result<u32, SunsetError> {
-    // The signed policies the node held (verified at every start): the one
-    // in force now is the one it last scored under.
-    let now = unix_now();
-    let mut paths = settings.policies.clone();
-    if let Ok(entries) = std::fs::read_dir(settings.data_dir.join(server::POLICY_DIR)) {
-        paths.extend(
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "signed")),
-        );
-    }
-    let in_force = paths
-        .iter()
-        .filter_map(|path| std::fs::read(path).ok())
-        .filter_map(|bytes| tessera_core::policy_doc::decode_signed(&bytes).ok())
-        .filter_map(|signed| pb::PolicyDocument::decode(signed.payload.as_slice()).ok())
-        .filter(|doc| doc.effective_from <= now)
-        .max_by_key(|doc| (doc.effective_from, doc.policy_version));
-    if let Some(doc) = in_force {
-        return Ok(doc.policy_version);
-    }
-    // A node that never started holds no signed policy: the one it would
-    // have signed at its first start.
-    let policy = match &settings.policy {
-        None => Policy::default_policy(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| SunsetError::CannotAttest(format!("{}: {e}", path.display())))?;
-            Policy::parse(&text)
-        }
-    }
-    .map_err(|e| SunsetError::CannotAttest(format!("policy: {e}")))?;
-    Ok(policy.version())
 }
 
 /// Writes `bytes` to `path` durably: a temporary file, synced, renamed,
@@ -417,12 +325,15 @@ fn pending_or_count(
         return Ok((claims, true));
     }
     let mut claims = claims_template(settings, reason);
-    claims.policy_version = policy_version(settings)?;
-    if let Some(list) = held_trust_list(settings, &attester.root) {
+    let held = data_dir::held_trust_list(settings, &attester.root);
+    claims.policy_version =
+        crate::policy::version_in_force(settings, &attester.root, held.as_ref(), unix_now())
+            .map_err(SunsetError::CannotAttest)?;
+    if let Some(list) = held {
         claims.sunset_at = list.sunset_at();
         claims.trust_list_sequence = list.sequence();
     }
-    let store_dir = settings.data_dir.join("store");
+    let store_dir = settings.data_dir.join(data_dir::STORE);
     // The store stays locked until the marker is durable: a node started in
     // between would serve from files about to be destroyed; once the marker
     // exists, a node refuses to start.
@@ -600,122 +511,4 @@ pub async fn submit(settings: &NodeSettings, signed: &[u8]) -> Result<bool, Suns
         }
     }
     Err(failed(last))
-}
-
-/// How a node run ended.
-#[derive(Debug)]
-pub enum Ended {
-    /// Stopped by its shutdown signal.
-    Stopped,
-    /// Switched off at its sunset date (`[sunset] automatic`): everything
-    /// destroyed, the attestation signed and, if a gateway is configured,
-    /// submitted (`submitted` says whether that worked).
-    SwitchedOff {
-        /// The sunset.
-        sunset: Sunset,
-        /// Whether the gateway took the attestation (`Ok(false)`: no
-        /// gateway configured).
-        submitted: Result<bool, String>,
-    },
-}
-
-/// Runs a node until `shutdown` resolves or, with `[sunset] automatic`,
-/// until the trust list in force reaches its sunset date; then it stops
-/// accepting calls, destroys everything, signs and submits the attestation.
-/// A node whose list is already past its sunset (or whose earlier sunset
-/// was interrupted) does that at once without serving. `listening` is
-/// called once the node is loaded, before it serves.
-pub async fn run_node(
-    settings: NodeSettings,
-    listener: tokio::net::TcpListener,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-    listening: impl FnOnce(&Loaded),
-) -> Result<Ended, SunsetError> {
-    if settings.sunset_automatic && due_at_start(&settings, unix_now()) {
-        drop(listener);
-        return switch_off(&settings).await;
-    }
-    let loaded = server::load(settings.clone())?;
-    listening(&loaded);
-    // `shutdown` may end any of the serves below.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopper = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-        std::future::pending::<()>().await;
-    };
-    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stopped| *stopped).await;
-    };
-    let serving = async {
-        let mut served = server::serve(&loaded, listener, stop(stop_rx.clone())).await?;
-        drop(loaded);
-        // A disk that filled and has room again: open everything afresh
-        // (sled keeps its first I/O error in an open database) and serve
-        // again, unless asked to stop meanwhile.
-        while served == Served::DiskFreed && !*stop_rx.borrow() {
-            let loaded = load_after_full_disk(&settings).await?;
-            let listener = server::bind(&settings).await?;
-            tracing::info!("store reopened after a full disk: serving again");
-            served = server::serve(&loaded, listener, stop(stop_rx.clone())).await?;
-        }
-        Ok::<Served, SunsetError>(served)
-    };
-    let served = tokio::select! {
-        served = serving => served?,
-        () = stopper => return Ok(Ended::Stopped),
-    };
-    match served {
-        Served::Stopped | Served::DiskFreed => Ok(Ended::Stopped),
-        Served::SunsetDue => switch_off(&settings).await,
-    }
-}
-
-/// Loads the node again after its store's disk filled and has room again,
-/// waiting (bounded, 15 s) while the store closed before still holds its
-/// lock or while the room is taken again.
-async fn load_after_full_disk(settings: &NodeSettings) -> Result<Loaded, SunsetError> {
-    let mut tries = 0;
-    loop {
-        match server::load(settings.clone()) {
-            Err(StartError::Store(StoreError::Locked(_) | StoreError::DiskFull(_)))
-                if tries < 150 =>
-            {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            loaded => return Ok(loaded?),
-        }
-    }
-}
-
-async fn switch_off(settings: &NodeSettings) -> Result<Ended, SunsetError> {
-    // Connections still draining may hold the store open for a moment after
-    // the server stopped: wait for its lock, bounded.
-    let mut tries = 0;
-    let sunset = loop {
-        let settings = settings.clone();
-        match tokio::task::spawn_blocking(move || destroy(&settings, Reason::Sunset)).await {
-            Ok(Err(SunsetError::Running(_))) if tries < 150 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Ok(result) => break result?,
-            Err(e) => {
-                return Err(SunsetError::Io {
-                    what: "the destruction task".into(),
-                    source: std::io::Error::other(e.to_string()),
-                });
-            }
-        }
-    };
-    let submitted = submit(settings, &sunset.signed)
-        .await
-        .map_err(|e| e.to_string());
-    match &submitted {
-        Ok(true) => tracing::warn!("deletion attestation submitted to the gateway"),
-        Ok(false) => {}
-        Err(e) => tracing::error!(error = %e, "deletion attestation not submitted"),
-    }
-    Ok(Ended::SwitchedOff { sunset, submitted })
 }

@@ -444,7 +444,7 @@ async fn a_node_whose_pseudonym_key_is_lost_refuses_to_start() {
     let key = config.parent().unwrap().join("data/pseudonym.key");
     std::fs::remove_file(&key).unwrap();
     let settings = tessera_node::config::NodeSettings::load(&config).unwrap();
-    let err = tessera_node::server::load(settings).expect_err("started without its key");
+    let err = tessera_node::load::load(settings).expect_err("started without its key");
     assert!(
         err.to_string().contains("restore the key from backup"),
         "{err}"

@@ -556,7 +556,7 @@ async fn a_node_refuses_a_policy_without_notice_and_a_second_first_policy() {
     let held = tessera_node::config::NodeSettings::load(&config)
         .unwrap()
         .data_dir
-        .join(tessera_node::server::POLICY_DIR);
+        .join(tessera_node::data_dir::POLICY_DIR);
     std::fs::remove_dir_all(&held).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let Err(err) = RunningNode::start_with(config, listener).await else {

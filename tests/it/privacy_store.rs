@@ -323,7 +323,7 @@ async fn a_node_refuses_a_master_key_inside_its_data_directory_or_a_lost_one() {
     let config = n.node.config.clone();
     n.node.stop().await.unwrap();
     let load =
-        || tessera_node::server::load(tessera_node::config::NodeSettings::load(&config).unwrap());
+        || tessera_node::load::load(tessera_node::config::NodeSettings::load(&config).unwrap());
 
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(

@@ -14,9 +14,12 @@ use tessera_core::trust::{CheckedTrustList, TrustListError};
 use tessera_core::{CityCode, Identity, Role, Scope};
 use tessera_gateway::config::RelaySettings;
 use tessera_node::config::NodeSettings;
+use tessera_node::data_dir::{DONE, PENDING};
+use tessera_node::error::StartError;
+use tessera_node::lifecycle::{self, Ended};
+use tessera_node::load;
 use tessera_node::policy::Policy;
-use tessera_node::server::{self, StartError};
-use tessera_node::sunset::{self, Ended, Halt, Reason, SunsetError};
+use tessera_node::sunset::{self, Halt, Reason, SunsetError};
 use tessera_proto::v1 as pb;
 use tessera_tests::harness::{
     RunningGateway, RunningNode, gateway_client, node_client, write_city_bundle,
@@ -173,7 +176,7 @@ async fn sunset_destroys_everything_and_its_attestation_verifies_while_a_tampere
     assert!(matches!(running, SunsetError::Running(_)), "{running}");
     assert!(settings.signer_key.exists());
     assert!(settings.data_dir.join("store").exists());
-    assert!(!settings.data_dir.join(sunset::PENDING).exists());
+    assert!(!settings.data_dir.join(PENDING).exists());
     node.stop().await.unwrap();
 
     let done = sunset::destroy(&settings, Reason::Operator).unwrap();
@@ -181,7 +184,7 @@ async fn sunset_destroys_everything_and_its_attestation_verifies_while_a_tampere
 
     // Nothing is left but the attestation's copy: no store, no pseudonym
     // key, no trust-list cache, no key file; the badge-signer key is gone.
-    assert_eq!(names_in(&settings.data_dir), vec![sunset::DONE.to_owned()]);
+    assert_eq!(names_in(&settings.data_dir), vec![DONE.to_owned()]);
     assert!(!settings.signer_key.exists());
     assert!(settings.tls_key.exists(), "the TLS key stays to submit");
     assert!(done.file.starts_with(&city_dir) && done.file.exists());
@@ -221,7 +224,7 @@ async fn sunset_destroys_everything_and_its_attestation_verifies_while_a_tampere
     );
 
     // The node never starts again.
-    let err = server::load(settings.clone()).unwrap_err();
+    let err = load::load(settings.clone()).unwrap_err();
     assert!(matches!(err, StartError::SwitchedOff(_)), "{err}");
 
     // The gateway takes it from the node (twice: idempotent), refuses the
@@ -292,7 +295,7 @@ async fn a_sunset_interrupted_anywhere_is_finished_by_a_rerun_with_the_counts_ta
                 .unwrap()
                 .is_none()
         );
-        assert!(settings.data_dir.join(sunset::PENDING).exists(), "{halt:?}");
+        assert!(settings.data_dir.join(PENDING).exists(), "{halt:?}");
         if halt == Halt::AfterMarker {
             assert!(settings.signer_key.exists());
         } else {
@@ -300,13 +303,13 @@ async fn a_sunset_interrupted_anywhere_is_finished_by_a_rerun_with_the_counts_ta
         }
         // A half-destroyed node does not start.
         assert!(matches!(
-            server::load(settings.clone()),
+            load::load(settings.clone()),
             Err(StartError::SwitchedOff(_))
         ));
 
         let done = sunset::destroy(&settings, Reason::Operator).unwrap();
         assert!(done.resumed, "{halt:?}");
-        assert_eq!(names_in(&settings.data_dir), vec![sunset::DONE.to_owned()]);
+        assert_eq!(names_in(&settings.data_dir), vec![DONE.to_owned()]);
         assert!(!settings.signer_key.exists());
         let claims = verify_attestation(&done.signed, &root, unix_now())
             .unwrap()
@@ -356,7 +359,7 @@ async fn a_node_switches_itself_off_at_sunset_and_its_attestation_reaches_the_ga
     let settings = NodeSettings::load(&config).unwrap();
     assert!(settings.sunset_automatic);
     tessera_certs::tls::install_default_provider();
-    let node = tokio::spawn(sunset::run_node(
+    let node = tokio::spawn(lifecycle::run_node(
         settings.clone(),
         listener,
         std::future::pending(),
@@ -393,7 +396,7 @@ async fn a_node_switches_itself_off_at_sunset_and_its_attestation_reaches_the_ga
         (claims.residents, claims.records, claims.badges),
         (RESIDENTS, RECORDS, BADGES)
     );
-    assert_eq!(names_in(&settings.data_dir), vec![sunset::DONE.to_owned()]);
+    assert_eq!(names_in(&settings.data_dir), vec![DONE.to_owned()]);
     assert!(!settings.signer_key.exists());
     // The node no longer answers.
     let op = pki.operator(hz).unwrap();
@@ -451,7 +454,7 @@ async fn a_node_started_past_its_sunset_switches_off_at_once_and_one_without_opt
     let mut manual = NodeSettings::load(&config).unwrap();
     manual.sunset_automatic = false;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = sunset::run_node(manual.clone(), listener, std::future::pending(), |_| {})
+    let err = lifecycle::run_node(manual.clone(), listener, std::future::pending(), |_| {})
         .await
         .unwrap_err();
     assert!(err.to_string().contains("sunset"), "{err}");
@@ -459,7 +462,7 @@ async fn a_node_started_past_its_sunset_switches_off_at_once_and_one_without_opt
 
     let settings = NodeSettings::load(&config).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let ended = sunset::run_node(settings.clone(), listener, std::future::pending(), |_| {
+    let ended = lifecycle::run_node(settings.clone(), listener, std::future::pending(), |_| {
         panic!("a node past its sunset must not serve")
     })
     .await
@@ -480,7 +483,7 @@ async fn a_node_started_past_its_sunset_switches_off_at_once_and_one_without_opt
         (claims.residents, claims.records, claims.badges),
         (RESIDENTS, RECORDS, BADGES)
     );
-    assert_eq!(names_in(&settings.data_dir), vec![sunset::DONE.to_owned()]);
+    assert_eq!(names_in(&settings.data_dir), vec![DONE.to_owned()]);
 }
 
 fn signed_by(pki: &TestPki, city: CityCode, destroyed_at: i64) -> Vec<u8> {
@@ -574,10 +577,7 @@ async fn a_tls_key_kept_in_the_data_directory_is_spared_so_a_rerun_can_still_sig
     let settings = NodeSettings::load(&config).unwrap();
 
     let done = sunset::destroy(&settings, Reason::Operator).unwrap();
-    assert_eq!(
-        names_in(&data),
-        vec!["keys".to_owned(), sunset::DONE.to_owned()]
-    );
+    assert_eq!(names_in(&data), vec!["keys".to_owned(), DONE.to_owned()]);
     assert_eq!(names_in(&data.join("keys")), vec!["node.key".to_owned()]);
     assert!(!settings.signer_key.exists());
     let claims = verify_attestation(&done.signed, &root, unix_now())

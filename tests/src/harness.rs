@@ -121,7 +121,7 @@ impl RunningNode {
     pub async fn start_with(config: PathBuf, listener: TcpListener) -> anyhow::Result<Self> {
         tls::install_default_provider();
         let addr = listener.local_addr()?;
-        let loaded = server::load(NodeSettings::load(&config)?)?;
+        let loaded = tessera_node::load::load(NodeSettings::load(&config)?)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server::serve(&loaded, listener, async {

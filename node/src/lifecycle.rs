@@ -1,0 +1,133 @@
+//! A node's life: load, serve, reopen after a full disk, and, with
+//! `[sunset] automatic`, switch off for good at the trust list's sunset
+//! date. The only module that knows both serving ([`crate::server`]) and
+//! destruction ([`crate::sunset`]).
+
+use std::time::Duration;
+
+use crate::config::NodeSettings;
+use crate::error::StartError;
+use crate::load::{self, Loaded};
+use crate::server::{self, Served};
+use crate::service::unix_now;
+use crate::store::StoreError;
+use crate::sunset::{self, Reason, Sunset, SunsetError};
+
+/// How a node run ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Stopped by its shutdown signal.
+    Stopped,
+    /// Switched off at its sunset date (`[sunset] automatic`): everything
+    /// destroyed, the attestation signed and, if a gateway is configured,
+    /// submitted (`submitted` says whether that worked).
+    SwitchedOff {
+        /// The sunset.
+        sunset: Sunset,
+        /// Whether the gateway took the attestation (`Ok(false)`: no
+        /// gateway configured).
+        submitted: Result<bool, String>,
+    },
+}
+
+/// Runs a node until `shutdown` resolves or, with `[sunset] automatic`,
+/// until the trust list in force reaches its sunset date; then it stops
+/// accepting calls, destroys everything, signs and submits the attestation.
+/// A node whose list is already past its sunset (or whose earlier sunset
+/// was interrupted) does that at once without serving. `listening` is
+/// called once the node is loaded, before it serves.
+pub async fn run_node(
+    settings: NodeSettings,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+    listening: impl FnOnce(&Loaded),
+) -> Result<Ended, SunsetError> {
+    if settings.sunset_automatic && sunset::due_at_start(&settings, unix_now()) {
+        drop(listener);
+        return switch_off(&settings).await;
+    }
+    let loaded = load::load(settings.clone())?;
+    listening(&loaded);
+    // `shutdown` may end any of the serves below.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopper = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        std::future::pending::<()>().await;
+    };
+    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    };
+    let serving = async {
+        let mut served = server::serve(&loaded, listener, stop(stop_rx.clone())).await?;
+        drop(loaded);
+        // A disk that filled and has room again: open everything afresh
+        // (sled keeps its first I/O error in an open database) and serve
+        // again, unless asked to stop meanwhile.
+        while served == Served::DiskFreed && !*stop_rx.borrow() {
+            let loaded = load_after_full_disk(&settings).await?;
+            let listener = server::bind(&settings).await?;
+            tracing::info!("store reopened after a full disk: serving again");
+            served = server::serve(&loaded, listener, stop(stop_rx.clone())).await?;
+        }
+        Ok::<Served, SunsetError>(served)
+    };
+    let served = tokio::select! {
+        served = serving => served?,
+        () = stopper => return Ok(Ended::Stopped),
+    };
+    match served {
+        Served::Stopped | Served::DiskFreed => Ok(Ended::Stopped),
+        Served::SunsetDue => switch_off(&settings).await,
+    }
+}
+
+/// Loads the node again after its store's disk filled and has room again,
+/// waiting (bounded, 15 s) while the store closed before still holds its
+/// lock or while the room is taken again.
+async fn load_after_full_disk(settings: &NodeSettings) -> Result<Loaded, SunsetError> {
+    let mut tries = 0;
+    loop {
+        match load::load(settings.clone()) {
+            Err(StartError::Store(StoreError::Locked(_) | StoreError::DiskFull(_)))
+                if tries < 150 =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            loaded => return Ok(loaded?),
+        }
+    }
+}
+
+async fn switch_off(settings: &NodeSettings) -> Result<Ended, SunsetError> {
+    // Connections still draining may hold the store open for a moment after
+    // the server stopped: wait for its lock, bounded.
+    let mut tries = 0;
+    let sunset = loop {
+        let settings = settings.clone();
+        match tokio::task::spawn_blocking(move || sunset::destroy(&settings, Reason::Sunset)).await
+        {
+            Ok(Err(SunsetError::Running(_))) if tries < 150 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Ok(result) => break result?,
+            Err(e) => {
+                return Err(SunsetError::Io {
+                    what: "the destruction task".into(),
+                    source: std::io::Error::other(e.to_string()),
+                });
+            }
+        }
+    };
+    let submitted = sunset::submit(settings, &sunset.signed)
+        .await
+        .map_err(|e| e.to_string());
+    match &submitted {
+        Ok(true) => tracing::warn!("deletion attestation submitted to the gateway"),
+        Ok(false) => {}
+        Err(e) => tracing::error!(error = %e, "deletion attestation not submitted"),
+    }
+    Ok(Ended::SwitchedOff { sunset, submitted })
+}
