@@ -39,6 +39,7 @@ pub const REASON_OPERATOR: &str = "operator";
 
 /// Why an attestation was not signed or was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AttestationError {
     /// Larger than [`MAX_ATTESTATION_LEN`].
     #[error("attestation of {0} bytes exceeds the limit of {MAX_ATTESTATION_LEN}")]

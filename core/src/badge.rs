@@ -151,6 +151,7 @@ impl HolderHint {
 
 /// Why claims were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClaimsError {
     /// Not a BadgeClaims message.
     #[error("badge claims do not decode: {0}")]
@@ -297,6 +298,7 @@ impl BadgeClaims {
 
 /// Why envelope bytes are not a badge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnvelopeError {
     /// Larger than [`MAX_ENVELOPE_LEN`].
     #[error("badge of {0} bytes exceeds the limit of {MAX_ENVELOPE_LEN}")]
@@ -374,6 +376,7 @@ impl Envelope {
 
 /// Why a city could not sign.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SignError {
     /// The signer certificate is unreadable.
     #[error("badge signer certificate: {0}")]

@@ -50,6 +50,7 @@ pub const MAX_LEAF_VALIDITY_SECS: i64 = 5 * 366 * 86_400;
 
 /// Why a certificate was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CertError {
     /// Larger than [`MAX_CERTIFICATE_LEN`].
     #[error("certificate of {0} bytes exceeds the limit of {MAX_CERTIFICATE_LEN}")]

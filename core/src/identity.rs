@@ -166,6 +166,7 @@ pub struct Identity {
 
 /// Why an identity URI or pairing was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum IdentityError {
     /// The URI does not start with `tessera:` or lacks parts.
     #[error("{0:?} is not a tessera identity URI (tessera:<scope>:<code>:<role>)")]

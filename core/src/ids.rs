@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 /// Why a code did not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodeError {
     /// Not exactly six ASCII digits.
     #[error("{0:?} is not a 6-digit administrative division code")]

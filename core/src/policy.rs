@@ -83,6 +83,7 @@ pub const MIN_VALIDITY_SECS: i64 = 60;
 
 /// Why a policy file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
     /// Not valid TOML for a policy.
     #[error("policy does not parse: {0}")]

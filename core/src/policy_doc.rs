@@ -25,6 +25,7 @@ pub const MAX_SIGNED_POLICY_LEN: usize = 64 * 1024;
 
 /// Why a policy document was refused (or could not be signed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyDocError {
     /// Too many bytes.
     #[error("signed policy of {0} bytes exceeds the limit of {MAX_SIGNED_POLICY_LEN}")]

@@ -32,6 +32,7 @@ pub const CLOCK_SKEW_SECS: i64 = 300;
 
 /// Why one entry of a list was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EntryError {
     /// The certificate is unreadable or not issued by the root.
     #[error(transparent)]
@@ -68,6 +69,7 @@ pub enum EntryError {
 
 /// Why a trust list was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum TrustListError {
     /// Larger than [`MAX_TRUST_LIST_LEN`].
     #[error("trust list of {0} bytes exceeds the limit of {MAX_TRUST_LIST_LEN}")]

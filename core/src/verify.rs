@@ -21,6 +21,7 @@ pub use crate::trust::CLOCK_SKEW_SECS;
 /// Why a badge did not verify. Each variant is one failure a checkpoint can
 /// name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// The text form is wrong.
     #[error("badge text: {0}")]
