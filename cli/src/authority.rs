@@ -866,13 +866,14 @@ pub async fn census(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<Censu
         }
     }
 
-    let trust = std::sync::Arc::new(tessera_certs::TrustState::new(root.clone())?);
-    let identity = tessera_certs::TlsIdentity::from_files(
+    let trust = std::sync::Arc::new(tessera_runtime::TrustState::new(root.clone())?);
+    let identity = tessera_runtime::TlsIdentity::from_files(
         &dir.join("authority/authority.crt"),
         &dir.join("authority/authority.key"),
     )?;
-    let config = tessera_certs::tls::client_config(&identity, trust, tessera_core::Role::Gateway)?;
-    let channel = tessera_certs::grpc::channel(gateway, config)?;
+    let config =
+        tessera_runtime::tls::client_config(&identity, trust, tessera_core::Role::Gateway)?;
+    let channel = tessera_runtime::grpc::channel(gateway, config)?;
     let held = tessera_proto::v1::gateway_client::GatewayClient::new(channel)
         .list_attestations(tessera_proto::v1::ListAttestationsRequest {})
         .await
@@ -1002,15 +1003,16 @@ pub async fn upload_async(dir: &Path, gateway: &str, bytes: &[u8]) -> anyhow::Re
     use prost::Message;
     use std::sync::Arc;
     let root = TrustAnchor::from_der(&keys::read_cert(&dir.join("root/root.crt"))?)?;
-    let trust = Arc::new(tessera_certs::TrustState::new(root)?);
-    let identity = tessera_certs::TlsIdentity::from_files(
+    let trust = Arc::new(tessera_runtime::TrustState::new(root)?);
+    let identity = tessera_runtime::TlsIdentity::from_files(
         &dir.join("authority/authority.crt"),
         &dir.join("authority/authority.key"),
     )?;
-    let config = tessera_certs::tls::client_config(&identity, trust, tessera_core::Role::Gateway)?;
+    let config =
+        tessera_runtime::tls::client_config(&identity, trust, tessera_core::Role::Gateway)?;
     let list = tessera_proto::v1::SignedTrustList::decode(bytes)?;
     {
-        let channel = tessera_certs::grpc::channel(gateway, config)?;
+        let channel = tessera_runtime::grpc::channel(gateway, config)?;
         let mut client = tessera_proto::v1::gateway_client::GatewayClient::new(channel);
         let response = client
             .publish_trust_list(tessera_proto::v1::PublishTrustListRequest { list: Some(list) })

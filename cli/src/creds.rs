@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use tessera_certs::{TlsIdentity, TrustState, grpc, keys, tls};
+use tessera_certs::keys;
 use tessera_core::{Role, TrustAnchor};
 use tessera_proto::v1::city_node_client::CityNodeClient;
 use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_runtime::{TlsIdentity, TrustState, grpc, tls};
 use tonic::transport::Channel;
 
 /// The pinned national root from a file.

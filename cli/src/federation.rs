@@ -191,7 +191,7 @@ impl Layout {
 impl Federation {
     /// Starts the gateway and every node on their listeners, in this process.
     pub async fn start(layout: Layout, mut listeners: Vec<TcpListener>) -> anyhow::Result<Self> {
-        tessera_certs::tls::install_default_provider();
+        tessera_runtime::tls::install_default_provider();
         let mut fed = Self {
             layout,
             servers: vec![],

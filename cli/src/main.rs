@@ -110,7 +110,7 @@ enum FederationCommand {
 }
 
 fn main() -> ExitCode {
-    tessera_certs::tls::install_default_provider();
+    tessera_runtime::tls::install_default_provider();
     let cli = Cli::parse();
     // Servers log what they do; the demo's story is its own output.
     let default_level = if matches!(cli.command, Command::Demo(_) | Command::Bench(_)) {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 use prost::Message;
-use tessera_certs::{TrustState, grpc, keys, tls};
+use tessera_certs::keys;
 use tessera_core::badge::BadgeSigner;
 use tessera_core::cert::CertInfo;
 use tessera_core::policy::Policy;
@@ -17,6 +17,7 @@ use tessera_core::{CityCode, Role};
 use tessera_node::config::NodeSettings;
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_runtime::{TrustState, grpc, tls};
 
 use crate::{creds, fmt};
 
@@ -227,7 +228,7 @@ fn publish(
                     config.display()
                 )
             })?;
-            let identity = tessera_certs::TlsIdentity::from_files(
+            let identity = tessera_runtime::TlsIdentity::from_files(
                 &settings.tls_certificate,
                 &settings.tls_key,
             )?;

@@ -20,11 +20,12 @@ use common::{Authority, id};
 use prost::Message;
 use rand::Rng;
 use tessera_certs::authority::AuthorityDir;
-use tessera_certs::tls::{self, TrustState};
-use tessera_certs::{TlsIdentity, grpc, keys};
+use tessera_certs::keys;
 use tessera_core::{CheckedTrustList, CityCode, Role, TrustAnchor};
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_runtime::tls::{self, TrustState};
+use tessera_runtime::{TlsIdentity, grpc};
 
 const BATCH: u32 = 1000;
 const BATCHES_PER_RUN: u32 = 40;

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Authority, Running, id, spawn_listening, stop};
-use tessera_certs::tls::{self, TrustState};
-use tessera_certs::{TlsIdentity, grpc};
 use tessera_core::{Role, TrustAnchor};
 use tessera_proto::v1 as pb;
+use tessera_runtime::tls::{self, TrustState};
+use tessera_runtime::{TlsIdentity, grpc};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;

@@ -14,13 +14,14 @@ use std::time::{Duration, Instant};
 
 use common::{Authority, free_port, id, ok, stop, tessera};
 use prost::Message;
-use tessera_certs::tls::{self, TrustState};
-use tessera_certs::{TlsIdentity, grpc, keys};
+use tessera_certs::keys;
 use tessera_core::trust::{CheckedTrustList, EntryStatus, sign_trust_list};
 use tessera_core::{CertInfo, KeyId, Role, TrustAnchor};
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_client::CityNodeClient;
 use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_runtime::tls::{self, TrustState};
+use tessera_runtime::{TlsIdentity, grpc};
 use tonic::transport::Channel;
 
 const VERIFIER: &str = "verifiers/420000-wuhan-station/verifier";

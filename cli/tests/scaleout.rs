@@ -22,12 +22,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{free_port, id, ok};
-use tessera_certs::tls::{self, TrustState};
-use tessera_certs::{TlsIdentity, grpc};
 use tessera_core::{Role, TrustAnchor};
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_client::CityNodeClient;
 use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_runtime::tls::{self, TrustState};
+use tessera_runtime::{TlsIdentity, grpc};
 use tonic::transport::Channel;
 
 /// Checkpoint connections through HAProxy, each a TCP connection of its own

@@ -3,10 +3,10 @@
 //! registry's. Nothing else about them is kept.
 
 use prost::Message;
-use tessera_certs::TrustState;
 use tessera_core::CityCode;
 use tessera_core::attestation::{self, AttestationError, VerifiedAttestation};
 use tessera_proto::v1 as pb;
+use tessera_runtime::TrustState;
 
 const TREE: &str = "attestations";
 

@@ -1,8 +1,8 @@
 //! Which callers may make which call: the gateway's one authorization table,
-//! enforced by `tessera_certs::authz::AuthzLayer` before any handler runs.
+//! enforced by `tessera_runtime::authz::AuthzLayer` before any handler runs.
 
-use tessera_certs::authz::{Allowed, Table};
 use tessera_core::Role;
+use tessera_runtime::authz::{Allowed, Table};
 
 /// Every RPC of `tessera.v1.Gateway` and who may call it.
 pub const TABLE: &[(&str, Allowed)] = &[
@@ -56,7 +56,7 @@ mod tests {
     fn the_table_lists_exactly_the_rpcs_of_the_standard() {
         let proto = include_str!("../../proto/tessera/v1/gateway.proto");
         assert_eq!(
-            tessera_certs::authz::rpcs_in_proto(proto, "Gateway"),
+            tessera_runtime::authz::rpcs_in_proto(proto, "Gateway"),
             table().paths()
         );
     }

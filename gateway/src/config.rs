@@ -41,12 +41,12 @@ struct GatewayFile {
     #[serde(default)]
     reload_secs: Option<u64>,
     #[serde(default)]
-    connections: tessera_certs::limits::ConnectionsFile,
+    connections: tessera_runtime::limits::ConnectionsFile,
     tls: TlsFile,
     #[serde(default)]
     relay: RelayFile,
     #[serde(default)]
-    metrics: Option<tessera_certs::metrics::MetricsFile>,
+    metrics: Option<tessera_runtime::metrics::MetricsFile>,
     follow: Option<FollowFile>,
     #[serde(default)]
     policy: PolicyFile,
@@ -157,7 +157,7 @@ pub struct GatewaySettings {
     pub max_connections_per_peer: usize,
     /// Every bound on connections and streams (`[connections]`, with
     /// `max_connections_per_peer`).
-    pub connections: tessera_certs::grpc::ConnectionLimits,
+    pub connections: tessera_runtime::grpc::ConnectionLimits,
     /// How often the TLS certificate and key files are looked at for a
     /// renewal (also at once on SIGHUP).
     pub reload: Duration,
@@ -209,7 +209,7 @@ impl GatewaySettings {
         }
         let max_connections_per_peer = file
             .max_connections_per_peer
-            .unwrap_or(tessera_certs::grpc::DEFAULT_CONNECTIONS_PER_PEER);
+            .unwrap_or(tessera_runtime::grpc::DEFAULT_CONNECTIONS_PER_PEER);
         if !(1..=1_000_000).contains(&max_connections_per_peer) {
             return Err("max_connections_per_peer must be 1 to 1000000".into());
         }
@@ -262,12 +262,12 @@ impl GatewaySettings {
             connections,
             reload: Duration::from_secs(
                 file.reload_secs
-                    .unwrap_or(tessera_certs::reload::DEFAULT_RELOAD_SECS),
+                    .unwrap_or(tessera_runtime::reload::DEFAULT_RELOAD_SECS),
             ),
             metrics_listen: file
                 .metrics
                 .as_ref()
-                .map(tessera_certs::metrics::MetricsFile::address)
+                .map(tessera_runtime::metrics::MetricsFile::address)
                 .transpose()?,
             tls_certificate: at(file.tls.certificate),
             tls_key: at(file.tls.key),
@@ -310,7 +310,7 @@ fn parse_follow(f: FollowFile) -> Result<FollowSettings, String> {
 
 /// The configuration the authority ships in a gateway's bundle directory.
 pub fn bundle_config(endpoint: &str) -> String {
-    let listen = tessera_certs::grpc::listen_address(endpoint, 7000);
+    let listen = tessera_runtime::grpc::listen_address(endpoint, 7000);
     format!(
         r#"# tessera national gateway: `tessera gateway run --config gateway.toml`
 # Paths are relative to this file. See docs/gateway.toml for every setting.
@@ -361,7 +361,7 @@ mod tests {
         assert_eq!(s.relay, RelaySettings::default());
         assert_eq!(
             s.connections,
-            tessera_certs::grpc::ConnectionLimits::default(),
+            tessera_runtime::grpc::ConnectionLimits::default(),
             "the sample's [connections] shows the defaults"
         );
         assert_eq!(s.notice_hours, DEFAULT_NOTICE_HOURS);

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use tessera_certs::TrustState;
 use tessera_core::CheckedTrustList;
 use tessera_core::trust::TrustListError;
+use tessera_runtime::TrustState;
 use tokio::sync::{Mutex, watch};
 
 const CURRENT: &[u8] = b"current";

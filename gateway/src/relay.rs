@@ -16,11 +16,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use tessera_certs::tls::{self, TrustState};
-use tessera_certs::{TlsIdentity, grpc};
 use tessera_core::{BadgeId, CityCode};
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_client::CityNodeClient;
+use tessera_runtime::tls::{self, TrustState};
+use tessera_runtime::{TlsIdentity, grpc};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::transport::Channel;
 use tower::util::BoxCloneService;

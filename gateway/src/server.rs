@@ -4,15 +4,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tessera_certs::authz::AuthzLayer;
-use tessera_certs::follow::{FollowError, Follower};
 use tessera_certs::keys::{self, KeyError};
-use tessera_certs::limits::CallLimitsLayer;
-use tessera_certs::metrics::Metrics;
-use tessera_certs::tls::{self, TlsError};
-use tessera_certs::{TlsIdentity, TrustState, grpc};
 use tessera_core::Role;
 use tessera_proto::v1::gateway_server::GatewayServer;
+use tessera_runtime::authz::AuthzLayer;
+use tessera_runtime::follow::{FollowError, Follower};
+use tessera_runtime::limits::CallLimitsLayer;
+use tessera_runtime::metrics::Metrics;
+use tessera_runtime::tls::{self, TlsError};
+use tessera_runtime::{TlsIdentity, TrustState, grpc};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -50,7 +50,7 @@ pub enum StartError {
     Transport(#[from] tonic::transport::Error),
     /// The health or reflection service.
     #[error(transparent)]
-    Standard(#[from] tessera_certs::standard::StandardError),
+    Standard(#[from] tessera_runtime::standard::StandardError),
     /// Following the peer gateway's trust list.
     #[error(transparent)]
     Follow(#[from] FollowError),
@@ -164,10 +164,10 @@ pub async fn serve(
         ))));
     metrics.watch_trust_list(Arc::clone(&trust));
     let limits = loaded.settings.connections;
-    let refusals = tessera_certs::limits::Refusals::register(metrics.registry());
+    let refusals = tessera_runtime::limits::Refusals::register(metrics.registry());
     let incoming = grpc::incoming_counted(listener, config, limits, refusals);
     let tls = loaded.identity.clone();
-    let expiries: Vec<tessera_certs::metrics::Expiry> =
+    let expiries: Vec<tessera_runtime::metrics::Expiry> =
         vec![("tls", Arc::new(move || tls.not_after()))];
     metrics.watch_expiry(expiries.clone());
     let metrics = Arc::new(metrics);
@@ -182,7 +182,7 @@ pub async fn serve(
         ),
         None => None,
     };
-    let (health, routes) = tessera_certs::standard::routes(SERVICE).await?;
+    let (health, routes) = tessera_runtime::standard::routes(SERVICE).await?;
     health.serving(true).await;
     let signal = async move {
         shutdown.await;
@@ -194,11 +194,11 @@ pub async fn serve(
     let server = grpc::server_builder(&limits)
         .layer(CallLimitsLayer::new(WATCHES, limits.max_watches_per_caller))
         .layer(metrics.layer(crate::authz::table()))
-        .layer(tessera_certs::status::DecodeStatusLayer)
+        .layer(tessera_runtime::status::DecodeStatusLayer)
         .layer(AuthzLayer::new(Arc::clone(&trust), crate::authz::table()))
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
-    let endpoint = tessera_certs::metrics::serve_while_running(metrics_listener, metrics);
+    let endpoint = tessera_runtime::metrics::serve_while_running(metrics_listener, metrics);
     let follow = async {
         match &loaded.follower {
             Some(follower) => follow_peer(&loaded.registry, follower).await,
@@ -208,7 +208,7 @@ pub async fn serve(
     // A renewed certificate is presented at the next handshake, by the
     // server and by the relay's and the follower's clients alike: they all
     // share the one identity.
-    let watched = vec![tessera_certs::reload::Watched::tls(
+    let watched = vec![tessera_runtime::reload::Watched::tls(
         loaded.identity.clone(),
         Arc::clone(&trust),
         loaded.settings.tls_certificate.clone(),
@@ -219,8 +219,8 @@ pub async fn serve(
         tokio::join!(
             endpoint,
             follow,
-            tessera_certs::metrics::warn_before_expiry(expiries),
-            tessera_certs::reload::run(watched, loaded.settings.reload)
+            tessera_runtime::metrics::warn_before_expiry(expiries),
+            tessera_runtime::reload::run(watched, loaded.settings.reload)
         )
     };
     tokio::select! {

@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::{Stream, StreamExt};
 use prost::Message;
-use tessera_certs::authz::caller;
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::gateway_server::Gateway;
+use tessera_runtime::authz::caller;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -235,7 +235,7 @@ impl Gateway for GatewayService {
         let stop = async move {
             let _ = stopping.wait_for(|s| *s).await;
         };
-        let stream = tessera_certs::authz::end_at_expiry(Box::pin(stream), &expiry);
+        let stream = tessera_runtime::authz::end_at_expiry(Box::pin(stream), &expiry);
         Ok(Response::new(Box::pin(stream.take_until(stop))))
     }
 
@@ -282,7 +282,7 @@ impl Gateway for GatewayService {
                             Err(status) => {
                                 // An item that does not decode is the
                                 // caller's fault: INVALID_ARGUMENT.
-                                failed = Some(tessera_certs::status::request_status(status));
+                                failed = Some(tessera_runtime::status::request_status(status));
                                 break;
                             }
                         }
@@ -300,7 +300,7 @@ impl Gateway for GatewayService {
             .buffered(BATCH_CHUNKS_IN_FLIGHT)
             .flat_map(futures::stream::iter)
             .scan(false, end_after_error);
-        let stream = tessera_certs::authz::end_at_expiry(Box::pin(stream), &expiry);
+        let stream = tessera_runtime::authz::end_at_expiry(Box::pin(stream), &expiry);
         Ok(Response::new(Box::pin(stream)))
     }
 

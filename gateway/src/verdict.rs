@@ -7,11 +7,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures::future::Either;
-use tessera_certs::TrustState;
 use tessera_core::trust::CheckedTrustList;
 use tessera_core::verify::{VerifiedBadge, VerifyError, request_envelope};
 use tessera_core::verify_batch;
 use tessera_proto::v1 as pb;
+use tessera_runtime::TrustState;
 
 use crate::relay::Relay;
 

@@ -1,7 +1,7 @@
 //! Which callers may make which call: the node's one authorization table.
 
-use tessera_certs::authz::{Allowed, Table};
 use tessera_core::{CityCode, Role};
+use tessera_runtime::authz::{Allowed, Table};
 
 /// Every RPC of `tessera.v1.CityNode` and who may call it.
 pub const TABLE: &[(&str, Allowed)] = &[
@@ -33,7 +33,7 @@ pub const TABLE: &[(&str, Allowed)] = &[
     ),
 ];
 
-/// The table of the node of `city`, for `tessera_certs::authz::AuthzLayer`.
+/// The table of the node of `city`, for `tessera_runtime::authz::AuthzLayer`.
 pub fn table(city: CityCode) -> Table {
     Table {
         entries: TABLE,
@@ -51,7 +51,7 @@ mod tests {
     fn the_table_lists_exactly_the_rpcs_of_the_standard() {
         let proto = include_str!("../../proto/tessera/v1/node.proto");
         assert_eq!(
-            tessera_certs::authz::rpcs_in_proto(proto, "CityNode"),
+            tessera_runtime::authz::rpcs_in_proto(proto, "CityNode"),
             table("330100".parse().unwrap()).paths()
         );
     }

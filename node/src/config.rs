@@ -59,11 +59,11 @@ struct NodeFile {
     #[serde(default)]
     reload_secs: Option<u64>,
     #[serde(default)]
-    connections: tessera_certs::limits::ConnectionsFile,
+    connections: tessera_runtime::limits::ConnectionsFile,
     tls: TlsFile,
     badges: BadgesFile,
     #[serde(default)]
-    metrics: Option<tessera_certs::metrics::MetricsFile>,
+    metrics: Option<tessera_runtime::metrics::MetricsFile>,
     #[serde(default)]
     storage: StorageFile,
     #[serde(default)]
@@ -161,7 +161,7 @@ pub struct NodeSettings {
     pub max_connections_per_peer: usize,
     /// Every bound on connections and streams (`[connections]`, with
     /// `max_connections_per_peer`).
-    pub connections: tessera_certs::grpc::ConnectionLimits,
+    pub connections: tessera_runtime::grpc::ConnectionLimits,
     /// How often the TLS and badge-signer certificate and key files are
     /// looked at for a renewal (also at once on SIGHUP).
     pub reload: std::time::Duration,
@@ -272,7 +272,7 @@ impl NodeSettings {
         }
         let max_connections_per_peer = file
             .max_connections_per_peer
-            .unwrap_or(tessera_certs::grpc::DEFAULT_CONNECTIONS_PER_PEER);
+            .unwrap_or(tessera_runtime::grpc::DEFAULT_CONNECTIONS_PER_PEER);
         if !(1..=1_000_000).contains(&max_connections_per_peer) {
             return Err(invalid(
                 "max_connections_per_peer must be 1 to 1000000".into(),
@@ -292,7 +292,7 @@ impl NodeSettings {
         let metrics_listen = file
             .metrics
             .as_ref()
-            .map(tessera_certs::metrics::MetricsFile::address)
+            .map(tessera_runtime::metrics::MetricsFile::address)
             .transpose()
             .map_err(invalid)?;
         let retention = retention(&file.retention).map_err(invalid)?;
@@ -318,7 +318,7 @@ impl NodeSettings {
             connections,
             reload: std::time::Duration::from_secs(
                 file.reload_secs
-                    .unwrap_or(tessera_certs::reload::DEFAULT_RELOAD_SECS),
+                    .unwrap_or(tessera_runtime::reload::DEFAULT_RELOAD_SECS),
             ),
             metrics_listen,
             tls_certificate: at(file.tls.certificate),
@@ -371,7 +371,7 @@ fn retention(file: &RetentionFile) -> Result<crate::records::Retention, String> 
 /// to the certificates and keys it names. `listen` is the enrolled endpoint
 /// when it is an IP address, else all interfaces on its port.
 pub fn bundle_config(city: CityCode, endpoint: &str) -> String {
-    let listen = tessera_certs::grpc::listen_address(endpoint, 7101);
+    let listen = tessera_runtime::grpc::listen_address(endpoint, 7101);
     format!(
         r#"# tessera city node {city}: `tessera node run --config node.toml`
 # Paths are relative to this file. See docs/node.toml for every setting.
@@ -406,7 +406,7 @@ mod tests {
         assert!(!settings.sunset_automatic);
         assert_eq!(
             settings.connections,
-            tessera_certs::grpc::ConnectionLimits::default(),
+            tessera_runtime::grpc::ConnectionLimits::default(),
             "the sample's [connections] shows the defaults"
         );
     }

@@ -1,10 +1,10 @@
 //! Why a node could not start, or stopped with an error: one type for
 //! loading, serving and the lifecycle around them.
 
-use tessera_certs::follow::FollowError;
 use tessera_certs::keys::KeyError;
-use tessera_certs::tls::TlsError;
 use tessera_core::badge::SignError;
+use tessera_runtime::follow::FollowError;
+use tessera_runtime::tls::TlsError;
 
 use tessera_core::policy::PolicyError;
 
@@ -92,7 +92,7 @@ pub enum StartError {
     Transport(#[from] tonic::transport::Error),
     /// The health or reflection service.
     #[error(transparent)]
-    Standard(#[from] tessera_certs::standard::StandardError),
+    Standard(#[from] tessera_runtime::standard::StandardError),
     /// Following the gateway's trust list.
     #[error(transparent)]
     Follow(#[from] FollowError),

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use tessera_certs::keys;
-use tessera_certs::metrics::Expiry;
-use tessera_certs::{TlsIdentity, TrustState};
 use tessera_core::Role;
 use tessera_core::badge::BadgeSigner;
+use tessera_runtime::metrics::Expiry;
+use tessera_runtime::{TlsIdentity, TrustState};
 
 use crate::access_log::{self, AccessLog};
 use crate::city::City;

@@ -5,8 +5,8 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use tessera_certs::metrics::Metrics;
 use tessera_core::Colour;
+use tessera_runtime::metrics::Metrics;
 
 /// A colour label.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

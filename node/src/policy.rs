@@ -12,11 +12,11 @@
 
 pub use tessera_core::policy::*;
 
-use tessera_certs::TrustState;
 use tessera_certs::keys;
 use tessera_core::badge::{BadgeSigner, SignError};
 use tessera_core::policy_doc;
 use tessera_core::{CheckedTrustList, TrustAnchor};
+use tessera_runtime::TrustState;
 
 use crate::config::NodeSettings;
 use crate::data_dir;

@@ -7,12 +7,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tessera_certs::authz::AuthzLayer;
-use tessera_certs::follow::Follower;
-use tessera_certs::metrics::Metrics;
-use tessera_certs::reload::{self, Watched};
-use tessera_certs::{grpc, tls};
 use tessera_proto::v1::city_node_server::CityNodeServer;
+use tessera_runtime::authz::AuthzLayer;
+use tessera_runtime::follow::Follower;
+use tessera_runtime::metrics::Metrics;
+use tessera_runtime::reload::{self, Watched};
+use tessera_runtime::{grpc, tls};
 use tokio::net::TcpListener;
 
 use crate::config::NodeSettings;
@@ -60,7 +60,7 @@ pub async fn serve(
     };
     let limits = loaded.settings.connections;
     let mut metrics = Metrics::new();
-    let refusals = tessera_certs::limits::Refusals::register(metrics.registry());
+    let refusals = tessera_runtime::limits::Refusals::register(metrics.registry());
     let incoming = grpc::incoming_counted(listener, config, limits, refusals);
     let node_metrics = crate::metrics::NodeMetrics::register(&mut metrics);
     metrics.watch_trust_list(Arc::clone(&loaded.trust));
@@ -83,7 +83,7 @@ pub async fn serve(
     .max_decoding_message_size(loaded.settings.max_message_bytes);
     let table = crate::authz::table(loaded.city.city());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let (health, routes) = tessera_certs::standard::routes(SERVICE).await?;
+    let (health, routes) = tessera_runtime::standard::routes(SERVICE).await?;
     health.serving(true).await;
     let health = Arc::new(health);
     let disk_freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -119,12 +119,12 @@ pub async fn serve(
     // A node serves no watch stream: the layer only tracks open calls, for
     // the idle timeout.
     let server = grpc::server_builder(&limits)
-        .layer(tessera_certs::limits::CallLimitsLayer::new(
+        .layer(tessera_runtime::limits::CallLimitsLayer::new(
             &[],
             limits.max_watches_per_caller,
         ))
         .layer(metrics.layer(table))
-        .layer(tessera_certs::status::DecodeStatusLayer)
+        .layer(tessera_runtime::status::DecodeStatusLayer)
         .layer(AuthzLayer::new(Arc::clone(&loaded.trust), table))
         .add_routes(routes.add_service(service))
         .serve_with_incoming_shutdown(incoming, signal);
@@ -140,7 +140,7 @@ pub async fn serve(
             _ => std::future::pending().await,
         }
     };
-    let endpoint = tessera_certs::metrics::serve_while_running(metrics_listener, metrics);
+    let endpoint = tessera_runtime::metrics::serve_while_running(metrics_listener, metrics);
     let watched = vec![
         Watched::tls(
             loaded.identity.clone(),
@@ -156,7 +156,7 @@ pub async fn serve(
             follow,
             endpoint,
             sweeping,
-            tessera_certs::metrics::warn_before_expiry(loaded.expiries.clone()),
+            tessera_runtime::metrics::warn_before_expiry(loaded.expiries.clone()),
             reload::run(watched, loaded.settings.reload)
         )
     };

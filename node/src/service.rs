@@ -47,7 +47,7 @@ impl From<NodeError> for Status {
 }
 
 /// The gRPC face of a [`City`]. Callers are authorized before any handler
-/// runs, by `tessera_certs::authz::AuthzLayer` with the table in `authz.rs`.
+/// runs, by `tessera_runtime::authz::AuthzLayer` with the table in `authz.rs`.
 pub struct NodeService<S> {
     city: Arc<City<S>>,
     access_log: Arc<AccessLog>,
@@ -107,7 +107,7 @@ impl<S: Store> NodeService<S> {
         national_id: &str,
     ) -> Result<(Actor, Pseudonym), Status> {
         let subject = self.city.resident(national_id)?;
-        let caller = tessera_certs::authz::caller(request)?;
+        let caller = tessera_runtime::authz::caller(request)?;
         let actor = Actor {
             serial: caller.serial_hex(),
             city: caller.identity.scope().code(),
@@ -225,7 +225,7 @@ impl<S: Store> CityNode for NodeService<S> {
         request: Request<pb::WhoAmIRequest>,
     ) -> Result<Response<pb::PeerIdentity>, Status> {
         Ok(Response::new(
-            tessera_certs::authz::caller(&request)?.to_proto(),
+            tessera_runtime::authz::caller(&request)?.to_proto(),
         ))
     }
 

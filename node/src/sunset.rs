@@ -37,12 +37,12 @@ use std::time::Duration;
 
 use prost::Message;
 use tessera_certs::keys::{self, KeyError};
-use tessera_certs::{TlsIdentity, TrustState, grpc, tls};
 use tessera_core::attestation::{
     self, ATTESTATION_VERSION, AttestationError, REASON_OPERATOR, REASON_SUNSET,
 };
 use tessera_core::{CertInfo, Role, TrustAnchor};
 use tessera_proto::v1 as pb;
+use tessera_runtime::{TlsIdentity, TrustState, grpc, tls};
 
 use crate::config::NodeSettings;
 use crate::data_dir::{self, DONE, PENDING};

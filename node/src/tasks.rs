@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_certs::follow::Follower;
-use tessera_certs::reload::{Outcome, Watched};
-use tessera_certs::{TrustState, grpc, tls};
 use tessera_core::Role;
 use tessera_core::badge::BadgeSigner;
+use tessera_runtime::follow::Follower;
+use tessera_runtime::reload::{Outcome, Watched};
+use tessera_runtime::{TrustState, grpc, tls};
 
 use crate::data_dir;
 use crate::load::Loaded;
@@ -108,7 +108,7 @@ pub(crate) fn watch_badge_signer(loaded: &Loaded) -> Watched {
     )
 }
 
-/// Follows the gateway's trust list ([`tessera_certs::follow`]): each newer
+/// Follows the gateway's trust list ([`tessera_runtime::follow`]): each newer
 /// list is put in force at once (rollback refused) and kept in the data
 /// directory for the next start. The watch is reopened, so the gateway is
 /// asked, at least every `settings.refresh`, and again after as long when
@@ -233,7 +233,7 @@ const DISK_PROBE_EVERY: Duration = Duration::from_secs(1);
 /// saying NOT_SERVING while it was full.
 pub(crate) async fn room_after_full_disk(
     loaded: &Loaded,
-    health: &tessera_certs::standard::Health,
+    health: &tessera_runtime::standard::Health,
 ) {
     let mut every = tokio::time::interval(DISK_PROBE_EVERY);
     while !loaded.city.disk_full() {

@@ -9,12 +9,12 @@
 use std::net::SocketAddr;
 
 use futures::StreamExt;
-use tessera_certs::authz::{Table, rpcs_in_proto};
 use tessera_core::{CertInfo, CityCode, Identity, Role, Scope};
 use tessera_gateway::config::RelaySettings;
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_client::CityNodeClient;
 use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_runtime::authz::{Table, rpcs_in_proto};
 use tessera_tests::forge::{Forge, forged};
 use tessera_tests::harness::{RunningGateway, RunningNode, raw_channel, write_city_bundle};
 use tessera_tests::{DAY, Issued, TestPki, national_id, unix_now};
@@ -304,7 +304,7 @@ async fn every_rpc_of_node_and_gateway_against_every_kind_of_caller() {
         rpcs_in_proto(gateway_proto, "Gateway"),
         paths("Gateway", &GATEWAY_RPCS)
     );
-    let mut standard: Vec<&str> = tessera_certs::standard::ENTRIES
+    let mut standard: Vec<&str> = tessera_runtime::standard::ENTRIES
         .iter()
         .map(|(path, _)| *path)
         .collect();

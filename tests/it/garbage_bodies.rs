@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use tessera_certs::{TlsIdentity, TrustState, grpc, tls};
 use tessera_core::{CityCode, Role};
 use tessera_gateway::config::RelaySettings;
+use tessera_runtime::{TlsIdentity, TrustState, grpc, tls};
 use tessera_tests::harness::{
     RunningGateway, RunningNode, write_city_bundle, write_gateway_bundle,
 };

@@ -211,9 +211,9 @@ async fn handshake_from(pki: &TestPki, from: [u8; 4], addr: SocketAddr, cert: &I
     let Ok(tcp) = connect_from(from, addr).await else {
         return false;
     };
-    let identity = tessera_certs::TlsIdentity::new(cert.der.clone(), &cert.tls_key).unwrap();
-    let trust = Arc::new(tessera_certs::tls::TrustState::new(pki.anchor().unwrap()).unwrap());
-    let config = tessera_certs::tls::client_config(&identity, trust, Role::Gateway).unwrap();
+    let identity = tessera_runtime::TlsIdentity::new(cert.der.clone(), &cert.tls_key).unwrap();
+    let trust = Arc::new(tessera_runtime::tls::TrustState::new(pki.anchor().unwrap()).unwrap());
+    let config = tessera_runtime::tls::client_config(&identity, trust, Role::Gateway).unwrap();
     let connector = tokio_rustls::TlsConnector::from(config);
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let Ok(mut tls) = connector.connect(name, tcp).await else {

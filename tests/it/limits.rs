@@ -46,9 +46,9 @@ impl RawH2 {
     /// the client preface and empty settings.
     async fn connect(pki: &TestPki, addr: SocketAddr, cert: &Issued, server: Role) -> Self {
         let tcp = TcpStream::connect(addr).await.unwrap();
-        let identity = tessera_certs::TlsIdentity::new(cert.der.clone(), &cert.tls_key).unwrap();
-        let trust = Arc::new(tessera_certs::tls::TrustState::new(pki.anchor().unwrap()).unwrap());
-        let config = tessera_certs::tls::client_config(&identity, trust, server).unwrap();
+        let identity = tessera_runtime::TlsIdentity::new(cert.der.clone(), &cert.tls_key).unwrap();
+        let trust = Arc::new(tessera_runtime::tls::TrustState::new(pki.anchor().unwrap()).unwrap());
+        let config = tessera_runtime::tls::client_config(&identity, trust, server).unwrap();
         let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
         let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
@@ -201,7 +201,7 @@ async fn a_connection_that_keeps_opening_streams_past_the_limit_is_closed() {
         .await;
     raw.send(SETTINGS, ACK, 0, &[]).await;
     let block = grpc_headers("/tessera.v1.Gateway/VerifyBatch");
-    let max_resets = u32::try_from(tessera_certs::grpc::MAX_RESETS_PER_CONNECTION).unwrap();
+    let max_resets = u32::try_from(tessera_runtime::grpc::MAX_RESETS_PER_CONNECTION).unwrap();
     let flood: Vec<u8> = (0..8 + max_resets + 50)
         .flat_map(|i| frame(HEADERS, END_HEADERS, 2 * i + 1, &block))
         .collect();

@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tessera_certs::TlsIdentity;
-use tessera_certs::grpc;
-use tessera_certs::tls::{self, TrustState};
 use tessera_core::{CertInfo, Identity, Role, Scope};
 use tessera_gateway::config::RelaySettings;
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_runtime::TlsIdentity;
+use tessera_runtime::grpc;
+use tessera_runtime::tls::{self, TrustState};
 use tessera_tests::harness::RunningGateway;
 use tessera_tests::{DAY, Issued, NOW, TestPki};
 

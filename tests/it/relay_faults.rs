@@ -23,14 +23,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tessera_certs::tls::{self, TrustState};
-use tessera_certs::{TlsIdentity, grpc};
 use tessera_core::{CertInfo, CityCode, Identity, Role, Scope};
 use tessera_gateway::config::RelaySettings;
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_client::CityNodeClient;
 use tessera_proto::v1::city_node_server::{CityNode, CityNodeServer};
 use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_runtime::tls::{self, TrustState};
+use tessera_runtime::{TlsIdentity, grpc};
 use tessera_tests::harness::{RunningGateway, RunningNode, gateway_client, node_client};
 use tessera_tests::{TestPki, national_id, test_record, unix_now};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tessera_certs::tls::{self, TrustState};
-use tessera_certs::{TlsIdentity, keys};
+use tessera_certs::keys;
 use tessera_core::{CertInfo, CityCode, Identity, KeyId, Role, Scope};
 use tessera_proto::v1 as pb;
+use tessera_runtime::TlsIdentity;
+use tessera_runtime::tls::{self, TrustState};
 use tessera_tests::harness::{RunningNode, add_top_level, node_client, write_city_bundle};
 use tessera_tests::{DAY, Issued, TestPki, national_id, test_record, unix_now};
 use tokio::net::TcpListener;

@@ -358,7 +358,7 @@ async fn a_node_switches_itself_off_at_sunset_and_its_attestation_reaches_the_ga
     );
     let settings = NodeSettings::load(&config).unwrap();
     assert!(settings.sunset_automatic);
-    tessera_certs::tls::install_default_provider();
+    tessera_runtime::tls::install_default_provider();
     let node = tokio::spawn(lifecycle::run_node(
         settings.clone(),
         listener,

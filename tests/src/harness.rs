@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tessera_certs::keys;
-use tessera_certs::tls::{self, TrustState};
-use tessera_certs::{TlsIdentity, grpc};
 use tessera_core::{CityCode, Role};
 use tessera_node::config::{NodeSettings, bundle_config};
 use tessera_node::server;
 use tessera_proto::v1::city_node_client::CityNodeClient;
+use tessera_runtime::tls::{self, TrustState};
+use tessera_runtime::{TlsIdentity, grpc};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use tessera_certs::{TlsIdentity, TrustState, grpc, tls};
 use tessera_core::Role;
 use tessera_proto::bench::EchoMessage;
 use tessera_proto::bench::echo_client::EchoClient;
 use tessera_proto::bench::echo_server::{Echo, EchoServer};
+use tessera_runtime::{TlsIdentity, TrustState, grpc, tls};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;

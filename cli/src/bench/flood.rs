@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tessera_certs::tls;
 use tessera_core::Role;
+use tessera_runtime::tls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

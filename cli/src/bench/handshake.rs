@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use tessera_certs::{grpc, tls};
 use tessera_core::Role;
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::gateway_client::GatewayClient;
+use tessera_runtime::{grpc, tls};
 
 use super::BenchArgs;
 use super::fixture::Fixture;

@@ -8,10 +8,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tessera_certs::tls::{self, TrustState};
-use tessera_certs::{TlsIdentity, grpc};
 use tessera_core::{Role, TrustAnchor};
 use tessera_proto::v1::city_node_client::CityNodeClient;
+use tessera_runtime::tls::{self, TrustState};
+use tessera_runtime::{TlsIdentity, grpc};
 
 /// Runs `tessera args`.
 pub fn tessera(args: &[&str]) -> Output {

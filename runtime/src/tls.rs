@@ -8,7 +8,7 @@
 //! afresh at every handshake, so a new list applies to the next connection.
 //!
 //! TLS 1.3 only, ALPN `h2`, ring as the crypto provider. Every TLS
-//! certificate and the root carry ECDSA P-256 keys (see [`crate::keys`]),
+//! certificate and the root carry ECDSA P-256 keys (see [`tessera_certs::keys`]),
 //! so handshake signatures are `ecdsa_secp256r1_sha256`, the one scheme
 //! BoringSSL (grpcio, grpc-java, Envoy, Chromium), OpenSSL, rustls, Go and
 //! Java all offer by default; a peer offering only Ed25519 finds no scheme
@@ -32,7 +32,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Server
 use tessera_core::trust::TrustListError;
 use tessera_core::{CertInfo, CheckedTrustList, CityCode, Identity, Role, TrustAnchor};
 
-use crate::keys::{self, TlsKey};
+use tessera_certs::keys::{self, TlsKey};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -15,9 +15,9 @@ use tokio::sync::oneshot;
 use tonic::{Code, Request, Response, Status};
 
 use super::*;
-use crate::authority::{AuthorityDir, InitOptions, RevokeTarget};
 use crate::authz::{Allowed, AuthzLayer, Table, caller, peer_from_extensions};
 use crate::tls::{self, TlsIdentity, TrustState};
+use tessera_certs::authority::{AuthorityDir, InitOptions, RevokeTarget};
 
 const DAY: i64 = 86_400;
 const ECHO: &str = "/tessera.bench.v1.Echo/Echo";

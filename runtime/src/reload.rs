@@ -22,8 +22,8 @@ use std::path::Path;
 
 use tessera_core::CertInfo;
 
-use crate::keys::{self, KeyError, SigningKey, TlsKey};
 use crate::tls::{TlsError, TlsIdentity, TrustState};
+use tessera_certs::keys::{self, KeyError, SigningKey, TlsKey};
 
 /// How often a server looks at its certificate and key files unless
 /// configured (`reload_secs`).
@@ -258,8 +258,8 @@ mod tests {
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     use super::*;
-    use crate::authority::{AuthorityDir, InitOptions, RenewTarget};
     use crate::tls;
+    use tessera_certs::authority::{AuthorityDir, InitOptions, RenewTarget};
 
     const DAY: i64 = 86_400;
 

@@ -4,8 +4,8 @@
 //! scheme in common.
 
 use super::*;
-use crate::keys::TlsKey;
-use crate::profile::{CertRequest, RootCa};
+use tessera_certs::keys::TlsKey;
+use tessera_certs::profile::{CertRequest, RootCa};
 use tessera_core::Scope;
 
 const NOW: i64 = 1_750_000_000;
