@@ -3,9 +3,9 @@
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// The current time in Unix seconds.
+/// The current time in Unix seconds (the servers' clock).
 pub fn now() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
+    tessera_runtime::clock::unix_now()
 }
 
 /// A Unix time as RFC 3339 UTC, or the raw number if out of range.

@@ -282,7 +282,7 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
                         loaded
                             .city
                             .policies()
-                            .describe(tessera_node::service::unix_now())
+                            .describe(tessera_runtime::clock::unix_now())
                     );
                 })
                 .await?;

@@ -19,8 +19,9 @@ use tokio::sync::watch;
 use crate::config::GatewaySettings;
 use crate::registry::{PublishError, Registry};
 use crate::relay::Relay;
-use crate::service::{GatewayService, unix_now};
+use crate::service::GatewayService;
 use crate::verdict::Verifier;
+use tessera_runtime::clock::unix_now;
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

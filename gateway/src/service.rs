@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use tessera_runtime::clock::unix_now;
 
 use futures::{Stream, StreamExt};
 use prost::Message;
@@ -23,13 +23,6 @@ use crate::verdict::Verifier;
 pub const BATCH_CHUNK: usize = 64;
 /// Chunks of one VerifyBatch stream in progress at once.
 pub const BATCH_CHUNKS_IN_FLIGHT: usize = 4;
-
-/// The current time in Unix seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 impl From<SubmitError> for Status {
     fn from(e: SubmitError) -> Self {

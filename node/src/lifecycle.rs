@@ -9,9 +9,9 @@ use crate::config::NodeSettings;
 use crate::error::StartError;
 use crate::load::{self, Loaded};
 use crate::server::{self, Served};
-use crate::service::unix_now;
 use crate::store::StoreError;
 use crate::sunset::{self, Reason, Sunset, SunsetError};
+use tessera_runtime::clock::unix_now;
 
 /// How a node run ended.
 #[derive(Debug)]

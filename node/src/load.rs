@@ -16,8 +16,8 @@ use crate::city::City;
 use crate::config::NodeSettings;
 use crate::data_dir;
 use crate::error::{StartError, io};
-use crate::service::unix_now;
 use crate::store::{SledStore, StoreError};
+use tessera_runtime::clock::unix_now;
 
 /// Everything a node needs, loaded and checked.
 pub struct Loaded {

@@ -2,7 +2,7 @@
 //! city's work, with errors turned into statuses in one place.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use tessera_runtime::clock::unix_now;
 
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_server::CityNode;
@@ -13,13 +13,6 @@ use crate::city::{City, NodeError};
 use crate::metrics::NodeMetrics;
 use crate::pseudonym::Pseudonym;
 use crate::store::Store;
-
-/// The current time in Unix seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 impl From<NodeError> for Status {
     fn from(e: NodeError) -> Self {

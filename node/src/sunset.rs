@@ -47,8 +47,8 @@ use tessera_runtime::{TlsIdentity, TrustState, grpc, tls};
 use crate::config::NodeSettings;
 use crate::data_dir::{self, DONE, PENDING};
 use crate::error::StartError;
-use crate::service::unix_now;
 use crate::store::{SledStore, StoreError};
+use tessera_runtime::clock::unix_now;
 
 /// Why a node was destroyed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

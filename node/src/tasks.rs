@@ -13,8 +13,8 @@ use tessera_runtime::{TrustState, grpc, tls};
 
 use crate::data_dir;
 use crate::load::Loaded;
-use crate::service::unix_now;
 use crate::signer::{self, Rotation};
+use tessera_runtime::clock::unix_now;
 
 /// Most entries one retention sweep batch deletes (under the writer lock).
 pub const SWEEP_BATCH: usize = 1000;

@@ -7,6 +7,7 @@
 //! call against a service's one authorization table, and hands the caller's
 //! [`PeerIdentity`] to the handler in the request's extensions.
 
+use crate::clock::unix_now;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -128,12 +129,6 @@ pub fn peer_from_extensions(
         return Err(expired_status());
     }
     Ok(peer.clone())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Whether the caller's certificate has expired (it was valid at the

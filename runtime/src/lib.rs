@@ -19,6 +19,7 @@
 //! them.
 
 pub mod authz;
+pub mod clock;
 pub mod connection;
 pub mod follow;
 pub mod grpc;

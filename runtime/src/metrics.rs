@@ -8,6 +8,7 @@
 //! (anything else is `unknown`, so a client sending random paths cannot
 //! grow the label set), and servers label by city code at most.
 
+use crate::clock::unix_now;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -303,12 +304,6 @@ pub type NotAfter = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// A certificate to watch: its label and where to read its expiry.
 pub type Expiry = (&'static str, NotAfter);
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 impl Metrics {
     /// `tessera_trust_list_sequence` and `tessera_trust_list_age_seconds`

@@ -13,6 +13,7 @@
 //! root, expired, revoked, or of another party) is never used: the server
 //! keeps what it has, says why, and tries again when the files change.
 
+use crate::clock::unix_now;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -203,12 +204,6 @@ impl Watched {
         }
         self.seen = Some(contents);
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Looks at every watched pair now, then every `every` and on each SIGHUP,
