@@ -3,13 +3,14 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use tessera_runtime::clock::unix_now;
 
 use futures::{Stream, StreamExt};
 use prost::Message;
+use tessera_core::policy_doc::PolicyDocError;
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::gateway_server::Gateway;
 use tessera_runtime::authz::caller;
+use tessera_runtime::clock::unix_now;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -69,6 +70,11 @@ impl From<PublishError> for Status {
 impl From<PolicyPublishError> for Status {
     fn from(e: PolicyPublishError) -> Self {
         match e {
+            // The gateway's list does not carry the signer (yet): a node
+            // enrolled moments ago retries on this code, never on the text.
+            PolicyPublishError::Invalid(PolicyDocError::UnknownSigner(_)) => {
+                Status::not_found(e.to_string())
+            }
             PolicyPublishError::Invalid(_) => Status::invalid_argument(e.to_string()),
             PolicyPublishError::WrongCity { .. } => Status::permission_denied(e.to_string()),
             PolicyPublishError::NoTrustList => Status::unavailable(e.to_string()),

@@ -2,10 +2,10 @@
 //! city's work, with errors turned into statuses in one place.
 
 use std::sync::Arc;
-use tessera_runtime::clock::unix_now;
 
 use tessera_proto::v1 as pb;
 use tessera_proto::v1::city_node_server::CityNode;
+use tessera_runtime::clock::unix_now;
 use tonic::{Request, Response, Status};
 
 use crate::access_log::{AccessLog, AccessLogError, Action, Actor, Entry};

@@ -205,7 +205,7 @@ pub(crate) async fn publish_policies(loaded: &Loaded, gateway: &str) {
                 // The gateway's trust list does not carry this city's
                 // signer yet (a city enrolled moments ago): try again later
                 // rather than leave the city's first policy unpublished.
-                Err(status) if status.message().contains("unknown key") => {
+                Err(status) if status.code() == tonic::Code::NotFound => {
                     tracing::info!(
                         error = %status.message(),
                         "the gateway does not know this city's badge signer yet; publishing the policy later"

@@ -7,7 +7,6 @@
 //! call against a service's one authorization table, and hands the caller's
 //! [`PeerIdentity`] to the handler in the request's extensions.
 
-use crate::clock::unix_now;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use tessera_core::{CityCode, Identity, Role};
 use tonic::Status;
 use tower::{Layer, Service};
 
+use crate::clock::unix_now;
 use crate::connection::PeerConnectInfo;
 use crate::grpc::PeerIdentity;
 use crate::tls::TrustState;

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tessera_certs::authority::{AuthorityDir, InitOptions, RevokeTarget};
 use tessera_core::{Identity, ProvinceCode, Role, Scope, TrustAnchor};
 use tessera_proto::bench::EchoMessage;
 use tessera_proto::bench::echo_client::EchoClient;
@@ -17,7 +18,6 @@ use tonic::{Code, Request, Response, Status};
 use super::*;
 use crate::authz::{Allowed, AuthzLayer, Table, caller, peer_from_extensions};
 use crate::tls::{self, TlsIdentity, TrustState};
-use tessera_certs::authority::{AuthorityDir, InitOptions, RevokeTarget};
 
 const DAY: i64 = 86_400;
 const ECHO: &str = "/tessera.bench.v1.Echo/Echo";

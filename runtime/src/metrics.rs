@@ -8,7 +8,6 @@
 //! (anything else is `unknown`, so a client sending random paths cannot
 //! grow the label set), and servers label by city code at most.
 
-use crate::clock::unix_now;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +27,7 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service};
 
 use crate::authz::Table;
+use crate::clock::unix_now;
 use crate::tls::TrustState;
 
 /// Labels of the RPC counter.

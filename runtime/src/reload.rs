@@ -13,7 +13,6 @@
 //! root, expired, revoked, or of another party) is never used: the server
 //! keeps what it has, says why, and tries again when the files change.
 
-use crate::clock::unix_now;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,10 +20,11 @@ use std::time::Duration;
 
 use std::path::Path;
 
+use tessera_certs::keys::{self, KeyError, SigningKey, TlsKey};
 use tessera_core::CertInfo;
 
+use crate::clock::unix_now;
 use crate::tls::{TlsError, TlsIdentity, TrustState};
-use tessera_certs::keys::{self, KeyError, SigningKey, TlsKey};
 
 /// How often a server looks at its certificate and key files unless
 /// configured (`reload_secs`).

@@ -29,10 +29,9 @@ use rustls::{
     RootCertStore, ServerConfig, SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use tessera_certs::keys::{self, TlsKey};
 use tessera_core::trust::TrustListError;
 use tessera_core::{CertInfo, CheckedTrustList, CityCode, Identity, Role, TrustAnchor};
-
-use tessera_certs::keys::{self, TlsKey};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
