@@ -233,7 +233,8 @@ async fn gateway_enforces_notice_city_version_order_and_schema_and_keeps_policie
     let e = publish(&pki, &gw, &hz_node, sign_raw(&stranger, &doc))
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // NOT_FOUND, the code a node retries on (PROTOCOL.md).
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
     assert!(e.message().contains("unknown key"), "{e:?}");
 
     // Anyone enrolled reads the city's policies, oldest effective first,
