@@ -8,7 +8,7 @@ use tessera_certs::authority::{
     AuthorityDir, InitOptions, Issued, Recovered, Reissued, RenewTarget, RevokeTarget,
 };
 use tessera_certs::keys;
-use tessera_core::attestation::verify_attestation;
+use tessera_core::attestation::{Census, verify_attestation};
 use tessera_core::trust::{CheckedTrustList, EntryStatus, Freshness};
 use tessera_core::{CityCode, ProvinceCode, TrustAnchor};
 
@@ -793,41 +793,11 @@ fn print_claims(c: &tessera_proto::v1::DeletionAttestation) {
     );
 }
 
-/// The authority's view of the switch-off: the cities whose node the last
-/// list it signed carries (not revoked), each with its verified attestation
-/// or why none counts, as [`census`] finds them.
-#[derive(Debug)]
-pub struct Census {
-    /// The sequence of the last list the authority signed.
-    pub sequence: u64,
-    /// That list's sunset date.
-    pub sunset_at: i64,
-    /// Each city of the list: code, name, and its verified attestation's
-    /// claims, or `Err` (why it is invalid) or `Ok(None)` (none held).
-    pub cities: Vec<(
-        u32,
-        String,
-        Result<Option<tessera_proto::v1::DeletionAttestation>, String>,
-    )>,
-    /// Attestations the gateway holds for cities not in the list.
-    pub others: Vec<(u32, Result<tessera_proto::v1::DeletionAttestation, String>)>,
-}
-
-impl Census {
-    /// How many cities of the list have no valid attestation.
-    pub fn missing(&self) -> usize {
-        self.cities
-            .iter()
-            .filter(|(_, _, v)| !matches!(v, Ok(Some(_))))
-            .count()
-    }
-}
-
 /// Fetches every attestation the gateway at `gateway` collected, as the
-/// authority in `dir`, and verifies each against the root at `now`.
+/// authority in `dir`, and accounts for the cities of the last list it
+/// signed ([`tessera_core::attestation::census`], at `now`).
 pub async fn census(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<Census> {
     use prost::Message;
-    use std::collections::BTreeMap;
     let authority = AuthorityDir::open(dir)?;
     let root = TrustAnchor::from_der(authority.root_der())?;
     let sequence = authority.registry().last_sequence;
@@ -847,24 +817,6 @@ pub async fn census(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<Censu
         .with_context(|| format!("{} does not decode", list_path.display()))?;
     let list = CheckedTrustList::verify(&list_bytes, &root, issued_at)
         .with_context(|| format!("{} does not verify", list_path.display()))?;
-    let mut cities: BTreeMap<u32, String> = BTreeMap::new();
-    // The node keys each city has in the list: an attestation signed by
-    // another (an earlier node of the city, wiped long ago) says nothing of
-    // the node that serves it now.
-    let mut node_keys: BTreeMap<u32, Vec<tessera_core::KeyId>> = BTreeMap::new();
-    for e in list.entries() {
-        let id = e.cert().identity();
-        if id.role() == tessera_core::Role::CityNode
-            && !e.is_revoked()
-            && let Some(city) = id.city()
-        {
-            cities.insert(city.get(), e.name().to_owned());
-            node_keys
-                .entry(city.get())
-                .or_default()
-                .push(e.cert().key_id());
-        }
-    }
 
     let trust = std::sync::Arc::new(tessera_runtime::TrustState::new(root.clone())?);
     let identity = tessera_runtime::TlsIdentity::from_files(
@@ -880,57 +832,7 @@ pub async fn census(dir: &Path, gateway: &str, now: i64) -> anyhow::Result<Censu
         .map_err(|s| anyhow::anyhow!("the gateway at {gateway} refused: {}", s.message()))?
         .into_inner()
         .attestations;
-
-    let mut verdicts: BTreeMap<u32, Result<tessera_proto::v1::DeletionAttestation, String>> =
-        BTreeMap::new();
-    for signed in held {
-        let bytes = signed.encode_to_vec();
-        match verify_attestation(&bytes, &root, now) {
-            Ok(v) => {
-                let city = v.city().get();
-                let current = node_keys
-                    .get(&city)
-                    .is_none_or(|keys| keys.contains(&v.signer().key_id()));
-                let verdict = if !current {
-                    Err(format!(
-                        "signed by node key {}, which is not this city's node in trust list {sequence}: an earlier node's switch-off",
-                        v.signer().key_id()
-                    ))
-                } else if !v.claims().signer_key_destroyed {
-                    Err("the badge-signer key was not destroyed".to_owned())
-                } else {
-                    Ok(v.claims().clone())
-                };
-                verdicts.insert(city, verdict);
-            }
-            Err(e) => {
-                // Name the city it claims, to say which one is in doubt.
-                let claimed =
-                    tessera_proto::v1::DeletionAttestation::decode(signed.payload.as_slice())
-                        .map_or(0, |c| c.city);
-                verdicts.entry(claimed).or_insert(Err(e.to_string()));
-            }
-        }
-    }
-    Ok(Census {
-        sequence,
-        sunset_at: list.sunset_at(),
-        cities: cities
-            .iter()
-            .map(|(code, name)| {
-                let verdict = match verdicts.get(code) {
-                    Some(Ok(c)) => Ok(Some(c.clone())),
-                    Some(Err(e)) => Err(e.clone()),
-                    None => Ok(None),
-                };
-                (*code, name.clone(), verdict)
-            })
-            .collect(),
-        others: verdicts
-            .into_iter()
-            .filter(|(code, _)| !cities.contains_key(code))
-            .collect(),
-    })
+    Ok(tessera_core::attestation::census(&list, &held, &root, now))
 }
 
 /// `tessera authority attestations`: the [`census`], printed; an error

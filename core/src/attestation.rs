@@ -245,6 +245,113 @@ pub fn verify_attestation(
     })
 }
 
+/// The authority's account of a switch-off: the cities whose node a trust
+/// list carries (not revoked), each with its verified attestation or why
+/// none counts, and attestations held for cities the list does not carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Census {
+    /// The list's sequence.
+    pub sequence: u64,
+    /// The list's sunset date.
+    pub sunset_at: i64,
+    /// Each city of the list, by code: code, name, and its verified
+    /// attestation's claims, or `Err` (why it is invalid) or `Ok(None)`
+    /// (none held).
+    pub cities: Vec<(u32, String, Result<Option<pb::DeletionAttestation>, String>)>,
+    /// Attestations held for cities not in the list, by code.
+    pub others: Vec<(u32, Result<pb::DeletionAttestation, String>)>,
+}
+
+impl Census {
+    /// How many cities of the list have no valid attestation.
+    pub fn missing(&self) -> usize {
+        self.cities
+            .iter()
+            .filter(|(_, _, v)| !matches!(v, Ok(Some(_))))
+            .count()
+    }
+}
+
+/// Accounts for every city node `list` carries with the attestations
+/// `held` (as a gateway collected them), each verified against `root` at
+/// `now`. An attestation counts for a city only if it verifies, was signed
+/// by a node key the list holds for that city (one signed by an earlier
+/// node of the city, wiped long ago, says nothing of the node that serves it
+/// now), and says the badge-signer key was destroyed. Of several for one
+/// city, the last in `held` decides; one that does not verify is named
+/// under the city it claims, unless a valid one is held for it.
+pub fn census(
+    list: &crate::trust::CheckedTrustList,
+    held: &[pb::SignedAttestation],
+    root: &TrustAnchor,
+    now: i64,
+) -> Census {
+    use std::collections::BTreeMap;
+    let sequence = list.sequence();
+    let mut cities: BTreeMap<u32, String> = BTreeMap::new();
+    let mut node_keys: BTreeMap<u32, Vec<crate::ids::KeyId>> = BTreeMap::new();
+    for e in list.entries() {
+        let id = e.cert().identity();
+        if id.role() == Role::CityNode
+            && !e.is_revoked()
+            && let Some(city) = id.city()
+        {
+            cities.insert(city.get(), e.name().to_owned());
+            node_keys
+                .entry(city.get())
+                .or_default()
+                .push(e.cert().key_id());
+        }
+    }
+    let mut verdicts: BTreeMap<u32, Result<pb::DeletionAttestation, String>> = BTreeMap::new();
+    for signed in held {
+        match verify_attestation(&signed.encode_to_vec(), root, now) {
+            Ok(v) => {
+                let city = v.city().get();
+                let current = node_keys
+                    .get(&city)
+                    .is_none_or(|keys| keys.contains(&v.signer().key_id()));
+                let verdict = if !current {
+                    Err(format!(
+                        "signed by node key {}, which is not this city's node in trust list {sequence}: an earlier node's switch-off",
+                        v.signer().key_id()
+                    ))
+                } else if !v.claims().signer_key_destroyed {
+                    Err("the badge-signer key was not destroyed".to_owned())
+                } else {
+                    Ok(v.claims().clone())
+                };
+                verdicts.insert(city, verdict);
+            }
+            Err(e) => {
+                // Name the city it claims, to say which one is in doubt.
+                let claimed = pb::DeletionAttestation::decode(signed.payload.as_slice())
+                    .map_or(0, |c| c.city);
+                verdicts.entry(claimed).or_insert(Err(e.to_string()));
+            }
+        }
+    }
+    Census {
+        sequence,
+        sunset_at: list.sunset_at(),
+        cities: cities
+            .iter()
+            .map(|(code, name)| {
+                let verdict = match verdicts.get(code) {
+                    Some(Ok(c)) => Ok(Some(c.clone())),
+                    Some(Err(e)) => Err(e.clone()),
+                    None => Ok(None),
+                };
+                (*code, name.clone(), verdict)
+            })
+            .collect(),
+        others: verdicts
+            .into_iter()
+            .filter(|(code, _)| !cities.contains_key(code))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,5 +599,67 @@ mod tests {
             with(&|c| c.reason = "bored".into()),
             AttestationError::Reason("bored".into())
         );
+    }
+
+    fn held(bytes: &[u8]) -> pb::SignedAttestation {
+        pb::SignedAttestation::decode(bytes).unwrap()
+    }
+
+    #[test]
+    fn the_census_accounts_for_each_listed_city_and_says_why_one_does_not_count() {
+        let pki = TestPki::new();
+        let (attested, missing, kept, replaced) = (CITY, 420_100, 440_100, 510_100);
+        let nodes: Vec<Leaf> = [attested, missing, kept, replaced]
+            .iter()
+            .map(|c| node(&pki, *c))
+            .collect();
+        let list = pki.trust_list(nodes.iter().map(|l| l.entry.clone()));
+        // An earlier node of `replaced`, not in the list.
+        let earlier = node(&pki, replaced);
+        let outsider = node(&pki, 110_100);
+        let sign = |leaf: &Leaf, c: pb::DeletionAttestation| {
+            held(&sign_attestation(&c, &leaf.tls_key, &leaf.der).unwrap())
+        };
+        let mut not_destroyed = claims(kept);
+        not_destroyed.signer_key_destroyed = false;
+        let mut garbage = sign(&nodes[1], claims(missing));
+        garbage.signature[0] ^= 1;
+        let census = census(
+            &list,
+            &[
+                sign(&nodes[0], claims(attested)),
+                garbage,
+                sign(&nodes[2], not_destroyed),
+                sign(&earlier, claims(replaced)),
+                sign(&outsider, claims(110_100)),
+            ],
+            pki.anchor(),
+            NOW + 60,
+        );
+        assert_eq!(census.sequence, 1);
+        assert_eq!(census.sunset_at, list.sunset_at());
+        let by_code = |code: u32| {
+            census
+                .cities
+                .iter()
+                .find(|(c, _, _)| *c == code)
+                .map(|(_, _, v)| v.clone())
+                .unwrap()
+        };
+        assert_eq!(by_code(attested), Ok(Some(claims(attested))));
+        let bad = by_code(missing).unwrap_err();
+        assert!(bad.contains("signature"), "{bad}");
+        let kept_key = by_code(kept).unwrap_err();
+        assert!(kept_key.contains("not destroyed"), "{kept_key}");
+        let old = by_code(replaced).unwrap_err();
+        assert!(old.contains("earlier node"), "{old}");
+        assert_eq!(census.cities.len(), 4, "one line per listed city");
+        assert_eq!(census.others, vec![(110_100, Ok(claims(110_100)))]);
+        assert_eq!(census.missing(), 3);
+
+        // Nothing held: every city missing, none invalid.
+        let empty = super::census(&list, &[], pki.anchor(), NOW);
+        assert!(empty.cities.iter().all(|(_, _, v)| *v == Ok(None)));
+        assert_eq!(empty.missing(), 4);
     }
 }
