@@ -403,3 +403,6 @@ pub async fn import<S: Store, R: Read + Seek>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod stream_tests;

@@ -24,10 +24,7 @@ fn parse_time(s: &str) -> Result<i64, String> {
         .map_err(|_| format!("time {s:?} is not RFC 3339 (e.g. 2026-11-20T08:30:00+08:00)"))
 }
 
-pub(super) fn row_to_record(
-    row: &csv::StringRecord,
-    cols: &Columns,
-) -> Result<pb::Record, String> {
+pub(super) fn row_to_record(row: &csv::StringRecord, cols: &Columns) -> Result<pb::Record, String> {
     use pb::record::Kind;
     let get = |name: &str| field(row, cols, name);
     let kind_name = get("type");
@@ -121,4 +118,3 @@ pub(super) fn row_to_record(
         kind: Some(kind),
     })
 }
-

@@ -5,9 +5,7 @@ use super::*;
 const HEADER: &str = "record_id,national_id,type,time,test_kind,positive,lab";
 
 fn row(record_id: &str, kind: &str) -> String {
-    format!(
-        "{record_id},11010519491231002X,{kind},2026-11-27T08:00:00+08:00,pcr,false,HZ-LAB-01"
-    )
+    format!("{record_id},11010519491231002X,{kind},2026-11-27T08:00:00+08:00,pcr,false,HZ-LAB-01")
 }
 
 fn lines_of(input: &str) -> (Vec<u64>, Vec<(u64, String)>) {
@@ -143,4 +141,41 @@ fn csv_errors_do_not_repeat_csvs_own_line_count() {
         errors[0].reason,
         "field 1 is not valid UTF-8 (after byte 0)"
     );
+}
+
+/// Hands out at most 7 bytes a read, so that line breaks, a CRLF's two
+/// bytes among them, fall across the reads.
+struct Dribble<'a>(&'a [u8]);
+
+impl Read for Dribble<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(7).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn line_numbers_stay_exact_across_reads_and_buffers() {
+    for ending in ["\n", "\r\n", "\r"] {
+        // 20,000 rows, far more than one read buffer; the bad ones are
+        // lines 4,001 and 20,001 (the last).
+        let mut lines = vec![HEADER.to_owned()];
+        for i in 2..=20_001 {
+            let kind = if i == 4_001 || i == 20_001 {
+                "colour"
+            } else {
+                "test"
+            };
+            lines.push(row(&format!("r{i}"), kind));
+        }
+        let file = lines.join(ending);
+        assert!(file.len() > 10 * super::READ_BUFFER);
+        let (rows, errors) = parse_csv(Dribble(file.as_bytes())).unwrap();
+        assert_eq!(rows.len(), 19_998, "{ending:?}");
+        assert_eq!(rows[4_000].0, 4_003, "{ending:?}");
+        let errors: Vec<u64> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(errors, [4_001, 20_001], "{ending:?}");
+    }
 }
