@@ -28,7 +28,7 @@ pub enum NodeCommand {
     },
     /// Import records from a CSV export into a stopped node's store.
     #[command(
-        after_help = "Example:\n  tessera node import --config node.toml lab-export.csv\n\nColumns are listed in docs/OPERATIONS.md. A file with any invalid line\nimports nothing unless --skip-invalid is given. A file over --max-bytes\n(256 MiB by default; checked before it is read) or --max-rows (1,000,000)\nimports nothing."
+        after_help = "Example:\n  tessera node import --config node.toml lab-export.csv\n\nColumns are listed in docs/OPERATIONS.md. The file is read twice as a\nstream: first every line is checked and counted, then the accepted lines\nare stored in durable batches of max_batch_records. A file with any\ninvalid line imports nothing unless --skip-invalid is given. A file over\n--max-bytes (256 MiB by default; checked before it is read) or --max-rows\n(1,000,000) imports nothing."
     )]
     Import {
         /// The node's configuration file.

@@ -58,6 +58,10 @@ fn csv_import_refuses_a_file_over_its_stated_size_or_row_limit() {
         "{stderr}"
     );
     assert!(stderr.contains(&format!("it has {size}")), "{stderr}");
+    assert!(
+        stderr.contains("raise the limit with --max-bytes"),
+        "{stderr}"
+    );
 
     let out = tessera(&[
         "node",
@@ -71,6 +75,10 @@ fn csv_import_refuses_a_file_over_its_stated_size_or_row_limit() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("more than 2 rows"), "{stderr}");
+    assert!(
+        stderr.contains("raise the limit with --max-rows"),
+        "{stderr}"
+    );
     assert!(stderr.contains("nothing was imported"), "{stderr}");
 
     // Within both limits it is imported: nothing was stored by the refusals.
@@ -86,6 +94,43 @@ fn csv_import_refuses_a_file_over_its_stated_size_or_row_limit() {
         &size.to_string(),
     ]);
     assert!(report.contains("imported 3 records"), "{report}");
+}
+
+#[test]
+fn csv_import_of_a_large_file_stores_every_row_and_a_bad_line_mid_file_stores_nothing() {
+    let a = Authority::new();
+    let config = a.config();
+    // 30,000 rows: three batches of the default max_batch_records (10,000),
+    // and far more than the import's 64 KiB read buffer.
+    let rows: Vec<String> = (0..30_000)
+        .map(|i| test_row(&format!("big{i}"), i % 1000, false))
+        .collect();
+    let good = write_csv(&a.dir, "good.csv", &rows);
+    assert!(std::fs::metadata(&good).unwrap().len() > 2_000_000);
+    let mut broken = rows.clone();
+    // Row 25,000 is line 25,002: the two batches before it are valid.
+    broken[25_000] = "big25000,123,test,2026-11-27T08:00:00+08:00,pcr,false,L".into();
+    let bad = write_csv(&a.dir, "bad.csv", &broken);
+
+    let out = tessera(&["node", "import", "--config", &config, &bad]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("line 25002: national_id"), "{stderr}");
+    assert!(stderr.contains("1 invalid line(s)"), "{stderr}");
+    assert!(stderr.contains("nothing was imported"), "{stderr}");
+
+    // Nothing of the refused file was stored: every row is new.
+    let report = ok(&["node", "import", "--config", &config, &good]);
+    assert!(
+        report.contains("imported 30000 records") && report.contains("(0 already stored"),
+        "{report}"
+    );
+    // And every row is there.
+    let report = ok(&["node", "import", "--config", &config, &good]);
+    assert!(
+        report.contains("imported 0 records") && report.contains("(30000 already stored"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -638,7 +638,7 @@ impl<S: Store> City<S> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tessera_certs::keys;
     use tessera_certs::profile::{CertRequest, RootCa};
     use tessera_core::{Colour, Identity, Role, Scope};
@@ -646,9 +646,15 @@ mod tests {
     use super::*;
     use crate::store::SledStore;
 
-    const NOW: i64 = 1_800_000_000;
+    pub(crate) const NOW: i64 = 1_800_000_000;
 
     fn city(dir: &std::path::Path) -> City<SledStore> {
+        city_with_max_batch(dir, 1000)
+    }
+
+    /// A city over a sled store in `dir`, storing at most `max_batch`
+    /// records at a time.
+    pub(crate) fn city_with_max_batch(dir: &std::path::Path, max_batch: usize) -> City<SledStore> {
         let request = |identity, name: &str| CertRequest {
             identity,
             common_name: name.into(),
@@ -678,7 +684,7 @@ mod tests {
             Policy::default_policy().unwrap(),
             BadgeSigner::new(key, &der).unwrap(),
             PseudonymKey::from_bytes([9; 32]),
-            1000,
+            max_batch,
         )
     }
 
