@@ -111,7 +111,7 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
         &signer,
         &keys::read_cert(&settings.signer_certificate)?,
         &trust,
-        &store,
+        store.as_ref(),
         unix_now(),
     )?;
     let access_log = Arc::new(

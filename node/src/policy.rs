@@ -21,7 +21,7 @@ use tessera_runtime::TrustState;
 use crate::config::NodeSettings;
 use crate::data_dir;
 use crate::error::{StartError, io};
-use crate::store::SledStore;
+use crate::store::Store;
 
 pub use crate::policy_set::{HeldPolicy, NotInForce, PolicySet, PolicySetError, rfc3339};
 
@@ -70,7 +70,7 @@ pub(crate) fn load(
     signer: &BadgeSigner,
     signer_der: &[u8],
     trust: &TrustState,
-    store: &SledStore,
+    store: &impl Store,
     now: i64,
 ) -> Result<PolicySet, StartError> {
     use tessera_core::policy_doc;

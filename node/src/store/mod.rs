@@ -225,6 +225,16 @@ pub trait Store: Send + Sync + 'static {
     /// Counts what the store holds, for a deletion attestation (a full scan:
     /// for sunset, not for serving).
     fn census(&self) -> Result<Census, StoreError>;
+    /// Whether the store holds any record or badge state: a city that has
+    /// served residents, which may no longer start from a policy it signs
+    /// itself without notice.
+    fn holds_data(&self) -> Result<bool, StoreError>;
+    /// The SHA-256 of the city's first signed policy, the only one that
+    /// may take effect without notice, once recorded (the policy pin).
+    fn first_policy(&self) -> Result<Option<[u8; 32]>, StoreError>;
+    /// Records the city's first signed policy, durably. It is never
+    /// replaced: a second call with another hash is refused.
+    fn record_first_policy(&self, hash: [u8; 32]) -> Result<(), StoreError>;
     /// Whether a write failed because the disk is full: the store then
     /// refuses every change until it is reopened (reads go on).
     fn disk_full(&self) -> bool {

@@ -86,49 +86,6 @@ impl SledStore {
         Ok(db.open_tree(name)?)
     }
 
-    /// Whether the store holds any record or badge state: a city that has
-    /// served residents, which may no longer start from a policy it signs
-    /// itself without notice.
-    pub fn holds_data(&self) -> Result<bool, StoreError> {
-        for prefix in [RECORD, BADGE] {
-            if let Some(k) = self.tree.scan_prefix([prefix]).keys().next() {
-                k?;
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// The SHA-256 of the city's first signed policy, the only one that
-    /// may take effect without notice, once recorded.
-    pub fn first_policy(&self) -> Result<Option<[u8; 32]>, StoreError> {
-        match self.tree.get(META_FIRST_POLICY)? {
-            None => Ok(None),
-            Some(v) => <[u8; 32]>::try_from(v.as_ref())
-                .map(Some)
-                .map_err(|_| StoreError::Corrupt("first policy entry".into())),
-        }
-    }
-
-    /// Records the city's first signed policy, durably. It is never
-    /// replaced: a second call with another hash is refused.
-    pub fn record_first_policy(&self, hash: [u8; 32]) -> Result<(), StoreError> {
-        match self
-            .tree
-            .compare_and_swap(META_FIRST_POLICY, None::<&[u8]>, Some(&hash[..]))?
-        {
-            Ok(()) => {}
-            Err(e) if e.current.as_deref() == Some(&hash[..]) => {}
-            Err(_) => {
-                return Err(StoreError::Corrupt(
-                    "a different first policy is already recorded".into(),
-                ));
-            }
-        }
-        self.db.flush()?;
-        Ok(())
-    }
-
     /// Counts what the store in `dir` holds without the master key (the
     /// counts need no decryption): for a sunset, which must be able to
     /// attest even when the key file is damaged. Fails with
@@ -597,6 +554,42 @@ impl Store for SledStore {
 
     fn disk_full(&self) -> bool {
         self.disk_full.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn holds_data(&self) -> Result<bool, StoreError> {
+        for prefix in [RECORD, BADGE] {
+            if let Some(k) = self.tree.scan_prefix([prefix]).keys().next() {
+                k?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn first_policy(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        match self.tree.get(META_FIRST_POLICY)? {
+            None => Ok(None),
+            Some(v) => <[u8; 32]>::try_from(v.as_ref())
+                .map(Some)
+                .map_err(|_| StoreError::Corrupt("first policy entry".into())),
+        }
+    }
+
+    fn record_first_policy(&self, hash: [u8; 32]) -> Result<(), StoreError> {
+        match self
+            .tree
+            .compare_and_swap(META_FIRST_POLICY, None::<&[u8]>, Some(&hash[..]))?
+        {
+            Ok(()) => {}
+            Err(e) if e.current.as_deref() == Some(&hash[..]) => {}
+            Err(_) => {
+                return Err(StoreError::Corrupt(
+                    "a different first policy is already recorded".into(),
+                ));
+            }
+        }
+        self.db.flush()?;
+        Ok(())
     }
 
     fn census(&self) -> Result<Census, StoreError> {
