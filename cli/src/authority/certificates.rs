@@ -1,0 +1,193 @@
+//! A certificate's later life: revocation, renewal, badge-signer and
+//! trust-list-signer rotation, pruning, and recovery after a crash.
+
+use tessera_certs::authority::{AuthorityDir, Recovered, Reissued, RenewTarget, RevokeTarget};
+use tessera_core::CityCode;
+
+use super::DirArg;
+use crate::fmt;
+
+/// `tessera authority revoke`: a city's certificates, or one by serial.
+pub(super) fn revoke(
+    dir: DirArg,
+    city: Option<CityCode>,
+    serial: Option<String>,
+    now: i64,
+) -> anyhow::Result<()> {
+    let target = match (city, serial) {
+        (Some(code), _) => RevokeTarget::City(code),
+        (None, Some(serial)) => RevokeTarget::Serial(serial),
+        (None, None) => {
+            return Err(crate::Usage::new("give --city CODE or --serial HEX").into());
+        }
+    };
+    let revoked = AuthorityDir::open(&dir.dir)?.revoke(&target, now)?;
+    for e in &revoked {
+        outln!("revoked {} (serial {})", e.identity, e.serial);
+    }
+    outln!("Publish a new trust list for the revocation to take effect.");
+    Ok(())
+}
+
+/// `tessera authority rotate-signer`: a new badge signer for a city, the old one kept until pruned.
+pub(super) fn rotate_signer(dir: DirArg, city: CityCode, now: i64) -> anyhow::Result<()> {
+    let r = AuthorityDir::open(&dir.dir)?.rotate_signer(city, now)?;
+    print_reissued(&format!("Badge signer of city {city} rotated"), &r);
+    outln!(
+        "The old signer stays ACTIVE: badges it signed verify until they expire, and\n\
+         the live files keep it (its key is kept until prune-signers).\n\
+         Next: publish a trust list (both signers are listed); it installs the new\n\
+         pair as the live files, and the node signs with the new key once it holds\n\
+         that list. 30 days after publishing, run\n\
+         `tessera authority prune-signers --dir {}`.",
+        dir.dir.display()
+    );
+    Ok(())
+}
+
+/// `tessera authority prune-signers`: retired badge signers whose badges can no longer be valid.
+pub(super) fn prune_signers(
+    dir: DirArg,
+    city: Option<CityCode>,
+    dry_run: bool,
+    now: i64,
+) -> anyhow::Result<()> {
+    let mut authority = AuthorityDir::open(&dir.dir)?;
+    let plan = authority.prune_signers(city, now, true)?;
+    for e in &plan.pruned {
+        outln!(
+            "{} {} (serial {}): left out of the next trust list, key {} removed",
+            if dry_run { "would prune" } else { "will prune" },
+            e.identity,
+            e.serial,
+            dir.dir.join(&e.cert_file).with_extension("key").display()
+        );
+    }
+    let pruned = if dry_run {
+        plan
+    } else {
+        authority.prune_signers(city, now, false)?
+    };
+    for (e, at, published) in &pruned.waiting {
+        outln!(
+            "kept   {} (serial {}): refused, its badges may be valid until {}{}",
+            e.identity,
+            e.serial,
+            fmt::time(*at),
+            if *published {
+                ""
+            } else {
+                " (its successor is not published yet: publish a trust list)"
+            }
+        );
+    }
+    if pruned.pruned.is_empty() {
+        outln!("No retired badge signer can be pruned yet.");
+    } else if dry_run {
+        outln!("Dry run: nothing was changed.");
+    } else {
+        for e in &pruned.pruned {
+            outln!("pruned {} (serial {})", e.identity, e.serial);
+        }
+        outln!("Publish a new trust list for the change to take effect.");
+    }
+    Ok(())
+}
+
+/// `tessera authority renew`: a new certificate for the same key holder.
+pub(super) fn renew(
+    dir: DirArg,
+    city: Option<CityCode>,
+    gateway: Option<String>,
+    serial: Option<String>,
+    now: i64,
+) -> anyhow::Result<()> {
+    let target = match (city, gateway, serial) {
+        (Some(code), _, _) => RenewTarget::City(code),
+        (None, Some(name), _) => RenewTarget::Gateway(name),
+        (None, None, Some(serial)) => RenewTarget::Serial(serial),
+        (None, None, None) => {
+            return Err(
+                crate::Usage::new("give --city CODE, --gateway NAME or --serial HEX").into(),
+            );
+        }
+    };
+    let r = AuthorityDir::open(&dir.dir)?.renew(&target, now)?;
+    print_reissued("Certificate renewed", &r);
+    outln!(
+        "The old certificate is retired, not revoked: it stays valid until it expires.\n\
+         A server running from this bundle presents the new one on new connections\n\
+         within its reload_secs (or at once on SIGHUP). If the old key may have\n\
+         leaked, revoke it: tessera authority revoke --dir {} --serial {}",
+        dir.dir.display(),
+        r.old.serial
+    );
+    Ok(())
+}
+
+/// `tessera authority recover`: finish or undo a command a crash interrupted.
+pub(super) fn recover(dir: DirArg) -> anyhow::Result<()> {
+    match tessera_certs::authority::recover(&dir.dir)? {
+        Recovered::Clean => outln!("Nothing to recover: no command was interrupted."),
+        Recovered::Finished { command, done } => {
+            outln!("The interrupted `{command}` had been recorded; finished it:");
+            for d in &done {
+                outln!("  {d}");
+            }
+        }
+        Recovered::Undone { command, removed } => {
+            outln!("The interrupted `{command}` had not been recorded; undid it:");
+            for r in &removed {
+                outln!("  removed {r}");
+            }
+            outln!("Run it again.");
+        }
+    }
+    Ok(())
+}
+
+/// `tessera authority rotate-list-signer`: a new trust-list signer, the old one revoked.
+pub(super) fn rotate_list_signer(dir: DirArg, now: i64) -> anyhow::Result<()> {
+    let r = AuthorityDir::open(&dir.dir)?.rotate_list_signer(now)?;
+    print_reissued("Trust-list signer rotated", &r);
+    outln!(
+        "The old signer is revoked. Publish a trust list now: it is signed by the new\n\
+         signer and lists the old one REVOKED, and whoever holds it refuses lists\n\
+         from the old key from then on."
+    );
+    Ok(())
+}
+
+pub(super) fn print_reissued(what: &str, r: &Reissued) {
+    outln!("{what}: {}", r.new.identity);
+    outln!(
+        "  old  serial {}  valid until {}  ({})",
+        r.old.serial,
+        fmt::time(r.old.not_after),
+        if r.old.revoked_at.is_some() {
+            "revoked"
+        } else {
+            "retired"
+        }
+    );
+    outln!(
+        "  new  serial {}  valid until {}",
+        r.new.serial,
+        fmt::time(r.new.not_after)
+    );
+    outln!(
+        "  issued as {} and {}",
+        r.issued.0.display(),
+        r.issued.1.display()
+    );
+    outln!(
+        "  {} {} and {}",
+        if r.deferred {
+            "installed by the next trust-list publish as"
+        } else {
+            "installed as"
+        },
+        r.live.0.display(),
+        r.live.1.display()
+    );
+}

@@ -1,0 +1,139 @@
+//! Enrolling the federation's parties: the authority itself, city nodes,
+//! verifiers, operators and gateways.
+
+use tessera_certs::authority::{AuthorityDir, InitOptions, Issued};
+use tessera_certs::keys;
+use tessera_core::{CityCode, ProvinceCode};
+
+use super::{DAY, DirArg};
+use crate::fmt;
+
+/// `tessera authority init`: a new authority directory, root and trust-list signer.
+pub(super) fn init(dir: DirArg, name: String, sunset_days: i64, now: i64) -> anyhow::Result<()> {
+    let options = InitOptions {
+        name,
+        sunset_at: now.saturating_add(sunset_days.saturating_mul(DAY)),
+    };
+    let authority = AuthorityDir::init(&dir.dir, &options, now)?;
+    outln!(
+        "Authority {:?} created in {}",
+        authority.registry().name,
+        dir.dir.display()
+    );
+    outln!(
+        "  root certificate   {}",
+        authority.root_cert_path().display()
+    );
+    outln!(
+        "  sunset             {}",
+        fmt::time(authority.registry().sunset_at)
+    );
+    outln!(
+        "Keep root/root.key offline. Next: tessera authority enrol-city --dir {} …",
+        dir.dir.display()
+    );
+    Ok(())
+}
+
+/// `tessera authority enrol-city`: a city node and its badge signer, with the node's configuration.
+pub(super) fn enrol_city(
+    dir: DirArg,
+    code: CityCode,
+    name: String,
+    endpoint: String,
+    now: i64,
+) -> anyhow::Result<()> {
+    let issued = AuthorityDir::open(&dir.dir)?.enrol_city(code, &name, &endpoint, now)?;
+    let config = issued.dir.join("node.toml");
+    keys::write_new_file(
+        &config,
+        tessera_node::config::bundle_config(code, &endpoint).as_bytes(),
+        false,
+    )?;
+    print_issued(&format!("City {code} ({name})"), &issued, true);
+    outln!(
+        "Node configuration: {} (run it with: tessera node run --config {})",
+        config.display(),
+        config.display()
+    );
+    Ok(())
+}
+
+/// `tessera authority enrol-verifier`: a checkpoint of a province.
+pub(super) fn enrol_verifier(
+    dir: DirArg,
+    province: ProvinceCode,
+    name: String,
+    now: i64,
+) -> anyhow::Result<()> {
+    let issued = AuthorityDir::open(&dir.dir)?.enrol_verifier(province, &name, now)?;
+    print_issued(
+        &format!("Verifier {name:?} of province {province}"),
+        &issued,
+        false,
+    );
+    Ok(())
+}
+
+/// `tessera authority enrol-operator`: an operator of a city.
+pub(super) fn enrol_operator(
+    dir: DirArg,
+    city: CityCode,
+    name: String,
+    now: i64,
+) -> anyhow::Result<()> {
+    let issued = AuthorityDir::open(&dir.dir)?.enrol_operator(city, &name, now)?;
+    print_issued(&format!("Operator {name:?} of city {city}"), &issued, false);
+    Ok(())
+}
+
+/// `tessera authority enrol-gateway`: a gateway, with its configuration.
+pub(super) fn enrol_gateway(
+    dir: DirArg,
+    endpoint: String,
+    name: String,
+    now: i64,
+) -> anyhow::Result<()> {
+    let issued = AuthorityDir::open(&dir.dir)?.enrol_gateway(&name, &endpoint, now)?;
+    let config = issued.dir.join("gateway.toml");
+    keys::write_new_file(
+        &config,
+        tessera_gateway::config::bundle_config(&endpoint).as_bytes(),
+        false,
+    )?;
+    print_issued(&format!("Gateway {name:?}"), &issued, true);
+    outln!(
+        "Gateway configuration: {} (run it with: tessera gateway run --config {})",
+        config.display(),
+        config.display()
+    );
+    Ok(())
+}
+
+/// Prints what was enrolled; `listed` when trust lists carry it, so that
+/// it takes effect with the next one published.
+pub(super) fn print_issued(what: &str, issued: &Issued, listed: bool) {
+    outln!(
+        "{what} enrolled; certificates and keys in {}",
+        issued.dir.display()
+    );
+    for e in &issued.enrolments {
+        outln!(
+            "  {:<40} serial {}  valid until {}",
+            e.identity,
+            e.serial,
+            fmt::time(e.not_after)
+        );
+    }
+    if !listed {
+        // Operators and verifiers are never listed in a trust list: they
+        // are admitted once their certificate chains to the root.
+        outln!(
+            "No new trust list is needed: operators and verifiers are not listed; they are admitted once their certificate chains to the root and is not revoked"
+        );
+    } else {
+        outln!(
+            "Publish a new trust list for the change to take effect: tessera authority trust-list publish"
+        );
+    }
+}
