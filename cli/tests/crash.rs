@@ -85,12 +85,13 @@ async fn acknowledged_records_survive_kill_9_and_batches_are_never_half_applied(
                 }
             }));
         }
-        loop {
-            if acked.lock().unwrap().len() as u32 >= kill_after {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-        }
+        common::wait(
+            format!("{kill_after} batches acknowledged"),
+            Duration::from_secs(30),
+        )
+        .every(Duration::from_millis(2))
+        .until_async(async || acked.lock().unwrap().len() as u32 >= kill_after)
+        .await;
         kill9(&mut node);
         for w in writers {
             w.await.unwrap();
@@ -137,13 +138,13 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-/// Waits until `reached` holds, failing the test after `limit`.
+/// Waits until `reached` holds, trying every millisecond (the kill should
+/// land close to the moment), failing the test after `limit`.
 async fn wait_until(what: &str, limit: Duration, mut reached: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !reached() {
-        assert!(Instant::now() < deadline, "{what} within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    common::wait(what, limit)
+        .every(Duration::from_millis(1))
+        .until_async(async || reached())
+        .await;
 }
 
 const BADGE_RUNS: u32 = 5;

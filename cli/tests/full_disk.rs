@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Authority, Running, id, spawn_listening, stop};
 use tessera_core::{Role, TrustAnchor};
@@ -108,14 +108,10 @@ fn start_node(a: &Authority) -> Child {
         .unwrap();
     // The port is bound before the store is opened: wait for the line the
     // node prints once loaded (each start appends one).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while show_log(a).matches("listening on").count() == starts {
-        assert!(
-            Instant::now() < deadline,
-            "the node did not start within 20 s:\n{}",
-            show_log(a)
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    let started = common::wait("the node to start", Duration::from_secs(20))
+        .poll(|| show_log(a).matches("listening on").count() != starts);
+    if let Err(e) = started {
+        panic!("{e}:\n{}", show_log(a));
     }
     wait_listening(a.port);
     child
@@ -161,18 +157,14 @@ fn run_to_end(args: &[&str]) -> (std::process::ExitStatus, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            return (status, String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("tessera {args:?} was expected to refuse to start but still runs after 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let ended = common::wait(format!("tessera {args:?} to end"), Duration::from_secs(30))
+        .poll(|| child.try_wait().unwrap());
+    let Ok(status) = ended else {
+        let _ = child.kill();
+        panic!("tessera {args:?} was expected to refuse to start but still runs after 30 s");
+    };
+    let out = child.wait_with_output().unwrap();
+    (status, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Sends `batch`; `Ok(stored + duplicates)` or the status.
@@ -227,16 +219,11 @@ async fn health(a: &Authority) -> Option<ServingStatus> {
 }
 
 /// Polls `check` every 100 ms until it holds, for at most `secs`.
-async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn eventually(secs: u64, what: &str, check: impl AsyncFnMut() -> bool) {
+    common::wait(what, Duration::from_secs(secs))
+        .every(Duration::from_millis(100))
+        .until_async(check)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -460,11 +447,11 @@ fn spawn_umask_000(args: &[&str]) -> Child {
 
 fn wait_listening(port: u16) {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "not listening within 20 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until(
+        &format!("a listener on {addr}"),
+        Duration::from_secs(20),
+        || std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

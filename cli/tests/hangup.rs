@@ -10,7 +10,7 @@ mod common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Authority, stop};
 
@@ -48,20 +48,18 @@ fn survives_sighup_while_starting(args: &[&str], port: u16) {
     let pid = child.id();
 
     // As soon as the server catches SIGTERM, SIGHUP must be caught too.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mask = loop {
+    let mask = common::wait(
+        format!("tessera {args:?} to catch SIGTERM"),
+        Duration::from_secs(20),
+    )
+    .every(Duration::from_millis(1))
+    .until(|| {
         assert!(
             child.try_wait().unwrap().is_none(),
             "tessera {args:?} exited"
         );
-        if let Some(mask) = caught(pid)
-            && catches(mask, SIGTERM)
-        {
-            break mask;
-        }
-        assert!(Instant::now() < deadline, "tessera {args:?} never started");
-        std::thread::sleep(Duration::from_millis(1));
-    };
+        caught(pid).filter(|&mask| catches(mask, SIGTERM))
+    });
     assert!(
         catches(mask, SIGHUP),
         "SIGTERM is caught but SIGHUP is not yet: a SIGHUP now would end the process"
@@ -69,17 +67,21 @@ fn survives_sighup_while_starting(args: &[&str], port: u16) {
 
     // SIGHUP all through the start-up: the server still comes up.
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_err() {
+    common::wait(
+        format!("tessera {args:?} to listen on {addr} under SIGHUPs"),
+        Duration::from_secs(20),
+    )
+    .every(Duration::from_millis(2))
+    .until(|| {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() {
+            return true;
+        }
         hangup(pid);
         if let Some(status) = child.try_wait().unwrap() {
             panic!("a SIGHUP during start-up ended tessera {args:?}: {status}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "tessera {args:?} did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+        false
+    });
     for _ in 0..5 {
         hangup(pid);
     }

@@ -394,14 +394,11 @@ fn logs_are_json_lines_when_asked() {
         .spawn()
         .unwrap();
     let addr = format!("127.0.0.1:{}", a.port);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the node did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    common::wait_until(
+        "the node to start",
+        std::time::Duration::from_secs(20),
+        || std::net::TcpStream::connect(&addr).is_ok(),
+    );
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

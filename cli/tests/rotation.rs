@@ -172,21 +172,20 @@ impl Federation {
     /// its data directory).
     async fn node_holds(&self, sequence: u64) {
         let cache = self.dir().join("cities/330100/data/trust-list.tsl");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(bytes) = std::fs::read(&cache) {
-                let signed = pb::SignedTrustList::decode(bytes.as_slice()).unwrap();
-                let list = pb::TrustList::decode(signed.payload.as_slice()).unwrap();
-                if list.sequence >= sequence {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the node did not fetch list {sequence}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        common::wait(
+            format!("the node to fetch list {sequence}"),
+            Duration::from_secs(20),
+        )
+        .every(Duration::from_millis(100))
+        .until_async(async || {
+            let Ok(bytes) = std::fs::read(&cache) else {
+                return false;
+            };
+            let signed = pb::SignedTrustList::decode(bytes.as_slice()).unwrap();
+            let list = pb::TrustList::decode(signed.payload.as_slice()).unwrap();
+            list.sequence >= sequence
+        })
+        .await;
     }
 }
 
@@ -321,18 +320,13 @@ async fn a_rotated_badge_signer_keeps_old_badges_valid_and_signs_new_ones_once_p
 
     // Once the node holds that list it signs with the new key.
     f.node_holds(2).await;
-    let started = Instant::now();
-    let after = loop {
-        let badge = issue(&mut op, 3).await;
-        if badge_key_id(&badge) == new_key {
-            break badge;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "the node still signs with the old key"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let after = common::wait("the node to sign with the new key", Duration::from_secs(15))
+        .every(Duration::from_millis(200))
+        .until_async(async || {
+            let badge = issue(&mut op, 3).await;
+            (badge_key_id(&badge) == new_key).then_some(badge)
+        })
+        .await;
 
     // Both verify, through the gateway and offline.
     for badge in [&before, &waiting, &after] {
@@ -430,13 +424,12 @@ async fn renewed_tls_certificates_reach_new_connections_while_calls_go_on() {
             .success()
     );
     let sent = Instant::now();
-    while presented_serial(f.dir(), &node, OPERATOR, Role::CityNode).await != new_node {
-        assert!(
-            sent.elapsed() < Duration::from_secs(10),
-            "the node did not present its renewed certificate after SIGHUP"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_until_async(
+        "the node to present its renewed certificate after SIGHUP",
+        Duration::from_secs(10),
+        async || presented_serial(f.dir(), &node, OPERATOR, Role::CityNode).await == new_node,
+    )
+    .await;
     eprintln!(
         "node: new certificate presented {:?} after SIGHUP",
         sent.elapsed()
@@ -447,13 +440,14 @@ async fn renewed_tls_certificates_reach_new_connections_while_calls_go_on() {
     let new_gateway =
         serial_of(&keys::read_cert(&f.dir().join("gateways/national/gateway.crt")).unwrap());
     let renewed = Instant::now();
-    while presented_serial(f.dir(), &f.gateway, VERIFIER, Role::Gateway).await != new_gateway {
-        assert!(
-            renewed.elapsed() < Duration::from_secs(10),
-            "the gateway did not present its renewed certificate"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_until_async(
+        "the gateway to present its renewed certificate",
+        Duration::from_secs(10),
+        async || {
+            presented_serial(f.dir(), &f.gateway, VERIFIER, Role::Gateway).await == new_gateway
+        },
+    )
+    .await;
     eprintln!(
         "gateway: new certificate presented {:?} after renew",
         renewed.elapsed()

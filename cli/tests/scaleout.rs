@@ -80,19 +80,12 @@ impl Proc {
             .status()
             .unwrap();
         assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{} exited with {status}", self.name);
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not stop within 20 s of SIGTERM",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let status = common::wait_until(
+            &format!("{} to stop after SIGTERM", self.name),
+            Duration::from_secs(20),
+            || self.child.try_wait().unwrap(),
+        );
+        assert!(status.success(), "{} exited with {status}", self.name);
     }
 }
 
@@ -116,20 +109,22 @@ fn spawn(name: &'static str, program: &Path, args: &[&str], port: u16, log: &Pat
         .unwrap();
     let mut proc = Proc { child, name };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if let Some(status) = proc.child.try_wait().unwrap() {
-            panic!(
-                "{name} exited with {status}:\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} did not listen on {port} within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_until(
+        &format!("{name} to listen on {port}"),
+        Duration::from_secs(20),
+        || {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return true;
+            }
+            if let Some(status) = proc.child.try_wait().unwrap() {
+                panic!(
+                    "{name} exited with {status}:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            false
+        },
+    );
     proc
 }
 
@@ -182,17 +177,18 @@ async fn until_sequence(
     bound: Duration,
 ) -> Duration {
     let start = Instant::now();
-    loop {
-        let held = sequence(client).await;
-        if held >= seq {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < bound,
-            "the follower still holds list {held}, not {seq}, after {bound:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    common::wait(format!("the follower to hold list {seq}"), bound)
+        .every(Duration::from_millis(5))
+        .until_async(async || {
+            let held = sequence(client).await;
+            if held >= seq {
+                Ok(())
+            } else {
+                Err(format!("holds list {held}"))
+            }
+        })
+        .await;
+    start.elapsed()
 }
 
 /// What must be the same whichever gateway answers.
@@ -509,16 +505,19 @@ async fn two_gateways_behind_haproxy_follow_one_list_agree_and_survive_kill_9() 
 
     eprintln!("[{:?}] badges issued", started.elapsed());
     // Wait until HAProxy sees both gateways up.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while haproxy_stats(stats)
-        .values()
-        .filter(|(s, _)| s == "UP")
-        .count()
-        < 2
-    {
-        assert!(Instant::now() < deadline, "{:?}", haproxy_stats(stats));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_until_async(
+        "HAProxy to see both gateways up",
+        Duration::from_secs(10),
+        async || {
+            let seen = haproxy_stats(stats);
+            if seen.values().filter(|(s, _)| s == "UP").count() < 2 {
+                Err(seen)
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 
     // Before any revocation, badges of both cities are VALID through HAProxy.
     let front_ep = format!("127.0.0.1:{front}");
@@ -633,11 +632,10 @@ async fn two_gateways_behind_haproxy_follow_one_list_agree_and_survive_kill_9() 
     let wait_for = |n: u64| {
         let done = Arc::clone(&done);
         async move {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while done.load(Ordering::Relaxed) < n {
-                assert!(Instant::now() < deadline, "load stalled at {n}");
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            common::wait(format!("the load to reach {n}"), Duration::from_secs(120))
+                .every(Duration::from_millis(5))
+                .until_async(async || done.load(Ordering::Relaxed) >= n)
+                .await;
         }
     };
     wait_for(LOAD_EACH_SIDE).await;
@@ -645,16 +643,15 @@ async fn two_gateways_behind_haproxy_follow_one_list_agree_and_survive_kill_9() 
     eprintln!("[{:?}] killing gateway A", started.elapsed());
     gateway_a.kill9();
     let killed = Instant::now();
-    let marked_down = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if haproxy_stats(stats)["gw-a"].0.starts_with("DOWN") {
-                break killed.elapsed();
-            }
-            assert!(Instant::now() < deadline, "HAProxy never marked A down");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
+    let marked_down = common::wait("HAProxy to mark A down", Duration::from_secs(10))
+        .every(Duration::from_millis(10))
+        .until_async(async || {
+            haproxy_stats(stats)["gw-a"]
+                .0
+                .starts_with("DOWN")
+                .then(|| killed.elapsed())
+        })
+        .await;
     wait_for(at_kill + LOAD_EACH_SIDE).await;
     let after_kill = killed.elapsed();
     halt.store(true, Ordering::Relaxed);

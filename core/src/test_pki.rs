@@ -148,13 +148,16 @@ impl TestPki {
         self.issue(identity, NOW - DAY, NOW + 365 * DAY)
     }
 
-    /// Signs a list of these entries (plus the trust-list signer's) and
-    /// verifies it at [`NOW`].
-    pub fn trust_list(
-        &self,
-        entries: impl IntoIterator<Item = pb::TrustEntry>,
-    ) -> CheckedTrustList {
-        let list = pb::TrustList {
+    /// The trust-list signer.
+    pub fn list_signer(&self) -> &Leaf {
+        &self.list_signer
+    }
+
+    /// The list [`TestPki::trust_list`] signs: sequence 1, issued a day
+    /// before [`NOW`], next update a week after, sunset a year after, these
+    /// entries after the trust-list signer's, no revoked serials.
+    pub fn list(&self, entries: impl IntoIterator<Item = pb::TrustEntry>) -> pb::TrustList {
+        pb::TrustList {
             version: TRUST_LIST_VERSION,
             sequence: 1,
             issued_at: NOW - DAY,
@@ -164,8 +167,21 @@ impl TestPki {
                 .chain(entries)
                 .collect(),
             revoked_serials: vec![],
-        };
-        let signed = sign_trust_list(&list, &self.list_signer.key, &self.list_signer.der).unwrap();
+        }
+    }
+
+    /// Signs `list` with the trust-list signer: the encoded SignedTrustList.
+    pub fn sign(&self, list: &pb::TrustList) -> Vec<u8> {
+        sign_trust_list(list, &self.list_signer.key, &self.list_signer.der).unwrap()
+    }
+
+    /// Signs a list of these entries (plus the trust-list signer's) and
+    /// verifies it at [`NOW`].
+    pub fn trust_list(
+        &self,
+        entries: impl IntoIterator<Item = pb::TrustEntry>,
+    ) -> CheckedTrustList {
+        let signed = self.sign(&self.list(entries));
         CheckedTrustList::verify(&signed, &self.anchor, NOW).unwrap()
     }
 }

@@ -505,3 +505,7 @@ pub fn sign_trust_list(
     }
     Ok(bytes)
 }
+
+#[cfg(test)]
+#[path = "trust_tests.rs"]
+mod tests;

@@ -350,3 +350,7 @@ pub fn verify_text(
     let bytes = text::from_text(badge_text, MAX_ENVELOPE_LEN)?;
     verify(&bytes, trust, now)
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;

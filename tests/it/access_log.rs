@@ -12,6 +12,7 @@ use tessera_node::access_log::{self, Checkpoint, Entry, Problem};
 use tessera_node::config::NodeSettings;
 use tessera_proto::v1 as pb;
 use tessera_tests::harness::{RunningNode, node_client};
+use tessera_tests::wait::wait;
 use tessera_tests::{TestPki, national_id, test_record, unix_now};
 use tonic::Code;
 
@@ -253,17 +254,18 @@ fn tamper_then_verify(
 fn when_unlocked<T, E: std::fmt::Display + std::fmt::Debug>(
     mut open: impl FnMut() -> Result<T, E>,
 ) -> T {
-    for _ in 0..500 {
-        match open() {
-            // sled's "could not acquire lock", or the store's Locked ("in
-            // use by another process").
-            Err(e) if format!("{e} {e:?}").to_lowercase().contains("lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            }
-            other => return other.unwrap(),
-        }
-    }
-    panic!("the store stayed locked after the node stopped")
+    let opened = wait(
+        "the store to be unlocked after the node stopped",
+        std::time::Duration::from_secs(10),
+    )
+    .every(std::time::Duration::from_millis(10))
+    .until(|| match open() {
+        // sled's "could not acquire lock", or the store's Locked ("in use
+        // by another process").
+        Err(e) if format!("{e} {e:?}").to_lowercase().contains("lock") => None,
+        other => Some(other),
+    });
+    opened.unwrap()
 }
 
 /// The key entry `n` is stored under (the layout in access_log.rs).

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tessera_certs::keys;
 use tessera_gateway::config::RelaySettings;
 use tessera_tests::harness::RunningGateway;
+use tessera_tests::wait::wait;
 use tessera_tests::{TestPki, unix_now};
 use tokio::net::TcpListener;
 
@@ -45,14 +46,17 @@ fn held(gw: &RunningGateway) -> u64 {
 /// Waits until `gw` holds list `sequence`; returns how long that took.
 async fn until(gw: &RunningGateway, sequence: u64) -> Duration {
     let start = Instant::now();
-    while held(gw) < sequence {
-        assert!(
-            start.elapsed() < BOUND,
-            "the follower holds list {} and not {sequence} after {BOUND:?}",
-            held(gw)
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait(format!("the follower to hold list {sequence}"), BOUND)
+        .every(Duration::from_millis(5))
+        .until_async(async || {
+            let held = held(gw);
+            if held < sequence {
+                Err(format!("holds list {held}"))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
     start.elapsed()
 }
 

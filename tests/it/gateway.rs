@@ -10,6 +10,7 @@ use tessera_gateway::config::RelaySettings;
 use tessera_proto::v1 as pb;
 use tessera_tests::harness::{RunningGateway, RunningNode, gateway_client, node_client};
 use tessera_tests::scan::{self, Needle};
+use tessera_tests::wait::wait;
 use tessera_tests::{DAY, TestPki, national_id, test_record, unix_now};
 use tokio::net::TcpListener;
 use tonic::Code;
@@ -119,16 +120,20 @@ impl Fed {
         .into_inner()
     }
 
-    /// Polls until the verdict has `outcome`, for at most `within`.
+    /// Polls until the verdict has `outcome`, for at most `within`; the
+    /// last verdict either way (the caller asserts on it).
     async fn until(&self, envelope: &[u8], outcome: pb::Outcome, within: Duration) -> pb::Verdict {
-        let deadline = Instant::now() + within;
-        loop {
-            let v = self.check(envelope).await;
-            if v.outcome == outcome as i32 || Instant::now() > deadline {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut last = None;
+        // A timeout is the caller's to judge, from the last verdict.
+        let _ = wait(format!("a verdict of {outcome:?}"), within)
+            .poll_async(async || {
+                let v = self.check(envelope).await;
+                let hit = v.outcome == outcome as i32;
+                last = Some(v);
+                hit
+            })
+            .await;
+        last.expect("checked at least once")
     }
 }
 
@@ -574,20 +579,17 @@ async fn a_node_follows_the_gateways_trust_list_and_refuses_a_revoked_operator()
         .publish(&pki.sign(&msg).unwrap(), unix_now())
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut n = 1;
-    let refused = loop {
-        match op.ingest_records(ingest(n)).await {
-            Err(e) => break e,
-            Ok(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Ok(_) => {
-                panic!("the node still admits a revoked operator 15 s after the gateway's new list")
-            }
-        }
+    let mut n = 0;
+    let refused = wait(
+        "the node to refuse the revoked operator after the gateway's new list",
+        Duration::from_secs(15),
+    )
+    .every(Duration::from_millis(200))
+    .until_async(async || {
         n += 1;
-    };
+        op.ingest_records(ingest(n)).await.err()
+    })
+    .await;
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
     node.stop().await.unwrap();
     gw.stop().await.unwrap();

@@ -17,6 +17,7 @@ use tessera_tests::forge::{Forge, forged};
 use tessera_tests::harness::{
     RunningGateway, RunningNode, add_top_level, gateway_client, node_client, write_city_bundle,
 };
+use tessera_tests::wait::wait;
 use tessera_tests::{Issued, TestPki, national_id, test_record, unix_now};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -244,29 +245,25 @@ async fn connections_are_bounded_per_address_and_other_addresses_are_served() {
         held.push(connect_from(hoarder, f.gw.addr).await.unwrap());
     }
     // Wait until the gateway has taken all four (accept is asynchronous).
-    let mut refused = false;
-    for _ in 0..50 {
-        if !handshake_from(&f.pki, hoarder, f.gw.addr, &f.checkpoint).await {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(refused, "a fifth connection from one address was served");
+    wait(
+        "a fifth connection from one address to be refused",
+        Duration::from_secs(10),
+    )
+    .every(Duration::from_millis(100))
+    .until_async(async || !handshake_from(&f.pki, hoarder, f.gw.addr, &f.checkpoint).await)
+    .await;
     // Another address is served meanwhile.
     assert!(handshake_from(&f.pki, [127, 0, 0, 3], f.gw.addr, &f.checkpoint).await);
     f.still_serving().await;
     // Closing the hoarded connections gives the address its share back.
     drop(held);
-    let mut served = false;
-    for _ in 0..50 {
-        if handshake_from(&f.pki, hoarder, f.gw.addr, &f.checkpoint).await {
-            served = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(served, "the address did not get its connections back");
+    wait(
+        "the address to get its connections back",
+        Duration::from_secs(10),
+    )
+    .every(Duration::from_millis(100))
+    .until_async(async || handshake_from(&f.pki, hoarder, f.gw.addr, &f.checkpoint).await)
+    .await;
     f.stop().await;
 }
 

@@ -16,6 +16,7 @@ use futures::StreamExt;
 use tessera_core::Role;
 use tessera_proto::v1 as pb;
 use tessera_tests::harness::{RunningGateway, gateway_client};
+use tessera_tests::wait::wait;
 use tessera_tests::{Issued, TestPki, unix_now};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -266,18 +267,13 @@ async fn a_caller_holds_at_most_its_share_of_watch_streams() {
     assert!(theirs.next().await.is_some(), "the other caller's watch");
     // A closed watch gives its place back.
     drop(held.pop());
-    let mut reopened = None;
-    for _ in 0..50 {
-        if let Ok(w) = again.watch_trust_list(watch()).await {
-            reopened = Some(w);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        reopened.is_some(),
-        "a closed watch did not give its place back"
-    );
+    let reopened = wait(
+        "a closed watch to give its place back",
+        Duration::from_secs(10),
+    )
+    .every(Duration::from_millis(100))
+    .until_async(async || again.watch_trust_list(watch()).await)
+    .await;
     g.who_am_i(pb::WhoAmIRequest {}).await.unwrap();
     drop((held, reopened, theirs));
     gw.stop().await.unwrap();
@@ -352,15 +348,18 @@ async fn refused_handshakes_are_counted() {
         closes_on_garbage(gw.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     }
     let series = "tessera_connections_refused_total{reason=\"tls\"}";
-    let mut counted = None;
-    for _ in 0..50 {
+    wait(
+        format!("{series} to count {attempts}"),
+        Duration::from_secs(10),
+    )
+    .every(Duration::from_millis(100))
+    .until_async(async || {
         let (_, text) = crate::metrics::get(metrics, "/metrics").await;
-        counted = crate::metrics::sample(&text, series);
-        if counted == Some(f64::from(attempts)) {
-            break;
+        match crate::metrics::sample(&text, series) {
+            Some(n) if n == f64::from(attempts) => Ok(()),
+            other => Err(other),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(counted, Some(f64::from(attempts)), "{series}");
+    })
+    .await;
     gw.stop().await.unwrap();
 }

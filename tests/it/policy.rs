@@ -18,6 +18,7 @@ use tessera_node::pseudonym::PseudonymKey;
 use tessera_node::store::SledStore;
 use tessera_proto::v1 as pb;
 use tessera_tests::harness::{RunningGateway, RunningNode, gateway_client, node_client};
+use tessera_tests::wait::wait;
 use tessera_tests::{Issued, TestPki, national_id, unix_now};
 use tokio::net::TcpListener;
 use tonic::Code;
@@ -437,23 +438,21 @@ async fn a_node_following_a_gateway_publishes_its_first_policy_there() {
     .unwrap();
     let checkpoint = pki.verifier(420_000).unwrap();
     let mut client = gateway_client(&pki, gw.addr, &checkpoint).unwrap();
-    let start = std::time::Instant::now();
-    let held = loop {
+    let held = wait(
+        "the node to publish its first policy",
+        Duration::from_secs(30),
+    )
+    .every(Duration::from_millis(20))
+    .until_async(async || {
         let held = client
             .fetch_policies(pb::FetchPoliciesRequest { city: hz.get() })
             .await
             .unwrap()
             .into_inner()
             .policies;
-        if !held.is_empty() {
-            break held;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the node did not publish its first policy"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        (!held.is_empty()).then_some(held)
+    })
+    .await;
     assert_eq!(held, [own]);
     node.stop().await.unwrap();
     gw.stop().await.unwrap();

@@ -32,6 +32,7 @@ use tessera_proto::v1::gateway_client::GatewayClient;
 use tessera_runtime::tls::{self, TrustState};
 use tessera_runtime::{TlsIdentity, grpc};
 use tessera_tests::harness::{RunningGateway, RunningNode, gateway_client, node_client};
+use tessera_tests::wait::wait;
 use tessera_tests::{TestPki, national_id, test_record, unix_now};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -146,18 +147,20 @@ impl Proxy {
 
     /// Listening again on the same address.
     async fn up(&mut self) {
-        let mut tries = 0;
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) if tries < 50 => {
-                    tries += 1;
-                    eprintln!("rebinding {}: {e}", self.addr);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("cannot listen on {} again: {e}", self.addr),
+        let addr = self.addr;
+        let listener = wait(
+            format!("to listen on {addr} again"),
+            Duration::from_secs(10),
+        )
+        .every(Duration::from_millis(100))
+        .until_async(async || {
+            let bound = TcpListener::bind(addr).await;
+            if let Err(e) = &bound {
+                eprintln!("rebinding {addr}: {e}");
             }
-        };
+            bound
+        })
+        .await;
         self.accepting = Some(tokio::spawn(accept(listener, Arc::clone(&self.shared))));
     }
 }
@@ -601,20 +604,17 @@ impl Fed {
     /// Checks the Hangzhou badge until VALID; panics after `within`.
     async fn until_valid(&self, badge: &[u8], within: Duration, why: &str) -> Duration {
         let started = Instant::now();
-        loop {
-            let (v, _) = self.check(badge).await;
-            if outcome(&v) == pb::Outcome::Valid {
-                return started.elapsed();
-            }
-            assert_eq!(outcome(&v), pb::Outcome::StatusUnavailable, "{why}: {v:?}");
-            assert!(
-                started.elapsed() < within,
-                "{why}: still {:?} after {:?}",
-                v.detail,
-                started.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait(format!("VALID once {why}"), within)
+            .until_async(async || {
+                let (v, _) = self.check(badge).await;
+                if outcome(&v) == pb::Outcome::Valid {
+                    return Ok(());
+                }
+                assert_eq!(outcome(&v), pb::Outcome::StatusUnavailable, "{why}: {v:?}");
+                Err(v.detail)
+            })
+            .await;
+        started.elapsed()
     }
 
     /// Checks the Hangzhou badge until the breaker is open: every verdict on

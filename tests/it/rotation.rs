@@ -18,6 +18,7 @@ use tessera_proto::v1 as pb;
 use tessera_runtime::TlsIdentity;
 use tessera_runtime::tls::{self, TrustState};
 use tessera_tests::harness::{RunningNode, add_top_level, node_client, write_city_bundle};
+use tessera_tests::wait::{wait, wait_until_async};
 use tessera_tests::{DAY, Issued, TestPki, national_id, test_record, unix_now};
 use tokio::net::TcpListener;
 
@@ -63,14 +64,13 @@ async fn presented(pki: &TestPki, addr: std::net::SocketAddr, operator: &Issued)
 /// The node's metrics, once its endpoint is up (it is bound by the node's
 /// task, which may not have run yet).
 async fn scrape(metrics: std::net::SocketAddr) -> String {
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(metrics).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no metrics endpoint"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait(
+        format!("the metrics endpoint on {metrics}"),
+        Duration::from_secs(10),
+    )
+    .every(Duration::from_millis(20))
+    .until_async(async || tokio::net::TcpStream::connect(metrics).await.is_ok())
+    .await;
     get(metrics, "/metrics").await.1
 }
 
@@ -186,13 +186,12 @@ async fn a_node_takes_up_renewed_files_without_a_restart_and_its_expiry_gauges_f
     install(&bundle, "node", &renewed_tls);
     install(&bundle, "badge-signer", &renewed_signer);
     let swapped = Instant::now();
-    while presented(&pki, addr, &operator).await != serial(&renewed_tls.der) {
-        assert!(
-            swapped.elapsed() < Duration::from_secs(10),
-            "the node did not present its renewed certificate"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_async(
+        "the node to present its renewed certificate",
+        Duration::from_secs(10),
+        async || presented(&pki, addr, &operator).await == serial(&renewed_tls.der),
+    )
+    .await;
     eprintln!(
         "new certificate presented {:?} after the swap",
         swapped.elapsed()
@@ -260,17 +259,15 @@ async fn a_node_keeps_following_its_gateway_after_its_renewed_certificate_replac
     with_metrics(&config, metrics);
     let node = RunningNode::start_with(config, listener).await.unwrap();
     let held = |want: f64| async move {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if sample(&scrape(metrics).await, "tessera_trust_list_sequence") == Some(want) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the node does not hold list {want} 20 s after it was published"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait(
+            format!("the node to hold list {want} after it was published"),
+            Duration::from_secs(20),
+        )
+        .every(Duration::from_millis(100))
+        .until_async(async || {
+            sample(&scrape(metrics).await, "tessera_trust_list_sequence") == Some(want)
+        })
+        .await;
     };
     held(1.0).await;
 
@@ -282,11 +279,13 @@ async fn a_node_keeps_following_its_gateway_after_its_renewed_certificate_replac
     let renewed = pki.issue(node_id, &["127.0.0.1"]).unwrap();
     install(&bundle, "node", &renewed);
     let operator = pki.operator(hz).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while presented(&pki, addr, &operator).await != serial(&renewed.der) {
-        assert!(Instant::now() < deadline, "the renewal was not taken up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait(
+        "the node to take up its renewed certificate",
+        Duration::from_secs(20),
+    )
+    .every(Duration::from_millis(100))
+    .until_async(async || presented(&pki, addr, &operator).await == serial(&renewed.der))
+    .await;
     pki.cities[0].node = renewed;
     let publish = |sequence: u64, revoked: Vec<Vec<u8>>| {
         let mut msg = pki.trust_list_message(sequence).unwrap();

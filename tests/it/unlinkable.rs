@@ -6,6 +6,7 @@
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
 use tessera_proto::v1 as pb;
 use tessera_tests::harness::{RunningNode, node_client};
+use tessera_tests::wait::wait_until_async;
 use tessera_tests::{TestPki, exposure_record, national_id, test_record, unix_now};
 
 fn message(name: &str) -> MessageDescriptor {
@@ -47,14 +48,13 @@ async fn two_badges(
     let first = c.issue_badge(request.clone()).await.unwrap().into_inner();
     // Issued at a later second (badge times are whole seconds): wait for
     // the clock, bounded so a stuck clock fails instead of hanging.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while unix_now() <= claims_of(&first).issued_at {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the clock did not advance"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let issued_at = claims_of(&first).issued_at;
+    wait_until_async(
+        "the clock to pass the first badge's second",
+        std::time::Duration::from_secs(10),
+        async || unix_now() > issued_at,
+    )
+    .await;
     let second = c.issue_badge(request).await.unwrap().into_inner();
     node.stop().await.unwrap();
     [first, second]

@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
+use crate::wait::wait;
 use crate::{Issued, TestPki};
 
 /// Writes a bundle file; a key file (`*.key`) is made 0600, as the
@@ -280,25 +281,20 @@ impl RunningGateway {
             ..
         } = self;
         drop(verifier);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        let mut registry = registry;
-        loop {
-            match Arc::try_unwrap(registry) {
-                Ok(r) => {
-                    drop(r);
-                    let settings = tessera_gateway::config::GatewaySettings::load(&config)?;
-                    return wait_until_unlocked(&settings.data_dir.join("registry")).await;
-                }
-                Err(still_shared) => {
-                    anyhow::ensure!(
-                        std::time::Instant::now() < deadline,
-                        "gateway registry still in use"
-                    );
-                    registry = still_shared;
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
-        }
+        wait(
+            "the gateway registry to be out of use",
+            std::time::Duration::from_secs(10),
+        )
+        .every(std::time::Duration::from_millis(20))
+        .poll_async(async || Arc::strong_count(&registry) == 1)
+        .await?;
+        // The only handle left: nothing can clone it any more.
+        drop(
+            Arc::try_unwrap(registry)
+                .map_err(|_| anyhow::anyhow!("gateway registry still in use"))?,
+        );
+        let settings = tessera_gateway::config::GatewaySettings::load(&config)?;
+        wait_until_unlocked(&settings.data_dir.join("registry")).await
     }
 
     /// Restarts the gateway on the same data and address.
@@ -394,23 +390,24 @@ pub async fn wait_until_unlocked(dir: &Path) -> anyhow::Result<()> {
     if !lock_file.exists() {
         return Ok(());
     }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let file = std::fs::File::open(&lock_file)?;
+    // Ready with the outcome once the lock is taken or an error is found;
+    // not ready while another holds it.
+    let unlocked = wait(
+        format!("{} to be unlocked after the node stopped", dir.display()),
+        std::time::Duration::from_secs(10),
+    )
+    .every(std::time::Duration::from_millis(10))
+    .poll_async(async || -> Option<std::io::Result<()>> {
+        let file = match std::fs::File::open(&lock_file) {
+            Ok(file) => file,
+            Err(e) => return Some(Err(e)),
+        };
         match file.try_lock() {
-            Ok(()) => {
-                file.unlock()?;
-                return Ok(());
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                anyhow::ensure!(
-                    std::time::Instant::now() < deadline,
-                    "{} stayed locked after the node stopped",
-                    dir.display()
-                );
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+            Ok(()) => Some(file.unlock()),
+            Err(std::fs::TryLockError::WouldBlock) => None,
+            Err(std::fs::TryLockError::Error(e)) => Some(Err(e)),
         }
-    }
+    })
+    .await?;
+    Ok(unlocked?)
 }

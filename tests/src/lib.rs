@@ -11,6 +11,9 @@ pub mod forge;
 pub mod golden;
 pub mod harness;
 pub mod scan;
+pub mod wait;
+#[cfg(test)]
+mod wait_tests;
 
 use ed25519_dalek::SigningKey;
 use rand::RngCore;

@@ -13,6 +13,14 @@ use tessera_proto::v1::city_node_client::CityNodeClient;
 use tessera_runtime::tls::{self, TrustState};
 use tessera_runtime::{TlsIdentity, grpc};
 
+/// The tests' one way to wait for a condition: the same file as
+/// `tessera_tests::wait` (the CLI does not depend on tessera-tests).
+#[path = "../../../tests/src/wait.rs"]
+pub mod wait;
+
+#[allow(unused_imports)] // not every test file uses every form
+pub use wait::{wait, wait_until, wait_until_async};
+
 /// Runs `tessera args`.
 pub fn tessera(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tessera"))
@@ -181,14 +189,11 @@ pub fn spawn_listening(args: &[&str], port: u16) -> Child {
         .spawn()
         .unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "tessera {args:?} did not start listening within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        &format!("tessera {args:?} to listen on {addr}"),
+        Duration::from_secs(20),
+        || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+    );
     child
 }
 
@@ -198,18 +203,12 @@ pub fn stop(mut child: Child) {
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "node exited with {status}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node did not stop within 20 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = wait_until(
+        "the node to stop after SIGTERM",
+        Duration::from_secs(20),
+        || child.try_wait().unwrap(),
+    );
+    assert!(status.success(), "node exited with {status}");
 }
 
 /// A running `tessera federation up`, killed if the test fails.
