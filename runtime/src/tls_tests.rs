@@ -251,7 +251,7 @@ fn revoke(pki: &Pki, revoked: &[&TlsIdentity]) {
     use tessera_core::trust::{TRUST_LIST_VERSION, sign_trust_list};
     use tessera_proto::v1 as pb;
     let now = clock();
-    let key = crate::keys::generate_signer_key();
+    let key = tessera_certs::keys::generate_signer_key();
     let req = CertRequest {
         identity: nation(Role::TrustListSigner),
         common_name: "test list signer".into(),
