@@ -441,17 +441,24 @@ fn assert_private(dir: &Path) {
     }
 }
 
-/// Runs `tessera args` under umask 000.
-fn spawn_umask_000(args: &[&str]) -> Child {
+/// `tessera args` under umask 000.
+fn umask_000(args: &[&str]) -> Command {
     let mut line = String::from("umask 000; exec \"$0\"");
     for i in 1..=args.len() {
-        line.push_str(&format!(" \"${i}\""));
+        line.push_str(&format!(" \"${{{i}}}\""));
     }
-    Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(line)
         .arg(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
+        .args(args);
+    command
+}
+
+/// Runs `tessera args` under umask 000.
+fn spawn_umask_000(args: &[&str]) -> Child {
+    umask_000(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -498,6 +505,77 @@ async fn under_umask_000_a_node_and_a_gateway_keep_their_data_private() {
     stop(take(gateway));
     assert_private(&a.dir.join("gateways/national/data"));
     assert_eq!(mode(&a.dir.join("registry.json")), 0o600);
+}
+
+/// Runs `tessera args` under umask 000 to its end, asserting success.
+fn ok_umask_000(args: &[&str]) {
+    let out = umask_000(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "tessera {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn under_umask_000_an_authority_directory_stays_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Created by a careless hand before `init`: tightened.
+    let dir = tmp.path().join("authority");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let d = dir.to_str().unwrap();
+    let out = tmp.path().join("list.tsl");
+    for args in [
+        &["authority", "init", "--dir", d][..],
+        &[
+            "authority",
+            "enrol-city",
+            "--dir",
+            d,
+            "--code",
+            "330100",
+            "--name",
+            "Hangzhou",
+            "--endpoint",
+            "127.0.0.1:7001",
+        ],
+        &[
+            "authority",
+            "enrol-operator",
+            "--dir",
+            d,
+            "--city",
+            "330100",
+            "--name",
+            "CDC",
+        ],
+        &[
+            "authority",
+            "enrol-gateway",
+            "--dir",
+            d,
+            "--endpoint",
+            "127.0.0.1:7000",
+        ],
+        &["authority", "renew", "--dir", d, "--city", "330100"],
+        &["authority", "rotate-signer", "--dir", d, "--city", "330100"],
+        &[
+            "authority",
+            "trust-list",
+            "publish",
+            "--dir",
+            d,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ] {
+        ok_umask_000(args);
+    }
+    // Certificates, keys, bundles, published lists, registry and journal
+    // leftovers alike.
+    assert!(dir.join("cities/330100/node.toml").exists());
+    assert_private(&dir);
 }
 
 fn a_publish(a: &Authority, gateway: &str) {
