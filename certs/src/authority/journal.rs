@@ -13,7 +13,6 @@
 //! directory is usable again.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
