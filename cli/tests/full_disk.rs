@@ -208,7 +208,9 @@ async fn assert_all_kept(a: &Authority, acked: &[Vec<pb::Record>]) {
     }
 }
 
-async fn health(a: &Authority) -> Option<ServingStatus> {
+/// The node's health-check answer for `service` (`""`: the node as a
+/// whole).
+async fn health_of(a: &Authority, service: &str) -> Option<ServingStatus> {
     tls::install_default_provider();
     let root = tessera_certs::keys::read_cert(&a.dir.join("root/root.crt")).unwrap();
     let trust = Arc::new(TrustState::new(TrustAnchor::from_der(&root).unwrap()).unwrap());
@@ -219,12 +221,24 @@ async fn health(a: &Authority) -> Option<ServingStatus> {
     let channel = grpc::channel(&format!("127.0.0.1:{}", a.port), config).unwrap();
     let answer = HealthClient::new(channel)
         .check(HealthCheckRequest {
-            service: "tessera.v1.CityNode".into(),
+            service: service.into(),
         })
         .await
         .ok()?;
     ServingStatus::try_from(answer.into_inner().status).ok()
 }
+
+/// The node's health for its writes, for itself as a whole and for its
+/// reads (`tessera.v1.CityNode`).
+async fn health(a: &Authority) -> [Option<ServingStatus>; 3] {
+    [
+        health_of(a, "tessera.v1.CityNode.Writes").await,
+        health_of(a, "").await,
+        health_of(a, "tessera.v1.CityNode").await,
+    ]
+}
+
+const ALL_SERVING: [Option<ServingStatus>; 3] = [Some(ServingStatus::Serving); 3];
 
 /// Polls `check` every 100 ms until it holds, for at most `secs`.
 async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
@@ -300,7 +314,7 @@ async fn a_running_node_that_fills_its_disk_refuses_writes_reports_not_serving_a
         .into_inner();
     let mut acked = vec![records("first", 50)];
     assert_eq!(ingest(&a, &acked[0]).await.unwrap(), 50);
-    assert_eq!(health(&a).await, Some(ServingStatus::Serving));
+    assert_eq!(health(&a).await, ALL_SERVING);
 
     let filler = disk.fill();
     let mut refused = None;
@@ -322,9 +336,19 @@ async fn a_running_node_that_fills_its_disk_refuses_writes_reports_not_serving_a
         show_log(&a)
     );
     assert!(refused.message().contains("disk is full"), "{refused:?}");
-    eventually(20, "health NOT_SERVING on a full disk", || async {
-        health(&a).await == Some(ServingStatus::NotServing)
-    })
+    // Writes and the node as a whole read NOT_SERVING; its reads do not.
+    eventually(
+        20,
+        "health NOT_SERVING for writes on a full disk",
+        || async {
+            health(&a).await
+                == [
+                    Some(ServingStatus::NotServing),
+                    Some(ServingStatus::NotServing),
+                    Some(ServingStatus::Serving),
+                ]
+        },
+    )
     .await;
     // Status checks go on.
     let mut gw = a.client("gateways/gateway/gateway");
@@ -347,7 +371,7 @@ async fn a_running_node_that_fills_its_disk_refuses_writes_reports_not_serving_a
     .await;
     acked.push(after);
     eventually(20, "health SERVING again", || async {
-        health(&a).await == Some(ServingStatus::Serving)
+        health(&a).await == ALL_SERVING
     })
     .await;
     assert_all_kept(&a, &acked).await;

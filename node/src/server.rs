@@ -783,6 +783,12 @@ pub enum Served {
     DiskFreed,
 }
 
+/// The health-check name of the node's writes (ingest, issuance, erasure):
+/// NOT_SERVING while its disk is full, as is the node as a whole (`""`),
+/// while `tessera.v1.CityNode` (status checks and other reads) stays
+/// SERVING.
+pub const WRITES: &str = "tessera.v1.CityNode.Writes";
+
 /// How often a node whose disk is full looks for room again.
 const DISK_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -793,10 +799,10 @@ async fn room_after_full_disk(loaded: &Loaded, health: &tessera_certs::standard:
     while !loaded.city.disk_full() {
         every.tick().await;
     }
-    health.serving(false).await;
+    health.writable(false).await;
     tracing::error!(
         data_dir = %loaded.settings.data_dir.display(),
-        "the disk is full: health reads NOT_SERVING, changes are refused with RESOURCE_EXHAUSTED, \
+        "the disk is full: health reads NOT_SERVING for writes, changes are refused with RESOURCE_EXHAUSTED, \
          reads and status checks go on; the node reopens its store once there is room"
     );
     let dir = loaded.settings.data_dir.clone();
@@ -860,7 +866,7 @@ pub async fn serve(
     .max_decoding_message_size(loaded.settings.max_message_bytes);
     let table = crate::authz::table(loaded.city.city());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let (health, routes) = tessera_certs::standard::routes(SERVICE).await?;
+    let (health, routes) = tessera_certs::standard::routes_with_writes(SERVICE, WRITES).await?;
     health.serving(true).await;
     let health = Arc::new(health);
     let disk_freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
