@@ -200,7 +200,9 @@ async fn assert_all_kept(a: &Authority, acked: &[Vec<pb::Record>]) {
     }
 }
 
-async fn health(a: &Authority) -> Option<ServingStatus> {
+/// The node's health-check answer for `service` (`""`: the node as a
+/// whole).
+async fn health_of(a: &Authority, service: &str) -> Option<ServingStatus> {
     tls::install_default_provider();
     let root = tessera_certs::keys::read_cert(&a.dir.join("root/root.crt")).unwrap();
     let trust = Arc::new(TrustState::new(TrustAnchor::from_der(&root).unwrap()).unwrap());
@@ -211,12 +213,24 @@ async fn health(a: &Authority) -> Option<ServingStatus> {
     let channel = grpc::channel(&format!("127.0.0.1:{}", a.port), config).unwrap();
     let answer = HealthClient::new(channel)
         .check(HealthCheckRequest {
-            service: "tessera.v1.CityNode".into(),
+            service: service.into(),
         })
         .await
         .ok()?;
     ServingStatus::try_from(answer.into_inner().status).ok()
 }
+
+/// The node's health for its writes, for itself as a whole and for its
+/// reads (`tessera.v1.CityNode`).
+async fn health(a: &Authority) -> [Option<ServingStatus>; 3] {
+    [
+        health_of(a, "tessera.v1.CityNode.Writes").await,
+        health_of(a, "").await,
+        health_of(a, "tessera.v1.CityNode").await,
+    ]
+}
+
+const ALL_SERVING: [Option<ServingStatus>; 3] = [Some(ServingStatus::Serving); 3];
 
 /// Polls `check` every 100 ms until it holds, for at most `secs`.
 async fn eventually(secs: u64, what: &str, check: impl AsyncFnMut() -> bool) {
@@ -287,7 +301,7 @@ async fn a_running_node_that_fills_its_disk_refuses_writes_reports_not_serving_a
         .into_inner();
     let mut acked = vec![records("first", 50)];
     assert_eq!(ingest(&a, &acked[0]).await.unwrap(), 50);
-    assert_eq!(health(&a).await, Some(ServingStatus::Serving));
+    assert_eq!(health(&a).await, ALL_SERVING);
 
     let filler = disk.fill();
     let mut refused = None;
@@ -309,9 +323,19 @@ async fn a_running_node_that_fills_its_disk_refuses_writes_reports_not_serving_a
         show_log(&a)
     );
     assert!(refused.message().contains("disk is full"), "{refused:?}");
-    eventually(20, "health NOT_SERVING on a full disk", || async {
-        health(&a).await == Some(ServingStatus::NotServing)
-    })
+    // Writes and the node as a whole read NOT_SERVING; its reads do not.
+    eventually(
+        20,
+        "health NOT_SERVING for writes on a full disk",
+        || async {
+            health(&a).await
+                == [
+                    Some(ServingStatus::NotServing),
+                    Some(ServingStatus::NotServing),
+                    Some(ServingStatus::Serving),
+                ]
+        },
+    )
     .await;
     // Status checks go on.
     let mut gw = a.client("gateways/gateway/gateway");
@@ -334,7 +358,7 @@ async fn a_running_node_that_fills_its_disk_refuses_writes_reports_not_serving_a
     .await;
     acked.push(after);
     eventually(20, "health SERVING again", || async {
-        health(&a).await == Some(ServingStatus::Serving)
+        health(&a).await == ALL_SERVING
     })
     .await;
     assert_all_kept(&a, &acked).await;
@@ -428,17 +452,24 @@ fn assert_private(dir: &Path) {
     }
 }
 
-/// Runs `tessera args` under umask 000.
-fn spawn_umask_000(args: &[&str]) -> Child {
+/// `tessera args` under umask 000.
+fn umask_000(args: &[&str]) -> Command {
     let mut line = String::from("umask 000; exec \"$0\"");
     for i in 1..=args.len() {
-        line.push_str(&format!(" \"${i}\""));
+        line.push_str(&format!(" \"${{{i}}}\""));
     }
-    Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(line)
         .arg(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
+        .args(args);
+    command
+}
+
+/// Runs `tessera args` under umask 000.
+fn spawn_umask_000(args: &[&str]) -> Child {
+    umask_000(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -485,6 +516,77 @@ async fn under_umask_000_a_node_and_a_gateway_keep_their_data_private() {
     stop(take(gateway));
     assert_private(&a.dir.join("gateways/national/data"));
     assert_eq!(mode(&a.dir.join("registry.json")), 0o600);
+}
+
+/// Runs `tessera args` under umask 000 to its end, asserting success.
+fn ok_umask_000(args: &[&str]) {
+    let out = umask_000(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "tessera {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn under_umask_000_an_authority_directory_stays_private() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Created by a careless hand before `init`: tightened.
+    let dir = tmp.path().join("authority");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let d = dir.to_str().unwrap();
+    let out = tmp.path().join("list.tsl");
+    for args in [
+        &["authority", "init", "--dir", d][..],
+        &[
+            "authority",
+            "enrol-city",
+            "--dir",
+            d,
+            "--code",
+            "330100",
+            "--name",
+            "Hangzhou",
+            "--endpoint",
+            "127.0.0.1:7001",
+        ],
+        &[
+            "authority",
+            "enrol-operator",
+            "--dir",
+            d,
+            "--city",
+            "330100",
+            "--name",
+            "CDC",
+        ],
+        &[
+            "authority",
+            "enrol-gateway",
+            "--dir",
+            d,
+            "--endpoint",
+            "127.0.0.1:7000",
+        ],
+        &["authority", "renew", "--dir", d, "--city", "330100"],
+        &["authority", "rotate-signer", "--dir", d, "--city", "330100"],
+        &[
+            "authority",
+            "trust-list",
+            "publish",
+            "--dir",
+            d,
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ] {
+        ok_umask_000(args);
+    }
+    // Certificates, keys, bundles, published lists, registry and journal
+    // leftovers alike.
+    assert!(dir.join("cities/330100/node.toml").exists());
+    assert_private(&dir);
 }
 
 fn a_publish(a: &Authority, gateway: &str) {

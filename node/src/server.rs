@@ -39,6 +39,12 @@ pub enum Served {
     DiskFreed,
 }
 
+/// The health-check name of the node's writes (ingest, issuance, erasure):
+/// NOT_SERVING while its disk is full, as is the node as a whole (`""`),
+/// while `tessera.v1.CityNode` (status checks and other reads) stays
+/// SERVING.
+pub const WRITES: &str = "tessera.v1.CityNode.Writes";
+
 /// Serves a loaded node on `listener` until `shutdown` resolves (or, with
 /// `[sunset] automatic`, the trust list's sunset date comes), then flushes
 /// the store.
@@ -83,7 +89,7 @@ pub async fn serve(
     .max_decoding_message_size(loaded.settings.max_message_bytes);
     let table = crate::authz::table(loaded.city.city());
     let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let (health, routes) = tessera_runtime::standard::routes(SERVICE).await?;
+    let (health, routes) = tessera_runtime::standard::routes_with_writes(SERVICE, WRITES).await?;
     health.serving(true).await;
     let health = Arc::new(health);
     let disk_freed = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -239,10 +239,10 @@ pub(crate) async fn room_after_full_disk(
     while !loaded.city.disk_full() {
         every.tick().await;
     }
-    health.serving(false).await;
+    health.writable(false).await;
     tracing::error!(
         data_dir = %loaded.settings.data_dir.display(),
-        "the disk is full: health reads NOT_SERVING, changes are refused with RESOURCE_EXHAUSTED, \
+        "the disk is full: health reads NOT_SERVING for writes, changes are refused with RESOURCE_EXHAUSTED, \
          reads and status checks go on; the node reopens its store once there is room"
     );
     let dir = loaded.settings.data_dir.clone();

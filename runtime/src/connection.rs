@@ -55,6 +55,12 @@ impl PeerStream {
         }
     }
 
+    /// The accepted socket under TLS, for tests of its options.
+    #[cfg(test)]
+    pub(crate) fn tcp(&self) -> &TcpStream {
+        self.inner.get_ref().0
+    }
+
     /// The connection's peer, as read after the handshake.
     pub fn info(&self) -> &PeerConnectInfo {
         &self.info

@@ -276,3 +276,43 @@ async fn a_client_that_never_finishes_its_handshake_gives_its_place_back_after_t
     drop((served, silent));
     held.abort();
 }
+
+#[tokio::test]
+async fn accepted_sockets_have_the_configured_tcp_keepalive() {
+    let fed = federation();
+    let trust = Arc::new(TrustState::new(fed.anchor.clone()).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let keepalive = std::time::Duration::from_secs(37);
+    let limits = crate::grpc::ConnectionLimits {
+        tcp_keepalive: keepalive,
+        ..crate::grpc::ConnectionLimits::default()
+    };
+    let mut incoming = crate::grpc::incoming(
+        listener,
+        tls::server_config(&fed.gateway, Arc::clone(&trust)).unwrap(),
+        limits,
+    );
+    let config = tls::client_config(&fed.verifier, Arc::clone(&trust), Role::Gateway).unwrap();
+    let client = tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .unwrap()
+    });
+    let accepted = {
+        use tokio_stream::StreamExt;
+        incoming.next().await.unwrap().unwrap()
+    };
+    let socket = socket2::SockRef::from(accepted.tcp());
+    assert!(socket.keepalive().unwrap());
+    assert_eq!(socket.tcp_keepalive_time().unwrap(), keepalive);
+    assert_eq!(socket.tcp_keepalive_interval().unwrap(), keepalive);
+    assert_eq!(
+        socket.tcp_keepalive_retries().unwrap(),
+        crate::grpc::TCP_KEEPALIVE_PROBES
+    );
+    drop(client.await.unwrap());
+}

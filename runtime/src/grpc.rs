@@ -47,6 +47,10 @@ pub struct ConnectionLimits {
     pub keepalive_timeout: Duration,
     /// Connections the kernel queues before the accept loop takes them.
     pub listen_backlog: u32,
+    /// TCP keep-alive of every accepted socket: the first probe after this
+    /// much silence, then one every this long; the kernel drops the
+    /// connection after [`TCP_KEEPALIVE_PROBES`] unanswered.
+    pub tcp_keepalive: Duration,
 }
 
 impl ConnectionLimits {
@@ -70,6 +74,7 @@ impl Default for ConnectionLimits {
             keepalive_interval: limits::DEFAULT_KEEPALIVE_INTERVAL,
             keepalive_timeout: limits::DEFAULT_KEEPALIVE_TIMEOUT,
             listen_backlog: limits::DEFAULT_LISTEN_BACKLOG,
+            tcp_keepalive: limits::DEFAULT_TCP_KEEPALIVE,
         }
     }
 }
@@ -179,6 +184,9 @@ pub fn incoming_counted(
                 continue;
             };
             let _ = tcp.set_nodelay(true);
+            if let Err(e) = keep_alive(&tcp, limits.tcp_keepalive) {
+                tracing::debug!(error = %e, "setting TCP keep-alive failed");
+            }
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             let refusals = refusals.clone();
@@ -195,6 +203,23 @@ pub fn incoming_counted(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Unanswered TCP keep-alive probes after which the kernel drops an
+/// accepted connection.
+pub const TCP_KEEPALIVE_PROBES: u32 = 3;
+
+/// Turns on TCP keep-alive on an accepted socket: a peer that vanished
+/// (powered off, a dropped route, a NAT that forgot the flow) is found by
+/// the kernel even while the connection is still in its TLS handshake or
+/// has no HTTP/2 ping due, after at most `idle` × (1 +
+/// [`TCP_KEEPALIVE_PROBES`]) of silence.
+pub fn keep_alive(tcp: &TcpStream, idle: Duration) -> std::io::Result<()> {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(idle)
+        .with_retries(TCP_KEEPALIVE_PROBES);
+    socket2::SockRef::from(tcp).set_tcp_keepalive(&params)
 }
 
 /// Streams the server may reset on one connection (refusals past

@@ -44,6 +44,9 @@ pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Connections the kernel queues before the accept loop takes them, unless
 /// configured (Linux caps it at `net.core.somaxconn`).
 pub const DEFAULT_LISTEN_BACKLOG: u32 = 1024;
+/// How long an accepted socket may be silent before the kernel sends its
+/// first TCP keep-alive probe, and the gap between probes, by default.
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// The `[connections]` section of a node's or gateway's configuration.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
@@ -55,6 +58,7 @@ pub struct ConnectionsFile {
     keepalive_secs: Option<u64>,
     keepalive_timeout_secs: Option<u64>,
     listen_backlog: Option<u32>,
+    tcp_keepalive_secs: Option<u64>,
 }
 
 impl ConnectionsFile {
@@ -101,6 +105,12 @@ impl ConnectionsFile {
             DEFAULT_KEEPALIVE_TIMEOUT,
             600,
         )?;
+        let tcp_keepalive = secs(
+            "tcp_keepalive_secs",
+            self.tcp_keepalive_secs,
+            DEFAULT_TCP_KEEPALIVE,
+            7200,
+        )?;
         let listen_backlog = self.listen_backlog.unwrap_or(DEFAULT_LISTEN_BACKLOG);
         if !(16..=65_535).contains(&listen_backlog) {
             return Err("connections.listen_backlog must be 16 to 65535".into());
@@ -112,6 +122,7 @@ impl ConnectionsFile {
             keepalive_interval,
             keepalive_timeout,
             listen_backlog,
+            tcp_keepalive,
             ..ConnectionLimits::per_peer(per_peer)
         })
     }

@@ -87,7 +87,10 @@ fn the_connections_section_defaults_and_bounds() {
     assert_eq!(d.per_peer, 7);
     assert_eq!(d.max_concurrent_streams, DEFAULT_MAX_CONCURRENT_STREAMS);
     assert_eq!(d.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(d.tcp_keepalive, DEFAULT_TCP_KEEPALIVE);
     for (text, why) in [
+        ("tcp_keepalive_secs = 0", "tcp_keepalive_secs"),
+        ("tcp_keepalive_secs = 7201", "tcp_keepalive_secs"),
         ("max_concurrent_streams = 0", "max_concurrent_streams"),
         ("max_watches_per_caller = 0", "max_watches_per_caller"),
         ("idle_timeout_secs = 0", "idle_timeout_secs"),
@@ -99,7 +102,9 @@ fn the_connections_section_defaults_and_bounds() {
         let e = parse(text).unwrap_err();
         assert!(e.contains(why), "{text}: {e}");
     }
-    let s = parse("max_concurrent_streams = 8\nidle_timeout_secs = 2").unwrap();
+    let s = parse("max_concurrent_streams = 8\nidle_timeout_secs = 2\ntcp_keepalive_secs = 15")
+        .unwrap();
+    assert_eq!(s.tcp_keepalive, Duration::from_secs(15));
     assert_eq!(s.max_concurrent_streams, 8);
     assert_eq!(s.idle_timeout, Duration::from_secs(2));
 }

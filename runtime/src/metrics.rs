@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body_util::Full;
-use hyper::body::Bytes;
+use hyper::body::{Body, Bytes, Frame, SizeHint};
 use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -128,10 +128,13 @@ impl Metrics {
         }
     }
 
-    fn record(&self, method: &'static str, code: &'static str, started: Instant) {
+    fn count(&self, method: &'static str, code: &'static str) {
         self.rpc_calls
             .get_or_create(&RpcLabels { method, code })
             .inc();
+    }
+
+    fn time(&self, method: &'static str, started: Instant) {
         self.rpc_seconds
             .get_or_create(&MethodLabels { method })
             .observe(started.elapsed().as_secs_f64());
@@ -200,11 +203,11 @@ where
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     B: Send + 'static,
-    R: Send + 'static,
+    R: Body + Send + 'static,
 {
-    type Response = S::Response;
+    type Response = http::Response<MeteredBody<R>>;
     type Error = S::Error;
-    type Future = BoxFuture<S::Response, S::Error>;
+    type Future = BoxFuture<Self::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -217,16 +220,103 @@ where
         let mut ready = crate::authz::take_ready(&mut self.inner);
         Box::pin(async move {
             let result = ready.call(request).await;
-            let code = match &result {
-                // A failed call's status comes in the headers (a
-                // "trailers-only" response); a successful unary call's in
-                // trailers this layer does not wait for: counted as OK.
-                Ok(response) => code_name(response.headers().get("grpc-status")),
-                Err(_) => "UNKNOWN",
-            };
-            metrics.record(method, code, started);
-            result
+            metrics.time(method, started);
+            match result {
+                Ok(response) => {
+                    // A refused call's status is in the headers (a
+                    // "trailers-only" response); any other call's comes in
+                    // the trailers at the end of its body.
+                    let pending = match response.headers().get("grpc-status") {
+                        Some(status) => {
+                            metrics.count(method, code_name(Some(status)));
+                            None
+                        }
+                        None => Some(Pending { metrics, method }),
+                    };
+                    Ok(response.map(|body| MeteredBody {
+                        inner: Box::pin(body),
+                        pending,
+                    }))
+                }
+                Err(e) => {
+                    metrics.count(method, "UNKNOWN");
+                    Err(e)
+                }
+            }
         })
+    }
+}
+
+/// A call not counted yet: its status is still to come in its trailers.
+struct Pending {
+    metrics: Arc<Metrics>,
+    method: &'static str,
+}
+
+/// A response body that counts its call with the status its trailers
+/// carry (a stream that ends with an error after some answers included);
+/// `CANCELLED` if it is dropped before they come (the client reset the
+/// stream), `OK` if it ends without trailers.
+pub struct MeteredBody<B: Body> {
+    inner: Pin<Box<B>>,
+    pending: Option<Pending>,
+}
+
+impl<B: Body> MeteredBody<B> {
+    fn counted(&mut self, code: &'static str) {
+        if let Some(p) = self.pending.take() {
+            p.metrics.count(p.method, code);
+        }
+    }
+}
+
+impl<B: Body> Drop for MeteredBody<B> {
+    fn drop(&mut self) {
+        // A body that was empty from the start is never polled.
+        let code = if self.inner.is_end_stream() {
+            "OK"
+        } else {
+            "CANCELLED"
+        };
+        self.counted(code);
+    }
+}
+
+impl<B: Body> std::fmt::Debug for MeteredBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeteredBody").finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for MeteredBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let frame = this.inner.as_mut().poll_frame(cx);
+        match &frame {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(trailers) = f.trailers_ref() {
+                    this.counted(code_name(trailers.get("grpc-status")));
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.counted("UNKNOWN"),
+            Poll::Ready(None) => this.counted("OK"),
+            Poll::Pending => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -412,5 +502,108 @@ impl prometheus_client::collector::Collector for TrustListCollector {
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::convert::Infallible;
+
+    use http_body_util::{BodyExt, StreamBody};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::authz::Allowed;
+
+    const PATH: &str = "/test.v1.Test/Stream";
+    static ENTRIES: [(&str, Allowed); 1] = [(PATH, Allowed::AnyEnrolled)];
+
+    type Frames =
+        StreamBody<tokio_stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+    /// A call through the metrics layer whose handler answers with
+    /// `headers` (a `grpc-status`, or none) and a body of `frames`.
+    async fn answer(
+        metrics: &Arc<Metrics>,
+        status_in_headers: Option<i32>,
+        frames: Vec<Result<Frame<Bytes>, Infallible>>,
+    ) -> http::Response<MeteredBody<Frames>> {
+        let table = Table {
+            entries: &ENTRIES,
+            city: None,
+        };
+        let frames = Arc::new(std::sync::Mutex::new(Some(frames)));
+        let handler = tower::service_fn(move |_: http::Request<()>| {
+            let frames = frames.lock().unwrap().take().unwrap();
+            async move {
+                let mut response = http::Response::new(StreamBody::new(tokio_stream::iter(frames)));
+                if let Some(code) = status_in_headers {
+                    response
+                        .headers_mut()
+                        .insert("grpc-status", http::HeaderValue::from(code));
+                }
+                Ok::<_, Infallible>(response)
+            }
+        });
+        metrics
+            .layer(table)
+            .layer(handler)
+            .oneshot(http::Request::builder().uri(PATH).body(()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn count(metrics: &Metrics, code: &str) -> bool {
+        metrics.encode().contains(&format!(
+            r#"tessera_rpc_calls_total{{method="{PATH}",code="{code}"}} 1"#
+        ))
+    }
+
+    fn trailers(code: i32) -> Frame<Bytes> {
+        let mut map = http::HeaderMap::new();
+        map.insert("grpc-status", http::HeaderValue::from(code));
+        Frame::trailers(map)
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_with_an_error_is_counted_with_its_code() {
+        let metrics = Arc::new(Metrics::new());
+        let frames = vec![
+            Ok(Frame::data(Bytes::from_static(b"verdict"))),
+            Ok(trailers(3)),
+        ];
+        let response = answer(&metrics, None, frames).await;
+        // Not counted before its status is known.
+        assert!(
+            !metrics
+                .encode()
+                .contains(r#"method="/test.v1.Test/Stream",code"#)
+        );
+        response.into_body().collect().await.unwrap();
+        assert!(count(&metrics, "INVALID_ARGUMENT"), "{}", metrics.encode());
+        assert!(!count(&metrics, "OK"), "{}", metrics.encode());
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_well_is_ok_and_one_dropped_half_way_cancelled() {
+        let metrics = Arc::new(Metrics::new());
+        let frames = || vec![Ok(Frame::data(Bytes::from_static(b"a"))), Ok(trailers(0))];
+        let response = answer(&metrics, None, frames()).await;
+        response.into_body().collect().await.unwrap();
+        assert!(count(&metrics, "OK"), "{}", metrics.encode());
+        let mut body = answer(&metrics, None, frames()).await.into_body();
+        body.frame().await.unwrap().unwrap();
+        drop(body);
+        assert!(count(&metrics, "CANCELLED"), "{}", metrics.encode());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_in_the_headers_is_counted_at_once() {
+        let metrics = Arc::new(Metrics::new());
+        let response = answer(&metrics, Some(7), vec![]).await;
+        assert!(count(&metrics, "PERMISSION_DENIED"), "{}", metrics.encode());
+        drop(response);
+        assert!(!count(&metrics, "CANCELLED"), "{}", metrics.encode());
     }
 }

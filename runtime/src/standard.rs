@@ -34,24 +34,46 @@ pub const ENTRIES: [(&str, Allowed); 4] = [
 #[error("building the server reflection service: {0}")]
 pub struct StandardError(#[from] tonic_reflection::server::Error);
 
-/// What a server's health checks answer, for its own service and for the
-/// server as a whole (the empty service name).
+/// What a server's health checks answer: for its own service (the calls
+/// it serves at all), for the server as a whole (the empty service name)
+/// and, on a server that keeps writes apart, for its writes.
 #[derive(Debug, Clone)]
 pub struct Health {
     reporter: HealthReporter,
     service: &'static str,
+    writes: Option<&'static str>,
+}
+
+fn status(serving: bool) -> tonic_health::ServingStatus {
+    if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    }
 }
 
 impl Health {
-    /// Answers SERVING, or NOT_SERVING (for instance while shutting down).
+    /// Answers SERVING, or NOT_SERVING (for instance while shutting down),
+    /// for every name.
     pub async fn serving(&self, serving: bool) {
-        let status = if serving {
-            tonic_health::ServingStatus::Serving
-        } else {
-            tonic_health::ServingStatus::NotServing
-        };
-        for name in [self.service, ""] {
-            self.reporter.set_service_status(name, status).await;
+        for name in [Some(self.service), Some(""), self.writes]
+            .into_iter()
+            .flatten()
+        {
+            self.reporter
+                .set_service_status(name, status(serving))
+                .await;
+        }
+    }
+
+    /// Says whether the server takes writes: the writes name and the server
+    /// as a whole (`""`) follow; the service's own name, which reads and
+    /// status checks go by, is left as it is.
+    pub async fn writable(&self, writable: bool) {
+        for name in [Some(""), self.writes].into_iter().flatten() {
+            self.reporter
+                .set_service_status(name, status(writable))
+                .await;
         }
     }
 }
@@ -61,8 +83,29 @@ impl Health {
 /// beside it, and the [`Health`] through which the server says whether it
 /// is serving. It starts as not serving.
 pub async fn routes(service: &'static str) -> Result<(Health, Routes), StandardError> {
+    routes_with(service, None).await
+}
+
+/// [`routes`] for a server whose writes can stop while its reads go on (a
+/// node whose disk is full): `writes` is the health-check name of its
+/// writes ([`Health::writable`]).
+pub async fn routes_with_writes(
+    service: &'static str,
+    writes: &'static str,
+) -> Result<(Health, Routes), StandardError> {
+    routes_with(service, Some(writes)).await
+}
+
+async fn routes_with(
+    service: &'static str,
+    writes: Option<&'static str>,
+) -> Result<(Health, Routes), StandardError> {
     let (reporter, health) = tonic_health::server::health_reporter();
-    let status = Health { reporter, service };
+    let status = Health {
+        reporter,
+        service,
+        writes,
+    };
     status.serving(false).await;
     let reflection = || {
         tonic_reflection::server::Builder::configure()

@@ -162,6 +162,8 @@ async fn bodies_that_are_not_protobuf_are_invalid_argument_and_counted_so() {
     for (text, path) in [
         (&gw_text, "/tessera.v1.Gateway/Verify"),
         (&gw_text, "/tessera.v1.Gateway/FetchTrustList"),
+        // Its status came in the trailers, after a verdict.
+        (&gw_text, "/tessera.v1.Gateway/VerifyBatch"),
         (&node_text, "/tessera.v1.CityNode/IngestRecords"),
         (&node_text, "/tessera.v1.CityNode/CheckStatus"),
     ] {
@@ -169,6 +171,10 @@ async fn bodies_that_are_not_protobuf_are_invalid_argument_and_counted_so() {
             format!(r#"tessera_rpc_calls_total{{method="{path}",code="INVALID_ARGUMENT"}}"#);
         assert_eq!(sample(text, &series), Some(1.0), "{series} in\n{text}");
     }
+    assert!(
+        !gw_text.contains(r#"method="/tessera.v1.Gateway/VerifyBatch",code="OK""#),
+        "{gw_text}"
+    );
     for text in [&node_text, &gw_text] {
         assert!(!text.contains(r#"code="INTERNAL""#), "{text}");
     }

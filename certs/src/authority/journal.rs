@@ -13,7 +13,6 @@
 //! directory is usable again.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -135,10 +134,7 @@ impl Journal {
             .map_err(|e| AuthorityError::Registry(e.to_string()))?;
         let path = dir.join(JOURNAL);
         let tmp = dir.join("journal.json.tmp");
-        let mut file = fs::File::create(&tmp).map_err(|e| AuthorityError::io(&tmp, e))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|e| AuthorityError::io(&tmp, e))?;
+        crate::files::write_private(&tmp, text.as_bytes())?;
         fs::rename(&tmp, &path).map_err(|e| AuthorityError::io(&path, e))?;
         sync_dir(dir);
         Ok(())
@@ -180,8 +176,8 @@ impl Journal {
                 Step::Install { from, to } => {
                     let bytes = fs::read(dir.join(from))
                         .map_err(|e| AuthorityError::io(&dir.join(from), e))?;
-                    let private = to.ends_with(".key");
-                    super::rotation::install(&dir.join(to), &bytes, private)?;
+                    // Every authority file is 0600 (see `create_dir`).
+                    super::rotation::install(&dir.join(to), &bytes, true)?;
                     done.push(format!("installed {from} as {to}"));
                 }
                 Step::Remove { path } => match fs::remove_file(dir.join(path)) {

@@ -105,6 +105,9 @@ pub enum AuthorityError {
     /// Key or certificate files.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A directory or file could not be made private.
+    #[error(transparent)]
+    Files(#[from] crate::files::FileError),
     /// Issuing failed.
     #[error(transparent)]
     Issue(#[from] IssueError),
@@ -225,12 +228,16 @@ fn unused_dir(base: &Path) -> PathBuf {
 fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), AuthorityError> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
-    keys::write_new_file(&tmp, bytes, false)?;
+    keys::write_new_file(&tmp, bytes, true)?;
     fs::rename(&tmp, path).map_err(|e| AuthorityError::io(path, e))
 }
 
+/// Everything an authority writes is private to its owner whatever the
+/// umask: directories 0700, files 0600 (certificates and published lists
+/// included: the directory is the authority's working copy, not a place to
+/// publish from; issue 15).
 fn create_dir(path: &Path) -> Result<(), AuthorityError> {
-    fs::create_dir_all(path).map_err(|e| AuthorityError::io(path, e))
+    Ok(crate::files::private_dir(path)?)
 }
 
 impl AuthorityDir {
@@ -298,7 +305,7 @@ impl AuthorityDir {
         keys::write_new_file(
             &dir.join("root/root.crt"),
             keys::cert_to_pem(root.der()).as_bytes(),
-            false,
+            true,
         )?;
         keys::write_new_file(
             &dir.join("root/root.key"),
@@ -435,7 +442,7 @@ impl AuthorityDir {
             .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
         create_dir(dir)?;
         let cert_path = dir.join(format!("{stem}.crt"));
-        keys::write_new_file(&cert_path, keys::cert_to_pem(&der).as_bytes(), false)?;
+        keys::write_new_file(&cert_path, keys::cert_to_pem(&der).as_bytes(), true)?;
         keys::write_new_file(
             &dir.join(format!("{stem}.key")),
             key.to_pem()?.as_bytes(),
@@ -446,7 +453,7 @@ impl AuthorityDir {
             keys::write_new_file(
                 &root_copy,
                 keys::cert_to_pem(&self.root_der).as_bytes(),
-                false,
+                true,
             )?;
         }
         let rel = cert_path

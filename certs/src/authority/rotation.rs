@@ -260,7 +260,7 @@ impl AuthorityDir {
             .to_string();
         let (old, new) = self.journaled(&journal, |this| {
             if let Some((path, der)) = &archive {
-                keys::write_new_file(path, keys::cert_to_pem(der).as_bytes(), false)?;
+                keys::write_new_file(path, keys::cert_to_pem(der).as_bytes(), true)?;
                 if deferred {
                     let key =
                         std::fs::read(&live_key).map_err(|e| AuthorityError::io(&live_key, e))?;

@@ -48,7 +48,8 @@ pub(super) fn enrol_city(
     keys::write_new_file(
         &config,
         tessera_node::config::bundle_config(code, &endpoint).as_bytes(),
-        false,
+        // 0600 like everything in the authority's directory.
+        true,
     )?;
     print_issued(&format!("City {code} ({name})"), &issued, true);
     outln!(
@@ -99,7 +100,8 @@ pub(super) fn enrol_gateway(
     keys::write_new_file(
         &config,
         tessera_gateway::config::bundle_config(&endpoint).as_bytes(),
-        false,
+        // 0600 like everything in the authority's directory.
+        true,
     )?;
     print_issued(&format!("Gateway {name:?}"), &issued, true);
     outln!(

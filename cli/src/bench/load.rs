@@ -74,7 +74,7 @@ impl Sample {
     }
 }
 
-fn histogram() -> anyhow::Result<Histogram<u64>> {
+pub(super) fn histogram() -> anyhow::Result<Histogram<u64>> {
     // 1 µs to 60 s at 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000, 3).context("building a latency histogram")
 }

@@ -3,6 +3,7 @@
 //! the figures are ratios that survive a noisy or different machine.
 
 mod baseline;
+mod churn;
 mod echo;
 mod fixture;
 mod flood;
@@ -11,6 +12,7 @@ mod idle;
 mod load;
 mod report;
 mod scenarios;
+mod soak;
 
 use std::time::Duration;
 
@@ -54,8 +56,11 @@ pub enum Scenario {
     /// Every scenario above, one after the other (not soak).
     All,
     /// Relay at half its maximum throughput for --soak (10 minutes by
-    /// default) after --soak-warmup: every verdict must be VALID, and
-    /// resident memory and open files must not grow. Not part of `all`.
+    /// default) after --soak-warmup, while --churn-streams tasks open and
+    /// close VerifyBatch streams and --churn-watches tasks open and drop
+    /// WatchTrustList watches throughout: every verdict must be VALID,
+    /// every stream and watch must succeed, and resident memory and open
+    /// files must not grow. Not part of `all`.
     Soak,
 }
 
@@ -126,6 +131,23 @@ pub struct BenchArgs {
     /// first read.
     #[arg(long, default_value = "1m", value_parser = load::parse_duration)]
     soak_warmup: Duration,
+    /// Soak: tasks that open a VerifyBatch stream of --churn-badges badges,
+    /// read every verdict and close it, over and over (0: no stream churn).
+    #[arg(long, default_value_t = 4)]
+    churn_streams: usize,
+    /// Soak: badges sent on each churned stream.
+    #[arg(long, default_value_t = 8)]
+    churn_badges: usize,
+    /// Soak: tasks that open a WatchTrustList watch, read the first list
+    /// and drop it, over and over (0: no watch churn). At most half the
+    /// gateway's max_watches_per_caller (4), since a dropped watch gives
+    /// its place back only once the gateway has seen the reset.
+    #[arg(long, default_value_t = 2)]
+    churn_watches: usize,
+    /// Soak: each churn task's pause between one stream or watch and the
+    /// next.
+    #[arg(long, default_value = "50ms", value_parser = load::parse_duration)]
+    churn_pause: Duration,
     /// Connections the idle-connections scenario opens.
     #[arg(long, default_value_t = 10_000)]
     idle: usize,
@@ -157,12 +179,18 @@ impl BenchArgs {
 }
 
 /// Runs `tessera bench`. Fails when any call failed: the figures would then
-/// measure something else.
+/// measure something else; the soak also fails when it misses a target.
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     anyhow::ensure!(args.connections >= 1, "--connections must be at least 1");
     anyhow::ensure!(args.badges >= 1, "--badges must be at least 1");
     anyhow::ensure!(args.residents >= 1, "--residents must be at least 1");
+    anyhow::ensure!(
+        args.churn_watches <= tessera_runtime::limits::DEFAULT_MAX_WATCHES_PER_CALLER / 2,
+        "--churn-watches must be at most {}: half the gateway's max_watches_per_caller, as a \
+         dropped watch gives its place back only once the gateway has seen the reset",
+        tessera_runtime::limits::DEFAULT_MAX_WATCHES_PER_CALLER / 2
+    );
     let report = crate::node::runtime()?.block_on(async {
         let mut report = Report::new(&args);
         // Memory needs no throughput baseline.
@@ -198,12 +226,16 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::IdleConnections => idle::idle_connections(args.idle, &mut report).await?,
                 Scenario::StreamFlood => flood::stream_flood(args.streams, &mut report).await?,
                 Scenario::Handshake => handshake::handshake(&args, e, &mut report).await?,
-                Scenario::Soak => scenarios::soak(&args, &mut report).await?,
+                Scenario::Soak => soak::soak(&args, &mut report).await?,
                 Scenario::Echo | Scenario::All => {}
             }
         }
         anyhow::Ok(report)
     })?;
     report.print(args.json)?;
-    report.failed_calls()
+    report.failed_calls()?;
+    if args.scenario == Scenario::Soak {
+        report.missed_targets(&soak::SOAK_TARGETS)?;
+    }
+    Ok(())
 }

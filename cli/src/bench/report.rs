@@ -232,6 +232,20 @@ impl Report {
     }
 }
 
+impl Report {
+    /// An error when a run missed any of the targets named in `judged`.
+    pub fn missed_targets(&self, judged: &[&str]) -> anyhow::Result<()> {
+        let missed: Vec<&str> = self
+            .targets
+            .iter()
+            .filter(|t| !t.met && judged.contains(&t.what.as_str()))
+            .map(|t| t.what.as_str())
+            .collect();
+        anyhow::ensure!(missed.is_empty(), "targets NOT met: {}", missed.join(", "));
+        Ok(())
+    }
+}
+
 /// A figure with thousands separators, or two decimals when small.
 pub fn num(v: f64) -> String {
     if v.abs() < 100.0 {

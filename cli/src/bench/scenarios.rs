@@ -57,7 +57,7 @@ pub async fn echo(args: &BenchArgs, report: &mut Report) -> anyhow::Result<f64> 
 /// Where the walk through the badges has got to: shared by every window of
 /// a scenario, so that a new window does not start again on badges checked
 /// moments ago (which the status cache would answer).
-type Walk = Arc<AtomicU64>;
+pub(super) type Walk = Arc<AtomicU64>;
 
 /// Unary gateway Verify over `badges`, each verdict expected VALID.
 async fn verify_unary(
@@ -72,7 +72,7 @@ async fn verify_unary(
 }
 
 /// One window of unary gateway Verify calls on `clients`.
-async fn verify_window(
+pub(super) async fn verify_window(
     clients: &Arc<Vec<GatewayClient<Channel>>>,
     plan: Plan,
     badges: &Arc<Vec<Vec<u8>>>,
@@ -97,7 +97,7 @@ async fn verify_window(
     .await
 }
 
-fn expect_valid(v: &pb::Verdict) -> Result<(), String> {
+pub(super) fn expect_valid(v: &pb::Verdict) -> Result<(), String> {
     if v.outcome == pb::Outcome::Valid as i32 {
         Ok(())
     } else {
@@ -110,7 +110,7 @@ fn expect_valid(v: &pb::Verdict) -> Result<(), String> {
 }
 
 /// Issues the badges a gateway scenario checks, noting the rate reached.
-async fn badges_for(
+pub(super) async fn badges_for(
     scenario: &str,
     fx: &Fixture,
     count: u64,
@@ -393,128 +393,6 @@ pub async fn issue(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Res
     Ok(())
 }
 
-/// Relay at half its maximum throughput for `args.soak`, after
-/// `args.soak_warmup` at that rate: every verdict must be VALID, and this
-/// process's resident memory and open files (gateway, nodes and load
-/// generator together: an upper bound on each) must not grow.
-pub async fn soak(args: &BenchArgs, report: &mut Report) -> anyhow::Result<()> {
-    let fx = Fixture::start(&args.relay()).await?;
-    let badges = badges_for("soak", &fx, args.badges, report).await?;
-    let clients = Arc::new(fx.gateway_clients(args.connections)?);
-    let walk = Walk::default();
-    let max = verify_window(&clients, args.plan(), &badges, &walk).await?;
-    report.sample("soak: relay at full speed", &max);
-    let half = (max.per_second() / 2.0).max(1.0);
-    let window = SOAK_WINDOW.min(args.soak);
-    let plan = Plan {
-        warmup: std::time::Duration::ZERO,
-        duration: window,
-        concurrency: args.concurrency,
-        rate: Some(half),
-    };
-    let mut warm = std::time::Duration::ZERO;
-    let mut warm_errors = 0;
-    while warm < args.soak_warmup {
-        let s = verify_window(
-            &clients,
-            Plan {
-                duration: window.min(args.soak_warmup - warm),
-                ..plan
-            },
-            &badges,
-            &walk,
-        )
-        .await?;
-        warm += s.window;
-        warm_errors += s.errors;
-    }
-    let (rss0, fds0) = (baseline::current_rss()?, baseline::open_fds()?);
-    report.note(format!(
-        "soak: warm-up {:.0} s at {}/s ({} errors); then RSS {:.1} MiB, {} open files",
-        warm.as_secs_f64(),
-        num(half),
-        warm_errors,
-        mib(rss0),
-        fds0
-    ));
-    let started = Instant::now();
-    let mut total: Option<Sample> = None;
-    let (mut rss_max, mut fds_max) = (rss0, fds0);
-    while started.elapsed() < args.soak {
-        let left = args.soak.saturating_sub(started.elapsed());
-        let s = verify_window(
-            &clients,
-            Plan {
-                duration: window.min(left).max(std::time::Duration::from_millis(100)),
-                ..plan
-            },
-            &badges,
-            &walk,
-        )
-        .await?;
-        let (rss, fds) = (baseline::current_rss()?, baseline::open_fds()?);
-        rss_max = rss_max.max(rss);
-        fds_max = fds_max.max(fds);
-        report.note(format!(
-            "soak t+{:>4.0} s: {}/s, {} errors, p99 {:.2} ms, RSS {:.1} MiB, {} open files",
-            started.elapsed().as_secs_f64(),
-            num(s.per_second()),
-            s.errors,
-            s.ms(0.99),
-            mib(rss),
-            fds
-        ));
-        total = Some(match total {
-            None => s,
-            Some(t) => t.merge(s)?,
-        });
-    }
-    let total = total.context("the soak ran no window")?;
-    let (rss1, fds1) = (baseline::current_rss()?, baseline::open_fds()?);
-    fx.stop().await?;
-    report.sample(
-        format!("soak at half of full speed ({}/s)", num(half)),
-        &total,
-    );
-    report.note(format!(
-        "soak: {} verifications in {:.0} s, {} failed; RSS {:.1} → {:.1} MiB (peak {:.1}), open files {} → {} (peak {})",
-        num(total.items as f64),
-        total.window.as_secs_f64(),
-        total.errors,
-        mib(rss0),
-        mib(rss1),
-        mib(rss_max),
-        fds0,
-        fds1,
-        fds_max
-    ));
-    report.target(
-        "soak failed verifications",
-        total.errors as f64,
-        0.0,
-        true,
-        "",
-    );
-    report.target(
-        "soak RSS growth after warm-up",
-        100.0 * (rss1 as f64 / rss0.max(1) as f64 - 1.0),
-        10.0,
-        true,
-        " %",
-    );
-    report.target(
-        "soak open-file growth after warm-up",
-        fds1 as f64 - fds0 as f64,
-        0.0,
-        true,
-        "",
-    );
-    Ok(())
-}
-
-/// How often the soak samples memory and open files.
-const SOAK_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
-
-fn mib(bytes: u64) -> f64 {
+pub(super) fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
