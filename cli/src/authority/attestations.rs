@@ -20,13 +20,7 @@ pub(super) fn verify_file(
     dir: Option<PathBuf>,
     now: i64,
 ) -> anyhow::Result<()> {
-    let root_path = match (root, dir) {
-        (Some(root), _) => root,
-        (None, Some(dir)) => dir.join("root/root.crt"),
-        (None, None) => {
-            return Err(crate::Usage::new("give --root ROOT.crt or --dir AUTHORITY_DIR").into());
-        }
-    };
+    let root_path = super::root_path(root, dir)?;
     let root = TrustAnchor::from_der(&keys::read_cert(&root_path)?)
         .with_context(|| format!("{} is not a tessera root certificate", root_path.display()))?;
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;

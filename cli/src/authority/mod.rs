@@ -330,6 +330,18 @@ mod trust_list;
 pub use attestations::census;
 pub use trust_list::upload_async;
 
+/// The root certificate to check against: `--root`, or the one in the
+/// authority directory `--dir`.
+fn root_path(root: Option<PathBuf>, dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match (root, dir) {
+        (Some(root), _) => Ok(root),
+        (None, Some(dir)) => Ok(dir.join("root/root.crt")),
+        (None, None) => {
+            Err(crate::Usage::new("give --root ROOT.crt or --dir AUTHORITY_DIR").into())
+        }
+    }
+}
+
 /// Runs one `tessera authority` subcommand.
 pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
     let now = fmt::now();

@@ -57,13 +57,7 @@ pub(super) fn show_file(
     dir: Option<PathBuf>,
     now: i64,
 ) -> anyhow::Result<()> {
-    let root_path = match (root, dir) {
-        (Some(root), _) => root,
-        (None, Some(dir)) => dir.join("root/root.crt"),
-        (None, None) => {
-            return Err(crate::Usage::new("give --root ROOT.crt or --dir AUTHORITY_DIR").into());
-        }
-    };
+    let root_path = super::root_path(root, dir)?;
     show(&file, &root_path, now)?;
     Ok(())
 }
