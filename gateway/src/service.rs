@@ -378,3 +378,51 @@ impl Gateway for GatewayService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_space() -> sled::Error {
+        sled::Error::Io(std::io::Error::from_raw_os_error(28))
+    }
+
+    /// Each upload refused on a full disk is RESOURCE_EXHAUSTED naming the
+    /// disk, whether sled reported it or the gateway had noted it before;
+    /// any other storage failure stays INTERNAL.
+    #[test]
+    fn uploads_refused_on_a_full_disk_are_resource_exhausted() {
+        let statuses = [
+            Status::from(PublishError::Storage(no_space())),
+            Status::from(PublishError::DiskFull("/data/registry".into())),
+            Status::from(PolicyPublishError::Storage(no_space())),
+            Status::from(PolicyPublishError::DiskFull),
+            Status::from(SubmitError::Storage(no_space())),
+            Status::from(SubmitError::DiskFull),
+        ];
+        for status in statuses {
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+            assert!(status.message().contains("disk is full"), "{status:?}");
+        }
+        let other = || sled::Error::Unsupported("x".into());
+        for status in [
+            Status::from(PublishError::Storage(other())),
+            Status::from(PolicyPublishError::Storage(other())),
+            Status::from(SubmitError::Storage(other())),
+        ] {
+            assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+        }
+    }
+
+    /// A write that failed on a full disk is noted for every tree of the
+    /// database; other failures are not.
+    #[test]
+    fn a_full_disk_is_noted_once_for_the_whole_database() {
+        let disk = crate::registry::DiskFull::default();
+        let shared = disk.clone();
+        let _ = disk.noting::<()>(Err(sled::Error::Unsupported("x".into())));
+        assert!(!shared.is_full());
+        let _ = disk.noting::<()>(Err(no_space()));
+        assert!(shared.is_full());
+    }
+}

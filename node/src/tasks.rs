@@ -198,6 +198,9 @@ pub(crate) async fn publish_policies(loaded: &Loaded, gateway: &str) {
                             | tonic::Code::Unknown
                             | tonic::Code::Cancelled
                             | tonic::Code::DeadlineExceeded
+                            // The gateway's disk is full: it takes uploads
+                            // again by itself once there is room.
+                            | tonic::Code::ResourceExhausted
                     ) =>
                 {
                     unreachable = true;
