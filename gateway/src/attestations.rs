@@ -107,6 +107,8 @@ impl Attestations {
             return Err(SubmitError::DiskFull);
         }
         let key = verified.city().get().to_be_bytes();
+        // What this submit replaced, if it changed the tree.
+        let mut replaced = None;
         loop {
             let held = self.tree.get(key)?;
             if let Some(held) = &held {
@@ -127,13 +129,22 @@ impl Attestations {
             }
             if self
                 .disk
-                .noting(self.tree.compare_and_swap(key, held, Some(signed)))?
+                .noting(self.tree.compare_and_swap(key, held.clone(), Some(signed)))?
                 .is_ok()
             {
+                replaced = Some(held);
                 break;
             }
         }
-        self.disk.noting(self.db.flush_async().await)?;
+        if let Err(e) = self.disk.noting(self.db.flush_async().await) {
+            // Not acknowledged, so it must not be listed later either.
+            if let Some(previous) = replaced {
+                let _ =
+                    self.disk
+                        .noting(self.tree.compare_and_swap(key, Some(signed), previous))?;
+            }
+            return Err(e.into());
+        }
         tracing::info!(
             city = %verified.city(),
             destroyed_at = verified.claims().destroyed_at,
