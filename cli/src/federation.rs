@@ -74,7 +74,11 @@ pub struct Federation {
     pub layout: Layout,
     servers: Vec<Server>,
     gateway: Option<Server>,
-    verifier: Option<std::sync::Arc<tessera_gateway::verdict::Verifier>>,
+    /// The gateway's verifier, replaced when the gateway is loaded afresh
+    /// after a full disk.
+    verifier: std::sync::Arc<
+        std::sync::Mutex<Option<std::sync::Arc<tessera_gateway::verdict::Verifier>>>,
+    >,
 }
 
 async fn bind(port: u16) -> anyhow::Result<TcpListener> {
@@ -196,7 +200,7 @@ impl Federation {
             layout,
             servers: vec![],
             gateway: None,
-            verifier: None,
+            verifier: Default::default(),
         };
         let node_listeners = listeners.split_off(1);
         for (city, listener) in fed.layout.cities.clone().iter().zip(node_listeners) {
@@ -213,9 +217,16 @@ impl Federation {
             &fed.layout.gateway_bundle.join("gateway.toml"),
         )?;
         let loaded = tessera_gateway::server::load(settings).await?;
-        fed.verifier = Some(std::sync::Arc::clone(&loaded.verifier));
+        let verifier = std::sync::Arc::clone(&fed.verifier);
+        let keep = move |loaded: &tessera_gateway::server::Loaded| {
+            *verifier
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::sync::Arc::clone(&loaded.verifier));
+        };
+        keep(&loaded);
         fed.spawn(move |stop| async move {
-            tessera_gateway::server::serve(&loaded, gateway_listener, stop).await?;
+            tessera_gateway::lifecycle::run(loaded, gateway_listener, stop, keep).await?;
             Ok(())
         });
         fed.gateway = fed.servers.pop();
@@ -238,6 +249,8 @@ impl Federation {
     /// The gateway relay's aggregate counters so far.
     pub fn relay_stats(&self) -> tessera_gateway::relay::RelayStats {
         self.verifier
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .as_ref()
             .map(|v| v.relay().stats())
             .unwrap_or_default()

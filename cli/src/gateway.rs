@@ -45,7 +45,8 @@ pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
                          (the endpoint the gateway was enrolled with)"
                     ),
                 }
-                server::serve(&loaded, listener, stop).await?;
+                // Serves again, reloaded, after a full disk has room again.
+                tessera_gateway::lifecycle::run(loaded, listener, stop, |_| {}).await?;
                 outln!("gateway stopped");
                 Ok(())
             })

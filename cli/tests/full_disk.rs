@@ -402,12 +402,9 @@ async fn a_node_stopped_while_its_disk_is_full_exits_cleanly_and_restarts_with_e
     stop(take(node));
 }
 
-#[test]
-fn a_gateway_started_on_a_full_disk_refuses_and_starts_once_there_is_room() {
-    let a = Authority::new();
-    let Some(disk) = Tmpfs::mount(&a.dir.join("disk"), "8m") else {
-        return;
-    };
+/// Enrols the gateway "national" with its data directory on `disk`;
+/// returns its port and its configuration file.
+fn gateway_on(a: &Authority, disk: &Tmpfs) -> (u16, PathBuf) {
     let (port, _) = a.enrol_gateway();
     let config = a.dir.join("gateways/national/gateway.toml");
     let text = std::fs::read_to_string(&config).unwrap();
@@ -418,6 +415,16 @@ fn a_gateway_started_on_a_full_disk_refuses_and_starts_once_there_is_room() {
     );
     assert!(text.contains(&data.display().to_string()), "{text}");
     std::fs::write(&config, text).unwrap();
+    (port, config)
+}
+
+#[test]
+fn a_gateway_started_on_a_full_disk_refuses_and_starts_once_there_is_room() {
+    let a = Authority::new();
+    let Some(disk) = Tmpfs::mount(&a.dir.join("disk"), "8m") else {
+        return;
+    };
+    let (port, config) = gateway_on(&a, &disk);
     let filler = disk.fill();
     let (status, stderr) = run_to_end(&["gateway", "run", "--config", config.to_str().unwrap()]);
     assert!(!status.success());
@@ -428,6 +435,158 @@ fn a_gateway_started_on_a_full_disk_refuses_and_starts_once_there_is_room() {
         port,
     );
     stop(gateway);
+}
+
+/// A channel to the gateway on `port` as the authority's admin client
+/// (which may upload trust lists and, like anyone enrolled, fetch them and
+/// ask the health service).
+fn gateway_channel(a: &Authority, port: u16) -> tonic::transport::Channel {
+    tls::install_default_provider();
+    let root = tessera_certs::keys::read_cert(&a.dir.join("root/root.crt")).unwrap();
+    let trust = Arc::new(TrustState::new(TrustAnchor::from_der(&root).unwrap()).unwrap());
+    let identity = TlsIdentity::from_files(
+        &a.dir.join("authority/authority.crt"),
+        &a.dir.join("authority/authority.key"),
+    )
+    .unwrap();
+    let config = tls::client_config(&identity, trust, Role::Gateway).unwrap();
+    grpc::channel(&format!("127.0.0.1:{port}"), config).unwrap()
+}
+
+/// Signs the authority's next trust list, not uploaded.
+fn next_list(a: &Authority, n: u32) -> pb::SignedTrustList {
+    use prost::Message;
+    let out = a.dir.join(format!("next-{n}.tsl"));
+    common::ok(&[
+        "authority",
+        "trust-list",
+        "publish",
+        "--dir",
+        a.dir.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    pb::SignedTrustList::decode(std::fs::read(out).unwrap().as_slice()).unwrap()
+}
+
+/// Uploads `list`; the sequence in force or the status.
+async fn upload(
+    a: &Authority,
+    port: u16,
+    list: &pb::SignedTrustList,
+) -> Result<u64, tonic::Status> {
+    pb::gateway_client::GatewayClient::new(gateway_channel(a, port))
+        .publish_trust_list(pb::PublishTrustListRequest {
+            list: Some(list.clone()),
+        })
+        .await
+        .map(|r| r.into_inner().sequence)
+}
+
+/// The sequence of the trust list the gateway serves.
+async fn fetched(a: &Authority, port: u16) -> u64 {
+    pb::gateway_client::GatewayClient::new(gateway_channel(a, port))
+        .fetch_trust_list(pb::FetchTrustListRequest { known_sequence: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .current_sequence
+}
+
+/// The gateway's health for its uploads, for itself as a whole and for
+/// its reads (`tessera.v1.Gateway`).
+async fn gateway_health(a: &Authority, port: u16) -> [Option<ServingStatus>; 3] {
+    let mut out = [None; 3];
+    for (i, service) in ["tessera.v1.Gateway.Writes", "", "tessera.v1.Gateway"]
+        .into_iter()
+        .enumerate()
+    {
+        out[i] = HealthClient::new(gateway_channel(a, port))
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .ok()
+            .and_then(|r| ServingStatus::try_from(r.into_inner().status).ok());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_gateway_that_fills_its_disk_refuses_uploads_keeps_serving_reads_and_recovers() {
+    let a = Authority::new();
+    let Some(disk) = Tmpfs::mount(&a.dir.join("disk"), "16m") else {
+        return;
+    };
+    let (port, config) = gateway_on(&a, &disk);
+    let config = config.to_str().unwrap().to_owned();
+    let gateway = Running(Some(spawn_listening(
+        &["gateway", "run", "--config", &config],
+        port,
+    )));
+    let mut acked = upload(&a, port, &next_list(&a, 0)).await.unwrap();
+    assert_eq!(gateway_health(&a, port).await, ALL_SERVING);
+
+    let filler = disk.fill();
+    let mut refused = None;
+    for n in 1..=60 {
+        let list = next_list(&a, n);
+        match upload(&a, port, &list).await {
+            Ok(sequence) => acked = sequence,
+            Err(status) => {
+                refused = Some((status, list));
+                break;
+            }
+        }
+    }
+    let (status, list) = refused.expect("60 trust lists were all stored on a full disk");
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("disk is full"), "{status:?}");
+    // Uploads and the gateway as a whole read NOT_SERVING; its reads do not.
+    eventually(20, "gateway health NOT_SERVING for uploads", || async {
+        gateway_health(&a, port).await
+            == [
+                Some(ServingStatus::NotServing),
+                Some(ServingStatus::NotServing),
+                Some(ServingStatus::Serving),
+            ]
+    })
+    .await;
+    // The list in force is still served: the last one acknowledged.
+    assert_eq!(fetched(&a, port).await, acked);
+    // A second upload is refused the same way (the failure was noted).
+    let again = upload(&a, port, &list).await.unwrap_err();
+    assert_eq!(again.code(), tonic::Code::ResourceExhausted, "{again:?}");
+
+    // Room again: the gateway reopens its registry by itself.
+    std::fs::remove_file(&filler).unwrap();
+    let sequence = list.clone();
+    let taken = std::cell::Cell::new(0);
+    eventually(60, "uploads taken again once there is room", || async {
+        match upload(&a, port, &sequence).await {
+            Ok(s) => {
+                taken.set(s);
+                true
+            }
+            Err(_) => false,
+        }
+    })
+    .await;
+    let taken = taken.get();
+    assert!(taken > acked, "{taken} after {acked}");
+    eventually(20, "gateway health SERVING again", || async {
+        gateway_health(&a, port).await == ALL_SERVING
+    })
+    .await;
+    assert_eq!(fetched(&a, port).await, taken);
+    // What was acknowledged is on disk: a restart serves it.
+    stop(take(gateway));
+    let gateway = Running(Some(spawn_listening(
+        &["gateway", "run", "--config", &config],
+        port,
+    )));
+    assert_eq!(fetched(&a, port).await, taken);
+    stop(take(gateway));
 }
 
 fn mode(path: &Path) -> u32 {

@@ -8,6 +8,8 @@ use tessera_core::attestation::{self, AttestationError, VerifiedAttestation};
 use tessera_proto::v1 as pb;
 use tessera_runtime::TrustState;
 
+use crate::registry::DiskFull;
+
 const TREE: &str = "attestations";
 
 /// Why an attestation was not taken.
@@ -39,9 +41,24 @@ pub enum SubmitError {
         /// destroyed_at of the one offered.
         offered: i64,
     },
+    /// The gateway's disk is full (a write failed on it since the
+    /// database was opened).
+    #[error("the gateway's disk is full: the attestation was not stored")]
+    DiskFull,
     /// Storage failed.
     #[error("attestation storage: {0}")]
     Storage(#[from] sled::Error),
+}
+
+impl SubmitError {
+    /// Whether the attestation was refused because the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            SubmitError::DiskFull => true,
+            SubmitError::Storage(e) => crate::registry::is_disk_full(e),
+            _ => false,
+        }
+    }
 }
 
 /// The gateway's collected attestations.
@@ -49,14 +66,17 @@ pub enum SubmitError {
 pub struct Attestations {
     db: sled::Db,
     tree: sled::Tree,
+    disk: DiskFull,
 }
 
 impl Attestations {
-    /// Opens the attestation tree of the gateway's database.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    /// Opens the attestation tree of the gateway's database; a write that
+    /// fails on a full disk is noted in `disk` (the registry's).
+    pub fn open(db: &sled::Db, disk: DiskFull) -> Result<Self, sled::Error> {
         Ok(Self {
             tree: db.open_tree(TREE)?,
             db: db.clone(),
+            disk,
         })
     }
 
@@ -83,7 +103,12 @@ impl Attestations {
         if trust.is_revoked(verified.signer()) {
             return Err(SubmitError::SignerRevoked);
         }
+        if self.disk.is_full() {
+            return Err(SubmitError::DiskFull);
+        }
         let key = verified.city().get().to_be_bytes();
+        // What this submit replaced, if it changed the tree.
+        let mut replaced = None;
         loop {
             let held = self.tree.get(key)?;
             if let Some(held) = &held {
@@ -102,11 +127,24 @@ impl Attestations {
                     });
                 }
             }
-            if self.tree.compare_and_swap(key, held, Some(signed))?.is_ok() {
+            if self
+                .disk
+                .noting(self.tree.compare_and_swap(key, held.clone(), Some(signed)))?
+                .is_ok()
+            {
+                replaced = Some(held);
                 break;
             }
         }
-        self.db.flush_async().await?;
+        if let Err(e) = self.disk.noting(self.db.flush_async().await) {
+            // Not acknowledged, so it must not be listed later either.
+            if let Some(previous) = replaced {
+                let _ =
+                    self.disk
+                        .noting(self.tree.compare_and_swap(key, Some(signed), previous))?;
+            }
+            return Err(e.into());
+        }
         tracing::info!(
             city = %verified.city(),
             destroyed_at = verified.claims().destroyed_at,

@@ -3,7 +3,8 @@
 //! It owns the trust registry and its distribution ([`registry`]), who may
 //! call what ([`authz`]), the verdict on a badge ([`verdict`]) and the relay of
 //! status checks to city nodes ([`relay`]), the gRPC face ([`service`]),
-//! configuration ([`config`]), start-up ([`server`]) and the deletion
+//! configuration ([`config`]), start-up ([`server`]), serving again after a
+//! full disk ([`lifecycle`]) and the deletion
 //! attestations it collects from cities at sunset ([`attestations`]).
 //!
 //! It must never see a record, a name or an ID number, never tell a city node
@@ -14,6 +15,7 @@
 pub mod attestations;
 pub mod authz;
 pub mod config;
+pub mod lifecycle;
 pub mod metrics;
 pub mod policies;
 pub mod registry;

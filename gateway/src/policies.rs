@@ -14,6 +14,8 @@ use tessera_core::{CheckedTrustList, CityCode};
 use tessera_proto::v1 as pb;
 use tokio::sync::Mutex;
 
+use crate::registry::DiskFull;
+
 const TREE: &str = "policies";
 
 /// Why a policy was not accepted. Nothing was stored.
@@ -71,15 +73,31 @@ pub enum PolicyPublishError {
         /// That version's effective date.
         held_from: i64,
     },
+    /// The gateway's disk is full (a write failed on it since the
+    /// database was opened).
+    #[error("the gateway's disk is full: the policy was not stored")]
+    DiskFull,
     /// Storage failed.
     #[error("policy storage: {0}")]
     Storage(#[from] sled::Error),
+}
+
+impl PolicyPublishError {
+    /// Whether the policy was refused because the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            PolicyPublishError::DiskFull => true,
+            PolicyPublishError::Storage(e) => crate::registry::is_disk_full(e),
+            _ => false,
+        }
+    }
 }
 
 /// The policies the gateway holds.
 pub struct Policies {
     tree: sled::Tree,
     db: sled::Db,
+    disk: DiskFull,
     notice_hours: u32,
     publishing: Mutex<()>,
 }
@@ -100,11 +118,13 @@ fn key(city: u32, version: u32) -> [u8; 8] {
 }
 
 impl Policies {
-    /// Opens the policy tree of the gateway's database.
-    pub fn open(db: sled::Db, notice_hours: u32) -> Result<Self, sled::Error> {
+    /// Opens the policy tree of the gateway's database; a write that fails
+    /// on a full disk is noted in `disk` (the registry's).
+    pub fn open(db: sled::Db, disk: DiskFull, notice_hours: u32) -> Result<Self, sled::Error> {
         Ok(Self {
             tree: db.open_tree(TREE)?,
             db,
+            disk,
             notice_hours,
             publishing: Mutex::new(()),
         })
@@ -161,6 +181,9 @@ impl Policies {
             });
         }
         let _one_at_a_time = self.publishing.lock().await;
+        if self.disk.is_full() {
+            return Err(PolicyPublishError::DiskFull);
+        }
         let held = self.held(policy.city())?;
         if held.iter().any(|(_, _, h)| h == signed) {
             return Ok(policy);
@@ -196,10 +219,10 @@ impl Policies {
             }
         }
         let k = key(policy.city(), policy.policy_version());
-        self.tree.insert(k, policy.to_bytes())?;
-        if let Err(e) = self.db.flush_async().await {
+        self.disk.noting(self.tree.insert(k, policy.to_bytes()))?;
+        if let Err(e) = self.disk.noting(self.db.flush_async().await) {
             // Not acknowledged, so it must not be served later either.
-            self.tree.remove(k)?;
+            self.disk.noting(self.tree.remove(k))?;
             return Err(e.into());
         }
         tracing::info!(

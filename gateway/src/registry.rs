@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tessera_core::CheckedTrustList;
 use tessera_core::trust::TrustListError;
@@ -40,10 +41,57 @@ pub enum PublishError {
     Files(#[from] tessera_certs::files::FileError),
 }
 
+/// Whether a write to the gateway's database (trust lists, policies,
+/// attestations: one sled database) failed on a full disk. sled keeps its
+/// first I/O error and refuses every later write in the same database, so
+/// once set it stays set until the gateway reopens its database
+/// ([`crate::server::Served::DiskFreed`]).
+#[derive(Debug, Clone, Default)]
+pub struct DiskFull(Arc<AtomicBool>);
+
+/// Whether `e` is sled's report of a full disk.
+pub fn is_disk_full(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if tessera_certs::files::is_disk_full(io))
+}
+
+impl DiskFull {
+    /// Whether a write failed on a full disk since the database was opened.
+    pub fn is_full(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Notes a write that failed on a full disk (logged once).
+    pub fn noting<T>(&self, result: Result<T, sled::Error>) -> Result<T, sled::Error> {
+        if let Err(e) = &result
+            && is_disk_full(e)
+            && !self.0.swap(true, Ordering::SeqCst)
+        {
+            tracing::error!(
+                error = %e,
+                "the gateway's disk is full: uploads are refused until there is room"
+            );
+        }
+        result
+    }
+}
+
+impl PublishError {
+    /// Whether the list was refused because the disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            PublishError::DiskFull(_) => true,
+            PublishError::Storage(e) => is_disk_full(e),
+            _ => false,
+        }
+    }
+}
+
 /// The gateway's trust registry.
 pub struct Registry {
     tree: sled::Tree,
     db: sled::Db,
+    dir: String,
+    disk: DiskFull,
     trust: Arc<TrustState>,
     updates: watch::Sender<Option<Arc<CheckedTrustList>>>,
     publishing: Mutex<()>,
@@ -87,6 +135,8 @@ impl Registry {
         Ok(Self {
             tree,
             db,
+            dir: dir.display().to_string(),
+            disk: DiskFull::default(),
             trust,
             updates,
             publishing: Mutex::new(()),
@@ -97,6 +147,18 @@ impl Registry {
     /// registry's (published policies, collected deletion attestations).
     pub fn db(&self) -> sled::Db {
         self.db.clone()
+    }
+
+    /// Whether a write to the gateway's database failed on a full disk
+    /// (shared with the policies and attestations kept beside the
+    /// registry's tree).
+    pub fn disk(&self) -> &DiskFull {
+        &self.disk
+    }
+
+    /// The registry's directory, for messages.
+    pub fn dir(&self) -> &str {
+        &self.dir
     }
 
     /// The trust state this registry feeds.
@@ -112,6 +174,9 @@ impl Registry {
         now: i64,
     ) -> Result<Arc<CheckedTrustList>, PublishError> {
         let _one_at_a_time = self.publishing.lock().await;
+        if self.disk.is_full() {
+            return Err(PublishError::DiskFull(self.dir.clone()));
+        }
         let next = match self.trust.current() {
             Some(held) => {
                 let next = held
@@ -136,12 +201,12 @@ impl Registry {
             }
             None => CheckedTrustList::verify(bytes, self.trust.root(), now)?,
         };
-        let previous = self.tree.insert(CURRENT, bytes)?;
-        if let Err(e) = self.db.flush_async().await {
+        let previous = self.disk.noting(self.tree.insert(CURRENT, bytes))?;
+        if let Err(e) = self.disk.noting(self.db.flush_async().await) {
             // Not acknowledged, so it must not come into force later either.
             match previous {
-                Some(old) => self.tree.insert(CURRENT, old)?,
-                None => self.tree.remove(CURRENT)?,
+                Some(old) => self.disk.noting(self.tree.insert(CURRENT, old))?,
+                None => self.disk.noting(self.tree.remove(CURRENT))?,
             };
             return Err(e.into());
         }

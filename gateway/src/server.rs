@@ -106,8 +106,12 @@ pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
         unix_now(),
     )?);
     let policies = Arc::new(
-        crate::policies::Policies::open(registry.db(), settings.notice_hours)
-            .map_err(|e| StartError::Registry(PublishError::Storage(e)))?,
+        crate::policies::Policies::open(
+            registry.db(),
+            registry.disk().clone(),
+            settings.notice_hours,
+        )
+        .map_err(|e| StartError::Registry(PublishError::Storage(e)))?,
     );
     if let Some(path) = &settings.trust_list
         && trust.current().is_none()
@@ -139,12 +143,25 @@ pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
     })
 }
 
-/// Serves a loaded gateway on `listener` until `shutdown` resolves.
+/// Why [`serve`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// `shutdown` resolved.
+    Stopped,
+    /// A write failed on a full disk and the disk has room again: the
+    /// gateway stopped cleanly so that the caller loads it afresh (sled
+    /// keeps its first I/O error in an open database) and serves again
+    /// ([`crate::lifecycle::run`]).
+    DiskFreed,
+}
+
+/// Serves a loaded gateway on `listener` until `shutdown` resolves, or
+/// until its disk, once full, has room again.
 pub async fn serve(
     loaded: &Loaded,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), StartError> {
+) -> Result<Served, StartError> {
     let trust = Arc::clone(loaded.registry.trust());
     let config = tls::server_config(&loaded.identity, Arc::clone(&trust))?;
     let (stopping_tx, stopping) = watch::channel(false);
@@ -183,10 +200,24 @@ pub async fn serve(
         ),
         None => None,
     };
-    let (health, routes) = tessera_runtime::standard::routes(SERVICE).await?;
+    let (health, routes) = tessera_runtime::standard::routes_with_writes(SERVICE, WRITES).await?;
     health.serving(true).await;
-    let signal = async move {
-        shutdown.await;
+    let disk_freed = std::sync::atomic::AtomicBool::new(false);
+    let room = async {
+        tessera_runtime::disk::room_after_full_disk(
+            || loaded.registry.disk().is_full(),
+            &loaded.settings.data_dir,
+            &health,
+            "gateway",
+        )
+        .await;
+        disk_freed.store(true, std::sync::atomic::Ordering::SeqCst);
+    };
+    let signal = async {
+        tokio::select! {
+            () = shutdown => {}
+            () = room => {}
+        }
         health.serving(false).await;
         // Ends WatchTrustList streams, which would otherwise hold the
         // graceful shutdown open for ever.
@@ -228,7 +259,11 @@ pub async fn serve(
         result = grpc::with_grace(server, stopping, SHUTDOWN_GRACE) => result?,
         _ = beside => {}
     }
-    Ok(())
+    Ok(if disk_freed.load(std::sync::atomic::Ordering::SeqCst) {
+        Served::DiskFreed
+    } else {
+        Served::Stopped
+    })
 }
 
 /// Installs every newer list of the peer gateway in the registry, through
@@ -256,6 +291,12 @@ async fn follow_peer(registry: &Arc<Registry>, follower: &Follower) {
 
 /// The gateway's service, as health checking and reflection name it.
 pub const SERVICE: &str = "tessera.v1.Gateway";
+
+/// The health-check name of the gateway's uploads (trust lists, policies,
+/// attestations): NOT_SERVING while its disk is full, as is the gateway as
+/// a whole (`""`), while `tessera.v1.Gateway` (verification, fetches,
+/// watches) stays SERVING.
+pub const WRITES: &str = "tessera.v1.Gateway.Writes";
 
 /// How long in-flight calls may run on after a shutdown is asked for.
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::attestations::{Attestations, SubmitError};
 use crate::policies::{Policies, PolicyPublishError};
-use crate::registry::{PublishError, Registry};
+use crate::registry::{PublishError, Registry, is_disk_full};
 use crate::verdict::Verifier;
 
 /// Badges of one VerifyBatch stream verified together at most.
@@ -25,9 +25,21 @@ pub const BATCH_CHUNK: usize = 64;
 /// Chunks of one VerifyBatch stream in progress at once.
 pub const BATCH_CHUNKS_IN_FLIGHT: usize = 4;
 
+/// What an upload refused on a full disk is answered: the caller may send
+/// it again once the gateway's writes read SERVING (the gateway reopens its
+/// database by itself once there is room).
+fn disk_full(what: &str) -> Status {
+    Status::resource_exhausted(format!(
+        "the gateway's disk is full: the {what} was not stored; send it again once the \
+         gateway reports SERVING for tessera.v1.Gateway.Writes"
+    ))
+}
+
 impl From<SubmitError> for Status {
     fn from(e: SubmitError) -> Self {
         match e {
+            SubmitError::DiskFull => disk_full("attestation"),
+            SubmitError::Storage(ref inner) if is_disk_full(inner) => disk_full("attestation"),
             SubmitError::Invalid(_) => Status::invalid_argument(e.to_string()),
             SubmitError::SignerRevoked | SubmitError::NotTheCaller { .. } => {
                 Status::permission_denied(e.to_string())
@@ -46,15 +58,8 @@ impl From<PublishError> for Status {
         match e {
             PublishError::Invalid(_) => Status::invalid_argument(e.to_string()),
             PublishError::NotNewer { .. } => Status::failed_precondition(e.to_string()),
-            PublishError::Storage(sled::Error::Io(ref io))
-                if tessera_certs::files::is_disk_full(io) =>
-            {
-                tracing::error!(error = %io, "trust registry: the disk is full");
-                Status::resource_exhausted(
-                    "the gateway's disk is full: the list was not stored; try again later",
-                )
-            }
-            PublishError::DiskFull(_) => Status::resource_exhausted(e.to_string()),
+            PublishError::DiskFull(_) => disk_full("trust list"),
+            PublishError::Storage(ref inner) if is_disk_full(inner) => disk_full("trust list"),
             PublishError::Files(inner) => {
                 tracing::error!(error = %inner, "trust registry files");
                 Status::internal("internal error")
@@ -72,6 +77,8 @@ impl From<PolicyPublishError> for Status {
         match e {
             // The gateway's list does not carry the signer (yet): a node
             // enrolled moments ago retries on this code, never on the text.
+            PolicyPublishError::DiskFull => disk_full("policy"),
+            PolicyPublishError::Storage(ref inner) if is_disk_full(inner) => disk_full("policy"),
             PolicyPublishError::Invalid(PolicyDocError::UnknownSigner(_)) => {
                 Status::not_found(e.to_string())
             }
@@ -134,7 +141,7 @@ impl GatewayService {
     /// The attestation tree of the gateway's database (opening an open tree
     /// is a map look-up).
     fn attestations(&self) -> Result<Attestations, Status> {
-        Attestations::open(&self.registry.db()).map_err(|e| {
+        Attestations::open(&self.registry.db(), self.registry.disk().clone()).map_err(|e| {
             tracing::error!(error = %e, "attestation storage failure");
             Status::internal("internal error")
         })
@@ -369,5 +376,53 @@ impl Gateway for GatewayService {
         Ok(Response::new(pb::ListAttestationsResponse {
             attestations: self.attestations()?.list()?,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_space() -> sled::Error {
+        sled::Error::Io(std::io::Error::from_raw_os_error(28))
+    }
+
+    /// Each upload refused on a full disk is RESOURCE_EXHAUSTED naming the
+    /// disk, whether sled reported it or the gateway had noted it before;
+    /// any other storage failure stays INTERNAL.
+    #[test]
+    fn uploads_refused_on_a_full_disk_are_resource_exhausted() {
+        let statuses = [
+            Status::from(PublishError::Storage(no_space())),
+            Status::from(PublishError::DiskFull("/data/registry".into())),
+            Status::from(PolicyPublishError::Storage(no_space())),
+            Status::from(PolicyPublishError::DiskFull),
+            Status::from(SubmitError::Storage(no_space())),
+            Status::from(SubmitError::DiskFull),
+        ];
+        for status in statuses {
+            assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+            assert!(status.message().contains("disk is full"), "{status:?}");
+        }
+        let other = || sled::Error::Unsupported("x".into());
+        for status in [
+            Status::from(PublishError::Storage(other())),
+            Status::from(PolicyPublishError::Storage(other())),
+            Status::from(SubmitError::Storage(other())),
+        ] {
+            assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+        }
+    }
+
+    /// A write that failed on a full disk is noted for every tree of the
+    /// database; other failures are not.
+    #[test]
+    fn a_full_disk_is_noted_once_for_the_whole_database() {
+        let disk = crate::registry::DiskFull::default();
+        let shared = disk.clone();
+        let _ = disk.noting::<()>(Err(sled::Error::Unsupported("x".into())));
+        assert!(!shared.is_full());
+        let _ = disk.noting::<()>(Err(no_space()));
+        assert!(shared.is_full());
     }
 }

@@ -96,7 +96,13 @@ pub async fn serve(
     let room = {
         let (health, freed) = (Arc::clone(&health), Arc::clone(&disk_freed));
         async move {
-            tasks::room_after_full_disk(loaded, &health).await;
+            tessera_runtime::disk::room_after_full_disk(
+                || loaded.city.disk_full(),
+                &loaded.settings.data_dir,
+                &health,
+                "node",
+            )
+            .await;
             freed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     };

@@ -1,6 +1,7 @@
 //! What runs beside a serving node: the retention sweep, following the
 //! gateway's trust list, publishing held policies, watching the badge-signer
-//! files, waiting for room after a full disk and for the list's sunset date.
+//! files and waiting for the list's sunset date (waiting for room after a
+//! full disk is [`tessera_runtime::disk`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,6 +198,9 @@ pub(crate) async fn publish_policies(loaded: &Loaded, gateway: &str) {
                             | tonic::Code::Unknown
                             | tonic::Code::Cancelled
                             | tonic::Code::DeadlineExceeded
+                            // The gateway's disk is full: it takes uploads
+                            // again by itself once there is room.
+                            | tonic::Code::ResourceExhausted
                     ) =>
                 {
                     unreachable = true;
@@ -223,42 +227,6 @@ pub(crate) async fn publish_policies(loaded: &Loaded, gateway: &str) {
             return;
         }
         tokio::time::sleep(loaded.settings.refresh).await;
-    }
-}
-
-/// How often a node whose disk is full looks for room again.
-const DISK_PROBE_EVERY: Duration = Duration::from_secs(1);
-
-/// Resolves once the store's disk was full and has room again, after
-/// saying NOT_SERVING while it was full.
-pub(crate) async fn room_after_full_disk(
-    loaded: &Loaded,
-    health: &tessera_runtime::standard::Health,
-) {
-    let mut every = tokio::time::interval(DISK_PROBE_EVERY);
-    while !loaded.city.disk_full() {
-        every.tick().await;
-    }
-    health.writable(false).await;
-    tracing::error!(
-        data_dir = %loaded.settings.data_dir.display(),
-        "the disk is full: health reads NOT_SERVING for writes, changes are refused with RESOURCE_EXHAUSTED, \
-         reads and status checks go on; the node reopens its store once there is room"
-    );
-    let dir = loaded.settings.data_dir.clone();
-    loop {
-        every.tick().await;
-        let dir = dir.clone();
-        if tokio::task::spawn_blocking(move || {
-            // Twice what a start needs, so that the reopened store starts.
-            tessera_certs::files::has_room(&dir, 2 * tessera_certs::files::ROOM_BYTES)
-        })
-        .await
-        .unwrap_or(false)
-        {
-            tracing::warn!("the disk has room again: stopping to reopen the store");
-            return;
-        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! connection ([`connection`]), which calls it may make ([`authz`]) and how
 //! the caller's identity reaches a gRPC handler ([`grpc`]); what one client
 //! may hold of a server: streams, watches, idle connections ([`limits`]);
-//! the status of a request that does not decode ([`status`]); the standard
+//! the status of a request that does not decode ([`status`]); waiting for
+//! room after a full disk ([`disk`]); the standard
 //! health and reflection services ([`standard`]); Prometheus metrics and
 //! their endpoint ([`metrics`]); following a gateway's trust list, as city
 //! nodes and follower gateways do ([`follow`]); and picking up renewed
@@ -21,6 +22,7 @@
 pub mod authz;
 pub mod clock;
 pub mod connection;
+pub mod disk;
 pub mod follow;
 pub mod grpc;
 pub mod limits;
