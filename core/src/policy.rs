@@ -7,6 +7,8 @@ use tessera_proto::v1 as pb;
 
 use crate::Colour;
 
+mod zh;
+
 /// What kind of record, for policies and explanations: the record schema
 /// (node.proto's `Record`) has these five and nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
