@@ -3,7 +3,8 @@
 //! It owns the trust registry and its distribution ([`registry`]), who may
 //! call what ([`authz`]), the verdict on a badge ([`verdict`]) and the relay of
 //! status checks to city nodes ([`relay`]), the gRPC face ([`service`]),
-//! configuration ([`config`]), start-up ([`server`]) and the deletion
+//! configuration ([`config`]), start-up ([`server`]), the public read-only
+//! copy of the trust list and every city's scoring policies ([`public`]) and the deletion
 //! attestations it collects from cities at sunset ([`attestations`]).
 //!
 //! It must never see a record, a name or an ID number, never tell a city node
@@ -16,6 +17,8 @@ pub mod authz;
 pub mod config;
 pub mod metrics;
 pub mod policies;
+pub mod public;
+pub mod public_page;
 pub mod registry;
 pub mod relay;
 pub mod server;

@@ -182,6 +182,31 @@ pub async fn serve(
         ),
         None => None,
     };
+    let public_listener = match loaded.settings.public {
+        Some(p) => Some((
+            TcpListener::bind(p.listen)
+                .await
+                .map_err(|source| StartError::Io {
+                    what: format!("listening for the public copy on {}", p.listen),
+                    source,
+                })?,
+            p,
+        )),
+        None => None,
+    };
+    let public = async {
+        match public_listener {
+            Some((listener, settings)) => {
+                let copy = crate::public::PublicCopy::new(
+                    Arc::clone(&trust),
+                    Arc::clone(&loaded.policies),
+                    Arc::new(unix_now),
+                );
+                crate::public::serve(listener, &loaded.identity, copy, settings).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
     let (health, routes) = tessera_certs::standard::routes(SERVICE).await?;
     health.serving(true).await;
     let signal = async move {
@@ -218,6 +243,7 @@ pub async fn serve(
     let beside = async {
         tokio::join!(
             endpoint,
+            public,
             follow,
             tessera_certs::metrics::warn_before_expiry(expiries),
             tessera_certs::reload::run(watched, loaded.settings.reload)
