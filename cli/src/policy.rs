@@ -66,7 +66,7 @@ pub enum PolicyCommand {
     /// A city's published policies, verified against the trust list, in
     /// plain words; or a local policy file with --file.
     #[command(
-        after_help = "Examples:\n  tessera policy show 330100 --gateway 127.0.0.1:7000 --bundle verifiers/420000-wuhan-station\n  tessera policy show --file policy-v2.signed --certificate badge-signer.crt\n  tessera policy show --file policy.toml"
+        after_help = "Examples:\n  tessera policy show 330100 --gateway 127.0.0.1:7000 --bundle verifiers/420000-wuhan-station\n  tessera policy show --file policy-v2.signed --certificate badge-signer.crt\n  tessera policy show --file policy-v3.signed --trust-list trust-list --root root.crt\n  tessera policy show --file policy.toml"
     )]
     Show {
         /// The city's 6-digit code.
@@ -82,8 +82,16 @@ pub enum PolicyCommand {
         #[arg(long, conflicts_with_all = ["city", "gateway"])]
         file: Option<PathBuf>,
         /// The certificate that should have signed --file.
-        #[arg(long, requires = "file")]
+        #[arg(long, requires = "file", conflicts_with = "trust_list")]
         certificate: Option<PathBuf>,
+        /// Check --file against this signed trust list instead (as the
+        /// gateway's public copy serves it at /trust-list): no enrolment
+        /// needed.
+        #[arg(long, requires_all = ["file", "root"])]
+        trust_list: Option<PathBuf>,
+        /// The national root certificate (PEM) the trust list must chain to.
+        #[arg(long, requires = "trust_list")]
+        root: Option<PathBuf>,
     },
 }
 
@@ -108,8 +116,13 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
             bundle,
             file,
             certificate,
+            trust_list,
+            root,
         } => match (file, city, gateway, bundle) {
-            (Some(file), _, _, _) => show_file(&file, certificate.as_deref()),
+            (Some(file), _, _, _) => match (trust_list, root) {
+                (Some(list), Some(root)) => show_file_with_list(&file, &list, &root),
+                _ => show_file(&file, certificate.as_deref()),
+            },
             (None, Some(city), Some(gateway), Some(bundle)) => show(&city, &gateway, &bundle),
             _ => anyhow::bail!("pass CITY with --gateway and --bundle, or --file"),
         },
@@ -365,6 +378,38 @@ fn show_file(path: &Path, certificate: Option<&Path>) -> anyhow::Result<()> {
             out!("{}", render_rules(&policy));
         }
     }
+    Ok(())
+}
+
+/// A signed policy checked against a signed trust list, itself checked
+/// against the root: what anyone can do with the gateway's public copy.
+fn show_file_with_list(path: &Path, list: &Path, root: &Path) -> anyhow::Result<()> {
+    let now = fmt::now();
+    let root = creds::root(root)?;
+    let bytes = std::fs::read(list).with_context(|| format!("reading {}", list.display()))?;
+    let list = CheckedTrustList::verify(&bytes, &root, now)
+        .with_context(|| format!("{} does not verify against the root", list.display()))?;
+    let signed = read_signed(path)?;
+    let verified = policy_doc::verify_with_trust_list(&signed, &list).with_context(|| {
+        format!(
+            "{} does not verify against trust list {}",
+            path.display(),
+            list.sequence()
+        )
+    })?;
+    let status = if verified.in_force_at(now) {
+        format!(
+            "signature checked against trust list {}, in force since its date",
+            list.sequence()
+        )
+    } else {
+        format!(
+            "signature checked against trust list {}, takes effect in {}",
+            list.sequence(),
+            span(verified.effective_from() - now)
+        )
+    };
+    out!("{}", render_policy(&verified, &status));
     Ok(())
 }
 

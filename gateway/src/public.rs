@@ -336,7 +336,10 @@ fn parse_city(code: &str) -> Option<u32> {
 }
 
 fn pem_certificate(der: &[u8]) -> String {
-    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
 }
 
 /// Serves the public copy on `listener` with `identity`'s certificate and
