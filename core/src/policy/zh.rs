@@ -8,7 +8,7 @@ use super::{
 };
 
 fn span(hours: u32) -> String {
-    if hours % 24 == 0 {
+    if hours.is_multiple_of(24) {
         format!("{} 天", hours / 24)
     } else {
         format!("{hours} 小时")
