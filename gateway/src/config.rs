@@ -418,7 +418,15 @@ mod tests {
         let on: String = text
             .lines()
             .map(|l| {
-                let keys = ["# [follow]", "# peer =", "# refresh_secs =", "# retry_ms ="];
+                let keys = [
+                    "# [follow]",
+                    "# peer =",
+                    "# refresh_secs =",
+                    "# retry_ms =",
+                    "# [public]",
+                    "# listen =",
+                    "# max_connections =",
+                ];
                 if keys.iter().any(|k| l.starts_with(k)) {
                     &l[2..]
                 } else {
@@ -435,6 +443,19 @@ mod tests {
                 refresh: FollowSettings::DEFAULT_REFRESH,
                 retry: FollowSettings::DEFAULT_RETRY,
             })
+        );
+        assert_eq!(
+            s.public,
+            Some(PublicSettings {
+                listen: "0.0.0.0:8443".parse().unwrap(),
+                max_connections: PublicSettings::DEFAULT_MAX_CONNECTIONS,
+            }),
+            "the sample's [public] section, switched on"
+        );
+        assert_eq!(
+            GatewaySettings::load(&path).unwrap().public,
+            None,
+            "the sample's [public] is commented out"
         );
         let s = GatewaySettings::parse(&bundle_config("127.0.0.1:7000"), Path::new("/g")).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:7000");
