@@ -337,6 +337,13 @@ fn anyone_reads_and_verifies_every_citys_policies_and_their_history_without_a_ce
     );
     let huge = send(&tls, public, huge.as_bytes());
     assert_eq!(huge.status, 431, "{}", huge.head);
+    let head = send(
+        &tls,
+        public,
+        b"HEAD /trust-list HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n",
+    );
+    assert_eq!(head.status, 200, "{}", head.head);
+    assert!(head.body.is_empty(), "HEAD answered with a body");
     assert_eq!(get(&tls, public, "/cities/999999").status, 404);
     assert_eq!(get(&tls, public, "/cities/330100/policies/99").status, 404);
 
