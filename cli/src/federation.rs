@@ -46,6 +46,10 @@ pub struct Layout {
     pub checkpoint: PathBuf,
     /// The first trust list, as distributed to checkpoints.
     pub trust_list: PathBuf,
+    /// The gateway's public copy (HTTPS, no client certificate); absent in
+    /// federations created before it existed.
+    #[serde(default)]
+    pub public: Option<SocketAddr>,
 }
 
 /// One city of a federation.
@@ -142,6 +146,9 @@ impl Layout {
                 operator: op.dir,
             });
         }
+        // The gateway's public copy, after the nodes' ports.
+        listeners.push(bind(port(1)).await?);
+        let public = listeners.last().map(addr).transpose()?;
         let checkpoint =
             authority.enrol_verifier(ProvinceCode::new(CHECKPOINT.0)?, CHECKPOINT.1, now)?;
         let (_, list) = authority.publish(now, 24 * 3600)?;
@@ -153,7 +160,8 @@ impl Layout {
                 "root = \"root.crt\"\ntrust_list = {:?}",
                 trust_list.canonicalize()?.display().to_string()
             ),
-        ) + &format!("\n[relay]\n{relay}\n");
+        ) + &format!("\n[relay]\n{relay}\n")
+            + &public.map_or(String::new(), |p| format!("\n[public]\nlisten = \"{p}\"\n"));
         keys::write_new_file(&g.dir.join("gateway.toml"), gateway_toml.as_bytes(), false)?;
         let layout = Layout {
             authority: authority_dir,
@@ -162,6 +170,7 @@ impl Layout {
             cities,
             checkpoint: checkpoint.dir,
             trust_list,
+            public,
         };
         std::fs::write(dir.join(STATE), serde_json::to_string_pretty(&layout)?)?;
         Ok((layout, listeners))
@@ -175,6 +184,9 @@ impl Layout {
         let mut listeners = vec![bind(layout.gateway.port()).await?];
         for c in &layout.cities {
             listeners.push(bind(c.node.port()).await?);
+        }
+        if let Some(p) = layout.public {
+            listeners.push(bind(p.port()).await?);
         }
         Ok((layout, listeners))
     }
@@ -198,6 +210,10 @@ impl Federation {
             gateway: None,
             verifier: None,
         };
+        let public = match fed.layout.public {
+            Some(_) => listeners.pop(),
+            None => None,
+        };
         let node_listeners = listeners.split_off(1);
         for (city, listener) in fed.layout.cities.clone().iter().zip(node_listeners) {
             let settings =
@@ -215,7 +231,8 @@ impl Federation {
         let loaded = tessera_gateway::server::load(settings).await?;
         fed.verifier = Some(std::sync::Arc::clone(&loaded.verifier));
         fed.spawn(move |stop| async move {
-            tessera_gateway::server::serve(&loaded, gateway_listener, stop).await?;
+            tessera_gateway::server::serve_with_public(&loaded, gateway_listener, public, stop)
+                .await?;
             Ok(())
         });
         fed.gateway = fed.servers.pop();
@@ -327,6 +344,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         }
         outln!("  checkpoint  bundle {}", l.checkpoint.display());
         outln!("  trust list  {}", l.trust_list.display());
+        if let Some(p) = l.public {
+            outln!("  public copy https://{p}/ (no certificate; policies and trust list)");
+        }
         outln!("  authority   {}", l.authority.display());
         crate::node::shutdown_signal().await;
         fed.stop_all().await?;

@@ -315,6 +315,50 @@ pub async fn fetch_verified(
         .collect()
 }
 
+/// GET `path` from a gateway's public copy at `addr` over HTTPS, trusting
+/// `root` alone and presenting no certificate: the status and the body.
+pub async fn public_get(
+    addr: std::net::SocketAddr,
+    root: &tessera_core::TrustAnchor,
+    path: &str,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from(root.der().to_vec()))?;
+    let config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::from(addr.ip());
+    let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .with_context(|| format!("no TLS with the public copy at {addr}"))?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut raw = vec![];
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut raw),
+    )
+    .await;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("the public copy sent no HTTP response")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("the public copy sent no HTTP status")?;
+    Ok((status, raw[split + 4..].to_vec()))
+}
+
 /// Each policy's standing at `now`: "IN FORCE", "superseded", or
 /// "ANNOUNCED, takes effect in …" (as [`render_city`] marks them).
 pub fn standings(policies: &[VerifiedPolicy], now: i64) -> Vec<String> {

@@ -138,10 +138,33 @@ pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
     })
 }
 
-/// Serves a loaded gateway on `listener` until `shutdown` resolves.
+/// Serves a loaded gateway on `listener` until `shutdown` resolves, and its
+/// public copy on the configured `[public] listen` address, if any.
 pub async fn serve(
     loaded: &Loaded,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), StartError> {
+    let public = match loaded.settings.public {
+        Some(p) => Some(
+            TcpListener::bind(p.listen)
+                .await
+                .map_err(|source| StartError::Io {
+                    what: format!("listening for the public copy on {}", p.listen),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    serve_with_public(loaded, listener, public, shutdown).await
+}
+
+/// [`serve`], with the public copy on `public` (bound already) instead of
+/// the configured address.
+pub async fn serve_with_public(
+    loaded: &Loaded,
+    listener: TcpListener,
+    public: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), StartError> {
     let trust = Arc::clone(loaded.registry.trust());
@@ -182,16 +205,24 @@ pub async fn serve(
         ),
         None => None,
     };
-    let public_listener = match loaded.settings.public {
-        Some(p) => Some((
-            TcpListener::bind(p.listen)
-                .await
-                .map_err(|source| StartError::Io {
-                    what: format!("listening for the public copy on {}", p.listen),
-                    source,
-                })?,
-            p,
-        )),
+    let public_listener = match public {
+        Some(l) => {
+            let listen = l.local_addr().map_err(|source| StartError::Io {
+                what: "reading the public copy's address".into(),
+                source,
+            })?;
+            let max_connections = loaded.settings.public.map_or(
+                crate::config::PublicSettings::DEFAULT_MAX_CONNECTIONS,
+                |p| p.max_connections,
+            );
+            Some((
+                l,
+                crate::config::PublicSettings {
+                    listen,
+                    max_connections,
+                },
+            ))
+        }
         None => None,
     };
     let public = async {
