@@ -46,6 +46,10 @@ pub struct Layout {
     pub checkpoint: PathBuf,
     /// The first trust list, as distributed to checkpoints.
     pub trust_list: PathBuf,
+    /// The gateway's public copy (HTTPS, no client certificate); absent in
+    /// federations created before it existed.
+    #[serde(default)]
+    pub public: Option<SocketAddr>,
 }
 
 /// One city of a federation.
@@ -146,6 +150,9 @@ impl Layout {
                 operator: op.dir,
             });
         }
+        // The gateway's public copy, after the nodes' ports.
+        listeners.push(bind(port(1)).await?);
+        let public = listeners.last().map(addr).transpose()?;
         let checkpoint =
             authority.enrol_verifier(ProvinceCode::new(CHECKPOINT.0)?, CHECKPOINT.1, now)?;
         let (_, list) = authority.publish(now, 24 * 3600)?;
@@ -157,7 +164,8 @@ impl Layout {
                 "root = \"root.crt\"\ntrust_list = {:?}",
                 trust_list.canonicalize()?.display().to_string()
             ),
-        ) + &format!("\n[relay]\n{relay}\n");
+        ) + &format!("\n[relay]\n{relay}\n")
+            + &public.map_or(String::new(), |p| format!("\n[public]\nlisten = \"{p}\"\n"));
         keys::write_new_file(&g.dir.join("gateway.toml"), gateway_toml.as_bytes(), false)?;
         let layout = Layout {
             authority: authority_dir,
@@ -166,6 +174,7 @@ impl Layout {
             cities,
             checkpoint: checkpoint.dir,
             trust_list,
+            public,
         };
         std::fs::write(dir.join(STATE), serde_json::to_string_pretty(&layout)?)?;
         Ok((layout, listeners))
@@ -179,6 +188,9 @@ impl Layout {
         let mut listeners = vec![bind(layout.gateway.port()).await?];
         for c in &layout.cities {
             listeners.push(bind(c.node.port()).await?);
+        }
+        if let Some(p) = layout.public {
+            listeners.push(bind(p.port()).await?);
         }
         Ok((layout, listeners))
     }
@@ -201,6 +213,10 @@ impl Federation {
             servers: vec![],
             gateway: None,
             verifier: Default::default(),
+        };
+        let public = match fed.layout.public {
+            Some(_) => listeners.pop(),
+            None => None,
         };
         let node_listeners = listeners.split_off(1);
         for (city, listener) in fed.layout.cities.clone().iter().zip(node_listeners) {
@@ -226,7 +242,7 @@ impl Federation {
         };
         keep(&loaded);
         fed.spawn(move |stop| async move {
-            tessera_gateway::lifecycle::run(loaded, gateway_listener, stop, keep).await?;
+            tessera_gateway::lifecycle::run(loaded, gateway_listener, public, stop, keep).await?;
             Ok(())
         });
         fed.gateway = fed.servers.pop();
@@ -340,6 +356,9 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         }
         outln!("  checkpoint  bundle {}", l.checkpoint.display());
         outln!("  trust list  {}", l.trust_list.display());
+        if let Some(p) = l.public {
+            outln!("  public copy https://{p}/ (no certificate; policies and trust list)");
+        }
         outln!("  authority   {}", l.authority.display());
         crate::node::shutdown_signal().await;
         fed.stop_all().await?;

@@ -46,7 +46,7 @@ pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
                     ),
                 }
                 // Serves again, reloaded, after a full disk has room again.
-                tessera_gateway::lifecycle::run(loaded, listener, stop, |_| {}).await?;
+                tessera_gateway::lifecycle::run(loaded, listener, None, stop, |_| {}).await?;
                 outln!("gateway stopped");
                 Ok(())
             })

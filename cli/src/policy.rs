@@ -67,7 +67,7 @@ pub enum PolicyCommand {
     /// A city's published policies, verified against the trust list, in
     /// plain words; or a local policy file with --file.
     #[command(
-        after_help = "Examples:\n  tessera policy show 330100 --gateway 127.0.0.1:7000 --bundle verifiers/420000-wuhan-station\n  tessera policy show --file policy-v2.signed --certificate badge-signer.crt\n  tessera policy show --file policy.toml"
+        after_help = "Examples:\n  tessera policy show 330100 --gateway 127.0.0.1:7000 --bundle verifiers/420000-wuhan-station\n  tessera policy show --file policy-v2.signed --certificate badge-signer.crt\n  tessera policy show --file policy-v3.signed --trust-list trust-list --root root.crt\n  tessera policy show --file policy.toml"
     )]
     Show {
         /// The city's 6-digit code.
@@ -83,8 +83,16 @@ pub enum PolicyCommand {
         #[arg(long, conflicts_with_all = ["city", "gateway"])]
         file: Option<PathBuf>,
         /// The certificate that should have signed --file.
-        #[arg(long, requires = "file")]
+        #[arg(long, requires = "file", conflicts_with = "trust_list")]
         certificate: Option<PathBuf>,
+        /// Check --file against this signed trust list instead (as the
+        /// gateway's public copy serves it at /trust-list): no enrolment
+        /// needed.
+        #[arg(long, requires_all = ["file", "root"])]
+        trust_list: Option<PathBuf>,
+        /// The national root certificate (PEM) the trust list must chain to.
+        #[arg(long, requires = "trust_list")]
+        root: Option<PathBuf>,
     },
 }
 
@@ -109,8 +117,13 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
             bundle,
             file,
             certificate,
+            trust_list,
+            root,
         } => match (file, city, gateway, bundle) {
-            (Some(file), _, _, _) => show_file(&file, certificate.as_deref()),
+            (Some(file), _, _, _) => match (trust_list, root) {
+                (Some(list), Some(root)) => show_file_with_list(&file, &list, &root),
+                _ => show_file(&file, certificate.as_deref()),
+            },
             (None, Some(city), Some(gateway), Some(bundle)) => show(&city, &gateway, &bundle),
             _ => anyhow::bail!("pass CITY with --gateway and --bundle, or --file"),
         },
@@ -303,6 +316,50 @@ pub async fn fetch_verified(
         .collect()
 }
 
+/// GET `path` from a gateway's public copy at `addr` over HTTPS, trusting
+/// `root` alone and presenting no certificate: the status and the body.
+pub async fn public_get(
+    addr: std::net::SocketAddr,
+    root: &tessera_core::TrustAnchor,
+    path: &str,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from(root.der().to_vec()))?;
+    let config = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::from(addr.ip());
+    let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .with_context(|| format!("no TLS with the public copy at {addr}"))?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut raw = vec![];
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut raw),
+    )
+    .await;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("the public copy sent no HTTP response")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("the public copy sent no HTTP status")?;
+    Ok((status, raw[split + 4..].to_vec()))
+}
+
 /// Each policy's standing at `now`: "IN FORCE", "superseded", or
 /// "ANNOUNCED, takes effect in …" (as [`render_city`] marks them).
 pub fn standings(policies: &[VerifiedPolicy], now: i64) -> Vec<String> {
@@ -366,6 +423,38 @@ fn show_file(path: &Path, certificate: Option<&Path>) -> anyhow::Result<()> {
             out!("{}", render_rules(&policy));
         }
     }
+    Ok(())
+}
+
+/// A signed policy checked against a signed trust list, itself checked
+/// against the root: what anyone can do with the gateway's public copy.
+fn show_file_with_list(path: &Path, list: &Path, root: &Path) -> anyhow::Result<()> {
+    let now = fmt::now();
+    let root = creds::root(root)?;
+    let bytes = std::fs::read(list).with_context(|| format!("reading {}", list.display()))?;
+    let list = CheckedTrustList::verify(&bytes, &root, now)
+        .with_context(|| format!("{} does not verify against the root", list.display()))?;
+    let signed = read_signed(path)?;
+    let verified = policy_doc::verify_with_trust_list(&signed, &list).with_context(|| {
+        format!(
+            "{} does not verify against trust list {}",
+            path.display(),
+            list.sequence()
+        )
+    })?;
+    let status = if verified.in_force_at(now) {
+        format!(
+            "signature checked against trust list {}, in force since its date",
+            list.sequence()
+        )
+    } else {
+        format!(
+            "signature checked against trust list {}, takes effect in {}",
+            list.sequence(),
+            span(verified.effective_from() - now)
+        )
+    };
+    out!("{}", render_policy(&verified, &status));
     Ok(())
 }
 

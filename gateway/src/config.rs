@@ -50,6 +50,31 @@ struct GatewayFile {
     follow: Option<FollowFile>,
     #[serde(default)]
     policy: PolicyFile,
+    #[serde(default)]
+    public: Option<PublicFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublicFile {
+    listen: String,
+    max_connections: Option<usize>,
+}
+
+/// The public, read-only copy of the trust list and every city's scoring
+/// policies (`[public]`): HTTPS with the gateway's certificate, no client
+/// certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicSettings {
+    /// Where to serve it.
+    pub listen: SocketAddr,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl PublicSettings {
+    /// Default of `max_connections`.
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -179,6 +204,8 @@ pub struct GatewaySettings {
     /// scoring policies must leave (`[policy] notice_hours`, 48 unless set;
     /// 0 only for test federations).
     pub notice_hours: u32,
+    /// The public copy (`[public]`), if served.
+    pub public: Option<PublicSettings>,
 }
 
 impl GatewaySettings {
@@ -253,6 +280,7 @@ impl GatewaySettings {
                 "policy.notice_hours must be 0 to {MAX_NOTICE_HOURS} (0 only for test federations)"
             ));
         }
+        let public = file.public.map(parse_public).transpose()?;
         let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
         Ok(Self {
             listen,
@@ -276,8 +304,26 @@ impl GatewaySettings {
             relay,
             follow,
             notice_hours,
+            public,
         })
     }
+}
+
+fn parse_public(p: PublicFile) -> Result<PublicSettings, String> {
+    let listen = p
+        .listen
+        .parse()
+        .map_err(|_| format!("public.listen: {:?} is not an IP:port address", p.listen))?;
+    let max_connections = p
+        .max_connections
+        .unwrap_or(PublicSettings::DEFAULT_MAX_CONNECTIONS);
+    if !(1..=65_536).contains(&max_connections) {
+        return Err("public.max_connections must be 1 to 65536".into());
+    }
+    Ok(PublicSettings {
+        listen,
+        max_connections,
+    })
 }
 
 fn parse_follow(f: FollowFile) -> Result<FollowSettings, String> {
@@ -372,7 +418,15 @@ mod tests {
         let on: String = text
             .lines()
             .map(|l| {
-                let keys = ["# [follow]", "# peer =", "# refresh_secs =", "# retry_ms ="];
+                let keys = [
+                    "# [follow]",
+                    "# peer =",
+                    "# refresh_secs =",
+                    "# retry_ms =",
+                    "# [public]",
+                    "# listen =",
+                    "# max_connections =",
+                ];
                 if keys.iter().any(|k| l.starts_with(k)) {
                     &l[2..]
                 } else {
@@ -390,10 +444,59 @@ mod tests {
                 retry: FollowSettings::DEFAULT_RETRY,
             })
         );
+        assert_eq!(
+            s.public,
+            Some(PublicSettings {
+                listen: "0.0.0.0:8443".parse().unwrap(),
+                max_connections: PublicSettings::DEFAULT_MAX_CONNECTIONS,
+            }),
+            "the sample's [public] section, switched on"
+        );
+        assert_eq!(
+            GatewaySettings::load(&path).unwrap().public,
+            None,
+            "the sample's [public] is commented out"
+        );
         let s = GatewaySettings::parse(&bundle_config("127.0.0.1:7000"), Path::new("/g")).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:7000");
         assert_eq!(s.follow, None);
         assert_eq!(s.data_dir, Path::new("/g/data"));
+    }
+
+    #[test]
+    fn the_public_copy_is_off_unless_configured_and_bounded() {
+        let good = bundle_config("127.0.0.1:7000");
+        assert_eq!(
+            GatewaySettings::parse(&good, Path::new("."))
+                .unwrap()
+                .public,
+            None
+        );
+        let s = GatewaySettings::parse(
+            &format!("{good}\n[public]\nlisten = \"0.0.0.0:8443\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(
+            s.public,
+            Some(PublicSettings {
+                listen: "0.0.0.0:8443".parse().unwrap(),
+                max_connections: PublicSettings::DEFAULT_MAX_CONNECTIONS,
+            })
+        );
+        for (public, why) in [
+            ("listen = \"8443\"", "public.listen"),
+            (
+                "listen = \"0.0.0.0:8443\"\nmax_connections = 0",
+                "max_connections",
+            ),
+            ("listen = \"0.0.0.0:8443\"\nport = 1", "port"),
+        ] {
+            let e =
+                GatewaySettings::parse(&format!("{good}\n[public]\n{public}\n"), Path::new("."))
+                    .unwrap_err();
+            assert!(e.contains(why), "{public}: {e}");
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! call what ([`authz`]), the verdict on a badge ([`verdict`]) and the relay of
 //! status checks to city nodes ([`relay`]), the gRPC face ([`service`]),
 //! configuration ([`config`]), start-up ([`server`]), serving again after a
-//! full disk ([`lifecycle`]) and the deletion
+//! full disk ([`lifecycle`]), the public read-only copy of the trust list
+//! and every city's scoring policies ([`public`]) and the deletion
 //! attestations it collects from cities at sunset ([`attestations`]).
 //!
 //! It must never see a record, a name or an ID number, never tell a city node
@@ -18,6 +19,8 @@ pub mod config;
 pub mod lifecycle;
 pub mod metrics;
 pub mod policies;
+pub mod public;
+pub mod public_page;
 pub mod registry;
 pub mod relay;
 pub mod server;

@@ -12,11 +12,14 @@ use crate::server::{self, Loaded, Served, StartError};
 
 /// Serves `loaded` on `listener` until `shutdown` resolves; each time its
 /// disk filled and has room again, loads the gateway again from its
-/// settings and serves on the same address. `reloaded` is called with each
-/// gateway loaded afresh, before it serves.
+/// settings and serves on the same address. The public copy is served on
+/// `public` when given (bound already, and bound again at the same address
+/// after a reload), else where `[public] listen` says. `reloaded` is called
+/// with each gateway loaded afresh, before it serves.
 pub async fn run(
     loaded: Loaded,
     listener: TcpListener,
+    public: Option<TcpListener>,
     shutdown: impl std::future::Future<Output = ()> + Send,
     mut reloaded: impl FnMut(&Loaded) + Send,
 ) -> Result<(), StartError> {
@@ -24,6 +27,13 @@ pub async fn run(
         what: "reading the bound address".into(),
         source,
     })?;
+    let public_addr = match &public {
+        Some(l) => Some(l.local_addr().map_err(|source| StartError::Io {
+            what: "reading the public copy's bound address".into(),
+            source,
+        })?),
+        None => None,
+    };
     let settings = loaded.settings.clone();
     // `shutdown` may end any of the serves below.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -36,20 +46,37 @@ pub async fn run(
         let _ = rx.wait_for(|stopped| *stopped).await;
     };
     let serving = async {
-        let mut served = server::serve(&loaded, listener, stop(stop_rx.clone())).await?;
+        let mut served = serve(&loaded, listener, public, stop(stop_rx.clone())).await?;
         drop(loaded);
         while served == Served::DiskFreed && !*stop_rx.borrow() {
             let loaded = load_after_full_disk(&settings).await?;
             reloaded(&loaded);
             let listener = grpc_bind(addr, settings.connections.listen_backlog)?;
+            let public = match public_addr {
+                Some(at) => Some(grpc_bind(at, settings.connections.listen_backlog)?),
+                None => None,
+            };
             tracing::info!("trust registry reopened after a full disk: serving again");
-            served = server::serve(&loaded, listener, stop(stop_rx.clone())).await?;
+            served = serve(&loaded, listener, public, stop(stop_rx.clone())).await?;
         }
         Ok::<(), StartError>(())
     };
     tokio::select! {
         served = serving => served,
         () = stopper => Ok(()),
+    }
+}
+
+/// [`server::serve`], or with the public copy on `public` when given.
+async fn serve(
+    loaded: &Loaded,
+    listener: TcpListener,
+    public: Option<TcpListener>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<Served, StartError> {
+    match public {
+        Some(public) => server::serve_with_public(loaded, listener, Some(public), shutdown).await,
+        None => server::serve(loaded, listener, shutdown).await,
     }
 }
 

@@ -145,9 +145,31 @@ impl Policies {
             .collect())
     }
 
+    /// Every city that has published a policy here, in code order.
+    pub fn cities(&self) -> Result<Vec<u32>, PolicyPublishError> {
+        let mut out: Vec<u32> = vec![];
+        for item in self.tree.iter().keys() {
+            let k = item?;
+            if let Some(city) = k.get(..4).and_then(|b| <[u8; 4]>::try_from(b).ok()) {
+                let city = u32::from_be_bytes(city);
+                if out.last() != Some(&city) {
+                    out.push(city);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The signed bytes of `version` of `city`'s policy, exactly as
+    /// published, if held. Versions are never removed: what a city once
+    /// published stays readable (docs/POLICY.md, "The public copy").
+    pub fn signed_bytes(&self, city: u32, version: u32) -> Result<Option<Vec<u8>>, sled::Error> {
+        Ok(self.tree.get(key(city, version))?.map(|v| v.to_vec()))
+    }
+
     /// (version, effective_from, signed) of each policy held for `city`,
     /// oldest effective first.
-    fn held(&self, city: u32) -> Result<Vec<(u32, i64, pb::SignedPolicy)>, PolicyPublishError> {
+    pub fn held(&self, city: u32) -> Result<Vec<(u32, i64, pb::SignedPolicy)>, PolicyPublishError> {
         let mut out = vec![];
         for item in self.tree.scan_prefix(city.to_be_bytes()) {
             let (_, bytes) = item?;

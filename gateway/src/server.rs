@@ -155,11 +155,34 @@ pub enum Served {
     DiskFreed,
 }
 
-/// Serves a loaded gateway on `listener` until `shutdown` resolves, or
-/// until its disk, once full, has room again.
+/// Serves a loaded gateway on `listener`, and its public copy on the
+/// configured `[public] listen` address, if any, until `shutdown` resolves,
+/// or until its disk, once full, has room again.
 pub async fn serve(
     loaded: &Loaded,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<Served, StartError> {
+    let public = match loaded.settings.public {
+        Some(p) => Some(
+            TcpListener::bind(p.listen)
+                .await
+                .map_err(|source| StartError::Io {
+                    what: format!("listening for the public copy on {}", p.listen),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    serve_with_public(loaded, listener, public, shutdown).await
+}
+
+/// [`serve`], with the public copy on `public` (bound already) instead of
+/// the configured address.
+pub async fn serve_with_public(
+    loaded: &Loaded,
+    listener: TcpListener,
+    public: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Served, StartError> {
     let trust = Arc::clone(loaded.registry.trust());
@@ -199,6 +222,39 @@ pub async fn serve(
                 })?,
         ),
         None => None,
+    };
+    let public_listener = match public {
+        Some(l) => {
+            let listen = l.local_addr().map_err(|source| StartError::Io {
+                what: "reading the public copy's address".into(),
+                source,
+            })?;
+            let max_connections = loaded.settings.public.map_or(
+                crate::config::PublicSettings::DEFAULT_MAX_CONNECTIONS,
+                |p| p.max_connections,
+            );
+            Some((
+                l,
+                crate::config::PublicSettings {
+                    listen,
+                    max_connections,
+                },
+            ))
+        }
+        None => None,
+    };
+    let public = async {
+        match public_listener {
+            Some((listener, settings)) => {
+                let copy = crate::public::PublicCopy::new(
+                    Arc::clone(&trust),
+                    Arc::clone(&loaded.policies),
+                    Arc::new(unix_now),
+                );
+                crate::public::serve(listener, &loaded.identity, copy, settings).await;
+            }
+            None => std::future::pending().await,
+        }
     };
     let (health, routes) = tessera_runtime::standard::routes_with_writes(SERVICE, WRITES).await?;
     health.serving(true).await;
@@ -250,6 +306,7 @@ pub async fn serve(
     let beside = async {
         tokio::join!(
             endpoint,
+            public,
             follow,
             tessera_runtime::metrics::warn_before_expiry(expiries),
             tessera_runtime::reload::run(watched, loaded.settings.reload)

@@ -461,6 +461,20 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// A server configuration for the public, read-only face of a gateway
+/// (docs/OPERATIONS.md, "The public copy"): the same certificate as
+/// `identity` presents now (renewals included), **no client certificate
+/// asked for**, HTTP/1.1 only. Never use it for an endpoint that reads the
+/// caller's role: there is no caller certificate to read.
+pub fn public_server_config(identity: &TlsIdentity) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(identity.resolver());
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A client configuration that presents `identity` and accepts only a server
 /// of role `expected` chaining to the root and not revoked.
 pub fn client_config(

@@ -126,5 +126,39 @@ pub(super) async fn policies(
         "v2 IN FORCE, v3 ANNOUNCED",
         got,
     );
+    if let Some(public) = l.public {
+        public_page(public, &root, &verified).await?;
+    }
+    Ok(())
+}
+
+/// The gateway's public copy, read with no certificate: Hangzhou's page in
+/// Chinese names every rule in force and the announced version. Printed,
+/// not one of the story's checks (cli/tests/public.rs tests it).
+async fn public_page(
+    public: std::net::SocketAddr,
+    root: &tessera_core::TrustAnchor,
+    verified: &[tessera_core::policy_doc::VerifiedPolicy],
+) -> anyhow::Result<()> {
+    let (status, body) = crate::policy::public_get(public, root, "/cities/330100?lang=zh").await?;
+    let page = String::from_utf8_lossy(&body);
+    let rules = verified
+        .first()
+        .map(|p| p.policy().rule_sentences_zh())
+        .unwrap_or_default();
+    let listed = rules
+        .iter()
+        .filter(|(_, r)| page.contains(&tessera_gateway::public_page::escape(r)))
+        .count();
+    outln!("   Anyone, with no certificate, reads them at https://{public}/cities/330100?lang=zh");
+    outln!(
+        "   (HTTP {status}: {listed} of {} rules in force in Chinese, version 3 {}announced there)",
+        rules.len(),
+        if page.contains("已公告：第 3 版") {
+            ""
+        } else {
+            "NOT "
+        }
+    );
     Ok(())
 }

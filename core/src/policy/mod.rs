@@ -12,6 +12,7 @@ mod score;
 #[cfg(test)]
 mod tests;
 mod words;
+mod zh;
 
 use schema::*;
 
