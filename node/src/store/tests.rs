@@ -16,7 +16,16 @@ fn a_directory_of_the_earlier_layout_is_refused_not_read_as_empty() {
         db.open_tree("records").unwrap().insert(b"k", b"v").unwrap();
         db.flush().unwrap();
     }
-    let err = SledStore::open(dir.path(), &dir.path().join("master.key")).unwrap_err();
+    // sled's flusher may hold the lock a moment after the database is
+    // dropped: wait for it, then the layout must be refused.
+    let err = when_unlocked(
+        || match SledStore::open(dir.path(), &dir.path().join("master.key")) {
+            Err(StoreError::Locked(d)) => Err(d),
+            other => Ok(other),
+        },
+        |_| true,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("earlier tessera layout"), "{err}");
 }
 
@@ -30,8 +39,14 @@ fn a_store_written_before_encryption_at_rest_is_refused_not_read() {
             .unwrap();
         db.flush().unwrap();
     }
-    let err =
-        SledStore::open(&dir.path().join("store"), &dir.path().join("master.key")).unwrap_err();
+    let err = when_unlocked(
+        || match SledStore::open(&dir.path().join("store"), &dir.path().join("master.key")) {
+            Err(StoreError::Locked(d)) => Err(d),
+            other => Ok(other),
+        },
+        |_| true,
+    )
+    .unwrap_err();
     assert!(
         err.to_string().contains("before encryption at rest"),
         "{err}"
