@@ -109,7 +109,7 @@ pub fn run(cmd: BadgeCommand) -> anyhow::Result<()> {
             png,
             svg,
         } => {
-            let badge = crate::node::runtime()?.block_on(async {
+            let badge = crate::block_on(async {
                 let mut client = creds::node(&bundle, &node)?;
                 client
                     .issue_badge(pb::IssueBadgeRequest {

@@ -324,7 +324,7 @@ pub struct UpArgs {
 
 /// Runs `tessera federation up` until Ctrl-C.
 pub fn up(args: UpArgs) -> anyhow::Result<()> {
-    crate::node::server_runtime()?.block_on(async {
+    crate::block_on(async {
         let (layout, listeners) = if args.dir.join(STATE).exists() {
             outln!(
                 "Reusing the federation in {} with the ports it was created with",

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use tessera_gateway::config::GatewaySettings;
 use tessera_gateway::server;
 
-use crate::node::{server_runtime, shutdown_signal};
+use crate::node::shutdown_signal;
 
 #[derive(Debug, Subcommand)]
 pub enum GatewayCommand {
@@ -25,11 +25,10 @@ pub enum GatewayCommand {
 pub fn run(cmd: GatewayCommand) -> anyhow::Result<()> {
     match cmd {
         GatewayCommand::Run { config } => {
-            let rt = server_runtime()?;
             // Everything the gateway writes is private to its owner (issue 15).
             tessera_certs::files::restrict_umask();
             let settings = GatewaySettings::load(&config)?;
-            rt.block_on(async {
+            crate::block_on(async {
                 let stop = shutdown_signal();
                 let loaded = server::load(settings).await?;
                 let listener = server::bind(&loaded.settings).await?;

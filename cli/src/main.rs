@@ -25,6 +25,7 @@ use std::process::ExitCode;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 /// A usage error found after the arguments were parsed: exit status 2, as
@@ -172,8 +173,60 @@ where
         .with(layer.with_filter(tracing_subscriber::filter::filter_fn(not_store_keys)))
 }
 
+/// The process's one async runtime, built here before the command does
+/// anything: a multi-threaded tokio runtime, and for a server one that
+/// already listens for SIGHUP.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The runtime of a server (`node run`, `gateway run`, `federation up`), built before
+/// anything else the command does: SIGHUP asks a server to look at its certificate files again
+/// (`certs/src/reload.rs`), but its default action ends the process, so a log
+/// rotation that sends it while the server starts (opening its store, checking
+/// its trust list) would kill it. Registering a listener here replaces that
+/// default for the life of the process (tokio never unregisters a handler);
+/// a SIGHUP that arrives before the certificate watcher listens is dropped.
+fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let rt = runtime()?;
+    #[cfg(unix)]
+    {
+        let _in_runtime = rt.enter();
+        let _dropped_but_still_installed =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("installing the SIGHUP handler")?;
+    }
+    Ok(rt)
+}
+
+/// Runs `future` to completion on the process's runtime (entered in
+/// [`run`]), from synchronous command code.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(future)
+}
+
+/// Whether `command` runs a server, which needs SIGHUP handled from the
+/// start ([`server_runtime`]).
+fn serves(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Node(node::NodeCommand::Run { .. })
+            | Command::Gateway(gateway::GatewayCommand::Run { .. })
+            | Command::Federation(FederationCommand::Up(_))
+    )
+}
+
 /// Runs `command`; the exit status of a command that ran.
 fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let runtime = if serves(&command) {
+        server_runtime()?
+    } else {
+        runtime()?
+    };
+    let _in_runtime = runtime.enter();
     let result = match command {
         Command::Authority(cmd) => authority::run(cmd),
         Command::Node(cmd) => node::run(cmd),

@@ -207,32 +207,6 @@ fn report_submission(
     }
 }
 
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-/// The runtime of a server (`node run`, `gateway run`, `federation up`), built before
-/// anything slow: SIGHUP asks a server to look at its certificate files again
-/// (`certs/src/reload.rs`), but its default action ends the process, so a log
-/// rotation that sends it while the server starts (opening its store, checking
-/// its trust list) would kill it. Registering a listener here replaces that
-/// default for the life of the process (tokio never unregisters a handler);
-/// a SIGHUP that arrives before the certificate watcher listens is dropped.
-pub fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    let rt = runtime()?;
-    #[cfg(unix)]
-    {
-        let _in_runtime = rt.enter();
-        let _dropped_but_still_installed =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                .context("installing the SIGHUP handler")?;
-    }
-    Ok(rt)
-}
-
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
 /// called, not when the future is first polled: a server calls it before it
 /// binds, so a SIGTERM that arrives as soon as it listens still stops it
@@ -267,11 +241,10 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
     match cmd {
         NodeCommand::VerifyAccessLog { config, expect } => verify_access_log(&config, expect),
         NodeCommand::Run { config } => {
-            let rt = server_runtime()?;
             // Everything the node writes is private to its owner (issue 15).
             tessera_certs::files::restrict_umask();
             let settings = NodeSettings::load(&config)?;
-            rt.block_on(async {
+            crate::block_on(async {
                 let stop = shutdown_signal();
                 let listener = server::bind(&settings).await?;
                 let addr = listener.local_addr().context("reading the bound address")?;
@@ -320,18 +293,26 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
             limits
                 .check_size(size)
                 .with_context(|| format!("refusing {}", file.display()))?;
-            let rt = runtime()?;
-            rt.block_on(async {
+            crate::block_on(async {
                 let loaded = load::load(settings)?;
                 let bar = ProgressBar::new(0);
                 bar.set_style(
-                    ProgressStyle::with_template("{bar:40} {pos}/{len} records ({per_sec}, {eta} left)")
-                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                    ProgressStyle::with_template(
+                        "{bar:40} {pos}/{len} records ({per_sec}, {eta} left)",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
-                let result = import::import(&loaded.city, input, limits, skip_invalid, fmt::now(), |done, total| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                })
+                let result = import::import(
+                    &loaded.city,
+                    input,
+                    limits,
+                    skip_invalid,
+                    fmt::now(),
+                    |done, total| {
+                        bar.set_length(total);
+                        bar.set_position(done);
+                    },
+                )
                 .await;
                 bar.finish_and_clear();
                 match result {
@@ -370,10 +351,8 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
             }
             let done = sunset::destroy(&settings, Reason::Operator)?;
             print_sunset(&done);
-            let rt = runtime()?;
-            let submitted = rt
-                .block_on(sunset::submit(&settings, &done.signed))
-                .map_err(|e| e.to_string());
+            let submitted =
+                crate::block_on(sunset::submit(&settings, &done.signed)).map_err(|e| e.to_string());
             report_submission(&settings, submitted, &done.file)
         }
     }

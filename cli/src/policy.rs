@@ -229,9 +229,6 @@ fn publish(
 ) -> anyhow::Result<()> {
     let signed = read_signed(file)?;
     tls::install_default_provider();
-    let rt = crate::node::runtime()?;
-    // The channel spawns its connection task on this runtime.
-    let _in_runtime = rt.enter();
     let (mut client, gateway) = match (config, bundle) {
         (Some(config), None) => {
             let settings = NodeSettings::load(config)?;
@@ -255,7 +252,7 @@ fn publish(
         }
         _ => anyhow::bail!("pass --config node.toml or --bundle DIR --gateway HOST:PORT"),
     };
-    let effective_from = rt.block_on(publish_to(&mut client, &gateway, signed))?;
+    let effective_from = crate::block_on(publish_to(&mut client, &gateway, signed))?;
     outln!(
         "published {}: in force from {}",
         file.display(),
@@ -270,7 +267,7 @@ fn show(city: &str, gateway: &str, bundle: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("city {city:?}: {e}"))?;
     let root = creds::root(&bundle.join("root.crt"))?;
     let now = fmt::now();
-    let verified = crate::node::runtime()?.block_on(async {
+    let verified = crate::block_on(async {
         let mut client = creds::gateway(bundle, gateway)?;
         fetch_verified(&mut client, gateway, &root, code, now).await
     })?;

@@ -52,7 +52,7 @@ pub fn run(cmd: TrustListCommand) -> anyhow::Result<()> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", out.display())),
     };
     let known = held.as_ref().map_or(0, CheckedTrustList::sequence);
-    let response = crate::node::runtime()?.block_on(async {
+    let response = crate::block_on(async {
         let mut client = creds::gateway(&bundle, &gateway)?;
         client
             .fetch_trust_list(pb::FetchTrustListRequest {

@@ -187,9 +187,8 @@ enum Checker {
     Online(Box<Online>),
 }
 
-/// A gateway to check through, and the runtime its client runs on.
+/// A gateway to check through.
 struct Online {
-    runtime: tokio::runtime::Runtime,
     client: GatewayClient<Channel>,
     gateway: String,
 }
@@ -206,12 +205,10 @@ impl Checker {
         let bundle = args.bundle.as_deref().ok_or_else(|| {
             crate::Usage::new("--gateway needs --bundle DIR with the checkpoint's certificate")
         })?;
-        let runtime = crate::node::runtime()?;
-        let client = runtime.block_on(async {
+        let client = crate::block_on(async {
             creds::gateway_with_list(bundle, gateway, args.trust_list.as_deref())
         })?;
         Ok(Checker::Online(Box::new(Online {
-            runtime,
             client,
             gateway: gateway.to_owned(),
         })))
@@ -235,16 +232,12 @@ impl Checker {
                 Err(e) => e.verdict(now),
             }),
             Checker::Online(online) => {
-                let Online {
-                    runtime,
-                    client,
-                    gateway,
-                } = &mut **online;
+                let Online { client, gateway } = &mut **online;
                 // Malformed text is refused here, without a round trip.
                 if let Err(e) = text::from_text(badge, tessera_core::badge::MAX_ENVELOPE_LEN) {
                     return Ok(tessera_core::VerifyError::from(e).verdict(now));
                 }
-                runtime.block_on(async {
+                crate::block_on(async {
                     client
                         .verify(pb::VerifyRequest {
                             badge: Some(pb::verify_request::Badge::QrText(badge.clone())),

@@ -30,7 +30,7 @@ pub(super) fn verify_file(
 
 /// `tessera authority attestations`: the census of switch-offs, printed.
 pub(super) fn attestations_cmd(dir: DirArg, gateway: String, now: i64) -> anyhow::Result<()> {
-    crate::node::runtime()?.block_on(attestations(&dir.dir, &gateway, now))?;
+    crate::block_on(attestations(&dir.dir, &gateway, now))?;
     Ok(())
 }
 

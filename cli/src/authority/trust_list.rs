@@ -129,7 +129,7 @@ pub(super) fn show(file: &Path, root_path: &Path, now: i64) -> anyhow::Result<()
 
 /// Uploads a signed list to the gateway as the authority's admin client.
 pub(super) fn upload(dir: &Path, gateway: &str, bytes: &[u8]) -> anyhow::Result<u64> {
-    crate::node::runtime()?.block_on(upload_async(dir, gateway, bytes))
+    crate::block_on(upload_async(dir, gateway, bytes))
 }
 
 /// Uploads a signed list to the gateway as the authority's admin client.

@@ -191,7 +191,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
          dropped watch gives its place back only once the gateway has seen the reset",
         tessera_runtime::limits::DEFAULT_MAX_WATCHES_PER_CALLER / 2
     );
-    let report = crate::node::runtime()?.block_on(async {
+    let report = crate::block_on(async {
         let mut report = Report::new(&args);
         // Memory needs no throughput baseline.
         let e = if matches!(

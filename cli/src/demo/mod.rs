@@ -58,7 +58,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<bool> {
             tmp.path().to_path_buf()
         }
     };
-    let ok = crate::node::runtime()?.block_on(story(&dir, args.residents))?;
+    let ok = crate::block_on(story(&dir, args.residents))?;
     if args.keep.is_some() {
         outln!("\nThe federation's files are kept in {}", dir.display());
     }
