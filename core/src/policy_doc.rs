@@ -298,6 +298,95 @@ impl BadgeSigner {
     }
 }
 
+/// The one notice rule: a policy announced at `announced_at` may take
+/// effect no earlier than `notice_secs` later. The gateway announces at
+/// publication (its clock), a node counts from `signed_at`; a city's first
+/// policy is exempt, which the caller decides. `Err` carries the earliest
+/// moment allowed.
+pub fn check_notice(announced_at: i64, effective_from: i64, notice_secs: i64) -> Result<(), i64> {
+    let earliest = announced_at.saturating_add(notice_secs);
+    if effective_from < earliest {
+        Err(earliest)
+    } else {
+        Ok(())
+    }
+}
+
+/// Why a policy may not follow those a city already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SuccessionError {
+    /// Its version is not greater than the newest held.
+    NotNewer {
+        /// Newest version held.
+        held: u32,
+        /// Version offered.
+        offered: u32,
+    },
+    /// It would take effect before one held already.
+    EarlierThanHeld {
+        /// Version offered.
+        offered: u32,
+        /// Its effective date.
+        offered_from: i64,
+        /// The held version it would precede.
+        held: u32,
+        /// That version's effective date.
+        held_from: i64,
+    },
+    /// It gives too little notice ([`check_notice`]).
+    TooSoon {
+        /// Version offered.
+        version: u32,
+        /// When it would take effect.
+        effective_from: i64,
+        /// The earliest moment allowed.
+        earliest: i64,
+    },
+}
+
+/// Whether a policy of `version`, in force from `effective_from` and
+/// announced at `announced_at`, may follow the `held` ones (version,
+/// effective date; oldest effective first): a greater version, not earlier
+/// than any held, and, unless it is the city's first, with `notice_secs`
+/// of notice. A pure function: the gateway maps its answer to a status.
+pub fn check_succession(
+    held: &[(u32, i64)],
+    version: u32,
+    effective_from: i64,
+    announced_at: i64,
+    notice_secs: i64,
+) -> Result<(), SuccessionError> {
+    if let Some(newest) = held.iter().map(|(v, _)| *v).max()
+        && version <= newest
+    {
+        return Err(SuccessionError::NotNewer {
+            held: newest,
+            offered: version,
+        });
+    }
+    if let Some((held_version, held_from)) = held.last()
+        && effective_from < *held_from
+    {
+        return Err(SuccessionError::EarlierThanHeld {
+            offered: version,
+            offered_from: effective_from,
+            held: *held_version,
+            held_from: *held_from,
+        });
+    }
+    if !held.is_empty() {
+        check_notice(announced_at, effective_from, notice_secs).map_err(|earliest| {
+            SuccessionError::TooSoon {
+                version,
+                effective_from,
+                earliest,
+            }
+        })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -544,5 +633,41 @@ mod tests {
                 .contains("condition contact does not apply to Vaccination records"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn succession_wants_a_newer_version_no_earlier_date_and_notice_but_for_the_first() {
+        const H: i64 = 3600;
+        // The city's first: no notice needed.
+        assert_eq!(check_succession(&[], 1, 100, 100, 48 * H), Ok(()));
+        let held = [(1, 0), (2, 10 * H)];
+        assert_eq!(
+            check_succession(&held, 2, 100 * H, 0, 48 * H),
+            Err(SuccessionError::NotNewer {
+                held: 2,
+                offered: 2
+            })
+        );
+        assert_eq!(
+            check_succession(&held, 3, 5 * H, 0, 0),
+            Err(SuccessionError::EarlierThanHeld {
+                offered: 3,
+                offered_from: 5 * H,
+                held: 2,
+                held_from: 10 * H
+            })
+        );
+        // Exactly the notice is enough; a second less is not.
+        assert_eq!(check_succession(&held, 3, 58 * H, 10 * H, 48 * H), Ok(()));
+        assert_eq!(
+            check_succession(&held, 3, 58 * H - 1, 10 * H, 48 * H),
+            Err(SuccessionError::TooSoon {
+                version: 3,
+                effective_from: 58 * H - 1,
+                earliest: 58 * H
+            })
+        );
+        assert_eq!(check_notice(0, 10, 10), Ok(()));
+        assert_eq!(check_notice(0, 9, 10), Err(10));
     }
 }

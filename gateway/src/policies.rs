@@ -9,7 +9,7 @@
 //! wait 48 hours after enrolment before it may issue a badge). See
 //! docs/POLICY.md.
 
-use tessera_core::policy_doc::{self, PolicyDocError, VerifiedPolicy};
+use tessera_core::policy_doc::{self, PolicyDocError, SuccessionError, VerifiedPolicy};
 use tessera_core::{CheckedTrustList, CityCode};
 use tessera_proto::v1 as pb;
 use tokio::sync::Mutex;
@@ -210,36 +210,47 @@ impl Policies {
         if held.iter().any(|(_, _, h)| h == signed) {
             return Ok(policy);
         }
-        if let Some(newest) = held.iter().map(|(v, _, _)| *v).max()
-            && policy.policy_version() <= newest
-        {
-            return Err(PolicyPublishError::NotNewer {
-                held: newest,
-                offered: policy.policy_version(),
-            });
-        }
-        if let Some((version, from, _)) = held.last()
-            && policy.effective_from() < *from
-        {
-            return Err(PolicyPublishError::EarlierThanHeld {
-                offered: policy.policy_version(),
-                offered_from: policy.effective_from(),
-                held: *version,
-                held_from: *from,
-            });
-        }
-        // The first policy of a city is exempt (module docs).
-        if !held.is_empty() {
-            let earliest = now.saturating_add(i64::from(self.notice_hours) * 3600);
-            if policy.effective_from() < earliest {
-                return Err(PolicyPublishError::TooSoon {
-                    version: policy.policy_version(),
-                    effective_from: policy.effective_from(),
-                    notice_hours: self.notice_hours,
-                    earliest,
-                });
+        // The rule is core's; the first policy of a city is exempt from
+        // notice (module docs), and notice counts from publication here.
+        let dates: Vec<(u32, i64)> = held.iter().map(|(v, from, _)| (*v, *from)).collect();
+        policy_doc::check_succession(
+            &dates,
+            policy.policy_version(),
+            policy.effective_from(),
+            now,
+            i64::from(self.notice_hours) * 3600,
+        )
+        .map_err(|e| match e {
+            SuccessionError::NotNewer { held, offered } => {
+                PolicyPublishError::NotNewer { held, offered }
             }
-        }
+            SuccessionError::EarlierThanHeld {
+                offered,
+                offered_from,
+                held,
+                held_from,
+            } => PolicyPublishError::EarlierThanHeld {
+                offered,
+                offered_from,
+                held,
+                held_from,
+            },
+            SuccessionError::TooSoon {
+                version,
+                effective_from,
+                earliest,
+            } => PolicyPublishError::TooSoon {
+                version,
+                effective_from,
+                notice_hours: self.notice_hours,
+                earliest,
+            },
+            // A rule core adds later: refused as not fitting what is held.
+            _ => PolicyPublishError::NotNewer {
+                held: dates.last().map_or(0, |(v, _)| *v),
+                offered: policy.policy_version(),
+            },
+        })?;
         let k = key(policy.city(), policy.policy_version());
         self.disk.noting(self.tree.insert(k, policy.to_bytes()))?;
         if let Err(e) = self.disk.noting(self.db.flush_async().await) {

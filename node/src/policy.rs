@@ -210,7 +210,14 @@ pub(crate) fn load(
     };
     for v in &verified {
         let notice = v.effective_from() - v.signed_at();
-        if hash(v) != first && notice < settings.policy_notice_secs {
+        // The one notice rule (core), counted from the signing here.
+        let short = policy_doc::check_notice(
+            v.signed_at(),
+            v.effective_from(),
+            settings.policy_notice_secs,
+        )
+        .is_err();
+        if hash(v) != first && short {
             return Err(StartError::PolicyRefused {
                 path: format!("policy version {}", v.policy_version()),
                 reason: format!(
