@@ -189,16 +189,7 @@ async fn gather(tasks: Vec<JoinHandle<Tally>>, window: Duration) -> anyhow::Resu
     };
     for task in tasks {
         let t = task.await.context("a churn task failed")?;
-        sample.calls += t.ok;
-        sample.items += t.items;
-        sample.errors += t.errors;
-        if sample.first_error.is_none() {
-            sample.first_error = t.first_error;
-        }
-        sample
-            .latency
-            .add(&t.latency)
-            .context("merging latency histograms")?;
+        sample.add(t.ok, t.items, t.errors, t.first_error, &t.latency)?;
     }
     Ok(sample)
 }

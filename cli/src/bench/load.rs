@@ -52,15 +52,37 @@ pub struct Sample {
 impl Sample {
     /// This window followed by `next`, as one.
     pub fn merge(mut self, next: Sample) -> anyhow::Result<Sample> {
-        self.calls += next.calls;
-        self.items += next.items;
-        self.errors += next.errors;
-        self.first_error = self.first_error.or(next.first_error);
-        self.latency
-            .add(&next.latency)
-            .map_err(|e| anyhow::anyhow!("merging latency histograms: {e}"))?;
+        self.add(
+            next.calls,
+            next.items,
+            next.errors,
+            next.first_error,
+            &next.latency,
+        )?;
         self.window += next.window;
         Ok(self)
+    }
+
+    /// Counts what one task did within this window: its successful calls,
+    /// the items they carried, its failures (the first kept if none is yet)
+    /// and its latencies.
+    pub fn add(
+        &mut self,
+        calls: u64,
+        items: u64,
+        errors: u64,
+        first_error: Option<String>,
+        latency: &Histogram<u64>,
+    ) -> anyhow::Result<()> {
+        self.calls += calls;
+        self.items += items;
+        self.errors += errors;
+        if self.first_error.is_none() {
+            self.first_error = first_error;
+        }
+        self.latency
+            .add(latency)
+            .map_err(|e| anyhow::anyhow!("merging latency histograms: {e}"))
     }
 
     /// Items per second over the window.
@@ -172,16 +194,7 @@ where
     };
     for task in tasks {
         let w = task.await.context("a load worker failed")?;
-        sample.calls += w.calls;
-        sample.items += w.items;
-        sample.errors += w.errors;
-        if sample.first_error.is_none() {
-            sample.first_error = w.first_error;
-        }
-        sample
-            .latency
-            .add(&w.latency)
-            .context("merging latency histograms")?;
+        sample.add(w.calls, w.items, w.errors, w.first_error, &w.latency)?;
     }
     Ok(sample)
 }
