@@ -20,6 +20,7 @@
 //! them.
 
 pub mod authz;
+pub mod build;
 pub mod clock;
 pub mod connection;
 pub mod disk;
@@ -27,6 +28,7 @@ pub mod follow;
 pub mod grpc;
 pub mod limits;
 pub mod metrics;
+pub mod process_metrics;
 pub mod reload;
 pub mod standard;
 pub mod status;

@@ -464,6 +464,9 @@ impl LogBudget {
     }
 }
 
+/// The reasons a connection is refused before its first call.
+pub const REFUSAL_REASONS: [&str; 3] = ["tls", "timeout", "per_peer"];
+
 /// Counts refused connections (`tessera_connections_refused_total`) and
 /// logs them, at most [`LOG_BURST`] lines a minute.
 #[derive(Debug, Clone)]
@@ -491,6 +494,11 @@ impl Refusals {
              timed out (timeout), or the address holds as many as it may (per_peer)",
             refusals.counter.clone(),
         );
+        // Every reason exported from the start at 0, so that the series
+        // exists before the first refusal and `rate()` counts that one.
+        for reason in REFUSAL_REASONS {
+            let _zero = refusals.counter.get_or_create(&RefusalLabels { reason });
+        }
         refusals
     }
 

@@ -53,6 +53,9 @@ pub type Refresh = Box<dyn Fn() + Send + Sync>;
 /// A server's metrics: its registry and the refreshers run before encoding.
 pub struct Metrics {
     registry: Registry,
+    /// The families under their standard names, with no `tessera_` prefix:
+    /// `process_*`.
+    unprefixed: Registry,
     refreshers: Vec<Refresh>,
     rpc_calls: Family<RpcLabels, Counter>,
     rpc_seconds: Family<MethodLabels, Histogram>,
@@ -72,7 +75,8 @@ impl Default for Metrics {
 
 impl Metrics {
     /// A registry with the RPC families (`tessera_rpc_calls_total`,
-    /// `tessera_rpc_duration_seconds`) in it.
+    /// `tessera_rpc_duration_seconds`), `tessera_build_info` and the
+    /// standard `process_*` families in it.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("tessera");
         let rpc_calls = Family::<RpcLabels, Counter>::default();
@@ -90,8 +94,19 @@ impl Metrics {
             "Time from a gRPC call's arrival to its response headers, by method",
             rpc_seconds.clone(),
         );
+        registry.register(
+            "build",
+            "The version and commit this server was built from",
+            prometheus_client::metrics::info::Info::new(vec![
+                ("version", crate::build::VERSION),
+                ("commit", crate::build::COMMIT),
+            ]),
+        );
+        let mut unprefixed = Registry::default();
+        unprefixed.register_collector(Box::new(crate::process_metrics::ProcessCollector));
         Self {
             registry,
+            unprefixed,
             refreshers: vec![],
             rpc_calls,
             rpc_seconds,
@@ -113,9 +128,12 @@ impl Metrics {
         for refresh in &self.refreshers {
             refresh();
         }
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        let _ = encode_registry(&mut text, &self.registry);
+        let _ = encode_registry(&mut text, &self.unprefixed);
+        let _ = encode_eof(&mut text);
         text
     }
 
