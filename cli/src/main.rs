@@ -53,7 +53,11 @@ fn failed(e: &anyhow::Error) -> ExitCode {
 
 /// tessera: health badges recognised across provinces without pooling records.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, propagate_version = true)]
+#[command(
+    name = "tessera",
+    version = tessera_runtime::build::VERSION_LINE,
+    propagate_version = true
+)]
 struct Cli {
     /// How logs (on standard error) are written: `text` for people, `json`
     /// (one object per line) for log collectors. RUST_LOG sets the level.
@@ -121,9 +125,13 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour codes only for a person at a terminal: a journal, a file or a
+    // log shipper gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::util::SubscriberInitExt::init(logs(
         filter,
         cli.log_format,
+        ansi,
         std::io::stderr,
     ));
     let status = match run(cli.command) {
@@ -152,10 +160,11 @@ fn not_store_keys(meta: &tracing::Metadata<'_>) -> bool {
 }
 
 /// The one log subscriber: `filter` (RUST_LOG), sled capped at `info`, in
-/// `format`, written to `writer`.
+/// `format`, with colour codes only if `ansi`, written to `writer`.
 fn logs<W>(
     filter: tracing_subscriber::EnvFilter,
     format: LogFormat,
+    ansi: bool,
     writer: W,
 ) -> impl tracing::Subscriber + Send + Sync
 where
@@ -163,7 +172,9 @@ where
 {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
-    let layer = tracing_subscriber::fmt::layer().with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(writer);
     let layer = match format {
         LogFormat::Text => layer.boxed(),
         LogFormat::Json => layer.json().boxed(),
@@ -277,7 +288,7 @@ mod tests {
             let captured = Captured::default();
             let writer = captured.clone();
             let filter = tracing_subscriber::EnvFilter::new("trace,sled=trace,sled::tree=trace");
-            let subscriber = logs(filter, format, move || writer.clone());
+            let subscriber = logs(filter, format, false, move || writer.clone());
             tracing::subscriber::with_default(subscriber, || {
                 tracing::trace!(target: "sled::tree", "key b\"badge-7f3a\"");
                 tracing::debug!(target: "sled", "key b\"record-42\"");
@@ -289,6 +300,22 @@ mod tests {
             assert!(!text.contains("record-42"), "{text}");
             assert!(text.contains("sled info kept"), "{text}");
             assert!(text.contains("tessera trace kept"), "{text}");
+        }
+    }
+
+    #[test]
+    fn logs_carry_colour_codes_only_when_asked() {
+        for ansi in [false, true] {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let filter = tracing_subscriber::EnvFilter::new("info");
+            let subscriber = logs(filter, LogFormat::Text, ansi, move || writer.clone());
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::warn!(target: "tessera_node", city = 330100, "a warning");
+            });
+            let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+            assert!(text.contains("a warning"), "{text}");
+            assert_eq!(text.contains('\u{1b}'), ansi, "{text:?}");
         }
     }
 }
