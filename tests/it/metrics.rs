@@ -228,10 +228,116 @@ async fn node_and_gateway_expose_the_named_metrics_without_personal_labels() {
             assert!(!text.contains(secret), "{secret:?} in metrics");
         }
     }
+    // Build information and the standard process families, in both.
+    for text in [&node_text, &gw_text] {
+        assert!(
+            text.lines().any(|l| l.starts_with("tessera_build_info{")
+                && l.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION")))
+                && l.ends_with(" 1")),
+            "{text}"
+        );
+        assert!(sample(text, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
+        assert!(sample(text, "process_open_fds").is_some_and(|v| v > 0.0));
+        assert!(sample(text, "process_cpu_seconds_total").is_some());
+        assert!(sample(text, "process_start_time_seconds").is_some_and(|v| v > 1.0e9));
+    }
+
+    // Every series the shipped dashboard and alert rules name is one these
+    // servers export (a family without samples yet counts: it is declared).
+    let exported: std::collections::BTreeSet<String> = [&node_text, &gw_text]
+        .into_iter()
+        .flat_map(|t| exported_series(t))
+        .collect();
+    let packaging = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+    for file in ["grafana/tessera.json", "prometheus/alerts.yml"] {
+        let text = std::fs::read_to_string(packaging.join(file)).unwrap();
+        let named = series_named(&text);
+        assert!(named.len() > 5, "{file} names only {named:?}");
+        for name in named {
+            assert!(
+                exported.contains(&name),
+                "{file} names {name}, which no server exports; exported: {exported:?}"
+            );
+        }
+    }
+
     // Only /metrics is served.
     let (status, _) = get(gw_metrics, "/other").await;
     assert!(status.contains("404"), "{status}");
 
     node.stop().await.unwrap();
     gw.stop().await.unwrap();
+}
+
+/// The sample names a scrape holds or declares: each sample's name, and for
+/// each `# TYPE` line the names its samples take (`_total` for a counter,
+/// `_bucket`, `_sum` and `_count` for a histogram, `_info` for an info).
+fn exported_series(text: &str) -> Vec<String> {
+    let mut names = vec![];
+    for line in text.lines() {
+        if let Some(decl) = line.strip_prefix("# TYPE ") {
+            let mut parts = decl.split_whitespace();
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            match kind {
+                "counter" => names.push(format!("{name}_total")),
+                "histogram" => {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.push(format!("{name}{suffix}"));
+                    }
+                }
+                "info" => names.push(format!("{name}_info")),
+                _ => names.push(name.to_owned()),
+            }
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            names.push(line[..end].to_owned());
+        }
+    }
+    names
+}
+
+/// The tessera and process series a dashboard or rule file names (`up`, which
+/// Prometheus records itself, is not one).
+fn series_named(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_start = i == 0 || !word(bytes[i - 1]);
+        let rest = &text[i..];
+        if at_start && (rest.starts_with("tessera_") || rest.starts_with("process_")) {
+            let len = rest.bytes().take_while(|&b| word(b)).count();
+            names.insert(rest[..len].to_owned());
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn the_name_reader_finds_series_and_their_declared_forms() {
+    let named = series_named(
+        r#"rate(tessera_rpc_calls_total{code="OK"}[5m]) / x_tessera_no + process_open_fds"#,
+    );
+    assert_eq!(
+        named.into_iter().collect::<Vec<_>>(),
+        ["process_open_fds", "tessera_rpc_calls_total"]
+    );
+    let exported = exported_series(
+        "# TYPE tessera_x counter\n# TYPE tessera_h histogram\n# TYPE tessera_build info\ntessera_g{a=\"b\"} 1\n",
+    );
+    for name in [
+        "tessera_x_total",
+        "tessera_h_bucket",
+        "tessera_h_count",
+        "tessera_build_info",
+        "tessera_g",
+    ] {
+        assert!(exported.iter().any(|n| n == name), "{name} in {exported:?}");
+    }
 }
