@@ -21,7 +21,9 @@
 //! trust list) are added on top of the WebPKI verifiers, never instead of
 //! them.
 
+mod allowed;
 pub mod authz;
+mod calls;
 pub mod clock;
 pub mod connection;
 pub mod disk;
@@ -29,6 +31,8 @@ pub mod follow;
 pub mod grpc;
 pub mod limits;
 pub mod metrics;
+mod peer;
+mod ready;
 pub mod reload;
 pub mod serve;
 pub mod standard;
