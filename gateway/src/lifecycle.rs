@@ -51,9 +51,7 @@ pub async fn run(
         }
         Ok::<(), StartError>(())
     };
-    tessera_runtime::serve::until_stopped(shutdown, serving)
-        .await
-        .unwrap_or(Ok(()))
+    tessera_runtime::serve::until_stopped(shutdown, serving).await
 }
 
 /// [`server::serve`], or with the public copy on `public` when given.

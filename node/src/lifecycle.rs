@@ -48,8 +48,21 @@ pub async fn run_node(
         drop(listener);
         return switch_off(&settings).await;
     }
-    let loaded = load::load(settings.clone())?;
+    let loaded = load::load(settings)?;
     listening(&loaded);
+    run_loaded(loaded, listener, shutdown).await
+}
+
+/// Runs a node already loaded, as [`run_node`] does once it has loaded it:
+/// serves until `shutdown` resolves, opens it afresh each time a full disk
+/// has room again, and, with `[sunset] automatic`, switches it off at the
+/// trust list's sunset date.
+pub async fn run_loaded(
+    loaded: Loaded,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<Ended, SunsetError> {
+    let settings = loaded.settings.clone();
     // `shutdown` may end any of the serves below.
     let reload_from = &settings;
     let serving = |stop: Stop| async move {
@@ -66,10 +79,7 @@ pub async fn run_node(
         }
         Ok::<Served, SunsetError>(served)
     };
-    let Some(served) = serve::until_stopped(shutdown, serving).await else {
-        return Ok(Ended::Stopped);
-    };
-    match served? {
+    match serve::until_stopped(shutdown, serving).await? {
         Served::Stopped | Served::DiskFreed => Ok(Ended::Stopped),
         Served::SunsetDue => switch_off(&settings).await,
     }

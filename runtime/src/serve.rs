@@ -212,20 +212,20 @@ impl Stop {
 }
 
 /// Runs `serving` (which may serve any number of times, each ended by
-/// [`Stop::signal`]) until it ends, or until `shutdown` resolves: `None`
-/// then.
+/// [`Stop::signal`]) to its end; once `shutdown` resolves, the stop is asked
+/// of whichever serve runs, and of any it would start after.
 pub async fn until_stopped<F: Future>(
     shutdown: impl Future<Output = ()>,
     serving: impl FnOnce(Stop) -> F,
-) -> Option<F::Output> {
+) -> F::Output {
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopper = async move {
         shutdown.await;
         let _ = stop_tx.send(true);
-        std::future::pending::<()>().await;
+        std::future::pending::<std::convert::Infallible>().await
     };
     tokio::select! {
-        served = serving(Stop(stop_rx)) => Some(served),
-        () = stopper => None,
+        served = serving(Stop(stop_rx)) => served,
+        never = stopper => match never {},
     }
 }
