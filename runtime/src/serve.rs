@@ -90,7 +90,7 @@ pub struct Server<'a> {
     pub metrics_listen: Option<SocketAddr>,
     /// The certificates to watch for expiry.
     pub expiries: Vec<Expiry>,
-    /// The files to reload when they change, and how often to look.
+    /// The files to reload when they change.
     pub watched: Vec<Watched>,
     /// How often `watched` is looked at.
     pub reload_every: Duration,
