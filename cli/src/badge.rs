@@ -1,7 +1,7 @@
 //! `tessera badge …`: issuing, reading and rendering badges, for a city's app
 //! backend and for testing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -108,43 +108,50 @@ pub fn run(cmd: BadgeCommand) -> anyhow::Result<()> {
             name,
             png,
             svg,
-        } => {
-            let badge = crate::block_on(async {
-                let mut client = creds::node(&bundle, &node)?;
-                client
-                    .issue_badge(pb::IssueBadgeRequest {
-                        national_id: id,
-                        name,
-                    })
-                    .await
-                    .map(tonic::Response::into_inner)
-                    .map_err(|s| anyhow::anyhow!("the node at {node} refused: {}", s.message()))
-            })?;
-            outln!("{}", qr::terminal(&badge.qr_text)?);
-            outln!("{}", badge.qr_text);
-            outln!("{}", describe(&badge.qr_text)?);
-            qr::save(&badge.qr_text, png.as_deref(), svg.as_deref())?;
-        }
-        BadgeCommand::Show { text } => {
-            let text = badge_text(text)?;
-            outln!("NOT VERIFIED — decoded claims only (check with `tessera verify`):");
-            outln!("{}", describe(&text)?);
-        }
-        BadgeCommand::Render { text, png, svg } => {
-            let text = badge_text(text)?;
-            describe(&text)?;
-            if png.is_none() && svg.is_none() {
-                outln!(
-                    "{}",
-                    qr::terminal(text.trim_matches(tessera_core::text::TRIMMED))?
-                );
-            }
-            qr::save(
-                text.trim_matches(tessera_core::text::TRIMMED),
-                png.as_deref(),
-                svg.as_deref(),
-            )?;
-        }
+        } => issue(&node, &bundle, id, name, png.as_deref(), svg.as_deref()),
+        BadgeCommand::Show { text } => show(text),
+        BadgeCommand::Render { text, png, svg } => render(text, png.as_deref(), svg.as_deref()),
     }
+}
+
+/// `tessera badge issue`.
+fn issue(
+    node: &str,
+    bundle: &Path,
+    national_id: String,
+    name: String,
+    png: Option<&Path>,
+    svg: Option<&Path>,
+) -> anyhow::Result<()> {
+    let badge = crate::block_on(async {
+        let mut client = creds::node(bundle, node)?;
+        client
+            .issue_badge(pb::IssueBadgeRequest { national_id, name })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| anyhow::anyhow!("the node at {node} refused: {}", s.message()))
+    })?;
+    outln!("{}", qr::terminal(&badge.qr_text)?);
+    outln!("{}", badge.qr_text);
+    outln!("{}", describe(&badge.qr_text)?);
+    qr::save(&badge.qr_text, png, svg)
+}
+
+/// `tessera badge show`.
+fn show(text: Option<String>) -> anyhow::Result<()> {
+    let text = badge_text(text)?;
+    outln!("NOT VERIFIED — decoded claims only (check with `tessera verify`):");
+    outln!("{}", describe(&text)?);
     Ok(())
+}
+
+/// `tessera badge render`.
+fn render(text: Option<String>, png: Option<&Path>, svg: Option<&Path>) -> anyhow::Result<()> {
+    let text = badge_text(text)?;
+    describe(&text)?;
+    let text = text.trim_matches(tessera_core::text::TRIMMED);
+    if png.is_none() && svg.is_none() {
+        outln!("{}", qr::terminal(text)?);
+    }
+    qr::save(text, png, svg)
 }

@@ -224,7 +224,9 @@ impl Federation {
                 tessera_node::config::NodeSettings::load(&city.bundle.join("node.toml"))?;
             let loaded = tessera_node::load::load(settings)?;
             fed.spawn(move |stop| async move {
-                tessera_node::server::serve(&loaded, listener, stop).await?;
+                // As `tessera node run`: served again, reloaded, after a
+                // full disk has room again.
+                tessera_node::lifecycle::run_loaded(loaded, listener, stop).await?;
                 Ok(())
             });
         }

@@ -1,6 +1,6 @@
 //! `tessera node …`: a city IT team's commands.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -239,121 +239,136 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
     match cmd {
-        NodeCommand::VerifyAccessLog { config, expect } => verify_access_log(&config, expect),
-        NodeCommand::Run { config } => {
-            // Everything the node writes is private to its owner (issue 15).
-            tessera_certs::files::restrict_umask();
-            let settings = NodeSettings::load(&config)?;
-            crate::block_on(async {
-                let stop = shutdown_signal();
-                let listener = server::bind(&settings).await?;
-                let addr = listener.local_addr().context("reading the bound address")?;
-                let ended = lifecycle::run_node(settings.clone(), listener, stop, |loaded| {
-                    outln!(
-                        "node of city {} listening on {addr} ({})",
-                        loaded.settings.city,
-                        loaded
-                            .city
-                            .policies()
-                            .describe(tessera_runtime::clock::unix_now())
-                    );
-                })
-                .await?;
-                match ended {
-                    Ended::Stopped => {
-                        outln!("node stopped; store flushed");
-                        Ok(())
-                    }
-                    Ended::SwitchedOff { sunset, submitted } => {
-                        outln!("the trust list reached its sunset date ([sunset] automatic)");
-                        print_sunset(&sunset);
-                        report_submission(&settings, submitted, &sunset.file)
-                    }
-                }
-            })
-        }
+        NodeCommand::Run { config } => run_node(&config),
         NodeCommand::Import {
             config,
             file,
             skip_invalid,
             max_bytes,
             max_rows,
-        } => {
-            let settings = NodeSettings::load(&config)?;
-            let limits = import::Limits {
+        } => import_file(
+            &config,
+            &file,
+            skip_invalid,
+            import::Limits {
                 max_bytes,
                 max_rows,
-            };
-            let input = std::fs::File::open(&file)
-                .with_context(|| format!("opening {}", file.display()))?;
-            let size = input
-                .metadata()
-                .with_context(|| format!("reading the size of {}", file.display()))?
-                .len();
-            limits
-                .check_size(size)
-                .with_context(|| format!("refusing {}", file.display()))?;
-            crate::block_on(async {
-                let loaded = load::load(settings)?;
-                let bar = ProgressBar::new(0);
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{bar:40} {pos}/{len} records ({per_sec}, {eta} left)",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                let result = import::import(
-                    &loaded.city,
-                    input,
-                    limits,
-                    skip_invalid,
-                    fmt::now(),
-                    |done, total| {
-                        bar.set_length(total);
-                        bar.set_position(done);
-                    },
-                )
-                .await;
-                bar.finish_and_clear();
-                match result {
-                    Ok(report) => {
-                        for skipped in &report.skipped {
-                            outln!("skipped line {}: {}", skipped.line, skipped.reason);
-                        }
-                        outln!(
-                            "imported {} records from {} ({} already stored, {} skipped, {} badges revoked)",
-                            report.stored,
-                            file.display(),
-                            report.duplicates,
-                            report.skipped.len(),
-                            report.revoked
-                        );
-                        Ok(())
-                    }
-                    Err(ImportError::Invalid(errors)) => {
-                        for e in &errors {
-                            eprintln!("line {}: {}", e.line, e.reason);
-                        }
-                        anyhow::bail!(
-                            "{} invalid line(s) in {}; nothing was imported (fix them, or pass --skip-invalid)",
-                            errors.len(),
-                            file.display()
-                        )
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            })
-        }
-        NodeCommand::Sunset { config, yes } => {
-            let settings = NodeSettings::load(&config)?;
-            if !yes && !confirm(&settings)? {
-                anyhow::bail!("not confirmed: nothing was destroyed");
-            }
-            let done = sunset::destroy(&settings, Reason::Operator)?;
-            print_sunset(&done);
-            let submitted =
-                crate::block_on(sunset::submit(&settings, &done.signed)).map_err(|e| e.to_string());
-            report_submission(&settings, submitted, &done.file)
-        }
+            },
+        ),
+        NodeCommand::VerifyAccessLog { config, expect } => verify_access_log(&config, expect),
+        NodeCommand::Sunset { config, yes } => switch_off(&config, yes),
     }
+}
+
+/// `tessera node run`.
+fn run_node(config: &Path) -> anyhow::Result<()> {
+    // Everything the node writes is private to its owner (issue 15).
+    tessera_certs::files::restrict_umask();
+    let settings = NodeSettings::load(config)?;
+    crate::block_on(async {
+        let stop = shutdown_signal();
+        let listener = server::bind(&settings).await?;
+        let addr = listener.local_addr().context("reading the bound address")?;
+        let ended = lifecycle::run_node(settings.clone(), listener, stop, |loaded| {
+            outln!(
+                "node of city {} listening on {addr} ({})",
+                loaded.settings.city,
+                loaded
+                    .city
+                    .policies()
+                    .describe(tessera_runtime::clock::unix_now())
+            );
+        })
+        .await?;
+        match ended {
+            Ended::Stopped => {
+                outln!("node stopped; store flushed");
+                Ok(())
+            }
+            Ended::SwitchedOff { sunset, submitted } => {
+                outln!("the trust list reached its sunset date ([sunset] automatic)");
+                print_sunset(&sunset);
+                report_submission(&settings, submitted, &sunset.file)
+            }
+        }
+    })
+}
+
+/// `tessera node import`.
+fn import_file(
+    config: &Path,
+    file: &Path,
+    skip_invalid: bool,
+    limits: import::Limits,
+) -> anyhow::Result<()> {
+    let settings = NodeSettings::load(config)?;
+    let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let size = input
+        .metadata()
+        .with_context(|| format!("reading the size of {}", file.display()))?
+        .len();
+    limits
+        .check_size(size)
+        .with_context(|| format!("refusing {}", file.display()))?;
+    crate::block_on(async {
+        let loaded = load::load(settings)?;
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} records ({per_sec}, {eta} left)")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let result = import::import(
+            &loaded.city,
+            input,
+            limits,
+            skip_invalid,
+            fmt::now(),
+            |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            },
+        )
+        .await;
+        bar.finish_and_clear();
+        match result {
+            Ok(report) => {
+                for skipped in &report.skipped {
+                    outln!("skipped line {}: {}", skipped.line, skipped.reason);
+                }
+                outln!(
+                    "imported {} records from {} ({} already stored, {} skipped, {} badges revoked)",
+                    report.stored,
+                    file.display(),
+                    report.duplicates,
+                    report.skipped.len(),
+                    report.revoked
+                );
+                Ok(())
+            }
+            Err(ImportError::Invalid(errors)) => {
+                for e in &errors {
+                    eprintln!("line {}: {}", e.line, e.reason);
+                }
+                anyhow::bail!(
+                    "{} invalid line(s) in {}; nothing was imported (fix them, or pass --skip-invalid)",
+                    errors.len(),
+                    file.display()
+                )
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+}
+
+/// `tessera node sunset`.
+fn switch_off(config: &Path, yes: bool) -> anyhow::Result<()> {
+    let settings = NodeSettings::load(config)?;
+    if !yes && !confirm(&settings)? {
+        anyhow::bail!("not confirmed: nothing was destroyed");
+    }
+    let done = sunset::destroy(&settings, Reason::Operator)?;
+    print_sunset(&done);
+    let submitted =
+        crate::block_on(sunset::submit(&settings, &done.signed)).map_err(|e| e.to_string());
+    report_submission(&settings, submitted, &done.file)
 }

@@ -1,7 +1,7 @@
 //! `tessera trust-list fetch`: a checkpoint or node keeps an offline copy of
 //! the trust list in force at the gateway.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Subcommand;
@@ -32,14 +32,20 @@ pub enum TrustListCommand {
 }
 
 pub fn run(cmd: TrustListCommand) -> anyhow::Result<()> {
-    let TrustListCommand::Fetch {
-        gateway,
-        bundle,
-        out,
-    } = cmd;
+    match cmd {
+        TrustListCommand::Fetch {
+            gateway,
+            bundle,
+            out,
+        } => fetch(&gateway, &bundle, &out),
+    }
+}
+
+/// `tessera trust-list fetch`.
+fn fetch(gateway: &str, bundle: &Path, out: &Path) -> anyhow::Result<()> {
     let root = creds::root(&bundle.join("root.crt"))?;
     let now = fmt::now();
-    let held = match std::fs::read(&out) {
+    let held = match std::fs::read(out) {
         Ok(bytes) => Some(
             CheckedTrustList::verify(&bytes, &root, now).with_context(|| {
                 format!(
@@ -53,7 +59,7 @@ pub fn run(cmd: TrustListCommand) -> anyhow::Result<()> {
     };
     let known = held.as_ref().map_or(0, CheckedTrustList::sequence);
     let response = crate::block_on(async {
-        let mut client = creds::gateway(&bundle, &gateway)?;
+        let mut client = creds::gateway(bundle, gateway)?;
         client
             .fetch_trust_list(pb::FetchTrustListRequest {
                 known_sequence: known,
@@ -77,7 +83,7 @@ pub fn run(cmd: TrustListCommand) -> anyhow::Result<()> {
     };
     let tmp = out.with_extension("tmp");
     std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &out).with_context(|| format!("replacing {}", out.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("replacing {}", out.display()))?;
     outln!(
         "trust list {} saved to {} (next update {}, sunset {})",
         checked.sequence(),

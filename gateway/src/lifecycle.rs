@@ -3,8 +3,7 @@
 //! open database) and serve again on the same address. `tessera gateway
 //! run` and an in-process federation both run it.
 
-use std::time::Duration;
-
+use tessera_runtime::serve::Stop;
 use tokio::net::TcpListener;
 
 use crate::registry::PublishError;
@@ -36,19 +35,10 @@ pub async fn run(
     };
     let settings = loaded.settings.clone();
     // `shutdown` may end any of the serves below.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopper = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-        std::future::pending::<()>().await;
-    };
-    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stopped| *stopped).await;
-    };
-    let serving = async {
-        let mut served = serve(&loaded, listener, public, stop(stop_rx.clone())).await?;
+    let serving = |stop: Stop| async move {
+        let mut served = serve(&loaded, listener, public, stop.signal()).await?;
         drop(loaded);
-        while served == Served::DiskFreed && !*stop_rx.borrow() {
+        while served == Served::DiskFreed && !stop.requested() {
             let loaded = load_after_full_disk(&settings).await?;
             reloaded(&loaded);
             let listener = grpc_bind(addr, settings.connections.listen_backlog)?;
@@ -57,14 +47,11 @@ pub async fn run(
                 None => None,
             };
             tracing::info!("trust registry reopened after a full disk: serving again");
-            served = serve(&loaded, listener, public, stop(stop_rx.clone())).await?;
+            served = serve(&loaded, listener, public, stop.signal()).await?;
         }
         Ok::<(), StartError>(())
     };
-    tokio::select! {
-        served = serving => served,
-        () = stopper => Ok(()),
-    }
+    tessera_runtime::serve::until_stopped(shutdown, serving).await
 }
 
 /// [`server::serve`], or with the public copy on `public` when given.
@@ -88,21 +75,17 @@ fn grpc_bind(addr: std::net::SocketAddr, backlog: u32) -> Result<TcpListener, St
 }
 
 /// Loads the gateway again after its disk filled and has room again,
-/// waiting (bounded, 15 s) while the database closed before still holds
-/// its lock (connections still draining) or while the room is taken again.
+/// waiting while the database closed before still holds its lock
+/// (connections still draining) or while the room is taken again
+/// ([`tessera_runtime::disk::reopen`]).
 async fn load_after_full_disk(
     settings: &crate::config::GatewaySettings,
 ) -> Result<Loaded, StartError> {
-    let mut tries = 0;
-    loop {
-        match server::load(settings.clone()).await {
-            Err(StartError::Registry(e)) if tries < 150 && (e.is_disk_full() || locked(&e)) => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            loaded => return loaded,
-        }
-    }
+    tessera_runtime::disk::reopen(
+        || server::load(settings.clone()),
+        |e| matches!(e, StartError::Registry(e) if e.is_disk_full() || locked(e)),
+    )
+    .await
 }
 
 /// Whether sled refused to open the registry because another handle still

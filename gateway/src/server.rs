@@ -7,14 +7,13 @@ use std::sync::Arc;
 use tessera_certs::keys::{self, KeyError};
 use tessera_core::Role;
 use tessera_proto::v1::gateway_server::GatewayServer;
-use tessera_runtime::authz::AuthzLayer;
 use tessera_runtime::follow::{FollowError, Follower};
-use tessera_runtime::limits::CallLimitsLayer;
 use tessera_runtime::metrics::Metrics;
-use tessera_runtime::tls::{self, TlsError};
+use tessera_runtime::serve::{ServeError, Server};
+use tessera_runtime::tls::TlsError;
 use tessera_runtime::{TlsIdentity, TrustState, grpc};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tonic::service::Routes;
 
 use crate::config::GatewaySettings;
 use crate::registry::{PublishError, Registry};
@@ -55,6 +54,17 @@ pub enum StartError {
     /// Following the peer gateway's trust list.
     #[error(transparent)]
     Follow(#[from] FollowError),
+}
+
+impl From<ServeError> for StartError {
+    fn from(e: ServeError) -> Self {
+        match e {
+            ServeError::Tls(e) => Self::Tls(e),
+            ServeError::Io { what, source } => Self::Io { what, source },
+            ServeError::Transport(e) => Self::Transport(e),
+            ServeError::Standard(e) => Self::Standard(e),
+        }
+    }
 }
 
 /// Everything a gateway needs, loaded and checked.
@@ -143,17 +153,11 @@ pub async fn load(settings: GatewaySettings) -> Result<Loaded, StartError> {
     })
 }
 
-/// Why [`serve`] returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Served {
-    /// `shutdown` resolved.
-    Stopped,
-    /// A write failed on a full disk and the disk has room again: the
-    /// gateway stopped cleanly so that the caller loads it afresh (sled
-    /// keeps its first I/O error in an open database) and serves again
-    /// ([`crate::lifecycle::run`]).
-    DiskFreed,
-}
+/// Why [`serve`] returned: `DiskFreed` when a write failed on a full disk
+/// and the disk has room again, so that the caller loads the gateway afresh
+/// (sled keeps its first I/O error in an open database) and serves again
+/// ([`crate::lifecycle::run`]).
+pub use tessera_runtime::serve::Served;
 
 /// Serves a loaded gateway on `listener`, and its public copy on the
 /// configured `[public] listen` address, if any, until `shutdown` resolves,
@@ -186,43 +190,15 @@ pub async fn serve_with_public(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Served, StartError> {
     let trust = Arc::clone(loaded.registry.trust());
-    let config = tls::server_config(&loaded.identity, Arc::clone(&trust))?;
-    let (stopping_tx, stopping) = watch::channel(false);
-    let service = GatewayServer::new(
-        GatewayService::new(
-            Arc::clone(&loaded.registry),
-            Arc::clone(&loaded.verifier),
-            stopping.clone(),
-        )
-        .with_policies(Arc::clone(&loaded.policies)),
-    )
-    .max_decoding_message_size(loaded.settings.max_message_bytes);
     let mut metrics = Metrics::new();
     metrics
         .registry()
         .register_collector(Box::new(crate::metrics::GatewayCollector::new(Arc::clone(
             &loaded.verifier,
         ))));
-    metrics.watch_trust_list(Arc::clone(&trust));
-    let limits = loaded.settings.connections;
-    let refusals = tessera_runtime::limits::Refusals::register(metrics.registry());
-    let incoming = grpc::incoming_counted(listener, config, limits, refusals);
     let tls = loaded.identity.clone();
     let expiries: Vec<tessera_runtime::metrics::Expiry> =
         vec![("tls", Arc::new(move || tls.not_after()))];
-    metrics.watch_expiry(expiries.clone());
-    let metrics = Arc::new(metrics);
-    let metrics_listener = match loaded.settings.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| StartError::Io {
-                    what: format!("listening for metrics on {addr}"),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
     let public_listener = match public {
         Some(l) => {
             let listen = l.local_addr().map_err(|source| StartError::Io {
@@ -256,71 +232,56 @@ pub async fn serve_with_public(
             None => std::future::pending().await,
         }
     };
-    let (health, routes) = tessera_runtime::standard::routes_with_writes(SERVICE, WRITES).await?;
-    health.serving(true).await;
-    let disk_freed = std::sync::atomic::AtomicBool::new(false);
-    let room = async {
-        tessera_runtime::disk::room_after_full_disk(
-            || loaded.registry.disk().is_full(),
-            &loaded.settings.data_dir,
-            &health,
-            "gateway",
-        )
-        .await;
-        disk_freed.store(true, std::sync::atomic::Ordering::SeqCst);
-    };
-    let signal = async {
-        tokio::select! {
-            () = shutdown => {}
-            () = room => {}
-        }
-        health.serving(false).await;
-        // Ends WatchTrustList streams, which would otherwise hold the
-        // graceful shutdown open for ever.
-        let _ = stopping_tx.send(true);
-    };
-    let server = grpc::server_builder(&limits)
-        .layer(CallLimitsLayer::new(WATCHES, limits.max_watches_per_caller))
-        .layer(metrics.layer(crate::authz::table()))
-        .layer(tessera_runtime::status::DecodeStatusLayer)
-        .layer(AuthzLayer::new(Arc::clone(&trust), crate::authz::table()))
-        .add_routes(routes.add_service(service))
-        .serve_with_incoming_shutdown(incoming, signal);
-    let endpoint = tessera_runtime::metrics::serve_while_running(metrics_listener, metrics);
     let follow = async {
         match &loaded.follower {
             Some(follower) => follow_peer(&loaded.registry, follower).await,
             None => std::future::pending().await,
         }
     };
-    // A renewed certificate is presented at the next handshake, by the
-    // server and by the relay's and the follower's clients alike: they all
-    // share the one identity.
-    let watched = vec![tessera_runtime::reload::Watched::tls(
-        loaded.identity.clone(),
-        Arc::clone(&trust),
-        loaded.settings.tls_certificate.clone(),
-        loaded.settings.tls_key.clone(),
-    )];
-    // None of these ends while the server runs.
-    let beside = async {
-        tokio::join!(
-            endpoint,
-            public,
-            follow,
-            tessera_runtime::metrics::warn_before_expiry(expiries),
-            tessera_runtime::reload::run(watched, loaded.settings.reload)
+    let disk_full = || loaded.registry.disk().is_full();
+    let server = Server {
+        name: "gateway",
+        service: SERVICE,
+        writes: WRITES,
+        identity: &loaded.identity,
+        trust: Arc::clone(&trust),
+        limits: loaded.settings.connections,
+        table: crate::authz::table(),
+        watches: WATCHES,
+        metrics,
+        metrics_listen: loaded.settings.metrics_listen,
+        expiries,
+        // A renewed certificate is presented at the next handshake, by the
+        // server and by the relay's and the follower's clients alike: they
+        // all share the one identity.
+        watched: vec![tessera_runtime::reload::Watched::tls(
+            loaded.identity.clone(),
+            Arc::clone(&trust),
+            loaded.settings.tls_certificate.clone(),
+            loaded.settings.tls_key.clone(),
+        )],
+        reload_every: loaded.settings.reload,
+        data_dir: &loaded.settings.data_dir,
+        disk_full: &disk_full,
+    };
+    // Once the gateway stops accepting calls, `stopping` ends
+    // WatchTrustList streams, which would otherwise hold the graceful
+    // shutdown open for ever.
+    let services = |routes: Routes, stopping| {
+        routes.add_service(
+            GatewayServer::new(
+                GatewayService::new(
+                    Arc::clone(&loaded.registry),
+                    Arc::clone(&loaded.verifier),
+                    stopping,
+                )
+                .with_policies(Arc::clone(&loaded.policies)),
+            )
+            .max_decoding_message_size(loaded.settings.max_message_bytes),
         )
     };
-    tokio::select! {
-        result = grpc::with_grace(server, stopping, SHUTDOWN_GRACE) => result?,
-        _ = beside => {}
-    }
-    Ok(if disk_freed.load(std::sync::atomic::Ordering::SeqCst) {
-        Served::DiskFreed
-    } else {
-        Served::Stopped
-    })
+    let beside = async { tokio::join!(public, follow) };
+    Ok(tessera_runtime::serve::serve(server, listener, services, beside, shutdown).await?)
 }
 
 /// Installs every newer list of the peer gateway in the registry, through
@@ -356,7 +317,7 @@ pub const SERVICE: &str = "tessera.v1.Gateway";
 pub const WRITES: &str = "tessera.v1.Gateway.Writes";
 
 /// How long in-flight calls may run on after a shutdown is asked for.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+pub const SHUTDOWN_GRACE: std::time::Duration = tessera_runtime::serve::SHUTDOWN_GRACE;
 
 /// The streams whose number per caller is bounded
 /// (`connections.max_watches_per_caller`): they stay open for as long as

@@ -110,6 +110,18 @@ pub enum StartError {
     SwitchedOff(String),
 }
 
+impl From<tessera_runtime::serve::ServeError> for StartError {
+    fn from(e: tessera_runtime::serve::ServeError) -> Self {
+        use tessera_runtime::serve::ServeError;
+        match e {
+            ServeError::Tls(e) => Self::Tls(e),
+            ServeError::Io { what, source } => Self::Io { what, source },
+            ServeError::Transport(e) => Self::Transport(e),
+            ServeError::Standard(e) => Self::Standard(e),
+        }
+    }
+}
+
 /// A [`StartError::Io`] saying what was being done.
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StartError {
     let what = what.into();

@@ -12,6 +12,8 @@ use crate::server::{self, Served};
 use crate::store::StoreError;
 use crate::sunset::{self, Reason, Sunset, SunsetError};
 use tessera_runtime::clock::unix_now;
+use tessera_runtime::disk;
+use tessera_runtime::serve::{self, Stop};
 
 /// How a node run ended.
 #[derive(Debug)]
@@ -46,58 +48,58 @@ pub async fn run_node(
         drop(listener);
         return switch_off(&settings).await;
     }
-    let loaded = load::load(settings.clone())?;
+    let loaded = load::load(settings)?;
     listening(&loaded);
+    run_loaded(loaded, listener, shutdown).await
+}
+
+/// Runs a node already loaded, as [`run_node`] does once it has loaded it:
+/// serves until `shutdown` resolves, opens it afresh each time a full disk
+/// has room again, and, with `[sunset] automatic`, switches it off at the
+/// trust list's sunset date.
+pub async fn run_loaded(
+    loaded: Loaded,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<Ended, SunsetError> {
+    let settings = loaded.settings.clone();
     // `shutdown` may end any of the serves below.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopper = async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-        std::future::pending::<()>().await;
-    };
-    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stopped| *stopped).await;
-    };
-    let serving = async {
-        let mut served = server::serve(&loaded, listener, stop(stop_rx.clone())).await?;
+    let reload_from = &settings;
+    let serving = |stop: Stop| async move {
+        let mut served = server::serve(&loaded, listener, stop.signal()).await?;
         drop(loaded);
         // A disk that filled and has room again: open everything afresh
         // (sled keeps its first I/O error in an open database) and serve
         // again, unless asked to stop meanwhile.
-        while served == Served::DiskFreed && !*stop_rx.borrow() {
-            let loaded = load_after_full_disk(&settings).await?;
-            let listener = server::bind(&settings).await?;
+        while served == Served::DiskFreed && !stop.requested() {
+            let loaded = load_after_full_disk(reload_from).await?;
+            let listener = server::bind(reload_from).await?;
             tracing::info!("store reopened after a full disk: serving again");
-            served = server::serve(&loaded, listener, stop(stop_rx.clone())).await?;
+            served = server::serve(&loaded, listener, stop.signal()).await?;
         }
         Ok::<Served, SunsetError>(served)
     };
-    let served = tokio::select! {
-        served = serving => served?,
-        () = stopper => return Ok(Ended::Stopped),
-    };
-    match served {
+    match serve::until_stopped(shutdown, serving).await? {
         Served::Stopped | Served::DiskFreed => Ok(Ended::Stopped),
         Served::SunsetDue => switch_off(&settings).await,
     }
 }
 
 /// Loads the node again after its store's disk filled and has room again,
-/// waiting (bounded, 15 s) while the store closed before still holds its
-/// lock or while the room is taken again.
+/// waiting while the store closed before still holds its lock or while the
+/// room is taken again ([`disk::reopen`]).
 async fn load_after_full_disk(settings: &NodeSettings) -> Result<Loaded, SunsetError> {
-    let mut tries = 0;
-    loop {
-        match load::load(settings.clone()) {
-            Err(StartError::Store(StoreError::Locked(_) | StoreError::DiskFull(_)))
-                if tries < 150 =>
-            {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            loaded => return Ok(loaded?),
-        }
-    }
+    let loaded = disk::reopen(
+        || std::future::ready(load::load(settings.clone())),
+        |e| {
+            matches!(
+                e,
+                StartError::Store(StoreError::Locked(_) | StoreError::DiskFull(_))
+            )
+        },
+    )
+    .await;
+    Ok(loaded?)
 }
 
 async fn switch_off(settings: &NodeSettings) -> Result<Ended, SunsetError> {

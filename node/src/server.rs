@@ -1,18 +1,21 @@
-//! Serving a loaded node: the gRPC server over mutual TLS with its layers
-//! (limits, metrics, status codes, authorization), the standard health and
-//! reflection services, and the tasks that run beside it ([`crate::tasks`]),
-//! until asked to stop; then the final flush. Wiring only: what to serve is
-//! decided in [`crate::load`], how each task behaves in [`crate::tasks`].
+//! Serving a loaded node through the runtime's one serve skeleton
+//! ([`tessera_runtime::serve`]): the node's service, its authorization
+//! table, the files it reloads and the tasks that run beside it
+//! ([`crate::tasks`]), until asked to stop or the sunset date comes; then
+//! the final flush. Wiring only: what to serve is decided in
+//! [`crate::load`], how each task behaves in [`crate::tasks`].
 
 use std::future::Future;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tessera_proto::v1::city_node_server::CityNodeServer;
-use tessera_runtime::authz::AuthzLayer;
 use tessera_runtime::follow::Follower;
+use tessera_runtime::grpc;
 use tessera_runtime::metrics::Metrics;
-use tessera_runtime::reload::{self, Watched};
-use tessera_runtime::{grpc, tls};
+use tessera_runtime::reload::Watched;
+use tessera_runtime::serve::{self, Server};
 use tokio::net::TcpListener;
 
 use crate::config::NodeSettings;
@@ -53,7 +56,6 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<Served, StartError> {
-    let config = tls::server_config(&loaded.identity, Arc::clone(&loaded.trust))?;
     let follower = match &loaded.settings.gateway {
         Some(gateway) => Some(Follower::new(
             &loaded.identity,
@@ -64,22 +66,8 @@ pub async fn serve(
         )?),
         None => None,
     };
-    let limits = loaded.settings.connections;
     let mut metrics = Metrics::new();
-    let refusals = tessera_runtime::limits::Refusals::register(metrics.registry());
-    let incoming = grpc::incoming_counted(listener, config, limits, refusals);
     let node_metrics = crate::metrics::NodeMetrics::register(&mut metrics);
-    metrics.watch_trust_list(Arc::clone(&loaded.trust));
-    metrics.watch_expiry(loaded.expiries.clone());
-    let metrics = Arc::new(metrics);
-    let metrics_listener = match loaded.settings.metrics_listen {
-        Some(addr) => Some(
-            TcpListener::bind(addr)
-                .await
-                .map_err(io(format!("listening for metrics on {addr}")))?,
-        ),
-        None => None,
-    };
     let sweeping = tasks::sweep_retention(loaded, node_metrics.clone());
     let service = CityNodeServer::new(NodeService::new(
         Arc::clone(&loaded.city),
@@ -87,59 +75,21 @@ pub async fn serve(
         node_metrics,
     ))
     .max_decoding_message_size(loaded.settings.max_message_bytes);
-    let table = crate::authz::table(loaded.city.city());
-    let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
-    let (health, routes) = tessera_runtime::standard::routes_with_writes(SERVICE, WRITES).await?;
-    health.serving(true).await;
-    let health = Arc::new(health);
-    let disk_freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let room = {
-        let (health, freed) = (Arc::clone(&health), Arc::clone(&disk_freed));
-        async move {
-            tessera_runtime::disk::room_after_full_disk(
-                || loaded.city.disk_full(),
-                &loaded.settings.data_dir,
-                &health,
-                "node",
-            )
-            .await;
-            freed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let sunset_due = AtomicBool::new(false);
+    let sunset = async {
+        if !loaded.settings.sunset_automatic {
+            return std::future::pending().await;
         }
+        tasks::wait_until_due(Arc::clone(&loaded.trust)).await;
+        tracing::warn!("the trust list reached its sunset date: switching this node off");
+        sunset_due.store(true, Ordering::SeqCst);
     };
-    let sunset_due = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sunset = {
-        let (due, trust) = (Arc::clone(&sunset_due), Arc::clone(&loaded.trust));
-        let automatic = loaded.settings.sunset_automatic;
-        async move {
-            if !automatic {
-                return std::future::pending().await;
-            }
-            tasks::wait_until_due(trust).await;
-            tracing::warn!("the trust list reached its sunset date: switching this node off");
-            due.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
-    };
-    let signal = async move {
+    let shutdown = async {
         tokio::select! {
             () = shutdown => {}
             () = sunset => {}
-            () = room => {}
         }
-        health.serving(false).await;
-        let _ = stopping_tx.send(true);
     };
-    // A node serves no watch stream: the layer only tracks open calls, for
-    // the idle timeout.
-    let server = grpc::server_builder(&limits)
-        .layer(tessera_runtime::limits::CallLimitsLayer::new(
-            &[],
-            limits.max_watches_per_caller,
-        ))
-        .layer(metrics.layer(table))
-        .layer(tessera_runtime::status::DecodeStatusLayer)
-        .layer(AuthzLayer::new(Arc::clone(&loaded.trust), table))
-        .add_routes(routes.add_service(service))
-        .serve_with_incoming_shutdown(incoming, signal);
     let follow = async {
         match (follower, &loaded.settings.gateway) {
             (Some(follower), Some(gateway)) => {
@@ -152,30 +102,43 @@ pub async fn serve(
             _ => std::future::pending().await,
         }
     };
-    let endpoint = tessera_runtime::metrics::serve_while_running(metrics_listener, metrics);
-    let watched = vec![
-        Watched::tls(
-            loaded.identity.clone(),
-            Arc::clone(&loaded.trust),
-            loaded.settings.tls_certificate.clone(),
-            loaded.settings.tls_key.clone(),
-        ),
-        tasks::watch_badge_signer(loaded),
-    ];
-    // None of these ends while the server runs.
-    let beside = async {
-        tokio::join!(
-            follow,
-            endpoint,
-            sweeping,
-            tessera_runtime::metrics::warn_before_expiry(loaded.expiries.clone()),
-            reload::run(watched, loaded.settings.reload)
-        )
+    let disk_full = || loaded.city.disk_full();
+    let server = Server {
+        name: "node",
+        service: SERVICE,
+        writes: WRITES,
+        identity: &loaded.identity,
+        trust: Arc::clone(&loaded.trust),
+        limits: loaded.settings.connections,
+        table: crate::authz::table(loaded.city.city()),
+        // A node serves no watch stream: the layer only tracks open calls,
+        // for the idle timeout.
+        watches: &[],
+        metrics,
+        metrics_listen: loaded.settings.metrics_listen,
+        expiries: loaded.expiries.clone(),
+        watched: vec![
+            Watched::tls(
+                loaded.identity.clone(),
+                Arc::clone(&loaded.trust),
+                loaded.settings.tls_certificate.clone(),
+                loaded.settings.tls_key.clone(),
+            ),
+            tasks::watch_badge_signer(loaded),
+        ],
+        reload_every: loaded.settings.reload,
+        data_dir: &loaded.settings.data_dir,
+        disk_full: &disk_full,
     };
-    tokio::select! {
-        result = grpc::with_grace(server, stopping, std::time::Duration::from_secs(10)) => result?,
-        _ = beside => {}
-    }
+    let beside = async { tokio::join!(follow, sweeping) };
+    let served = serve::serve(
+        server,
+        listener,
+        |routes, _| routes.add_service(service),
+        beside,
+        shutdown,
+    )
+    .await?;
     if loaded.city.disk_full() {
         // Every acknowledged change was flushed before its answer; the
         // store refuses any flush since its disk filled, and what it holds
@@ -190,9 +153,9 @@ pub async fn serve(
             source: std::io::Error::other("flush failed"),
         })?;
     }
-    Ok(if disk_freed.load(std::sync::atomic::Ordering::SeqCst) {
+    Ok(if served == serve::Served::DiskFreed {
         Served::DiskFreed
-    } else if sunset_due.load(std::sync::atomic::Ordering::SeqCst) {
+    } else if sunset_due.load(Ordering::SeqCst) {
         Served::SunsetDue
     } else {
         Served::Stopped

@@ -17,21 +17,12 @@ use tessera_core::{CityCode, Identity, Role};
 use tonic::Status;
 use tower::{Layer, Service};
 
+pub use crate::allowed::Allowed;
 use crate::clock::unix_now;
 use crate::connection::PeerConnectInfo;
-use crate::grpc::PeerIdentity;
+use crate::peer::PeerIdentity;
+use crate::ready::take_ready;
 use crate::tls::TrustState;
-
-/// Who may make a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Allowed {
-    /// Callers of these roles, from anywhere.
-    Roles(&'static [Role]),
-    /// An operator certificate of the serving node's own city.
-    OperatorOfThisCity,
-    /// Any caller that passed mutual TLS.
-    AnyEnrolled,
-}
 
 /// One service's authorization table: every RPC (full gRPC path) and who may
 /// call it, plus the standard health and reflection services
@@ -261,14 +252,6 @@ where
             }
         }
     }
-}
-
-/// The service that was polled ready, for a middleware's `call`, leaving a
-/// fresh clone in its place (tower's rule: only the polled instance may be
-/// called).
-pub(crate) fn take_ready<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
 }
 
 /// The caller of a request admitted by [`AuthzLayer`].

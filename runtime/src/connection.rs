@@ -22,8 +22,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
-use crate::grpc::{PeerIdentity, PeerSlot};
-use crate::limits::{Calls, IdleTimer};
+use crate::calls::{Calls, IdleTimer};
+use crate::peer::{PeerIdentity, PeerSlot};
 
 /// An accepted, handshaken TLS connection with its peer read once. tonic
 /// hands its [`PeerConnectInfo`] to every request made on it.

@@ -50,3 +50,29 @@ pub async fn room_after_full_disk(
         }
     }
 }
+
+/// How long [`reopen`] waits for a store to open again.
+pub const REOPEN_TRIES: u32 = 150;
+
+/// Opens a server's store again after its disk filled and has room again
+/// (`open`), waiting (bounded: [`REOPEN_TRIES`] times 100 ms) while
+/// `passing` says its error will pass: the store closed before still holds
+/// its lock (connections still draining) or the room is taken again.
+pub async fn reopen<T, E, F>(
+    mut open: impl FnMut() -> F,
+    passing: impl Fn(&E) -> bool,
+) -> Result<T, E>
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let mut tries = 0;
+    loop {
+        match open().await {
+            Err(e) if tries < REOPEN_TRIES && passing(&e) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            opened => return opened,
+        }
+    }
+}

@@ -1,16 +1,13 @@
 //! Mutual TLS under tonic: the server's accept loop, the client's connector,
 //! and the caller's identity handed to request handlers.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
-use tessera_core::cert::hex_string;
-use tessera_core::{Identity, KeyId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -18,114 +15,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::connection::PeerStream;
-use crate::limits::{self, Refusals};
-
-/// How long a client may take to complete the TLS handshake, by default.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connections one remote address may hold at once, by default.
-pub const DEFAULT_CONNECTIONS_PER_PEER: usize = 1024;
-
-/// Bounds on what one client can hold of a server's connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Connections one remote IP address may hold at once, whether still
-    /// handshaking or open; more are closed as soon as they are accepted.
-    pub per_peer: usize,
-    /// How long a client may take to complete the TLS handshake.
-    pub handshake_timeout: Duration,
-    /// HTTP/2 streams one connection may have open at once, announced in
-    /// `SETTINGS_MAX_CONCURRENT_STREAMS`; more are reset (`REFUSED_STREAM`).
-    pub max_concurrent_streams: u32,
-    /// Open watch streams one caller (certificate) may hold at once.
-    pub max_watches_per_caller: usize,
-    /// How long a connection with no call open is kept.
-    pub idle_timeout: Duration,
-    /// How often the server pings each connection.
-    pub keepalive_interval: Duration,
-    /// How long a ping may go unanswered before the connection is closed.
-    pub keepalive_timeout: Duration,
-    /// Connections the kernel queues before the accept loop takes them.
-    pub listen_backlog: u32,
-    /// TCP keep-alive of every accepted socket: the first probe after this
-    /// much silence, then one every this long; the kernel drops the
-    /// connection after [`TCP_KEEPALIVE_PROBES`] unanswered.
-    pub tcp_keepalive: Duration,
-}
-
-impl ConnectionLimits {
-    /// The defaults, with `per_peer` connections per remote address.
-    pub fn per_peer(per_peer: usize) -> Self {
-        Self {
-            per_peer,
-            ..Self::default()
-        }
-    }
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            per_peer: DEFAULT_CONNECTIONS_PER_PEER,
-            handshake_timeout: HANDSHAKE_TIMEOUT,
-            max_concurrent_streams: limits::DEFAULT_MAX_CONCURRENT_STREAMS,
-            max_watches_per_caller: limits::DEFAULT_MAX_WATCHES_PER_CALLER,
-            idle_timeout: limits::DEFAULT_IDLE_TIMEOUT,
-            keepalive_interval: limits::DEFAULT_KEEPALIVE_INTERVAL,
-            keepalive_timeout: limits::DEFAULT_KEEPALIVE_TIMEOUT,
-            listen_backlog: limits::DEFAULT_LISTEN_BACKLOG,
-            tcp_keepalive: limits::DEFAULT_TCP_KEEPALIVE,
-        }
-    }
-}
-
-/// Open connections per remote address.
-#[derive(Debug, Default)]
-struct PeerSlots {
-    open: std::sync::Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection's place in its remote address's count, given back when
-/// the connection (or its failed handshake) is dropped.
-#[derive(Debug)]
-pub(crate) struct PeerSlot {
-    slots: Arc<PeerSlots>,
-    ip: IpAddr,
-}
-
-impl PeerSlots {
-    fn take(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<PeerSlot> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = open.entry(ip).or_insert(0);
-        if *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(PeerSlot {
-            slots: Arc::clone(self),
-            ip,
-        })
-    }
-}
-
-impl Drop for PeerSlot {
-    fn drop(&mut self) {
-        let mut open = self
-            .slots
-            .open
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = open.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                open.remove(&self.ip);
-            }
-        }
-    }
-}
+use crate::limits::Refusals;
+pub use crate::limits::{ConnectionLimits, DEFAULT_CONNECTIONS_PER_PEER, HANDSHAKE_TIMEOUT};
+pub use crate::peer::PeerIdentity;
+use crate::peer::PeerSlots;
 
 /// Accepted, handshaken TLS connections with their peers read, ready for
 /// `tonic::transport::Server::serve_with_incoming`.
@@ -366,37 +259,4 @@ fn build_channel(
             }
         })),
     )
-}
-
-/// The caller of a request, read from its TLS certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerIdentity {
-    /// Role and scope.
-    pub identity: Identity,
-    /// Certificate serial, DER integer content bytes.
-    pub serial: Vec<u8>,
-    /// Key id of the certificate.
-    pub key_id: KeyId,
-    /// End of the certificate's validity (Unix seconds): past it, the
-    /// connection's calls are refused and its streams end, as for a
-    /// revoked certificate ([`crate::authz`]).
-    pub not_after: i64,
-    /// Remote address, when known.
-    pub remote: Option<SocketAddr>,
-}
-
-impl PeerIdentity {
-    /// The serial as hex.
-    pub fn serial_hex(&self) -> String {
-        hex_string(&self.serial)
-    }
-
-    /// The identity as the wire message.
-    pub fn to_proto(&self) -> tessera_proto::v1::PeerIdentity {
-        tessera_proto::v1::PeerIdentity {
-            role: self.identity.role().to_proto() as u32,
-            code: self.identity.scope().code(),
-            serial: self.serial_hex(),
-        }
-    }
 }

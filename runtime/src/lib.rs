@@ -11,7 +11,9 @@
 //! health and reflection services ([`standard`]); Prometheus metrics and
 //! their endpoint ([`metrics`]); following a gateway's trust list, as city
 //! nodes and follower gateways do ([`follow`]); and picking up renewed
-//! certificates and keys without a restart ([`reload`]).
+//! certificates and keys without a restart ([`reload`]); and the one serve
+//! skeleton both servers call with their routes, their authorization table
+//! and the tasks that run beside them ([`serve`]).
 //!
 //! The PKI itself (certificate profiles, key files, the authority) is
 //! `tessera-certs`, below this crate. It must never weaken a check rustls
@@ -19,8 +21,10 @@
 //! trust list) are added on top of the WebPKI verifiers, never instead of
 //! them.
 
+mod allowed;
 pub mod authz;
 pub mod build;
+mod calls;
 pub mod clock;
 pub mod connection;
 pub mod disk;
@@ -28,8 +32,11 @@ pub mod follow;
 pub mod grpc;
 pub mod limits;
 pub mod metrics;
+mod peer;
 pub mod process_metrics;
+mod ready;
 pub mod reload;
+pub mod serve;
 pub mod standard;
 pub mod status;
 pub mod tls;

@@ -6,12 +6,11 @@
 //!
 //! The `[connections]` section of a node's or gateway's configuration is
 //! read here ([`ConnectionsFile`]) and validated once into
-//! [`crate::grpc::ConnectionLimits`].
+//! [`ConnectionLimits`].
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -21,11 +20,13 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tower::{Layer, Service};
 
+use crate::calls::CallGuard;
+pub use crate::calls::Calls;
 use crate::connection::PeerConnectInfo;
-use crate::grpc::ConnectionLimits;
+use crate::ready::take_ready;
 
 /// HTTP/2 streams one connection may have open at once unless configured,
 /// announced as `SETTINGS_MAX_CONCURRENT_STREAMS`: RFC 9113 asks for no
@@ -128,94 +129,62 @@ impl ConnectionsFile {
     }
 }
 
-/// The calls open on one connection, and since when none has been.
-#[derive(Debug)]
-pub struct Calls {
-    open: AtomicUsize,
-    idle_since: Mutex<Instant>,
+/// How long a client may take to complete the TLS handshake, by default.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections one remote address may hold at once, by default.
+pub const DEFAULT_CONNECTIONS_PER_PEER: usize = 1024;
+
+/// Bounds on what one client can hold of a server's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections one remote IP address may hold at once, whether still
+    /// handshaking or open; more are closed as soon as they are accepted.
+    pub per_peer: usize,
+    /// How long a client may take to complete the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// HTTP/2 streams one connection may have open at once, announced in
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`; more are reset (`REFUSED_STREAM`).
+    pub max_concurrent_streams: u32,
+    /// Open watch streams one caller (certificate) may hold at once.
+    pub max_watches_per_caller: usize,
+    /// How long a connection with no call open is kept.
+    pub idle_timeout: Duration,
+    /// How often the server pings each connection.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// Connections the kernel queues before the accept loop takes them.
+    pub listen_backlog: u32,
+    /// TCP keep-alive of every accepted socket: the first probe after this
+    /// much silence, then one every this long; the kernel drops the
+    /// connection after [`crate::grpc::TCP_KEEPALIVE_PROBES`] unanswered.
+    pub tcp_keepalive: Duration,
 }
 
-impl Default for Calls {
+impl ConnectionLimits {
+    /// The defaults, with `per_peer` connections per remote address.
+    pub fn per_peer(per_peer: usize) -> Self {
+        Self {
+            per_peer,
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
-            open: AtomicUsize::new(0),
-            idle_since: Mutex::new(Instant::now()),
+            per_peer: DEFAULT_CONNECTIONS_PER_PEER,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_watches_per_caller: DEFAULT_MAX_WATCHES_PER_CALLER,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            keepalive_interval: DEFAULT_KEEPALIVE_INTERVAL,
+            keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            listen_backlog: DEFAULT_LISTEN_BACKLOG,
+            tcp_keepalive: DEFAULT_TCP_KEEPALIVE,
         }
-    }
-}
-
-impl Calls {
-    /// Counts a call open until the guard is dropped.
-    fn begin(self: &Arc<Self>) -> CallGuard {
-        self.open.fetch_add(1, Ordering::SeqCst);
-        CallGuard(Arc::clone(self))
-    }
-
-    /// Since when no call has been open, or `None` while one is.
-    fn idle_since(&self) -> Option<Instant> {
-        let since = *self
-            .idle_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        (self.open.load(Ordering::SeqCst) == 0).then_some(since)
-    }
-}
-
-/// One open call; dropped when its response body is.
-#[derive(Debug)]
-struct CallGuard(Arc<Calls>);
-
-impl Drop for CallGuard {
-    fn drop(&mut self) {
-        let mut since = self
-            .0
-            .idle_since
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        *since = Instant::now();
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Closes a connection that has had no call open for its idle timeout: its
-/// reads end (as if the client had closed) and hyper drops the connection.
-/// Pings and other frames do not count as calls.
-#[derive(Debug)]
-pub(crate) struct IdleTimer {
-    timeout: Duration,
-    sleep: Pin<Box<Sleep>>,
-    calls: Arc<Calls>,
-    expired: bool,
-}
-
-impl IdleTimer {
-    pub(crate) fn new(timeout: Duration, calls: Arc<Calls>) -> Self {
-        Self {
-            timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-            calls,
-            expired: false,
-        }
-    }
-
-    /// Whether the connection has been idle for its timeout; if not, wakes
-    /// `cx` when it may have been.
-    pub(crate) fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        while !self.expired {
-            if self.sleep.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            let now = Instant::now();
-            match self.calls.idle_since() {
-                Some(since) if since + self.timeout <= now => {
-                    tracing::debug!(timeout = ?self.timeout, "closing a connection idle for its timeout");
-                    self.expired = true;
-                }
-                Some(since) => self.sleep.as_mut().reset(since + self.timeout),
-                None => self.sleep.as_mut().reset(now + self.timeout),
-            }
-        }
-        true
     }
 }
 
@@ -338,7 +307,7 @@ where
                 }
             }
         }
-        let mut ready = crate::authz::take_ready(&mut self.inner);
+        let mut ready = take_ready(&mut self.inner);
         Box::pin(async move {
             let response = ready.call(request).await?;
             Ok(response.map(|body| LimitedBody {

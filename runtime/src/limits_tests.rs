@@ -1,6 +1,8 @@
 //! The limits' pieces in isolation: the refusal log's budget and what it
 //! writes, the `[connections]` section's defaults and bounds.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::*;
 
 #[test]

@@ -235,7 +235,7 @@ where
         let method = self.table.known_path(request.uri().path());
         let metrics = Arc::clone(&self.metrics);
         let started = Instant::now();
-        let mut ready = crate::authz::take_ready(&mut self.inner);
+        let mut ready = crate::ready::take_ready(&mut self.inner);
         Box::pin(async move {
             let result = ready.call(request).await;
             metrics.time(method, started);

@@ -8,7 +8,7 @@
 use tonic::service::Routes;
 use tonic_health::server::HealthReporter;
 
-use crate::authz::Allowed;
+use crate::allowed::Allowed;
 
 /// `grpc.health.v1.Health/Check`.
 pub const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";

@@ -25,6 +25,24 @@ use super::{AuthorityError, REGISTRY};
 /// The journal's file name in the authority directory.
 pub const JOURNAL: &str = "journal.json";
 
+/// Replaces `path` with `bytes` by writing a temporary file beside it and
+/// renaming it over `path`, so a reader sees the old or the new contents,
+/// never a part.
+pub(super) fn install(path: &Path, bytes: &[u8], private: bool) -> Result<(), AuthorityError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    crate::keys::write_new_file(&tmp, bytes, private)?;
+    std::fs::rename(&tmp, path).map_err(|e| AuthorityError::io(path, e))?;
+    if let Some(parent) = path.parent()
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
 /// A step taken once the registry records the change.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
@@ -177,7 +195,7 @@ impl Journal {
                     let bytes = fs::read(dir.join(from))
                         .map_err(|e| AuthorityError::io(&dir.join(from), e))?;
                     // Every authority file is 0600 (see `create_dir`).
-                    super::rotation::install(&dir.join(to), &bytes, true)?;
+                    install(&dir.join(to), &bytes, true)?;
                     done.push(format!("installed {from} as {to}"));
                 }
                 Step::Remove { path } => match fs::remove_file(dir.join(path)) {

@@ -105,24 +105,6 @@ fn unused_number(dir: &Path, stem: &str, from: u32) -> u32 {
         .unwrap_or(from)
 }
 
-/// Replaces `path` with `bytes` by writing a temporary file beside it and
-/// renaming it over `path`, so a reader sees the old or the new contents,
-/// never a part.
-pub(super) fn install(path: &Path, bytes: &[u8], private: bool) -> Result<(), AuthorityError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let _ = std::fs::remove_file(&tmp);
-    keys::write_new_file(&tmp, bytes, private)?;
-    std::fs::rename(&tmp, path).map_err(|e| AuthorityError::io(path, e))?;
-    if let Some(parent) = path.parent()
-        && let Ok(dir) = std::fs::File::open(parent)
-    {
-        let _ = dir.sync_all();
-    }
-    Ok(())
-}
-
 /// When every badge a retired signer may have signed has expired: the node
 /// signs with the old key until it holds a list carrying the new one, so
 /// the overlap runs from the first list publishing the successor, for the

@@ -1,0 +1,276 @@
+//! Tests of [`crate::city`]: retention and export with an injected clock, batches, issuance and revocation.
+
+use tessera_certs::keys;
+use tessera_certs::profile::{CertRequest, RootCa};
+use tessera_core::{Colour, Identity, Role, Scope};
+
+use super::*;
+use crate::store::SledStore;
+
+pub(crate) const NOW: i64 = 1_800_000_000;
+
+fn city(dir: &std::path::Path) -> City<SledStore> {
+    city_with_max_batch(dir, 1000)
+}
+
+/// A city over a sled store in `dir`, storing at most `max_batch`
+/// records at a time.
+pub(crate) fn city_with_max_batch(dir: &std::path::Path, max_batch: usize) -> City<SledStore> {
+    let request = |identity, name: &str| CertRequest {
+        identity,
+        common_name: name.into(),
+        hosts: vec![],
+        not_before: NOW - 86_400,
+        not_after: NOW + 86_400 * 365,
+        serial: None,
+    };
+    let root = RootCa::create(
+        &request(Identity::new(Role::Root, Scope::Nation).unwrap(), "root"),
+        keys::TlsKey::generate(),
+    )
+    .unwrap();
+    let code: CityCode = "330100".parse().unwrap();
+    let key = keys::generate_signer_key();
+    let der = root
+        .issue(
+            &request(
+                Identity::new(Role::BadgeSigner, Scope::City(code)).unwrap(),
+                "signer",
+            ),
+            &key,
+        )
+        .unwrap();
+    City::new(
+        Arc::new(SledStore::open(&dir.join("store"), &dir.join("master.key")).unwrap()),
+        Policy::default_policy().unwrap(),
+        BadgeSigner::new(key, &der).unwrap(),
+        PseudonymKey::from_bytes([9; 32]),
+        max_batch,
+    )
+}
+
+fn queued(
+    city: &City<SledStore>,
+    national_id: &str,
+) -> (Queued, oneshot::Receiver<Result<IssuedBadge, NodeError>>) {
+    let id = NationalId::parse(national_id).unwrap();
+    let (decided, answer) = oneshot::channel();
+    let q = Queued {
+        resident: city.pseudonyms.pseudonym(&id),
+        id,
+        name: "Li Lei".into(),
+        now: NOW,
+        decided,
+    };
+    (q, answer)
+}
+
+fn state(city: &City<SledStore>, issued: &IssuedBadge) -> BadgeState {
+    city.store
+        .badge_state(&issued.claims.badge_id)
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn an_end_of_validity_is_brought_forward_at_most_a_quarter_and_never_repeats_a_taken_one() {
+    // Every end the jitter could pick is taken: the badge steps past
+    // them, still inside its window.
+    let taken: HashSet<i64> = (NOW + 75..=NOW + 100).collect();
+    for _ in 0..100 {
+        let end = unlinkable_end(NOW, NOW + 100, &taken);
+        assert!(!taken.contains(&end) && end > NOW, "{end}");
+    }
+    let free = HashSet::new();
+    for _ in 0..100 {
+        let end = unlinkable_end(NOW, NOW + 100, &free);
+        assert!((NOW + 75..=NOW + 100).contains(&end), "{end}");
+    }
+    let long = NOW + 72 * 3600;
+    let end = unlinkable_end(NOW, long, &free);
+    assert!((long - VALIDITY_JITTER_SECS..=long).contains(&end), "{end}");
+}
+
+#[test]
+fn one_batch_with_two_issuances_for_one_resident_leaves_the_later_one_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = city(dir.path());
+    let first17 = "33010619900101123";
+    let id = format!(
+        "{first17}{}",
+        crate::pseudonym::check_character(first17.as_bytes()).unwrap()
+    );
+    let other17 = "33010619900101456";
+    let other = format!(
+        "{other17}{}",
+        crate::pseudonym::check_character(other17.as_bytes()).unwrap()
+    );
+    // An earlier badge, stored before the batch.
+    let (q, answer) = queued(&city, &id);
+    city.decide(vec![q]);
+    let earliest = answer.blocking_recv().unwrap().unwrap();
+
+    let (a, first) = queued(&city, &id);
+    let (b, bystander) = queued(&city, &other);
+    let (c, second) = queued(&city, &id);
+    city.decide(vec![a, b, c]);
+    let first = first.blocking_recv().unwrap().unwrap();
+    let bystander = bystander.blocking_recv().unwrap().unwrap();
+    let second = second.blocking_recv().unwrap().unwrap();
+
+    assert_eq!(state(&city, &earliest), BadgeState::Superseded(NOW));
+    assert_eq!(state(&city, &first), BadgeState::Superseded(NOW));
+    assert_eq!(state(&city, &second), BadgeState::Active);
+    assert_eq!(state(&city, &bystander), BadgeState::Active);
+    let active = city
+        .store
+        .badges_of(&city.pseudonyms.pseudonym(&NationalId::parse(&id).unwrap()))
+        .unwrap()
+        .into_iter()
+        .filter(|(_, b)| b.state == BadgeState::Active)
+        .count();
+    assert_eq!(active, 1);
+}
+
+fn valid_id(n: u32) -> String {
+    let first17 = format!("33010619900101{n:03}");
+    format!(
+        "{first17}{}",
+        crate::pseudonym::check_character(first17.as_bytes()).unwrap()
+    )
+}
+
+fn test_record(id: &str, national_id: &str, positive: bool, sampled_at: i64) -> pb::Record {
+    pb::Record {
+        record_id: id.into(),
+        national_id: national_id.into(),
+        kind: Some(pb::record::Kind::Test(pb::TestResult {
+            kind: pb::TestKind::Pcr as i32,
+            positive,
+            sampled_at,
+            lab: "HZ-LAB-01".into(),
+        })),
+    }
+}
+
+const DAY: i64 = 86_400;
+
+#[tokio::test]
+async fn an_expired_positive_test_stops_counting_at_once_and_the_sweep_deletes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tests kept 10 days: shorter than the 14 days the positive-test
+    // rule looks back, so retention alone turns the badge green.
+    let city = city(dir.path()).with_retention(Retention {
+        test_days: 10,
+        ..Retention::default()
+    });
+    let id = valid_id(1);
+    let sampled = NOW - 60;
+    city.ingest(&[test_record("pos-1", &id, true, sampled)], NOW)
+        .await
+        .unwrap();
+    assert_eq!(city.explain(&id, NOW).unwrap().colour, Colour::Red);
+    let last_kept = sampled + 10 * DAY;
+    assert_eq!(city.explain(&id, last_kept).unwrap().colour, Colour::Red);
+    let badge = city.issue(&id, "Li Lei", last_kept).await.unwrap();
+    assert_eq!(badge.claims.colour, Colour::Red);
+
+    // One second later it counts for nothing, before any sweep...
+    let expired = last_kept + 1;
+    let a = city.explain(&id, expired).unwrap();
+    assert_eq!(a.colour, Colour::Green);
+    assert!(a.fired.is_empty(), "{:?}", a.fired);
+    let badge = city.issue(&id, "Li Lei", expired).await.unwrap();
+    assert_eq!(badge.claims.colour, Colour::Green);
+    assert!(city.export(&id, expired).unwrap().is_empty());
+    // ...though it is still stored until the sweep runs.
+    let resident = city.pseudonyms.pseudonym(&NationalId::parse(&id).unwrap());
+    assert_eq!(city.store.records_of(&resident).unwrap().len(), 1);
+
+    let swept = city.sweep(expired, 1000).await.unwrap();
+    assert_eq!(swept.records, [1, 0, 0, 0, 0]);
+    assert!(city.store.records_of(&resident).unwrap().is_empty());
+    assert_eq!(city.store.fingerprint("pos-1").unwrap(), None);
+    assert!(
+        city.store
+            .raw_keys()
+            .unwrap()
+            .iter()
+            .all(|k| !k.windows(5).any(|w| w == b"pos-1")),
+        "a key naming the record is left in the tree"
+    );
+    // The badges stay until 7 days after their validity ends.
+    let badges = city.store.badges_of(&resident).unwrap();
+    assert_eq!(badges.len(), 2);
+    let gone = badges.iter().map(|(_, b)| b.valid_until).max().unwrap() + 7 * DAY + 1;
+    let swept = city.sweep(gone, 1).await.unwrap();
+    assert_eq!(swept.badges, 2, "two batches of one, both counted");
+    let statuses = city
+        .check_status(&[badge.claims.badge_id.as_bytes().to_vec()])
+        .unwrap();
+    assert_eq!(statuses, vec![pb::BadgeStatus::Unknown]);
+}
+
+#[tokio::test]
+async fn a_record_already_past_retention_is_refused_naming_type_and_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = city(dir.path());
+    let id = valid_id(2);
+    let err = city
+        .ingest(
+            &[
+                test_record("ok", &id, false, NOW - 60),
+                test_record("old", &id, false, NOW - 28 * DAY - 1),
+            ],
+            NOW,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("record 1: test record dated 1797580799 is past the 28-day retention"),
+        "{err}"
+    );
+    // Nothing of the batch was stored.
+    assert!(city.export(&id, NOW).unwrap().is_empty());
+    // Exactly 28 days old is still kept.
+    city.ingest(&[test_record("edge", &id, false, NOW - 28 * DAY)], NOW)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn export_is_oldest_first_without_the_id_and_erase_counts_what_it_destroyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = city(dir.path());
+    let id = valid_id(3);
+    city.ingest(
+        &[
+            test_record("late", &id, false, NOW - 60),
+            test_record("early", &id, false, NOW - 3 * DAY),
+        ],
+        NOW,
+    )
+    .await
+    .unwrap();
+    let badge = city.issue(&id, "Li Lei", NOW).await.unwrap();
+    let export = city.export(&id, NOW).unwrap();
+    let ids: Vec<_> = export.iter().map(|r| r.record_id.as_str()).collect();
+    assert_eq!(ids, ["early", "late"]);
+    assert!(export.iter().all(|r| r.national_id.is_empty()));
+
+    let erased = city.erase(&id).await.unwrap();
+    assert_eq!((erased.records, erased.badges), (2, 1));
+    assert!(city.export(&id, NOW).unwrap().is_empty());
+    assert_eq!(
+        city.check_status(&[badge.claims.badge_id.as_bytes().to_vec()])
+            .unwrap(),
+        vec![pb::BadgeStatus::Unknown]
+    );
+    // The record ids are free again: the same record is stored anew.
+    let again = city
+        .ingest(&[test_record("late", &id, false, NOW - 60)], NOW)
+        .await
+        .unwrap();
+    assert_eq!(again.stored, 1);
+}
