@@ -7,7 +7,7 @@
 //
 // Exit status: 0 when every vector agrees, 1 when any disagrees, 2 for
 // unreadable vectors. The last line is "N passed, M failed".
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ListRefused, freshness, rootAnchor, verifyEnvelope, verifyText, verifyTrustList } from "../src/verify/index.js";
@@ -86,6 +86,14 @@ for (const [kind, check] of [
       console.log(`        expected ${canonical(v.expected)}`);
       console.log(`        got      ${canonical(got)}`);
     }
+  }
+}
+// Every list under lists/ must have been read by some vector: a list no
+// vector names would be a list this runner never checked.
+for (const name of readdirSync(join(dir, "lists")).sort()) {
+  if (!cache.has(`lists/${name}`)) {
+    failed++;
+    console.log(`FAIL  lists/${name}: no vector reads it`);
   }
 }
 console.log(`${passed} passed, ${failed} failed`);
