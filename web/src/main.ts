@@ -163,7 +163,10 @@ async function onlineCheck(text: string): Promise<Online | null> {
     });
     if (!res.ok) return null;
     const v = (await res.json()) as Online;
-    return typeof v.outcome === "string" ? v : null;
+    if (typeof v.outcome !== "string") return null;
+    v.colour = typeof v.colour === "string" ? v.colour.toUpperCase() : "";
+    if (typeof v.valid_until !== "number") v.valid_until = 0;
+    return v;
   } catch {
     return null;
   }
@@ -195,7 +198,20 @@ function showVerdict(offline: Result, online: Online | null): void {
   add("h1", "word", s[outcome] ?? outcome);
   if (outcome === "VALID" && colour) add("div", "colour", s[colour as "GREEN"] ?? colour);
   if (offline.maskedName || offline.idTail) {
-    add("div", "holder", `${s.holder}: ${offline.maskedName || "—"}   ${s.idTail}: ${offline.idTail || "—"}`);
+    const holder = document.createElement("div");
+    holder.className = "holder";
+    for (const [label, value] of [
+      [s.holder, offline.maskedName || "—"],
+      [s.idTail, offline.idTail || "—"],
+    ]) {
+      const part = document.createElement("span");
+      part.textContent = `${label} `;
+      const b = document.createElement("b");
+      b.textContent = value;
+      part.append(b);
+      holder.append(part);
+    }
+    el.append(holder);
   }
   if (validUntil > 0) add("div", "until", `${s.validUntil}: ${fmtTime(validUntil)}`);
   const issuer = online?.issuer_name || offline.issuerName;
