@@ -89,6 +89,7 @@ export async function loadTrust(): Promise<TrustState> {
       state.sunset = false;
     } catch (e) {
       state.refused = e instanceof ListRefused ? e.reason : "list_malformed";
+      if (state.refused === "sunset") state.sunset = true;
     }
   }
   if (state.list !== undefined && state.list.sequence < max) {
