@@ -90,7 +90,7 @@ function renderBar(): void {
   const listState = $("list-state");
   const now = Number(nowSeconds());
   listState.className = "";
-  if (trust.sunset && trust.list === undefined) {
+  if ((trust.sunset && trust.list === undefined) || (trust.list !== undefined && freshness(trust.list, nowSeconds()) === "sunset")) {
     listState.textContent = s.sunset;
     listState.className = "bad";
   } else if (trust.list === undefined) {
