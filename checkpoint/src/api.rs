@@ -142,9 +142,7 @@ impl Api {
             },
             "/api/pair" if method == Method::POST => self.pair(request).await,
             "/api/verify" if method == Method::POST => self.verify(request).await,
-            "/api/trust-list" | "/api/root.der" | "/api/station" => {
-                method_not_allowed("GET, HEAD")
-            }
+            "/api/trust-list" | "/api/root.der" | "/api/station" => method_not_allowed("GET, HEAD"),
             "/api/pair" | "/api/verify" => method_not_allowed("POST"),
             p if p.starts_with("/api/") => error(StatusCode::NOT_FOUND, "no such API path"),
             _ if !read_only => method_not_allowed("GET, HEAD"),
@@ -183,7 +181,11 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
         let mut r = if matches {
-            let mut r = reply(StatusCode::NOT_MODIFIED, "application/octet-stream", Bytes::new());
+            let mut r = reply(
+                StatusCode::NOT_MODIFIED,
+                "application/octet-stream",
+                Bytes::new(),
+            );
             r.headers_mut().remove("content-type");
             r
         } else {
@@ -212,7 +214,9 @@ impl Api {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
         let why = match token {
-            None => "this needs a paired device: send Authorization: Bearer TOKEN (pair with a code from `tessera checkpoint pair`)",
+            None => {
+                "this needs a paired device: send Authorization: Bearer TOKEN (pair with a code from `tessera checkpoint pair`)"
+            }
             Some(t) => match self.devices.device(t) {
                 Some(_) => return Ok(()),
                 None => "this device is not paired (unknown or revoked token): pair it again",
@@ -262,10 +266,18 @@ impl Api {
             self.counters.refused("bad_request");
             // serde's message names the position and the field, never the
             // value: no badge text reaches a reply or a log this way.
-            let kind = if e.is_data() { "a JSON object with" } else { "JSON:" };
+            let kind = if e.is_data() {
+                "a JSON object with"
+            } else {
+                "JSON:"
+            };
             error(
                 StatusCode::BAD_REQUEST,
-                &format!("the body must be {kind} {what} (line {}, column {})", e.line(), e.column()),
+                &format!(
+                    "the body must be {kind} {what} (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
             )
         })
     }
@@ -277,8 +289,7 @@ impl Api {
         };
         let devices = self.devices.clone();
         let now = (self.now)();
-        let paired =
-            tokio::task::spawn_blocking(move || devices.pair(body.code.trim(), now)).await;
+        let paired = tokio::task::spawn_blocking(move || devices.pair(body.code.trim(), now)).await;
         match paired {
             Ok(Ok(p)) => {
                 self.counters.pairing("paired");

@@ -49,9 +49,15 @@ connect-src 'self'";
 /// Adds the headers every answer carries.
 pub fn secure_headers(h: &mut HeaderMap) {
     h.insert("content-security-policy", HeaderValue::from_static(CSP));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("permissions-policy", HeaderValue::from_static("camera=(self)"));
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(self)"),
+    );
 }
 
 #[cfg(test)]

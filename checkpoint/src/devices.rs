@@ -27,10 +27,14 @@ pub const TOKEN_CHARS: usize = 43;
 #[derive(Debug, thiserror::Error)]
 pub enum PairError {
     /// No such code, or it was used already.
-    #[error("this pairing code is unknown or was used already: make a new one with `tessera checkpoint pair`")]
+    #[error(
+        "this pairing code is unknown or was used already: make a new one with `tessera checkpoint pair`"
+    )]
     Unknown,
     /// The code is past its lifetime.
-    #[error("this pairing code expired (codes last 10 minutes): make a new one with `tessera checkpoint pair`")]
+    #[error(
+        "this pairing code expired (codes last 10 minutes): make a new one with `tessera checkpoint pair`"
+    )]
     Expired,
     /// The data directory.
     #[error(transparent)]
@@ -69,8 +73,7 @@ fn sha256_hex(text: &str) -> String {
 
 /// base64url without padding.
 fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = chunk
@@ -137,8 +140,7 @@ impl Devices {
         let read = std::fs::read(&claimed).map_err(files::at(&claimed));
         let _ = std::fs::remove_file(&claimed);
         files::sync_dir(&claimed)?;
-        let expires_at = serde_json::from_slice::<PendingCode>(&read?)
-            .map_or(0, |p| p.expires_at);
+        let expires_at = serde_json::from_slice::<PendingCode>(&read?).map_or(0, |p| p.expires_at);
         if now >= expires_at {
             return Err(PairError::Expired);
         }
@@ -263,8 +265,14 @@ mod tests {
     #[test]
     fn wrong_malformed_and_expired_codes_are_refused() {
         let (_dir, d) = devices();
-        assert!(matches!(d.pair("../../etc/passwd", 0), Err(PairError::Unknown)));
-        assert!(matches!(d.pair(&"0".repeat(24), 0), Err(PairError::Unknown)));
+        assert!(matches!(
+            d.pair("../../etc/passwd", 0),
+            Err(PairError::Unknown)
+        ));
+        assert!(matches!(
+            d.pair(&"0".repeat(24), 0),
+            Err(PairError::Unknown)
+        ));
         let code = d.new_code(0).unwrap();
         assert!(matches!(
             d.pair(&code, CODE_LIFETIME_SECS),

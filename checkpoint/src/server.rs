@@ -60,7 +60,9 @@ pub struct Settings {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The bundle's certificate is not a checkpoint's.
-    #[error("the bundle's certificate is a {0}'s: `checkpoint serve` needs a checkpoint (verifier) bundle")]
+    #[error(
+        "the bundle's certificate is a {0}'s: `checkpoint serve` needs a checkpoint (verifier) bundle"
+    )]
     NotAVerifier(Role),
     /// The data directory.
     #[error(transparent)]
@@ -117,7 +119,11 @@ impl Station {
         let cert = match &settings.tls {
             Some((cert, key)) => StationCert::from_files(cert, key)?,
             None => {
-                let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+                let mut names = vec![
+                    "localhost".to_owned(),
+                    "127.0.0.1".to_owned(),
+                    "::1".to_owned(),
+                ];
                 if !names.contains(&settings.host) {
                     names.push(settings.host.clone());
                 }
@@ -209,7 +215,12 @@ impl Station {
             self.api.cache.clone(),
             self.settings.refresh,
         );
-        let serving = accept_loop(listener, self.config, self.api, self.settings.max_connections);
+        let serving = accept_loop(
+            listener,
+            self.config,
+            self.api,
+            self.settings.max_connections,
+        );
         tokio::select! {
             () = shutdown => {}
             () = following => {}

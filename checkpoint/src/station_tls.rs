@@ -75,7 +75,10 @@ impl StationCert {
     /// The self-signed certificate kept in `data`, made on first use for
     /// `names` (DNS names and IP addresses the devices dial).
     pub fn self_signed(data: &Path, names: &[String]) -> Result<Self, StationTlsError> {
-        let (cert, key) = (data.join(files::STATION_CERT), data.join(files::STATION_KEY));
+        let (cert, key) = (
+            data.join(files::STATION_CERT),
+            data.join(files::STATION_KEY),
+        );
         if !cert.exists() || !key.exists() {
             let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
             let mut params = rcgen::CertificateParams::new(names.to_vec())?;

@@ -49,9 +49,14 @@ impl TrustCache {
                 .map_or(0, |l| l.issued_at);
             match trust.update(&bytes, issued_at) {
                 Ok(list) => {
-                    tracing::info!(sequence = list.sequence(), "trust list read back from the data directory");
+                    tracing::info!(
+                        sequence = list.sequence(),
+                        "trust list read back from the data directory"
+                    );
                 }
-                Err(e) => tracing::warn!(error = %e, file = %path.display(), "ignoring the kept trust list"),
+                Err(e) => {
+                    tracing::warn!(error = %e, file = %path.display(), "ignoring the kept trust list")
+                }
             }
         }
         Self { trust, path }
@@ -85,5 +90,58 @@ impl TrustCache {
         let sequence = next.sequence();
         self.trust.install(Arc::new(next))?;
         Ok(sequence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use tessera_certs::authority::{AuthorityDir, InitOptions};
+    use tessera_core::TrustAnchor;
+
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn a_rollback_is_refused_before_and_after_a_restart_and_changes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut authority = AuthorityDir::init(
+            &tmp.path().join("authority"),
+            &InitOptions {
+                name: "Test Authority".into(),
+                sunset_at: NOW + 365 * 86_400,
+            },
+            NOW,
+        )
+        .unwrap();
+        let (one, list1) = authority.publish(NOW, 86_400).unwrap();
+        let (two, list2) = authority.publish(NOW + 1, 86_400).unwrap();
+        assert!(two > one);
+        let root = TrustAnchor::from_der(
+            &tessera_certs::keys::read_cert(&tmp.path().join("authority/root/root.crt")).unwrap(),
+        )
+        .unwrap();
+        let data = tmp.path().join("station");
+        files::prepare(&data).unwrap();
+        let state = || Arc::new(TrustState::new(root.clone()).unwrap());
+
+        let cache = TrustCache::open(state(), &data);
+        assert_eq!(cache.install(&list2, NOW + 2).unwrap(), two);
+        let refused = cache.install(&list1, NOW + 2).unwrap_err();
+        assert!(matches!(
+            refused,
+            InstallError::List(TrustListError::Rollback { .. })
+        ));
+        assert_eq!(cache.current().unwrap().sequence(), two);
+        assert_eq!(std::fs::read(data.join(files::TRUST_CACHE)).unwrap(), list2);
+
+        // A restart reads the highest sequence back and refuses the older
+        // list as before; bytes that are no list are refused too.
+        let restarted = TrustCache::open(state(), &data);
+        assert_eq!(restarted.current().unwrap().sequence(), two);
+        assert!(restarted.install(&list1, NOW + 3).is_err());
+        assert!(restarted.install(b"not a list", NOW + 3).is_err());
+        assert_eq!(std::fs::read(data.join(files::TRUST_CACHE)).unwrap(), list2);
     }
 }

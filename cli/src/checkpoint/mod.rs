@@ -31,7 +31,9 @@ Prints the station certificate's SHA-256 fingerprint and a pairing URL
     Devices(DataArg),
     /// Revoke a paired device (or every one): its next check is refused,
     /// without a restart.
-    #[command(after_help = "Example:\n  tessera checkpoint unpair --data ./station 3f9a01c2\n  tessera checkpoint unpair --data ./station --all")]
+    #[command(
+        after_help = "Example:\n  tessera checkpoint unpair --data ./station 3f9a01c2\n  tessera checkpoint unpair --data ./station --all"
+    )]
     Unpair(UnpairArgs),
 }
 

@@ -34,9 +34,15 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
-        let port = listener.local_addr().context("reading the bound address")?.port();
+        let port = listener
+            .local_addr()
+            .context("reading the bound address")?
+            .port();
         let (url, pairing) = station.announce(port)?;
-        outln!("checkpoint station listening on {url} (gateway {})", args.gateway);
+        outln!(
+            "checkpoint station listening on {url} (gateway {})",
+            args.gateway
+        );
         let kind = if station.self_signed() {
             "self-signed, accept it on each device or install it"
         } else {
@@ -44,7 +50,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         outln!("  certificate SHA-256 {} ({kind})", station.fingerprint());
         outln!("  pair a device: {pairing}");
-        outln!("  (one device, once, within 10 minutes; `tessera checkpoint pair --data {}` makes another)", args.data.display());
+        outln!(
+            "  (one device, once, within 10 minutes; `tessera checkpoint pair --data {}` makes another)",
+            args.data.display()
+        );
         let metrics = match args.metrics_listen {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)
