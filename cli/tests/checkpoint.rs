@@ -12,11 +12,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{federation_up, free_port, id, issue_hangzhou_badge, ok, tessera, wait_until};
+use common::{
+    checkpoint_serve, federation_up, issue_hangzhou_badge, ok, pairing_code, tessera, wait_until,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use tessera_core::{Role, TrustAnchor};
@@ -129,26 +130,6 @@ impl Station {
     }
 }
 
-/// A new pairing code from `tessera checkpoint pair`.
-fn new_code(data: &Path, port: u16) -> String {
-    let out = ok(&["checkpoint", "pair", "--data", data.to_str().unwrap()]);
-    let url = out.lines().next().unwrap();
-    assert!(
-        url.starts_with(&format!("https://127.0.0.1:{port}/#pair=")),
-        "{out}"
-    );
-    url.rsplit('=').next().unwrap().to_owned()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The gateway's own trust list bytes, asked as the checkpoint.
 fn gateways_list(layout: &serde_json::Value) -> Vec<u8> {
     let bundle = Path::new(layout["checkpoint"].as_str().unwrap());
@@ -171,68 +152,14 @@ fn gateways_list(layout: &serde_json::Value) -> Vec<u8> {
     })
 }
 
-/// Hangzhou's operator stores a positive test for resident 7, whose badge
-/// the node then revokes.
-fn positive_test(layout: &serde_json::Value) {
-    let hangzhou = &layout["cities"][0];
-    let bundle = Path::new(hangzhou["operator"].as_str().unwrap());
-    let root = tessera_certs::keys::read_cert(&bundle.join("root.crt")).unwrap();
-    let trust = Arc::new(TrustState::new(TrustAnchor::from_der(&root).unwrap()).unwrap());
-    let identity =
-        TlsIdentity::from_files(&bundle.join("operator.crt"), &bundle.join("operator.key"))
-            .unwrap();
-    let config = tls::client_config(&identity, trust, Role::CityNode).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let channel = grpc::channel(hangzhou["node"].as_str().unwrap(), config).unwrap();
-        let mut client = pb::city_node_client::CityNodeClient::new(channel);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let ack = client
-            .ingest_records(pb::IngestRequest {
-                records: vec![pb::Record {
-                    record_id: "checkpoint-test-positive".into(),
-                    national_id: id(7),
-                    kind: Some(pb::record::Kind::Test(pb::TestResult {
-                        kind: pb::TestKind::Pcr as i32,
-                        positive: true,
-                        sampled_at: now - 60,
-                        lab: "LAB-01".into(),
-                    })),
-                }],
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(ack.revoked, 1, "{ack:?}");
-    });
-}
-
 #[test]
 fn a_paired_device_gets_the_gateways_verdicts_and_nobody_else_does() {
     let dir = tempfile::tempdir().unwrap();
     let (mut federation, layout) =
         federation_up(&dir.path().join("fed"), &dir.path().join("fed.log"));
     let data = dir.path().join("station");
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["checkpoint", "serve", "--bundle"])
-        .arg(layout["checkpoint"].as_str().unwrap())
-        .args(["--gateway", layout["gateway"].as_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
-        .arg(&data)
-        .args(["--refresh-secs", "1"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("station.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let _station_process = Killed(child);
-    wait_until("the station to listen", Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && data.join("station.crt").exists()
-    });
+    let (_station_process, port) =
+        checkpoint_serve(&layout, &data, &dir.path().join("station.log"));
     let station = Station::new(&data, port);
 
     // The trust list, once followed, is the gateway's byte for byte.
@@ -260,7 +187,7 @@ fn a_paired_device_gets_the_gateways_verdicts_and_nobody_else_does() {
             .unwrap()
             .contains("unknown or was used")
     );
-    let code = new_code(&data, port);
+    let code = pairing_code(&data, port);
     let paired = station.pair(&code);
     assert_eq!(paired.status, 200, "{}", paired.head);
     let token = paired.json()["token"].as_str().unwrap().to_owned();
@@ -305,7 +232,7 @@ fn a_paired_device_gets_the_gateways_verdicts_and_nobody_else_does() {
 
     // The city revokes the badge: the next checks say so (the gateway
     // caches a status for a few seconds).
-    positive_test(&layout);
+    common::positive_test(&layout, 7);
     wait_until(
         "REVOKED through the station",
         Duration::from_secs(30),
@@ -326,7 +253,7 @@ fn a_paired_device_gets_the_gateways_verdicts_and_nobody_else_does() {
 
     // With the gateway gone, a check is 503: the app shows its offline
     // verdict with the status not asked.
-    let token = station.pair(&new_code(&data, port)).json()["token"]
+    let token = station.pair(&pairing_code(&data, port)).json()["token"]
         .as_str()
         .unwrap()
         .to_owned();
