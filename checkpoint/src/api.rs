@@ -138,7 +138,7 @@ impl Api {
             }
             "/api/station" if read_only => match self.authorised(&request) {
                 Ok(()) => self.station(),
-                Err(r) => r,
+                Err(r) => *r,
             },
             "/api/pair" if method == Method::POST => self.pair(request).await,
             "/api/verify" if method == Method::POST => self.verify(request).await,
@@ -206,7 +206,7 @@ impl Api {
 
     /// Whether the request carries the token of a paired device; else the
     /// 401 to send.
-    fn authorised<B>(&self, request: &Request<B>) -> Result<(), Reply> {
+    fn authorised<B>(&self, request: &Request<B>) -> Result<(), Box<Reply>> {
         let token = request
             .headers()
             .get("authorization")
@@ -226,7 +226,7 @@ impl Api {
         let mut r = error(StatusCode::UNAUTHORIZED, why);
         r.headers_mut()
             .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-        Err(r)
+        Err(Box::new(r))
     }
 
     fn station(&self) -> Reply {
@@ -241,7 +241,7 @@ impl Api {
     }
 
     /// The body as `T`, or the reply that says why not.
-    async fn body<T>(&self, request: Request<Incoming>, what: &str) -> Result<T, Reply>
+    async fn body<T>(&self, request: Request<Incoming>, what: &str) -> Result<T, Box<Reply>>
     where
         T: serde::de::DeserializeOwned,
     {
@@ -249,17 +249,17 @@ impl Api {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {
                 self.counters.refused("too_large");
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     &format!("a request body here is at most {MAX_BODY} bytes"),
-                ));
+                )));
             }
             Err(BodyError::Unreadable) => {
                 self.counters.refused("bad_request");
-                return Err(error(
+                return Err(Box::new(error(
                     StatusCode::BAD_REQUEST,
                     "the request body did not arrive whole in time",
-                ));
+                )));
             }
         };
         serde_json::from_slice(&bytes).map_err(|e| {
@@ -271,21 +271,21 @@ impl Api {
             } else {
                 "JSON:"
             };
-            error(
+            Box::new(error(
                 StatusCode::BAD_REQUEST,
                 &format!(
                     "the body must be {kind} {what} (line {}, column {})",
                     e.line(),
                     e.column()
                 ),
-            )
+            ))
         })
     }
 
     async fn pair(&self, request: Request<Incoming>) -> Reply {
         let body: PairBody = match self.body(request, "\"code\": string").await {
             Ok(b) => b,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let devices = self.devices.clone();
         let now = (self.now)();
@@ -317,11 +317,11 @@ impl Api {
 
     async fn verify(&self, request: Request<Incoming>) -> Reply {
         if let Err(r) = self.authorised(&request) {
-            return r;
+            return *r;
         }
         let body: VerifyBody = match self.body(request, "\"qr_text\": string").await {
             Ok(b) => b,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         match self.gateway.verify(&body.qr_text, (self.now)()).await {
             Ok(v) => {
