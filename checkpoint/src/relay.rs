@@ -33,6 +33,7 @@ pub enum RelayError {
 /// The gateway, over one channel.
 #[derive(Debug, Clone)]
 pub struct Gateway {
+    channel: Channel,
     client: GatewayClient<Channel>,
     address: String,
     connected: Arc<AtomicBool>,
@@ -50,10 +51,16 @@ impl Gateway {
         let config = tls::client_config(identity, trust, Role::Gateway)?;
         let channel = grpc::keepalive_channel(address, config, KEEPALIVE)?;
         Ok(Self {
-            client: GatewayClient::new(channel).max_decoding_message_size(MAX_LIST_BYTES),
+            client: GatewayClient::new(channel.clone()).max_decoding_message_size(MAX_LIST_BYTES),
+            channel,
             address: address.to_owned(),
             connected: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The one channel to the gateway, for the trust-list watch to share.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 
     /// The gateway's address.

@@ -78,7 +78,6 @@ pub enum StartError {
 /// A station ready to serve.
 pub struct Station {
     api: Api,
-    identity: TlsIdentity,
     settings: Settings,
     config: Arc<rustls::ServerConfig>,
     fingerprint: String,
@@ -145,7 +144,6 @@ impl Station {
         };
         Ok(Self {
             api,
-            identity,
             settings,
             config,
             fingerprint,
@@ -196,13 +194,14 @@ impl Station {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), StartError> {
-        let follower = Follower::new(
-            &self.identity,
+        // The watch shares the checks' one connection to the gateway.
+        let follower = Follower::sharing(
+            self.api.gateway.channel(),
             Arc::clone(self.api.cache.trust()),
             &self.settings.gateway,
             self.settings.refresh,
             self.settings.refresh,
-        )?;
+        );
         let cache = self.api.cache.clone();
         let following = async move {
             let never = follower

@@ -4,7 +4,7 @@
 //! mutual-TLS connection to the gateway (a valid badge is VALID, one its
 //! city revoked REVOKED), requests without a paired token, too large or not
 //! JSON are refused with 401, 413 and 400, the trust list served is the
-//! gateway's byte for byte, an unpaired device is refused at once, and with
+//! gateway's byte for byte (a newly published one too, kept on disk), an unpaired device is refused at once, and with
 //! the gateway gone a check is 503 (the app then shows its offline verdict).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
@@ -237,6 +237,31 @@ fn a_paired_device_gets_the_gateways_verdicts_and_nobody_else_does() {
         "REVOKED through the station",
         Duration::from_secs(30),
         || station.verify(Some(&token), &badge).json()["outcome"] == "REVOKED",
+    );
+
+    // A list published at the gateway reaches the station (its watch shares
+    // the checks' connection), byte for byte again.
+    ok(&[
+        "authority",
+        "trust-list",
+        "publish",
+        "--dir",
+        layout["authority"].as_str().unwrap(),
+        "--gateway",
+        layout["gateway"].as_str().unwrap(),
+    ]);
+    let newer = wait_until(
+        "trust list 2 at the station",
+        Duration::from_secs(30),
+        || {
+            let a = station.get("/api/trust-list", None);
+            a.head.contains("x-tessera-sequence: 2").then_some(a)
+        },
+    );
+    assert_eq!(newer.body, gateways_list(&layout));
+    assert_eq!(
+        std::fs::read(data.join("trust-list.tsl")).unwrap(),
+        newer.body
     );
 
     // Unpairing takes effect at the next request.
