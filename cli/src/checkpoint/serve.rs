@@ -49,6 +49,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "from --tls-cert"
         };
         outln!("  certificate SHA-256 {} ({kind})", station.fingerprint());
+        if tessera_checkpoint::assets::count() == 0 {
+            eprintln!(
+                "warning: this build embeds no scanner app (web/dist was absent when it was built): only the API is served"
+            );
+        }
         outln!("  pair a device: {pairing}");
         outln!(
             "  (one device, once, within 10 minutes; `tessera checkpoint pair --data {}` makes another)",
