@@ -4,15 +4,24 @@
 // /api/ requests are never answered from here.
 const SHELL = "tessera-shell-v1";
 
-async function precache() {
+/** Keeps index.html (the response given, or a fresh one) and every hashed
+ *  asset it names that is not kept yet (assets never change). */
+async function precache(given) {
   const cache = await caches.open(SHELL);
-  const res = await fetch("/", { cache: "no-store" });
+  const res = given ?? (await fetch("/", { cache: "no-store" }));
   if (!res.ok) return;
   const html = await res.clone().text();
   await cache.put("/", res);
-  const assets = new Set(["/manifest.webmanifest"]);
-  for (const m of html.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)) assets.add(m[1]);
-  await cache.addAll([...assets]);
+  const wanted = new Set(["/manifest.webmanifest"]);
+  for (const m of html.matchAll(/(?:src|href)="(\/assets\/[^"]+)"/g)) wanted.add(m[1]);
+  const missing = [];
+  for (const url of wanted) if (url === "/manifest.webmanifest" || !(await cache.match(url))) missing.push(url);
+  await cache.addAll(missing);
+  // Assets of an older build are no longer named: drop them.
+  for (const req of await cache.keys()) {
+    const path = new URL(req.url).pathname;
+    if (path.startsWith("/assets/") && !wanted.has(path)) await cache.delete(req);
+  }
 }
 
 self.addEventListener("install", (event) => {
@@ -37,12 +46,8 @@ self.addEventListener("fetch", (event) => {
       (async () => {
         try {
           const res = await fetch(event.request, { signal: AbortSignal.timeout(3000) });
-          if (res.ok) {
-            const copy = res.clone();
-            caches.open(SHELL).then((c) => c.put("/", copy)).catch(() => undefined);
-            // A new index.html names new assets: fetch them for next time.
-            precache().catch(() => undefined);
-          }
+          // A new index.html may name new assets: keep them for next time.
+          if (res.ok) precache(res.clone()).catch(() => undefined);
           return res;
         } catch {
           return (await caches.match("/")) ?? Response.error();

@@ -90,7 +90,7 @@ function renderBar(): void {
   const listState = $("list-state");
   const now = Number(nowSeconds());
   listState.className = "";
-  if (trust.sunset && trust.list === undefined) {
+  if ((trust.sunset && trust.list === undefined) || (trust.list !== undefined && freshness(trust.list, nowSeconds()) === "sunset")) {
     listState.textContent = s.sunset;
     listState.className = "bad";
   } else if (trust.list === undefined) {
@@ -185,6 +185,7 @@ function showVerdict(offline: Result, online: Online | null): void {
   const validUntil = online?.valid_until || (offline.validUntil !== undefined ? Number(offline.validUntil) : 0);
   const el = document.createElement("section");
   el.id = "verdict";
+  el.setAttribute("role", "alert");
   el.dataset.outcome = outcome;
   el.dataset.online = online === null ? "not-asked" : "asked";
   el.className = `o-${outcome}` + (outcome === "VALID" ? ` c-${colour || "GREEN"}` : "");
