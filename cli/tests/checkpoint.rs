@@ -3,7 +3,7 @@
 //! code is refused), its online checks are relayed over the station's
 //! mutual-TLS connection to the gateway (a valid badge is VALID, one its
 //! city revoked REVOKED), requests without a paired token, too large or not
-//! JSON are refused with 401, 413 and 400, the trust list served is the
+//! JSON are refused with 401, 413 and 400 (an unknown path 404, a long one 414, an oversized head 431), the trust list served is the
 //! gateway's byte for byte (a newly published one too, kept on disk), an unpaired device is refused at once, and with
 //! the gateway gone a check is 503 (the app then shows its offline verdict).
 
@@ -212,6 +212,17 @@ fn a_paired_device_gets_the_gateways_verdicts_and_nobody_else_does() {
     assert_eq!(station.post("/api/verify", Some(&token), b"{}").status, 400);
     assert_eq!(station.get("/api/verify", Some(&token)).status, 405);
     assert_eq!(station.get("/api/station", None).status, 401);
+    assert_eq!(station.get("/api/nothing", None).status, 404);
+    assert_eq!(
+        station.get(&format!("/{}", "a".repeat(600)), None).status,
+        414
+    );
+    assert_eq!(station.post("/index.html", None, b"{}").status, 405);
+    let huge_head = format!(
+        "GET / HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\nconnection: close\r\n\r\n",
+        "a".repeat(9000)
+    );
+    assert_eq!(station.send(huge_head.as_bytes()).status, 431);
 
     // A valid badge, relayed.
     let valid = station.verify(Some(&token), &badge);
