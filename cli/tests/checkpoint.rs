@@ -3,9 +3,11 @@
 //! code is refused), its online checks are relayed over the station's
 //! mutual-TLS connection to the gateway (a valid badge is VALID, one its
 //! city revoked REVOKED), requests without a paired token, too large or not
-//! JSON are refused with 401, 413 and 400 (an unknown path 404, a long one 414, an oversized head 431), the trust list served is the
-//! gateway's byte for byte (a newly published one too, kept on disk), an unpaired device is refused at once, and with
-//! the gateway gone a check is 503 (the app then shows its offline verdict).
+//! JSON are refused with 401, 413 and 400 (an unknown path 404, a long one
+//! 414, an oversized head 431), the trust list served is the gateway's byte
+//! for byte (a newly published one too, kept on disk), an unpaired device is
+//! refused at once, and with the gateway gone a check is 503 (the app then
+//! shows its offline verdict).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code
 
