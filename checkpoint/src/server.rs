@@ -139,7 +139,7 @@ impl Station {
             cache,
             gateway,
             counters,
-            station: identity.identity().to_string(),
+            station: station_name(&identity),
             now: Arc::new(unix_now),
         };
         Ok(Self {
@@ -293,6 +293,16 @@ async fn accept_loop(
             let _ = tokio::time::timeout(CONNECTION, conn).await;
         });
     }
+}
+
+/// The station's name for its devices: the checkpoint certificate's
+/// display name, or its identity when it has none.
+fn station_name(identity: &TlsIdentity) -> String {
+    tessera_core::CertInfo::parse(&identity.certificate_der())
+        .ok()
+        .map(|c| c.common_name().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| identity.identity().to_string())
 }
 
 /// The address devices dial when the station listens on `listen`: its IP,

@@ -236,6 +236,7 @@ fn a_paired_device_gets_the_gateways_verdicts_and_nobody_else_does() {
     assert!(v["valid_until"].as_i64().unwrap() > 0);
     let s = station.get("/api/station", Some(&token)).json();
     assert_eq!(s["gateway"], "connected", "{s}");
+    assert_eq!(s["station"], "Wuhan railway station", "{s}");
     assert_eq!(s["trust_list_sequence"], 1);
     // Text that is no badge: MALFORMED, as everywhere else.
     assert_eq!(
