@@ -50,6 +50,10 @@ pub struct Layout {
     /// federations created before it existed.
     #[serde(default)]
     pub public: Option<SocketAddr>,
+    /// The checkpoint station's scanner (HTTPS) that `federation up` runs;
+    /// absent in federations created before it existed.
+    #[serde(default)]
+    pub scanner: Option<SocketAddr>,
 }
 
 /// One city of a federation.
@@ -78,6 +82,9 @@ pub struct Federation {
     pub layout: Layout,
     servers: Vec<Server>,
     gateway: Option<Server>,
+    /// The scanner's listener, for `federation up` to serve a checkpoint
+    /// station on (the demo leaves it unused).
+    pub scanner: Option<TcpListener>,
     /// The gateway's verifier, replaced when the gateway is loaded afresh
     /// after a full disk.
     verifier: std::sync::Arc<
@@ -153,6 +160,9 @@ impl Layout {
         // The gateway's public copy, after the nodes' ports.
         listeners.push(bind(port(1)).await?);
         let public = listeners.last().map(addr).transpose()?;
+        // The checkpoint station's scanner, after the public copy.
+        listeners.push(bind(port(2)).await?);
+        let scanner = listeners.last().map(addr).transpose()?;
         let checkpoint =
             authority.enrol_verifier(ProvinceCode::new(CHECKPOINT.0)?, CHECKPOINT.1, now)?;
         let (_, list) = authority.publish(now, 24 * 3600)?;
@@ -175,6 +185,7 @@ impl Layout {
             checkpoint: checkpoint.dir,
             trust_list,
             public,
+            scanner,
         };
         std::fs::write(dir.join(STATE), serde_json::to_string_pretty(&layout)?)?;
         Ok((layout, listeners))
@@ -190,6 +201,9 @@ impl Layout {
             listeners.push(bind(c.node.port()).await?);
         }
         if let Some(p) = layout.public {
+            listeners.push(bind(p.port()).await?);
+        }
+        if let Some(p) = layout.scanner {
             listeners.push(bind(p.port()).await?);
         }
         Ok((layout, listeners))
@@ -212,7 +226,12 @@ impl Federation {
             layout,
             servers: vec![],
             gateway: None,
+            scanner: None,
             verifier: Default::default(),
+        };
+        fed.scanner = match fed.layout.scanner {
+            Some(_) => listeners.pop(),
+            None => None,
         };
         let public = match fed.layout.public {
             Some(_) => listeners.pop(),
@@ -336,7 +355,23 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         } else {
             Layout::create(&args.dir, args.base_port, "cache_ttl_ms = 5000").await?
         };
-        let fed = Federation::start(layout, listeners).await?;
+        let mut fed = Federation::start(layout, listeners).await?;
+        let (stop_scanner, scanner_stopped) = oneshot::channel::<()>();
+        let scanner = match fed.scanner.take() {
+            Some(listener) => Some(
+                crate::checkpoint::start_for_federation(
+                    &fed.layout.checkpoint,
+                    &fed.layout.gateway.to_string(),
+                    listener,
+                    &args.dir.join("checkpoint-data"),
+                    async move {
+                        let _ = scanner_stopped.await;
+                    },
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let l = &fed.layout;
         outln!(
             "Local federation running in {} (Ctrl-C stops it)",
@@ -361,8 +396,13 @@ pub fn up(args: UpArgs) -> anyhow::Result<()> {
         if let Some(p) = l.public {
             outln!("  public copy https://{p}/ (no certificate; policies and trust list)");
         }
+        if let Some((url, pairing, fingerprint)) = &scanner {
+            outln!("  scanner     {url} (checkpoint station; certificate SHA-256 {fingerprint})");
+            outln!("  pair        {pairing}");
+        }
         outln!("  authority   {}", l.authority.display());
         crate::node::shutdown_signal().await;
+        let _ = stop_scanner.send(());
         fed.stop_all().await?;
         outln!("federation stopped; stores flushed");
         Ok(())

@@ -7,6 +7,7 @@ mod out;
 mod authority;
 mod badge;
 mod bench;
+mod checkpoint;
 mod creds;
 mod demo;
 mod federation;
@@ -93,6 +94,9 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// A checkpoint's check of a badge, offline or through the gateway.
     Verify(verify::VerifyArgs),
+    /// A checkpoint station: the scanner app for its devices, and pairing.
+    #[command(subcommand)]
+    Checkpoint(checkpoint::CheckpointCommand),
     /// Keep an offline copy of the trust list in force at the gateway.
     #[command(subcommand)]
     TrustList(trust::TrustListCommand),
@@ -227,6 +231,7 @@ fn serves(command: &Command) -> bool {
         Command::Node(node::NodeCommand::Run { .. })
             | Command::Gateway(gateway::GatewayCommand::Run { .. })
             | Command::Federation(FederationCommand::Up(_))
+            | Command::Checkpoint(checkpoint::CheckpointCommand::Serve(_))
     )
 }
 
@@ -244,6 +249,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Gateway(cmd) => gateway::run(cmd),
         Command::Badge(cmd) => badge::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Checkpoint(cmd) => checkpoint::run(cmd),
         Command::TrustList(cmd) => trust::run(cmd),
         Command::Federation(FederationCommand::Up(args)) => federation::up(args),
         Command::Bench(args) => bench::run(args),

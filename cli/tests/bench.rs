@@ -45,6 +45,8 @@ fn every_scenario_runs_briefly_without_failed_calls() {
         "issue (",
         "idle mTLS connections",
         "full mTLS handshakes",
+        "gateway Verify over one connection (D1)",
+        "checkpoint serve /api/verify",
     ] {
         let row = rows
             .iter()
@@ -54,7 +56,7 @@ fn every_scenario_runs_briefly_without_failed_calls() {
         assert_eq!(row["errors"], 0, "{row}");
     }
     let measured = rows.iter().filter(|r| r["calls"].as_u64().unwrap() > 0);
-    assert_eq!(measured.count(), 8, "{out}");
+    assert_eq!(measured.count(), 10, "{out}");
     let targets = report["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 11, "{out}");
     let notes = report["notes"].as_array().unwrap();
@@ -170,6 +172,7 @@ fn help_documents_every_scenario() {
         "issue",
         "idle-connections",
         "stream-flood",
+        "checkpoint",
         "all",
         "soak",
     ] {

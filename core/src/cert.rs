@@ -181,6 +181,7 @@ pub struct CertInfo {
     subject: Vec<u8>,
     issuer: Vec<u8>,
     hosts: Vec<String>,
+    common_name: String,
 }
 
 impl std::fmt::Debug for CertInfo {
@@ -232,6 +233,12 @@ impl CertInfo {
     /// End of validity, Unix seconds.
     pub fn not_after(&self) -> i64 {
         self.not_after
+    }
+    /// The subject's common name (the display name given at enrolment,
+    /// e.g. "Wuhan railway station"); empty when it has none. For people to
+    /// read only: never decide anything on it.
+    pub fn common_name(&self) -> &str {
+        &self.common_name
     }
     /// The host names (DNS names, lower case) and IP addresses the
     /// certificate names in its subjectAltName, in order.
@@ -467,6 +474,13 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
         subject: cert.subject().as_raw().to_vec(),
         issuer: cert.issuer().as_raw().to_vec(),
         hosts,
+        common_name: cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
     };
     Ok((info, cert.tbs_certificate.as_ref().to_vec(), signature))
 }

@@ -1,5 +1,7 @@
 //! Following a gateway's trust list: the loop a city node runs against its
-//! gateway, and a gateway against the peer gateway it follows.
+//! gateway, a gateway against the peer gateway it follows, and a checkpoint
+//! station on the one channel it also relays checks on
+//! ([`Follower::sharing`]).
 //!
 //! The follower connects with its own certificate (the peer must be a
 //! gateway, named by the address dialled) and opens `WatchTrustList` with the
@@ -50,7 +52,10 @@ pub enum FollowError {
 #[derive(Debug, Clone)]
 pub struct Follower {
     peer: String,
-    config: Arc<rustls::ClientConfig>,
+    /// How to open a fresh connection after a failure; `None` for a
+    /// follower on a channel it shares ([`Follower::sharing`]), which
+    /// reconnects by itself.
+    config: Option<Arc<rustls::ClientConfig>>,
     client: GatewayClient<Channel>,
     trust: Arc<TrustState>,
     refresh: Duration,
@@ -80,12 +85,33 @@ impl Follower {
         let client = connect(peer, Arc::clone(&config))?;
         Ok(Self {
             peer: peer.to_owned(),
-            config,
+            config: Some(config),
             client,
             trust,
             refresh,
             retry,
         })
+    }
+
+    /// A follower of the gateway at `peer` over `channel`, a connection the
+    /// caller also makes other calls on (a checkpoint station's one channel
+    /// to its gateway, built with [`grpc::keepalive_channel`]). After a
+    /// failure it waits `retry` and watches again on the same channel.
+    pub fn sharing(
+        channel: Channel,
+        trust: Arc<TrustState>,
+        peer: &str,
+        refresh: Duration,
+        retry: Duration,
+    ) -> Self {
+        Self {
+            peer: peer.to_owned(),
+            config: None,
+            client: GatewayClient::new(channel).max_decoding_message_size(MAX_LIST_BYTES),
+            trust,
+            refresh,
+            retry,
+        }
     }
 
     /// The gateway followed.
@@ -117,7 +143,9 @@ impl Follower {
                     // carry a certificate since renewed and then revoked,
                     // which the peer refuses on every call while the
                     // keepalive holds the connection open for ever.
-                    if let Ok(fresh) = connect(&self.peer, Arc::clone(&self.config)) {
+                    if let Some(config) = &self.config
+                        && let Ok(fresh) = connect(&self.peer, Arc::clone(config))
+                    {
                         client = fresh;
                     }
                 }

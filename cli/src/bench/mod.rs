@@ -13,6 +13,7 @@ mod load;
 mod report;
 mod scenarios;
 mod soak;
+mod station;
 
 use std::time::Duration;
 
@@ -53,6 +54,10 @@ pub enum Scenario {
     /// Full mutual-TLS handshakes per second: each call a new connection to
     /// the gateway (no session resumption) and one WhoAmI.
     Handshake,
+    /// `checkpoint serve`: POST /api/verify from --concurrency HTTPS
+    /// devices, relayed over the station's one gateway connection, beside
+    /// the gateway's Verify over one connection (D1), relay on.
+    Checkpoint,
     /// Every scenario above, one after the other (not soak).
     All,
     /// Relay at half its maximum throughput for --soak (10 minutes by
@@ -212,6 +217,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::IdleConnections,
                 Scenario::StreamFlood,
                 Scenario::Handshake,
+                Scenario::Checkpoint,
             ],
             Scenario::Echo => &[],
             ref one => std::slice::from_ref(one),
@@ -227,6 +233,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::StreamFlood => flood::stream_flood(args.streams, &mut report).await?,
                 Scenario::Handshake => handshake::handshake(&args, e, &mut report).await?,
                 Scenario::Soak => soak::soak(&args, &mut report).await?,
+                Scenario::Checkpoint => station::checkpoint(&args, e, &mut report).await?,
                 Scenario::Echo | Scenario::All => {}
             }
         }

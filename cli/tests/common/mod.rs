@@ -261,6 +261,11 @@ pub fn federation_up(dir: &std::path::Path, log: &std::path::Path) -> (Running, 
 /// federation started by [`federation_up`], for a badge for resident 7, and
 /// returns the badge's QR text.
 pub fn issue_hangzhou_badge(layout: &serde_json::Value) -> String {
+    issue_hangzhou_badge_for(layout, 7)
+}
+
+/// [`issue_hangzhou_badge`] for resident `n`.
+pub fn issue_hangzhou_badge_for(layout: &serde_json::Value, n: u32) -> String {
     let hangzhou = &layout["cities"][0];
     assert_eq!(hangzhou["code"], 330_100);
     let issued = ok(&[
@@ -271,7 +276,7 @@ pub fn issue_hangzhou_badge(layout: &serde_json::Value) -> String {
         "--bundle",
         hangzhou["operator"].as_str().unwrap(),
         "--id",
-        &id(7),
+        &id(n),
         "--name",
         "李华",
     ]);
@@ -280,4 +285,85 @@ pub fn issue_hangzhou_badge(layout: &serde_json::Value) -> String {
         .find(|l| l.starts_with("TB1:"))
         .unwrap_or_else(|| panic!("no TB1: line in\n{issued}"))
         .to_owned()
+}
+
+/// Hangzhou's operator stores a positive test for resident `n` in a
+/// federation started by [`federation_up`]; the node revokes the resident's
+/// badge at once.
+pub fn positive_test(layout: &serde_json::Value, n: u32) {
+    use tessera_proto::v1 as pb;
+    let hangzhou = &layout["cities"][0];
+    let bundle = std::path::Path::new(hangzhou["operator"].as_str().unwrap());
+    tls::install_default_provider();
+    let root = tessera_certs::keys::read_cert(&bundle.join("root.crt")).unwrap();
+    let trust = Arc::new(TrustState::new(TrustAnchor::from_der(&root).unwrap()).unwrap());
+    let identity =
+        TlsIdentity::from_files(&bundle.join("operator.crt"), &bundle.join("operator.key"))
+            .unwrap();
+    let config = tls::client_config(&identity, trust, Role::CityNode).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let channel = grpc::channel(hangzhou["node"].as_str().unwrap(), config).unwrap();
+        let mut client = CityNodeClient::new(channel);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let ack = client
+            .ingest_records(pb::IngestRequest {
+                records: vec![pb::Record {
+                    record_id: format!("positive-{n}"),
+                    national_id: id(n),
+                    kind: Some(pb::record::Kind::Test(pb::TestResult {
+                        kind: pb::TestKind::Pcr as i32,
+                        positive: true,
+                        sampled_at: now - 60,
+                        lab: "LAB-01".into(),
+                    })),
+                }],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(ack.revoked, 1, "{ack:?}");
+    });
+}
+
+/// Runs `tessera checkpoint serve` against the gateway of a federation
+/// started by [`federation_up`], with its data in `data`, on a free port;
+/// waits until it listens. Returns the process (killed on drop) and port.
+pub fn checkpoint_serve(
+    layout: &serde_json::Value,
+    data: &std::path::Path,
+    log: &std::path::Path,
+) -> (Running, u16) {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["checkpoint", "serve", "--bundle"])
+        .arg(layout["checkpoint"].as_str().unwrap())
+        .args(["--gateway", layout["gateway"].as_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(data)
+        .args(["--refresh-secs", "1"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let running = Running(Some(child));
+    wait_until("the station to listen", Duration::from_secs(30), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok() && data.join("station-url").exists()
+    });
+    (running, port)
+}
+
+/// A new pairing code from `tessera checkpoint pair` for the station on
+/// `data`, listening on `port`.
+pub fn pairing_code(data: &std::path::Path, port: u16) -> String {
+    let out = ok(&["checkpoint", "pair", "--data", data.to_str().unwrap()]);
+    let url = out.lines().next().unwrap();
+    assert!(
+        url.starts_with(&format!("https://127.0.0.1:{port}/#pair=")),
+        "{out}"
+    );
+    url.rsplit('=').next().unwrap().to_owned()
 }
