@@ -188,7 +188,8 @@ function showVerdict(offline: Result, online: Online | null): void {
   el.setAttribute("role", "alert");
   el.dataset.outcome = outcome;
   el.dataset.online = online === null ? "not-asked" : "asked";
-  el.className = `o-${outcome}` + (outcome === "VALID" ? ` c-${colour || "GREEN"}` : "");
+  el.className =
+    `o-${outcome}` + (outcome === "VALID" ? ` c-${colour || "GREEN"}` : "") + (online === null ? " not-asked" : "");
   const add = (tag: string, cls: string, text: string) => {
     const e = document.createElement(tag);
     e.className = cls;
@@ -217,7 +218,9 @@ function showVerdict(offline: Result, online: Online | null): void {
   if (validUntil > 0) add("div", "until", `${s.validUntil}: ${fmtTime(validUntil)}`);
   const issuer = online?.issuer_name || offline.issuerName;
   if (issuer) add("div", "issuer", `${s.issuer}: ${issuer}`);
-  add("div", "online", online === null ? s.statusNotAsked : s.statusAsked);
+  // An offline verdict must not read like a checked one at a glance: the
+  // status line becomes an amber banner and the screen gets an amber frame.
+  add("div", online === null ? "online not-asked" : "online", online === null ? s.statusNotAsked : s.statusAsked);
   if (outcome !== "VALID") add("div", "reason", `${s.reason}: ${online?.reason ?? offline.reason}`);
   const next = document.createElement("button");
   next.id = "next";
