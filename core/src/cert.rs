@@ -32,6 +32,7 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
+use x509_parser::x509::X509Version;
 
 use crate::identity::{Identity, IdentityError, Role, URI_PREFIX};
 use crate::ids::KeyId;
@@ -353,6 +354,10 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
             )));
         }
     }
+    if cert.version() != X509Version::V3 {
+        return Err(CertError::Malformed("not an X.509 v3 certificate".into()));
+    }
+    strict_tbs(cert.tbs_certificate.as_ref()).map_err(CertError::Malformed)?;
     let signature_der = cert.signature_value.data.as_ref();
     let signature = p256::ecdsa::Signature::from_der(signature_der)
         .map_err(|_| CertError::Malformed("signature is not an ECDSA-Sig-Value".into()))?;
@@ -483,6 +488,114 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
             .to_owned(),
     };
     Ok((info, cert.tbs_certificate.as_ref().to_vec(), signature))
+}
+
+/// One DER value: identifier octet and contents, read strictly (K1).
+struct Tlv<'a> {
+    tag: u8,
+    body: &'a [u8],
+}
+
+/// Reads the DER values that fill `bytes`: low tag numbers, definite
+/// lengths in the fewest octets, each value inside its parent.
+fn der_values(mut bytes: &[u8]) -> Result<Vec<Tlv<'_>>, String> {
+    let mut out = vec![];
+    while let [tag, first, rest @ ..] = bytes {
+        if tag & 0x1f == 0x1f {
+            return Err("a high tag number".into());
+        }
+        let (len, rest) = match *first {
+            n if n < 0x80 => (usize::from(n), rest),
+            0x80 => return Err("an indefinite length".into()),
+            n => {
+                let k = usize::from(n & 0x7f);
+                if k > 4 || rest.len() < k {
+                    return Err("a truncated or oversized length".into());
+                }
+                let len = rest[..k]
+                    .iter()
+                    .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+                if rest[0] == 0 || len < 0x80 {
+                    return Err("a length in more octets than DER allows".into());
+                }
+                (len, &rest[k..])
+            }
+        };
+        if rest.len() < len {
+            return Err("a value longer than its parent".into());
+        }
+        out.push(Tlv {
+            tag: *tag,
+            body: &rest[..len],
+        });
+        bytes = &rest[len..];
+    }
+    if !bytes.is_empty() {
+        return Err("a truncated header".into());
+    }
+    Ok(out)
+}
+
+/// Every constructed value beneath these, read strictly; a BOOLEAN is one
+/// octet, 00 or FF.
+fn der_tree(values: &[Tlv<'_>], depth: usize) -> Result<(), String> {
+    if depth > 32 {
+        return Err("values nested too deeply".into());
+    }
+    for value in values {
+        if value.tag & 0x20 != 0 {
+            der_tree(&der_values(value.body)?, depth + 1)?;
+        } else if value.tag == 0x01 && !matches!(value.body, [0x00] | [0xff]) {
+            return Err("a BOOLEAN that is not 00 or FF".into());
+        }
+    }
+    Ok(())
+}
+
+/// K1 inside the signed part, where x509-parser is lenient: the whole
+/// TBSCertificate, and the values of its basic constraints and subject
+/// alternative name, are DER; no extension encodes `critical FALSE` or
+/// basic constraints `cA FALSE` (DER omits a DEFAULT); no extension
+/// appears twice.
+fn strict_tbs(tbs: &[u8]) -> Result<(), String> {
+    let outer = der_values(tbs)?;
+    der_tree(&outer, 0)?;
+    let [Tlv { body: fields, .. }] = outer.as_slice() else {
+        return Err("bytes trail the TBSCertificate".into());
+    };
+    let Some(wrapped) = der_values(fields)?.into_iter().find(|f| f.tag == 0xa3) else {
+        return Ok(());
+    };
+    let mut seen: Vec<&[u8]> = vec![];
+    for list in der_values(wrapped.body)? {
+        for extension in der_values(list.body)? {
+            let parts = der_values(extension.body)?;
+            let (Some(id), Some(value)) = (parts.first(), parts.last()) else {
+                return Err("an empty extension".into());
+            };
+            if seen.contains(&id.body) {
+                return Err("an extension appears twice".into());
+            }
+            seen.push(id.body);
+            if parts.len() == 3 && parts[1].tag == 0x01 && parts[1].body == [0x00] {
+                return Err("an extension encodes critical FALSE, a DEFAULT DER omits".into());
+            }
+            // basicConstraints 2.5.29.19, subjectAltName 2.5.29.17.
+            if id.body == [0x55, 0x1d, 0x13] || id.body == [0x55, 0x1d, 0x11] {
+                let inner = der_values(value.body)?;
+                der_tree(&inner, 0)?;
+                if id.body == [0x55, 0x1d, 0x13]
+                    && let Some(constraints) = inner.first()
+                    && let Some(first) = der_values(constraints.body)?.first()
+                    && first.tag == 0x01
+                    && first.body == [0x00]
+                {
+                    return Err("basic constraints encode cA FALSE, a DEFAULT DER omits".into());
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `AlgorithmIdentifier { ecdsa-with-SHA256 }` (parameters absent), DER.

@@ -230,3 +230,68 @@ fn a_leaf_signed_by_another_p256_root_is_not_issued_by_the_root() {
         CertError::NotIssuedByRoot
     );
 }
+
+/// A TBSCertificate reduced to what `strict_tbs` reads: a version and an
+/// extensions `[3]` holding the given Extension encodings.
+fn tbs_with(extensions: &[&[u8]]) -> Vec<u8> {
+    let list: Vec<u8> = extensions.concat();
+    let mut seq = vec![0x30, list.len() as u8];
+    seq.extend_from_slice(&list);
+    let mut wrapped = vec![0xa3, seq.len() as u8];
+    wrapped.extend_from_slice(&seq);
+    let mut body = vec![0xa0, 0x03, 0x02, 0x01, 0x02];
+    body.extend_from_slice(&wrapped);
+    let mut tbs = vec![0x30, body.len() as u8];
+    tbs.extend_from_slice(&body);
+    tbs
+}
+
+// Key usage (2.5.29.15) critical, digitalSignature; basic constraints
+// (2.5.29.19) `SEQUENCE {}` and `SEQUENCE { cA FALSE }`.
+const KEY_USAGE: &[u8] = &[
+    0x30, 0x0e, 0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01, 0x01, 0xff, 0x04, 0x04, 0x03, 0x02, 0x07, 0x80,
+];
+const KEY_USAGE_CRITICAL_FALSE: &[u8] = &[
+    0x30, 0x0e, 0x06, 0x03, 0x55, 0x1d, 0x0f, 0x01, 0x01, 0x00, 0x04, 0x04, 0x03, 0x02, 0x07, 0x80,
+];
+const BASIC_EMPTY: &[u8] = &[
+    0x30, 0x09, 0x06, 0x03, 0x55, 0x1d, 0x13, 0x04, 0x02, 0x30, 0x00,
+];
+const BASIC_CA_FALSE: &[u8] = &[
+    0x30, 0x0c, 0x06, 0x03, 0x55, 0x1d, 0x13, 0x04, 0x05, 0x30, 0x03, 0x01, 0x01, 0x00,
+];
+
+#[test]
+fn the_signed_part_must_be_strict_der() {
+    assert_eq!(strict_tbs(&tbs_with(&[KEY_USAGE, BASIC_EMPTY])), Ok(()));
+    for (what, tbs) in [
+        ("critical FALSE", tbs_with(&[KEY_USAGE_CRITICAL_FALSE])),
+        ("cA FALSE", tbs_with(&[BASIC_CA_FALSE])),
+        ("an extension twice", tbs_with(&[KEY_USAGE, KEY_USAGE])),
+    ] {
+        assert!(strict_tbs(&tbs).is_err(), "{what} was accepted");
+    }
+    // The version's INTEGER with its length in two octets (81 01).
+    let mut long = tbs_with(&[KEY_USAGE]);
+    let at = long
+        .windows(3)
+        .position(|w| w == [0x02, 0x01, 0x02])
+        .unwrap();
+    long.splice(at + 1..at + 2, [0x81, 0x01]);
+    long[1] += 1;
+    long[3] += 1;
+    assert!(strict_tbs(&long).unwrap_err().contains("more octets"));
+    // An indefinite length, and a BOOLEAN that is neither 00 nor FF.
+    assert!(
+        strict_tbs(&[0x30, 0x80, 0x00, 0x00])
+            .unwrap_err()
+            .contains("indefinite")
+    );
+    let mut boolean = tbs_with(&[KEY_USAGE]);
+    let at = boolean
+        .windows(3)
+        .position(|w| w == [0x01, 0x01, 0xff])
+        .unwrap();
+    boolean[at + 2] = 0x01;
+    assert!(strict_tbs(&boolean).unwrap_err().contains("BOOLEAN"));
+}

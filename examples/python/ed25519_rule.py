@@ -89,6 +89,17 @@ def decode_point(encoded):
     return (x, y, 1, x * y % P)
 
 
+def names_a_point(encoded):
+    """K4: whether 32 bytes decode to a curve point at all, read leniently
+    (y is the low 255 bits reduced mod p; the sign bit is ignored): whether
+    (y^2 - 1) / (d y^2 + 1) is a square mod p. S2 is stricter."""
+    if len(encoded) != 32:
+        return False
+    y = (int.from_bytes(encoded, "little") & ((1 << 255) - 1)) % P
+    w = (y * y - 1) * pow(D * y * y + 1, P - 2, P) % P
+    return w == 0 or pow(w, (P - 1) // 2, P) == 1
+
+
 def is_small_order(point):
     return _is_identity(_times_eight(point))
 

@@ -133,6 +133,22 @@ def _der_header(tag, length):
     return bytes([tag, 0x80 | len(body)]) + body
 
 
+def _der_values(data):
+    """The (tag, contents) of the DER values filling `data`, which
+    cryptography has already read as DER."""
+    out, i = [], 0
+    while i < len(data):
+        tag, n = data[i], data[i + 1]
+        i += 2
+        if n & 0x80:
+            k = n & 0x7F
+            n = int.from_bytes(data[i : i + k], "big")
+            i += k
+        out.append((tag, data[i : i + n]))
+        i += n
+    return out
+
+
 def _check_code(code, scope):
     if len(code) != 6 or not code.isascii() or not code.isdigit():
         raise CertRefused("cert.identity", f"{code!r} is not a 6-digit code")
@@ -180,10 +196,20 @@ def parse_cert(der):
         signature = cert.signature
         sig_oid = cert.signature_algorithm_oid
         key = cert.public_key()
-    except (ValueError, TypeError) as e:
+        version = cert.version
+    except (ValueError, TypeError, x509.InvalidVersion) as e:
         raise CertRefused("cert.malformed", str(e)) from e
+    if version != x509.Version.v3:  # K1
+        raise CertRefused("cert.malformed", "not an X.509 v3 certificate")
     if sig_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA256:
         raise CertRefused("cert.algorithm", f"signature algorithm {sig_oid.dotted_string}")
+    # K3: the algorithm inside the signed part too, byte for byte, and K4's
+    # encoding of the subject key, both read from the TBS fields (version,
+    # serial, signature, issuer, validity, subject, subjectPublicKeyInfo).
+    fields = _der_values(_der_values(tbs)[0][1])
+    if _der_header(0x30, len(fields[2][1])) + fields[2][1] != ECDSA_SHA256_ALGORITHM:
+        raise CertRefused("cert.algorithm", "the TBS signature algorithm is not ecdsa-with-SHA256")
+    spki_bits = _der_values(fields[6][1])[1][1][1:]
     # Only the TBS part is signed: the bytes around it must be the one DER
     # encoding, or one certificate would have many key ids.
     bit_string = _der_header(0x03, len(signature) + 1) + b"\x00" + signature
@@ -200,11 +226,15 @@ def parse_cert(der):
             encoding=_serialization().Encoding.X962,
             format=_serialization().PublicFormat.UncompressedPoint,
         )
+        if spki_bits != raw_key:  # K4: an uncompressed point
+            raise CertRefused("cert.bad_key", "a P-256 key that is not an uncompressed point")
     elif isinstance(key, ed25519.Ed25519PublicKey):
         key_type = "ed25519"
         raw_key = key.public_bytes(
             encoding=_serialization().Encoding.Raw, format=_serialization().PublicFormat.Raw
         )
+        if not ed25519_rule.names_a_point(raw_key):  # K4
+            raise CertRefused("cert.bad_key", "Ed25519 key bytes that decode to no curve point")
     else:
         raise CertRefused("cert.key_type", f"subject key {type(key).__name__}")
 

@@ -169,6 +169,22 @@ pub fn non_canonical_large_order_key() -> [u8; 32] {
     panic!("no non-canonical large-order point with y < 19")
 }
 
+/// The first 32 bytes `y` (y = 2, 3, ...) that decode to no curve point
+/// at all: `(y^2 - 1) / (d y^2 + 1)` has no square root mod p.
+pub fn not_a_point() -> [u8; 32] {
+    for y in 2u8..=255 {
+        let mut b = [0u8; 32];
+        b[0] = y;
+        if curve25519_dalek::edwards::CompressedEdwardsY(b)
+            .decompress()
+            .is_none()
+        {
+            return b;
+        }
+    }
+    panic!("no y below 256 is off the curve")
+}
+
 /// Ordinary Ed25519 over the badge signing input.
 pub fn sign(key: &SigningKey, payload: &[u8]) -> [u8; 64] {
     signing::sign(BADGE_CONTEXT, payload, key)

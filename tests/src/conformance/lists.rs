@@ -10,6 +10,7 @@ use tessera_core::trust::{TRUST_LIST_VERSION, sign_trust_list};
 use tessera_proto::v1 as pb;
 
 use super::craft;
+use super::dercraft::{self, Tlv};
 use super::pki::{self, Pki, RawKeyCert};
 use super::{DAY, ListExpected, ListVector, NOW, ROOT_FILE, SuiteFile};
 use crate::Issued;
@@ -313,6 +314,7 @@ pub fn vectors(pki: &Pki) -> (Vec<ListVector>, Vec<SuiteFile>) {
     payload_rules(&mut g);
     entry_rules(&mut g);
     successor_rules(&mut g);
+    certificate_rules(&mut g);
     (g.vectors, g.files)
 }
 
@@ -975,4 +977,180 @@ fn successor_rules(g: &mut Gen<'_>) {
         NOW,
         accepted(9, "fresh"),
     );
+}
+
+/// K1, K3 and K4 where implementations once differed: each certificate is
+/// signed by the national root, so only the rule under test refuses it.
+/// Listed as Hangzhou's badge signer (or, for the P-256 keys, as the
+/// gateway), so E1 refuses the whole list.
+fn certificate_rules(g: &mut Gen<'_>) {
+    let pki = g.pki;
+    let root = &pki.root;
+    let signer = pki.signer_hz.der.as_slice();
+    let with_field = |index: usize, f: &dyn Fn(&Tlv) -> Vec<u8>| {
+        dercraft::reissue(root, signer, &|i, t| {
+            if i == index { f(t) } else { t.encode() }
+        })
+    };
+    let not_a_point = pki::issue_raw_badge_signer(root, 9, craft::not_a_point()).der;
+    let version_2 = with_field(0, &|_| vec![0xa0, 0x03, 0x02, 0x01, 0x01]);
+    let long_length = with_field(5, &|t| t.encode_long_length());
+    let indefinite = with_field(4, &|t| t.encode_indefinite());
+    let tbs_sha384 = with_field(2, &|_| dercraft::ECDSA_SHA384.to_vec());
+    let critical_false = dercraft::reissue_extensions(root, signer, &|exts| {
+        for ext in exts.iter_mut() {
+            if dercraft::extension_oid(ext) == dercraft::OID_SAN {
+                let mut parts: Vec<Vec<u8>> = dercraft::children(&dercraft::children(ext)[0].body)
+                    .iter()
+                    .map(Tlv::encode)
+                    .collect();
+                parts.insert(1, vec![0x01, 0x01, 0x00]);
+                *ext = Tlv::constructed(0x30, &parts).encode();
+            }
+        }
+    });
+    let ca_false = dercraft::reissue_extensions(root, signer, &|exts| {
+        for ext in exts.iter_mut() {
+            if dercraft::extension_oid(ext) == dercraft::OID_BASIC_CONSTRAINTS {
+                let mut parts: Vec<Vec<u8>> = dercraft::children(&dercraft::children(ext)[0].body)
+                    .iter()
+                    .map(Tlv::encode)
+                    .collect();
+                let value = Tlv {
+                    tag: 0x04,
+                    body: vec![0x30, 0x03, 0x01, 0x01, 0x00],
+                };
+                *parts.last_mut().expect("extnValue") = value.encode();
+                *ext = Tlv::constructed(0x30, &parts).encode();
+            }
+        }
+    });
+    let duplicate = dercraft::reissue_extensions(root, signer, &|exts| {
+        let other = exts
+            .iter()
+            .find(|e| dercraft::extension_oid(e) != dercraft::OID_SAN)
+            .expect("an extension other than the SAN")
+            .clone();
+        exts.push(other);
+    });
+    let gateway = pki.gateway.der.as_slice();
+    let with_p256_point = |edit: &dyn Fn(&[u8]) -> Vec<u8>| {
+        dercraft::reissue(root, gateway, &|i, t| {
+            if i != 6 {
+                return t.encode();
+            }
+            let parts = dercraft::children(&t.body);
+            let point = &parts[1].body[1..];
+            let mut bits = vec![0u8];
+            bits.extend_from_slice(&edit(point));
+            Tlv::constructed(
+                0x30,
+                &[
+                    parts[0].encode(),
+                    Tlv {
+                        tag: 0x03,
+                        body: bits,
+                    }
+                    .encode(),
+                ],
+            )
+            .encode()
+        })
+    };
+    let off_curve = with_p256_point(&|point| {
+        let mut p = point.to_vec();
+        p[64] ^= 1;
+        p
+    });
+    let compressed = with_p256_point(&|point| {
+        let mut p = vec![0x02 | (point[64] & 1)];
+        p.extend_from_slice(&point[1..33]);
+        p
+    });
+    let cases: [(&str, &'static str, &str, usize, Vec<u8>); 10] = [
+        (
+            "ed25519-key-not-a-point",
+            "K4",
+            "Hangzhou's badge signer with 32 key bytes that decode to no curve point",
+            3,
+            not_a_point,
+        ),
+        (
+            "p256-key-off-curve",
+            "K4",
+            "the gateway with a P-256 key (65 bytes, 04 || x || y) not on the curve",
+            1,
+            off_curve,
+        ),
+        (
+            "p256-key-compressed",
+            "K4",
+            "the gateway with its P-256 key as a compressed point",
+            1,
+            compressed,
+        ),
+        (
+            "tbs-algorithm-sha384",
+            "K3",
+            "Hangzhou's badge signer whose signed part names ecdsa-with-SHA384 (the outer algorithm and signature are ecdsa-with-SHA256)",
+            3,
+            tbs_sha384,
+        ),
+        (
+            "version-2",
+            "K1",
+            "Hangzhou's badge signer as an X.509 v2 certificate (version 1)",
+            3,
+            version_2,
+        ),
+        (
+            "tbs-long-length",
+            "K1",
+            "Hangzhou's badge signer whose subject length takes one octet more than DER allows",
+            3,
+            long_length,
+        ),
+        (
+            "tbs-indefinite-length",
+            "K1",
+            "Hangzhou's badge signer whose validity has an indefinite length",
+            3,
+            indefinite,
+        ),
+        (
+            "critical-false",
+            "K1",
+            "Hangzhou's badge signer whose subjectAltName encodes critical FALSE (DER omits a default)",
+            3,
+            critical_false,
+        ),
+        (
+            "ca-false",
+            "K1",
+            "Hangzhou's badge signer whose basicConstraints encodes cA FALSE (DER omits a default)",
+            3,
+            ca_false,
+        ),
+        (
+            "extension-twice",
+            "K1",
+            "Hangzhou's badge signer with one extension twice",
+            3,
+            duplicate,
+        ),
+    ];
+    for (slug, rule, description, index, der) in cases {
+        let mut l = g.main();
+        l.entries[index].certificate_der = der;
+        let bytes = g.signed(&l);
+        g.add(
+            slug,
+            rule,
+            description,
+            None,
+            bytes,
+            NOW,
+            refused("entry_certificate"),
+        );
+    }
 }

@@ -9,6 +9,7 @@
 
 mod badges;
 pub mod craft;
+pub mod dercraft;
 mod lists;
 pub mod pki;
 

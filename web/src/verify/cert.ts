@@ -19,6 +19,7 @@ import {
   smallInteger,
   time,
 } from "./der.js";
+import { namesAPoint } from "./ed25519.js";
 
 export const MAX_CERTIFICATE_LEN = 16 * 1024;
 const MAX_ROOT_VALIDITY_SECS = 30 * 366 * 86_400;
@@ -147,6 +148,7 @@ function publicKey(spki: Tlv): ["p256" | "ed25519", Uint8Array] {
   if (algorithm === OID_ED25519) {
     if (params !== undefined) throw new CertRefused("cert.malformed", "Ed25519 with parameters");
     if (bits.length !== 32) throw new CertRefused("cert.malformed", "an Ed25519 key that is not 32 bytes");
+    if (!namesAPoint(bits)) throw new CertRefused("cert.bad_key", "Ed25519 key bytes that decode to no curve point");
     return ["ed25519", bits];
   }
   throw new CertRefused("cert.key_type", `subject key algorithm ${algorithm}`);

@@ -21,6 +21,27 @@ function littleEndian(bytes: Uint8Array): bigint {
   return n;
 }
 
+function power(base: bigint, exponent: bigint): bigint {
+  let result = 1n;
+  base %= P;
+  for (let e = exponent; e > 0n; e >>= 1n) {
+    if (e & 1n) result = (result * base) % P;
+    base = (base * base) % P;
+  }
+  return result;
+}
+
+/** K4: whether 32 bytes decode to a curve point at all, read leniently (y is
+ *  the low 255 bits reduced mod p; the sign bit is ignored): whether
+ *  (y^2 - 1) / (d y^2 + 1) is a square mod p. S2 is stricter. */
+export function namesAPoint(encoded: Uint8Array): boolean {
+  if (encoded.length !== 32) return false;
+  const y = (littleEndian(encoded) & ((1n << 255n) - 1n)) % P;
+  const d = (P - ((121665n * power(121666n, P - 2n)) % P)) % P;
+  const w = (((y * y - 1n + P) % P) * power((d * y * y + 1n) % P, P - 2n)) % P;
+  return w === 0n || power(w, (P - 1n) / 2n) === 1n;
+}
+
 /** S2/S3: the point a 32-byte encoding names, or null when the encoding is
  *  not canonical (y >= p, or x = 0 with the sign bit set), names no point, or
  *  names a point of small order. */
