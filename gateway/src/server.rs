@@ -234,7 +234,13 @@ pub async fn serve_with_public(
     };
     let follow = async {
         match &loaded.follower {
-            Some(follower) => follow_peer(&loaded.registry, follower).await,
+            Some(follower) => {
+                let never = tokio::join!(
+                    follow_peer(&loaded.registry, follower),
+                    crate::pool::follow_publications(&loaded.registry, &loaded.policies, follower)
+                );
+                match never.1 {}
+            }
             None => std::future::pending().await,
         }
     };
