@@ -43,7 +43,12 @@ fn policy_show_and_authority_attestations_through_a_follower_see_what_the_peer_h
     )
     .unwrap();
     let follower_process = spawn_listening(
-        &["gateway", "run", "--config", follower_config.to_str().unwrap()],
+        &[
+            "gateway",
+            "run",
+            "--config",
+            follower_config.to_str().unwrap(),
+        ],
         follower_port,
     );
 
@@ -99,7 +104,14 @@ fn policy_show_and_authority_attestations_through_a_follower_see_what_the_peer_h
 
     // The city is switched off; its node hands its attestation to the
     // peer. Until then the follower reports it MISSING, after it ATTESTED.
-    let out = tessera(&["authority", "attestations", "--dir", &d, "--gateway", &follower]);
+    let out = tessera(&[
+        "authority",
+        "attestations",
+        "--dir",
+        &d,
+        "--gateway",
+        &follower,
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("MISSING"));
     let node_config = std::fs::read_to_string(&config).unwrap().replace(
@@ -121,7 +133,14 @@ fn policy_show_and_authority_attestations_through_a_follower_see_what_the_peer_h
     let report = ok(&["node", "sunset", "--config", &config, "--yes"]);
     assert!(report.contains("submitted to the gateway"), "{report}");
     let all = wait_until("the follower to list the attestation", BOUND, || {
-        let out = tessera(&["authority", "attestations", "--dir", &d, "--gateway", &follower]);
+        let out = tessera(&[
+            "authority",
+            "attestations",
+            "--dir",
+            &d,
+            "--gateway",
+            &follower,
+        ]);
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
