@@ -17,6 +17,9 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prost::Message;
 use tessera_core::Role;
 use tessera_proto::v1 as pb;
@@ -37,8 +40,67 @@ pub struct Copied {
     pub policies: u32,
     /// Attestations new here.
     pub attestations: u32,
-    /// Items the peer offered that were refused.
-    pub refused: u32,
+    /// Policies the peer offered that were refused.
+    pub refused_policies: u32,
+    /// Attestations the peer offered that were refused.
+    pub refused_attestations: u32,
+}
+
+/// A kind label: `policy` or `attestation`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// What the copies count, for Prometheus: items copied from the peer and
+/// items it offered that were refused (a forged or out-of-order one, to
+/// look into), by kind.
+#[derive(Debug, Clone, Default)]
+pub struct PoolMetrics {
+    copied: Family<KindLabel, Counter>,
+    refused: Family<KindLabel, Counter>,
+}
+
+impl PoolMetrics {
+    /// Counters registered in `metrics` (zero on a gateway that follows
+    /// nobody).
+    pub fn register(metrics: &mut tessera_runtime::metrics::Metrics) -> Self {
+        let m = Self::default();
+        for kind in ["policy", "attestation"] {
+            let _ = m.copied.get_or_create(&KindLabel { kind });
+            let _ = m.refused.get_or_create(&KindLabel { kind });
+        }
+        let r = metrics.registry();
+        r.register(
+            "pool_copied",
+            "Policies and attestations copied from the followed peer gateway since start, by kind",
+            m.copied.clone(),
+        );
+        r.register(
+            "pool_refused",
+            "Policies and attestations the followed peer offered and this gateway refused since start, by kind",
+            m.refused.clone(),
+        );
+        m
+    }
+
+    fn count(&self, copied: &Copied) {
+        for (kind, new, refused) in [
+            ("policy", copied.policies, copied.refused_policies),
+            (
+                "attestation",
+                copied.attestations,
+                copied.refused_attestations,
+            ),
+        ] {
+            self.copied
+                .get_or_create(&KindLabel { kind })
+                .inc_by(u64::from(new));
+            self.refused
+                .get_or_create(&KindLabel { kind })
+                .inc_by(u64::from(refused));
+        }
+    }
 }
 
 /// The cities whose badge signer `trust`'s list in force carries, not
@@ -79,7 +141,7 @@ pub async fn copy_once(
                 Ok(true) => copied.policies += 1,
                 Ok(false) => {}
                 Err(e) => {
-                    copied.refused += 1;
+                    copied.refused_policies += 1;
                     tracing::warn!(peer, city, error = %e, "a policy from the peer gateway was refused");
                 }
             }
@@ -98,7 +160,7 @@ pub async fn copy_once(
             Ok(true) => copied.attestations += 1,
             Ok(false) => {}
             Err(e) => {
-                copied.refused += 1;
+                copied.refused_attestations += 1;
                 tracing::warn!(peer, error = %e, "an attestation from the peer gateway was refused");
             }
         }
@@ -113,6 +175,7 @@ pub async fn follow_publications(
     registry: &Arc<Registry>,
     policies: &Policies,
     follower: &Follower,
+    metrics: PoolMetrics,
 ) -> Infallible {
     let peer = follower.peer().to_owned();
     let trust = Arc::clone(registry.trust());
@@ -128,12 +191,14 @@ pub async fn follow_publications(
         };
         let pause = match round {
             Ok(copied) => {
+                metrics.count(&copied);
                 if copied != Copied::default() {
                     tracing::info!(
                         peer,
                         policies = copied.policies,
                         attestations = copied.attestations,
-                        refused = copied.refused,
+                        refused_policies = copied.refused_policies,
+                        refused_attestations = copied.refused_attestations,
                         "copied from the peer gateway"
                     );
                 }
