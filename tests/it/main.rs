@@ -6,6 +6,7 @@ mod access_log;
 mod authz_matrix;
 mod badge_properties;
 mod conformance;
+mod correction;
 mod follow;
 mod garbage_bodies;
 mod gateway;

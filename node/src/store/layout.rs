@@ -13,6 +13,8 @@ pub(super) const EXPIRY: u8 = b'x';
 pub(super) const BADGE: u8 = b'b';
 pub(super) const HOLDER: u8 = b'h';
 pub(super) const BADGE_EXPIRY: u8 = b'y';
+pub(super) const CORRECTION: u8 = b'c';
+pub(super) const CORRECTION_EXPIRY: u8 = b'z';
 /// Prefix `m`, then `master`.
 pub(super) const META_MASTER: &[u8] = b"mmaster";
 /// Prefix `m`, then `first-policy`: SHA-256 of the city's first signed
@@ -85,4 +87,24 @@ pub(super) fn parse_meta(v: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
     let generation = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt())?);
     let fingerprint = v[8..].try_into().map_err(|_| corrupt())?;
     Ok((generation, fingerprint))
+}
+
+/// The expiry index key of a correction mark: the type and time of the
+/// record it marks (the replacement, or the retracted record), so that the
+/// mark goes when that record would.
+pub(super) fn correction_expiry_key(
+    kind: RecordType,
+    at: i64,
+    resident: &Pseudonym,
+    record_id: &[u8],
+) -> Vec<u8> {
+    key(
+        CORRECTION_EXPIRY,
+        &[
+            &[kind.code()],
+            &time_bytes(at),
+            resident.as_bytes(),
+            record_id,
+        ],
+    )
 }
