@@ -26,7 +26,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::federation_up;
+use common::{describe, federation_up};
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -87,15 +87,6 @@ fn node() -> bool {
     );
     eprintln!("skipped: {what}: {HOW_NODE}");
     false
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Asserts the run exited with `code`, printed `first` as its first line,
@@ -263,17 +254,5 @@ fn the_python_verifier_agrees_with_every_conformance_vector() {
         .arg(Path::new(REPO).join("examples/python/conformance.py"))
         .output()
         .expect("run the Python conformance runner");
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert!(out.stderr.is_empty(), "wrote on stderr: {}", describe(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().unwrap_or_default();
-    let passed: usize = last
-        .strip_suffix(" passed, 0 failed")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no 'N passed, 0 failed' line: {}", describe(&out)));
-    assert!(
-        passed >= 150,
-        "only {passed} vectors ran: {}",
-        describe(&out)
-    );
+    common::assert_every_vector_passed(&out);
 }

@@ -137,9 +137,15 @@ impl Follower {
     }
 
     /// A client of the peer on a new connection, after a failure (see
-    /// [`Follower::run`] for why not the old one).
+    /// [`Follower::run`] for why not the old one). A follower that shares
+    /// its owner's channel ([`Follower::sharing`]) has no configuration of
+    /// its own to dial with: it goes on with that channel, which its owner
+    /// keeps connected.
     pub fn reconnect(&self) -> Result<GatewayClient<Channel>, FollowError> {
-        connect(&self.peer, Arc::clone(&self.config))
+        match &self.config {
+            Some(config) => connect(&self.peer, Arc::clone(config)),
+            None => Ok(self.client.clone()),
+        }
     }
 
     fn known(&self) -> u64 {

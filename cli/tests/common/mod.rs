@@ -367,3 +367,45 @@ pub fn pairing_code(data: &std::path::Path, port: u16) -> String {
     );
     url.rsplit('=').next().unwrap().to_owned()
 }
+
+/// A command's exit status, standard output and standard error, for a
+/// failure message.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// How many vectors `conformance/vectors.json` holds: badge vectors and
+/// trust-list vectors.
+pub fn conformance_vector_count() -> usize {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../conformance/vectors.json");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("read vectors.json"))
+            .expect("vectors.json is JSON");
+    ["badge_vectors", "trust_list_vectors"]
+        .iter()
+        .map(|k| json[k].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+/// Another implementation's conformance run (`out`) exited 0, wrote nothing
+/// on standard error, and ended with `N passed, 0 failed` where N is every
+/// vector of the suite: none skipped, none forgotten.
+pub fn assert_every_vector_passed(out: &Output) {
+    assert_eq!(out.status.code(), Some(0), "{}", describe(out));
+    assert!(out.stderr.is_empty(), "wrote on stderr: {}", describe(out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let total = conformance_vector_count();
+    assert!(total > 0, "vectors.json holds no vector");
+    assert_eq!(
+        last,
+        format!("{total} passed, 0 failed"),
+        "{}",
+        describe(out)
+    );
+}

@@ -144,22 +144,8 @@ impl SledStore {
 
     pub(super) fn marks_of(&self, resident: &Pseudonym) -> Result<Vec<CorrectionMark>, StoreError> {
         let prefix = key(CORRECTION, &[resident.as_bytes()]);
-        let mut out = vec![];
-        let mut data = None;
-        for entry in self.tree.scan_prefix(&prefix) {
-            let (k, v) = entry?;
-            let data = match &data {
-                Some(d) => d,
-                None => {
-                    let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
-                    let found = self.data_key(&master.key, resident)?.ok_or_else(|| {
-                        StoreError::Corrupt("a resident's corrections have no data key".into())
-                    })?;
-                    data.insert(found)
-                }
-            };
-            out.push(open_mark(data, resident, &k[prefix.len()..], &v)?);
-        }
-        Ok(out)
+        self.open_each(resident, &prefix, "corrections", |data, id, v| {
+            open_mark(data, resident, id, v)
+        })
     }
 }

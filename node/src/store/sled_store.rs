@@ -291,6 +291,36 @@ impl SledStore {
         }
     }
 
+    /// Opens each entry under `prefix` (a key of `resident`) with `open`,
+    /// given the resident's data key, the rest of the entry's key and its
+    /// value. The data key is read once, at the first entry; if there is none
+    /// the store is corrupt, and `what` names the entries in the error.
+    pub(super) fn open_each<T>(
+        &self,
+        resident: &Pseudonym,
+        prefix: &[u8],
+        what: &str,
+        mut open: impl FnMut(&DataKey, &[u8], &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = vec![];
+        let mut data = None;
+        for entry in self.tree.scan_prefix(prefix) {
+            let (k, v) = entry?;
+            let data = match &data {
+                Some(d) => d,
+                None => {
+                    let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
+                    let found = self.data_key(&master.key, resident)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("a resident's {what} have no data key"))
+                    })?;
+                    data.insert(found)
+                }
+            };
+            out.push(open(data, &k[prefix.len()..], &v)?);
+        }
+        Ok(out)
+    }
+
     /// A resident's data key from `cache`, the store, or a new one (written
     /// into `batch`).
     pub(super) fn data_key_or_new(
@@ -482,26 +512,12 @@ impl Store for SledStore {
 
     fn records_of(&self, resident: &Pseudonym) -> Result<Vec<Vec<u8>>, StoreError> {
         let prefix = key(RECORD, &[resident.as_bytes()]);
-        let mut out = vec![];
-        let mut data = None;
-        for entry in self.tree.scan_prefix(&prefix) {
-            let (k, v) = entry?;
-            let data = match &data {
-                Some(d) => d,
-                None => {
-                    let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
-                    let found = self.data_key(&master.key, resident)?.ok_or_else(|| {
-                        StoreError::Corrupt("a resident's records have no data key".into())
-                    })?;
-                    data.insert(found)
-                }
-            };
+        self.open_each(resident, &prefix, "records", |data, id, v| {
             let head = v
                 .get(..HEADER_LEN)
                 .ok_or_else(|| StoreError::Corrupt("record header".into()))?;
-            out.push(data.open(resident, head, &k[prefix.len()..], &v[HEADER_LEN..])?);
-        }
-        Ok(out)
+            Ok(data.open(resident, head, id, &v[HEADER_LEN..])?)
+        })
     }
 
     fn fingerprint(&self, record_id: &str) -> Result<Option<[u8; 32]>, StoreError> {
