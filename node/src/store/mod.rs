@@ -16,6 +16,8 @@ mod layout;
 mod sled_store;
 mod sweep;
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod tests;
 
 pub use sled_store::SledStore;
