@@ -68,3 +68,94 @@ fn write_the_store_fixture() {
         .unwrap();
     store.flush().unwrap();
 }
+
+/// A copy of the fixture `name` in a fresh directory (sled writes to a
+/// store it opens; the committed files must stay as they are).
+fn copy_of(name: &str) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&fixture(name), dir.path());
+    // Git keeps no empty directory; sled expects its blob directory.
+    std::fs::create_dir_all(dir.path().join("store/blobs")).unwrap();
+    dir
+}
+
+#[test]
+fn a_store_of_layout_1_written_by_the_previous_release_opens_and_reads() {
+    let dir = copy_of("store-v1");
+    let store = SledStore::open(&dir.path().join("store"), &dir.path().join("master.key")).unwrap();
+    let mut records: Vec<String> = store
+        .records_of(&resident(1))
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r).unwrap())
+        .collect();
+    records.sort();
+    assert_eq!(records, ["plain:ORION-VAX", "plain:QUASAR-LAB"]);
+    assert_eq!(store.records_of(&resident(2)).unwrap().len(), 1);
+    let badge = store.badge(&BadgeId::from_bytes([7; 16])).unwrap().unwrap();
+    assert_eq!((badge.colour, badge.issued_at), (Colour::Green, NOW));
+    assert_eq!(store.fingerprint("b-1").unwrap(), Some([0xf2; 32]));
+    let tree = store.open_tree(crate::access_log::TREE).unwrap();
+    let report = crate::access_log::verify(&tree, None).unwrap();
+    assert_eq!((report.length, report.problem), (1, None));
+    // Opening recorded the layout it now holds.
+    assert_eq!(super::layout::layout_of(&store.tree).unwrap(), LAYOUT);
+    assert!(store.tree.get(super::layout::META_LAYOUT).unwrap().is_some());
+    // And it takes new records.
+    store
+        .apply(&Change {
+            records: vec![NewRecord {
+                resident: resident(2),
+                record_id: "b-2".into(),
+                kind: RecordType::Test,
+                at: NOW,
+                fingerprint: [9; 32],
+                encoded: b"plain:NEW".to_vec(),
+            }],
+            ..Change::default()
+        })
+        .unwrap();
+    assert_eq!(store.records_of(&resident(2)).unwrap().len(), 2);
+}
+
+#[test]
+fn a_store_of_a_newer_layout_is_refused_with_what_to_do() {
+    let dir = copy_of("store-v1");
+    {
+        let db = sled::open(dir.path().join("store")).unwrap();
+        db.open_tree("node")
+            .unwrap()
+            .insert(super::layout::META_LAYOUT, &(LAYOUT + 1).to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = when_unlocked(
+        || match SledStore::open(&dir.path().join("store"), &dir.path().join("master.key")) {
+            Err(StoreError::Locked(d)) => Err(d),
+            other => Ok(other),
+        },
+        |_| true,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerLayout { found, supported, .. } if found == LAYOUT + 1 && supported == LAYOUT),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("newer tessera") && text.contains("Upgrade"), "{text}");
+    // Nor does a tool that reads only the clear trees read it.
+    let clear = SledStore::open_clear_tree(&dir.path().join("store"), crate::access_log::TREE);
+    assert!(matches!(clear, Err(StoreError::NewerLayout { .. })));
+}

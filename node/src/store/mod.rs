@@ -20,6 +20,7 @@ mod fixture_tests;
 #[cfg(test)]
 mod tests;
 
+pub use layout::LAYOUT;
 pub use sled_store::SledStore;
 
 use tessera_core::{BadgeId, Colour};
@@ -50,6 +51,20 @@ pub enum StoreError {
     /// A stored value does not decode (corruption or a newer format).
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
+    /// The store was written by a newer release (a newer layout version).
+    #[error(
+        "{dir} holds store layout {found}, written by a newer tessera; this release reads layouts \
+         up to {supported}: run the newer release again, or restore a backup taken before the \
+         upgrade (docs/OPERATIONS.md, \"Upgrade\")"
+    )]
+    NewerLayout {
+        /// The store directory.
+        dir: String,
+        /// The version it records.
+        found: u32,
+        /// The newest this release reads.
+        supported: u32,
+    },
     /// A key file, or a value that does not decrypt.
     #[error(transparent)]
     Vault(#[from] VaultError),
