@@ -17,7 +17,9 @@ use crate::commit::GroupCommit;
 use crate::policy::{Assessment, NotInForce, Policy, PolicySet};
 use crate::pseudonym::{NationalId, NationalIdError, Pseudonym, PseudonymKey};
 use crate::records::{self, RecordError, Retention};
-use crate::store::{BadgeRecord, BadgeState, Change, Erased, NewRecord, Store, StoreError, Swept};
+use crate::store::{
+    BadgeRecord, BadgeState, Change, Copied, Erased, NewRecord, Store, StoreError, Swept,
+};
 
 /// Most badge ids one status check may carry.
 pub const MAX_STATUS_IDS: usize = 1000;
@@ -449,6 +451,17 @@ impl<S: Store> City<S> {
         Ok(tokio::task::spawn_blocking(move || store.erase(&resident))
             .await
             .map_err(|e| StoreError::Corrupt(format!("erasure task failed: {e}")))??)
+    }
+
+    /// Copies the store into `dest` holding the writer lock, so the copy is
+    /// one state: every change acknowledged before the call is in it, none
+    /// is half in it. Writes wait meanwhile; reads go on.
+    pub async fn copy_store(&self, dest: sled::Db) -> Result<Copied, NodeError> {
+        let _guard = self.writer.lock().await;
+        let store = Arc::clone(&self.store);
+        Ok(tokio::task::spawn_blocking(move || store.copy_into(&dest))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("copy task failed: {e}")))??)
     }
 
     /// Deletes everything past retention at `now`, in durable batches of

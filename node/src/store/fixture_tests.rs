@@ -112,7 +112,13 @@ fn a_store_of_layout_1_written_by_the_previous_release_opens_and_reads() {
     assert_eq!((report.length, report.problem), (1, None));
     // Opening recorded the layout it now holds.
     assert_eq!(super::layout::layout_of(&store.tree).unwrap(), LAYOUT);
-    assert!(store.tree.get(super::layout::META_LAYOUT).unwrap().is_some());
+    assert!(
+        store
+            .tree
+            .get(super::layout::META_LAYOUT)
+            .unwrap()
+            .is_some()
+    );
     // And it takes new records.
     store
         .apply(&Change {
@@ -154,7 +160,10 @@ fn a_store_of_a_newer_layout_is_refused_with_what_to_do() {
         "{err}"
     );
     let text = err.to_string();
-    assert!(text.contains("newer tessera") && text.contains("Upgrade"), "{text}");
+    assert!(
+        text.contains("newer tessera") && text.contains("Upgrade"),
+        "{text}"
+    );
     // Nor does a tool that reads only the clear trees read it.
     let clear = SledStore::open_clear_tree(&dir.path().join("store"), crate::access_log::TREE);
     assert!(matches!(clear, Err(StoreError::NewerLayout { .. })));

@@ -12,11 +12,12 @@
 
 mod codec;
 mod erase;
-mod layout;
-mod sled_store;
-mod sweep;
 #[cfg(test)]
 mod fixture_tests;
+mod layout;
+mod sled_store;
+mod snapshot;
+mod sweep;
 #[cfg(test)]
 mod tests;
 
@@ -252,11 +253,34 @@ pub trait Store: Send + Sync + 'static {
     /// Records the city's first signed policy, durably. It is never
     /// replaced: a second call with another hash is refused.
     fn record_first_policy(&self, hash: [u8; 32]) -> Result<(), StoreError>;
+    /// Copies everything the store holds (records, indexes, data keys
+    /// wrapped under the master key, meta entries: never the master key)
+    /// into `dest`, a new database, not yet durably. The caller holds the
+    /// writer lock, so the copy is one state of the store; other trees of
+    /// the database (the access log) are the caller's to copy.
+    fn copy_into(&self, dest: &sled::Db) -> Result<Copied, StoreError>;
     /// Whether a write failed because the disk is full: the store then
     /// refuses every change until it is reopened (reads go on).
     fn disk_full(&self) -> bool {
         false
     }
+}
+
+/// The name of the store's tree in its sled database.
+pub const STORE_TREE: &str = "node";
+
+/// What [`Store::copy_into`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    /// What the copy holds.
+    pub census: Census,
+    /// The layout version it was written in.
+    pub layout: u32,
+    /// How many times the master key had been rotated: only the key of
+    /// this generation decrypts the copy.
+    pub key_generation: u64,
+    /// That master key's fingerprint.
+    pub key_fingerprint: [u8; 32],
 }
 
 /// What a store holds, counted before it is destroyed.

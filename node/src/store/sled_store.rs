@@ -129,7 +129,7 @@ impl SledStore {
                 dir.display()
             )));
         }
-        let tree = db.open_tree("node")?;
+        let tree = db.open_tree(STORE_TREE)?;
         refuse_newer(&tree, dir)?;
         Ok((db, tree))
     }
@@ -602,6 +602,10 @@ impl Store for SledStore {
 
     fn census(&self) -> Result<Census, StoreError> {
         census_of(&self.tree)
+    }
+
+    fn copy_into(&self, dest: &sled::Db) -> Result<Copied, StoreError> {
+        self.copy_store_into(dest)
     }
 
     fn sweep(&self, retention: &Retention, now: i64, limit: usize) -> Result<Swept, StoreError> {
