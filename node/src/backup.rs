@@ -479,3 +479,7 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), BackupError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "backup_tests.rs"]
+mod tests;
