@@ -1,5 +1,6 @@
 //! The access log: every read of a resident's records by an operator
-//! (explain, export, erasure, and reading the log itself) appends one entry,
+//! (explain, export, erasure, a correction, and reading the log itself)
+//! appends one entry,
 //! durably, before the answer leaves the node. Entries are hash-chained, so
 //! removing, editing or reordering one is detected by [`verify`].
 //!
@@ -47,6 +48,8 @@ pub enum Action {
     AccessLog,
     /// An erasure of the resident.
     Erase,
+    /// A correction or retraction of one of the resident's records.
+    Correct,
 }
 
 impl Action {
@@ -57,14 +60,21 @@ impl Action {
             Self::Export => "export",
             Self::AccessLog => "access_log",
             Self::Erase => "erase",
+            Self::Correct => "correct",
         }
     }
 
     /// Reads a name written by [`Action::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Explain, Self::Export, Self::AccessLog, Self::Erase]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            Self::Explain,
+            Self::Export,
+            Self::AccessLog,
+            Self::Erase,
+            Self::Correct,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 }
 

@@ -35,6 +35,10 @@ pub const TABLE: &[(&str, Allowed)] = &[
         "/tessera.v1.CityNode/BackupStore",
         Allowed::OperatorOfThisCity,
     ),
+    (
+        "/tessera.v1.CityNode/CorrectRecord",
+        Allowed::OperatorOfThisCity,
+    ),
 ];
 
 /// The table of the node of `city`, for `tessera_runtime::authz::AuthzLayer`.

@@ -18,7 +18,8 @@ use crate::policy::{Assessment, NotInForce, Policy, PolicySet};
 use crate::pseudonym::{NationalId, NationalIdError, Pseudonym, PseudonymKey};
 use crate::records::{self, RecordError, Retention};
 use crate::store::{
-    BadgeRecord, BadgeState, Change, Copied, Erased, NewRecord, Store, StoreError, Swept,
+    BadgeRecord, BadgeState, Change, Copied, Correction, CorrectionMark, Erased, NewRecord, Store,
+    StoreError, Swept,
 };
 
 /// Most badge ids one status check may carry.
@@ -99,6 +100,16 @@ pub enum NodeError {
     /// No scoring policy is in force at the moment asked about.
     #[error(transparent)]
     NoPolicy(#[from] NotInForce),
+    /// A correction's request is incomplete or inconsistent.
+    #[error("correction refused: {0} (nothing was changed)")]
+    BadCorrection(String),
+    /// A correction names a record the resident does not hold (never
+    /// stored, retracted, erased, or past retention).
+    #[error(
+        "record {0:?} is not held for this resident (never stored, retracted, erased or past \
+         retention): nothing was changed"
+    )]
+    UnknownRecord(String),
     /// An issuance was dropped before it was decided (a bug, never input).
     #[error("the issuance was lost before it was decided")]
     Lost,
@@ -113,6 +124,34 @@ pub struct IngestOutcome {
     pub duplicates: u32,
     /// Badges revoked because their holder's colour worsened.
     pub revoked: u32,
+}
+
+/// What a correction changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Corrected {
+    /// The resident's colour after it, under the policy in force (`None`
+    /// when none is).
+    pub colour: Option<tessera_core::Colour>,
+    /// Active badges revoked: the colour worsened.
+    pub revoked: u32,
+    /// Active badges superseded: the colour improved, a fresh badge may be
+    /// issued.
+    pub superseded: u32,
+}
+
+/// A correction checked against the request, ready to apply.
+#[derive(Debug, Clone)]
+pub struct PreparedCorrection {
+    correction: Correction,
+    /// The replacement as it will be scored.
+    replacement: Option<pb::Record>,
+}
+
+impl PreparedCorrection {
+    /// The resident whose record it corrects.
+    pub fn resident(&self) -> &Pseudonym {
+        &self.correction.resident
+    }
 }
 
 /// A signed badge, as returned to the operator.
@@ -415,6 +454,151 @@ impl<S: Store> City<S> {
         })
     }
 
+    /// Checks a correction request: the ID number, the record id, the
+    /// reason, and the replacement (validated as on ingest, for the same
+    /// id and resident); then that the resident holds the record at `now`.
+    /// Changes nothing.
+    pub fn prepare_correction(
+        &self,
+        request: &pb::CorrectRecordRequest,
+        now: i64,
+    ) -> Result<PreparedCorrection, NodeError> {
+        use pb::correct_record_request::Correction as Kind;
+        let resident = self.resident(&request.national_id)?;
+        if request.record_id.is_empty() {
+            return Err(NodeError::BadCorrection("record_id is missing".into()));
+        }
+        let reason = match pb::CorrectionReason::try_from(request.reason) {
+            Ok(pb::CorrectionReason::Unspecified) | Err(_) => {
+                return Err(NodeError::BadCorrection(format!(
+                    "reason {} is not a CorrectionReason other than UNSPECIFIED",
+                    request.reason
+                )));
+            }
+            Ok(r) => u8::try_from(r as i32).unwrap_or(u8::MAX),
+        };
+        let (replacement, scored) = match &request.correction {
+            None => {
+                return Err(NodeError::BadCorrection(
+                    "neither a replacement nor a retraction".into(),
+                ));
+            }
+            Some(Kind::Retract(_)) => (None, None),
+            Some(Kind::Replacement(r)) => {
+                let mut r = r.clone();
+                for (field, inner, outer) in [
+                    ("record_id", &mut r.record_id, &request.record_id),
+                    ("national_id", &mut r.national_id, &request.national_id),
+                ] {
+                    if inner.is_empty() {
+                        inner.clone_from(outer);
+                    } else if inner != outer {
+                        return Err(NodeError::BadCorrection(format!(
+                            "the replacement's {field} differs from the request's: a record \
+                             never moves to another id or resident"
+                        )));
+                    }
+                }
+                let (prepared, stored) = self
+                    .prepare(&r, now)
+                    .map_err(|reason| NodeError::InvalidRecord { index: 0, reason })?;
+                (Some(prepared), Some(stored))
+            }
+        };
+        let prepared = PreparedCorrection {
+            correction: Correction {
+                resident,
+                record_id: request.record_id.clone(),
+                reason,
+                at: now,
+                replacement,
+            },
+            replacement: scored,
+        };
+        self.held(&prepared, now)?;
+        Ok(prepared)
+    }
+
+    /// The resident's records at `now` with the correction applied, or
+    /// [`NodeError::UnknownRecord`] if they hold no such record.
+    fn held(&self, c: &PreparedCorrection, now: i64) -> Result<Vec<pb::Record>, NodeError> {
+        let id = &c.correction.record_id;
+        let mut records = self.decode_records(&c.correction.resident, now)?;
+        let at = records
+            .iter()
+            .position(|r| &r.record_id == id)
+            .ok_or_else(|| NodeError::UnknownRecord(id.clone()))?;
+        match &c.replacement {
+            Some(r) => records[at] = r.clone(),
+            None => {
+                records.remove(at);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Applies a prepared correction: the record replaced or retracted, its
+    /// mark left, and the resident re-scored at once under the policy in
+    /// force. An active badge whose colour is now better than the
+    /// resident's is revoked (as a new record does on ingest); one whose
+    /// colour is now worse than the resident's is superseded, so a fresh
+    /// badge can be issued (as an issuance does); one of the same colour
+    /// stands. Returns once all of it is durable.
+    pub async fn correct(&self, c: &PreparedCorrection, now: i64) -> Result<Corrected, NodeError> {
+        let guard = self.writer.lock().await;
+        let records = self.held(c, now)?;
+        let colour = self
+            .policies
+            .in_force(now)
+            .ok()
+            .map(|p| p.assess(&records, now).colour);
+        let mut states = vec![];
+        let (mut revoked, mut superseded) = (0u32, 0u32);
+        if let Some(colour) = colour {
+            for (id, badge) in self.store.active_badges_of(&c.correction.resident)? {
+                if colour > badge.colour {
+                    states.push((id, BadgeState::Revoked(now)));
+                    revoked += 1;
+                } else if colour < badge.colour {
+                    states.push((id, BadgeState::Superseded(now)));
+                    superseded += 1;
+                }
+            }
+        }
+        let applied = self
+            .store
+            .correct(&c.correction, &states)
+            .map_err(|e| match e {
+                StoreError::UnknownRecord(id) => NodeError::UnknownRecord(id),
+                other => NodeError::Store(other),
+            });
+        drop(guard);
+        applied?;
+        self.commit.durable().await?;
+        Ok(Corrected {
+            colour,
+            revoked,
+            superseded,
+        })
+    }
+
+    /// The marks of a resident's corrected records at `now` (those of
+    /// records past retention, which the sweep may not have removed yet,
+    /// left out), in record-id order.
+    pub fn corrections(
+        &self,
+        national_id: &str,
+        now: i64,
+    ) -> Result<Vec<CorrectionMark>, NodeError> {
+        let resident = self.resident(national_id)?;
+        Ok(self
+            .store
+            .corrections_of(&resident)?
+            .into_iter()
+            .filter(|m| !self.retention.expired(m.kind, m.record_at, now))
+            .collect())
+    }
+
     /// Scores a resident now.
     pub fn explain(&self, national_id: &str, now: i64) -> Result<Assessment, NodeError> {
         let id = NationalId::parse(national_id)?;
@@ -473,7 +657,7 @@ impl<S: Store> City<S> {
                 let _guard = self.writer.lock().await;
                 self.store.sweep(&self.retention, now, batch.max(1))?
             };
-            if swept.total_records() + swept.badges > 0 {
+            if swept.total_records() + swept.badges + swept.corrections > 0 {
                 self.commit.durable().await?;
             }
             total.add(&swept);

@@ -274,3 +274,201 @@ async fn export_is_oldest_first_without_the_id_and_erase_counts_what_it_destroye
         .unwrap();
     assert_eq!(again.stored, 1);
 }
+
+fn correction(
+    national_id: &str,
+    record_id: &str,
+    replacement: Option<pb::Record>,
+) -> pb::CorrectRecordRequest {
+    use pb::correct_record_request::Correction as Kind;
+    pb::CorrectRecordRequest {
+        national_id: national_id.into(),
+        record_id: record_id.into(),
+        correction: Some(match replacement {
+            Some(r) => Kind::Replacement(r),
+            None => Kind::Retract(pb::Retraction {}),
+        }),
+        reason: pb::CorrectionReason::SourceAmended as i32,
+    }
+}
+
+async fn correct(
+    city: &City<SledStore>,
+    request: &pb::CorrectRecordRequest,
+    now: i64,
+) -> Result<Corrected, NodeError> {
+    let prepared = city.prepare_correction(request, now)?;
+    city.correct(&prepared, now).await
+}
+
+fn names(city: &City<SledStore>, needle: &[u8]) -> bool {
+    city.store
+        .raw_keys()
+        .unwrap()
+        .iter()
+        .any(|k| k.windows(needle.len()).any(|w| w == needle))
+}
+
+#[tokio::test]
+async fn a_correction_that_worsens_the_colour_revokes_and_one_that_improves_it_supersedes() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = city(dir.path());
+    let id = valid_id(4);
+    let negative = test_record("lab-7", &id, false, NOW - 3600);
+    city.ingest(std::slice::from_ref(&negative), NOW)
+        .await
+        .unwrap();
+    let green = city.issue(&id, "Li Lei", NOW).await.unwrap();
+    assert_eq!(green.claims.colour, Colour::Green);
+
+    // The lab amends its result to positive: the resident is red at once
+    // and the green badge is revoked.
+    let positive = pb::Record {
+        record_id: String::new(),
+        national_id: String::new(),
+        ..test_record("", "", true, NOW - 3600)
+    };
+    let done = correct(&city, &correction(&id, "lab-7", Some(positive)), NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        done,
+        Corrected {
+            colour: Some(Colour::Red),
+            revoked: 1,
+            superseded: 0
+        }
+    );
+    assert_eq!(state(&city, &green), BadgeState::Revoked(NOW + 1));
+    assert_eq!(city.explain(&id, NOW + 1).unwrap().colour, Colour::Red);
+    let marks = city.corrections(&id, NOW + 1).unwrap();
+    assert_eq!(marks.len(), 1);
+    assert!(!marks[0].retracted);
+    assert_eq!(marks[0].record_id, "lab-7");
+    assert_eq!(marks[0].reason, pb::CorrectionReason::SourceAmended as u8);
+
+    // Retracted: green again, the red badge superseded so a fresh one can
+    // be issued, and the record is gone from the export.
+    let red = city.issue(&id, "Li Lei", NOW + 2).await.unwrap();
+    assert_eq!(red.claims.colour, Colour::Red);
+    let done = correct(&city, &correction(&id, "lab-7", None), NOW + 3)
+        .await
+        .unwrap();
+    assert_eq!((done.revoked, done.superseded), (0, 1));
+    assert_eq!(done.colour, Some(Colour::Green));
+    assert_eq!(state(&city, &red), BadgeState::Superseded(NOW + 3));
+    assert!(city.export(&id, NOW + 3).unwrap().is_empty());
+    let marks = city.corrections(&id, NOW + 3).unwrap();
+    assert!(marks.len() == 1 && marks[0].retracted, "{marks:?}");
+
+    // The lab's retry of its original batch does not bring the record back.
+    let retry = city
+        .ingest(std::slice::from_ref(&negative), NOW + 4)
+        .await
+        .unwrap();
+    assert_eq!((retry.stored, retry.duplicates), (0, 1));
+    assert!(city.export(&id, NOW + 4).unwrap().is_empty());
+    // A retracted record cannot be corrected again.
+    assert!(matches!(
+        correct(&city, &correction(&id, "lab-7", None), NOW + 5).await,
+        Err(NodeError::UnknownRecord(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_correction_of_a_record_the_resident_does_not_hold_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = city(dir.path());
+    let (id, other) = (valid_id(5), valid_id(6));
+    city.ingest(&[test_record("theirs", &other, true, NOW - 60)], NOW)
+        .await
+        .unwrap();
+    city.ingest(&[test_record("mine", &id, false, NOW - 60)], NOW)
+        .await
+        .unwrap();
+    let before = city.store.raw_keys().unwrap();
+    for (record, replacement) in [
+        ("nowhere", None),
+        // Another resident's record is not found through this one.
+        ("theirs", None),
+        ("theirs", Some(test_record("", "", false, NOW - 60))),
+    ] {
+        let err = correct(&city, &correction(&id, record, replacement), NOW)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NodeError::UnknownRecord(_)), "{err}");
+    }
+    // Bad requests are refused precisely.
+    let mut no_reason = correction(&id, "mine", None);
+    no_reason.reason = 0;
+    let moved = correction(
+        &id,
+        "mine",
+        Some(test_record("mine", &other, false, NOW - 60)),
+    );
+    let mut nothing = correction(&id, "mine", None);
+    nothing.correction = None;
+    let invalid = correction(&id, "mine", Some(test_record("", "", false, NOW + DAY)));
+    for (request, says) in [
+        (no_reason, "reason 0"),
+        (moved, "national_id differs"),
+        (nothing, "neither a replacement nor a retraction"),
+        (invalid, "record 0"),
+    ] {
+        let err = correct(&city, &request, NOW).await.unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+    }
+    assert_eq!(city.store.raw_keys().unwrap(), before);
+    assert!(city.corrections(&id, NOW).unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn erasure_and_the_sweep_remove_a_corrections_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = city(dir.path()).with_retention(Retention {
+        test_days: 10,
+        ..Retention::default()
+    });
+    let (erased, swept) = (valid_id(7), valid_id(8));
+    city.ingest(
+        &[
+            test_record("erase-me", &erased, true, NOW - 60),
+            test_record("sweep-replaced", &swept, true, NOW - 60),
+            test_record("sweep-retracted", &swept, true, NOW - 120),
+        ],
+        NOW,
+    )
+    .await
+    .unwrap();
+    correct(&city, &correction(&erased, "erase-me", None), NOW)
+        .await
+        .unwrap();
+    let replacement = test_record("", "", false, NOW - 60);
+    correct(
+        &city,
+        &correction(&swept, "sweep-replaced", Some(replacement)),
+        NOW,
+    )
+    .await
+    .unwrap();
+    correct(&city, &correction(&swept, "sweep-retracted", None), NOW)
+        .await
+        .unwrap();
+    assert!(names(&city, b"erase-me"));
+
+    city.erase(&erased).await.unwrap();
+    assert!(!names(&city, b"erase-me"), "erasure left the mark");
+    assert!(city.corrections(&erased, NOW).unwrap().is_empty());
+
+    // Past the tests' retention both marks go, with the replaced record
+    // and with the retracted one's reserved id; the resident's data key
+    // goes too, as nothing of theirs is left.
+    let past = NOW + 10 * DAY + 1;
+    assert!(city.corrections(&swept, past).unwrap().is_empty());
+    let done = city.sweep(past, 1000).await.unwrap();
+    assert_eq!(done.records, [1, 0, 0, 0, 0]);
+    assert_eq!((done.corrections, done.keys), (2, 1));
+    assert!(!names(&city, b"sweep-re"), "the sweep left a trace");
+    let resident = city.resident(&swept).unwrap();
+    assert!(city.store.corrections_of(&resident).unwrap().is_empty());
+}

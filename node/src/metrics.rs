@@ -1,6 +1,6 @@
 //! What a city node tells Prometheus, beside the RPC counts every server
 //! has: records stored, badges issued by colour, badges revoked, status
-//! answers by status, retention deletions by kind, erasures. Aggregates only: no label names a resident or a badge.
+//! answers by status, retention deletions by kind, erasures, corrections. Aggregates only: no label names a resident or a badge.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -26,7 +26,7 @@ pub struct StatusLabel {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct KindLabel {
     /// A record type (`test`, `vaccination`, `exposure`, `travel`,
-    /// `symptoms`) or `badge`.
+    /// `symptoms`), `badge`, or `correction` (a correction's mark).
     pub kind: &'static str,
 }
 
@@ -40,6 +40,7 @@ pub struct NodeMetrics {
     status_answers: Family<StatusLabel, Counter>,
     retention_deletions: Family<KindLabel, Counter>,
     erasures: Counter,
+    corrections: Counter,
 }
 
 impl NodeMetrics {
@@ -64,7 +65,7 @@ impl NodeMetrics {
         );
         r.register(
             "node_badges_revoked",
-            "Badges revoked by new records since start",
+            "Badges revoked by new or corrected records since start",
             m.badges_revoked.clone(),
         );
         r.register(
@@ -83,6 +84,11 @@ impl NodeMetrics {
             "Residents erased on request since start",
             m.erasures.clone(),
         );
+        r.register(
+            "node_corrections",
+            "Records corrected or retracted on request since start",
+            m.corrections.clone(),
+        );
         m
     }
 
@@ -96,6 +102,15 @@ impl NodeMetrics {
         self.retention_deletions
             .get_or_create(&KindLabel { kind: "badge" })
             .inc_by(u64::from(swept.badges));
+        self.retention_deletions
+            .get_or_create(&KindLabel { kind: "correction" })
+            .inc_by(u64::from(swept.corrections));
+    }
+
+    /// A record was corrected or retracted, revoking `revoked` badges.
+    pub fn corrected(&self, revoked: u32) {
+        self.corrections.inc();
+        self.badges_revoked.inc_by(u64::from(revoked));
     }
 
     /// A resident was erased.

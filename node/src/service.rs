@@ -35,6 +35,7 @@ impl From<NodeError> for Status {
                 Status::internal("internal error")
             }
             NodeError::NoPolicy(inner) => Status::failed_precondition(inner.to_string()),
+            e @ NodeError::UnknownRecord(_) => Status::not_found(e.to_string()),
             other => Status::invalid_argument(other.to_string()),
         }
     }
@@ -148,6 +149,16 @@ impl<S: Store> NodeService<S> {
     }
 }
 
+/// A correction's mark as Explain lists it.
+fn note(m: crate::store::CorrectionMark) -> pb::CorrectionNote {
+    pb::CorrectionNote {
+        record_id: m.record_id,
+        retracted: m.retracted,
+        reason: i32::from(m.reason),
+        corrected_at: m.at,
+    }
+}
+
 fn colour(c: tessera_core::Colour) -> i32 {
     c.to_proto() as i32
 }
@@ -205,6 +216,7 @@ impl<S: Store> CityNode for NodeService<S> {
             .await?;
         let now = unix_now();
         let a = self.city.explain(national_id, now)?;
+        let corrections = self.city.corrections(national_id, now)?;
         Ok(Response::new(pb::ExplainResponse {
             score: a.score,
             colour: colour(a.colour),
@@ -235,6 +247,7 @@ impl<S: Store> CityNode for NodeService<S> {
                     lifted_until: l.lifted_until.unwrap_or(0),
                 })
                 .collect(),
+            corrections: corrections.into_iter().map(note).collect(),
         }))
     }
 
@@ -286,6 +299,27 @@ impl<S: Store> CityNode for NodeService<S> {
         Ok(Response::new(pb::EraseResponse {
             records: erased.records,
             badges: erased.badges,
+        }))
+    }
+
+    async fn correct_record(
+        &self,
+        request: Request<pb::CorrectRecordRequest>,
+    ) -> Result<Response<pb::CorrectRecordResponse>, Status> {
+        // Checked first, so a request naming no record of the resident
+        // changes nothing, not even the log; then logged before the
+        // change, like an erasure.
+        let prepared = self
+            .city
+            .prepare_correction(request.get_ref(), unix_now())?;
+        self.log_access(&request, Action::Correct, &request.get_ref().national_id)
+            .await?;
+        let done = self.city.correct(&prepared, unix_now()).await?;
+        self.metrics.corrected(done.revoked);
+        Ok(Response::new(pb::CorrectRecordResponse {
+            colour: done.colour.map_or(0, colour),
+            revoked: done.revoked,
+            superseded: done.superseded,
         }))
     }
 

@@ -30,7 +30,7 @@ pub(crate) async fn sweep_retention(loaded: &Loaded, metrics: crate::metrics::No
         match loaded.city.sweep(unix_now(), SWEEP_BATCH).await {
             Ok(swept) => {
                 metrics.swept(&swept);
-                if swept.total_records() + swept.badges > 0 {
+                if swept.total_records() + swept.badges + swept.corrections > 0 {
                     tracing::info!(
                         records = swept.total_records(),
                         tests = swept.records[0],
@@ -39,6 +39,7 @@ pub(crate) async fn sweep_retention(loaded: &Loaded, metrics: crate::metrics::No
                         travel = swept.records[3],
                         symptoms = swept.records[4],
                         badges = swept.badges,
+                        corrections = swept.corrections,
                         "deleted what is past retention"
                     );
                 }

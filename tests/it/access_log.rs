@@ -51,7 +51,7 @@ fn lp(out: &mut Vec<u8>, bytes: &[u8]) {
 /// The entry hash exactly as docs/PROTOCOL.md ("Access log") defines it,
 /// written from the document and not from the node's code: what a
 /// resident's app computes.
-fn documented_hash(e: &pb::AccessEntry, subject: &[u8]) -> Vec<u8> {
+pub(crate) fn documented_hash(e: &pb::AccessEntry, subject: &[u8]) -> Vec<u8> {
     let mut m = vec![];
     lp(&mut m, b"tessera/access-log/v1");
     m.extend_from_slice(&e.sequence.to_be_bytes());

@@ -7,6 +7,7 @@ mod authz_matrix;
 mod backup;
 mod badge_properties;
 mod conformance;
+mod correction;
 mod follow;
 mod garbage_bodies;
 mod gateway;

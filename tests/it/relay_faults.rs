@@ -321,6 +321,13 @@ impl CityNode for StandIn {
         Err(Status::unimplemented("stand-in"))
     }
 
+    async fn correct_record(
+        &self,
+        _: Request<pb::CorrectRecordRequest>,
+    ) -> Result<Response<pb::CorrectRecordResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
+
     async fn check_status(
         &self,
         request: Request<pb::CheckStatusRequest>,

@@ -53,6 +53,16 @@ impl SledStore {
             batch.remove(k);
             erased.records += 1;
         }
+        // Correction marks, and the id index of the records they retracted.
+        let prefix = key(CORRECTION, &[p]);
+        for entry in self.tree.scan_prefix(&prefix) {
+            let (k, v) = entry?;
+            let record_id = &k[prefix.len()..];
+            let (kind, at) = parse_header(&v)?;
+            batch.remove(correction_expiry_key(kind, at, resident, record_id));
+            batch.remove(key(RECORD_ID, &[record_id]));
+            batch.remove(k);
+        }
         let prefix = key(HOLDER, &[p]);
         for k in self.tree.scan_prefix(&prefix).keys() {
             let k = k?;

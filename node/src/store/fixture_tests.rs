@@ -92,7 +92,7 @@ fn copy_of(name: &str) -> tempfile::TempDir {
 }
 
 #[test]
-fn a_store_of_layout_1_written_by_the_previous_release_opens_and_reads() {
+fn a_store_of_layout_1_written_by_the_previous_release_opens_reads_and_is_migrated() {
     let dir = copy_of("store-v1");
     let store = SledStore::open(&dir.path().join("store"), &dir.path().join("master.key")).unwrap();
     let mut records: Vec<String> = store
@@ -110,7 +110,8 @@ fn a_store_of_layout_1_written_by_the_previous_release_opens_and_reads() {
     let tree = store.open_tree(crate::access_log::TREE).unwrap();
     let report = crate::access_log::verify(&tree, None).unwrap();
     assert_eq!((report.length, report.problem), (1, None));
-    // Opening recorded the layout it now holds.
+    // Opening migrated it and recorded the layout it now holds.
+    assert_eq!(LAYOUT, 2);
     assert_eq!(super::layout::layout_of(&store.tree).unwrap(), LAYOUT);
     assert!(
         store

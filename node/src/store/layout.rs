@@ -13,6 +13,8 @@ pub(super) const EXPIRY: u8 = b'x';
 pub(super) const BADGE: u8 = b'b';
 pub(super) const HOLDER: u8 = b'h';
 pub(super) const BADGE_EXPIRY: u8 = b'y';
+pub(super) const CORRECTION: u8 = b'c';
+pub(super) const CORRECTION_EXPIRY: u8 = b'z';
 /// Prefix `m`, then `master`.
 pub(super) const META_MASTER: &[u8] = b"mmaster";
 /// Prefix `m`, then `first-policy`: SHA-256 of the city's first signed
@@ -92,10 +94,15 @@ pub(super) fn parse_meta(v: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
 
 /// The store layout this release writes and reads: the keys and values of
 /// the `node` tree and of the access log tree. A store records it in
-/// [`META_LAYOUT`]; one written before the entry existed (releases up to
-/// issue 19) is layout 1. Bump it when a key or value changes, and add the
-/// step from the previous version to [`migrate`].
-pub const LAYOUT: u32 = 1;
+/// [`META_LAYOUT`]; one written before the entry existed is layout 1.
+/// Bump it when a key or value changes, and add the step from the previous
+/// version to [`step`].
+///
+/// | layout | what changed |
+/// | --- | --- |
+/// | 1 | the one-tree layout with sealed badges (stores that record no version) |
+/// | 2 | correction marks (`c`) and their expiry index (`z`) |
+pub const LAYOUT: u32 = 2;
 
 /// The layout version a store records; 1 when it records none (written
 /// before the entry existed).
@@ -134,11 +141,38 @@ pub(super) fn migrate(tree: &sled::Tree, found: u32) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The step from layout `from` to `from + 1`. Layout 1 is the first, so
-/// none exists yet: layout 2 adds `1 => to_v2(tree)` here.
+/// The step from layout `from` to `from + 1`. A release that still reads a
+/// layout has the step out of it here; the next layout adds its own arm.
 fn step(_tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
-    Err(StoreError::Corrupt(format!(
-        "store layout {from} has no migration to {}",
-        from + 1
-    )))
+    match from {
+        // Layout 2 only adds prefixes a layout-1 store has no entry under:
+        // nothing to convert. Recording 2 keeps a release without
+        // corrections from opening the store (it would leave marks behind
+        // on erasure and sweep).
+        1 => Ok(()),
+        _ => Err(StoreError::Corrupt(format!(
+            "store layout {from} has no migration to {}",
+            from + 1
+        ))),
+    }
+}
+
+/// The expiry index key of a correction mark: the type and time of the
+/// record it marks (the replacement, or the retracted record), so that the
+/// mark goes when that record would.
+pub(super) fn correction_expiry_key(
+    kind: RecordType,
+    at: i64,
+    resident: &Pseudonym,
+    record_id: &[u8],
+) -> Vec<u8> {
+    key(
+        CORRECTION_EXPIRY,
+        &[
+            &[kind.code()],
+            &time_bytes(at),
+            resident.as_bytes(),
+            record_id,
+        ],
+    )
 }

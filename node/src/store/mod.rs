@@ -11,6 +11,7 @@
 //! status checks and the retention sweep need no key.
 
 mod codec;
+mod correct;
 mod erase;
 #[cfg(test)]
 mod fixture_tests;
@@ -75,6 +76,9 @@ pub enum StoreError {
     /// A change names a badge that is not stored.
     #[error("badge {0} is not stored: its state cannot change")]
     UnknownBadge(String),
+    /// A correction names a record the resident does not hold.
+    #[error("record {0:?} is not stored for this resident")]
+    UnknownRecord(String),
     /// A record id is stored with different content.
     #[error("record id {record_id:?} is already stored with different content")]
     ConflictingRecord {
@@ -158,6 +162,41 @@ pub struct Change {
     pub states: Vec<(BadgeId, BadgeState)>,
 }
 
+/// A correction of one stored record (`CityNode.CorrectRecord`), applied
+/// with the badge states it changes in one atomic batch.
+#[derive(Debug, Clone)]
+pub struct Correction {
+    /// The holder.
+    pub resident: Pseudonym,
+    /// The stored record's id.
+    pub record_id: String,
+    /// Why: a `tessera.v1.CorrectionReason` value.
+    pub reason: u8,
+    /// When.
+    pub at: i64,
+    /// The new content (same id, same holder), or `None` to retract it.
+    pub replacement: Option<NewRecord>,
+}
+
+/// The trace a correction leaves (sealed under the holder's data key,
+/// removed with the record it marks by the sweep, and by erasure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorrectionMark {
+    /// The record's id.
+    pub record_id: String,
+    /// The type of the record it marks (the replacement or the retracted
+    /// record), for retention.
+    pub kind: RecordType,
+    /// Its time.
+    pub record_at: i64,
+    /// Whether the record was retracted (else replaced).
+    pub retracted: bool,
+    /// Why: a `tessera.v1.CorrectionReason` value.
+    pub reason: u8,
+    /// When the correction was made.
+    pub at: i64,
+}
+
 /// What a change did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -187,6 +226,9 @@ pub struct Swept {
     pub badges: u32,
     /// Data keys deleted because their resident had nothing left.
     pub keys: u32,
+    /// Correction marks deleted (with their record, or past the retention
+    /// of the record they retracted).
+    pub corrections: u32,
     /// Whether more expired entries remain (the batch was full).
     pub more: bool,
 }
@@ -204,6 +246,7 @@ impl Swept {
         }
         self.badges += other.badges;
         self.keys += other.keys;
+        self.corrections += other.corrections;
         self.more = other.more;
     }
 }
@@ -229,6 +272,20 @@ pub trait Store: Send + Sync + 'static {
         &self,
         resident: &Pseudonym,
     ) -> Result<Vec<(BadgeId, BadgeRecord)>, StoreError>;
+    /// Replaces or retracts one stored record of `correction.resident` and
+    /// leaves its mark, with `states` (the badges the re-scoring changes),
+    /// atomically, not yet durably; [`StoreError::UnknownRecord`] and no
+    /// change if the resident holds no such record. The record-id index
+    /// keeps the id's first content, so the sender's retry of the original
+    /// batch stays a duplicate and never undoes the correction. The caller
+    /// serialises it with every other change.
+    fn correct(
+        &self,
+        correction: &Correction,
+        states: &[(BadgeId, BadgeState)],
+    ) -> Result<(), StoreError>;
+    /// A resident's correction marks, decrypted, in record-id order.
+    fn corrections_of(&self, resident: &Pseudonym) -> Result<Vec<CorrectionMark>, StoreError>;
     /// Makes every applied change durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// Erases a resident: their records, record-id and expiry index

@@ -34,6 +34,8 @@ use crate::vault::{DataKey, KeyFile, MasterKey};
 /// | `b` | badge id | format (1 byte, 2), pseudonym, valid until (8), state (1) and its time (8), then colour and issue time sealed under the data key: nonce, ciphertext |
 /// | `h` | pseudonym, badge id | nothing (the holder's badges) |
 /// | `y` | valid until, badge id | nothing (badge expiry index) |
+/// | `c` | pseudonym, record id | a correction's mark: type (1 byte) and time (8) of the record it marks, then format, retracted, reason and time of the correction sealed under the data key (see `correct.rs`) |
+/// | `z` | type, time, pseudonym, record id | nothing (the marks' expiry index) |
 ///
 /// Times in keys are big-endian with the sign bit flipped, so they sort in
 /// time order.
@@ -552,6 +554,18 @@ impl Store for SledStore {
         self.badges_where(resident, |s| s == BadgeState::Active)
     }
 
+    fn correct(
+        &self,
+        correction: &Correction,
+        states: &[(BadgeId, BadgeState)],
+    ) -> Result<(), StoreError> {
+        self.noting(self.correct_record(correction, states))
+    }
+
+    fn corrections_of(&self, resident: &Pseudonym) -> Result<Vec<CorrectionMark>, StoreError> {
+        self.marks_of(resident)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.noting(self.db.flush().map(|_| ()).map_err(StoreError::from))
     }
@@ -565,7 +579,7 @@ impl Store for SledStore {
     }
 
     fn holds_data(&self) -> Result<bool, StoreError> {
-        for prefix in [RECORD, BADGE] {
+        for prefix in [RECORD, BADGE, CORRECTION] {
             if let Some(k) = self.tree.scan_prefix([prefix]).keys().next() {
                 k?;
                 return Ok(true);

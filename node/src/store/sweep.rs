@@ -53,10 +53,61 @@ impl SledStore {
                 }
                 let record_key = key(RECORD, &[resident.as_bytes(), record_id]);
                 batch.remove(record_key.clone());
+                // A replaced record takes its correction's mark with it.
+                let mark_key = key(CORRECTION, &[resident.as_bytes(), record_id]);
+                if let Some(mark) = self.tree.get(&mark_key)? {
+                    let (kind, at) = parse_header(&mark)?;
+                    batch.remove(correction_expiry_key(kind, at, &resident, record_id));
+                    batch.remove(mark_key.clone());
+                    removed.insert(mark_key);
+                    swept.corrections += 1;
+                }
                 removed.insert(record_key);
                 touched.insert(resident);
                 batch.remove(k);
                 swept.records[slot] += 1;
+                left -= 1;
+            }
+        }
+        // The marks of retracted records, past the retention of the record
+        // they retracted (a replaced record's mark went with it above).
+        for kind in RecordType::ALL {
+            let start = vec![CORRECTION_EXPIRY, kind.code()];
+            let end = key(
+                CORRECTION_EXPIRY,
+                &[&[kind.code()], &time_bytes(retention.cutoff(kind, now))],
+            );
+            for k in self.tree.range(start..end).keys() {
+                if left == 0 {
+                    swept.more = true;
+                    break;
+                }
+                let k = k?;
+                let resident = Pseudonym::from_slice(k.get(10..42).ok_or_else(corrupt)?)
+                    .ok_or_else(corrupt)?;
+                let record_id = &k[42..];
+                let mark_key = key(CORRECTION, &[resident.as_bytes(), record_id]);
+                if removed.contains(&mark_key) {
+                    continue;
+                }
+                let record_key = key(RECORD, &[resident.as_bytes(), record_id]);
+                let id_key = key(RECORD_ID, &[record_id]);
+                // A retracted record's id stays reserved until now (a
+                // retry of its batch is a duplicate); it goes with the mark.
+                if !removed.contains(&record_key)
+                    && !self.tree.contains_key(&record_key)?
+                    && self
+                        .tree
+                        .get(&id_key)?
+                        .is_some_and(|v| v.get(..Pseudonym::LEN) == Some(resident.as_bytes()))
+                {
+                    batch.remove(id_key);
+                }
+                batch.remove(mark_key.clone());
+                removed.insert(mark_key);
+                touched.insert(resident);
+                batch.remove(k);
+                swept.corrections += 1;
                 left -= 1;
             }
         }
@@ -82,7 +133,7 @@ impl SledStore {
         }
         for resident in touched {
             let mut keeps = false;
-            for prefix in [RECORD, HOLDER] {
+            for prefix in [RECORD, HOLDER, CORRECTION] {
                 for k in self
                     .tree
                     .scan_prefix(key(prefix, &[resident.as_bytes()]))
