@@ -90,7 +90,7 @@ enum Command {
     #[command(subcommand)]
     Node(node::NodeCommand),
     /// A help desk's commands about one resident: explain, export, erase,
-    /// access log (operator bundle; exit 3 when nothing is held).
+    /// access log, correct (operator bundle; exit 3 when nothing is held).
     #[command(subcommand)]
     Resident(resident::ResidentCommand),
     /// The national gateway: run it.

@@ -5,7 +5,7 @@
 //!
 //! Exit statuses: 0 done, 1 failure (the node refused or could not be
 //! reached), 2 usage, 3 the node holds nothing about the resident (export:
-//! no record; erase: nothing to erase).
+//! no record; erase: nothing to erase; correct: no such record).
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -72,6 +72,56 @@ pub enum ResidentCommand {
         after_help = format!("Example:\n  tessera resident access-log --node 127.0.0.1:7101 --bundle operators/330100-helpdesk\n\n{EXIT_CODES}")
     )]
     AccessLog(Target),
+    /// Replace or retract one record of the resident, with a reason: the
+    /// resident is re-scored at once (logged; Explain lists it).
+    #[command(after_help = format!("Examples:\n  tessera resident correct --node 127.0.0.1:7101 --bundle operators/330100-helpdesk \\\n      --record lab-0042 --retract --reason wrong-person\n  tessera resident correct --node 127.0.0.1:7101 --bundle operators/330100-helpdesk \\\n      --record lab-0042 --replacement fixed.csv --reason source-amended\n\nThe replacement is a CSV file in the format of `tessera node import` holding one\nrow; its record_id and national_id must be the ones corrected.\n\n{EXIT_CODES} (3: no such record of this resident)"))]
+    Correct {
+        #[command(flatten)]
+        target: Target,
+        /// The id of the stored record to correct.
+        #[arg(long)]
+        record: String,
+        /// Retract it: it is deleted and counts for nothing from now on.
+        #[arg(
+            long,
+            conflicts_with = "replacement",
+            required_unless_present = "replacement"
+        )]
+        retract: bool,
+        /// Replace its content with the one row of this CSV file.
+        #[arg(long)]
+        replacement: Option<PathBuf>,
+        /// Why.
+        #[arg(long, value_enum)]
+        reason: Reason,
+    },
+}
+
+/// Why a record is corrected (the standard's fixed list).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Reason {
+    /// Entered wrongly (a typing or transfer error).
+    EntryError,
+    /// It belongs to another person.
+    WrongPerson,
+    /// The laboratory or clinic withdrew or amended it.
+    SourceAmended,
+    /// The resident's appeal against it was upheld.
+    AppealUpheld,
+    /// It repeats another record of the same event.
+    Duplicate,
+}
+
+impl Reason {
+    fn to_proto(self) -> pb::CorrectionReason {
+        match self {
+            Self::EntryError => pb::CorrectionReason::EntryError,
+            Self::WrongPerson => pb::CorrectionReason::WrongPerson,
+            Self::SourceAmended => pb::CorrectionReason::SourceAmended,
+            Self::AppealUpheld => pb::CorrectionReason::AppealUpheld,
+            Self::Duplicate => pb::CorrectionReason::Duplicate,
+        }
+    }
 }
 
 pub fn run(cmd: ResidentCommand) -> anyhow::Result<()> {
@@ -80,6 +130,13 @@ pub fn run(cmd: ResidentCommand) -> anyhow::Result<()> {
         ResidentCommand::Export(t) => export(t),
         ResidentCommand::Erase { target, yes } => erase(target, yes),
         ResidentCommand::AccessLog(t) => access_log(t),
+        ResidentCommand::Correct {
+            target,
+            record,
+            retract,
+            replacement,
+            reason,
+        } => correct(target, record, retract, replacement, reason),
     }
 }
 
@@ -127,6 +184,17 @@ fn colour_name(c: i32) -> String {
     Colour::from_proto(c).map_or_else(|| "none".into(), |c| c.to_string())
 }
 
+fn reason_name(reason: i32) -> &'static str {
+    match pb::CorrectionReason::try_from(reason) {
+        Ok(pb::CorrectionReason::EntryError) => "entry-error",
+        Ok(pb::CorrectionReason::WrongPerson) => "wrong-person",
+        Ok(pb::CorrectionReason::SourceAmended) => "source-amended",
+        Ok(pb::CorrectionReason::AppealUpheld) => "appeal-upheld",
+        Ok(pb::CorrectionReason::Duplicate) => "duplicate",
+        _ => "unknown",
+    }
+}
+
 fn print_json(value: &serde_json::Value) {
     outln!("{value}");
 }
@@ -165,6 +233,12 @@ fn explain(t: Target) -> anyhow::Result<()> {
                 "lifted_by": l.lifted_by,
                 "lifted_until": l.lifted_until,
             })).collect::<Vec<_>>(),
+            "corrections": a.corrections.iter().map(|c| json!({
+                "record_id": c.record_id,
+                "retracted": c.retracted,
+                "reason": reason_name(c.reason),
+                "corrected_at": c.corrected_at,
+            })).collect::<Vec<_>>(),
         }));
         return Ok(());
     }
@@ -196,6 +270,15 @@ fn explain(t: Target) -> anyhow::Result<()> {
     }
     for l in &a.lifted {
         outln!("lifted: {}", l.sentence);
+    }
+    for c in &a.corrections {
+        outln!(
+            "corrected: record {} {} at {} ({})",
+            c.record_id,
+            if c.retracted { "retracted" } else { "replaced" },
+            fmt::time(c.corrected_at),
+            reason_name(c.reason)
+        );
     }
     Ok(())
 }
@@ -369,6 +452,114 @@ fn access_log(t: Target) -> anyhow::Result<()> {
             e.action,
             e.actor_serial,
             e.actor_city
+        );
+    }
+    Ok(())
+}
+
+/// The one record of a replacement CSV file, checked against the record
+/// and resident corrected.
+fn replacement_record(
+    path: &std::path::Path,
+    record: &str,
+    id: &str,
+) -> anyhow::Result<pb::Record> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let (rows, errors) = tessera_node::import::parse_csv(file)
+        .with_context(|| format!("reading {}", path.display()))?;
+    if let Some(e) = errors.first() {
+        return Err(
+            crate::Usage::new(format!("{} line {}: {}", path.display(), e.line, e.reason)).into(),
+        );
+    }
+    let [(_, row)] = <[_; 1]>::try_from(rows).map_err(|rows: Vec<_>| {
+        crate::Usage::new(format!(
+            "{} holds {} records: a replacement is exactly one",
+            path.display(),
+            rows.len()
+        ))
+    })?;
+    if row.record_id != record {
+        return Err(crate::Usage::new(format!(
+            "the replacement's record_id is {:?}, not {record:?}: a record never moves to another id",
+            row.record_id
+        ))
+        .into());
+    }
+    if row.national_id != id {
+        return Err(crate::Usage::new(
+            "the replacement names another resident than the one corrected",
+        )
+        .into());
+    }
+    Ok(row)
+}
+
+fn correct(
+    t: Target,
+    record: String,
+    retract: bool,
+    replacement: Option<PathBuf>,
+    reason: Reason,
+) -> anyhow::Result<()> {
+    let id = national_id(t.id)?;
+    let correction = match (retract, replacement) {
+        (true, None) => pb::correct_record_request::Correction::Retract(pb::Retraction {}),
+        (false, Some(path)) => pb::correct_record_request::Correction::Replacement(
+            replacement_record(&path, &record, &id)?,
+        ),
+        _ => {
+            return Err(crate::Usage::new("give either --retract or --replacement FILE").into());
+        }
+    };
+    let retracted = retract;
+    let answer = crate::block_on(async {
+        creds::node(&t.bundle, &t.node)?
+            .correct_record(pb::CorrectRecordRequest {
+                national_id: id.clone(),
+                record_id: record.clone(),
+                correction: Some(correction),
+                reason: reason.to_proto() as i32,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| {
+                if s.code() == tonic::Code::NotFound {
+                    NotFound(format!(
+                        "the node holds no record {record:?} of resident {}: {}",
+                        masked(&id),
+                        s.message()
+                    ))
+                    .into()
+                } else {
+                    refused(&t.node)(s)
+                }
+            })
+    })?;
+    let what = if retracted { "retracted" } else { "replaced" };
+    if t.json {
+        print_json(&json!({
+            "resident": masked(&id),
+            "record_id": record,
+            "correction": what,
+            "colour": colour_name(answer.colour),
+            "revoked": answer.revoked,
+            "superseded": answer.superseded,
+        }));
+        return Ok(());
+    }
+    outln!(
+        "{what} record {record} of resident {}: colour now {}",
+        masked(&id),
+        colour_name(answer.colour)
+    );
+    if answer.revoked > 0 {
+        outln!("{} badge(s) revoked: the colour is worse", answer.revoked);
+    }
+    if answer.superseded > 0 {
+        outln!(
+            "{} badge(s) superseded: the colour is better, issue a fresh badge",
+            answer.superseded
         );
     }
     Ok(())
