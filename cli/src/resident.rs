@@ -334,15 +334,16 @@ fn describe(r: &pb::Record) -> (&'static str, i64, String) {
 
 fn export(t: Target) -> anyhow::Result<()> {
     let id = national_id(t.id)?;
-    let records = crate::block_on(async {
+    let held = crate::block_on(async {
         creds::node(&t.bundle, &t.node)?
             .export_records(pb::ExportRequest {
                 national_id: id.clone(),
             })
             .await
-            .map(|r| r.into_inner().records)
+            .map(tonic::Response::into_inner)
             .map_err(refused(&t.node))
     })?;
+    let (records, corrections) = (&held.records, &held.corrections);
     if t.json {
         print_json(&json!({
             "resident": masked(&id),
@@ -350,15 +351,30 @@ fn export(t: Target) -> anyhow::Result<()> {
                 let (kind, at, what) = describe(r);
                 json!({"record_id": r.record_id, "type": kind, "at": at, "what": what})
             }).collect::<Vec<_>>(),
+            "corrections": corrections.iter().map(|c| json!({
+                "record_id": c.record_id,
+                "retracted": c.retracted,
+                "reason": reason_name(c.reason),
+                "corrected_at": c.corrected_at,
+            })).collect::<Vec<_>>(),
         }));
     } else {
         outln!("{} records of resident {}", records.len(), masked(&id));
-        for r in &records {
+        for r in records {
             let (kind, at, what) = describe(r);
             outln!("{}  {kind:<11}  {}  {what}", fmt::time(at), r.record_id);
         }
+        for c in corrections {
+            outln!(
+                "corrected: record {} {} at {} ({})",
+                c.record_id,
+                if c.retracted { "retracted" } else { "replaced" },
+                fmt::time(c.corrected_at),
+                reason_name(c.reason)
+            );
+        }
     }
-    if records.is_empty() {
+    if records.is_empty() && corrections.is_empty() {
         return Err(NotFound(format!(
             "the node holds no record of resident {}",
             masked(&id)

@@ -176,6 +176,23 @@ async fn a_help_desk_reads_and_erases_and_it_backs_up_and_restores() {
     let out = resident("export", 1, &["--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["records"].as_array().unwrap().len(), 1, "{json}");
+    // The corrections' marks are data held about the resident too.
+    let marks: Vec<(&str, bool)> = json["corrections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["record_id"].as_str().unwrap(),
+                c["retracted"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(marks.len(), 2, "{json}");
+    assert!(
+        marks.contains(&("r2", true)) && marks.contains(&("r1", false)),
+        "{json}"
+    );
 
     // A backup while the node runs, then an erasure (which replaces the
     // master key), then a second backup.

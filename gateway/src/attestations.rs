@@ -103,6 +103,49 @@ impl Attestations {
         if trust.is_revoked(verified.signer()) {
             return Err(SubmitError::SignerRevoked);
         }
+        self.keep(&verified, signed).await?;
+        tracing::info!(
+            city = %verified.city(),
+            destroyed_at = verified.claims().destroyed_at,
+            "deletion attestation collected"
+        );
+        Ok(verified)
+    }
+
+    /// Takes `signed` as a follower, from the peer gateway it follows
+    /// (pool.rs): verified as a submission is (up to the root, the signer a
+    /// node of the attested city not revoked by the list in force, not
+    /// older than the one held), then kept durably. Who passed it on is not
+    /// asked: the node's own signature says who made it. Returns whether
+    /// it was new.
+    pub async fn adopt(
+        &self,
+        signed: &[u8],
+        trust: &TrustState,
+        now: i64,
+    ) -> Result<bool, SubmitError> {
+        let verified = attestation::verify_attestation(signed, trust.root(), now)?;
+        if trust.is_revoked(verified.signer()) {
+            return Err(SubmitError::SignerRevoked);
+        }
+        let new = self.keep(&verified, signed).await?;
+        if new {
+            tracing::info!(
+                city = %verified.city(),
+                destroyed_at = verified.claims().destroyed_at,
+                "deletion attestation copied from the peer gateway"
+            );
+        }
+        Ok(new)
+    }
+
+    /// Keeps a verified attestation as its city's latest, durably; returns
+    /// whether the tree changed (not when the same one is held).
+    async fn keep(
+        &self,
+        verified: &VerifiedAttestation,
+        signed: &[u8],
+    ) -> Result<bool, SubmitError> {
         if self.disk.is_full() {
             return Err(SubmitError::DiskFull);
         }
@@ -145,12 +188,7 @@ impl Attestations {
             }
             return Err(e.into());
         }
-        tracing::info!(
-            city = %verified.city(),
-            destroyed_at = verified.claims().destroyed_at,
-            "deletion attestation collected"
-        );
-        Ok(verified)
+        Ok(replaced.is_some())
     }
 
     /// Every attestation held, one per city, in city order.

@@ -34,7 +34,8 @@ pub const TABLE: &[(&str, Allowed)] = &[
     ),
     (
         "/tessera.v1.Gateway/ListAttestations",
-        Allowed::Roles(&[Role::Authority]),
+        // A gateway: a follower copies its peer's attestations (pool.rs).
+        Allowed::Roles(&[Role::Authority, Role::Gateway]),
     ),
 ];
 

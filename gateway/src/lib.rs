@@ -6,7 +6,8 @@
 //! configuration ([`config`]), start-up ([`server`]), serving again after a
 //! full disk ([`lifecycle`]), the public read-only copy of the trust list
 //! and every city's scoring policies ([`public`]) and the deletion
-//! attestations it collects from cities at sunset ([`attestations`]).
+//! attestations it collects from cities at sunset ([`attestations`]), which
+//! a follower copies from its peer with the policies ([`pool`]).
 //!
 //! It must never see a record, a name or an ID number, never tell a city node
 //! who checked a badge or where, never keep a per-badge log (only aggregate
@@ -19,6 +20,7 @@ pub mod config;
 pub mod lifecycle;
 pub mod metrics;
 pub mod policies;
+pub mod pool;
 pub mod public;
 pub mod public_page;
 pub mod registry;

@@ -220,7 +220,82 @@ impl Policies {
             now,
             i64::from(self.notice_hours) * 3600,
         )
-        .map_err(|e| match e {
+        .map_err(|e| self.refusal(e, &dates, policy.policy_version()))?;
+        self.store(&policy).await?;
+        tracing::info!(
+            city = policy.city(),
+            version = policy.policy_version(),
+            effective_from = policy.effective_from(),
+            "scoring policy published"
+        );
+        Ok(policy)
+    }
+
+    /// Takes `signed` as a follower, from the peer gateway it follows
+    /// (pool.rs): verified against `trust` exactly as an upload (signature,
+    /// signer a badge signer of the document's city in the list, not
+    /// revoked, the rules), and in order after the policies held (a greater
+    /// version, no earlier date), then stored durably. The caller's city is
+    /// not asked (the peer is not the city) and neither is the notice: the
+    /// gateway that received the upload counted it from that moment, which
+    /// a follower, seeing it later, cannot. Returns whether it was new.
+    pub async fn adopt(
+        &self,
+        signed: &pb::SignedPolicy,
+        trust: Option<&CheckedTrustList>,
+    ) -> Result<bool, PolicyPublishError> {
+        let trust = trust.ok_or(PolicyPublishError::NoTrustList)?;
+        let policy = policy_doc::verify_with_trust_list(signed, trust)?;
+        let _one_at_a_time = self.publishing.lock().await;
+        if self.disk.is_full() {
+            return Err(PolicyPublishError::DiskFull);
+        }
+        let held = self.held(policy.city())?;
+        if held.iter().any(|(_, _, h)| h == signed) {
+            return Ok(false);
+        }
+        let dates: Vec<(u32, i64)> = held.iter().map(|(v, from, _)| (*v, *from)).collect();
+        // Announced at its own effective date with no notice: only the
+        // order is checked.
+        policy_doc::check_succession(
+            &dates,
+            policy.policy_version(),
+            policy.effective_from(),
+            policy.effective_from(),
+            0,
+        )
+        .map_err(|e| self.refusal(e, &dates, policy.policy_version()))?;
+        self.store(&policy).await?;
+        tracing::info!(
+            city = policy.city(),
+            version = policy.policy_version(),
+            effective_from = policy.effective_from(),
+            "scoring policy copied from the peer gateway"
+        );
+        Ok(true)
+    }
+
+    /// Stores a checked policy and flushes; on a failed flush it is removed
+    /// again (never acknowledged, so never served). The caller holds
+    /// `publishing`.
+    async fn store(&self, policy: &VerifiedPolicy) -> Result<(), PolicyPublishError> {
+        let k = key(policy.city(), policy.policy_version());
+        self.disk.noting(self.tree.insert(k, policy.to_bytes()))?;
+        if let Err(e) = self.disk.noting(self.db.flush_async().await) {
+            self.disk.noting(self.tree.remove(k))?;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// A succession refusal as this module's error.
+    fn refusal(
+        &self,
+        e: SuccessionError,
+        dates: &[(u32, i64)],
+        offered: u32,
+    ) -> PolicyPublishError {
+        match e {
             SuccessionError::NotNewer { held, offered } => {
                 PolicyPublishError::NotNewer { held, offered }
             }
@@ -248,22 +323,8 @@ impl Policies {
             // A rule core adds later: refused as not fitting what is held.
             _ => PolicyPublishError::NotNewer {
                 held: dates.last().map_or(0, |(v, _)| *v),
-                offered: policy.policy_version(),
+                offered,
             },
-        })?;
-        let k = key(policy.city(), policy.policy_version());
-        self.disk.noting(self.tree.insert(k, policy.to_bytes()))?;
-        if let Err(e) = self.disk.noting(self.db.flush_async().await) {
-            // Not acknowledged, so it must not be served later either.
-            self.disk.noting(self.tree.remove(k))?;
-            return Err(e.into());
         }
-        tracing::info!(
-            city = policy.city(),
-            version = policy.policy_version(),
-            effective_from = policy.effective_from(),
-            "scoring policy published"
-        );
-        Ok(policy)
     }
 }

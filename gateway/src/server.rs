@@ -196,6 +196,7 @@ pub async fn serve_with_public(
         .register_collector(Box::new(crate::metrics::GatewayCollector::new(Arc::clone(
             &loaded.verifier,
         ))));
+    let pool = crate::pool::PoolMetrics::register(&mut metrics);
     let tls = loaded.identity.clone();
     let expiries: Vec<tessera_runtime::metrics::Expiry> =
         vec![("tls", Arc::new(move || tls.not_after()))];
@@ -234,7 +235,18 @@ pub async fn serve_with_public(
     };
     let follow = async {
         match &loaded.follower {
-            Some(follower) => follow_peer(&loaded.registry, follower).await,
+            Some(follower) => {
+                let never = tokio::join!(
+                    follow_peer(&loaded.registry, follower),
+                    crate::pool::follow_publications(
+                        &loaded.registry,
+                        &loaded.policies,
+                        follower,
+                        pool
+                    )
+                );
+                match never.1 {}
+            }
             None => std::future::pending().await,
         }
     };

@@ -280,10 +280,14 @@ impl<S: Store> CityNode for NodeService<S> {
     ) -> Result<Response<pb::ExportResponse>, Status> {
         self.log_access(&request, Action::Export, &request.get_ref().national_id)
             .await?;
-        let records = self
-            .city
-            .export(&request.get_ref().national_id, unix_now())?;
-        Ok(Response::new(pb::ExportResponse { records }))
+        let now = unix_now();
+        let national_id = &request.get_ref().national_id;
+        let records = self.city.export(national_id, now)?;
+        let corrections = self.city.corrections(national_id, now)?;
+        Ok(Response::new(pb::ExportResponse {
+            records,
+            corrections: corrections.into_iter().map(note).collect(),
+        }))
     }
 
     async fn erase_resident(

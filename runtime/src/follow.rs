@@ -93,6 +93,29 @@ impl Follower {
         &self.peer
     }
 
+    /// How often the watch is reopened: a gateway also fetches its peer's
+    /// policies and attestations at least this often.
+    pub fn refresh(&self) -> Duration {
+        self.refresh
+    }
+
+    /// How long to wait after a failure before connecting again.
+    pub fn retry(&self) -> Duration {
+        self.retry
+    }
+
+    /// A client of the peer on the follower's connection (for the other
+    /// things a gateway copies from its peer).
+    pub fn client(&self) -> GatewayClient<Channel> {
+        self.client.clone()
+    }
+
+    /// A client of the peer on a new connection, after a failure (see
+    /// [`Follower::run`] for why not the old one).
+    pub fn reconnect(&self) -> Result<GatewayClient<Channel>, FollowError> {
+        connect(&self.peer, Arc::clone(&self.config))
+    }
+
     fn known(&self) -> u64 {
         self.trust.current().map_or(0, |l| l.sequence())
     }

@@ -58,7 +58,7 @@ const ENROLLED: [(&str, [bool; 10], [bool; 10]); 7] = [
         [true, true, true, false, false, true, false, true, false, true]),
     ("gateway",
         [false, false, false, true, true, false, false, false, false, false],
-        [false, true, true, false, false, true, false, true, false, false]),
+        [false, true, true, false, false, true, false, true, false, true]),
     ("Hangzhou node",
         [false, false, false, false, true, false, false, false, false, false],
         [false, true, true, true, true, true, true, true, true, false]),

@@ -181,6 +181,10 @@ async fn a_correction_rescores_revokes_and_shows_in_explain_and_the_access_log_u
         .map(|r| r.record_id.as_str())
         .collect();
     assert_eq!(ids, ["lab-8"]);
+    assert_eq!(
+        export.corrections, e.corrections,
+        "the export holds the mark too"
+    );
 
     // Both corrections are in the resident's access log, hashed like every
     // entry, as the resident's app recomputes them.

@@ -207,6 +207,15 @@ async fn node_and_gateway_expose_the_named_metrics_without_personal_labels() {
             0.0,
         ),
         ("tessera_trust_list_sequence".to_owned(), 1.0),
+        // A gateway that follows nobody copies and refuses nothing.
+        (
+            r#"tessera_pool_copied_total{kind="policy"}"#.to_owned(),
+            0.0,
+        ),
+        (
+            r#"tessera_pool_refused_total{kind="attestation"}"#.to_owned(),
+            0.0,
+        ),
     ] {
         assert_eq!(
             sample(&gw_text, &series),

@@ -41,7 +41,7 @@ fn relay() -> RelaySettings {
 const DEFAULT_VERSION: u32 = 2;
 
 /// The default rules as version `version`, with a base score of `base`.
-fn rules(version: u32, base: u32) -> String {
+pub(crate) fn rules(version: u32, base: u32) -> String {
     let from = format!("\nversion = {DEFAULT_VERSION}\n");
     assert!(
         DEFAULT_POLICY.contains(&from),
@@ -71,7 +71,12 @@ fn document(
     }
 }
 
-fn sign(pki: &TestPki, city: CityCode, rules: &str, effective_from: i64) -> pb::SignedPolicy {
+pub(crate) fn sign(
+    pki: &TestPki,
+    city: CityCode,
+    rules: &str,
+    effective_from: i64,
+) -> pb::SignedPolicy {
     let signed_at = unix_now().min(effective_from);
     pki.badge_signer(city)
         .unwrap()

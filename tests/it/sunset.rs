@@ -124,7 +124,7 @@ fn flip_payload_byte(signed: &[u8]) -> Vec<u8> {
 
 /// Sets the counts to zero and re-encodes the payload, keeping the
 /// signature.
-fn edit_counts(signed: &[u8]) -> Vec<u8> {
+pub(crate) fn edit_counts(signed: &[u8]) -> Vec<u8> {
     let mut envelope = pb::SignedAttestation::decode(signed).unwrap();
     let mut claims = pb::DeletionAttestation::decode(envelope.payload.as_slice()).unwrap();
     claims.records = 0;
@@ -133,7 +133,7 @@ fn edit_counts(signed: &[u8]) -> Vec<u8> {
     envelope.encode_to_vec()
 }
 
-fn authority(pki: &TestPki) -> tessera_tests::Issued {
+pub(crate) fn authority(pki: &TestPki) -> tessera_tests::Issued {
     pki.issue(Identity::new(Role::Authority, Scope::Nation).unwrap(), &[])
         .unwrap()
 }
@@ -486,7 +486,7 @@ async fn a_node_started_past_its_sunset_switches_off_at_once_and_one_without_opt
     assert_eq!(names_in(&settings.data_dir), vec![DONE.to_owned()]);
 }
 
-fn signed_by(pki: &TestPki, city: CityCode, destroyed_at: i64) -> Vec<u8> {
+pub(crate) fn signed_by(pki: &TestPki, city: CityCode, destroyed_at: i64) -> Vec<u8> {
     let node = &pki.city(city).unwrap().node;
     let claims = pb::DeletionAttestation {
         version: 1,

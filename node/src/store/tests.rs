@@ -772,3 +772,74 @@ fn rotation_of_a_hundred_thousand_residents() {
         residents - 1
     );
 }
+
+#[test]
+fn a_correction_mark_is_sealed_never_opens_as_a_record_and_a_failed_correction_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .apply(&Change {
+            records: vec![new_record(1, "m-1", RecordType::Test, NOW - 60, "MARK-LAB")],
+            ..Change::default()
+        })
+        .unwrap();
+    let before = store.raw_keys().unwrap();
+    // Another resident's record, and an absent one: refused, nothing written.
+    for (who, id) in [(2, "m-1"), (1, "absent")] {
+        let err = store
+            .correct(
+                &Correction {
+                    resident: resident(who),
+                    record_id: id.into(),
+                    reason: 1,
+                    at: NOW,
+                    replacement: None,
+                },
+                &[],
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::UnknownRecord(_)), "{err}");
+    }
+    assert_eq!(store.raw_keys().unwrap(), before);
+
+    store
+        .correct(
+            &Correction {
+                resident: resident(1),
+                record_id: "m-1".into(),
+                reason: 4,
+                at: NOW,
+                replacement: Some(new_record(1, "m-1", RecordType::Test, NOW - 30, "FIXED")),
+            },
+            &[],
+        )
+        .unwrap();
+    let marks = store.corrections_of(&resident(1)).unwrap();
+    assert_eq!(
+        marks,
+        vec![CorrectionMark {
+            record_id: "m-1".into(),
+            kind: RecordType::Test,
+            record_at: NOW - 30,
+            retracted: false,
+            reason: 4,
+            at: NOW,
+        }]
+    );
+    assert_eq!(
+        store.records_of(&resident(1)).unwrap(),
+        vec![b"plain:FIXED".to_vec()]
+    );
+    // The mark's value put where the record was does not open as one: it
+    // is sealed under its own associated data.
+    let mark = store
+        .tree
+        .get(key(CORRECTION, &[resident(1).as_bytes(), b"m-1"]))
+        .unwrap()
+        .unwrap();
+    store
+        .tree
+        .insert(key(RECORD, &[resident(1).as_bytes(), b"m-1"]), mark)
+        .unwrap();
+    assert!(store.records_of(&resident(1)).is_err());
+}
