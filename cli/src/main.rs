@@ -16,6 +16,7 @@ mod gateway;
 mod node;
 mod policy;
 mod qr;
+mod resident;
 mod trust;
 mod verify;
 
@@ -42,11 +43,14 @@ impl Usage {
     }
 }
 
-/// Reports `e` and gives the exit status: 2 for a usage error, else 1.
+/// Reports `e` and gives the exit status: 2 for a usage error, 3 when a
+/// `tessera resident` command found nothing held, else 1.
 fn failed(e: &anyhow::Error) -> ExitCode {
     eprintln!("error: {e:#}");
     if e.chain().any(|cause| cause.is::<Usage>()) {
         ExitCode::from(2)
+    } else if e.chain().any(|cause| cause.is::<resident::NotFound>()) {
+        ExitCode::from(resident::NOT_FOUND)
     } else {
         ExitCode::FAILURE
     }
@@ -86,6 +90,10 @@ enum Command {
     /// A city node: run it, import records into it.
     #[command(subcommand)]
     Node(node::NodeCommand),
+    /// A help desk's commands about one resident: explain, export, erase,
+    /// access log, correct (operator bundle; exit 3 when nothing is held).
+    #[command(subcommand)]
+    Resident(resident::ResidentCommand),
     /// The national gateway: run it.
     #[command(subcommand)]
     Gateway(gateway::GatewayCommand),
@@ -248,6 +256,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Node(cmd) => node::run(cmd),
         Command::Gateway(cmd) => gateway::run(cmd),
         Command::Badge(cmd) => badge::run(cmd),
+        Command::Resident(cmd) => resident::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Checkpoint(cmd) => checkpoint::run(cmd),
         Command::TrustList(cmd) => trust::run(cmd),

@@ -62,6 +62,55 @@ pub enum NodeCommand {
         #[arg(long)]
         expect: Option<access_log::Checkpoint>,
     },
+    /// Make the running node write a consistent backup of its data
+    /// directory (BackupStore, operator role), inside its [storage]
+    /// backup_dir.
+    #[command(
+        long_about = "Make the running node write a consistent backup of its data directory.
+
+The node copies its store while it serves (writes wait for the copy, reads go
+on), with the access log, the pseudonym key and the policies it signed
+itself, syncs it all and writes tessera-backup.toml last; it answers once the
+backup is durable. The backup is written on the node's machine, in a new
+directory inside [storage] backup_dir. It never holds the master key: back
+that up apart, and keep the one whose fingerprint is printed.",
+        after_help = "Example:\n  tessera node backup --config node.toml --bundle operators/330100-it --to 2026-12-03\n\nSee docs/OPERATIONS.md, \"Back up and restore\"."
+    )]
+    Backup {
+        /// The node's configuration file (for its address and backup_dir).
+        #[arg(long)]
+        config: PathBuf,
+        /// An operator's bundle directory of the node's city.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The new directory to write, inside [storage] backup_dir (a
+        /// relative path is taken inside it).
+        #[arg(long)]
+        to: String,
+        /// The node's host:port, as its certificate names it; by default
+        /// the configured listen address (0.0.0.0 and :: become loopback).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Restore a backup into the empty data directory of a stopped node.
+    #[command(
+        long_about = "Restore a backup into the empty data directory of a stopped node.
+
+Checks the backup's tessera-backup.toml (its format, a store layout this
+release reads, the city) and that the configured master key is the one the
+backup was written under, copies the backup beside data_dir, opens the copy
+and compares what it holds with the marker, then moves it into place. An
+existing, non-empty data_dir is refused: move it aside first.",
+        after_help = "Example:\n  tessera node restore --from /var/backups/tessera-node/2026-12-03 --config node.toml\n\nSee docs/OPERATIONS.md, \"Back up and restore\"."
+    )]
+    Restore {
+        /// The backup directory (the one holding tessera-backup.toml).
+        #[arg(long)]
+        from: PathBuf,
+        /// The node's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Switch the city off for good: destroy every record, badge state and
     /// key, and sign a deletion attestation.
     #[command(
@@ -257,7 +306,85 @@ pub fn run(cmd: NodeCommand) -> anyhow::Result<()> {
         ),
         NodeCommand::VerifyAccessLog { config, expect } => verify_access_log(&config, expect),
         NodeCommand::Sunset { config, yes } => switch_off(&config, yes),
+        NodeCommand::Backup {
+            config,
+            bundle,
+            to,
+            node,
+        } => backup(&config, &bundle, to, node),
+        NodeCommand::Restore { from, config } => restore(&config, &from),
     }
+}
+
+/// `tessera node backup`.
+fn backup(config: &Path, bundle: &Path, to: String, node: Option<String>) -> anyhow::Result<()> {
+    let settings = NodeSettings::load(config)?;
+    if settings.backup_dir.is_none() {
+        return Err(crate::Usage::new(format!(
+            "{} sets no [storage] backup_dir: set one (outside data_dir), restart the node, then \
+             back up",
+            config.display()
+        ))
+        .into());
+    }
+    let addr = node.unwrap_or_else(|| {
+        let mut listen = settings.listen;
+        if listen.ip().is_unspecified() {
+            listen.set_ip(if listen.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        listen.to_string()
+    });
+    let done = crate::block_on(async {
+        crate::creds::node(bundle, &addr)?
+            .backup_store(tessera_proto::v1::BackupStoreRequest { directory: to })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| anyhow::anyhow!("the node at {addr} refused: {}", s.message()))
+    })?;
+    outln!("backup written to {}", done.directory);
+    outln!(
+        "  {} residents, {} records, {} badge states, {} access-log entries (store layout {})",
+        done.residents,
+        done.records,
+        done.badges,
+        done.access_log_length,
+        done.layout
+    );
+    outln!(
+        "  encrypted under master key generation {} (fingerprint {}): keep a copy of that key \
+         apart from this backup; only it restores it",
+        done.master_key_generation,
+        hex(&done.master_key_fingerprint)
+    );
+    Ok(())
+}
+
+/// `tessera node restore`.
+fn restore(config: &Path, from: &Path) -> anyhow::Result<()> {
+    let settings = NodeSettings::load(config)?;
+    let marker = tessera_node::backup::restore(&settings, from)?;
+    outln!(
+        "restored the backup of {} taken at {} into {}",
+        marker.city,
+        fmt::time(marker.taken_at),
+        settings.data_dir.display()
+    );
+    outln!(
+        "  {} residents, {} records, {} badge states, {} access-log entries",
+        marker.residents,
+        marker.records,
+        marker.badges,
+        marker.access_log_length
+    );
+    outln!(
+        "  import what the feeds sent since then, then start the node (docs/OPERATIONS.md, \
+         \"Back up and restore\")"
+    );
+    Ok(())
 }
 
 /// `tessera node run`.

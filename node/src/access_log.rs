@@ -18,6 +18,8 @@
 
 use std::sync::Mutex;
 
+mod copy;
+
 use sha2::{Digest, Sha256};
 
 use crate::pseudonym::Pseudonym;

@@ -199,3 +199,27 @@ fn a_checkpoint_reads_sequence_and_hash() {
             .is_err()
     );
 }
+
+#[test]
+fn a_copy_for_a_backup_is_the_whole_chain_up_to_the_head_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_db, full) = log(&dir.path().join("db"), 7);
+    let copy = sled::open(dir.path().join("copy")).unwrap();
+    let tree = copy.open_tree(TREE).unwrap();
+    assert_eq!(full.copy_into(&tree).unwrap(), 7);
+    let report = verify(&tree, None).unwrap();
+    assert_eq!((report.length, report.problem), (7, None));
+    assert_eq!(report.head_hash, full.head().unwrap().hash);
+    // A resident's entries are found in the copy as in the log.
+    let copied = AccessLog::open(tree).unwrap();
+    assert_eq!(
+        copied.entries_of(&subject(1)).unwrap(),
+        full.entries_of(&subject(1)).unwrap()
+    );
+    // An empty log copies to nothing.
+    let (_db2, empty) = log(&dir.path().join("empty"), 0);
+    let other = sled::open(dir.path().join("copy2")).unwrap();
+    let tree = other.open_tree(TREE).unwrap();
+    assert_eq!(empty.copy_into(&tree).unwrap(), 0);
+    assert!(tree.is_empty());
+}

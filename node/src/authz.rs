@@ -32,6 +32,10 @@ pub const TABLE: &[(&str, Allowed)] = &[
         Allowed::OperatorOfThisCity,
     ),
     (
+        "/tessera.v1.CityNode/BackupStore",
+        Allowed::OperatorOfThisCity,
+    ),
+    (
         "/tessera.v1.CityNode/CorrectRecord",
         Allowed::OperatorOfThisCity,
     ),

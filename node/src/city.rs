@@ -18,7 +18,7 @@ use crate::policy::{Assessment, NotInForce, Policy, PolicySet};
 use crate::pseudonym::{NationalId, NationalIdError, Pseudonym, PseudonymKey};
 use crate::records::{self, RecordError, Retention};
 use crate::store::{
-    BadgeRecord, BadgeState, Change, Correction, CorrectionMark, Erased, NewRecord, Store,
+    BadgeRecord, BadgeState, Change, Copied, Correction, CorrectionMark, Erased, NewRecord, Store,
     StoreError, Swept,
 };
 
@@ -635,6 +635,17 @@ impl<S: Store> City<S> {
         Ok(tokio::task::spawn_blocking(move || store.erase(&resident))
             .await
             .map_err(|e| StoreError::Corrupt(format!("erasure task failed: {e}")))??)
+    }
+
+    /// Copies the store into `dest` holding the writer lock, so the copy is
+    /// one state: every change acknowledged before the call is in it, none
+    /// is half in it. Writes wait meanwhile; reads go on.
+    pub async fn copy_store(&self, dest: sled::Db) -> Result<Copied, NodeError> {
+        let _guard = self.writer.lock().await;
+        let store = Arc::clone(&self.store);
+        Ok(tokio::task::spawn_blocking(move || store.copy_into(&dest))
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("copy task failed: {e}")))??)
     }
 
     /// Deletes everything past retention at `now`, in durable batches of

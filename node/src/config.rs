@@ -84,6 +84,8 @@ struct SunsetFile {
 struct StorageFile {
     #[serde(default)]
     master_key: Option<PathBuf>,
+    #[serde(default)]
+    backup_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +192,9 @@ pub struct NodeSettings {
     /// The master key file (`[storage] master_key`); never inside
     /// `data_dir`.
     pub master_key: PathBuf,
+    /// Where `BackupStore` may write (`[storage] backup_dir`); no online
+    /// backup when `None`. Never inside `data_dir`.
+    pub backup_dir: Option<PathBuf>,
     /// How long records and badge states are kept (`[retention]`).
     pub retention: crate::records::Retention,
     /// How often expired records are deleted (`[retention] sweep_secs`).
@@ -334,6 +339,7 @@ impl NodeSettings {
                 .storage
                 .master_key
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_MASTER_KEY))),
+            backup_dir: file.storage.backup_dir.map(at),
             retention,
             sweep: std::time::Duration::from_secs(sweep_secs),
             sunset_automatic: file.sunset.is_some_and(|s| s.automatic),

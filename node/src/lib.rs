@@ -9,7 +9,8 @@
 //! of operators' reads of residents' records ([`access_log`]), and a node's
 //! life: its data directory ([`data_dir`]), loading ([`load`]), when a
 //! renewed badge signer may be used ([`signer`]), serving ([`server`]) with
-//! what runs beside it ([`tasks`]), switching off for good ([`sunset`]), and
+//! what runs beside it ([`tasks`]), switching off for good ([`sunset`]), online backup and restore
+//! ([`backup`]), and
 //! the one module that strings them together ([`lifecycle`]).
 //!
 //! It must never send a record, a score's inputs, a name or an ID number out
@@ -18,6 +19,7 @@
 
 pub mod access_log;
 pub mod authz;
+pub mod backup;
 pub mod city;
 pub mod commit;
 pub mod config;

@@ -69,11 +69,17 @@ pub async fn serve(
     let mut metrics = Metrics::new();
     let node_metrics = crate::metrics::NodeMetrics::register(&mut metrics);
     let sweeping = tasks::sweep_retention(loaded, node_metrics.clone());
-    let service = CityNodeServer::new(NodeService::new(
-        Arc::clone(&loaded.city),
-        Arc::clone(&loaded.access_log),
-        node_metrics,
-    ))
+    let service = CityNodeServer::new(
+        NodeService::new(
+            Arc::clone(&loaded.city),
+            Arc::clone(&loaded.access_log),
+            node_metrics,
+        )
+        .with_backups(crate::service::Backups {
+            backup_dir: loaded.settings.backup_dir.clone(),
+            data_dir: loaded.settings.data_dir.clone(),
+        }),
+    )
     .max_decoding_message_size(loaded.settings.max_message_bytes);
     let sunset_due = AtomicBool::new(false);
     let sunset = async {

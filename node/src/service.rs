@@ -9,6 +9,7 @@ use tessera_runtime::clock::unix_now;
 use tonic::{Request, Response, Status};
 
 use crate::access_log::{AccessLog, AccessLogError, Action, Actor, Entry};
+use crate::backup::{self, BackupError};
 use crate::city::{City, NodeError};
 use crate::metrics::NodeMetrics;
 use crate::pseudonym::Pseudonym;
@@ -46,6 +47,16 @@ pub struct NodeService<S> {
     city: Arc<City<S>>,
     access_log: Arc<AccessLog>,
     metrics: NodeMetrics,
+    backups: Backups,
+}
+
+/// Where `BackupStore` may write, and the data directory it copies.
+#[derive(Debug, Clone, Default)]
+pub struct Backups {
+    /// `[storage] backup_dir`; no online backup when `None`.
+    pub backup_dir: Option<std::path::PathBuf>,
+    /// The node's data directory.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl<S> NodeService<S> {
@@ -56,6 +67,34 @@ impl<S> NodeService<S> {
             city,
             access_log,
             metrics,
+            backups: Backups::default(),
+        }
+    }
+
+    /// Lets `BackupStore` copy `backups.data_dir` into `backups.backup_dir`.
+    pub fn with_backups(mut self, backups: Backups) -> Self {
+        self.backups = backups;
+        self
+    }
+}
+
+impl From<BackupError> for Status {
+    fn from(e: BackupError) -> Self {
+        match e {
+            BackupError::NotConfigured => Status::failed_precondition(e.to_string()),
+            BackupError::Target(_) => Status::invalid_argument(e.to_string()),
+            BackupError::Store(inner) if inner.is_disk_full() => Status::resource_exhausted(
+                "the disk of the backup directory or of the node is full: no backup was written",
+            ),
+            BackupError::Io { ref source, .. } if tessera_certs::files::is_disk_full(source) => {
+                Status::resource_exhausted(
+                    "the disk of the backup directory is full: no backup was written",
+                )
+            }
+            other => {
+                tracing::error!(error = %other, "backup failed");
+                Status::internal("the backup failed; nothing was left behind (see the node's log)")
+            }
         }
     }
 }
@@ -306,6 +345,42 @@ impl<S: Store> CityNode for NodeService<S> {
             length: head.length,
             head_hash: head.hash.to_vec(),
             subject: mine.subject.as_bytes().to_vec(),
+        }))
+    }
+
+    async fn backup_store(
+        &self,
+        request: Request<pb::BackupStoreRequest>,
+    ) -> Result<Response<pb::BackupStoreResponse>, Status> {
+        let dest = backup::target(
+            self.backups.backup_dir.as_deref(),
+            &self.backups.data_dir,
+            &request.get_ref().directory,
+        )?;
+        tracing::info!(directory = %dest.display(), "backup started");
+        let marker = backup::take(
+            &self.city,
+            &self.access_log,
+            &self.backups.data_dir,
+            &dest,
+            unix_now(),
+        )
+        .await?;
+        tracing::info!(
+            directory = %dest.display(),
+            records = marker.records,
+            "backup written"
+        );
+        Ok(Response::new(pb::BackupStoreResponse {
+            directory: dest.display().to_string(),
+            layout: marker.layout,
+            residents: marker.residents,
+            records: marker.records,
+            badges: marker.badges,
+            access_log_length: marker.access_log_length,
+            master_key_generation: marker.master_key_generation,
+            master_key_fingerprint: hex::decode(&marker.master_key_fingerprint).unwrap_or_default(),
+            taken_at: marker.taken_at,
         }))
     }
 }

@@ -4,6 +4,7 @@
 
 mod access_log;
 mod authz_matrix;
+mod backup;
 mod badge_properties;
 mod conformance;
 mod correction;

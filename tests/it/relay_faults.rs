@@ -375,6 +375,13 @@ impl CityNode for StandIn {
     ) -> Result<Response<pb::AccessLogResponse>, Status> {
         Err(Status::unimplemented("stand-in"))
     }
+
+    async fn backup_store(
+        &self,
+        _: Request<pb::BackupStoreRequest>,
+    ) -> Result<Response<pb::BackupStoreResponse>, Status> {
+        Err(Status::unimplemented("stand-in"))
+    }
 }
 
 // ---------------------------------------------------------- the federation

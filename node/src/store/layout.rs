@@ -23,6 +23,9 @@ pub(super) const META_FIRST_POLICY: &[u8] = b"mfirst-policy";
 /// Prefix `m`, then `badges`: the badge value format the store was written
 /// with (absent in a store written before badges were sealed).
 pub(super) const META_BADGES: &[u8] = b"mbadges";
+/// Prefix `m`, then `layout`: the store layout version (u32, big-endian)
+/// the store was last opened with; see [`LAYOUT`].
+pub(super) const META_LAYOUT: &[u8] = b"mlayout";
 /// Type and time before a sealed record value.
 pub(super) const HEADER_LEN: usize = 9;
 
@@ -87,6 +90,71 @@ pub(super) fn parse_meta(v: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
     let generation = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt())?);
     let fingerprint = v[8..].try_into().map_err(|_| corrupt())?;
     Ok((generation, fingerprint))
+}
+
+/// The store layout this release writes and reads: the keys and values of
+/// the `node` tree and of the access log tree. A store records it in
+/// [`META_LAYOUT`]; one written before the entry existed is layout 1.
+/// Bump it when a key or value changes, and add the step from the previous
+/// version to [`step`].
+///
+/// | layout | what changed |
+/// | --- | --- |
+/// | 1 | the one-tree layout with sealed badges (stores that record no version) |
+/// | 2 | correction marks (`c`) and their expiry index (`z`) |
+pub const LAYOUT: u32 = 2;
+
+/// The layout version a store records; 1 when it records none (written
+/// before the entry existed).
+pub(super) fn layout_of(tree: &sled::Tree) -> Result<u32, StoreError> {
+    match tree.get(META_LAYOUT)? {
+        None => Ok(1),
+        Some(v) => <[u8; 4]>::try_from(v.as_ref())
+            .map(u32::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt("layout version entry".into())),
+    }
+}
+
+/// Refuses a store written by a newer release, whose keys or values this
+/// one may misread.
+pub(super) fn refuse_newer(tree: &sled::Tree, dir: &std::path::Path) -> Result<u32, StoreError> {
+    let found = layout_of(tree)?;
+    if found > LAYOUT {
+        return Err(StoreError::NewerLayout {
+            dir: dir.display().to_string(),
+            found,
+            supported: LAYOUT,
+        });
+    }
+    Ok(found)
+}
+
+/// Brings a store of layout `found` (at most [`LAYOUT`]) to [`LAYOUT`],
+/// one version at a time, and records the version; not yet durably. The
+/// caller holds the store alone (at open). A step must be safe to run
+/// again: a stop before the version is recorded runs it once more.
+pub(super) fn migrate(tree: &sled::Tree, found: u32) -> Result<(), StoreError> {
+    for from in found..LAYOUT {
+        step(tree, from)?;
+    }
+    tree.insert(META_LAYOUT, &LAYOUT.to_be_bytes())?;
+    Ok(())
+}
+
+/// The step from layout `from` to `from + 1`. A release that still reads a
+/// layout has the step out of it here; the next layout adds its own arm.
+fn step(_tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
+    match from {
+        // Layout 2 only adds prefixes a layout-1 store has no entry under:
+        // nothing to convert. Recording 2 keeps a release without
+        // corrections from opening the store (it would leave marks behind
+        // on erasure and sweep).
+        1 => Ok(()),
+        _ => Err(StoreError::Corrupt(format!(
+            "store layout {from} has no migration to {}",
+            from + 1
+        ))),
+    }
 }
 
 /// The expiry index key of a correction mark: the type and time of the

@@ -13,12 +13,16 @@
 mod codec;
 mod correct;
 mod erase;
+#[cfg(test)]
+mod fixture_tests;
 mod layout;
 mod sled_store;
+mod snapshot;
 mod sweep;
 #[cfg(test)]
 mod tests;
 
+pub use layout::LAYOUT;
 pub use sled_store::SledStore;
 
 use tessera_core::{BadgeId, Colour};
@@ -49,6 +53,20 @@ pub enum StoreError {
     /// A stored value does not decode (corruption or a newer format).
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
+    /// The store was written by a newer release (a newer layout version).
+    #[error(
+        "{dir} holds store layout {found}, written by a newer tessera; this release reads layouts \
+         up to {supported}: run the newer release again, or restore a backup taken before the \
+         upgrade (docs/OPERATIONS.md, \"Upgrade\")"
+    )]
+    NewerLayout {
+        /// The store directory.
+        dir: String,
+        /// The version it records.
+        found: u32,
+        /// The newest this release reads.
+        supported: u32,
+    },
     /// A key file, or a value that does not decrypt.
     #[error(transparent)]
     Vault(#[from] VaultError),
@@ -292,11 +310,34 @@ pub trait Store: Send + Sync + 'static {
     /// Records the city's first signed policy, durably. It is never
     /// replaced: a second call with another hash is refused.
     fn record_first_policy(&self, hash: [u8; 32]) -> Result<(), StoreError>;
+    /// Copies everything the store holds (records, indexes, data keys
+    /// wrapped under the master key, meta entries: never the master key)
+    /// into `dest`, a new database, not yet durably. The caller holds the
+    /// writer lock, so the copy is one state of the store; other trees of
+    /// the database (the access log) are the caller's to copy.
+    fn copy_into(&self, dest: &sled::Db) -> Result<Copied, StoreError>;
     /// Whether a write failed because the disk is full: the store then
     /// refuses every change until it is reopened (reads go on).
     fn disk_full(&self) -> bool {
         false
     }
+}
+
+/// The name of the store's tree in its sled database.
+pub const STORE_TREE: &str = "node";
+
+/// What [`Store::copy_into`] copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copied {
+    /// What the copy holds.
+    pub census: Census,
+    /// The layout version it was written in.
+    pub layout: u32,
+    /// How many times the master key had been rotated: only the key of
+    /// this generation decrypts the copy.
+    pub key_generation: u64,
+    /// That master key's fingerprint.
+    pub key_fingerprint: [u8; 32],
 }
 
 /// What a store holds, counted before it is destroyed.

@@ -25,6 +25,7 @@ use crate::vault::{DataKey, KeyFile, MasterKey};
 /// | --- | --- | --- |
 /// | `m` | `master` | generation (8 bytes), fingerprint of the master key wrapping the data keys |
 /// | `m` | `first-policy` | SHA-256 of the city's first signed policy (exempt from notice) |
+/// | `m` | `layout` | the store layout version (u32), see [`super::LAYOUT`]; absent in a layout-1 store written before it was recorded |
 /// | `m` | `badges` | the badge value format (2), refusing a store whose badge states were written in the clear |
 /// | `k` | pseudonym | the resident's data key, wrapped: nonce, ciphertext |
 /// | `r` | pseudonym, record id | type (1 byte), time (8), then the record sealed under the data key: nonce, ciphertext |
@@ -130,7 +131,8 @@ impl SledStore {
                 dir.display()
             )));
         }
-        let tree = db.open_tree("node")?;
+        let tree = db.open_tree(STORE_TREE)?;
+        refuse_newer(&tree, dir)?;
         Ok((db, tree))
     }
 
@@ -191,6 +193,11 @@ impl SledStore {
                         db.flush()?;
                     }
                 }
+                let found = layout_of(&tree)?;
+                if found != LAYOUT || tree.get(META_LAYOUT)?.is_none() {
+                    migrate(&tree, found)?;
+                    db.flush()?;
+                }
                 master
             }
             None => {
@@ -216,6 +223,7 @@ impl SledStore {
                 }
                 tree.insert(META_MASTER, meta_value(0, &key))?;
                 tree.insert(META_BADGES, &[BADGE_FORMAT])?;
+                tree.insert(META_LAYOUT, &LAYOUT.to_be_bytes())?;
                 db.flush()?;
                 Master { key, generation: 0 }
             }
@@ -624,6 +632,10 @@ impl Store for SledStore {
 
     fn census(&self) -> Result<Census, StoreError> {
         census_of(&self.tree)
+    }
+
+    fn copy_into(&self, dest: &sled::Db) -> Result<Copied, StoreError> {
+        self.copy_store_into(dest)
     }
 
     fn sweep(&self, retention: &Retention, now: i64, limit: usize) -> Result<Swept, StoreError> {

@@ -1,0 +1,171 @@
+//! The committed store fixtures: a small store written by an earlier
+//! release must open, read and keep reading in this one (see
+//! `layout.rs`, the layout version, and docs/OPERATIONS.md, "Upgrade").
+
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::access_log::{AccessLog, Action, Actor};
+
+const NOW: i64 = 1_800_000_000;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn resident(b: u8) -> Pseudonym {
+    Pseudonym::from_slice(&[b; 32]).unwrap()
+}
+
+/// What the v1 fixture holds, written through the store of its time.
+fn v1_change() -> Change {
+    let record = |who: u8, id: &str, kind: RecordType, text: &str| NewRecord {
+        resident: resident(who),
+        record_id: id.into(),
+        kind,
+        at: NOW - 60,
+        fingerprint: [0xf0 + who; 32],
+        encoded: format!("plain:{text}").into_bytes(),
+    };
+    Change {
+        records: vec![
+            record(1, "a-1", RecordType::Test, "QUASAR-LAB"),
+            record(1, "a-2", RecordType::Vaccination, "ORION-VAX"),
+            record(2, "b-1", RecordType::Test, "PULSAR-LAB"),
+        ],
+        badges: vec![(
+            BadgeId::from_bytes([7; 16]),
+            BadgeRecord {
+                resident: resident(1),
+                colour: Colour::Green,
+                issued_at: NOW,
+                valid_until: NOW + 3600,
+                state: BadgeState::Active,
+            },
+        )],
+        states: vec![],
+    }
+}
+
+/// Writes the v1 fixture into `$TESSERA_WRITE_STORE_FIXTURE` (an empty
+/// directory): `store/` and `master.key` beside it. Run with the release
+/// whose layout the fixture pins, then commit the directory:
+/// `TESSERA_WRITE_STORE_FIXTURE=node/tests/fixtures/store-v1 cargo nextest run -p tessera-node --run-ignored only write_the_store_fixture`
+#[test]
+#[ignore = "writes a committed fixture; run by hand"]
+fn write_the_store_fixture() {
+    let dir = PathBuf::from(std::env::var("TESSERA_WRITE_STORE_FIXTURE").unwrap());
+    let store = SledStore::open(&dir.join("store"), &dir.join("master.key")).unwrap();
+    store.apply(&v1_change()).unwrap();
+    let log = AccessLog::open(store.open_tree(crate::access_log::TREE).unwrap()).unwrap();
+    let actor = Actor {
+        serial: "0a0b".into(),
+        city: 330100,
+    };
+    log.append(NOW, Action::Explain, &actor, &resident(1))
+        .unwrap();
+    store.flush().unwrap();
+}
+
+/// A copy of the fixture `name` in a fresh directory (sled writes to a
+/// store it opens; the committed files must stay as they are).
+fn copy_of(name: &str) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                copy(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&fixture(name), dir.path());
+    // Git keeps no empty directory; sled expects its blob directory.
+    std::fs::create_dir_all(dir.path().join("store/blobs")).unwrap();
+    dir
+}
+
+#[test]
+fn a_store_of_layout_1_written_by_the_previous_release_opens_reads_and_is_migrated() {
+    let dir = copy_of("store-v1");
+    let store = SledStore::open(&dir.path().join("store"), &dir.path().join("master.key")).unwrap();
+    let mut records: Vec<String> = store
+        .records_of(&resident(1))
+        .unwrap()
+        .into_iter()
+        .map(|r| String::from_utf8(r).unwrap())
+        .collect();
+    records.sort();
+    assert_eq!(records, ["plain:ORION-VAX", "plain:QUASAR-LAB"]);
+    assert_eq!(store.records_of(&resident(2)).unwrap().len(), 1);
+    let badge = store.badge(&BadgeId::from_bytes([7; 16])).unwrap().unwrap();
+    assert_eq!((badge.colour, badge.issued_at), (Colour::Green, NOW));
+    assert_eq!(store.fingerprint("b-1").unwrap(), Some([0xf2; 32]));
+    let tree = store.open_tree(crate::access_log::TREE).unwrap();
+    let report = crate::access_log::verify(&tree, None).unwrap();
+    assert_eq!((report.length, report.problem), (1, None));
+    // Opening migrated it and recorded the layout it now holds.
+    assert_eq!(LAYOUT, 2);
+    assert_eq!(super::layout::layout_of(&store.tree).unwrap(), LAYOUT);
+    assert!(
+        store
+            .tree
+            .get(super::layout::META_LAYOUT)
+            .unwrap()
+            .is_some()
+    );
+    // And it takes new records.
+    store
+        .apply(&Change {
+            records: vec![NewRecord {
+                resident: resident(2),
+                record_id: "b-2".into(),
+                kind: RecordType::Test,
+                at: NOW,
+                fingerprint: [9; 32],
+                encoded: b"plain:NEW".to_vec(),
+            }],
+            ..Change::default()
+        })
+        .unwrap();
+    assert_eq!(store.records_of(&resident(2)).unwrap().len(), 2);
+}
+
+#[test]
+fn a_store_of_a_newer_layout_is_refused_with_what_to_do() {
+    let dir = copy_of("store-v1");
+    {
+        let db = sled::open(dir.path().join("store")).unwrap();
+        db.open_tree("node")
+            .unwrap()
+            .insert(super::layout::META_LAYOUT, &(LAYOUT + 1).to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = when_unlocked(
+        || match SledStore::open(&dir.path().join("store"), &dir.path().join("master.key")) {
+            Err(StoreError::Locked(d)) => Err(d),
+            other => Ok(other),
+        },
+        |_| true,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NewerLayout { found, supported, .. } if found == LAYOUT + 1 && supported == LAYOUT),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("newer tessera") && text.contains("Upgrade"),
+        "{text}"
+    );
+    // Nor does a tool that reads only the clear trees read it.
+    let clear = SledStore::open_clear_tree(&dir.path().join("store"), crate::access_log::TREE);
+    assert!(matches!(clear, Err(StoreError::NewerLayout { .. })));
+}
