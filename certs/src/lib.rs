@@ -10,3 +10,4 @@ pub mod authority;
 pub mod files;
 pub mod keys;
 pub mod profile;
+pub mod request;
