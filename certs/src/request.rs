@@ -18,7 +18,6 @@
 use std::path::Path;
 
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
-use p256::pkcs8::DecodePublicKey as _;
 use rcgen::{CertificateParams, DistinguishedName, DnType};
 use sha2::{Digest, Sha256};
 use tessera_core::Role;
@@ -219,6 +218,14 @@ impl CheckedRequest {
     /// The request as DER, to keep on file.
     pub fn der(&self) -> &[u8] {
         &self.der
+    }
+
+    /// The request as PEM (`CERTIFICATE REQUEST`), to keep on file.
+    pub fn to_pem(&self) -> String {
+        pem::encode_config(
+            &pem::Pem::new("CERTIFICATE REQUEST", self.der.clone()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
     }
 
     /// The SHA-256 fingerprint of the public key, for the requester and
