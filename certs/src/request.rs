@@ -43,12 +43,12 @@ const ED25519_DER: &[u8] = &[0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70];
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (in the message, so not a `source`).
+        cause: std::io::Error,
     },
     /// Not a PKCS#10 request at all.
     #[error("{path}: not a certificate signing request (PKCS#10, PEM or DER): {what}")]
@@ -118,9 +118,9 @@ pub struct CheckedRequest {
 impl CheckedRequest {
     /// Reads and checks the request in the file at `path`.
     pub fn read(path: &Path) -> Result<Self, RequestError> {
-        let bytes = std::fs::read(path).map_err(|source| RequestError::Io {
+        let bytes = std::fs::read(path).map_err(|cause| RequestError::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         Self::parse(&bytes, path)
     }

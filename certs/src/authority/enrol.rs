@@ -104,6 +104,7 @@ impl AuthorityDir {
         Ok(Issued {
             dir,
             enrolments: issued,
+            by_request: requests.is_some(),
         })
     }
 
@@ -157,6 +158,7 @@ impl AuthorityDir {
         Ok(Issued {
             dir,
             enrolments: issued,
+            by_request: request.is_some(),
         })
     }
 

@@ -172,6 +172,8 @@ pub struct Issued {
     pub dir: PathBuf,
     /// The enrolments recorded.
     pub enrolments: Vec<Enrolment>,
+    /// Issued for the keys of requests: the bundle holds no private key.
+    pub by_request: bool,
 }
 
 /// An opened authority directory.
