@@ -70,7 +70,7 @@ pub enum RequestError {
     },
     /// The request's key is of the other type than the role's certificate carries.
     #[error(
-        "{path}: the request carries an {found} key, but a {role} certificate carries an {expected} key"
+        "{path}: the request carries an {found} key, but {role} certificates carry {expected} keys"
     )]
     WrongKeyType {
         /// The file.
@@ -373,7 +373,22 @@ mod tests {
         let err = req.key_for(Role::CityNode).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "x.csr: the request carries an Ed25519 key, but a node certificate carries an ECDSA P-256 key"
+            "x.csr: the request carries an Ed25519 key, but node certificates carry ECDSA P-256 keys"
+        );
+    }
+
+    #[test]
+    fn a_key_tessera_never_certifies_is_refused_by_name() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let pem = CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let err = parse(&pem).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "x.csr: the request carries an unsupported (1.2.840.10045.2.1 on curve 1.3.132.0.34) key; tessera certifies only ECDSA P-256 and Ed25519 keys"
         );
     }
 

@@ -364,7 +364,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "r.csr: the request carries an Ed25519 key, but a node certificate carries an ECDSA P-256 key"
+            "r.csr: the request carries an Ed25519 key, but node certificates carry ECDSA P-256 keys"
         );
         let err = a
             .enrol_operator_requested(code, "CDC", Some(&ed), NOW)
