@@ -118,7 +118,10 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
         let csr_path = args.out.join(format!("{stem}.csr"));
         keys::write_new_file(&key_path, key.to_pem()?.as_bytes(), true)?;
         keys::write_new_file(&csr_path, request.as_bytes(), false)?;
-        outln!("  {:<44} private key (keep it here, mode 0600)", key_path.display());
+        outln!(
+            "  {:<44} private key (keep it here, mode 0600)",
+            key_path.display()
+        );
         outln!(
             "  {:<44} request, fingerprint SHA-256 {}",
             csr_path.display(),
@@ -126,7 +129,9 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
         );
         csrs.push(csr_path);
     }
-    outln!("Hand the authority the request(s) and read it the fingerprint(s) by another channel; it runs:");
+    outln!(
+        "Hand the authority the request(s) and read it the fingerprint(s) by another channel; it runs:"
+    );
     outln!("  {}", enrol_command(&args, &csrs));
     Ok(())
 }
