@@ -118,7 +118,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum FederationCommand {
-    /// Create (or reuse) and run a local federation until Ctrl-C.
+    /// Create (or reuse) and run a local federation until Ctrl-C. For local
+    /// use only: its authority makes every party's keys and keeps copies.
     Up(federation::UpArgs),
 }
 

@@ -60,7 +60,7 @@ and keeps a copy: for local use only (a federation on one machine, tests).",
     /// Enrol a checkpoint verifier scoped to a province (by request with
     /// --csr; without it, for local use only).
     #[command(
-        after_help = "Example:\n  tessera authority enrol-verifier --dir ./authority --province 420000 --name \"Wuhan station\""
+        after_help = "Example:\n  tessera authority enrol-verifier --dir ./authority --province 420000 --name \"Wuhan station\" --csr verifier.csr"
     )]
     EnrolVerifier {
         #[command(flatten)]
@@ -80,7 +80,7 @@ and keeps a copy: for local use only (a federation on one machine, tests).",
     /// Enrol an operator of an enrolled city (feeds records, issues badges;
     /// by request with --csr; without it, for local use only).
     #[command(
-        after_help = "Example:\n  tessera authority enrol-operator --dir ./authority --city 330100 --name \"Hangzhou CDC\""
+        after_help = "Example:\n  tessera authority enrol-operator --dir ./authority --city 330100 --name \"Hangzhou CDC\" --csr operator.csr"
     )]
     EnrolOperator {
         #[command(flatten)]
@@ -100,7 +100,7 @@ and keeps a copy: for local use only (a federation on one machine, tests).",
     /// Enrol a national gateway (by request with --csr; without it, for
     /// local use only).
     #[command(
-        after_help = "Example:\n  tessera authority enrol-gateway --dir ./authority --endpoint 127.0.0.1:7000"
+        after_help = "Example:\n  tessera authority enrol-gateway --dir ./authority --endpoint gw-east.example.cn:7000 --name east-1 --csr gateway.csr"
     )]
     EnrolGateway {
         #[command(flatten)]
