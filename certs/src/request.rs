@@ -18,6 +18,7 @@
 use std::path::Path;
 
 use ed25519_dalek::pkcs8::DecodePublicKey as _;
+use p256::pkcs8::EncodePublicKey as _;
 use rcgen::{CertificateParams, DistinguishedName, DnType};
 use sha2::{Digest, Sha256};
 use tessera_core::Role;
@@ -112,6 +113,8 @@ pub enum RequestError {
 pub struct CheckedRequest {
     key: SubjectKey,
     der: Vec<u8>,
+    /// The request's SubjectPublicKeyInfo, DER.
+    spki: Vec<u8>,
     path: String,
 }
 
@@ -203,9 +206,11 @@ impl CheckedRequest {
                 return Err(RequestError::UnsupportedKey { path: name, found });
             }
         };
+        let spki = spki.to_vec();
         Ok(Self {
             key,
             der,
+            spki,
             path: name,
         })
     }
@@ -228,10 +233,11 @@ impl CheckedRequest {
         )
     }
 
-    /// The SHA-256 fingerprint of the public key, for the requester and
-    /// the authority to compare out of band.
+    /// The SHA-256 fingerprint of the public key (of its DER
+    /// SubjectPublicKeyInfo), for the requester and the authority to
+    /// compare out of band.
     pub fn fingerprint(&self) -> String {
-        key_fingerprint(&self.key)
+        spki_fingerprint(&self.spki)
     }
 
     /// The public key, if its type is the one `role`'s certificate carries.
@@ -284,15 +290,36 @@ fn spki_algorithm(spki: &[u8]) -> Result<KeyAlgorithm, String> {
     })
 }
 
-/// SHA-256 of the key as certificates carry it (the SEC1 point or the
-/// Ed25519 bytes), as colon-separated hex.
-pub fn key_fingerprint(key: &SubjectKey) -> String {
-    let digest = Sha256::digest(rcgen::PublicKeyData::der_bytes(key));
-    digest
+/// SHA-256 of a DER SubjectPublicKeyInfo, as colon-separated hex: what
+/// `openssl pkey -pubin -outform DER | sha256sum` gives.
+pub fn spki_fingerprint(spki: &[u8]) -> String {
+    Sha256::digest(spki)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":")
+}
+
+/// The fingerprint [`CheckedRequest::fingerprint`] gives for a request made
+/// for `key`, for its maker to pass on.
+pub fn key_fingerprint(key: &RoleKey) -> Result<String, KeyError> {
+    let spki = match key {
+        RoleKey::Tls(key) => key
+            .verifying_key()
+            .to_public_key_der()
+            .map(|doc| doc.as_bytes().to_vec()),
+        RoleKey::Signer(key) => {
+            use ed25519_dalek::pkcs8::EncodePublicKey as _;
+            key.verifying_key()
+                .to_public_key_der()
+                .map(|doc| doc.as_bytes().to_vec())
+        }
+    }
+    .map_err(|e| KeyError::Pem {
+        path: "<memory>".into(),
+        what: format!("encoding the public key failed: {e}"),
+    })?;
+    Ok(spki_fingerprint(&spki))
 }
 
 /// A PEM certificate signing request for `key`, signed with it. The
@@ -354,7 +381,10 @@ mod tests {
             panic!("not P-256")
         };
         assert_eq!(point, rcgen::PublicKeyData::der_bytes(&tls));
-        assert_eq!(req.fingerprint(), key_fingerprint(&SubjectKey::from(&tls)));
+        assert_eq!(
+            req.fingerprint(),
+            key_fingerprint(&RoleKey::Tls(tls.clone())).unwrap()
+        );
 
         let signer = generate_signer_key();
         let req = parse(&make_request(&RoleKey::Signer(signer.clone()), "s").unwrap()).unwrap();
@@ -362,6 +392,10 @@ mod tests {
             panic!("not Ed25519")
         };
         assert_eq!(bytes, signer.verifying_key().to_bytes());
+        assert_eq!(
+            req.fingerprint(),
+            key_fingerprint(&RoleKey::Signer(signer.clone())).unwrap()
+        );
         // DER is read as well as PEM.
         assert!(CheckedRequest::parse(req.der(), Path::new("x.der")).is_ok());
     }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use tessera_certs::keys::{self, RoleKey, TlsKey};
-use tessera_certs::profile::SubjectKey;
 use tessera_certs::request::{key_fingerprint, make_request};
 use tessera_core::{CityCode, ProvinceCode};
 
@@ -125,7 +124,7 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
         outln!(
             "  {:<44} request, fingerprint SHA-256 {}",
             csr_path.display(),
-            key_fingerprint(&SubjectKey::from(&key))
+            key_fingerprint(&key)?
         );
         csrs.push(csr_path);
     }

@@ -153,6 +153,11 @@ async fn parties_enrolled_by_request_serve_a_badge_that_verifies_and_the_authori
         )),
         "{out}"
     );
+    let city_fingerprints: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split_once("fingerprint SHA-256 "))
+        .map(|(_, f)| f.trim().to_owned())
+        .collect();
     ok(&[
         "keygen",
         "--role",
@@ -191,6 +196,14 @@ async fn parties_enrolled_by_request_serve_a_badge_that_verifies_and_the_authori
         s(&city.join("badge-signer.csr")),
     ]);
     assert!(out.contains("enrolled by request"), "{out}");
+    // The fingerprints the city read out are the ones the authority sees.
+    assert_eq!(city_fingerprints.len(), 2, "{city_fingerprints:?}");
+    for fingerprint in &city_fingerprints {
+        assert!(
+            out.contains(fingerprint.as_str()),
+            "{fingerprint} not in {out}"
+        );
+    }
     ok(&[
         "authority",
         "enrol-operator",

@@ -206,7 +206,7 @@ fn requests_made_by_openssl_are_enrolled_and_keygen_requests_verify_with_openssl
     }
     let node_csr = dir.join("node.csr");
     let signer_csr = dir.join("badge-signer.csr");
-    common::ok(&[
+    let enrolled = common::ok(&[
         "authority",
         "enrol-city",
         "--dir",
@@ -221,6 +221,34 @@ fn requests_made_by_openssl_are_enrolled_and_keygen_requests_verify_with_openssl
         node_csr.to_str().unwrap(),
         signer_csr.to_str().unwrap(),
     ]);
+    // The fingerprint printed is SHA-256 of the DER public key, as OpenSSL
+    // computes it.
+    for stem in ["node", "badge-signer"] {
+        openssl_ok(
+            openssl,
+            dir,
+            &[
+                "pkey",
+                "-in",
+                &format!("{stem}.key"),
+                "-pubout",
+                "-outform",
+                "DER",
+                "-out",
+                &format!("{stem}.pub.der"),
+            ],
+        );
+        let digest = openssl_ok(
+            openssl,
+            dir,
+            &["dgst", "-sha256", "-c", &format!("{stem}.pub.der")],
+        );
+        let fingerprint = digest.split_whitespace().last().unwrap().to_lowercase();
+        assert!(
+            enrolled.contains(&fingerprint),
+            "{fingerprint} not in {enrolled}"
+        );
+    }
     let bundle = authority.join("cities/330100");
     for stem in ["node", "badge-signer"] {
         let cert = bundle.join(format!("{stem}.crt"));
