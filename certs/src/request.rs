@@ -29,6 +29,9 @@ use x509_parser::prelude::FromDer;
 use crate::keys::{KeyError, RoleKey};
 use crate::profile::{ORGANISATION, SubjectKey};
 
+/// The largest request file read: a P-256 request is about 400 bytes.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
 const ED25519: &str = "1.3.101.112";
 const EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const P256: &str = "1.2.840.10045.3.1.7";
@@ -119,12 +122,21 @@ pub struct CheckedRequest {
 }
 
 impl CheckedRequest {
-    /// Reads and checks the request in the file at `path`.
+    /// Reads and checks the request in the file at `path`, refusing a file
+    /// over [`MAX_REQUEST_BYTES`] before reading it.
     pub fn read(path: &Path) -> Result<Self, RequestError> {
-        let bytes = std::fs::read(path).map_err(|cause| RequestError::Io {
+        let io = |cause| RequestError::Io {
             path: path.display().to_string(),
             cause,
-        })?;
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_REQUEST_BYTES as u64 {
+            return Err(RequestError::Malformed {
+                path: path.display().to_string(),
+                what: format!("{size} bytes, more than a request's {MAX_REQUEST_BYTES}"),
+            });
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
         Self::parse(&bytes, path)
     }
 
@@ -136,8 +148,9 @@ impl CheckedRequest {
             path: name.clone(),
             what,
         };
-        let der = if bytes.starts_with(b"-----BEGIN") {
-            let pem = pem::parse(bytes).map_err(|e| malformed(e.to_string()))?;
+        let text = bytes.trim_ascii_start();
+        let der = if text.starts_with(b"-----BEGIN") {
+            let pem = pem::parse(text).map_err(|e| malformed(e.to_string()))?;
             if !matches!(pem.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
                 return Err(malformed(format!(
                     "a {:?} PEM block, not a CERTIFICATE REQUEST",
@@ -466,6 +479,17 @@ mod tests {
                 Err(RequestError::Malformed { .. })
             ));
         }
+        let pem = make_request(&RoleKey::Tls(TlsKey::generate()), "n").unwrap();
+        assert!(parse(&format!("\n  {pem}")).is_ok(), "leading blank lines");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.csr");
+        std::fs::write(&big, vec![b'A'; MAX_REQUEST_BYTES + 1]).unwrap();
+        let err = CheckedRequest::read(&big).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("65537 bytes, more than a request's 65536"),
+            "{err}"
+        );
         let cert = crate::keys::cert_to_pem(b"\x30\x00");
         let err = parse(&cert).unwrap_err();
         assert!(
