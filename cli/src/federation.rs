@@ -329,11 +329,17 @@ impl Federation {
 
 /// `tessera federation up`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example:
+#[command(
+    after_help = "For local use only: the authority in --dir makes every party's keys and
+keeps a copy (a real party makes its own with `tessera keygen` and is enrolled
+with `tessera authority enrol-… --csr`).
+
+Example:
   tessera federation up --dir ./federation
 
 Then, in another terminal, point any command at its files, e.g.
-  tessera verify --gateway 127.0.0.1:7000 --bundle ./federation/authority/verifiers/420000-wuhan-railway-station 'TB1:…'")]
+  tessera verify --gateway 127.0.0.1:7000 --bundle ./federation/authority/verifiers/420000-wuhan-railway-station 'TB1:…'"
+)]
 pub struct UpArgs {
     /// The federation's directory: created on first use, reused after.
     #[arg(long)]

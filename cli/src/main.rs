@@ -13,6 +13,7 @@ mod demo;
 mod federation;
 mod fmt;
 mod gateway;
+mod keygen;
 mod node;
 mod policy;
 mod qr;
@@ -87,6 +88,9 @@ enum Command {
     /// The national authority: root of trust, enrolment, revocation, trust lists.
     #[command(subcommand)]
     Authority(authority::AuthorityCommand),
+    /// Make your own key pair(s) and certificate signing requests for the
+    /// authority to enrol you (`authority enrol-… --csr`).
+    Keygen(keygen::KeygenArgs),
     /// A city node: run it, import records into it.
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -122,7 +126,8 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum FederationCommand {
-    /// Create (or reuse) and run a local federation until Ctrl-C.
+    /// Create (or reuse) and run a local federation until Ctrl-C. For local
+    /// use only: its authority makes every party's keys and keeps copies.
     Up(federation::UpArgs),
 }
 
@@ -253,6 +258,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     let _in_runtime = runtime.enter();
     let result = match command {
         Command::Authority(cmd) => authority::run(cmd),
+        Command::Keygen(args) => keygen::run(args),
         Command::Node(cmd) => node::run(cmd),
         Command::Gateway(cmd) => gateway::run(cmd),
         Command::Badge(cmd) => badge::run(cmd),

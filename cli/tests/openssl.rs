@@ -3,7 +3,9 @@
 //! checkpoint's or an operator's bundle files as they are, completes a
 //! mutual-TLS handshake with a running gateway and with a running city node
 //! (`tessera federation up`). The same client offering only Ed25519 does
-//! not: tessera's TLS keys are ECDSA P-256.
+//! not: tessera's TLS keys are ECDSA P-256. A city whose keys and requests
+//! OpenSSL made is enrolled by request, and `tessera keygen`'s requests pass
+//! `openssl req -verify`.
 //!
 //! It needs `openssl` on PATH (OpenSSL 3). Without it the test says it is
 //! skipped, unless `TESSERA_REQUIRE_OPENSSL=1` (as in `.ci/run`), where it
@@ -133,4 +135,156 @@ fn openssl_offering_only_ecdsa_connects_to_the_gateway_and_a_node() {
     assert_refused(&out, "an Ed25519-only client to the node");
 
     common::stop(running.0.take().unwrap());
+}
+
+/// Runs `openssl args` in `dir`, asserting success; returns standard output.
+fn openssl_ok(openssl: &str, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(openssl)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A city that makes its keys and requests with OpenSSL instead of
+/// `tessera keygen` is enrolled by request, and each certificate carries
+/// exactly its key; the requests `tessera keygen` makes pass `openssl req
+/// -verify`.
+#[test]
+fn requests_made_by_openssl_are_enrolled_and_keygen_requests_verify_with_openssl() {
+    let Some(openssl) = openssl() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let authority = dir.join("authority");
+    let d = authority.to_str().unwrap();
+    common::ok(&["authority", "init", "--dir", d]);
+    openssl_ok(
+        openssl,
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "node.key",
+        ],
+    );
+    openssl_ok(
+        openssl,
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-out",
+            "badge-signer.key",
+        ],
+    );
+    for stem in ["node", "badge-signer"] {
+        openssl_ok(
+            openssl,
+            dir,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{stem}.key"),
+                "-subj",
+                "/CN=anything",
+                "-out",
+                &format!("{stem}.csr"),
+            ],
+        );
+    }
+    let node_csr = dir.join("node.csr");
+    let signer_csr = dir.join("badge-signer.csr");
+    let enrolled = common::ok(&[
+        "authority",
+        "enrol-city",
+        "--dir",
+        d,
+        "--code",
+        "330100",
+        "--name",
+        "Hangzhou",
+        "--endpoint",
+        "127.0.0.1:7101",
+        "--csr",
+        node_csr.to_str().unwrap(),
+        signer_csr.to_str().unwrap(),
+    ]);
+    // The fingerprint printed is SHA-256 of the DER public key, as OpenSSL
+    // computes it.
+    for stem in ["node", "badge-signer"] {
+        openssl_ok(
+            openssl,
+            dir,
+            &[
+                "pkey",
+                "-in",
+                &format!("{stem}.key"),
+                "-pubout",
+                "-outform",
+                "DER",
+                "-out",
+                &format!("{stem}.pub.der"),
+            ],
+        );
+        let digest = openssl_ok(
+            openssl,
+            dir,
+            &["dgst", "-sha256", "-c", &format!("{stem}.pub.der")],
+        );
+        let fingerprint = digest.split_whitespace().last().unwrap().to_lowercase();
+        assert!(
+            enrolled.contains(&fingerprint),
+            "{fingerprint} not in {enrolled}"
+        );
+    }
+    let bundle = authority.join("cities/330100");
+    for stem in ["node", "badge-signer"] {
+        let cert = bundle.join(format!("{stem}.crt"));
+        let certified = openssl_ok(
+            openssl,
+            dir,
+            &["x509", "-in", cert.to_str().unwrap(), "-noout", "-pubkey"],
+        );
+        let own = openssl_ok(
+            openssl,
+            dir,
+            &["pkey", "-in", &format!("{stem}.key"), "-pubout"],
+        );
+        assert_eq!(
+            certified, own,
+            "{stem}.crt does not carry the key of {stem}.key"
+        );
+        assert!(!bundle.join(format!("{stem}.key")).exists());
+    }
+
+    let keys = dir.join("keygen");
+    common::ok(&["keygen", "--role", "city", "--out", keys.to_str().unwrap()]);
+    for stem in ["node", "badge-signer"] {
+        let out = Command::new(openssl)
+            .args(["req", "-verify", "-noout", "-in"])
+            .arg(keys.join(format!("{stem}.csr")))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("verify OK"),
+            "{stem}.csr: {text}"
+        );
+    }
 }

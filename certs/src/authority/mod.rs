@@ -10,6 +10,7 @@
 //! D/gateways/<name>/gateway.crt, .key, root.crt
 //! D/verifiers/<province>-<name>/verifier.crt, .key, root.crt
 //! D/operators/<city>-<name>/operator.crt, .key, root.crt
+//!   (enrolled by request: `.csr`, the request, instead of `.key`)
 //! D/trust-lists/000001.tsl          every list signed, by sequence
 //! ```
 //!
@@ -40,7 +41,8 @@ pub use registry::{Enrolment, Registry};
 pub use rotation::{Pruned, Reissued, RenewTarget};
 
 use crate::keys::{self, KeyError};
-use crate::profile::{CertRequest, IssueError, RootCa};
+use crate::profile::{CertRequest, IssueError, RootCa, SubjectKey};
+use crate::request::{CheckedRequest, RequestError};
 
 const REGISTRY: &str = "registry.json";
 const DAY: i64 = 86_400;
@@ -112,6 +114,15 @@ pub enum AuthorityError {
     /// Issuing failed.
     #[error(transparent)]
     Issue(#[from] IssueError),
+    /// A certificate signing request was refused.
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    /// The authority does not hold the key to replace: the party made it
+    /// and enrolled by request.
+    #[error(
+        "{0} was enrolled by certificate request, so the authority does not hold its key and cannot make a new one for it; renewal by request is not built yet: revoke it and enrol its holder again with a new request"
+    )]
+    KeyNotHeld(String),
     /// Signing the trust list failed.
     #[error(transparent)]
     TrustList(#[from] TrustListError),
@@ -161,6 +172,8 @@ pub struct Issued {
     pub dir: PathBuf,
     /// The enrolments recorded.
     pub enrolments: Vec<Enrolment>,
+    /// Issued for the keys of requests: the bundle holds no private key.
+    pub by_request: bool,
 }
 
 /// An opened authority directory.
@@ -420,12 +433,46 @@ impl AuthorityDir {
         now: i64,
         validity: i64,
     ) -> Result<Enrolment, AuthorityError> {
+        self.issue_for(
+            dir,
+            stem,
+            identity,
+            common_name,
+            endpoint,
+            None,
+            now,
+            validity,
+        )
+    }
+
+    /// Like [`Self::issue_into`], but for the key of `request` when given:
+    /// then the bundle gets `<stem>.crt` and the request as `<stem>.csr`,
+    /// and no key (the authority never had it).
+    #[allow(clippy::too_many_arguments)]
+    fn issue_for(
+        &self,
+        dir: &Path,
+        stem: &str,
+        identity: Identity,
+        common_name: &str,
+        endpoint: Option<&str>,
+        request: Option<&CheckedRequest>,
+        now: i64,
+        validity: i64,
+    ) -> Result<Enrolment, AuthorityError> {
         let hosts = match endpoint {
             Some(ep) => vec![endpoint_host(ep)?],
             None => vec![],
         };
         let not_after = (now + validity).min(self.registry.sunset_at.max(now + DAY));
-        let key = keys::RoleKey::generate_for(identity.role());
+        let (key, subject) = match request {
+            Some(request) => (None, request.key_for(identity.role())?),
+            None => {
+                let key = keys::RoleKey::generate_for(identity.role());
+                let subject = SubjectKey::from(&key);
+                (Some(key), subject)
+            }
+        };
         let req = CertRequest {
             identity,
             common_name: common_name.to_owned(),
@@ -438,17 +485,25 @@ impl AuthorityDir {
             .root
             .as_ref()
             .ok_or_else(|| AuthorityError::Registry("root key not loaded".into()))?;
-        let der = root.issue(&req, &key)?;
+        let der = root.issue(&req, subject)?;
         let info = tessera_core::CertInfo::parse(&der)
             .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
         create_dir(dir)?;
         let cert_path = dir.join(format!("{stem}.crt"));
         keys::write_new_file(&cert_path, keys::cert_to_pem(&der).as_bytes(), true)?;
-        keys::write_new_file(
-            &dir.join(format!("{stem}.key")),
-            key.to_pem()?.as_bytes(),
-            true,
-        )?;
+        match (&key, request) {
+            (Some(key), _) => keys::write_new_file(
+                &dir.join(format!("{stem}.key")),
+                key.to_pem()?.as_bytes(),
+                true,
+            )?,
+            (None, Some(request)) => keys::write_new_file(
+                &dir.join(format!("{stem}.csr")),
+                request.to_pem().as_bytes(),
+                true,
+            )?,
+            (None, None) => {}
+        }
         let root_copy = dir.join("root.crt");
         if !root_copy.exists() {
             keys::write_new_file(

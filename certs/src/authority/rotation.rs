@@ -202,6 +202,11 @@ impl AuthorityDir {
         } else {
             None
         };
+        // A party enrolled by request holds its own key: making a new one
+        // here would hand it a key the authority knows.
+        if !live_key.exists() && dir.join(format!("{stem}.csr")).exists() {
+            return Err(AuthorityError::KeyNotHeld(old.identity.clone()));
+        }
         self.load_root()?;
         // A badge signer's new pair waits for a trust list carrying it
         // (`publish` installs it), and its old key is kept beside its

@@ -1,8 +1,11 @@
 //! Enrolling the federation's parties: the authority itself, city nodes,
 //! verifiers, operators and gateways.
 
+use std::path::PathBuf;
+
 use tessera_certs::authority::{AuthorityDir, InitOptions, Issued};
 use tessera_certs::keys;
+use tessera_certs::request::CheckedRequest;
 use tessera_core::{CityCode, ProvinceCode};
 
 use super::{DAY, DirArg};
@@ -35,15 +38,53 @@ pub(super) fn init(dir: DirArg, name: String, sunset_days: i64, now: i64) -> any
     Ok(())
 }
 
+/// Reads and checks each request (form and signature; the key type is
+/// checked against the role by the enrolment).
+fn read_requests(paths: &[PathBuf]) -> anyhow::Result<Vec<CheckedRequest>> {
+    let requests = paths
+        .iter()
+        .map(|path| CheckedRequest::read(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(requests)
+}
+
+/// Prints each request's key fingerprint, for the operator to compare
+/// with the one the requester gave by another channel.
+fn print_fingerprints(paths: &[PathBuf], requests: &[CheckedRequest]) {
+    for (path, request) in paths.iter().zip(requests) {
+        outln!(
+            "Request {}: {} key, fingerprint SHA-256 {} (compare it with the one the requester gave you)",
+            path.display(),
+            request.algorithm(),
+            request.fingerprint()
+        );
+    }
+}
+
 /// `tessera authority enrol-city`: a city node and its badge signer, with the node's configuration.
 pub(super) fn enrol_city(
     dir: DirArg,
     code: CityCode,
     name: String,
     endpoint: String,
+    csr: Option<Vec<PathBuf>>,
     now: i64,
 ) -> anyhow::Result<()> {
-    let issued = AuthorityDir::open(&dir.dir)?.enrol_city(code, &name, &endpoint, now)?;
+    let requests = csr.as_deref().map(read_requests).transpose()?;
+    let issued = match requests.as_deref() {
+        Some([node, signer]) => AuthorityDir::open(&dir.dir)?
+            .enrol_city_requested(code, &name, &endpoint, node, signer, now)?,
+        Some(_) => {
+            return Err(crate::Usage::new(
+                "--csr takes two requests: the node's, then the badge signer's",
+            )
+            .into());
+        }
+        None => AuthorityDir::open(&dir.dir)?.enrol_city(code, &name, &endpoint, now)?,
+    };
+    if let (Some(paths), Some(requests)) = (&csr, &requests) {
+        print_fingerprints(paths, requests);
+    }
     let config = issued.dir.join("node.toml");
     keys::write_new_file(
         &config,
@@ -60,14 +101,33 @@ pub(super) fn enrol_city(
     Ok(())
 }
 
+/// The request of `--csr`, read and checked.
+fn read_one(csr: Option<&PathBuf>) -> anyhow::Result<Option<CheckedRequest>> {
+    let Some(path) = csr else {
+        return Ok(None);
+    };
+    let request = CheckedRequest::read(path)?;
+    Ok(Some(request))
+}
+
 /// `tessera authority enrol-verifier`: a checkpoint of a province.
 pub(super) fn enrol_verifier(
     dir: DirArg,
     province: ProvinceCode,
     name: String,
+    csr: Option<PathBuf>,
     now: i64,
 ) -> anyhow::Result<()> {
-    let issued = AuthorityDir::open(&dir.dir)?.enrol_verifier(province, &name, now)?;
+    let request = read_one(csr.as_ref())?;
+    let issued = AuthorityDir::open(&dir.dir)?.enrol_verifier_requested(
+        province,
+        &name,
+        request.as_ref(),
+        now,
+    )?;
+    if let (Some(path), Some(request)) = (&csr, &request) {
+        print_fingerprints(std::slice::from_ref(path), std::slice::from_ref(request));
+    }
     print_issued(
         &format!("Verifier {name:?} of province {province}"),
         &issued,
@@ -81,9 +141,19 @@ pub(super) fn enrol_operator(
     dir: DirArg,
     city: CityCode,
     name: String,
+    csr: Option<PathBuf>,
     now: i64,
 ) -> anyhow::Result<()> {
-    let issued = AuthorityDir::open(&dir.dir)?.enrol_operator(city, &name, now)?;
+    let request = read_one(csr.as_ref())?;
+    let issued = AuthorityDir::open(&dir.dir)?.enrol_operator_requested(
+        city,
+        &name,
+        request.as_ref(),
+        now,
+    )?;
+    if let (Some(path), Some(request)) = (&csr, &request) {
+        print_fingerprints(std::slice::from_ref(path), std::slice::from_ref(request));
+    }
     print_issued(&format!("Operator {name:?} of city {city}"), &issued, false);
     Ok(())
 }
@@ -93,9 +163,19 @@ pub(super) fn enrol_gateway(
     dir: DirArg,
     endpoint: String,
     name: String,
+    csr: Option<PathBuf>,
     now: i64,
 ) -> anyhow::Result<()> {
-    let issued = AuthorityDir::open(&dir.dir)?.enrol_gateway(&name, &endpoint, now)?;
+    let request = read_one(csr.as_ref())?;
+    let issued = AuthorityDir::open(&dir.dir)?.enrol_gateway_requested(
+        &name,
+        &endpoint,
+        request.as_ref(),
+        now,
+    )?;
+    if let (Some(path), Some(request)) = (&csr, &request) {
+        print_fingerprints(std::slice::from_ref(path), std::slice::from_ref(request));
+    }
     let config = issued.dir.join("gateway.toml");
     keys::write_new_file(
         &config,
@@ -115,10 +195,17 @@ pub(super) fn enrol_gateway(
 /// Prints what was enrolled; `listed` when trust lists carry it, so that
 /// it takes effect with the next one published.
 pub(super) fn print_issued(what: &str, issued: &Issued, listed: bool) {
-    outln!(
-        "{what} enrolled; certificates and keys in {}",
-        issued.dir.display()
-    );
+    if issued.by_request {
+        outln!(
+            "{what} enrolled by request; certificates (no private key) in {}: hand them over to be put beside the keys made by `tessera keygen`",
+            issued.dir.display()
+        );
+    } else {
+        outln!(
+            "{what} enrolled; certificates and keys in {} (the authority made the keys and holds a copy: for local use only)",
+            issued.dir.display()
+        );
+    }
     for e in &issued.enrolments {
         outln!(
             "  {:<40} serial {}  valid until {}",

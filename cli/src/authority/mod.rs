@@ -25,13 +25,28 @@ pub enum AuthorityCommand {
         #[arg(long, default_value_t = 730)]
         sunset_days: i64,
     },
-    /// Enrol a city: its node's TLS certificate and its badge-signer key.
+    /// Enrol a city: its node's TLS certificate and its badge signer's.
     #[command(
-        after_help = "Example:\n  tessera authority enrol-city --dir ./authority --code 330100 --name Hangzhou --endpoint 127.0.0.1:7101"
+        long_about = r"Enrol a city: its node's TLS certificate and its badge signer's.
+
+With --csr NODE.csr BADGE-SIGNER.csr (made by `tessera keygen --role city` on the
+city's machine), the authority checks each request's signature (proof that the
+city holds the key) and key type (ECDSA P-256 for the node, Ed25519 for the
+badge signer), certifies those keys, and writes a bundle of certificates,
+root.crt and node.toml, with no private key. What the certificates say comes
+from --code, --name and --endpoint; the requests' subjects are ignored.
+
+Without --csr the authority makes both keys itself, writes them into the bundle
+and keeps a copy: for local use only (a federation on one machine, tests).",
+        after_help = "Examples:\n  tessera authority enrol-city --dir ./authority --code 330100 --name Hangzhou --endpoint node.hangzhou.example:7101 --csr node.csr badge-signer.csr\n  tessera authority enrol-city --dir ./authority --code 330100 --name Hangzhou --endpoint 127.0.0.1:7101   (local use only)"
     )]
     EnrolCity {
         #[command(flatten)]
         dir: DirArg,
+        /// The city's requests, the node's then the badge signer's (from
+        /// `tessera keygen --role city`). Without it: local use only.
+        #[arg(long, num_args = 2, value_names = ["NODE_CSR", "BADGE_SIGNER_CSR"])]
+        csr: Option<Vec<PathBuf>>,
         /// The city's 6-digit administrative division code, e.g. 330100.
         #[arg(long)]
         code: CityCode,
@@ -42,13 +57,19 @@ pub enum AuthorityCommand {
         #[arg(long)]
         endpoint: String,
     },
-    /// Enrol a checkpoint verifier scoped to a province.
+    /// Enrol a checkpoint verifier scoped to a province (by request with
+    /// --csr; without it, for local use only).
     #[command(
-        after_help = "Example:\n  tessera authority enrol-verifier --dir ./authority --province 420000 --name \"Wuhan station\""
+        after_help = "Example:\n  tessera authority enrol-verifier --dir ./authority --province 420000 --name \"Wuhan station\" --csr verifier.csr"
     )]
     EnrolVerifier {
         #[command(flatten)]
         dir: DirArg,
+        /// The request from `tessera keygen --role checkpoint` on the
+        /// checkpoint's machine; its key must be ECDSA P-256. Without it the
+        /// authority makes the key and keeps a copy: local use only.
+        #[arg(long, value_name = "FILE")]
+        csr: Option<PathBuf>,
         /// The province code, e.g. 420000.
         #[arg(long)]
         province: ProvinceCode,
@@ -56,13 +77,19 @@ pub enum AuthorityCommand {
         #[arg(long)]
         name: String,
     },
-    /// Enrol an operator of an enrolled city (feeds records, issues badges).
+    /// Enrol an operator of an enrolled city (feeds records, issues badges;
+    /// by request with --csr; without it, for local use only).
     #[command(
-        after_help = "Example:\n  tessera authority enrol-operator --dir ./authority --city 330100 --name \"Hangzhou CDC\""
+        after_help = "Example:\n  tessera authority enrol-operator --dir ./authority --city 330100 --name \"Hangzhou CDC\" --csr operator.csr"
     )]
     EnrolOperator {
         #[command(flatten)]
         dir: DirArg,
+        /// The request from `tessera keygen --role operator` on the
+        /// operator's machine; its key must be ECDSA P-256. Without it the
+        /// authority makes the key and keeps a copy: local use only.
+        #[arg(long, value_name = "FILE")]
+        csr: Option<PathBuf>,
         /// The city code, e.g. 330100.
         #[arg(long)]
         city: CityCode,
@@ -70,13 +97,19 @@ pub enum AuthorityCommand {
         #[arg(long)]
         name: String,
     },
-    /// Enrol a national gateway.
+    /// Enrol a national gateway (by request with --csr; without it, for
+    /// local use only).
     #[command(
-        after_help = "Example:\n  tessera authority enrol-gateway --dir ./authority --endpoint 127.0.0.1:7000"
+        after_help = "Example:\n  tessera authority enrol-gateway --dir ./authority --endpoint gw-east.example.cn:7000 --name east-1 --csr gateway.csr"
     )]
     EnrolGateway {
         #[command(flatten)]
         dir: DirArg,
+        /// The request from `tessera keygen --role gateway` on the
+        /// gateway's machine; its key must be ECDSA P-256. Without it the
+        /// authority makes the key and keeps a copy: local use only.
+        #[arg(long, value_name = "FILE")]
+        csr: Option<PathBuf>,
         /// Where the gateway listens, as host:port.
         #[arg(long)]
         endpoint: String,
@@ -353,23 +386,29 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
         } => enrol::init(dir, name, sunset_days, now),
         AuthorityCommand::EnrolCity {
             dir,
+            csr,
             code,
             name,
             endpoint,
-        } => enrol::enrol_city(dir, code, name, endpoint, now),
+        } => enrol::enrol_city(dir, code, name, endpoint, csr, now),
         AuthorityCommand::EnrolVerifier {
             dir,
+            csr,
             province,
             name,
-        } => enrol::enrol_verifier(dir, province, name, now),
-        AuthorityCommand::EnrolOperator { dir, city, name } => {
-            enrol::enrol_operator(dir, city, name, now)
-        }
+        } => enrol::enrol_verifier(dir, province, name, csr, now),
+        AuthorityCommand::EnrolOperator {
+            dir,
+            csr,
+            city,
+            name,
+        } => enrol::enrol_operator(dir, city, name, csr, now),
         AuthorityCommand::EnrolGateway {
             dir,
+            csr,
             endpoint,
             name,
-        } => enrol::enrol_gateway(dir, endpoint, name, now),
+        } => enrol::enrol_gateway(dir, endpoint, name, csr, now),
         AuthorityCommand::Revoke { dir, city, serial } => {
             certificates::revoke(dir, city, serial, now)
         }

@@ -29,7 +29,7 @@ use switch_off::*;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Example:\n  cargo run --release -- demo\n  tessera demo --keep ./demo-federation"
+    after_help = "The demo's authority makes every party's keys itself: that is for local use only\n(a real party makes its own with `tessera keygen`; see docs/PKI.md).\n\nExample:\n  cargo run --release -- demo\n  tessera demo --keep ./demo-federation"
 )]
 pub struct DemoArgs {
     /// Keep the federation's files (certificates, stores, badge images) in
