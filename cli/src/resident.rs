@@ -15,6 +15,8 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use tessera_core::Colour;
 use tessera_proto::v1 as pb;
+use tessera_proto::v1::city_node_client::CityNodeClient;
+use tonic::transport::Channel;
 
 use crate::{creds, fmt};
 
@@ -195,20 +197,32 @@ fn reason_name(reason: i32) -> &'static str {
     }
 }
 
+/// Asks the node, as the bundle's operator, with `rpc`: its answer, or the
+/// refusal in words.
+fn ask<T, F, Fut>(bundle: &std::path::Path, node: &str, rpc: F) -> anyhow::Result<T>
+where
+    F: FnOnce(CityNodeClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    crate::block_on(async {
+        rpc(creds::node(bundle, node)?)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(refused(node))
+    })
+}
+
 fn print_json(value: &serde_json::Value) {
     outln!("{value}");
 }
 
 fn explain(t: Target) -> anyhow::Result<()> {
     let id = national_id(t.id)?;
-    let a = crate::block_on(async {
-        creds::node(&t.bundle, &t.node)?
-            .explain(pb::ExplainRequest {
-                national_id: id.clone(),
-            })
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(refused(&t.node))
+    let request = pb::ExplainRequest {
+        national_id: id.clone(),
+    };
+    let a = ask(&t.bundle, &t.node, |mut node| async move {
+        node.explain(request).await
     })?;
     if t.json {
         print_json(&json!({
@@ -334,14 +348,11 @@ fn describe(r: &pb::Record) -> (&'static str, i64, String) {
 
 fn export(t: Target) -> anyhow::Result<()> {
     let id = national_id(t.id)?;
-    let held = crate::block_on(async {
-        creds::node(&t.bundle, &t.node)?
-            .export_records(pb::ExportRequest {
-                national_id: id.clone(),
-            })
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(refused(&t.node))
+    let request = pb::ExportRequest {
+        national_id: id.clone(),
+    };
+    let held = ask(&t.bundle, &t.node, |mut node| async move {
+        node.export_records(request).await
     })?;
     let (records, corrections) = (&held.records, &held.corrections);
     if t.json {
@@ -392,14 +403,11 @@ fn erase(t: Target, yes: bool) -> anyhow::Result<()> {
         .into());
     }
     let id = national_id(t.id)?;
-    let erased = crate::block_on(async {
-        creds::node(&t.bundle, &t.node)?
-            .erase_resident(pb::EraseRequest {
-                national_id: id.clone(),
-            })
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(refused(&t.node))
+    let request = pb::EraseRequest {
+        national_id: id.clone(),
+    };
+    let erased = ask(&t.bundle, &t.node, |mut node| async move {
+        node.erase_resident(request).await
     })?;
     if t.json {
         print_json(&json!({
@@ -428,14 +436,11 @@ fn erase(t: Target, yes: bool) -> anyhow::Result<()> {
 
 fn access_log(t: Target) -> anyhow::Result<()> {
     let id = national_id(t.id)?;
-    let log = crate::block_on(async {
-        creds::node(&t.bundle, &t.node)?
-            .access_log(pb::AccessLogRequest {
-                national_id: id.clone(),
-            })
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(refused(&t.node))
+    let request = pb::AccessLogRequest {
+        national_id: id.clone(),
+    };
+    let log = ask(&t.bundle, &t.node, |mut node| async move {
+        node.access_log(request).await
     })?;
     if t.json {
         print_json(&json!({
