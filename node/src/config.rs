@@ -499,6 +499,42 @@ mod tests {
     }
 
     #[test]
+    fn the_badge_signer_key_is_a_file_or_a_token_never_both_nor_neither() {
+        let good = bundle_config("330100".parse().unwrap(), "127.0.0.1:7101");
+        let base = Path::new("/b");
+        let file = NodeSettings::parse(&good, base).unwrap();
+        assert_eq!(file.signer_key, Path::new("/b/badge-signer.key"));
+        assert!(file.signer_token.is_none());
+        let token_line = r#"pkcs11 = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "hangzhou", key = "hz-badge-signer", pin_file = "token.pin" }"#;
+        let in_token = good.replace(r#"key = "badge-signer.key""#, token_line);
+        let token = NodeSettings::parse(&in_token, base)
+            .unwrap()
+            .signer_token
+            .unwrap();
+        assert_eq!(token.module, Path::new("/usr/lib/softhsm/libsofthsm2.so"));
+        assert_eq!(
+            (token.token.as_str(), token.key.as_str()),
+            ("hangzhou", "hz-badge-signer")
+        );
+        assert_eq!(token.pin_file, Path::new("/b/token.pin"));
+        let both = good.replace(
+            r#"key = "badge-signer.key""#,
+            &format!("key = \"badge-signer.key\"\n{token_line}"),
+        );
+        let err = NodeSettings::parse(&both, base).unwrap_err().to_string();
+        assert!(
+            err.contains("names both a key file (key) and a token (pkcs11)"),
+            "{err}"
+        );
+        let neither = good.replace(r#"key = "badge-signer.key""#, "");
+        let err = NodeSettings::parse(&neither, base).unwrap_err().to_string();
+        assert!(err.contains("[badges] needs the badge-signer key"), "{err}");
+        // The PIN itself has no place in the configuration.
+        let pin = in_token.replace(r#"pin_file = "token.pin""#, r#"pin = "1234""#);
+        assert!(NodeSettings::parse(&pin, base).is_err());
+    }
+
+    #[test]
     fn sunset_is_manual_unless_the_city_opts_in() {
         let good = bundle_config("330100".parse().unwrap(), "127.0.0.1:7101");
         let base = Path::new(".");
