@@ -347,16 +347,27 @@ impl TokenKey {
     }
 
     /// Whether the token refuses to reveal the private key's value
-    /// (`CKA_VALUE`), as a sensitive, non-extractable key must.
+    /// (`C_GetAttributeValue` of `CKA_VALUE` answers that it is sensitive),
+    /// as a sensitive, non-extractable key must; also checks the key says
+    /// it is sensitive and not extractable.
     pub fn value_is_hidden(&self) -> Result<bool, TokenError> {
+        use cryptoki::object::AttributeInfo;
         let session = self.session()?;
-        let answer = session.get_attributes(self.private, &[AttributeType::Value]);
+        let value = session.get_attribute_info(self.private, &[AttributeType::Value]);
+        let flags = session.get_attributes(
+            self.private,
+            &[AttributeType::Sensitive, AttributeType::Extractable],
+        );
         self.give_back(session);
-        match answer {
-            // The attribute is omitted when the token will not reveal it.
-            Ok(attrs) => Ok(!attrs.iter().any(|a| matches!(a, Attribute::Value(_)))),
-            Err(_) => Ok(true),
-        }
+        let value = value.map_err(token_err(&self.r, "asking for the key's value"))?;
+        let flags = flags.map_err(token_err(&self.r, "reading the key's attributes"))?;
+        let sensitive = flags
+            .iter()
+            .any(|a| matches!(a, Attribute::Sensitive(true)));
+        let extractable = flags
+            .iter()
+            .any(|a| matches!(a, Attribute::Extractable(true)));
+        Ok(matches!(value.as_slice(), [AttributeInfo::Sensitive]) && sensitive && !extractable)
     }
 
     fn session(&self) -> Result<Session, TokenError> {
