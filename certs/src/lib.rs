@@ -12,5 +12,6 @@
 pub mod authority;
 pub mod files;
 pub mod keys;
+pub mod pkcs11;
 pub mod profile;
 pub mod request;

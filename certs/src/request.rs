@@ -356,6 +356,71 @@ pub fn make_request(key: &RoleKey, common_name: &str) -> Result<String, KeyError
     csr.pem().map_err(failed)
 }
 
+/// A PEM certificate signing request for a badge signer's key held
+/// anywhere ([`BadgeKey`]: a PKCS#11 token, for instance), signed by that
+/// key, so the authority sees proof of possession as for a key file.
+pub fn make_held_key_request(
+    key: &dyn tessera_core::badge::BadgeKey,
+    common_name: &str,
+) -> Result<String, KeyError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, ORGANISATION);
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    let failed = |e: rcgen::Error| KeyError::Pem {
+        path: "<request>".into(),
+        what: format!("making the request failed: {e}"),
+    };
+    let held = HeldSigner {
+        key,
+        public: key.public_key().to_bytes(),
+    };
+    let csr = params.serialize_request(&held).map_err(failed)?;
+    csr.pem().map_err(failed)
+}
+
+/// The fingerprint a request for a held key carries (see [`spki_fingerprint`]).
+pub fn held_key_fingerprint(key: &dyn tessera_core::badge::BadgeKey) -> Result<String, KeyError> {
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    let spki = key
+        .public_key()
+        .to_public_key_der()
+        .map_err(|e| KeyError::Pem {
+            path: "<memory>".into(),
+            what: format!("encoding the public key failed: {e}"),
+        })?;
+    Ok(spki_fingerprint(spki.as_bytes()))
+}
+
+/// A held Ed25519 key as rcgen signs with it.
+struct HeldSigner<'a> {
+    key: &'a dyn tessera_core::badge::BadgeKey,
+    public: [u8; 32],
+}
+
+impl rcgen::PublicKeyData for HeldSigner<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        &self.public
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ED25519
+    }
+}
+
+impl rcgen::SigningKey for HeldSigner<'_> {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        match self.key.sign(msg) {
+            Ok(signature) => Ok(signature.to_vec()),
+            Err(e) => {
+                tracing::error!(error = %e, "the held key could not sign the request");
+                Err(rcgen::Error::RemoteKeyError)
+            }
+        }
+    }
+}
+
 /// An Ed25519 key as rcgen signs with it.
 struct Ed25519Signer<'a>(&'a ed25519_dalek::SigningKey);
 

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use tessera_certs::keys::{self, RoleKey, TlsKey};
-use tessera_certs::request::{key_fingerprint, make_request};
+use tessera_certs::pkcs11::{self, TokenKey, TokenKeyRef};
+use tessera_certs::request::{
+    held_key_fingerprint, key_fingerprint, make_held_key_request, make_request,
+};
 use tessera_core::{CityCode, ProvinceCode};
 
 /// Who the keys are for.
@@ -68,6 +71,32 @@ pub struct KeygenArgs {
     /// Display name, e.g. Hangzhou.
     #[arg(long)]
     name: Option<String>,
+    /// Make the badge-signer key inside a PKCS#11 token through this module
+    /// (a shared library) instead of in a file (roles badge-signer, city).
+    #[arg(long, requires_all = ["token", "key_label", "pin_file"])]
+    pkcs11_module: Option<PathBuf>,
+    /// The token's label (with --pkcs11-module).
+    #[arg(long, requires = "pkcs11_module")]
+    token: Option<String>,
+    /// The label to give the key in the token (with --pkcs11-module).
+    #[arg(long, requires = "pkcs11_module")]
+    key_label: Option<String>,
+    /// A file (mode 0600) whose first line is the token's user PIN (with
+    /// --pkcs11-module).
+    #[arg(long, requires = "pkcs11_module")]
+    pin_file: Option<PathBuf>,
+}
+
+impl KeygenArgs {
+    /// The token key to make, when asked for one.
+    fn token_key(&self) -> Option<TokenKeyRef> {
+        Some(TokenKeyRef {
+            module: self.pkcs11_module.clone()?,
+            token: self.token.clone()?,
+            key: self.key_label.clone()?,
+            pin_file: self.pin_file.clone()?,
+        })
+    }
 }
 
 /// The keys one role makes: file stem and whether it is a TLS key.
@@ -88,6 +117,13 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
         tessera_certs::authority::endpoint_host(endpoint)?;
     }
     let stems = stems(args.role);
+    let token = args.token_key();
+    if token.is_some() && !matches!(args.role, KeyRole::BadgeSigner | KeyRole::City) {
+        anyhow::bail!(
+            "--pkcs11-module is for the badge-signer key (roles badge-signer and city); the {:?} role's keys are files",
+            args.role
+        );
+    }
     // Every file is new: nothing is written if any is there already.
     for (stem, _) in stems {
         for ext in ["key", "csr"] {
@@ -106,7 +142,17 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
     tessera_certs::files::private_dir(&args.out)?;
     let label = label(&args);
     let mut csrs = vec![];
-    for (stem, tls) in stems {
+    // A key to make in the token goes first: a label already taken there
+    // then stops the run before any file is written.
+    let mut order: Vec<_> = stems.iter().collect();
+    if token.is_some() {
+        order.sort_by_key(|(_, tls)| *tls);
+    }
+    for (stem, tls) in order {
+        if let (false, Some(token)) = (*tls, &token) {
+            csrs.push(in_token(&args, token, &format!("{label} {stem}"), stem)?);
+            continue;
+        }
         let key = if *tls {
             RoleKey::Tls(TlsKey::generate())
         } else {
@@ -133,6 +179,40 @@ pub fn run(args: KeygenArgs) -> anyhow::Result<()> {
     );
     outln!("  {}", enrol_command(&args, &csrs));
     Ok(())
+}
+
+/// Makes the badge-signer key inside the token and a request the token
+/// signs; writes only the request.
+fn in_token(
+    args: &KeygenArgs,
+    token: &TokenKeyRef,
+    common_name: &str,
+    stem: &str,
+) -> anyhow::Result<PathBuf> {
+    pkcs11::generate(token)?;
+    let key = TokenKey::open(token)?;
+    let request = make_held_key_request(&key, common_name)?;
+    let csr_path = args.out.join(format!("{stem}.csr"));
+    keys::write_new_file(&csr_path, request.as_bytes(), false)?;
+    outln!(
+        "  {:<44} private key in token {:?} as {:?} (sensitive, not extractable)",
+        format!("[{}]", token.module.display()),
+        token.token,
+        token.key
+    );
+    outln!(
+        "  {:<44} request, fingerprint SHA-256 {}",
+        csr_path.display(),
+        held_key_fingerprint(&key)?
+    );
+    outln!(
+        "In node.toml, [badges]: pkcs11 = {{ module = {:?}, token = {:?}, key = {:?}, pin_file = {:?} }}",
+        token.module.display().to_string(),
+        token.token,
+        token.key,
+        token.pin_file.display().to_string()
+    );
+    Ok(csr_path)
 }
 
 fn label(args: &KeygenArgs) -> String {

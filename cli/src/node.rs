@@ -191,11 +191,17 @@ fn confirm(settings: &NodeSettings) -> anyhow::Result<bool> {
             settings.city
         );
     }
+    let signer = match &settings.signer_token {
+        None => format!("the badge-signer key {}", settings.signer_key.display()),
+        Some(token) => format!(
+            "not the badge-signer key {:?} in token {:?} (destroy it with the token's tools)",
+            token.key, token.token
+        ),
+    };
     out!(
-        "This destroys every record, badge state and key of city {} in {} and the badge-signer key {}.\nIt cannot be undone. Type the city code to go on: ",
+        "This destroys every record, badge state and key of city {} in {}, {signer}.\nIt cannot be undone. Type the city code to go on: ",
         settings.city,
         settings.data_dir.display(),
-        settings.signer_key.display()
     );
     std::io::stdout().flush().context("writing the prompt")?;
     let mut answer = String::new();

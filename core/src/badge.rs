@@ -1,6 +1,8 @@
 //! The badge: claims, the signed envelope, and signing by a city.
 
-use ed25519_dalek::{Signature, SigningKey};
+use std::sync::Arc;
+
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use prost::Message;
 use tessera_proto::v1 as pb;
 
@@ -411,11 +413,38 @@ pub enum SignError {
     /// The envelope would exceed [`MAX_ENVELOPE_LEN`].
     #[error("signed badge of {0} bytes would exceed the limit of {MAX_ENVELOPE_LEN}")]
     TooLarge(usize),
+    /// The key could not sign (a hardware token's error, for instance):
+    /// a failure of this issuance, not of its input.
+    #[error("the badge-signer key could not sign: {0}")]
+    Key(String),
+}
+
+/// An Ed25519 key that signs badges: in memory ([`SigningKey`]) or held
+/// elsewhere (a PKCS#11 token) so the private half is never in the
+/// process. Called from many threads at once.
+pub trait BadgeKey: Send + Sync {
+    /// The public half, compared with the certificate's.
+    fn public_key(&self) -> VerifyingKey;
+    /// A pure Ed25519 signature over `message`, or why none could be made.
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], SignError>;
+}
+
+impl BadgeKey for SigningKey {
+    fn public_key(&self) -> VerifyingKey {
+        self.verifying_key()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], SignError> {
+        Ok(self
+            .try_sign(message)
+            .map_err(|e| SignError::Key(e.to_string()))?
+            .to_bytes())
+    }
 }
 
 /// A city's badge-signing key bound to its certificate.
 pub struct BadgeSigner {
-    key: SigningKey,
+    key: Arc<dyn BadgeKey>,
     key_id: KeyId,
     city: CityCode,
     not_after: i64,
@@ -434,13 +463,19 @@ impl std::fmt::Debug for BadgeSigner {
 impl BadgeSigner {
     /// Binds a key to its certificate, checking role and key match.
     pub fn new(key: SigningKey, certificate_der: &[u8]) -> Result<Self, SignError> {
+        Self::with_key(Arc::new(key), certificate_der)
+    }
+
+    /// Binds a key held anywhere ([`BadgeKey`]) to its certificate,
+    /// checking role and that the key's public half is the certificate's.
+    pub fn with_key(key: Arc<dyn BadgeKey>, certificate_der: &[u8]) -> Result<Self, SignError> {
         let cert = CertInfo::parse(certificate_der)?;
         let identity = cert.identity();
         let city = match (identity.role(), identity.city()) {
             (Role::BadgeSigner, Some(city)) => city,
             (role, _) => return Err(SignError::NotBadgeSigner(role)),
         };
-        if cert.ed25519_key() != Some(&key.verifying_key()) {
+        if cert.ed25519_key() != Some(&key.public_key()) {
             return Err(SignError::KeyMismatch);
         }
         Ok(Self {
@@ -481,7 +516,8 @@ impl BadgeSigner {
             });
         }
         let payload = claims.encode()?;
-        let signature = signing::sign(BADGE_CONTEXT, &payload, &self.key)
+        let signature = self
+            .sign_context(BADGE_CONTEXT, &payload)?
             .ok_or(SignError::TooLarge(payload.len()))?;
         let bytes = Envelope {
             payload,
@@ -495,14 +531,23 @@ impl BadgeSigner {
         Ok(bytes)
     }
 
-    /// Signs `payload` under another context than badges' (a policy
-    /// document); `None` only for a payload over 4 GiB.
+    /// The key this signer signs with (to compare with a certificate).
+    pub fn public_key(&self) -> VerifyingKey {
+        self.key.public_key()
+    }
+
+    /// Signs `payload` under `context` (badges', or a policy document's);
+    /// `Ok(None)` only for a payload over 4 GiB, an error when the key
+    /// cannot sign.
     pub(crate) fn sign_context(
         &self,
         context: &[u8],
         payload: &[u8],
-    ) -> Option<ed25519_dalek::Signature> {
-        signing::sign(context, payload, &self.key)
+    ) -> Result<Option<Signature>, SignError> {
+        let Some(input) = signing::signing_input(context, payload) else {
+            return Ok(None);
+        };
+        Ok(Some(Signature::from_bytes(&self.key.sign(&input)?)))
     }
 
     /// Signs claims into the QR text form.

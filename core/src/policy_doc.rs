@@ -30,6 +30,9 @@ pub enum PolicyDocError {
     /// Too many bytes.
     #[error("signed policy of {0} bytes exceeds the limit of {MAX_SIGNED_POLICY_LEN}")]
     TooLarge(usize),
+    /// The badge-signer key could not sign (a token's error).
+    #[error(transparent)]
+    Key(#[from] crate::badge::SignError),
     /// Not a SignedPolicy or PolicyDocument.
     #[error("signed policy does not decode: {0}")]
     Malformed(String),
@@ -283,7 +286,7 @@ impl BadgeSigner {
         }
         let payload = document.encode_to_vec();
         let signature = self
-            .sign_context(POLICY_CONTEXT, &payload)
+            .sign_context(POLICY_CONTEXT, &payload)?
             .ok_or(PolicyDocError::TooLarge(payload.len()))?;
         let signed = pb::SignedPolicy {
             payload,

@@ -2,6 +2,8 @@
 
 use tessera_certs::keys;
 use tessera_certs::profile::{CertRequest, RootCa};
+use tessera_core::badge::BadgeKey;
+use tessera_core::ed25519_dalek;
 use tessera_core::{Colour, Identity, Role, Scope};
 
 use super::*;
@@ -16,6 +18,16 @@ fn city(dir: &std::path::Path) -> City<SledStore> {
 /// A city over a sled store in `dir`, storing at most `max_batch`
 /// records at a time.
 pub(crate) fn city_with_max_batch(dir: &std::path::Path, max_batch: usize) -> City<SledStore> {
+    city_with_key(dir, max_batch, |key| Arc::new(key))
+}
+
+/// A city whose badge-signer key is `held(key)`: the key as a token would
+/// hold it, for instance.
+fn city_with_key(
+    dir: &std::path::Path,
+    max_batch: usize,
+    held: impl FnOnce(ed25519_dalek::SigningKey) -> Arc<dyn BadgeKey>,
+) -> City<SledStore> {
     let request = |identity, name: &str| CertRequest {
         identity,
         common_name: name.into(),
@@ -43,7 +55,7 @@ pub(crate) fn city_with_max_batch(dir: &std::path::Path, max_batch: usize) -> Ci
     City::new(
         Arc::new(SledStore::open(&dir.join("store"), &dir.join("master.key")).unwrap()),
         Policy::default_policy().unwrap(),
-        BadgeSigner::new(key, &der).unwrap(),
+        BadgeSigner::with_key(held(key), &der).unwrap(),
         PseudonymKey::from_bytes([9; 32]),
         max_batch,
     )
@@ -471,4 +483,42 @@ async fn erasure_and_the_sweep_remove_a_corrections_trace() {
     assert!(!names(&city, b"sweep-re"), "the sweep left a trace");
     let resident = city.resident(&swept).unwrap();
     assert!(city.store.corrections_of(&resident).unwrap().is_empty());
+}
+
+/// A key that answers with its public half but cannot sign, as a token
+/// that was unplugged or logged out would.
+struct Unplugged(ed25519_dalek::VerifyingKey);
+
+impl BadgeKey for Unplugged {
+    fn public_key(&self) -> ed25519_dalek::VerifyingKey {
+        self.0
+    }
+
+    fn sign(&self, _message: &[u8]) -> Result<[u8; 64], SignError> {
+        Err(SignError::Key(
+            "token \"hangzhou\": signing: the device was removed".into(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_key_that_cannot_sign_fails_the_issuance_as_internal_and_stores_no_badge() {
+    let dir = tempfile::tempdir().unwrap();
+    let city = city_with_key(dir.path(), 1000, |key| {
+        Arc::new(Unplugged(key.verifying_key()))
+    });
+    let first17 = "33010619900101123";
+    let id = format!(
+        "{first17}{}",
+        crate::pseudonym::check_character(first17.as_bytes()).unwrap()
+    );
+    let err = city.issue(&id, "Li Lei", NOW).await.unwrap_err();
+    assert!(
+        matches!(&err, NodeError::Sign(SignError::Key(why)) if why.contains("device was removed")),
+        "{err:?}"
+    );
+    assert_eq!(tonic::Status::from(err).code(), tonic::Code::Internal);
+    // Nothing was stored for the failed issuance: the resident holds no badge.
+    let resident = city.pseudonyms.pseudonym(&NationalId::parse(&id).unwrap());
+    assert!(city.store.badges_of(&resident).unwrap().is_empty());
 }

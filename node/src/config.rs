@@ -123,13 +123,27 @@ struct TlsFile {
 #[serde(deny_unknown_fields)]
 struct BadgesFile {
     certificate: PathBuf,
-    key: PathBuf,
+    #[serde(default)]
+    key: Option<PathBuf>,
+    #[serde(default)]
+    pkcs11: Option<Pkcs11File>,
     #[serde(default)]
     policy: Option<PathBuf>,
     #[serde(default)]
     policies: Vec<PathBuf>,
     #[serde(default)]
     notice_hours: Option<u32>,
+}
+
+/// `[badges] pkcs11 = { module, token, key, pin_file }`: the badge-signer
+/// key in a PKCS#11 token instead of a key file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pkcs11File {
+    module: PathBuf,
+    token: String,
+    key: String,
+    pin_file: PathBuf,
 }
 
 /// The least notice, in hours, between a policy's signing and its effective
@@ -183,8 +197,12 @@ pub struct NodeSettings {
     pub refresh: std::time::Duration,
     /// Badge-signer certificate (PEM).
     pub signer_certificate: PathBuf,
-    /// Badge-signer key (PEM).
+    /// Badge-signer key (PEM); empty when the key is in a token
+    /// (`signer_token`).
     pub signer_key: PathBuf,
+    /// The badge-signer key in a PKCS#11 token (`[badges] pkcs11`), in
+    /// place of a key file.
+    pub signer_token: Option<tessera_certs::pkcs11::TokenKeyRef>,
     /// Scoring policy file (TOML); the built-in default when `None`. The
     /// node signs it itself, in force at once, only when it holds no signed
     /// policy yet (a city's first policy); see docs/POLICY.md.
@@ -312,6 +330,28 @@ impl NodeSettings {
             )));
         }
         let at = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        let (signer_key, signer_token) = match (file.badges.key, file.badges.pkcs11) {
+            (Some(key), None) => (at(key), None),
+            (None, Some(t)) => (
+                PathBuf::new(),
+                Some(tessera_certs::pkcs11::TokenKeyRef {
+                    module: t.module,
+                    token: t.token,
+                    key: t.key,
+                    pin_file: at(t.pin_file),
+                }),
+            ),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "[badges] names both a key file (key) and a token (pkcs11): keep one".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "[badges] needs the badge-signer key: a key file (key = \"badge-signer.key\") or a token (pkcs11 = { module, token, key, pin_file })".into(),
+                ));
+            }
+        };
         Ok(Self {
             city,
             listen,
@@ -333,7 +373,8 @@ impl NodeSettings {
             gateway: file.tls.gateway,
             refresh: std::time::Duration::from_secs(file.tls.refresh_secs.unwrap_or(30)),
             signer_certificate: at(file.badges.certificate),
-            signer_key: at(file.badges.key),
+            signer_key,
+            signer_token,
             policy: file.badges.policy.map(at),
             master_key: at(file
                 .storage
@@ -455,6 +496,42 @@ mod tests {
         let settings =
             NodeSettings::parse(&bundle_config(city, "hz.example:7443"), Path::new("/b")).unwrap();
         assert_eq!(settings.listen.to_string(), "0.0.0.0:7443");
+    }
+
+    #[test]
+    fn the_badge_signer_key_is_a_file_or_a_token_never_both_nor_neither() {
+        let good = bundle_config("330100".parse().unwrap(), "127.0.0.1:7101");
+        let base = Path::new("/b");
+        let file = NodeSettings::parse(&good, base).unwrap();
+        assert_eq!(file.signer_key, Path::new("/b/badge-signer.key"));
+        assert!(file.signer_token.is_none());
+        let token_line = r#"pkcs11 = { module = "/usr/lib/softhsm/libsofthsm2.so", token = "hangzhou", key = "hz-badge-signer", pin_file = "token.pin" }"#;
+        let in_token = good.replace(r#"key = "badge-signer.key""#, token_line);
+        let token = NodeSettings::parse(&in_token, base)
+            .unwrap()
+            .signer_token
+            .unwrap();
+        assert_eq!(token.module, Path::new("/usr/lib/softhsm/libsofthsm2.so"));
+        assert_eq!(
+            (token.token.as_str(), token.key.as_str()),
+            ("hangzhou", "hz-badge-signer")
+        );
+        assert_eq!(token.pin_file, Path::new("/b/token.pin"));
+        let both = good.replace(
+            r#"key = "badge-signer.key""#,
+            &format!("key = \"badge-signer.key\"\n{token_line}"),
+        );
+        let err = NodeSettings::parse(&both, base).unwrap_err().to_string();
+        assert!(
+            err.contains("names both a key file (key) and a token (pkcs11)"),
+            "{err}"
+        );
+        let neither = good.replace(r#"key = "badge-signer.key""#, "");
+        let err = NodeSettings::parse(&neither, base).unwrap_err().to_string();
+        assert!(err.contains("[badges] needs the badge-signer key"), "{err}");
+        // The PIN itself has no place in the configuration.
+        let pin = in_token.replace(r#"pin_file = "token.pin""#, r#"pin = "1234""#);
+        assert!(NodeSettings::parse(&pin, base).is_err());
     }
 
     #[test]

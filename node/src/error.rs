@@ -26,6 +26,25 @@ pub enum StartError {
     /// The badge signer.
     #[error("badge signer: {0}")]
     Signer(#[from] SignError),
+    /// The badge-signer key's token (`[badges] pkcs11`).
+    #[error("badge-signer key in a PKCS#11 token: {0}")]
+    Token(#[from] tessera_certs::pkcs11::TokenError),
+    /// The token's key is not the one the badge-signer certificate names.
+    #[error(
+        "the key {key:?} in token {token:?} is not the key of the badge-signer certificate {certificate}: the token holds public key {in_token}, the certificate names {in_certificate}"
+    )]
+    TokenKeyMismatch {
+        /// The token's label.
+        token: String,
+        /// The key's label.
+        key: String,
+        /// The certificate file.
+        certificate: String,
+        /// The token's public key, hex.
+        in_token: String,
+        /// The certificate's public key, hex (or what it holds instead).
+        in_certificate: String,
+    },
     /// The certificates belong to another city than configured.
     #[error("{what} belongs to {found}, but the configuration says city {configured}")]
     WrongCity {

@@ -44,6 +44,36 @@ impl std::fmt::Debug for Loaded {
     }
 }
 
+/// The badge signer: its key from the key file, or opened in the token
+/// (logged in, found by label, a probe signature checked) and compared
+/// with the certificate's key, so a wrong token key stops the start.
+fn badge_signer(settings: &NodeSettings) -> Result<BadgeSigner, StartError> {
+    let der = keys::read_cert(&settings.signer_certificate)?;
+    let Some(token) = &settings.signer_token else {
+        return Ok(BadgeSigner::new(
+            keys::read_signer_key(&settings.signer_key)?,
+            &der,
+        )?);
+    };
+    let key = tessera_certs::pkcs11::TokenKey::open(token)?;
+    let in_token = tessera_core::badge::BadgeKey::public_key(&key);
+    let named = tessera_core::CertInfo::parse(&der)
+        .map_err(|e| StartError::Signer(e.into()))?
+        .ed25519_key()
+        .copied();
+    if named != Some(in_token) {
+        return Err(StartError::TokenKeyMismatch {
+            token: token.token.clone(),
+            key: token.key.clone(),
+            certificate: settings.signer_certificate.display().to_string(),
+            in_token: hex::encode(in_token.as_bytes()),
+            in_certificate: named
+                .map_or_else(|| "no Ed25519 key".into(), |k| hex::encode(k.as_bytes())),
+        });
+    }
+    Ok(BadgeSigner::with_key(Arc::new(key), &der)?)
+}
+
 /// Loads keys, certificates, policy and store named by `settings`.
 pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     if let Some(marker) = data_dir::switched_off(&settings.data_dir) {
@@ -51,12 +81,19 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
     }
     // Secret keys readable by others, or in a directory others may write,
     // are refused before anything is read from them.
+    let signer_file = settings
+        .signer_token
+        .is_none()
+        .then_some(&settings.signer_key);
     for secret in [
-        &settings.tls_key,
-        &settings.signer_key,
-        &settings.master_key,
-        &settings.data_dir.join(data_dir::PSEUDONYM_KEY),
-    ] {
+        Some(&settings.tls_key),
+        signer_file,
+        Some(&settings.master_key),
+        Some(&settings.data_dir.join(data_dir::PSEUDONYM_KEY)),
+    ]
+    .into_iter()
+    .flatten()
+    {
         tessera_certs::files::check_secret(secret)?;
     }
     let root = keys::read_root(&settings.root)?;
@@ -81,10 +118,7 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
             configured: settings.city.to_string(),
         });
     }
-    let signer = BadgeSigner::new(
-        keys::read_signer_key(&settings.signer_key)?,
-        &keys::read_cert(&settings.signer_certificate)?,
-    )?;
+    let signer = badge_signer(&settings)?;
     if signer.city() != settings.city {
         return Err(StartError::WrongCity {
             what: "the badge-signer certificate",

@@ -123,15 +123,23 @@ pub async fn serve(
         metrics,
         metrics_listen: loaded.settings.metrics_listen,
         expiries: loaded.expiries.clone(),
-        watched: vec![
-            Watched::tls(
-                loaded.identity.clone(),
-                Arc::clone(&loaded.trust),
-                loaded.settings.tls_certificate.clone(),
-                loaded.settings.tls_key.clone(),
-            ),
-            tasks::watch_badge_signer(loaded),
-        ],
+        watched: vec![Watched::tls(
+            loaded.identity.clone(),
+            Arc::clone(&loaded.trust),
+            loaded.settings.tls_certificate.clone(),
+            loaded.settings.tls_key.clone(),
+        )]
+        .into_iter()
+        // A key in a token is not a file to watch: a new badge-signer key
+        // in a token is taken up at a restart (docs/OPERATIONS.md).
+        .chain(
+            loaded
+                .settings
+                .signer_token
+                .is_none()
+                .then(|| tasks::watch_badge_signer(loaded)),
+        )
+        .collect(),
         reload_every: loaded.settings.reload,
         data_dir: &loaded.settings.data_dir,
         disk_full: &disk_full,

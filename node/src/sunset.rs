@@ -137,14 +137,22 @@ pub struct Sunset {
 pub fn key_files(settings: &NodeSettings) -> Vec<PathBuf> {
     let mut next = settings.master_key.clone().into_os_string();
     next.push(".next");
-    vec![
-        settings.signer_key.clone(),
-        // Every resident's data key is wrapped under it: with it gone, no
-        // copy of the store anywhere can be decrypted.
-        settings.master_key.clone(),
-        // A replacement a stop interrupted (node/src/vault.rs).
-        PathBuf::from(next),
-    ]
+    // A key in a token is not a file: the token's owner destroys it with
+    // the token's tools, and the attestation says it was not destroyed here.
+    let signer = settings
+        .signer_token
+        .is_none()
+        .then(|| settings.signer_key.clone());
+    signer
+        .into_iter()
+        .chain([
+            // Every resident's data key is wrapped under it: with it gone, no
+            // copy of the store anywhere can be decrypted.
+            settings.master_key.clone(),
+            // A replacement a stop interrupted (node/src/vault.rs).
+            PathBuf::from(next),
+        ])
+        .collect()
 }
 
 /// The node's signing identity, checked before anything is destroyed.
@@ -434,7 +442,7 @@ pub fn destroy_until(
         settings.root.clone(),
     ];
     shred_tree(&settings.data_dir, &keep)?;
-    claims.signer_key_destroyed = !settings.signer_key.exists();
+    claims.signer_key_destroyed = settings.signer_token.is_none() && !settings.signer_key.exists();
     claims.destroyed_at = unix_now();
     let signed = attester.sign(&claims, claims.destroyed_at)?;
     let file = attestation_file(settings, &claims);

@@ -18,6 +18,7 @@ mod metrics;
 mod mtls;
 mod node;
 mod one_verdict;
+mod pkcs11;
 mod policy;
 mod policy_properties;
 mod privacy_store;
