@@ -11,15 +11,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use common::{free_port, id, ok, spawn_listening, stop, tessera};
 use tessera_certs::keys;
-use tessera_core::{Role, TrustAnchor};
-use tessera_proto::v1 as pb;
-use tessera_proto::v1::city_node_client::CityNodeClient;
-use tessera_runtime::tls::{self, TrustState};
-use tessera_runtime::{TlsIdentity, grpc};
 
 /// Every file under `dir`, recursively, with its bytes.
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
@@ -86,35 +80,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 async fn ingest_negative_test(node: &str, operator: &Path, resident: u32) {
-    tls::install_default_provider();
-    let root = keys::read_cert(&operator.join("root.crt")).unwrap();
-    let trust = Arc::new(TrustState::new(TrustAnchor::from_der(&root).unwrap()).unwrap());
-    let identity = TlsIdentity::from_files(
-        &operator.join("operator.crt"),
-        &operator.join("operator.key"),
-    )
-    .unwrap();
-    let config = tls::client_config(&identity, trust, Role::CityNode).unwrap();
-    let mut client = CityNodeClient::new(grpc::channel(node, config).unwrap());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    client
-        .ingest_records(pb::IngestRequest {
-            records: vec![pb::Record {
-                record_id: format!("csr-{resident}"),
-                national_id: id(resident),
-                kind: Some(pb::record::Kind::Test(pb::TestResult {
-                    kind: pb::TestKind::Pcr as i32,
-                    positive: false,
-                    sampled_at: now - 3600,
-                    lab: "HZ-LAB-01".into(),
-                })),
-            }],
-        })
-        .await
-        .unwrap();
+    common::ingest_pcr(node, operator, &format!("csr-{resident}"), resident, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

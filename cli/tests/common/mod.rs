@@ -291,42 +291,60 @@ pub fn issue_hangzhou_badge_for(layout: &serde_json::Value, n: u32) -> String {
 /// federation started by [`federation_up`]; the node revokes the resident's
 /// badge at once.
 pub fn positive_test(layout: &serde_json::Value, n: u32) {
-    use tessera_proto::v1 as pb;
     let hangzhou = &layout["cities"][0];
     let bundle = std::path::Path::new(hangzhou["operator"].as_str().unwrap());
-    tls::install_default_provider();
-    let root = tessera_certs::keys::read_cert(&bundle.join("root.crt")).unwrap();
-    let trust = Arc::new(TrustState::new(TrustAnchor::from_der(&root).unwrap()).unwrap());
-    let identity =
-        TlsIdentity::from_files(&bundle.join("operator.crt"), &bundle.join("operator.key"))
-            .unwrap();
-    let config = tls::client_config(&identity, trust, Role::CityNode).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let channel = grpc::channel(hangzhou["node"].as_str().unwrap(), config).unwrap();
-        let mut client = CityNodeClient::new(channel);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let ack = client
-            .ingest_records(pb::IngestRequest {
-                records: vec![pb::Record {
-                    record_id: format!("positive-{n}"),
-                    national_id: id(n),
-                    kind: Some(pb::record::Kind::Test(pb::TestResult {
-                        kind: pb::TestKind::Pcr as i32,
-                        positive: true,
-                        sampled_at: now - 60,
-                        lab: "LAB-01".into(),
-                    })),
-                }],
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(ack.revoked, 1, "{ack:?}");
-    });
+    let ack = rt.block_on(ingest_pcr(
+        hangzhou["node"].as_str().unwrap(),
+        bundle,
+        &format!("positive-{n}"),
+        n,
+        true,
+    ));
+    assert_eq!(ack.revoked, 1, "{ack:?}");
+}
+
+/// The operator of `operator` (a bundle directory) stores at the node at
+/// `node` one PCR result for resident `n` ([`id`]), positive or negative,
+/// sampled an hour ago, under `record_id`; the node's acknowledgement.
+pub async fn ingest_pcr(
+    node: &str,
+    operator: &std::path::Path,
+    record_id: &str,
+    n: u32,
+    positive: bool,
+) -> tessera_proto::v1::IngestResponse {
+    use tessera_proto::v1 as pb;
+    tls::install_default_provider();
+    let root = tessera_certs::keys::read_cert(&operator.join("root.crt")).unwrap();
+    let trust = Arc::new(TrustState::new(TrustAnchor::from_der(&root).unwrap()).unwrap());
+    let identity = TlsIdentity::from_files(
+        &operator.join("operator.crt"),
+        &operator.join("operator.key"),
+    )
+    .unwrap();
+    let config = tls::client_config(&identity, trust, Role::CityNode).unwrap();
+    let mut client = CityNodeClient::new(grpc::channel(node, config).unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    client
+        .ingest_records(pb::IngestRequest {
+            records: vec![pb::Record {
+                record_id: record_id.to_owned(),
+                national_id: id(n),
+                kind: Some(pb::record::Kind::Test(pb::TestResult {
+                    kind: pb::TestKind::Pcr as i32,
+                    positive,
+                    sampled_at: now - 3600,
+                    lab: "HZ-LAB-01".into(),
+                })),
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 /// Runs `tessera checkpoint serve` against the gateway of a federation
