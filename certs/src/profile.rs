@@ -191,6 +191,10 @@ fn params(req: &CertRequest) -> Result<CertificateParams, IssueError> {
                 KeyUsagePurpose::DigitalSignature,
             ];
         }
+        Role::IssuingCa => {
+            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        }
         Role::TrustListSigner | Role::BadgeSigner => {
             params.is_ca = IsCa::ExplicitNoCa;
             params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

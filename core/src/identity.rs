@@ -31,11 +31,13 @@ pub enum Role {
     Operator,
     /// A checkpoint verifier scoped to a province (TLS client).
     Verifier,
+    /// The online issuing CA, issued by the root (never TLS).
+    IssuingCa,
 }
 
 impl Role {
     /// Every role, in wire order.
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 9] = [
         Role::Root,
         Role::TrustListSigner,
         Role::Authority,
@@ -44,6 +46,7 @@ impl Role {
         Role::BadgeSigner,
         Role::Operator,
         Role::Verifier,
+        Role::IssuingCa,
     ];
 
     /// The role's name in an identity URI.
@@ -57,13 +60,18 @@ impl Role {
             Role::BadgeSigner => "badge-signer",
             Role::Operator => "operator",
             Role::Verifier => "verifier",
+            Role::IssuingCa => "issuing-ca",
         }
     }
 
     /// The scope a certificate of this role must carry.
     pub fn scope_kind(self) -> ScopeKind {
         match self {
-            Role::Root | Role::TrustListSigner | Role::Authority | Role::Gateway => {
+            Role::Root
+            | Role::TrustListSigner
+            | Role::Authority
+            | Role::Gateway
+            | Role::IssuingCa => {
                 ScopeKind::Nation
             }
             Role::CityNode | Role::BadgeSigner | Role::Operator => ScopeKind::City,
@@ -90,6 +98,7 @@ impl Role {
             Role::BadgeSigner => pb::Role::BadgeSigner,
             Role::Operator => pb::Role::Operator,
             Role::Verifier => pb::Role::Verifier,
+            Role::IssuingCa => pb::Role::IssuingCa,
         }
     }
 
@@ -105,6 +114,7 @@ impl Role {
             pb::Role::BadgeSigner => Some(Role::BadgeSigner),
             pb::Role::Operator => Some(Role::Operator),
             pb::Role::Verifier => Some(Role::Verifier),
+            pb::Role::IssuingCa => Some(Role::IssuingCa),
         }
     }
 }

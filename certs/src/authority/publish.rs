@@ -88,7 +88,11 @@ impl AuthorityDir {
                         revoked_serials.push(serial);
                     }
                 }
-                Role::TrustListSigner | Role::Gateway | Role::CityNode | Role::BadgeSigner => {
+                Role::TrustListSigner
+                | Role::IssuingCa
+                | Role::Gateway
+                | Role::CityNode
+                | Role::BadgeSigner => {
                     let der = keys::read_cert(&self.dir.join(&e.cert_file))?;
                     if e.listed_at.is_none() {
                         listed.push(index);

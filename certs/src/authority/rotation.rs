@@ -90,6 +90,7 @@ fn stem(role: Role) -> Option<&'static str> {
         Role::Verifier => "verifier",
         Role::Authority => "authority",
         Role::TrustListSigner => "signer",
+        Role::IssuingCa => "issuing-ca",
         Role::Root => return None,
     })
 }
