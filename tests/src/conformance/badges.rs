@@ -26,7 +26,7 @@ struct Gen<'a> {
     out: Vec<BadgeVector>,
 }
 
-fn valid(c: &pb::BadgeClaims) -> BadgeExpected {
+pub(super) fn valid(c: &pb::BadgeClaims) -> BadgeExpected {
     BadgeExpected {
         outcome: "VALID",
         reason: "valid",
@@ -40,7 +40,7 @@ fn valid(c: &pb::BadgeClaims) -> BadgeExpected {
     }
 }
 
-fn fail(outcome: &'static str, reason: &'static str) -> BadgeExpected {
+pub(super) fn fail(outcome: &'static str, reason: &'static str) -> BadgeExpected {
     BadgeExpected {
         outcome,
         reason,
@@ -54,12 +54,12 @@ fn malformed(reason: &'static str) -> BadgeExpected {
     fail("MALFORMED", reason)
 }
 
-fn bad_signature() -> BadgeExpected {
+pub(super) fn bad_signature() -> BadgeExpected {
     fail("BAD_SIGNATURE", "bad_signature")
 }
 
 /// Hangzhou's typical claims, badge number `n`.
-fn claims(n: u16) -> pb::BadgeClaims {
+pub(super) fn claims(n: u16) -> pb::BadgeClaims {
     let mut badge_id = *b"conformance-\0\0\0\0";
     badge_id[14..].copy_from_slice(&n.to_be_bytes());
     pb::BadgeClaims {
@@ -77,7 +77,7 @@ fn claims(n: u16) -> pb::BadgeClaims {
     }
 }
 
-fn key_id(issued_der: &[u8]) -> [u8; 8] {
+pub(super) fn key_id(issued_der: &[u8]) -> [u8; 8] {
     *KeyId::of_certificate(issued_der).as_bytes()
 }
 
@@ -86,7 +86,7 @@ fn signed_payload(signer: &Issued, payload: &[u8]) -> Vec<u8> {
     envelope(payload, &key_id(&signer.der), &sign(&signer.key, payload))
 }
 
-fn signed(signer: &Issued, c: &pb::BadgeClaims) -> Vec<u8> {
+pub(super) fn signed(signer: &Issued, c: &pb::BadgeClaims) -> Vec<u8> {
     signed_payload(signer, &c.encode_to_vec())
 }
 

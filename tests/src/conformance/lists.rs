@@ -79,7 +79,7 @@ fn raw_entry(cert: &RawKeyCert, name: &str) -> pb::TrustEntry {
     }
 }
 
-fn revoked(mut e: pb::TrustEntry) -> pb::TrustEntry {
+pub(super) fn revoked(mut e: pb::TrustEntry) -> pb::TrustEntry {
     e.status = pb::EntryStatus::Revoked as i32;
     e.revoked_at = NOW - 2 * DAY;
     e
@@ -122,7 +122,7 @@ fn main_entries(pki: &Pki) -> Vec<pb::TrustEntry> {
     ]
 }
 
-fn list(sequence: u64, entries: Vec<pb::TrustEntry>) -> pb::TrustList {
+pub(super) fn list(sequence: u64, entries: Vec<pb::TrustEntry>) -> pb::TrustList {
     pb::TrustList {
         version: TRUST_LIST_VERSION,
         sequence,
@@ -134,7 +134,7 @@ fn list(sequence: u64, entries: Vec<pb::TrustEntry>) -> pb::TrustList {
     }
 }
 
-fn sign(list: &pb::TrustList, by: &Issued) -> Vec<u8> {
+pub(super) fn sign(list: &pb::TrustList, by: &Issued) -> Vec<u8> {
     sign_trust_list(list, &by.key, &by.der).expect("conformance trust list")
 }
 
@@ -204,7 +204,7 @@ struct Gen<'a> {
     files: Vec<SuiteFile>,
 }
 
-fn accepted(sequence: u64, freshness: &'static str) -> ListExpected {
+pub(super) fn accepted(sequence: u64, freshness: &'static str) -> ListExpected {
     ListExpected {
         accepted: true,
         reason: "accepted",
@@ -213,7 +213,7 @@ fn accepted(sequence: u64, freshness: &'static str) -> ListExpected {
     }
 }
 
-fn refused(reason: &'static str) -> ListExpected {
+pub(super) fn refused(reason: &'static str) -> ListExpected {
     ListExpected {
         accepted: false,
         reason,

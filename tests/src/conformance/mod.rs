@@ -10,6 +10,7 @@
 mod badges;
 pub mod craft;
 pub mod dercraft;
+mod issuing;
 mod lists;
 pub mod pki;
 
@@ -28,7 +29,8 @@ pub const CERT_NOT_AFTER: i64 = NOW + 365 * DAY;
 /// The name of the format, first key of `vectors.json`.
 pub const FORMAT: &str = "tessera-conformance/1";
 
-/// The root every vector pins.
+/// The root every vector pins but those of the issuing CA
+/// (`issuing::ROOT_ISSUING`).
 pub const ROOT_FILE: &str = "root.der";
 
 /// One file of the suite: its path under `conformance/` and its bytes.
@@ -157,12 +159,17 @@ pub fn build() -> Built {
         bytes: pki.root.der().to_vec(),
     }];
     let held_lists = lists::badge_lists(&pki);
-    let badge_vectors = badges::vectors(&pki, &held_lists);
-    let (trust_list_vectors, list_files) = lists::vectors(&pki);
+    let mut badge_vectors = badges::vectors(&pki, &held_lists);
+    let (mut trust_list_vectors, list_files) = lists::vectors(&pki);
     for (name, bytes) in held_lists.files() {
         files.push(SuiteFile { name, bytes });
     }
     files.extend(list_files);
+    let (ica_badges, ica_lists, ica_files) =
+        issuing::vectors(&pki, badge_vectors.len(), trust_list_vectors.len());
+    badge_vectors.extend(ica_badges);
+    trust_list_vectors.extend(ica_lists);
+    files.extend(ica_files);
     let suite = Suite {
         format: FORMAT,
         description: "tessera conformance vectors: see conformance/README.md and docs/PROTOCOL.md",

@@ -6,11 +6,12 @@
 
 use ed25519_dalek::SigningKey;
 use rcgen::{
-    CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose, PublicKeyData,
-    SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose,
+    PublicKeyData, SanType, SerialNumber,
 };
 use tessera_certs::keys::TlsKey;
 use tessera_certs::profile::{CertRequest, RootCa, SubjectKey};
+use tessera_core::cert::KeyAlgorithm;
 use tessera_core::{CityCode, Identity, ProvinceCode, Role, Scope};
 
 use super::{CERT_NOT_AFTER, CERT_NOT_BEFORE, DAY, NOW};
@@ -68,7 +69,8 @@ pub fn tls_key(seed: u8) -> TlsKey {
     TlsKey::from_bytes(&[seed; 32]).expect("conformance P-256 key")
 }
 
-fn identity(role: Role, scope: Scope) -> Identity {
+/// The identity of `role` in `scope`.
+pub fn identity(role: Role, scope: Scope) -> Identity {
     Identity::new(role, scope).expect("conformance identity")
 }
 
@@ -77,29 +79,116 @@ pub fn city(code: u32) -> CityCode {
     CityCode::new(code).expect("conformance city code")
 }
 
+/// How a CA certificate built here reads: its basic constraints and key
+/// usages (the issuing-CA vectors need some that no profile makes).
+pub struct CaShape {
+    /// Basic constraints.
+    pub is_ca: IsCa,
+    /// Key usages.
+    pub key_usages: Vec<KeyUsagePurpose>,
+}
+
+impl CaShape {
+    /// The root's: a CA of path length `path_len`, certSign, cRLSign and
+    /// digitalSignature.
+    pub fn root(path_len: u8) -> Self {
+        Self {
+            is_ca: IsCa::Ca(BasicConstraints::Constrained(path_len)),
+            key_usages: vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ],
+        }
+    }
+
+    /// An issuing CA's, as PROTOCOL.md K3a wants it: path length 0,
+    /// certSign and cRLSign.
+    pub fn issuing_ca() -> Self {
+        Self {
+            is_ca: IsCa::Ca(BasicConstraints::Constrained(0)),
+            key_usages: vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign],
+        }
+    }
+}
+
+/// A P-256 CA certificate for the key of `seed` (serial `0x40 seed`),
+/// self-signed when `issuer` is `None`, built here rather than by the
+/// authority's profile so that the suite's bytes stay fixed whatever roots
+/// the profile makes next.
+pub fn ca_cert(
+    issuer: Option<&RootCa>,
+    seed: u8,
+    role: Role,
+    name: &str,
+    window: (i64, i64),
+    shape: CaShape,
+) -> Vec<u8> {
+    let identity = identity(role, Scope::Nation);
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "tessera");
+    dn.push(DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.not_before = time::OffsetDateTime::from_unix_timestamp(window.0).expect("time");
+    params.not_after = time::OffsetDateTime::from_unix_timestamp(window.1).expect("time");
+    params.serial_number = Some(SerialNumber::from_slice(&[0x40, seed]));
+    params.subject_alt_names = vec![SanType::URI(
+        identity.to_uri().as_str().try_into().expect("uri"),
+    )];
+    params.is_ca = shape.is_ca;
+    params.key_usages = shape.key_usages;
+    let key = tls_key(seed);
+    let cert = match issuer {
+        None => params.self_signed(&key),
+        Some(issuer) => {
+            params.use_authority_key_identifier_extension = true;
+            let issuer = Issuer::from_ca_cert_der(&issuer.der().into(), issuer.key())
+                .expect("conformance issuer");
+            params.signed_by(&key, &issuer)
+        }
+    };
+    cert.expect("conformance CA certificate").der().to_vec()
+}
+
+/// A national root of path length `path_len` for the key of `seed`.
+pub fn root_with_path_len(seed: u8, name: &str, path_len: u8) -> RootCa {
+    let window = (NOW - 365 * DAY, NOW + 3650 * DAY);
+    let der = ca_cert(
+        None,
+        seed,
+        Role::Root,
+        name,
+        window,
+        CaShape::root(path_len),
+    );
+    RootCa::from_parts(tls_key(seed), der)
+}
+
 fn root(seed: u8, name: &str) -> RootCa {
-    RootCa::create(
-        &CertRequest {
-            identity: identity(Role::Root, Scope::Nation),
-            common_name: name.into(),
-            hosts: vec![],
-            not_before: NOW - 365 * DAY,
-            not_after: NOW + 3650 * DAY,
-            serial: Some(vec![0x40, seed]),
-        },
-        tls_key(seed),
-    )
-    .expect("conformance root")
+    root_with_path_len(seed, name, 0)
 }
 
 /// A certificate from `root` for the key of `seed` (P-256 for a TLS role,
 /// Ed25519 for a signer), serial `0x40 seed`.
 pub fn issue(root: &RootCa, seed: u8, identity: Identity, window: (i64, i64)) -> Issued {
+    issue_named(root, seed, identity, &identity.to_uri(), window)
+}
+
+/// As [`issue`], with the subject's common name given: `root` may be an
+/// issuing CA (its key and certificate wrapped as a [`RootCa`]).
+pub fn issue_named(
+    root: &RootCa,
+    seed: u8,
+    identity: Identity,
+    common_name: &str,
+    window: (i64, i64),
+) -> Issued {
     let (key, tls_key) = (key(seed), tls_key(seed));
-    let subject: SubjectKey = if identity.role().uses_tls() {
-        (&tls_key).into()
-    } else {
+    let subject: SubjectKey = if KeyAlgorithm::for_role(identity.role()) == KeyAlgorithm::Ed25519 {
         (&key).into()
+    } else {
+        (&tls_key).into()
     };
     let hosts = match identity.role() {
         Role::Gateway | Role::CityNode => vec!["conformance.example".to_owned()],
@@ -109,7 +198,7 @@ pub fn issue(root: &RootCa, seed: u8, identity: Identity, window: (i64, i64)) ->
         .issue(
             &CertRequest {
                 identity,
-                common_name: identity.to_uri(),
+                common_name: common_name.to_owned(),
                 hosts,
                 not_before: window.0,
                 not_after: window.1,
