@@ -58,9 +58,14 @@ ROLES = {
     "badge-signer": ("city", 6),
     "operator": ("city", 7),
     "verifier": ("province", 8),
+    "issuing-ca": ("nation", 9),
 }
 TLS_ROLES = {"authority", "gateway", "node", "operator", "verifier"}
 SIGNER_ROLES = {"trust-list-signer", "badge-signer"}
+# K2, K3: the only roles that are CAs.
+CA_ROLES = {"root", "issuing-ca"}
+# E3: the roles a trust list names.
+LISTED_ROLES = {"trust-list-signer", "issuing-ca", "gateway", "node", "badge-signer"}
 KNOWN_CRITICAL = {
     ExtensionOID.BASIC_CONSTRAINTS,
     ExtensionOID.KEY_USAGE,
@@ -119,6 +124,8 @@ class Cert:
     raw_key: bytes
     key_id: bytes
     is_ca: bool
+    path_len: object  # the pathLenConstraint, None when absent
+    key_cert_sign: bool
     subject: bytes
     issuer: bytes
     der: bytes
@@ -240,7 +247,8 @@ def parse_cert(der):
 
     identity = None
     server_auth = client_auth = False
-    is_ca = False
+    is_ca = key_cert_sign = False
+    path_len = None
     try:
         extensions = list(cert.extensions)
     except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as e:
@@ -256,6 +264,9 @@ def parse_cert(der):
                     identity = _identity(uri)
         elif ext.oid == ExtensionOID.BASIC_CONSTRAINTS:
             is_ca = ext.value.ca
+            path_len = ext.value.path_length
+        elif ext.oid == ExtensionOID.KEY_USAGE:
+            key_cert_sign = ext.value.key_cert_sign
         elif ext.oid == ExtensionOID.EXTENDED_KEY_USAGE:
             server_auth = x509.ExtendedKeyUsageOID.SERVER_AUTH in ext.value
             client_auth = x509.ExtendedKeyUsageOID.CLIENT_AUTH in ext.value
@@ -265,7 +276,7 @@ def parse_cert(der):
     expected = "ed25519" if role in SIGNER_ROLES else "p256"
     if key_type != expected:
         raise CertRefused("cert.key_type", f"a {role} certificate must carry a {expected} key")
-    if is_ca != (role == "root"):
+    if is_ca != (role in CA_ROLES):  # K2, K3a, K3b
         raise CertRefused("cert.ca_flag", f"role {role} with is_ca = {is_ca}")
     not_before = _seconds(cert.not_valid_before_utc)
     not_after = _seconds(cert.not_valid_after_utc)
@@ -286,6 +297,8 @@ def parse_cert(der):
         raw_key=raw_key,
         key_id=hashlib.sha256(der).digest()[:8],
         is_ca=is_ca,
+        path_len=path_len,
+        key_cert_sign=key_cert_sign,
         subject=cert.subject.public_bytes(),
         issuer=cert.issuer.public_bytes(),
         der=der,
@@ -345,11 +358,39 @@ def _ecdsa_holds(key, cert):
         return False
 
 
-def parse_issued_by(der, root):
+def _issued_by(cert, issuer):
+    """K3: issuer name, algorithm (parse_cert) and signature."""
+    return cert.issuer == issuer.subject and _ecdsa_holds(issuer.public_key, cert)
+
+
+def parse_issuing_ca(der, root):
+    """K3a: an issuing-CA certificate, issued by the root."""
     cert = parse_cert(der)
-    if cert.issuer != root.subject or cert.is_ca or not _ecdsa_holds(root.public_key, cert):
-        raise CertRefused("cert.not_issued_by_root", "not issued by the national root")
+    if cert.role != "issuing-ca":
+        raise CertRefused("cert.role", f"a {cert.role} is not an issuing CA")
+    if not _issued_by(cert, root):
+        raise CertRefused("cert.not_issued_by_root", "an issuing CA not issued by the root")
+    if cert.path_len != 0:
+        raise CertRefused("cert.path_len", f"issuing CA with pathLenConstraint {cert.path_len}")
+    if not cert.key_cert_sign:
+        raise CertRefused("cert.key_usage", "issuing CA without keyCertSign")
+    if root.path_len is not None and root.path_len < 1:
+        raise CertRefused("cert.path_len", "a root of pathLenConstraint 0 issues no CA")
     return cert
+
+
+def parse_issued_by(der, root, issuing_cas=()):
+    """K1-K7 for any certificate but the root: returns (cert, issuing CA or
+    None). `issuing_cas` are the issuing CAs available where it is read."""
+    cert = parse_cert(der)
+    if cert.role == "issuing-ca":
+        return parse_issuing_ca(der, root), None
+    if _issued_by(cert, root):
+        return cert, None
+    for ca in issuing_cas:  # K3b: the one whose key verifies it
+        if _issued_by(cert, ca):
+            return cert, ca
+    raise CertRefused("cert.not_issued", "issued neither by the root nor by an issuing CA held")
 
 
 def valid_at(cert, now):
@@ -376,6 +417,8 @@ class Entry:
     name: str
     endpoint: str
     revoked: bool
+    issuer_key_id: object = None  # the key id of its issuing CA's certificate (E1)
+    issuer: object = field(default=None, repr=False)  # that CA's Entry
 
 
 @dataclass
@@ -413,7 +456,7 @@ def verify_trust_list(data, root, now, standard, held=None):
         raise ListRefused("list_too_large", f"{len(data)} bytes")
     signed = _decode(pb.SignedTrustList, data, "list_malformed", ListRefused)
     try:
-        signer = parse_issued_by(signed.signer_certificate, root)
+        signer, _ = parse_issued_by(signed.signer_certificate, root)  # L3: the root alone
     except CertRefused as e:
         raise ListRefused("signer_untrusted", str(e)) from e
     if signer.role != "trust-list-signer":
@@ -435,12 +478,23 @@ def verify_trust_list(data, root, now, standard, held=None):
         raise ListRefused("issued_in_future", f"{body.issued_at} > {now}")
     if now > body.sunset_at:
         raise ListRefused("sunset", f"passed its sunset at {body.sunset_at}")
-    checked_entries = [_check_entry(entry, root, i) for i, entry in enumerate(body.entries)]  # L13
+    issuing_cas = []  # the list's issuing CAs, wherever they stand (E1)
+    for entry in body.entries:
+        try:
+            issuing_cas.append(parse_issuing_ca(entry.certificate_der, root))
+        except CertRefused:
+            pass
+    checked_entries = [
+        _check_entry(entry, root, issuing_cas, i) for i, entry in enumerate(body.entries)
+    ]  # L13
     entries = {}
     for checked in checked_entries:  # L14
         if checked.cert.key_id in entries:
             raise ListRefused("duplicate_key", checked.cert.key_id.hex())
         entries[checked.cert.key_id] = checked
+    for checked in checked_entries:
+        if checked.issuer_key_id is not None:
+            checked.issuer = entries[checked.issuer_key_id]
     revoked_serials = set(body.revoked_serials)
     own = entries.get(signer.key_id)
     if signer.serial in revoked_serials or (own is not None and own.revoked):
@@ -465,17 +519,17 @@ def verify_trust_list(data, root, now, standard, held=None):
     return checked
 
 
-def _check_entry(entry, root, index):
+def _check_entry(entry, root, issuing_cas, index):
     def refuse(reason, detail):
         return ListRefused(reason, f"entry {index}: {detail}")
 
     try:
-        cert = parse_issued_by(entry.certificate_der, root)
+        cert, issuing_ca = parse_issued_by(entry.certificate_der, root, issuing_cas)
     except CertRefused as e:
         raise refuse("entry_certificate", str(e)) from e
     if entry.role != ROLES[cert.role][1]:
         raise refuse("entry_role_mismatch", f"entry role {entry.role}, certificate {cert.role}")
-    if cert.role in ("root", "operator", "verifier", "authority"):
+    if cert.role not in LISTED_ROLES:
         raise refuse("entry_unlisted_role", cert.role)
     if cert.role in ("node", "gateway") and not entry.endpoint:
         raise refuse("entry_missing_endpoint", f"a {cert.role} entry needs an endpoint")
@@ -485,7 +539,13 @@ def _check_entry(entry, root, index):
         raise refuse("entry_validity_mismatch", "validity does not match the certificate")
     if entry.status not in (1, 2):
         raise refuse("entry_status", f"status {entry.status}")
-    return Entry(cert=cert, name=entry.name, endpoint=entry.endpoint, revoked=entry.status == 2)
+    return Entry(
+        cert=cert,
+        name=entry.name,
+        endpoint=entry.endpoint,
+        revoked=entry.status == 2,
+        issuer_key_id=issuing_ca.key_id if issuing_ca is not None else None,
+    )
 
 
 # --- badges -------------------------------------------------------------------------
@@ -563,8 +623,10 @@ def _id_tail_ok(tail):
 
 
 def _accept(signed, entry, now, standard):
-    if entry.revoked:
+    if entry.revoked:  # V10
         raise Refused("SIGNER_REVOKED", "signer_revoked", signed.key_id.hex())
+    if entry.issuer is not None and entry.issuer.revoked:  # V10a
+        raise Refused("SIGNER_REVOKED", "issuer_revoked", entry.issuer.cert.key_id.hex())
 
     class Malformed(Refused):
         def __init__(self, reason, detail):
@@ -594,8 +656,11 @@ def _accept(signed, entry, now, standard):
         raise Malformed("id_tail_form", repr(hint.id_tail))
     if city != entry.cert.code:
         raise Refused("BAD_SIGNATURE", "issuer_mismatch", f"{city:06} vs {entry.cert.code:06}")
-    if not valid_at(entry.cert, claims.issued_at) or claims.valid_until > entry.cert.not_after:
-        raise Refused("BAD_SIGNATURE", "signer_not_valid_at_issue", "window outside the certificate")
+    chain = [entry.cert] + ([entry.issuer.cert] if entry.issuer is not None else [])
+    for cert in chain:  # V13: the signer, and its issuing CA
+        if not valid_at(cert, claims.issued_at) or claims.valid_until > cert.not_after:
+            raise Refused("BAD_SIGNATURE", "signer_not_valid_at_issue",
+                          f"window outside the {cert.role} certificate")
     if claims.issued_at > now + CLOCK_SKEW_SECS:
         raise Refused("NOT_YET_VALID", "not_yet_valid", f"issued at {claims.issued_at}")
     if now > claims.valid_until:
