@@ -84,6 +84,7 @@ function unverified(envelope: Uint8Array, trust: TrustList, now: bigint): [Signe
 /** V10 to V16, after the signature held. */
 function accept(signed: SignedBadge, entry: Entry, now: bigint): Result {
   if (entry.revoked) throw new Refused("SIGNER_REVOKED", "signer_revoked", hex(signed.keyId)); // V10
+  if (entry.issuer?.revoked) throw new Refused("SIGNER_REVOKED", "issuer_revoked", hex(entry.issuer.cert.keyId)); // V10a
   let claims: BadgeClaims;
   try {
     claims = fromBinary(BadgeClaimsSchema, signed.payload); // C1
@@ -109,8 +110,10 @@ function accept(signed: SignedBadge, entry: Entry, now: bigint): Result {
   if (!maskedNameOk(maskedName)) throw malformed("masked_name_form", JSON.stringify(maskedName)); // C9
   if (!idTailOk(idTail)) throw malformed("id_tail_form", JSON.stringify(idTail)); // C10
   if (city !== entry.cert.code) throw new Refused("BAD_SIGNATURE", "issuer_mismatch", `${city} vs ${entry.cert.code}`); // V12
-  if (!validAt(entry.cert, claims.issuedAt) || claims.validUntil > entry.cert.notAfter)
-    throw new Refused("BAD_SIGNATURE", "signer_not_valid_at_issue", "the window is outside the signer certificate"); // V13
+  for (const cert of entry.issuer ? [entry.cert, entry.issuer.cert] : [entry.cert]) {
+    if (!validAt(cert, claims.issuedAt) || claims.validUntil > cert.notAfter)
+      throw new Refused("BAD_SIGNATURE", "signer_not_valid_at_issue", `the window is outside the ${cert.role} certificate`); // V13
+  }
   if (claims.issuedAt > now + CLOCK_SKEW_SECS) throw new Refused("NOT_YET_VALID", "not_yet_valid", `issued at ${claims.issuedAt}`); // V14
   if (now > claims.validUntil) throw new Refused("EXPIRED", "expired", `expired at ${claims.validUntil}`); // V15
   return {

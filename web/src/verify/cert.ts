@@ -35,8 +35,11 @@ export const ROLES: Record<string, [string, number]> = {
   "badge-signer": ["city", 6],
   operator: ["city", 7],
   verifier: ["province", 8],
+  "issuing-ca": ["nation", 9],
 };
 const SIGNER_ROLES = new Set(["trust-list-signer", "badge-signer"]);
+/** K2, K3: the only roles that are CAs. */
+const CA_ROLES = new Set(["root", "issuing-ca"]);
 
 const OID_ECDSA_SHA256 = "1.2.840.10045.4.3.2";
 const OID_EC_PUBLIC_KEY = "1.2.840.10045.2.1";
@@ -76,6 +79,10 @@ export interface Cert {
   /** First 8 bytes of SHA-256 over the DER ("Key id"). */
   keyId: Uint8Array;
   isCa: boolean;
+  /** The basic constraints' pathLenConstraint, null when absent. */
+  pathLen: number | null;
+  /** Whether a key usage extension sets keyCertSign. */
+  keyCertSign: boolean;
   subject: Uint8Array;
   issuer: Uint8Array;
   der: Uint8Array;
@@ -203,6 +210,8 @@ function parseInner(der: Uint8Array): Cert {
 
   let ident: [string, number] | null = null;
   let isCa = false;
+  let pathLen: number | null = null;
+  let keyCertSign = false;
   const seen = new Set<string>();
   for (const ext of extensions) {
     const parts = children(expect(ext, 0x30, "Extension"));
@@ -238,17 +247,23 @@ function parseInner(der: Uint8Array): Cert {
         items.shift();
       }
       if (items[0]?.tag === 0x02) {
-        smallInteger(items[0]);
+        pathLen = smallInteger(items[0]);
         items.shift();
       }
       if (items.length) throw new DerError("BasicConstraints has extra fields");
+    } else if (id === OID_KEY_USAGE) {
+      // KeyUsage ::= BIT STRING; keyCertSign is bit 5, the 0x04 of the
+      // first byte (DER drops trailing zero bits, so unused bits may be set).
+      const bits = expect(readOnly(value), 0x03, "KeyUsage");
+      if (bits.body.length === 0 || bits.body[0] > 7) throw new DerError("KeyUsage is not a BIT STRING");
+      keyCertSign = bits.body.length > 1 && (bits.body[1] & 0x04) !== 0;
     }
   }
   if (ident === null) throw new CertRefused("cert.identity", "no tessera identity (SAN URI)"); // K5
   const [role, code] = ident;
   const expected = SIGNER_ROLES.has(role) ? "ed25519" : "p256"; // K4
   if (keyType !== expected) throw new CertRefused("cert.key_type", `a ${role} certificate must carry a ${expected} key`);
-  if (isCa !== (role === "root")) throw new CertRefused("cert.ca_flag", `role ${role} with is_ca = ${isCa}`);
+  if (isCa !== CA_ROLES.has(role)) throw new CertRefused("cert.ca_flag", `role ${role} with is_ca = ${isCa}`);
   if (notAfter < notBefore) throw new CertRefused("cert.validity", "empty validity"); // K7
   const longest = BigInt(role === "root" ? MAX_ROOT_VALIDITY_SECS : MAX_LEAF_VALIDITY_SECS);
   if (notAfter - notBefore > longest) throw new CertRefused("cert.validity", `valid for ${(notAfter - notBefore) / 86_400n} days`);
@@ -262,6 +277,8 @@ function parseInner(der: Uint8Array): Cert {
     rawKey,
     keyId: sha256(der).subarray(0, 8),
     isCa,
+    pathLen,
+    keyCertSign,
     subject,
     issuer,
     der,
@@ -287,12 +304,33 @@ export function rootAnchor(der: Uint8Array): Cert {
   return root;
 }
 
-/** K3: a certificate issued directly by the root. */
-export function parseIssuedBy(der: Uint8Array, root: Cert): Cert {
+/** K3: `cert` names `issuer` as its issuer and `issuer`'s key signed it
+ *  (parseCert checked both algorithm fields). */
+function issuedBy(cert: Cert, issuer: Cert): boolean {
+  return equalBytes(cert.issuer, issuer.subject) && ecdsaHolds(issuer.rawKey, cert);
+}
+
+/** K3a: an issuing-CA certificate, issued by the root. */
+export function parseIssuingCa(der: Uint8Array, root: Cert): Cert {
   const cert = parseCert(der);
-  if (!equalBytes(cert.issuer, root.subject) || cert.isCa || !ecdsaHolds(root.rawKey, cert))
-    throw new CertRefused("cert.not_issued_by_root", "not issued by the national root");
+  if (cert.role !== "issuing-ca") throw new CertRefused("cert.role", `a ${cert.role} is not an issuing CA`);
+  if (!issuedBy(cert, root)) throw new CertRefused("cert.not_issued_by_root", "an issuing CA not issued by the root");
+  if (cert.pathLen !== 0) throw new CertRefused("cert.path_len", `an issuing CA of pathLenConstraint ${cert.pathLen}`);
+  if (!cert.keyCertSign) throw new CertRefused("cert.key_usage", "an issuing CA without keyCertSign");
+  if (root.pathLen !== null && root.pathLen < 1) throw new CertRefused("cert.path_len", "a root of pathLenConstraint 0 issues no CA");
   return cert;
+}
+
+/** K3 for any certificate but the root: the certificate and its issuing CA
+ *  (null when the root issued it). `issuingCas` are the issuing CAs
+ *  available where it is read (K3b): none for a trust-list signer. */
+export function parseIssuedBy(der: Uint8Array, root: Cert, issuingCas: readonly Cert[] = []): [Cert, Cert | null] {
+  const cert = parseCert(der);
+  if (cert.role === "issuing-ca") return [parseIssuingCa(der, root), null];
+  if (issuedBy(cert, root)) return [cert, null];
+  const ca = issuingCas.find((ca) => issuedBy(cert, ca)); // the one whose key verifies it
+  if (ca === undefined) throw new CertRefused("cert.not_issued", "issued neither by the root nor by an issuing CA held");
+  return [cert, ca];
 }
 
 export function validAt(cert: Cert, now: bigint): boolean {

@@ -2,7 +2,7 @@
 // freshness F1 to F3 of docs/PROTOCOL.md ("Trust list").
 import { fromBinary } from "@bufbuild/protobuf";
 import { SignedTrustListSchema, TrustListSchema, type TrustEntry } from "../gen/tessera/v1/trust_pb.js";
-import { type Cert, CertRefused, ROLES, parseIssuedBy, validAt } from "./cert.js";
+import { type Cert, CertRefused, ROLES, parseIssuedBy, parseIssuingCa, validAt } from "./cert.js";
 import { equalBytes, hex } from "./der.js";
 import { verifyStrict } from "./ed25519.js";
 import { TRUST_LIST_CONTEXT, signingInput } from "./signing.js";
@@ -26,7 +26,12 @@ export interface Entry {
   name: string;
   endpoint: string;
   revoked: boolean;
+  /** The entry of its issuing CA (E1), when an issuing CA issued it. */
+  issuer?: Entry;
 }
+
+/** E3: the roles a list names. */
+const LISTED_ROLES = new Set(["trust-list-signer", "issuing-ca", "gateway", "node", "badge-signer"]);
 
 export interface TrustList {
   sequence: bigint;
@@ -67,7 +72,7 @@ export function verifyTrustList(data: Uint8Array, root: Cert, now: bigint, held?
   const signed = decode(() => fromBinary(SignedTrustListSchema, data)); // L2
   let signer: Cert;
   try {
-    signer = parseIssuedBy(signed.signerCertificate, root); // L3
+    [signer] = parseIssuedBy(signed.signerCertificate, root); // L3: the root itself
   } catch (e) {
     if (e instanceof CertRefused) throw new ListRefused("signer_untrusted", e.message);
     throw e;
@@ -85,13 +90,22 @@ export function verifyTrustList(data: Uint8Array, root: Cert, now: bigint, held?
   if (body.sunsetAt < body.nextUpdate) throw new ListRefused("dates_inconsistent", "sunset_at is before next_update"); // L10
   if (body.issuedAt > now + CLOCK_SKEW_SECS) throw new ListRefused("issued_in_future", `${body.issuedAt} > ${now}`); // L11
   if (now > body.sunsetAt) throw new ListRefused("sunset", `passed its sunset at ${body.sunsetAt}`); // L12
-  const checked = body.entries.map((entry, i) => checkEntry(entry, root, i)); // L13
+  const issuingCas: Cert[] = []; // the list's issuing CAs, wherever they stand (E1)
+  for (const entry of body.entries) {
+    try {
+      issuingCas.push(parseIssuingCa(entry.certificateDer, root));
+    } catch (e) {
+      if (!(e instanceof CertRefused)) throw e;
+    }
+  }
+  const checked = body.entries.map((entry, i) => checkEntry(entry, root, issuingCas, i)); // L13
   const entries = new Map<string, Entry>();
-  for (const entry of checked) {
+  for (const [entry] of checked) {
     const id = hex(entry.cert.keyId);
     if (entries.has(id)) throw new ListRefused("duplicate_key", id); // L14
     entries.set(id, entry);
   }
+  for (const [entry, ca] of checked) if (ca !== null) entry.issuer = entries.get(hex(ca.keyId));
   const list: TrustList = {
     sequence: body.sequence,
     issuedAt: body.issuedAt,
@@ -112,22 +126,23 @@ export function verifyTrustList(data: Uint8Array, root: Cert, now: bigint, held?
   return list;
 }
 
-function checkEntry(entry: TrustEntry, root: Cert, index: number): Entry {
+function checkEntry(entry: TrustEntry, root: Cert, issuingCas: readonly Cert[], index: number): [Entry, Cert | null] {
   const refuse = (reason: string, detail: string) => new ListRefused(reason, `entry ${index}: ${detail}`);
   let cert: Cert;
+  let ca: Cert | null;
   try {
-    cert = parseIssuedBy(entry.certificateDer, root); // E1
+    [cert, ca] = parseIssuedBy(entry.certificateDer, root, issuingCas); // E1
   } catch (e) {
     if (e instanceof CertRefused) throw refuse("entry_certificate", e.message);
     throw e;
   }
   if (entry.role !== ROLES[cert.role][1]) throw refuse("entry_role_mismatch", `entry role ${entry.role}, certificate ${cert.role}`); // E2
-  if (!["trust-list-signer", "gateway", "node", "badge-signer"].includes(cert.role)) throw refuse("entry_unlisted_role", cert.role); // E3
+  if (!LISTED_ROLES.has(cert.role)) throw refuse("entry_unlisted_role", cert.role); // E3
   if ((cert.role === "node" || cert.role === "gateway") && entry.endpoint === "")
     throw refuse("entry_missing_endpoint", `a ${cert.role} entry needs an endpoint`); // E4
   if (entry.code !== cert.code) throw refuse("entry_code_mismatch", `${entry.code} vs ${cert.code}`); // E5
   if (entry.notBefore !== cert.notBefore || entry.notAfter !== cert.notAfter)
     throw refuse("entry_validity_mismatch", "the validity does not match the certificate"); // E6
   if (entry.status !== 1 && entry.status !== 2) throw refuse("entry_status", `status ${entry.status}`); // E7
-  return { cert, name: entry.name, endpoint: entry.endpoint, revoked: entry.status === 2 };
+  return [{ cert, name: entry.name, endpoint: entry.endpoint, revoked: entry.status === 2 }, ca];
 }
