@@ -49,16 +49,46 @@ fn v1_change() -> Change {
     }
 }
 
-/// Writes the v1 fixture into `$TESSERA_WRITE_STORE_FIXTURE` (an empty
+/// Writes a fixture into `$TESSERA_WRITE_STORE_FIXTURE` (an empty
 /// directory): `store/` and `master.key` beside it. Run with the release
 /// whose layout the fixture pins, then commit the directory:
-/// `TESSERA_WRITE_STORE_FIXTURE=node/tests/fixtures/store-v1 cargo nextest run -p tessera-node --run-ignored only write_the_store_fixture`
+/// `TESSERA_WRITE_STORE_FIXTURE=node/tests/fixtures/store-v2 cargo nextest run -p tessera-node --run-ignored only write_the_store_fixture`
+/// (store-v1 was written by the release before layout versions, with the
+/// records, badge and log entry of [`v1_change`] only). From layout 2 on it
+/// also holds a correction's mark of resident 2's record and a third
+/// resident, erased: the master key is of generation 1.
 #[test]
 #[ignore = "writes a committed fixture; run by hand"]
 fn write_the_store_fixture() {
     let dir = PathBuf::from(std::env::var("TESSERA_WRITE_STORE_FIXTURE").unwrap());
     let store = SledStore::open(&dir.join("store"), &dir.join("master.key")).unwrap();
     store.apply(&v1_change()).unwrap();
+    store
+        .apply(&Change {
+            records: vec![NewRecord {
+                resident: resident(3),
+                record_id: "c-1".into(),
+                kind: RecordType::Test,
+                at: NOW - 60,
+                fingerprint: [0xf3; 32],
+                encoded: b"plain:NEBULA-LAB".to_vec(),
+            }],
+            ..Change::default()
+        })
+        .unwrap();
+    store
+        .correct(
+            &Correction {
+                resident: resident(2),
+                record_id: "b-1".into(),
+                reason: 1,
+                at: NOW - 30,
+                replacement: None,
+            },
+            &[],
+        )
+        .unwrap();
+    store.erase(&resident(3)).unwrap();
     let log = AccessLog::open(store.open_tree(crate::access_log::TREE).unwrap()).unwrap();
     let actor = Actor {
         serial: "0a0b".into(),
