@@ -43,6 +43,8 @@ const RECORD_DOMAIN: &[u8] = b"tessera/v1 record";
 const RECORD_FINGERPRINT_DOMAIN: &[u8] = b"tessera/v1 record fingerprint";
 const BADGE_DOMAIN: &[u8] = b"tessera/v1 badge";
 const FINGERPRINT_DOMAIN: &[u8] = b"tessera/v1 master key fingerprint";
+const NODE_DOMAIN: &[u8] = b"tessera/v3 node key";
+const LEAF_DOMAIN: &[u8] = b"tessera/v3 data key under a node key";
 
 /// Why a key file could not be used or a value could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,6 +151,77 @@ impl MasterKey {
     /// The data key of `resident` from its wrapped form.
     pub fn unwrap(&self, resident: &Pseudonym, wrapped: &[u8]) -> Result<DataKey, VaultError> {
         let mut plain = open(&self.0, &Self::wrap_aad(resident), wrapped, "a data key")?;
+        let key = <[u8; KEY_LEN]>::try_from(plain.as_slice())
+            .map(DataKey)
+            .map_err(|_| VaultError::Undecryptable("a data key"));
+        plain.zeroize();
+        key
+    }
+}
+
+impl MasterKey {
+    /// The master key as the root of the store's key tree: the key that
+    /// wraps the tree's first level (see `store/keytree.rs`).
+    pub fn as_node_key(&self) -> NodeKey {
+        NodeKey(self.0)
+    }
+}
+
+/// A key of the store's key tree (layout 3): it wraps the keys of its
+/// children, other node keys or, at the bottom, residents' data keys.
+/// Wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeKey([u8; KEY_LEN]);
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeKey(..)")
+    }
+}
+
+impl Drop for NodeKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl NodeKey {
+    /// A new random key.
+    pub fn generate() -> Self {
+        Self(random())
+    }
+
+    /// The key of the child node named `child` (its place in the tree,
+    /// authenticated), wrapped under this key.
+    pub fn wrap_node(&self, child: &[u8], key: &NodeKey) -> Vec<u8> {
+        seal(&self.0, &[NODE_DOMAIN, child].concat(), &key.0)
+    }
+
+    /// The key of the child node `child` from its wrapped form.
+    pub fn unwrap_node(&self, child: &[u8], wrapped: &[u8]) -> Result<NodeKey, VaultError> {
+        let mut plain = open(
+            &self.0,
+            &[NODE_DOMAIN, child].concat(),
+            wrapped,
+            "a node key",
+        )?;
+        let key = <[u8; KEY_LEN]>::try_from(plain.as_slice())
+            .map(NodeKey)
+            .map_err(|_| VaultError::Undecryptable("a node key"));
+        plain.zeroize();
+        key
+    }
+
+    /// `resident`'s data key wrapped under this (bottom-level) node key.
+    pub fn wrap_data(&self, resident: &Pseudonym, data_key: &DataKey) -> Vec<u8> {
+        let aad = [LEAF_DOMAIN, resident.as_bytes().as_slice()].concat();
+        seal(&self.0, &aad, &data_key.0)
+    }
+
+    /// `resident`'s data key from its form wrapped by [`NodeKey::wrap_data`].
+    pub fn unwrap_data(&self, resident: &Pseudonym, wrapped: &[u8]) -> Result<DataKey, VaultError> {
+        let aad = [LEAF_DOMAIN, resident.as_bytes().as_slice()].concat();
+        let mut plain = open(&self.0, &aad, wrapped, "a data key")?;
         let key = <[u8; KEY_LEN]>::try_from(plain.as_slice())
             .map(DataKey)
             .map_err(|_| VaultError::Undecryptable("a data key"));

@@ -15,6 +15,7 @@ mod correct;
 mod erase;
 #[cfg(test)]
 mod fixture_tests;
+mod keytree;
 mod layout;
 mod sled_store;
 mod snapshot;
@@ -22,6 +23,7 @@ mod sweep;
 #[cfg(test)]
 mod tests;
 
+pub use keytree::{DEPTH as KEY_TREE_DEPTH, FAN_OUT as KEY_TREE_FAN_OUT};
 pub use layout::LAYOUT;
 pub use sled_store::SledStore;
 

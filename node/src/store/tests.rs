@@ -321,11 +321,13 @@ fn after_erasure_an_old_copy_does_not_decrypt_with_the_current_key() {
         .read()
         .unwrap()
         .unwrap();
+    // The copy's tree hangs from the old master key: the new one opens
+    // none of its node keys.
     let stolen = SledStore::open_copy(copy.path(), current).unwrap();
     for who in [1, 2] {
         assert!(matches!(
             stolen.records_of(&resident(who)),
-            Err(StoreError::Vault(VaultError::Undecryptable("a data key")))
+            Err(StoreError::Vault(VaultError::Undecryptable("a node key")))
         ));
     }
     drop(stolen);
