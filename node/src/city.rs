@@ -623,14 +623,15 @@ impl<S: Store> City<S> {
     }
 
     /// Erases a resident (the right to erasure): records, badge states
-    /// (those badges are UNKNOWN from now on) and data key, with a rotation
-    /// of the master key so that copies taken before cannot be decrypted
-    /// with the key kept. Durable when it returns.
+    /// (those badges are UNKNOWN from now on) and data key, with new keys
+    /// for its path in the key tree and a new master key, so that copies
+    /// taken before cannot be decrypted with the keys kept. Durable when it
+    /// returns; the writer lock is held about as long as for one batch.
     pub async fn erase(&self, national_id: &str) -> Result<Erased, NodeError> {
         let id = NationalId::parse(national_id)?;
         let resident = self.pseudonyms.pseudonym(&id);
         let _guard = self.writer.lock().await;
-        // A rotation re-wraps every data key: off the async workers.
+        // Key files are synced: off the async workers.
         let store = Arc::clone(&self.store);
         Ok(tokio::task::spawn_blocking(move || store.erase(&resident))
             .await

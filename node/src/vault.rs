@@ -2,9 +2,12 @@
 //! record values (ChaCha20-Poly1305).
 //!
 //! - The **master key** (32 random bytes, hex in a 0600 file) lives outside
-//!   the data directory. It only wraps data keys.
+//!   the data directory. It only wraps keys: since store layout 3, the top
+//!   level of a tree of **node keys**, each wrapping the node keys below it
+//!   (AAD binds each to its place in the tree).
 //! - Each resident has a random 32-byte **data key**, stored wrapped under
-//!   the master key (AAD binds it to the resident's pseudonym).
+//!   the key of its bottom node in that tree (AAD binds it to the
+//!   resident's pseudonym); layouts 1 and 2 wrapped it under the master key.
 //! - Each record value is **sealed** under its resident's data key (AAD binds
 //!   it to the pseudonym, the record's type and time, and the record id, so
 //!   values cannot be swapped between keys).
@@ -12,13 +15,15 @@
 //!   the pseudonym, the badge id and its end of validity); its state stays
 //!   in the clear for status checks.
 //!
-//! Erasing a resident deletes their wrapped data key and then **rotates**
-//! the master key (see `store/erase.rs`): the old key is overwritten and removed,
-//! so a copy of the data directory taken before the erasure cannot be
-//! decrypted with the key the node holds afterwards. A rotation goes through
-//! `master.key.next` so that a crash at any point leaves one key that opens
-//! the store: [`KeyFile::recover`] decides which by the fingerprint the
-//! store records.
+//! Erasing a resident deletes their wrapped data key and **replaces every
+//! key on its path** to the root, the master key included, re-wrapping the
+//! siblings on the path under the new keys (see `store/erase.rs` and
+//! `store/keytree.rs`): the old master key is overwritten and removed, so a
+//! copy of the data directory taken before the erasure cannot open the
+//! erased data key with any key that exists afterwards. A replacement of
+//! the master key goes through `master.key.next` so that a crash at any
+//! point leaves one key that opens the store: [`KeyFile::recover`] decides
+//! which by the fingerprint the store records.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -6,8 +6,9 @@
 //! [`Store::flush`] returns (the node groups concurrent flushes into one, see
 //! `commit.rs`). Record values, and the colour and issue time of badges, are
 //! encrypted under their resident's data key ([`crate::vault`]) and
-//! decrypted only in memory; erasing a resident destroys that key and rotates
-//! the master key. A badge's state and end of validity stay in the clear, so
+//! decrypted only in memory; data keys are wrapped in a tree of node keys
+//! whose root is the master key (`keytree.rs`), and erasing a resident
+//! destroys their data key and replaces the keys on its path to the root. A badge's state and end of validity stay in the clear, so
 //! status checks and the retention sweep need no key.
 
 mod codec;
@@ -17,6 +18,8 @@ mod erase;
 mod fixture_tests;
 mod keytree;
 mod layout;
+#[cfg(test)]
+mod privacy_tests;
 mod sled_store;
 mod snapshot;
 mod sweep;
@@ -291,9 +294,12 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every applied change durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// Erases a resident: their records, record-id and expiry index
-    /// entries, badge states and data key, and makes copies of the store
-    /// taken before unreadable with the key kept afterwards. Durable when it
-    /// returns. The caller serialises it with every other change.
+    /// entries, badge states and data key, and replaces the keys above
+    /// that data key (their path in the key tree, and the master key), so
+    /// that no copy of the store taken before opens the resident's data
+    /// with any key kept afterwards. Durable when it returns. The caller
+    /// serialises it with every other change; its work does not grow with
+    /// the city (the path and its siblings only).
     fn erase(&self, resident: &Pseudonym) -> Result<Erased, StoreError>;
     /// Deletes at most `limit` entries past `retention` at `now`, found
     /// through the expiry indexes without decrypting anything; not yet

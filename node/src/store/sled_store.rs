@@ -24,11 +24,13 @@ use crate::vault::{DataKey, KeyFile, MasterKey};
 ///
 /// | prefix | key after it | value |
 /// | --- | --- | --- |
-/// | `m` | `master` | generation (8 bytes), fingerprint of the master key wrapping the data keys |
+/// | `m` | `master` | generation (8 bytes), fingerprint of the master key (the root of the key tree) |
 /// | `m` | `first-policy` | SHA-256 of the city's first signed policy (exempt from notice) |
 /// | `m` | `layout` | the store layout version (u32), see [`super::LAYOUT`]; absent in a layout-1 store written before it was recorded |
 /// | `m` | `badges` | the badge value format (2), refusing a store whose badge states were written in the clear |
-/// | `k` | pseudonym | the resident's data key, wrapped: nonce, ciphertext |
+/// | `n` | level (1 byte, 1 to 4), index (u16: the first 4 × level bits of the pseudonyms under the node) | a node key of the key tree, wrapped under its parent's (level 1: under the master key): nonce, ciphertext |
+/// | `l` | pseudonym | the resident's data key, wrapped under the key of its bottom node (level 4): nonce, ciphertext |
+/// | `k` | pseudonym | layouts 1 and 2 only: the data key wrapped under the master key (moved to `l` at open) |
 /// | `r` | pseudonym, record id | type (1 byte), time (8), then the record sealed under the data key: nonce, ciphertext |
 /// | `i` | record id | pseudonym, then the content fingerprint sealed under the data key: nonce, ciphertext |
 /// | `x` | type, time, pseudonym, record id | nothing (expiry index) |
