@@ -222,7 +222,22 @@ fn a_store_of_layout_2_written_by_the_previous_release_opens_reads_and_is_migrat
     let dir = copy_of("store-v2");
     let key_file = dir.path().join("master.key");
     let key_before = std::fs::read(&key_file).unwrap();
-    let store = SledStore::open(&dir.path().join("store"), &key_file).unwrap();
+    // Counted without the key and without migrating (as a sunset does).
+    let (census, db) = SledStore::census_at(&dir.path().join("store")).unwrap();
+    assert_eq!(
+        census,
+        Census {
+            residents: 2,
+            records: 2,
+            badges: 1
+        }
+    );
+    drop(db);
+    let store = when_unlocked(
+        || SledStore::open(&dir.path().join("store"), &key_file),
+        |e| matches!(e, StoreError::Locked(_)),
+    );
+    assert_eq!(store.census().unwrap(), census);
     assert_migrated(&store, 2);
     // The migration keeps the master key and its generation (resident 3
     // was erased by the release that wrote it).

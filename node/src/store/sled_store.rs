@@ -64,7 +64,9 @@ fn census_of(tree: &sled::Tree) -> Result<Census, StoreError> {
         Ok(n)
     };
     Ok(Census {
-        residents: count(DATA_KEY)?,
+        // A store not yet migrated to layout 3 (counted without opening it,
+        // as a sunset may) holds its data keys under the legacy prefix.
+        residents: count(DATA_KEY)? + count(LEGACY_DATA_KEY)?,
         records: count(RECORD)?,
         badges: count(BADGE)?,
     })
