@@ -568,6 +568,35 @@ mod tests {
     }
 
     #[test]
+    fn a_node_key_opens_only_under_its_parent_and_at_its_place() {
+        let parent = NodeKey::generate();
+        let child = NodeKey::generate();
+        let wrapped = parent.wrap_node(&[2, 0, 1], &child);
+        assert_eq!(parent.unwrap_node(&[2, 0, 1], &wrapped).unwrap(), child);
+        assert!(parent.unwrap_node(&[2, 0, 2], &wrapped).is_err());
+        assert!(
+            NodeKey::generate()
+                .unwrap_node(&[2, 0, 1], &wrapped)
+                .is_err()
+        );
+        // A data key under a node key is bound to its resident, and is not
+        // a node key (nor a data key under the master key).
+        let data = DataKey::generate();
+        let leaf = parent.wrap_data(&resident(1), &data);
+        assert!(parent.unwrap_data(&resident(1), &leaf).is_ok());
+        assert!(parent.unwrap_data(&resident(2), &leaf).is_err());
+        assert!(parent.unwrap_node(&[4, 1, 1], &leaf).is_err());
+        let master = MasterKey::generate();
+        let legacy = master.wrap(&resident(1), &data);
+        assert!(
+            master
+                .as_node_key()
+                .unwrap_data(&resident(1), &legacy)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn a_sealed_record_is_bound_to_resident_header_and_id() {
         let key = DataKey::generate();
         let sealed = key.seal(&resident(1), b"h", b"lab-1", b"secret lab");
