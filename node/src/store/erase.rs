@@ -20,8 +20,21 @@ pub(super) enum Stop {
     Never,
     /// After the next key is written, before the store changes.
     AfterNextKey,
+    /// After the store changed, before it is flushed (a crash may keep the
+    /// change or not).
+    AfterApply,
     /// After the store is durably re-wrapped, before the key files change.
     AfterStore,
+}
+
+/// An erasure begun: its new master key, durable in the key file's `.next`
+/// before the store uses it. Erasures are made one at a time, each in three
+/// parts: [`super::Store::prepare_erasure`] (key file), then
+/// [`super::Store::apply_erasure`] (the store, under the writer lock), then
+/// [`super::Store::finish_erasure`] (durable, key files swapped).
+#[derive(Debug)]
+pub struct PreparedErasure {
+    next: MasterKey,
 }
 
 impl SledStore {
@@ -32,17 +45,51 @@ impl SledStore {
         resident: &Pseudonym,
         stop: Stop,
     ) -> Result<Erased, StoreError> {
+        let prepared = self.prepare()?;
+        if stop == Stop::AfterNextKey {
+            return Ok(Erased::default());
+        }
+        let erased = self.apply_prepared(&prepared, resident)?;
+        if stop == Stop::AfterApply {
+            return Ok(erased);
+        }
+        self.finish(prepared, stop)?;
+        Ok(erased)
+    }
+
+    /// Finishes or rolls back what an earlier erasure left in the key files
+    /// (an error after its store part), then writes a new next key.
+    pub(super) fn prepare(&self) -> Result<PreparedErasure, StoreError> {
         let file = self.key_file.as_ref().ok_or(StoreError::ReadOnly)?;
-        let mut master = self.master.write().unwrap_or_else(PoisonError::into_inner);
-        // A rotation whose store part is durable but whose files were not
-        // swapped (an error after it): finish it before starting another.
-        if let Some(next) = file.read_next()? {
-            if next == master.key {
-                file.promote_next()?;
-            } else {
-                file.discard_next()?;
+        {
+            let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(next) = file.read_next()? {
+                if next == master.key {
+                    // Its store part applied: finish it before another.
+                    self.db.flush()?;
+                    file.promote_next()?;
+                } else {
+                    file.discard_next()?;
+                }
             }
         }
+        let next = MasterKey::generate();
+        file.write_next(&next)?;
+        Ok(PreparedErasure { next })
+    }
+
+    /// Everything of `resident` removed and their path re-keyed under
+    /// `prepared`'s master key, in one batch applied (not yet durably); the
+    /// store uses the new keys from then on.
+    pub(super) fn apply_prepared(
+        &self,
+        prepared: &PreparedErasure,
+        resident: &Pseudonym,
+    ) -> Result<Erased, StoreError> {
+        if self.key_file.is_none() {
+            return Err(StoreError::ReadOnly);
+        }
+        let mut master = self.master.write().unwrap_or_else(PoisonError::into_inner);
         let mut batch = sled::Batch::default();
         let mut erased = Erased::default();
         let p = resident.as_bytes();
@@ -82,47 +129,51 @@ impl SledStore {
         erased.key = self.tree.contains_key(&own)?;
         if erased == Erased::default() {
             // Nothing of theirs is stored (never, or erased before): no
-            // rotation needed.
+            // rotation needed; finishing discards the next key.
             return Ok(erased);
         }
-        batch.remove(own.clone());
+        batch.remove(own);
 
         // Re-key the resident's path: new keys for its nodes and a new
         // master key, the siblings on the path re-wrapped under them, in
         // the same batch. No key that survives ever wrapped a key replaced
         // here, so nothing left opens the erased data key (PRIVACY.md).
-        let next = MasterKey::generate();
-        let path = self.rekey_path(&master, resident, &next, &mut batch)?;
-        file.write_next(&next)?;
-        if stop == Stop::AfterNextKey {
-            return Ok(erased);
-        }
+        let next = &prepared.next;
+        let path = self.rekey_path(&master, resident, next, &mut batch)?;
         let generation = master.generation + 1;
-        batch.insert(META_MASTER, meta_value(generation, &next));
-        let rewrapped = self
-            .tree
-            .apply_batch(batch)
-            .and_then(|()| self.db.flush().map(|_| ()))
-            .map_err(StoreError::from);
-        if let Err(e) = rewrapped {
-            let applied =
-                self.tree.get(META_MASTER)?.as_deref() == Some(&meta_value(generation, &next)[..]);
-            if applied {
-                // Applied but not flushed: the store now wraps under the
-                // new keys, so use them; the next start keeps whichever
-                // master key the durable store names.
-                adopt(&mut master, next, path);
-            } else {
-                file.discard_next()?;
+        batch.insert(META_MASTER, meta_value(generation, next));
+        if let Err(e) = self.tree.apply_batch(batch) {
+            if self.tree.get(META_MASTER)?.as_deref() == Some(&meta_value(generation, next)[..]) {
+                // Applied all the same: the store wraps under the new keys.
+                adopt(&mut master, next.clone(), path);
             }
-            return Err(e);
+            return Err(e.into());
         }
-        adopt(&mut master, next, path);
+        adopt(&mut master, next.clone(), path);
+        Ok(erased)
+    }
+
+    /// Makes an applied erasure durable and swaps the key files (the old
+    /// master key overwritten), or discards the next key of one that
+    /// changed nothing; stops before the swap for [`Stop::AfterStore`].
+    pub(super) fn finish(&self, prepared: PreparedErasure, stop: Stop) -> Result<(), StoreError> {
+        let file = self.key_file.as_ref().ok_or(StoreError::ReadOnly)?;
+        let used = self
+            .master
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .key
+            == prepared.next;
+        if !used {
+            file.discard_next()?;
+            return Ok(());
+        }
+        self.db.flush()?;
         if stop == Stop::AfterStore {
-            return Ok(erased);
+            return Ok(());
         }
         file.promote_next()?;
-        Ok(erased)
+        Ok(())
     }
 
     /// New keys for the nodes of `resident`'s path (those stored) and the

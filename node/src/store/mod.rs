@@ -26,6 +26,7 @@ mod sweep;
 #[cfg(test)]
 mod tests;
 
+pub use erase::PreparedErasure;
 pub use keytree::{DEPTH as KEY_TREE_DEPTH, FAN_OUT as KEY_TREE_FAN_OUT};
 pub use layout::LAYOUT;
 pub use sled_store::SledStore;
@@ -299,8 +300,27 @@ pub trait Store: Send + Sync + 'static {
     /// that no copy of the store taken before opens the resident's data
     /// with any key kept afterwards. Durable when it returns. The caller
     /// serialises it with every other change; its work does not grow with
-    /// the city (the path and its siblings only).
+    /// the city (the path and its siblings only). The three parts below,
+    /// one after the other.
     fn erase(&self, resident: &Pseudonym) -> Result<Erased, StoreError>;
+    /// An erasure's first part: writes its new master key durably beside
+    /// the current one (finishing or rolling back what an earlier erasure
+    /// left there). Needs no writer lock; the caller makes erasures one at
+    /// a time, from this to [`Store::finish_erasure`].
+    fn prepare_erasure(&self) -> Result<PreparedErasure, StoreError>;
+    /// An erasure's second part, serialised with every other change (the
+    /// writer lock): removes everything of `resident` and re-keys their
+    /// path in one batch, applied but not yet durable; reads and changes
+    /// use the new keys from then on. Its work does not grow with the city.
+    fn apply_erasure(
+        &self,
+        prepared: &PreparedErasure,
+        resident: &Pseudonym,
+    ) -> Result<Erased, StoreError>;
+    /// An erasure's last part, without the writer lock: makes it durable,
+    /// then replaces the master key file (the old key overwritten); or
+    /// discards the new key if the erasure changed nothing.
+    fn finish_erasure(&self, prepared: PreparedErasure) -> Result<(), StoreError>;
     /// Deletes at most `limit` entries past `retention` at `now`, found
     /// through the expiry indexes without decrypting anything; not yet
     /// durably. The caller serialises it with every other change.

@@ -554,6 +554,22 @@ impl Store for SledStore {
         self.noting(self.erase_until(resident, Stop::Never))
     }
 
+    fn prepare_erasure(&self) -> Result<PreparedErasure, StoreError> {
+        self.noting(self.prepare())
+    }
+
+    fn apply_erasure(
+        &self,
+        prepared: &PreparedErasure,
+        resident: &Pseudonym,
+    ) -> Result<Erased, StoreError> {
+        self.noting(self.apply_prepared(prepared, resident))
+    }
+
+    fn finish_erasure(&self, prepared: PreparedErasure) -> Result<(), StoreError> {
+        self.noting(self.finish(prepared, Stop::Never))
+    }
+
     fn disk_full(&self) -> bool {
         self.disk_full.load(std::sync::atomic::Ordering::SeqCst)
     }
