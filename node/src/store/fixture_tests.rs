@@ -296,3 +296,40 @@ fn a_store_of_layout_2_written_by_the_previous_release_opens_reads_and_is_migrat
     );
     assert_eq!(store.corrections_of(&resident(2)).unwrap().len(), 1);
 }
+
+#[test]
+fn a_migration_to_layout_3_stopped_between_batches_carries_on_at_the_next_start() {
+    use super::layout::{DATA_KEY, LEGACY_DATA_KEY, META_LAYOUT, NODE, key};
+    let dir = copy_of("store-v2");
+    let key_file = dir.path().join("master.key");
+    let store = SledStore::open(&dir.path().join("store"), &key_file).unwrap();
+    let nodes = store.tree.scan_prefix([NODE]).count();
+    // Put resident 2's data key back under the master key and the layout
+    // back to 2: what a stop after a first batch that moved resident 1
+    // only leaves.
+    {
+        let master = store.master.read().unwrap();
+        let data = store.data_key(&master, &resident(2)).unwrap().unwrap();
+        let p = resident(2);
+        store.tree.remove(key(DATA_KEY, &[p.as_bytes()])).unwrap();
+        store
+            .tree
+            .insert(
+                key(LEGACY_DATA_KEY, &[p.as_bytes()]),
+                master.key.wrap(&p, &data),
+            )
+            .unwrap();
+        store.tree.insert(META_LAYOUT, &2u32.to_be_bytes()).unwrap();
+    }
+    store.flush().unwrap();
+    drop(store);
+    let store = when_unlocked(
+        || SledStore::open(&dir.path().join("store"), &key_file),
+        |e| matches!(e, StoreError::Locked(_)),
+    );
+    assert_migrated(&store, 2);
+    // The nodes the first batch stored are used, not made again.
+    assert_eq!(store.tree.scan_prefix([NODE]).count(), nodes);
+    assert_eq!(store.records_of(&resident(1)).unwrap().len(), 2);
+    assert_eq!(store.corrections_of(&resident(2)).unwrap().len(), 1);
+}
