@@ -657,10 +657,13 @@ impl<S: Store> City<S> {
             .await
             .map_err(failed)?;
             drop(guard);
-            let erased = erased?;
-            tokio::task::spawn_blocking(move || store.finish_erasure(prepared))
+            // Finished even after a failure: it discards a next key the
+            // store does not use, or completes one it does.
+            let finished = tokio::task::spawn_blocking(move || store.finish_erasure(prepared))
                 .await
-                .map_err(failed)??;
+                .map_err(failed)?;
+            let erased = erased?;
+            finished?;
             Ok::<_, StoreError>(erased)
         });
         Ok(task

@@ -49,11 +49,15 @@ impl SledStore {
         if stop == Stop::AfterNextKey {
             return Ok(Erased::default());
         }
-        let erased = self.apply_prepared(&prepared, resident)?;
+        let erased = self.apply_prepared(&prepared, resident);
         if stop == Stop::AfterApply {
-            return Ok(erased);
+            return erased;
         }
-        self.finish(prepared, stop)?;
+        // Finished even after a failure: the next key is discarded if the
+        // store does not use it, or the erasure completed if it does.
+        let finished = self.finish(prepared, stop);
+        let erased = erased?;
+        finished?;
         Ok(erased)
     }
 
