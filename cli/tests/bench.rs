@@ -47,6 +47,9 @@ fn every_scenario_runs_briefly_without_failed_calls() {
         "full mTLS handshakes",
         "gateway Verify over one connection (D1)",
         "checkpoint serve /api/verify",
+        "erase (",
+        "ingest at that city",
+        "ingest beside one erasure per second",
     ] {
         let row = rows
             .iter()
@@ -56,15 +59,16 @@ fn every_scenario_runs_briefly_without_failed_calls() {
         assert_eq!(row["errors"], 0, "{row}");
     }
     let measured = rows.iter().filter(|r| r["calls"].as_u64().unwrap() > 0);
-    assert_eq!(measured.count(), 10, "{out}");
+    assert_eq!(measured.count(), 13, "{out}");
     let targets = report["targets"].as_array().unwrap();
-    assert_eq!(targets.len(), 11, "{out}");
+    assert_eq!(targets.len(), 13, "{out}");
     let notes = report["notes"].as_array().unwrap();
     for note in [
         "status cache hit rate",
         "gateway RSS",
         "on disk",
         "limit announced 100; 100 held open, 200 refused",
+        "erasures ran beside ingest",
     ] {
         assert!(
             notes.iter().any(|n| n.as_str().unwrap().contains(note)),
@@ -173,6 +177,7 @@ fn help_documents_every_scenario() {
         "idle-connections",
         "stream-flood",
         "checkpoint",
+        "erase",
         "all",
         "soak",
     ] {

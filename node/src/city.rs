@@ -178,7 +178,9 @@ pub struct City<S> {
     /// How long records and badge states are kept.
     retention: Retention,
     /// Serialises read-decide-write sections; flushes happen outside it.
-    writer: Mutex<()>,
+    writer: Arc<Mutex<()>>,
+    /// Held by an erasure from its first part to its last.
+    erasing: Arc<Mutex<()>>,
     /// Issuances waiting to be decided by whoever holds `writer` next.
     queued: std::sync::Mutex<Vec<Queued>>,
 }
@@ -220,7 +222,8 @@ impl<S: Store> City<S> {
             pseudonyms,
             max_batch,
             retention: Retention::default(),
-            writer: Mutex::new(()),
+            writer: Arc::new(Mutex::new(())),
+            erasing: Arc::new(Mutex::new(())),
             queued: std::sync::Mutex::new(vec![]),
         }
     }
@@ -623,16 +626,47 @@ impl<S: Store> City<S> {
     }
 
     /// Erases a resident (the right to erasure): records, badge states
-    /// (those badges are UNKNOWN from now on) and data key, with a rotation
-    /// of the master key so that copies taken before cannot be decrypted
-    /// with the key kept. Durable when it returns.
+    /// (those badges are UNKNOWN from now on) and data key, with new keys
+    /// for its path in the key tree and a new master key, so that copies
+    /// taken before cannot be decrypted with the keys kept. Durable when it
+    /// returns; the writer lock is held about as long as for one batch.
     pub async fn erase(&self, national_id: &str) -> Result<Erased, NodeError> {
         let id = NationalId::parse(national_id)?;
         let resident = self.pseudonyms.pseudonym(&id);
-        let _guard = self.writer.lock().await;
-        // A rotation re-wraps every data key: off the async workers.
+        // One erasure at a time (they share the key file's `.next`), run to
+        // its end even if the caller goes away (a half-finished one would
+        // leave the old master key on disk until the next); the writer lock
+        // only while the store changes, not while key files and the store
+        // are synced (off the async workers).
+        let erasing = Arc::clone(&self.erasing).lock_owned().await;
+        let writer = Arc::clone(&self.writer);
         let store = Arc::clone(&self.store);
-        Ok(tokio::task::spawn_blocking(move || store.erase(&resident))
+        let task = tokio::spawn(async move {
+            let _erasing = erasing;
+            let failed = |e| StoreError::Corrupt(format!("erasure task failed: {e}"));
+            let s = Arc::clone(&store);
+            let prepared = tokio::task::spawn_blocking(move || s.prepare_erasure())
+                .await
+                .map_err(failed)??;
+            let guard = writer.lock_owned().await;
+            let s = Arc::clone(&store);
+            let (prepared, erased) = tokio::task::spawn_blocking(move || {
+                let erased = s.apply_erasure(&prepared, &resident);
+                (prepared, erased)
+            })
+            .await
+            .map_err(failed)?;
+            drop(guard);
+            // Finished even after a failure: it discards a next key the
+            // store does not use, or completes one it does.
+            let finished = tokio::task::spawn_blocking(move || store.finish_erasure(prepared))
+                .await
+                .map_err(failed)?;
+            let erased = erased?;
+            finished?;
+            Ok::<_, StoreError>(erased)
+        });
+        Ok(task
             .await
             .map_err(|e| StoreError::Corrupt(format!("erasure task failed: {e}")))??)
     }

@@ -2,9 +2,12 @@
 //! record values (ChaCha20-Poly1305).
 //!
 //! - The **master key** (32 random bytes, hex in a 0600 file) lives outside
-//!   the data directory. It only wraps data keys.
+//!   the data directory. It only wraps keys: since store layout 3, the top
+//!   level of a tree of **node keys**, each wrapping the node keys below it
+//!   (AAD binds each to its place in the tree).
 //! - Each resident has a random 32-byte **data key**, stored wrapped under
-//!   the master key (AAD binds it to the resident's pseudonym).
+//!   the key of its bottom node in that tree (AAD binds it to the
+//!   resident's pseudonym); layouts 1 and 2 wrapped it under the master key.
 //! - Each record value is **sealed** under its resident's data key (AAD binds
 //!   it to the pseudonym, the record's type and time, and the record id, so
 //!   values cannot be swapped between keys).
@@ -12,13 +15,15 @@
 //!   the pseudonym, the badge id and its end of validity); its state stays
 //!   in the clear for status checks.
 //!
-//! Erasing a resident deletes their wrapped data key and then **rotates**
-//! the master key (see `store/erase.rs`): the old key is overwritten and removed,
-//! so a copy of the data directory taken before the erasure cannot be
-//! decrypted with the key the node holds afterwards. A rotation goes through
-//! `master.key.next` so that a crash at any point leaves one key that opens
-//! the store: [`KeyFile::recover`] decides which by the fingerprint the
-//! store records.
+//! Erasing a resident deletes their wrapped data key and **replaces every
+//! key on its path** to the root, the master key included, re-wrapping the
+//! siblings on the path under the new keys (see `store/erase.rs` and
+//! `store/keytree.rs`): the old master key is overwritten and removed, so a
+//! copy of the data directory taken before the erasure cannot open the
+//! erased data key with any key that exists afterwards. A replacement of
+//! the master key goes through `master.key.next` so that a crash at any
+//! point leaves one key that opens the store: [`KeyFile::recover`] decides
+//! which by the fingerprint the store records.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,6 +48,8 @@ const RECORD_DOMAIN: &[u8] = b"tessera/v1 record";
 const RECORD_FINGERPRINT_DOMAIN: &[u8] = b"tessera/v1 record fingerprint";
 const BADGE_DOMAIN: &[u8] = b"tessera/v1 badge";
 const FINGERPRINT_DOMAIN: &[u8] = b"tessera/v1 master key fingerprint";
+const NODE_DOMAIN: &[u8] = b"tessera/v3 node key";
+const LEAF_DOMAIN: &[u8] = b"tessera/v3 data key under a node key";
 
 /// Why a key file could not be used or a value could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -149,6 +156,77 @@ impl MasterKey {
     /// The data key of `resident` from its wrapped form.
     pub fn unwrap(&self, resident: &Pseudonym, wrapped: &[u8]) -> Result<DataKey, VaultError> {
         let mut plain = open(&self.0, &Self::wrap_aad(resident), wrapped, "a data key")?;
+        let key = <[u8; KEY_LEN]>::try_from(plain.as_slice())
+            .map(DataKey)
+            .map_err(|_| VaultError::Undecryptable("a data key"));
+        plain.zeroize();
+        key
+    }
+}
+
+impl MasterKey {
+    /// The master key as the root of the store's key tree: the key that
+    /// wraps the tree's first level (see `store/keytree.rs`).
+    pub fn as_node_key(&self) -> NodeKey {
+        NodeKey(self.0)
+    }
+}
+
+/// A key of the store's key tree (layout 3): it wraps the keys of its
+/// children, other node keys or, at the bottom, residents' data keys.
+/// Wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeKey([u8; KEY_LEN]);
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeKey(..)")
+    }
+}
+
+impl Drop for NodeKey {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl NodeKey {
+    /// A new random key.
+    pub fn generate() -> Self {
+        Self(random())
+    }
+
+    /// The key of the child node named `child` (its place in the tree,
+    /// authenticated), wrapped under this key.
+    pub fn wrap_node(&self, child: &[u8], key: &NodeKey) -> Vec<u8> {
+        seal(&self.0, &[NODE_DOMAIN, child].concat(), &key.0)
+    }
+
+    /// The key of the child node `child` from its wrapped form.
+    pub fn unwrap_node(&self, child: &[u8], wrapped: &[u8]) -> Result<NodeKey, VaultError> {
+        let mut plain = open(
+            &self.0,
+            &[NODE_DOMAIN, child].concat(),
+            wrapped,
+            "a node key",
+        )?;
+        let key = <[u8; KEY_LEN]>::try_from(plain.as_slice())
+            .map(NodeKey)
+            .map_err(|_| VaultError::Undecryptable("a node key"));
+        plain.zeroize();
+        key
+    }
+
+    /// `resident`'s data key wrapped under this (bottom-level) node key.
+    pub fn wrap_data(&self, resident: &Pseudonym, data_key: &DataKey) -> Vec<u8> {
+        let aad = [LEAF_DOMAIN, resident.as_bytes().as_slice()].concat();
+        seal(&self.0, &aad, &data_key.0)
+    }
+
+    /// `resident`'s data key from its form wrapped by [`NodeKey::wrap_data`].
+    pub fn unwrap_data(&self, resident: &Pseudonym, wrapped: &[u8]) -> Result<DataKey, VaultError> {
+        let aad = [LEAF_DOMAIN, resident.as_bytes().as_slice()].concat();
+        let mut plain = open(&self.0, &aad, wrapped, "a data key")?;
         let key = <[u8; KEY_LEN]>::try_from(plain.as_slice())
             .map(DataKey)
             .map_err(|_| VaultError::Undecryptable("a data key"));
@@ -487,6 +565,35 @@ mod tests {
         let mut tampered = wrapped.clone();
         tampered[20] ^= 1;
         assert!(master.unwrap(&resident(1), &tampered).is_err());
+    }
+
+    #[test]
+    fn a_node_key_opens_only_under_its_parent_and_at_its_place() {
+        let parent = NodeKey::generate();
+        let child = NodeKey::generate();
+        let wrapped = parent.wrap_node(&[2, 0, 1], &child);
+        assert_eq!(parent.unwrap_node(&[2, 0, 1], &wrapped).unwrap(), child);
+        assert!(parent.unwrap_node(&[2, 0, 2], &wrapped).is_err());
+        assert!(
+            NodeKey::generate()
+                .unwrap_node(&[2, 0, 1], &wrapped)
+                .is_err()
+        );
+        // A data key under a node key is bound to its resident, and is not
+        // a node key (nor a data key under the master key).
+        let data = DataKey::generate();
+        let leaf = parent.wrap_data(&resident(1), &data);
+        assert!(parent.unwrap_data(&resident(1), &leaf).is_ok());
+        assert!(parent.unwrap_data(&resident(2), &leaf).is_err());
+        assert!(parent.unwrap_node(&[4, 1, 1], &leaf).is_err());
+        let master = MasterKey::generate();
+        let legacy = master.wrap(&resident(1), &data);
+        assert!(
+            master
+                .as_node_key()
+                .unwrap_data(&resident(1), &legacy)
+                .is_err()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod baseline;
 mod churn;
 mod echo;
+mod erase;
 mod fixture;
 mod flood;
 mod handshake;
@@ -58,6 +59,10 @@ pub enum Scenario {
     /// devices, relayed over the station's one gateway connection, beside
     /// the gateway's Verify over one connection (D1), relay on.
     Checkpoint,
+    /// City node EraseResident with --residents residents stored (one
+    /// million unless given): latency of erasures one after the other, and
+    /// IngestRecords at that city alone and beside one erasure per second.
+    Erase,
     /// Every scenario above, one after the other (not soak).
     All,
     /// Relay at half its maximum throughput for --soak (10 minutes by
@@ -81,6 +86,7 @@ Examples:
   tessera bench relay --duration 10s
   tessera bench verify-offline --runs 3
   tessera bench issue --residents 1000000
+  tessera bench erase --residents 1000000 --runs 3
   tessera bench all --duration 5s --json
   tessera bench soak --soak 10m
 
@@ -111,9 +117,10 @@ pub struct BenchArgs {
     /// before a badge comes round again: the hit rate is reported.
     #[arg(long, default_value_t = 250_000)]
     badges: u64,
-    /// Residents stored before the issue scenario.
-    #[arg(long, default_value_t = 100_000)]
-    residents: u64,
+    /// Residents stored before the issue scenario (100,000 unless given)
+    /// and the erase scenario (1,000,000 unless given).
+    #[arg(long)]
+    residents: Option<u64>,
     /// Badges per VerifyBatch stream; records per IngestRecords call.
     #[arg(long)]
     batch: Option<u64>,
@@ -189,7 +196,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs >= 1, "--runs must be at least 1");
     anyhow::ensure!(args.connections >= 1, "--connections must be at least 1");
     anyhow::ensure!(args.badges >= 1, "--badges must be at least 1");
-    anyhow::ensure!(args.residents >= 1, "--residents must be at least 1");
+    anyhow::ensure!(
+        args.residents.is_none_or(|n| n >= 1),
+        "--residents must be at least 1"
+    );
     anyhow::ensure!(
         args.churn_watches <= tessera_runtime::limits::DEFAULT_MAX_WATCHES_PER_CALLER / 2,
         "--churn-watches must be at most {}: half the gateway's max_watches_per_caller, as a \
@@ -198,10 +208,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let report = crate::block_on(async {
         let mut report = Report::new(&args);
-        // Memory needs no throughput baseline.
+        // Memory and erasure need no throughput baseline.
         let e = if matches!(
             args.scenario,
-            Scenario::IdleConnections | Scenario::StreamFlood
+            Scenario::IdleConnections | Scenario::StreamFlood | Scenario::Erase
         ) {
             0.0
         } else {
@@ -218,6 +228,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::StreamFlood,
                 Scenario::Handshake,
                 Scenario::Checkpoint,
+                Scenario::Erase,
             ],
             Scenario::Echo => &[],
             ref one => std::slice::from_ref(one),
@@ -234,6 +245,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 Scenario::Handshake => handshake::handshake(&args, e, &mut report).await?,
                 Scenario::Soak => soak::soak(&args, &mut report).await?,
                 Scenario::Checkpoint => station::checkpoint(&args, e, &mut report).await?,
+                Scenario::Erase => erase::erase_scenario(&args, &mut report).await?,
                 Scenario::Echo | Scenario::All => {}
             }
         }

@@ -316,15 +316,15 @@ pub async fn issue(args: &BenchArgs, e: f64, report: &mut Report) -> anyhow::Res
     baseline::reset_peak_rss();
     let fx = Fixture::start("").await?;
     let started = Instant::now();
-    let rate = fx.ingest_residents(args.residents, 5_000).await?;
+    let residents = args.residents.unwrap_or(100_000);
+    let rate = fx.ingest_residents(residents, 5_000).await?;
     report.note(format!(
         "issue set-up: stored {} residents at one city in {:.1} s ({}/s)",
-        num(args.residents as f64),
+        num(residents as f64),
         started.elapsed().as_secs_f64(),
         num(rate)
     ));
     let clients = Arc::new(fx.node_clients(args.connections)?);
-    let residents = args.residents;
     let sample = load::median_of(args.runs, || {
         let clients = Arc::clone(&clients);
         load::drive(args.plan(), move |worker, seq| {

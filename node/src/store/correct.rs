@@ -7,7 +7,7 @@
 //! retracted, the reason code and when the correction was made. It is
 //! indexed for the sweep under `z` ‖ type ‖ time ‖ pseudonym ‖ record id.
 
-use std::collections::HashMap;
+use super::keytree::NewKeys;
 use std::sync::PoisonError;
 
 use tessera_core::BadgeId;
@@ -83,8 +83,8 @@ impl SledStore {
         };
         let (old_kind, old_at) = parse_header(&old)?;
         let mut batch = sled::Batch::default();
-        let mut keys = HashMap::new();
-        let data = self.data_key_or_new(&master.key, resident, &mut keys, &mut batch)?;
+        let mut keys = NewKeys::default();
+        let data = self.data_key_or_new(&master, resident, &mut keys, &mut batch)?;
         // Removals first: a key removed and then written again in the same
         // batch (same type and time) is kept.
         batch.remove(expiry_key(old_kind, old_at, resident, id));
@@ -139,6 +139,7 @@ impl SledStore {
             batch.insert(key(BADGE, &[badge.as_bytes()]), value);
         }
         self.tree.apply_batch(batch)?;
+        master.keep(keys.nodes);
         Ok(())
     }
 

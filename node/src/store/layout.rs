@@ -1,12 +1,21 @@
 //! The key layout of the one sled tree (the table is on [`super::SledStore`]):
 //! prefixes, composite keys, times that sort, and the meta entries.
 
-use super::StoreError;
+use std::collections::HashMap;
+use std::sync::PoisonError;
+
+use super::{SledStore, StoreError};
 use crate::pseudonym::Pseudonym;
 use crate::records::RecordType;
 use crate::vault::MasterKey;
 
-pub(super) const DATA_KEY: u8 = b'k';
+/// A resident's data key, wrapped under its bottom node's key (layout 3).
+pub(super) const DATA_KEY: u8 = b'l';
+/// A resident's data key wrapped under the master key (layouts 1 and 2;
+/// moved to [`DATA_KEY`] by the migration to 3).
+pub(super) const LEGACY_DATA_KEY: u8 = b'k';
+/// A node key of the key tree, wrapped under its parent's (`keytree.rs`).
+pub(super) const NODE: u8 = b'n';
 pub(super) const RECORD: u8 = b'r';
 pub(super) const RECORD_ID: u8 = b'i';
 pub(super) const EXPIRY: u8 = b'x';
@@ -102,7 +111,8 @@ pub(super) fn parse_meta(v: &[u8]) -> Result<(u64, [u8; 32]), StoreError> {
 /// | --- | --- |
 /// | 1 | the one-tree layout with sealed badges (stores that record no version) |
 /// | 2 | correction marks (`c`) and their expiry index (`z`) |
-pub const LAYOUT: u32 = 2;
+/// | 3 | the key tree: node keys (`n`), data keys under them (`l`) instead of under the master key (`k`) |
+pub const LAYOUT: u32 = 3;
 
 /// The layout version a store records; 1 when it records none (written
 /// before the entry existed).
@@ -133,27 +143,67 @@ pub(super) fn refuse_newer(tree: &sled::Tree, dir: &std::path::Path) -> Result<u
 /// one version at a time, and records the version; not yet durably. The
 /// caller holds the store alone (at open). A step must be safe to run
 /// again: a stop before the version is recorded runs it once more.
-pub(super) fn migrate(tree: &sled::Tree, found: u32) -> Result<(), StoreError> {
+pub(super) fn migrate(store: &SledStore, found: u32) -> Result<(), StoreError> {
     for from in found..LAYOUT {
-        step(tree, from)?;
+        step(store, from)?;
     }
-    tree.insert(META_LAYOUT, &LAYOUT.to_be_bytes())?;
+    store.tree.insert(META_LAYOUT, &LAYOUT.to_be_bytes())?;
     Ok(())
 }
 
 /// The step from layout `from` to `from + 1`. A release that still reads a
 /// layout has the step out of it here; the next layout adds its own arm.
-fn step(_tree: &sled::Tree, from: u32) -> Result<(), StoreError> {
+fn step(store: &SledStore, from: u32) -> Result<(), StoreError> {
     match from {
         // Layout 2 only adds prefixes a layout-1 store has no entry under:
         // nothing to convert. Recording 2 keeps a release without
         // corrections from opening the store (it would leave marks behind
         // on erasure and sweep).
         1 => Ok(()),
+        // Layout 3 moves every data key from under the master key into the
+        // key tree, in batches that each move their keys whole, so a stop
+        // between two leaves a store whose keys are each in one place.
+        2 => store.move_data_keys_into_the_tree(),
         _ => Err(StoreError::Corrupt(format!(
             "store layout {from} has no migration to {}",
             from + 1
         ))),
+    }
+}
+
+/// Data keys moved per batch by the migration to layout 3.
+const MIGRATION_BATCH: usize = 4096;
+
+impl SledStore {
+    fn move_data_keys_into_the_tree(&self) -> Result<(), StoreError> {
+        let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut fresh = HashMap::new();
+            let mut moved = 0;
+            for entry in self
+                .tree
+                .scan_prefix([LEGACY_DATA_KEY])
+                .take(MIGRATION_BATCH)
+            {
+                let (k, v) = entry?;
+                let resident = Pseudonym::from_slice(&k[1..])
+                    .ok_or_else(|| StoreError::Corrupt("data key entry".into()))?;
+                let data = master.key.unwrap(&resident, &v)?;
+                let bucket = self.bucket_key_or_new(&master, &resident, &mut fresh, &mut batch)?;
+                batch.insert(
+                    key(DATA_KEY, &[resident.as_bytes()]),
+                    bucket.wrap_data(&resident, &data),
+                );
+                batch.remove(k);
+                moved += 1;
+            }
+            if moved == 0 {
+                return Ok(());
+            }
+            self.tree.apply_batch(batch)?;
+            master.keep(fresh);
+        }
     }
 }
 

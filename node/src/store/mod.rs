@@ -6,8 +6,9 @@
 //! [`Store::flush`] returns (the node groups concurrent flushes into one, see
 //! `commit.rs`). Record values, and the colour and issue time of badges, are
 //! encrypted under their resident's data key ([`crate::vault`]) and
-//! decrypted only in memory; erasing a resident destroys that key and rotates
-//! the master key. A badge's state and end of validity stay in the clear, so
+//! decrypted only in memory; data keys are wrapped in a tree of node keys
+//! whose root is the master key (`keytree.rs`), and erasing a resident
+//! destroys their data key and replaces the keys on its path to the root. A badge's state and end of validity stay in the clear, so
 //! status checks and the retention sweep need no key.
 
 mod codec;
@@ -15,13 +16,18 @@ mod correct;
 mod erase;
 #[cfg(test)]
 mod fixture_tests;
+mod keytree;
 mod layout;
+#[cfg(test)]
+mod privacy_tests;
 mod sled_store;
 mod snapshot;
 mod sweep;
 #[cfg(test)]
 mod tests;
 
+pub use erase::PreparedErasure;
+pub use keytree::{DEPTH as KEY_TREE_DEPTH, FAN_OUT as KEY_TREE_FAN_OUT};
 pub use layout::LAYOUT;
 pub use sled_store::SledStore;
 
@@ -289,10 +295,32 @@ pub trait Store: Send + Sync + 'static {
     /// Makes every applied change durable.
     fn flush(&self) -> Result<(), StoreError>;
     /// Erases a resident: their records, record-id and expiry index
-    /// entries, badge states and data key, and makes copies of the store
-    /// taken before unreadable with the key kept afterwards. Durable when it
-    /// returns. The caller serialises it with every other change.
+    /// entries, badge states and data key, and replaces the keys above
+    /// that data key (their path in the key tree, and the master key), so
+    /// that no copy of the store taken before opens the resident's data
+    /// with any key kept afterwards. Durable when it returns. The caller
+    /// serialises it with every other change; its work does not grow with
+    /// the city (the path and its siblings only). The three parts below,
+    /// one after the other.
     fn erase(&self, resident: &Pseudonym) -> Result<Erased, StoreError>;
+    /// An erasure's first part: writes its new master key durably beside
+    /// the current one (finishing or rolling back what an earlier erasure
+    /// left there). Needs no writer lock; the caller makes erasures one at
+    /// a time, from this to [`Store::finish_erasure`].
+    fn prepare_erasure(&self) -> Result<PreparedErasure, StoreError>;
+    /// An erasure's second part, serialised with every other change (the
+    /// writer lock): removes everything of `resident` and re-keys their
+    /// path in one batch, applied but not yet durable; reads and changes
+    /// use the new keys from then on. Its work does not grow with the city.
+    fn apply_erasure(
+        &self,
+        prepared: &PreparedErasure,
+        resident: &Pseudonym,
+    ) -> Result<Erased, StoreError>;
+    /// An erasure's last part, without the writer lock: makes it durable,
+    /// then replaces the master key file (the old key overwritten); or
+    /// discards the new key if the erasure changed nothing.
+    fn finish_erasure(&self, prepared: PreparedErasure) -> Result<(), StoreError>;
     /// Deletes at most `limit` entries past `retention` at `now`, found
     /// through the expiry indexes without decrypting anything; not yet
     /// durably. The caller serialises it with every other change.

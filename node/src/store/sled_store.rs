@@ -9,6 +9,7 @@ use tessera_core::BadgeId;
 
 use super::codec::*;
 use super::erase::Stop;
+use super::keytree::{Master, NewKeys};
 use super::layout::*;
 use super::*;
 use crate::pseudonym::Pseudonym;
@@ -23,11 +24,13 @@ use crate::vault::{DataKey, KeyFile, MasterKey};
 ///
 /// | prefix | key after it | value |
 /// | --- | --- | --- |
-/// | `m` | `master` | generation (8 bytes), fingerprint of the master key wrapping the data keys |
+/// | `m` | `master` | generation (8 bytes), fingerprint of the master key (the root of the key tree) |
 /// | `m` | `first-policy` | SHA-256 of the city's first signed policy (exempt from notice) |
 /// | `m` | `layout` | the store layout version (u32), see [`super::LAYOUT`]; absent in a layout-1 store written before it was recorded |
 /// | `m` | `badges` | the badge value format (2), refusing a store whose badge states were written in the clear |
-/// | `k` | pseudonym | the resident's data key, wrapped: nonce, ciphertext |
+/// | `n` | level (1 byte, 1 to 4), index (u16: the first 4 × level bits of the pseudonyms under the node) | a node key of the key tree, wrapped under its parent's (level 1: under the master key): nonce, ciphertext |
+/// | `l` | pseudonym | the resident's data key, wrapped under the key of its bottom node (level 4): nonce, ciphertext |
+/// | `k` | pseudonym | layouts 1 and 2 only: the data key wrapped under the master key (moved to `l` at open) |
 /// | `r` | pseudonym, record id | type (1 byte), time (8), then the record sealed under the data key: nonce, ciphertext |
 /// | `i` | record id | pseudonym, then the content fingerprint sealed under the data key: nonce, ciphertext |
 /// | `x` | type, time, pseudonym, record id | nothing (expiry index) |
@@ -51,12 +54,6 @@ pub struct SledStore {
     pub(super) disk_full: std::sync::atomic::AtomicBool,
 }
 
-#[derive(Debug)]
-pub(super) struct Master {
-    pub(super) key: MasterKey,
-    pub(super) generation: u64,
-}
-
 fn census_of(tree: &sled::Tree) -> Result<Census, StoreError> {
     let count = |prefix: u8| -> Result<u64, StoreError> {
         let mut n = 0u64;
@@ -67,7 +64,9 @@ fn census_of(tree: &sled::Tree) -> Result<Census, StoreError> {
         Ok(n)
     };
     Ok(Census {
-        residents: count(DATA_KEY)?,
+        // A store not yet migrated to layout 3 (counted without opening it,
+        // as a sunset may) holds its data keys under the legacy prefix.
+        residents: count(DATA_KEY)? + count(LEGACY_DATA_KEY)?,
         records: count(RECORD)?,
         badges: count(BADGE)?,
     })
@@ -169,10 +168,7 @@ impl SledStore {
         let master = match tree.get(META_MASTER)? {
             Some(v) => {
                 let (generation, fingerprint) = parse_meta(&v)?;
-                let master = Master {
-                    key: file.recover(&fingerprint)?,
-                    generation,
-                };
+                let master = Master::new(file.recover(&fingerprint)?, generation);
                 match tree.get(META_BADGES)? {
                     Some(v) if v.as_ref() == [BADGE_FORMAT] => {}
                     Some(_) => {
@@ -192,11 +188,6 @@ impl SledStore {
                         tree.insert(META_BADGES, &[BADGE_FORMAT])?;
                         db.flush()?;
                     }
-                }
-                let found = layout_of(&tree)?;
-                if found != LAYOUT || tree.get(META_LAYOUT)?.is_none() {
-                    migrate(&tree, found)?;
-                    db.flush()?;
                 }
                 master
             }
@@ -225,16 +216,22 @@ impl SledStore {
                 tree.insert(META_BADGES, &[BADGE_FORMAT])?;
                 tree.insert(META_LAYOUT, &LAYOUT.to_be_bytes())?;
                 db.flush()?;
-                Master { key, generation: 0 }
+                Master::new(key, 0)
             }
         };
-        Ok(Self {
+        let store = Self {
             db,
             tree,
             master: RwLock::new(master),
             key_file: Some(file),
             disk_full: std::sync::atomic::AtomicBool::new(false),
-        })
+        };
+        let found = layout_of(&store.tree)?;
+        if found != LAYOUT || store.tree.get(META_LAYOUT)?.is_none() {
+            migrate(&store, found)?;
+            store.db.flush()?;
+        }
+        Ok(store)
     }
 
     /// Opens a copy of a store directory (a backup, a stolen disk) to read
@@ -245,6 +242,14 @@ impl SledStore {
     /// node's directory.
     pub fn open_copy(dir: &Path, key: MasterKey) -> Result<Self, StoreError> {
         let (db, tree) = Self::open_db(dir, 64 * 1024 * 1024)?;
+        let found = layout_of(&tree)?;
+        if found < LAYOUT {
+            return Err(StoreError::Corrupt(format!(
+                "{} holds store layout {found}: a copy is read in layout {LAYOUT} only; \
+                 open a copy of it with the node once to migrate it",
+                dir.display()
+            )));
+        }
         let generation = match tree.get(META_MASTER)? {
             Some(v) => parse_meta(&v)?.0,
             None => 0,
@@ -252,7 +257,7 @@ impl SledStore {
         Ok(Self {
             db,
             tree,
-            master: RwLock::new(Master { key, generation }),
+            master: RwLock::new(Master::new(key, generation)),
             key_file: None,
             disk_full: std::sync::atomic::AtomicBool::new(false),
         })
@@ -288,17 +293,6 @@ impl SledStore {
         self.tree.iter().keys().map(|k| Ok(k?.to_vec())).collect()
     }
 
-    pub(super) fn data_key(
-        &self,
-        master: &MasterKey,
-        resident: &Pseudonym,
-    ) -> Result<Option<DataKey>, StoreError> {
-        match self.tree.get(key(DATA_KEY, &[resident.as_bytes()]))? {
-            None => Ok(None),
-            Some(w) => Ok(Some(master.unwrap(resident, &w)?)),
-        }
-    }
-
     /// Opens each entry under `prefix` (a key of `resident`) with `open`,
     /// given the resident's data key, the rest of the entry's key and its
     /// value. The data key is read once, at the first entry; if there is none
@@ -318,7 +312,7 @@ impl SledStore {
                 Some(d) => d,
                 None => {
                     let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
-                    let found = self.data_key(&master.key, resident)?.ok_or_else(|| {
+                    let found = self.data_key(&master, resident)?.ok_or_else(|| {
                         StoreError::Corrupt(format!("a resident's {what} have no data key"))
                     })?;
                     data.insert(found)
@@ -327,33 +321,6 @@ impl SledStore {
             out.push(open(data, &k[prefix.len()..], &v)?);
         }
         Ok(out)
-    }
-
-    /// A resident's data key from `cache`, the store, or a new one (written
-    /// into `batch`).
-    pub(super) fn data_key_or_new(
-        &self,
-        master: &MasterKey,
-        resident: &Pseudonym,
-        cache: &mut HashMap<Pseudonym, DataKey>,
-        batch: &mut sled::Batch,
-    ) -> Result<DataKey, StoreError> {
-        if let Some(k) = cache.get(resident) {
-            return Ok(k.clone());
-        }
-        let k = match self.data_key(master, resident)? {
-            Some(k) => k,
-            None => {
-                let k = DataKey::generate();
-                batch.insert(
-                    key(DATA_KEY, &[resident.as_bytes()]),
-                    master.wrap(resident, &k),
-                );
-                k
-            }
-        };
-        cache.insert(*resident, k.clone());
-        Ok(k)
     }
 
     /// A resident's badges whose state `keep` accepts, decrypted; the data
@@ -384,7 +351,7 @@ impl SledStore {
                 Some(d) => d,
                 None => {
                     let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
-                    let found = self.data_key(&master.key, resident)?.ok_or_else(|| {
+                    let found = self.data_key(&master, resident)?.ok_or_else(|| {
                         StoreError::Corrupt("a resident's badges have no data key".into())
                     })?;
                     data.insert(found)
@@ -398,7 +365,7 @@ impl SledStore {
     /// The holder and content fingerprint of a record-id index entry.
     pub(super) fn id_entry(
         &self,
-        master: &MasterKey,
+        master: &Master,
         record_id: &[u8],
         value: &[u8],
     ) -> Result<(Pseudonym, [u8; 32]), StoreError> {
@@ -429,7 +396,7 @@ impl SledStore {
         let mut batch = sled::Batch::default();
         let mut applied = Applied::default();
         let mut in_change: HashMap<Vec<u8>, (Pseudonym, [u8; 32])> = HashMap::new();
-        let mut data_keys: HashMap<Pseudonym, DataKey> = HashMap::new();
+        let mut new_keys = NewKeys::default();
         for (index, r) in change.records.iter().enumerate() {
             let id_key = key(RECORD_ID, &[r.record_id.as_bytes()]);
             let value = (r.resident, r.fingerprint);
@@ -437,7 +404,7 @@ impl SledStore {
                 Some(v) => Some(*v),
                 None => match self.tree.get(&id_key)? {
                     None => None,
-                    Some(v) => Some(self.id_entry(&master.key, r.record_id.as_bytes(), &v)?),
+                    Some(v) => Some(self.id_entry(&master, r.record_id.as_bytes(), &v)?),
                 },
             };
             if let Some(existing) = existing {
@@ -450,8 +417,7 @@ impl SledStore {
                     record_id: r.record_id.clone(),
                 });
             }
-            let data =
-                self.data_key_or_new(&master.key, &r.resident, &mut data_keys, &mut batch)?;
+            let data = self.data_key_or_new(&master, &r.resident, &mut new_keys, &mut batch)?;
             let head = header(r.kind, r.at);
             let sealed = data.seal(&r.resident, &head, r.record_id.as_bytes(), &r.encoded);
             batch.insert(
@@ -477,8 +443,7 @@ impl SledStore {
         // also stores.
         let mut written: HashMap<BadgeId, Vec<u8>> = HashMap::new();
         for (id, badge) in &change.badges {
-            let data =
-                self.data_key_or_new(&master.key, &badge.resident, &mut data_keys, &mut batch)?;
+            let data = self.data_key_or_new(&master, &badge.resident, &mut new_keys, &mut batch)?;
             let value = encode_badge(&data, id, badge);
             batch.insert(key(BADGE, &[id.as_bytes()]), value.clone());
             written.insert(*id, value);
@@ -509,6 +474,7 @@ impl SledStore {
             written.insert(*id, value);
         }
         self.tree.apply_batch(batch)?;
+        master.keep(new_keys.nodes);
         Ok(applied)
     }
 }
@@ -533,9 +499,7 @@ impl Store for SledStore {
             None => Ok(None),
             Some(v) => {
                 let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
-                Ok(Some(
-                    self.id_entry(&master.key, record_id.as_bytes(), &v)?.1,
-                ))
+                Ok(Some(self.id_entry(&master, record_id.as_bytes(), &v)?.1))
             }
         }
     }
@@ -554,7 +518,7 @@ impl Store for SledStore {
         let clear = parse_badge(&v)?;
         let master = self.master.read().unwrap_or_else(PoisonError::into_inner);
         let data = self
-            .data_key(&master.key, &clear.resident)?
+            .data_key(&master, &clear.resident)?
             .ok_or_else(|| StoreError::Corrupt("a resident's badge has no data key".into()))?;
         Ok(Some(open_badge(&data, id.as_bytes(), clear, &v)?))
     }
@@ -588,6 +552,22 @@ impl Store for SledStore {
 
     fn erase(&self, resident: &Pseudonym) -> Result<Erased, StoreError> {
         self.noting(self.erase_until(resident, Stop::Never))
+    }
+
+    fn prepare_erasure(&self) -> Result<PreparedErasure, StoreError> {
+        self.noting(self.prepare())
+    }
+
+    fn apply_erasure(
+        &self,
+        prepared: &PreparedErasure,
+        resident: &Pseudonym,
+    ) -> Result<Erased, StoreError> {
+        self.noting(self.apply_prepared(prepared, resident))
+    }
+
+    fn finish_erasure(&self, prepared: PreparedErasure) -> Result<(), StoreError> {
+        self.noting(self.finish(prepared, Stop::Never))
     }
 
     fn disk_full(&self) -> bool {

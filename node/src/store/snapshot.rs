@@ -20,7 +20,7 @@ impl SledStore {
         for entry in self.tree.iter() {
             let (k, v) = entry?;
             match k.first() {
-                Some(&DATA_KEY) => census.residents += 1,
+                Some(&DATA_KEY) | Some(&LEGACY_DATA_KEY) => census.residents += 1,
                 Some(&RECORD) => census.records += 1,
                 Some(&BADGE) => census.badges += 1,
                 _ => {}
