@@ -187,7 +187,9 @@ impl AuthorityDir {
         // The live certificate must still be the one recorded, or the
         // archive below would record the wrong certificate.
         let archive = if old_path == live_cert {
-            let der = keys::read_cert(&live_cert)?;
+            // The whole file is archived: the certificate and the chain after it.
+            let file = std::fs::read(&live_cert).map_err(|e| AuthorityError::io(&live_cert, e))?;
+            let der = keys::certs_from_pem(&file, &live_cert)?.swap_remove(0);
             let info = tessera_core::CertInfo::parse(&der)
                 .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
             let serial: String = info.serial().iter().map(|b| format!("{b:02x}")).collect();
@@ -199,7 +201,7 @@ impl AuthorityDir {
                 )));
             }
             let n = unused_number(&dir, stem, 1);
-            Some((dir.join(format!("{stem}.{n}.crt")), der))
+            Some((dir.join(format!("{stem}.{n}.crt")), file))
         } else {
             None
         };
@@ -208,7 +210,7 @@ impl AuthorityDir {
         if !live_key.exists() && dir.join(format!("{stem}.csr")).exists() {
             return Err(AuthorityError::KeyNotHeld(old.identity.clone()));
         }
-        self.load_root()?;
+        self.load_issuer_for(identity.role())?;
         // A badge signer's new pair waits for a trust list carrying it
         // (`publish` installs it), and its old key is kept beside its
         // certificate until `prune-signers`: a node restarted in between
@@ -247,8 +249,8 @@ impl AuthorityDir {
             .display()
             .to_string();
         let (old, new) = self.journaled(&journal, |this| {
-            if let Some((path, der)) = &archive {
-                keys::write_new_file(path, keys::cert_to_pem(der).as_bytes(), true)?;
+            if let Some((path, file)) = &archive {
+                keys::write_new_file(path, file, true)?;
                 if deferred {
                     let key =
                         std::fs::read(&live_key).map_err(|e| AuthorityError::io(&live_key, e))?;
@@ -348,6 +350,11 @@ impl AuthorityDir {
                         return Err(AuthorityError::BadOption(
                             "the trust-list signer is rotated, not renewed: use rotate-list-signer"
                                 .into(),
+                        ));
+                    }
+                    Role::IssuingCa => {
+                        return Err(AuthorityError::BadOption(
+                            "the issuing CA is rotated, not renewed: use rotate-issuing-ca".into(),
                         ));
                     }
                     _ => index,
