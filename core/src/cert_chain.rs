@@ -100,6 +100,24 @@ impl CertInfo {
         }
     }
 
+    /// The issuing-CA certificate among `candidates` (a TLS peer's
+    /// intermediates) that issued `der`: of role issuing-ca, its subject
+    /// the certificate's issuer name, and its key the one that signed it;
+    /// `None` if none did (a certificate the root issued directly). Checks
+    /// nothing about who issued the candidate: for a chain TLS has already
+    /// verified to the root, to learn which issuing CA to look up in the
+    /// trust list.
+    pub fn issuing_ca_among<C: AsRef<[u8]>>(der: &[u8], candidates: &[C]) -> Option<CertInfo> {
+        let (info, tbs, signature) = parse_inner(der).ok()?;
+        candidates.iter().find_map(|c| {
+            let ca = CertInfo::parse(c.as_ref()).ok()?;
+            (ca.identity.role() == Role::IssuingCa
+                && ca.subject == info.issuer
+                && signed_by(&ca, &tbs, &signature))
+            .then_some(ca)
+        })
+    }
+
     /// Reads a party's own certificate with the chain its file carries
     /// after it: each chain certificate must be an issuing CA the root
     /// issued, and the certificate must be issued by the root or by one of

@@ -106,6 +106,11 @@ fn k3_a_leaf_through_a_good_issuing_ca_is_accepted_and_named() {
         CertError::NotIssuedByRoot
     );
     assert!(CertInfo::parse_with_chain(&node, std::slice::from_ref(&ca_der), &anchor).is_ok());
+    // Found among a peer's intermediates by name and signature.
+    let found = CertInfo::issuing_ca_among(&node, &[node.clone(), ca_der.clone()]).unwrap();
+    assert_eq!(found.key_id(), ca.info().key_id());
+    let (other, _) = self::ca(good_ca_params(), &root_issuer);
+    assert!(CertInfo::issuing_ca_among(&node, &[other]).is_none());
     // A root-issued leaf is still accepted, as before issuing CAs.
     let direct = node_under(&root_issuer);
     let (_, by) = CertInfo::parse_issued_within(&direct, &anchor, &[ca]).unwrap();

@@ -503,6 +503,18 @@ impl CheckedTrustList {
             .is_some_and(|e| e.cert.identity().role() == Role::IssuingCa && !e.is_revoked())
     }
 
+    /// Whether the issuing CA with this key id and serial (one that issued
+    /// a TLS peer's certificate, [`CertInfo::issuing_ca_among`]) is refused:
+    /// listed REVOKED, or not listed at all.
+    pub fn issuer_refusal(&self, key_id: &KeyId, serial: &[u8]) -> Option<ChainRefusal> {
+        match self.by_key_id(key_id) {
+            Some(e) if e.cert.identity().role() == Role::IssuingCa => e
+                .is_revoked()
+                .then(|| ChainRefusal::IssuerRevoked(serial.to_vec())),
+            _ => Some(ChainRefusal::IssuerUnlisted),
+        }
+    }
+
     /// Whether a certificate that TLS has already chained to the root is
     /// refused for its issuer: issued by an issuing CA this list lists
     /// REVOKED, or by one it does not list. A certificate the root issued

@@ -537,4 +537,14 @@ fn a_chain_through_a_revoked_or_unlisted_issuing_ca_is_refused_and_a_root_issued
         Some(ChainRefusal::IssuerUnlisted)
     );
     assert!(!unlisted.issuing_ca_in_force(&ca.leaf.der));
+    let info = CertInfo::parse(&ca.leaf.der).unwrap();
+    assert_eq!(
+        unlisted.issuer_refusal(&info.key_id(), info.serial()),
+        Some(ChainRefusal::IssuerUnlisted)
+    );
+    assert_eq!(listed.issuer_refusal(&info.key_id(), info.serial()), None);
+    assert_eq!(
+        revoking.issuer_refusal(&info.key_id(), info.serial()),
+        Some(ChainRefusal::IssuerRevoked(info.serial().to_vec()))
+    );
 }

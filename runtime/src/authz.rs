@@ -116,6 +116,11 @@ pub fn peer_from_extensions(
             "client certificate has been revoked",
         ));
     }
+    if let Some(refusal) = trust.refuses_issuer(peer) {
+        return Err(Status::permission_denied(format!(
+            "client certificate {refusal}"
+        )));
+    }
     if expired(peer) {
         return Err(expired_status());
     }
