@@ -317,7 +317,8 @@ pub fn census(
     }
     let mut verdicts: BTreeMap<u32, Result<pb::DeletionAttestation, String>> = BTreeMap::new();
     for signed in held {
-        match verify_attestation(&signed.encode_to_vec(), root, now) {
+        match verify_attestation_within(&signed.encode_to_vec(), root, list.issuing_ca_certs(), now)
+        {
             Ok(v) => {
                 let city = v.city().get();
                 let current = node_keys

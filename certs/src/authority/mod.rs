@@ -519,6 +519,22 @@ impl AuthorityDir {
         }
     }
 
+    /// Every issuing CA this authority made (in force, retired or
+    /// revoked), checked against its root: what a certificate it issued
+    /// may chain through.
+    pub fn issuing_cas(&self) -> Vec<tessera_core::cert::IssuingCa> {
+        let Ok(root) = tessera_core::TrustAnchor::from_der(&self.root_der) else {
+            return vec![];
+        };
+        self.registry
+            .enrolments
+            .iter()
+            .filter(|e| e.identity.ends_with(":issuing-ca"))
+            .filter_map(|e| keys::read_cert(&self.dir.join(&e.cert_file)).ok())
+            .filter_map(|der| tessera_core::cert::IssuingCa::from_der(&der, &root).ok())
+            .collect()
+    }
+
     /// Path of the root certificate.
     pub fn root_cert_path(&self) -> PathBuf {
         self.dir.join("root/root.crt")
