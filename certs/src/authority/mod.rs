@@ -46,6 +46,7 @@ use tessera_core::ids::CodeError;
 use tessera_core::trust::TrustListError;
 use tessera_core::{CityCode, Identity, Role, Scope};
 
+pub use issuing_ca::IssuingCaRotation;
 pub use journal::{JOURNAL, Recovered, recover};
 pub use registry::{Enrolment, Registry};
 pub use rotation::{Pruned, Reissued, RenewTarget};

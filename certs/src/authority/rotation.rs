@@ -81,7 +81,7 @@ pub struct Pruned {
 }
 
 /// The file stem of a role's certificate and key in its bundle.
-fn stem(role: Role) -> Option<&'static str> {
+pub(super) fn stem(role: Role) -> Option<&'static str> {
     Some(match role {
         Role::CityNode => "node",
         Role::BadgeSigner => "badge-signer",
@@ -97,7 +97,7 @@ fn stem(role: Role) -> Option<&'static str> {
 
 /// The smallest `n >= from` for which neither `stem.n.crt` nor `stem.n.key`
 /// exists in `dir`.
-fn unused_number(dir: &Path, stem: &str, from: u32) -> u32 {
+pub(super) fn unused_number(dir: &Path, stem: &str, from: u32) -> u32 {
     (from..)
         .find(|n| {
             !dir.join(format!("{stem}.{n}.crt")).exists()
@@ -125,7 +125,7 @@ fn prunable_from(old: &Enrolment, successor: Option<&Enrolment>) -> (i64, bool) 
 }
 
 impl AuthorityDir {
-    fn identity_of(e: &Enrolment) -> Result<Identity, AuthorityError> {
+    pub(super) fn identity_of(e: &Enrolment) -> Result<Identity, AuthorityError> {
         e.identity
             .parse()
             .map_err(|err| AuthorityError::Registry(format!("{}: {err}", e.identity)))
@@ -133,7 +133,11 @@ impl AuthorityDir {
 
     /// The index of the current (active, not retired) enrolment of
     /// `identity` accepted by `filter`, the latest if several.
-    fn current_index(&self, identity: &str, filter: impl Fn(&Enrolment) -> bool) -> Option<usize> {
+    pub(super) fn current_index(
+        &self,
+        identity: &str,
+        filter: impl Fn(&Enrolment) -> bool,
+    ) -> Option<usize> {
         self.registry
             .enrolments
             .iter()
