@@ -68,7 +68,15 @@ fn s_client(openssl: &str, addr: &str, bundle: &Path, sigalgs: &str) -> Output {
         .args(["s_client", "-connect", addr, "-tls1_3", "-sigalgs", sigalgs])
         // The certificate file holds the certificate, then its issuing CA:
         // s_client sends the first with -cert and the rest with -cert_chain.
-        .args(["-cert", &cert, "-cert_chain", &cert, "-key", &key, "-CAfile"])
+        .args([
+            "-cert",
+            &cert,
+            "-cert_chain",
+            &cert,
+            "-key",
+            &key,
+            "-CAfile",
+        ])
         .arg(&root)
         .args(["-verify_return_error", "-verify_ip", ip, "-alpn", "h2"])
         .stdin(Stdio::piped())

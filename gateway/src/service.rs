@@ -224,15 +224,17 @@ impl Gateway for GatewayService {
         let stream = WatchStream::new(self.registry.subscribe())
             .filter_map(move |list| {
                 let item = match list {
-                    // A watcher revoked by a new list gets no more lists.
-                    Some(list) if list.revokes(&peer.serial, &peer.key_id) => Some(Err(
-                        Status::permission_denied("client certificate has been revoked"),
-                    )),
-                    Some(list) if list.sequence() > last => {
-                        last = list.sequence();
-                        Some(signed(&list))
-                    }
-                    _ => None,
+                    // A watcher revoked by a new list (its certificate or
+                    // its issuing CA) gets no more lists.
+                    Some(list) => match tessera_runtime::authz::refused_by(&list, &peer) {
+                        Some(status) => Some(Err(status)),
+                        None if list.sequence() > last => {
+                            last = list.sequence();
+                            Some(signed(&list))
+                        }
+                        None => None,
+                    },
+                    None => None,
                 };
                 std::future::ready(item)
             })
@@ -273,12 +275,12 @@ impl Gateway for GatewayService {
             .map(move |items| {
                 let verifier = Arc::clone(&verifier);
                 // Revocation applies to each badge of an open stream too.
-                let revoked = trust.revokes(&peer.serial, &peer.key_id);
+                let revoked = trust
+                    .current()
+                    .and_then(|list| tessera_runtime::authz::refused_by(&list, &peer));
                 async move {
-                    if revoked {
-                        return vec![Err(Status::permission_denied(
-                            "client certificate has been revoked",
-                        ))];
+                    if let Some(status) = revoked {
+                        return vec![Err(status)];
                     }
                     let mut requests = Vec::with_capacity(items.len());
                     let mut failed = None;

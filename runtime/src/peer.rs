@@ -75,7 +75,7 @@ pub struct PeerIdentity {
     /// The issuing CA that issued the certificate, found among the
     /// intermediates the peer presented; `None` when the root issued it
     /// directly. Refused per call once the list in force revokes or does
-    /// not list it ([`crate::tls::TrustState::refuses`]).
+    /// not list it ([`crate::authz::refused_by`]).
     pub issuer: Option<PeerIssuer>,
 }
 

@@ -151,9 +151,23 @@ impl Watched {
             }
             if let Some(list) = trust.current()
                 && let Some(ca) = CertInfo::issuing_ca_among(&der, &chain)
-                && let Some(refusal) = list.issuer_refusal(&ca.key_id(), ca.serial())
             {
-                return Outcome::Refused(format!("the trust list in force refuses it: {refusal}"));
+                match list.issuer_refusal(&ca.key_id(), ca.serial()) {
+                    Some(refusal @ tessera_core::trust::ChainRefusal::IssuerRevoked(_)) => {
+                        return Outcome::Refused(format!(
+                            "the trust list in force refuses it: {refusal}"
+                        ));
+                    }
+                    // A new issuing CA (rotate-issuing-ca) reaches the
+                    // files before the list that carries it: asked again
+                    // at every look until that list is in force.
+                    Some(refusal) => {
+                        return Outcome::Wait(format!(
+                            "{refusal}: waiting for a trust list that carries it"
+                        ));
+                    }
+                    None => {}
+                }
             }
             // The names of the certificate in use are the endpoint this
             // server was enrolled for, the one its peers dial.
@@ -468,5 +482,54 @@ mod tests {
         );
         assert!(matches!(outcome, Outcome::Applied(_)), "{outcome:?}");
         assert_eq!(server.serial_hex(), r.new.serial);
+    }
+
+    #[test]
+    fn a_certificate_from_a_new_issuing_ca_waits_for_the_list_that_carries_it() {
+        tls::install_default_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let options = InitOptions {
+            name: "Reload test".into(),
+            sunset_at: now + 700 * DAY,
+        };
+        let mut authority = AuthorityDir::init(&dir.path().join("ca"), &options, now).unwrap();
+        let gw = authority
+            .enrol_gateway("gw", "gw.example.org:7000", now)
+            .unwrap();
+        let root = TrustAnchor::from_der(authority.root_der()).unwrap();
+        let trust = Arc::new(TrustState::new(root.clone()).unwrap());
+        let (_, list) = authority.publish(now, DAY).unwrap();
+        trust.update(&list, now).unwrap();
+        let (cert, key) = (gw.dir.join("gateway.crt"), gw.dir.join("gateway.key"));
+        let server = TlsIdentity::from_files(&cert, &key).unwrap();
+        assert_eq!(server.chain_der().len(), 1, "presents the issuing CA");
+        let files = watched(&server, &trust, &gw.dir, "gateway");
+        let apply = |files: &Watched| {
+            (files.apply)(
+                &std::fs::read(&cert).unwrap(),
+                &cert,
+                &std::fs::read(&key).unwrap(),
+                &key,
+            )
+        };
+
+        // Certified again by a new issuing CA that the list in force does
+        // not carry yet: kept waiting, asked again at every look.
+        authority.rotate_issuing_ca(true, now).unwrap();
+        match apply(&files) {
+            Outcome::Wait(why) => assert!(why.contains("does not list"), "{why}"),
+            other => panic!("expected to wait, got {other:?}"),
+        }
+        // The list that carries it (and revokes the old one): used.
+        let (_, list) = authority.publish(now + 1, DAY).unwrap();
+        trust.update(&list, now + 1).unwrap();
+        assert!(matches!(apply(&files), Outcome::Applied(_)));
+        // It presents the new certificate and the new issuing CA after it.
+        assert_eq!(server.certificate_der(), keys::read_cert(&cert).unwrap());
+        assert_eq!(
+            server.chain_der(),
+            keys::read_certs(&cert).unwrap()[1..].to_vec()
+        );
     }
 }

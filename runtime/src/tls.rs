@@ -36,7 +36,7 @@ use rustls::{
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use tessera_certs::keys::{self, TlsKey};
-use tessera_core::trust::{ChainRefusal, TrustListError};
+use tessera_core::trust::TrustListError;
 use tessera_core::{CertInfo, CheckedTrustList, CityCode, Identity, Role, TrustAnchor};
 
 /// Why a TLS configuration could not be built.
@@ -157,15 +157,6 @@ impl TrustState {
     /// Whether the current list revokes this certificate.
     pub fn is_revoked(&self, cert: &CertInfo) -> bool {
         self.current().is_some_and(|list| list.is_revoked(cert))
-    }
-
-    /// Why the current list refuses a caller for the issuing CA of its
-    /// certificate (REVOKED, or not listed); `None` when it has none, or
-    /// no list is in force yet.
-    pub fn refuses_issuer(&self, peer: &crate::peer::PeerIdentity) -> Option<ChainRefusal> {
-        let issuer = peer.issuer.as_ref()?;
-        self.current()?
-            .issuer_refusal(&issuer.key_id, &issuer.serial)
     }
 
     /// Whether the current list refuses `cert` or the issuing CA (among
