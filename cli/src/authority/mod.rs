@@ -315,7 +315,10 @@ new pair over the live files, removes a pruned key), and otherwise undoes it
         long_about = "Check one city's deletion attestation (the file `tessera node sunset` writes)
 against the national root: the signer chains to the root, is that city's node,
 was valid when the destruction finished, and signed exactly these bytes.
-Prints what it attests and VALID, or INVALID and why (exit code 1).",
+Prints what it attests and VALID, or INVALID and why (exit code 1). The
+attestation carries the node's certificate alone: with --dir the authority's
+issuing CAs are known too; with --root alone, only a node certificate the root
+issued directly verifies.",
         after_help = "Examples:\n  tessera authority verify-attestation attestation-330100-1893456000.pb --root root.crt\n  tessera authority verify-attestation attestation-330100-1893456000.pb --dir ./authority"
     )]
     VerifyAttestation {
