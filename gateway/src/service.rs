@@ -222,22 +222,33 @@ impl Gateway for GatewayService {
         let mut last = request.get_ref().known_sequence;
         let expiry = peer.clone();
         let stream = WatchStream::new(self.registry.subscribe())
-            .filter_map(move |list| {
-                let item = match list {
-                    // A watcher revoked by a new list (its certificate or
-                    // its issuing CA) gets no more lists.
+            .map(move |list| {
+                let items = match list {
+                    // A watcher revoked by a new list gets no more lists. One
+                    // refused for its issuing CA gets that list first: it is
+                    // what lets the party take up its certificate re-certified
+                    // by the new issuing CA (rotate-issuing-ca), which its
+                    // reload waits for, and the list is public anyway.
                     Some(list) => match tessera_runtime::authz::refused_by(&list, &peer) {
-                        Some(status) => Some(Err(status)),
+                        Some(status)
+                            if list.sequence() > last
+                                && !list.revokes(&peer.serial, &peer.key_id) =>
+                        {
+                            last = list.sequence();
+                            vec![signed(&list), Err(status)]
+                        }
+                        Some(status) => vec![Err(status)],
                         None if list.sequence() > last => {
                             last = list.sequence();
-                            Some(signed(&list))
+                            vec![signed(&list)]
                         }
-                        None => None,
+                        None => vec![],
                     },
-                    None => None,
+                    None => vec![],
                 };
-                std::future::ready(item)
+                futures::stream::iter(items)
             })
+            .flatten()
             .scan(false, end_after_error);
         let mut stopping = self.stopping.clone();
         let stop = async move {

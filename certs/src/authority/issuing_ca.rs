@@ -7,8 +7,10 @@
 //! request. Each new certificate is written into its bundle as
 //! `<stem>.<n>.crt` (it, then the new issuing CA's certificate) and
 //! installed over the live file as `renew` does; a badge signer's, like a
-//! rotated signer's, goes live with the next list published, which carries
-//! it. The old certificates are retired. The old issuing CA is revoked
+//! rotated signer's, and the authority's own TLS client's go live with the
+//! next list published, which carries the new issuing CA (the gateway
+//! refuses a client whose issuing CA its list does not carry, so that list
+//! is uploaded with the old client certificate). The old certificates are retired. The old issuing CA is revoked
 //! (`--compromised`: the next list lists it REVOKED, and with it everything
 //! it issued) or retired (still ACTIVE until what it issued expires).
 //!
@@ -220,8 +222,12 @@ impl AuthorityDir {
             let issued = dir.join(format!("{stem}.{n}.crt"));
             let key_src = file.with_extension("key");
             // A badge signer whose key the authority holds goes live with
-            // the next list, which carries it (as after rotate-signer).
-            let deferred = identity.role() == Role::BadgeSigner && key_src.exists();
+            // the next list, which carries it (as after rotate-signer); so
+            // does the authority's own TLS client, so that the list carrying
+            // the new issuing CA is uploaded with the client certificate the
+            // gateway's list in force still accepts.
+            let deferred =
+                matches!(identity.role(), Role::BadgeSigner | Role::Authority) && key_src.exists();
             let key_copy = if deferred {
                 let bytes =
                     std::fs::read(&key_src).map_err(|err| AuthorityError::io(&key_src, err))?;
