@@ -2,19 +2,21 @@
 //!
 //! | role | CA | key usage | extended key usage | SAN |
 //! | --- | --- | --- | --- | --- |
-//! | root | yes, path length 0 | certSign, cRLSign, digitalSignature | none | identity URI |
+//! | root | yes, path length 1 (0 in roots made before issuing CAs) | certSign, cRLSign, digitalSignature | none | identity URI |
+//! | issuing CA | yes, path length 0 | certSign, cRLSign | none | identity URI |
 //! | trust-list signer, badge signer | no | digitalSignature | none (never TLS) | identity URI |
 //! | gateway, city node | no | digitalSignature | serverAuth, clientAuth | identity URI, endpoint host |
 //! | authority, operator, verifier | no | digitalSignature | clientAuth | identity URI |
 //!
 //! | role | key |
 //! | --- | --- |
-//! | root and every TLS role | ECDSA P-256 ([`TlsKey`]) |
+//! | root, issuing CA and every TLS role | ECDSA P-256 ([`TlsKey`]) |
 //! | trust-list signer, badge signer | Ed25519 ([`SigningKey`]) |
 //!
-//! Every leaf is issued directly by the root, and every certificate is
-//! signed ecdsa-with-SHA256 with the root's key, deterministically (RFC
-//! 6979): the same request, serial and keys give the same bytes.
+//! The root ([`RootCa`]) issues the issuing CA and the trust-list signer;
+//! the issuing CA ([`IssuingCa`]) issues every other certificate. Every
+//! certificate is signed ecdsa-with-SHA256, deterministically (RFC 6979):
+//! the same request, serial and keys give the same bytes.
 
 use std::net::IpAddr;
 
@@ -184,6 +186,8 @@ fn params(req: &CertRequest) -> Result<CertificateParams, IssueError> {
     params.use_authority_key_identifier_extension = role != Role::Root;
     match role {
         Role::Root => {
+            // Path length 0 here; RootCa::create_with_path_len sets 1 for
+            // a root that issues an issuing CA.
             params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
             params.key_usages = vec![
                 KeyUsagePurpose::KeyCertSign,
@@ -232,12 +236,27 @@ impl std::fmt::Debug for RootCa {
 }
 
 impl RootCa {
-    /// Creates a self-signed root for `req` (whose identity must be the root's).
+    /// Creates a self-signed root for `req` (whose identity must be the
+    /// root's) with path length 0: it can issue leaves only, as roots did
+    /// before issuing CAs (the fixed test vectors are made this way). The
+    /// authority makes its roots with [`RootCa::create_with_path_len`] 1.
     pub fn create(req: &CertRequest, key: TlsKey) -> Result<Self, IssueError> {
+        Self::create_with_path_len(req, key, 0)
+    }
+
+    /// Creates a self-signed root with this pathLenConstraint: 1 for a
+    /// root that issues an issuing CA.
+    pub fn create_with_path_len(
+        req: &CertRequest,
+        key: TlsKey,
+        path_len: u8,
+    ) -> Result<Self, IssueError> {
         if req.identity.role() != Role::Root {
             return Err(IssueError::WrongRole(req.identity.role()));
         }
-        let cert = params(req)?.self_signed(&key)?;
+        let mut params = params(req)?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+        let cert = params.self_signed(&key)?;
         Ok(Self {
             key,
             der: cert.der().to_vec(),
@@ -269,6 +288,60 @@ impl RootCa {
         let role = req.identity.role();
         if role == Role::Root {
             return Err(IssueError::WrongRole(Role::Root));
+        }
+        let subject = subject_key.into();
+        let expected = KeyAlgorithm::for_role(role);
+        if subject.algorithm() != expected {
+            return Err(IssueError::KeyType {
+                role,
+                found: subject.algorithm(),
+                expected,
+            });
+        }
+        let issuer = Issuer::from_ca_cert_der(&self.der.as_slice().into(), &self.key)?;
+        let cert = params(req)?.signed_by(&subject, &issuer)?;
+        Ok(cert.der().to_vec())
+    }
+}
+
+/// The online issuing CA: its key and certificate, able to issue every
+/// certificate but the root's, an issuing CA's and the trust-list signer's
+/// (those come from the root).
+pub struct IssuingCa {
+    key: TlsKey,
+    der: Vec<u8>,
+}
+
+impl std::fmt::Debug for IssuingCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuingCa")
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuingCa {
+    /// Loads an issuing CA from its key and certificate.
+    pub fn from_parts(key: TlsKey, der: Vec<u8>) -> Self {
+        Self { key, der }
+    }
+
+    /// The issuing CA's certificate DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// Issues a leaf certificate for `subject_key`, as [`RootCa::issue`]
+    /// does, for any role but the root, an issuing CA and the trust-list
+    /// signer.
+    pub fn issue(
+        &self,
+        req: &CertRequest,
+        subject_key: impl Into<SubjectKey>,
+    ) -> Result<Vec<u8>, IssueError> {
+        let role = req.identity.role();
+        if matches!(role, Role::Root | Role::IssuingCa | Role::TrustListSigner) {
+            return Err(IssueError::WrongRole(role));
         }
         let subject = subject_key.into();
         let expected = KeyAlgorithm::for_role(role);

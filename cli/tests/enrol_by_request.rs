@@ -234,7 +234,7 @@ async fn parties_enrolled_by_request_serve_a_badge_that_verifies_and_the_authori
         if contains(contents, b"PRIVATE KEY") {
             let rel = file.strip_prefix(&authority).unwrap();
             assert!(
-                ["root", "trust-list-signer", "authority"]
+                ["root", "issuing-ca", "trust-list-signer", "authority"]
                     .iter()
                     .any(|own| rel.starts_with(own)),
                 "{} holds a private key",

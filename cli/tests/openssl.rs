@@ -66,7 +66,17 @@ fn s_client(openssl: &str, addr: &str, bundle: &Path, sigalgs: &str) -> Output {
     let ip = addr.rsplit_once(':').unwrap().0;
     let mut child = Command::new(openssl)
         .args(["s_client", "-connect", addr, "-tls1_3", "-sigalgs", sigalgs])
-        .args(["-cert", &cert, "-key", &key, "-CAfile"])
+        // The certificate file holds the certificate, then its issuing CA:
+        // s_client sends the first with -cert and the rest with -cert_chain.
+        .args([
+            "-cert",
+            &cert,
+            "-cert_chain",
+            &cert,
+            "-key",
+            &key,
+            "-CAfile",
+        ])
         .arg(&root)
         .args(["-verify_return_error", "-verify_ip", ip, "-alpn", "h2"])
         .stdin(Stdio::piped())

@@ -199,12 +199,24 @@ pub fn verify_attestation(
     root: &TrustAnchor,
     now: i64,
 ) -> Result<VerifiedAttestation, AttestationError> {
+    verify_attestation_within(bytes, root, &[], now)
+}
+
+/// [`verify_attestation`] for a node certificate that may be issued by one
+/// of these issuing CAs (those of the trust list held, or the node's own
+/// chain) as well as by the root.
+pub fn verify_attestation_within(
+    bytes: &[u8],
+    root: &TrustAnchor,
+    cas: &[crate::cert::IssuingCa],
+    now: i64,
+) -> Result<VerifiedAttestation, AttestationError> {
     if bytes.len() > MAX_ATTESTATION_LEN {
         return Err(AttestationError::TooLarge(bytes.len()));
     }
     let signed = pb::SignedAttestation::decode(bytes)
         .map_err(|e| AttestationError::Malformed(e.to_string()))?;
-    let signer = CertInfo::parse_issued_by(&signed.signer_certificate, root)
+    let (signer, _) = CertInfo::parse_issued_within(&signed.signer_certificate, root, cas)
         .map_err(AttestationError::UntrustedSigner)?;
     if signer.identity().role() != Role::CityNode {
         return Err(AttestationError::SignerRole(signer.identity().role()));
@@ -305,7 +317,8 @@ pub fn census(
     }
     let mut verdicts: BTreeMap<u32, Result<pb::DeletionAttestation, String>> = BTreeMap::new();
     for signed in held {
-        match verify_attestation(&signed.encode_to_vec(), root, now) {
+        match verify_attestation_within(&signed.encode_to_vec(), root, list.issuing_ca_certs(), now)
+        {
             Ok(v) => {
                 let city = v.city().get();
                 let current = node_keys

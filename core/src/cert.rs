@@ -1,14 +1,17 @@
 //! Reading tessera certificates: the one place X.509 is parsed.
 //!
-//! Every tessera certificate is issued directly by the national root (itself
-//! self-signed) and names its role and scope in exactly one `tessera:` SAN
-//! URI. Which key it may carry depends on its role:
+//! Every tessera certificate is issued by the national root (itself
+//! self-signed) or by an issuing CA that the root issued (PROTOCOL.md K3,
+//! [`IssuingCa`]), and names its role and scope in exactly one `tessera:`
+//! SAN URI. Which key it may carry depends on its role:
 //!
 //! | certificate | subject key | signed by |
 //! | --- | --- | --- |
 //! | root (self-signed, CA) | ECDSA P-256 | itself, ecdsa-with-SHA256 |
-//! | gateway, city node, authority, operator, verifier (the TLS roles) | ECDSA P-256 | the root, ecdsa-with-SHA256 |
-//! | badge signer, trust-list signer (never TLS) | Ed25519 | the root, ecdsa-with-SHA256 |
+//! | issuing CA (CA, path length 0) | ECDSA P-256 | the root, ecdsa-with-SHA256 |
+//! | gateway, city node, authority, operator, verifier (the TLS roles) | ECDSA P-256 | the root or an issuing CA, ecdsa-with-SHA256 |
+//! | badge signer (never TLS) | Ed25519 | the root or an issuing CA, ecdsa-with-SHA256 |
+//! | trust-list signer (never TLS) | Ed25519 | the root, ecdsa-with-SHA256 |
 //!
 //! TLS keys are P-256 because it is the one signature scheme every
 //! mainstream TLS stack offers (BoringSSL offers no Ed25519); badges, trust
@@ -19,7 +22,7 @@
 //! signature BIT STRING, so that one certificate has one key id.
 //!
 //! This module reads those facts out of DER and checks a certificate's
-//! signature against the root, with no I/O.
+//! signature against the root or an issuing CA, with no I/O.
 
 use ed25519_dalek::VerifyingKey;
 use p256::ecdsa::signature::Verifier;
@@ -90,7 +93,7 @@ pub enum CertError {
     /// A critical extension this verifier does not understand.
     #[error("certificate has an unknown critical extension {0}")]
     UnknownCriticalExtension(String),
-    /// CA flag set on a leaf, or missing on the root.
+    /// CA flag set on a leaf, or missing on the root or an issuing CA.
     #[error("certificate of role {role} has the wrong CA flag (is_ca = {is_ca})")]
     WrongCaFlag {
         /// The certificate's role.
@@ -98,9 +101,19 @@ pub enum CertError {
         /// Its CA flag.
         is_ca: bool,
     },
-    /// Not issued by the given root (issuer name or signature).
-    #[error("certificate was not issued by the national root")]
+    /// Not issued by the given root, nor by one of the given issuing CAs
+    /// (issuer name or signature).
+    #[error(
+        "certificate was not issued by the national root (directly or through a known issuing CA)"
+    )]
     NotIssuedByRoot,
+    /// An issuing-CA certificate that breaks its profile (K3): not a CA
+    /// with path length 0, or without keyCertSign.
+    #[error("issuing-CA certificate refused: {0}")]
+    IssuingCaProfile(&'static str),
+    /// The root has path length 0, so it cannot issue an issuing CA.
+    #[error("the national root has path length 0 and cannot issue an issuing CA")]
+    RootPathLen,
     /// not_after is before not_before.
     #[error("certificate validity is empty (not_after before not_before)")]
     EmptyValidity,
@@ -177,6 +190,8 @@ pub struct CertInfo {
     public_key: PublicKey,
     key_id: KeyId,
     is_ca: bool,
+    path_len: Option<u32>,
+    key_cert_sign: bool,
     server_auth: bool,
     client_auth: bool,
     subject: Vec<u8>,
@@ -210,7 +225,10 @@ impl CertInfo {
         Ok(parse_inner(der)?.0)
     }
 
-    /// Reads a certificate and checks that `root` issued it.
+    /// Reads a certificate that is not a CA and checks that `root` issued
+    /// it directly (the trust-list signer must be; L3). For a certificate
+    /// that may come through an issuing CA use
+    /// [`CertInfo::parse_issued_within`] or [`CertInfo::parse_with_chain`].
     pub fn parse_issued_by(der: &[u8], root: &TrustAnchor) -> Result<Self, CertError> {
         let (info, tbs, signature) = parse_inner(der)?;
         if info.issuer != root.cert.subject || info.is_ca || !root.signed(&tbs, &signature) {
@@ -281,9 +299,25 @@ impl CertInfo {
     pub fn client_auth(&self) -> bool {
         self.client_auth
     }
+    /// Whether the certificate is a CA (the root or an issuing CA).
+    pub fn is_ca(&self) -> bool {
+        self.is_ca
+    }
+    /// The basic constraints' pathLenConstraint, if present.
+    pub fn path_len(&self) -> Option<u32> {
+        self.path_len
+    }
+    /// The issuer name, DER.
+    pub fn issuer_name(&self) -> &[u8] {
+        &self.issuer
+    }
+    /// The subject name, DER.
+    pub fn subject_name(&self) -> &[u8] {
+        &self.subject
+    }
 }
 
-type Parsed = (CertInfo, Vec<u8>, p256::ecdsa::Signature);
+pub(crate) type Parsed = (CertInfo, Vec<u8>, p256::ecdsa::Signature);
 
 /// The subject key, whatever its type; which type the role allows is
 /// checked once the role is known.
@@ -335,7 +369,7 @@ fn algorithm_name(oid: &x509_parser::der_parser::oid::Oid<'_>) -> String {
     name.into()
 }
 
-fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
+pub(crate) fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
     if der.len() > MAX_CERTIFICATE_LEN {
         return Err(CertError::TooLarge(der.len()));
     }
@@ -443,7 +477,7 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
         ));
     }
     let is_ca = cert.is_ca();
-    if is_ca != (identity.role() == Role::Root) {
+    if is_ca != matches!(identity.role(), Role::Root | Role::IssuingCa) {
         return Err(CertError::WrongCaFlag {
             role: identity.role(),
             is_ca,
@@ -466,6 +500,11 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
             max_days: max / 86_400,
         });
     }
+    let path_len = match cert.basic_constraints() {
+        Ok(Some(constraints)) => constraints.value.path_len_constraint,
+        _ => None,
+    };
+    let key_cert_sign = matches!(cert.key_usage(), Ok(Some(usage)) if usage.value.key_cert_sign());
     let info = CertInfo {
         identity,
         serial: cert.raw_serial().to_vec(),
@@ -474,6 +513,8 @@ fn parse_inner(der: &[u8]) -> Result<Parsed, CertError> {
         public_key,
         key_id: KeyId::of_certificate(der),
         is_ca,
+        path_len,
+        key_cert_sign,
         server_auth,
         client_auth,
         subject: cert.subject().as_raw().to_vec(),
@@ -662,9 +703,7 @@ impl TrustAnchor {
 
     /// Whether the root's key signed `tbs` (ECDSA P-256 with SHA-256).
     fn signed(&self, tbs: &[u8], signature: &p256::ecdsa::Signature) -> bool {
-        self.cert
-            .p256_key()
-            .is_some_and(|key| key.verify(tbs, signature).is_ok())
+        signed_by(&self.cert, tbs, signature)
     }
 
     /// The root's facts.
@@ -677,6 +716,17 @@ impl TrustAnchor {
         &self.der
     }
 }
+
+/// Whether `issuer`'s P-256 key signed `tbs` (ECDSA with SHA-256).
+fn signed_by(issuer: &CertInfo, tbs: &[u8], signature: &p256::ecdsa::Signature) -> bool {
+    issuer
+        .p256_key()
+        .is_some_and(|key| key.verify(tbs, signature).is_ok())
+}
+
+#[path = "cert_chain.rs"]
+mod chain;
+pub use chain::{IssuedBy, IssuingCa};
 
 #[cfg(test)]
 #[path = "cert_tests.rs"]

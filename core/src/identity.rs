@@ -71,9 +71,7 @@ impl Role {
             | Role::TrustListSigner
             | Role::Authority
             | Role::Gateway
-            | Role::IssuingCa => {
-                ScopeKind::Nation
-            }
+            | Role::IssuingCa => ScopeKind::Nation,
             Role::CityNode | Role::BadgeSigner | Role::Operator => ScopeKind::City,
             Role::Verifier => ScopeKind::Province,
         }

@@ -1,13 +1,13 @@
 //! A throw-away PKI for core's unit tests and benches: a national root, a
-//! trust-list signer and badge signers issued with rcgen at run time, and
-//! signed trust lists verified into [`CheckedTrustList`]s.
+//! trust-list signer, issuing CAs and badge signers issued with rcgen at run
+//! time, and signed trust lists verified into [`CheckedTrustList`]s.
 //!
 //! core may not depend on tessera-certs (which depends on core), so this
 //! builds the certificate profiles itself, as certs does: a P-256 root,
 //! P-256 keys for the TLS roles and Ed25519 keys for the signers, one
-//! `tessera:` SAN URI, every leaf issued directly by the root (ECDSA with
-//! SHA-256; rcgen's ring signer, so not deterministic, which no test here
-//! needs). It uses only
+//! `tessera:` SAN URI, leaves issued directly by the root or by an issuing
+//! CA ([`TestPki::issuing_ca`]; ECDSA with SHA-256; rcgen's ring signer, so
+//! not deterministic, which no test here needs). It uses only
 //! tessera_core's public API, so the benches include the same file with
 //! `#[path]`; the unit tests see it through `extern crate self as
 //! tessera_core`.
@@ -68,8 +68,12 @@ fn params(identity: Identity, not_before: i64, not_after: i64) -> CertificatePar
     params.serial_number = Some(SerialNumber::from_slice(&serial));
     params.subject_alt_names = vec![SanType::URI(identity.to_uri().try_into().unwrap())];
     if identity.role() == Role::Root {
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    } else if identity.role() == Role::IssuingCa {
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.use_authority_key_identifier_extension = true;
     } else {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -105,7 +109,29 @@ impl Leaf {
     }
 }
 
-/// The national root and the trust-list signer.
+/// An issuing CA: its certificate and entry, and the key that issues.
+pub struct TestCa {
+    issuer: Issuer<'static, KeyPair>,
+    /// Its certificate and entry (its key is `tls_key`).
+    pub leaf: Leaf,
+}
+
+impl TestCa {
+    /// Issues a leaf for `identity` under this issuing CA.
+    pub fn issue(&self, identity: Identity, not_before: i64, not_after: i64) -> Leaf {
+        issue(&self.issuer, identity, not_before, not_after)
+    }
+
+    /// Issues a badge signer for city `code`, valid from a day before
+    /// [`NOW`] for a year.
+    pub fn badge_signer(&self, code: u32) -> Leaf {
+        let city = CityCode::new(code).unwrap();
+        let identity = Identity::new(Role::BadgeSigner, Scope::City(city)).unwrap();
+        self.issue(identity, NOW - DAY, NOW + 365 * DAY)
+    }
+}
+
+/// The national root (path length 1) and the trust-list signer.
 pub struct TestPki {
     issuer: Issuer<'static, KeyPair>,
     anchor: TrustAnchor,
@@ -146,6 +172,24 @@ impl TestPki {
         let city = CityCode::new(code).unwrap();
         let identity = Identity::new(Role::BadgeSigner, Scope::City(city)).unwrap();
         self.issue(identity, NOW - DAY, NOW + 365 * DAY)
+    }
+
+    /// A new issuing CA issued by the root, valid from `not_before` to
+    /// `not_after`.
+    pub fn issuing_ca_between(&self, not_before: i64, not_after: i64) -> TestCa {
+        let identity = Identity::new(Role::IssuingCa, Scope::Nation).unwrap();
+        let leaf = issue(&self.issuer, identity, not_before, not_after);
+        let params = params(identity, not_before, not_after);
+        TestCa {
+            issuer: Issuer::new(params, rcgen_p256(&leaf.tls_key)),
+            leaf,
+        }
+    }
+
+    /// A new issuing CA issued by the root, valid from a year before
+    /// [`NOW`] for five years.
+    pub fn issuing_ca(&self) -> TestCa {
+        self.issuing_ca_between(NOW - 365 * DAY, NOW + 4 * 365 * DAY)
     }
 
     /// The trust-list signer.
@@ -199,10 +243,9 @@ fn issue(
     not_after: i64,
 ) -> Leaf {
     let (key, tls_key) = (key(), tls_key());
-    let subject = if identity.role().uses_tls() {
-        rcgen_p256(&tls_key)
-    } else {
-        rcgen_key(&key)
+    let subject = match identity.role() {
+        Role::BadgeSigner | Role::TrustListSigner => rcgen_key(&key),
+        _ => rcgen_p256(&tls_key),
     };
     let der = params(identity, not_before, not_after)
         .signed_by(&subject, issuer)

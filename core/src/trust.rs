@@ -1,10 +1,14 @@
 //! The trust list: verified once into a [`CheckedTrustList`] that later code
 //! queries without re-validating.
 //!
-//! A list is accepted only if its signer certificate was issued by the
-//! pinned national root and has the trust-list-signer role, the signature over
-//! the exact payload bytes holds, and every entry's certificate was issued by
-//! the root and agrees with the entry about role, code and validity.
+//! A list is accepted only if its signer certificate was issued directly by
+//! the pinned national root and has the trust-list-signer role, the
+//! signature over the exact payload bytes holds, and every entry's
+//! certificate was issued by the root or by an issuing CA that is itself an
+//! entry of the same list (anywhere in it), and agrees with the entry about
+//! role, code and validity. A revoked issuing CA revokes what it issued:
+//! [`CheckedTrustList::issuer_of`] and [`CheckedTrustList::chain_refusal`]
+//! say so to badge verification and to TLS.
 //!
 //! A trust-list signer is rotated by listing the old signer REVOKED in the
 //! first list the new one signs. A list whose own entries revoke its signer
@@ -18,7 +22,7 @@ use ed25519_dalek::{Signature, SigningKey};
 use prost::Message;
 use tessera_proto::v1 as pb;
 
-use crate::cert::{CertError, CertInfo, TrustAnchor};
+use crate::cert::{CertError, CertInfo, IssuedBy, IssuingCa, TrustAnchor};
 use crate::identity::Role;
 use crate::ids::{CityCode, KeyId};
 use crate::signing::{self, TRUST_LIST_CONTEXT};
@@ -197,6 +201,7 @@ pub enum EntryStatus {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedEntry {
     cert: CertInfo,
+    issuer: Option<KeyId>,
     der: Vec<u8>,
     name: String,
     endpoint: String,
@@ -211,6 +216,11 @@ impl CheckedEntry {
     /// The certificate DER.
     pub fn der(&self) -> &[u8] {
         &self.der
+    }
+    /// The key id of the issuing-CA entry that issued this certificate;
+    /// `None` when the root issued it directly.
+    pub fn issuer(&self) -> Option<KeyId> {
+        self.issuer
     }
     /// Display name.
     pub fn name(&self) -> &str {
@@ -257,6 +267,21 @@ pub struct CheckedTrustList {
     signer: CertInfo,
     payload: Vec<u8>,
     signed_bytes: Vec<u8>,
+    root: TrustAnchor,
+    issuing_cas: Vec<IssuingCa>,
+}
+
+/// Why a certificate chain that reached the root is refused by the list in
+/// force (TLS and per-request authorisation).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChainRefusal {
+    /// Issued by an issuing CA that the list lists REVOKED.
+    #[error("issued by revoked issuing CA {}", crate::cert::hex_string(.0))]
+    IssuerRevoked(Vec<u8>),
+    /// Issued by neither the root nor an issuing CA the list lists.
+    #[error("issued by an issuing CA that the trust list in force does not list")]
+    IssuerUnlisted,
 }
 
 impl CheckedTrustList {
@@ -304,11 +329,20 @@ impl CheckedTrustList {
         if now > list.sunset_at {
             return Err(TrustListError::Sunset(list.sunset_at));
         }
+        // E1: an entry's issuer may be any issuing-CA entry of the list, so
+        // those are read first; one that fails is refused at its own index
+        // below.
+        let issuing_cas: Vec<IssuingCa> = list
+            .entries
+            .iter()
+            .filter(|e| Role::from_proto(e.role) == Some(Role::IssuingCa))
+            .filter_map(|e| IssuingCa::from_der(&e.certificate_der, root).ok())
+            .collect();
         let mut entries = Vec::with_capacity(list.entries.len());
         let mut by_key_id = HashMap::with_capacity(list.entries.len());
         for (index, entry) in list.entries.into_iter().enumerate() {
-            let checked =
-                check_entry(entry, root).map_err(|error| TrustListError::Entry { index, error })?;
+            let checked = check_entry(entry, root, &issuing_cas)
+                .map_err(|error| TrustListError::Entry { index, error })?;
             let key_id = checked.cert.key_id();
             if by_key_id.insert(key_id, index).is_some() {
                 return Err(TrustListError::DuplicateKey(key_id));
@@ -336,6 +370,8 @@ impl CheckedTrustList {
             signer,
             payload: signed.payload,
             signed_bytes: bytes.to_vec(),
+            root: root.clone(),
+            issuing_cas,
         })
     }
 
@@ -439,10 +475,74 @@ impl CheckedTrustList {
         self.revoked_serials.contains(serial)
             || self.by_key_id(key_id).is_some_and(CheckedEntry::is_revoked)
     }
+
+    /// The issuing-CA entry that issued this entry's certificate; `None`
+    /// when the root issued it directly.
+    pub fn issuer_of(&self, entry: &CheckedEntry) -> Option<&CheckedEntry> {
+        entry.issuer.and_then(|key_id| self.by_key_id(&key_id))
+    }
+
+    /// The issuing CAs the list names, revoked ones included, checked
+    /// against the root: what a certificate of the federation may be
+    /// issued by besides the root.
+    pub fn issuing_ca_certs(&self) -> &[IssuingCa] {
+        &self.issuing_cas
+    }
+
+    /// The issuing-CA entries, in list order.
+    pub fn issuing_cas(&self) -> impl Iterator<Item = &CheckedEntry> {
+        self.entries
+            .iter()
+            .filter(|e| e.cert.identity().role() == Role::IssuingCa)
+    }
+
+    /// Whether the issuing CA with this certificate is listed and not
+    /// revoked.
+    pub fn issuing_ca_in_force(&self, der: &[u8]) -> bool {
+        self.by_key_id(&KeyId::of_certificate(der))
+            .is_some_and(|e| e.cert.identity().role() == Role::IssuingCa && !e.is_revoked())
+    }
+
+    /// Whether the issuing CA with this key id and serial (one that issued
+    /// a TLS peer's certificate, [`CertInfo::issuing_ca_among`]) is refused:
+    /// listed REVOKED, or not listed at all.
+    pub fn issuer_refusal(&self, key_id: &KeyId, serial: &[u8]) -> Option<ChainRefusal> {
+        match self.by_key_id(key_id) {
+            Some(e) if e.cert.identity().role() == Role::IssuingCa => e
+                .is_revoked()
+                .then(|| ChainRefusal::IssuerRevoked(serial.to_vec())),
+            _ => Some(ChainRefusal::IssuerUnlisted),
+        }
+    }
+
+    /// Whether a certificate that TLS has already chained to the root is
+    /// refused for its issuer: issued by an issuing CA this list lists
+    /// REVOKED, or by one it does not list. A certificate the root issued
+    /// directly passes (its own revocation is [`CheckedTrustList::is_revoked`]).
+    pub fn chain_refusal(&self, leaf_der: &[u8]) -> Option<ChainRefusal> {
+        match CertInfo::parse_issued_within(leaf_der, &self.root, &self.issuing_cas) {
+            Ok((_, IssuedBy::Root)) => None,
+            Ok((_, IssuedBy::IssuingCa(index))) => {
+                let ca = self.issuing_cas.get(index)?;
+                self.by_key_id(&ca.info().key_id())
+                    .filter(|e| e.is_revoked())
+                    .map(|_| ChainRefusal::IssuerRevoked(ca.info().serial().to_vec()))
+            }
+            Err(_) => Some(ChainRefusal::IssuerUnlisted),
+        }
+    }
 }
 
-fn check_entry(entry: pb::TrustEntry, root: &TrustAnchor) -> Result<CheckedEntry, EntryError> {
-    let cert = CertInfo::parse_issued_by(&entry.certificate_der, root)?;
+fn check_entry(
+    entry: pb::TrustEntry,
+    root: &TrustAnchor,
+    cas: &[IssuingCa],
+) -> Result<CheckedEntry, EntryError> {
+    let (cert, by) = CertInfo::parse_issued_within(&entry.certificate_der, root, cas)?;
+    let issuer = match by {
+        IssuedBy::Root => None,
+        IssuedBy::IssuingCa(index) => cas.get(index).map(|ca| ca.info().key_id()),
+    };
     let identity = cert.identity();
     if Role::from_proto(entry.role) != Some(identity.role()) {
         return Err(EntryError::RoleMismatch {
@@ -477,6 +577,7 @@ fn check_entry(entry: pb::TrustEntry, root: &TrustAnchor) -> Result<CheckedEntry
     };
     Ok(CheckedEntry {
         cert,
+        issuer,
         der: entry.certificate_der,
         name: entry.name,
         endpoint: entry.endpoint,

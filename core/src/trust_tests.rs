@@ -419,3 +419,132 @@ fn revocation_is_found_by_serial_for_unlisted_roles_and_by_key_id_for_entries() 
     // A revoked node is no city's node.
     assert!(list.city_node(city()).is_none());
 }
+
+#[test]
+fn e1_an_entry_may_be_issued_by_an_issuing_ca_listed_anywhere_in_the_list() {
+    let pki = TestPki::new();
+    let ca = pki.issuing_ca();
+    let badge = ca.badge_signer(CITY);
+    // The issuing CA after the entry it issued: still found.
+    let checked = check(
+        &pki,
+        &pki.list([badge.entry.clone(), ca.leaf.entry.clone()]),
+        NOW,
+    )
+    .unwrap();
+    let entry = checked.by_key_id(&badge.key_id()).unwrap();
+    assert_eq!(entry.issuer(), Some(ca.leaf.key_id()));
+    assert_eq!(
+        checked.issuer_of(entry).unwrap().cert().key_id(),
+        ca.leaf.key_id()
+    );
+    assert_eq!(checked.issuing_cas().count(), 1);
+    assert!(checked.issuing_ca_in_force(&ca.leaf.der));
+    // Without the issuing CA's entry the badge signer does not chain.
+    let err = check(&pki, &pki.list([badge.entry.clone()]), NOW).unwrap_err();
+    assert_eq!(err.reason(), "entry_certificate");
+    assert!(
+        matches!(err, TrustListError::Entry { index: 1, .. }),
+        "{err}"
+    );
+    // Another, listed issuing CA does not stand in for the one that issued it.
+    let other = pki.issuing_ca();
+    let err = check(
+        &pki,
+        &pki.list([other.leaf.entry.clone(), badge.entry.clone()]),
+        NOW,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, TrustListError::Entry { index: 2, .. }),
+        "{err}"
+    );
+    // An issuing CA listed under another role is a role mismatch.
+    let mut wrong = ca.leaf.entry.clone();
+    wrong.role = pb::Role::Gateway as i32;
+    wrong.endpoint = "127.0.0.1:1".into();
+    let err = check(&pki, &pki.list([wrong]), NOW).unwrap_err();
+    assert_eq!(err.reason(), "entry_role_mismatch");
+}
+
+#[test]
+fn e1_an_issuing_ca_issued_by_an_issuing_ca_is_refused_in_a_list() {
+    let pki = TestPki::new();
+    let ca = pki.issuing_ca();
+    let nested = ca.issue(
+        Identity::new(Role::IssuingCa, Scope::Nation).unwrap(),
+        NOW - DAY,
+        NOW + DAY,
+    );
+    let err = check(
+        &pki,
+        &pki.list([ca.leaf.entry.clone(), nested.entry.clone()]),
+        NOW,
+    )
+    .unwrap_err();
+    assert_eq!(err.reason(), "entry_certificate");
+    assert!(
+        matches!(err, TrustListError::Entry { index: 2, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn l3_a_trust_list_signer_issued_by_an_issuing_ca_is_untrusted() {
+    let pki = TestPki::new();
+    let ca = pki.issuing_ca();
+    let signer = ca.issue(
+        Identity::new(Role::TrustListSigner, Scope::Nation).unwrap(),
+        NOW - DAY,
+        NOW + DAY,
+    );
+    let list = pki.list([ca.leaf.entry.clone(), signer.entry.clone()]);
+    let bytes = sign_trust_list(&list, &signer.key, &signer.der).unwrap();
+    let err = CheckedTrustList::verify(&bytes, pki.anchor(), NOW).unwrap_err();
+    assert_eq!(err.reason(), "signer_untrusted");
+}
+
+#[test]
+fn a_chain_through_a_revoked_or_unlisted_issuing_ca_is_refused_and_a_root_issued_leaf_is_not() {
+    let pki = TestPki::new();
+    let ca = pki.issuing_ca();
+    let operator = ca.issue(
+        Identity::new(Role::Operator, Scope::City(city())).unwrap(),
+        NOW - DAY,
+        NOW + DAY,
+    );
+    let direct = leaf(&pki, Role::Operator);
+    let listed = check(&pki, &pki.list([ca.leaf.entry.clone()]), NOW).unwrap();
+    assert_eq!(listed.chain_refusal(&operator.der), None);
+    assert_eq!(listed.chain_refusal(&direct.der), None);
+    let mut revoked = ca.leaf.entry.clone();
+    revoked.status = pb::EntryStatus::Revoked as i32;
+    revoked.revoked_at = NOW - 5;
+    let revoking = check(&pki, &pki.list([revoked]), NOW).unwrap();
+    let refusal = revoking.chain_refusal(&operator.der).unwrap();
+    let serial = CertInfo::parse(&ca.leaf.der).unwrap().serial().to_vec();
+    assert_eq!(refusal, ChainRefusal::IssuerRevoked(serial));
+    assert!(
+        refusal
+            .to_string()
+            .starts_with("issued by revoked issuing CA ")
+    );
+    assert!(!revoking.issuing_ca_in_force(&ca.leaf.der));
+    assert_eq!(revoking.chain_refusal(&direct.der), None);
+    let unlisted = check(&pki, &pki.list([]), NOW).unwrap();
+    assert_eq!(
+        unlisted.chain_refusal(&operator.der),
+        Some(ChainRefusal::IssuerUnlisted)
+    );
+    assert!(!unlisted.issuing_ca_in_force(&ca.leaf.der));
+    let info = CertInfo::parse(&ca.leaf.der).unwrap();
+    assert_eq!(
+        unlisted.issuer_refusal(&info.key_id(), info.serial()),
+        Some(ChainRefusal::IssuerUnlisted)
+    );
+    assert_eq!(listed.issuer_refusal(&info.key_id(), info.serial()), None);
+    assert_eq!(
+        revoking.issuer_refusal(&info.key_id(), info.serial()),
+        Some(ChainRefusal::IssuerRevoked(info.serial().to_vec()))
+    );
+}

@@ -46,6 +46,15 @@ pub enum VerifyError {
     /// The signer has been revoked.
     #[error("badge signer {0} has been revoked")]
     SignerRevoked(KeyId),
+    /// The issuing CA that issued the signer's certificate has been revoked
+    /// (V10a).
+    #[error("badge signer {signer} was issued by the revoked issuing CA {issuer}")]
+    IssuerRevoked {
+        /// The signer's key id.
+        signer: KeyId,
+        /// The issuing CA's key id.
+        issuer: KeyId,
+    },
     /// The claims are unreadable (after a good signature).
     #[error(transparent)]
     Claims(ClaimsError),
@@ -110,6 +119,7 @@ impl VerifyError {
             VerifyError::WrongSignerRole { .. } => "wrong_signer_role",
             VerifyError::BadSignature => "bad_signature",
             VerifyError::SignerRevoked(_) => "signer_revoked",
+            VerifyError::IssuerRevoked { .. } => "issuer_revoked",
             VerifyError::IssuerMismatch { .. } => "issuer_mismatch",
             VerifyError::SignerNotValidAtIssue { .. } => "signer_not_valid_at_issue",
             VerifyError::NotYetValid { .. } => "not_yet_valid",
@@ -131,7 +141,9 @@ impl VerifyError {
             VerifyError::BadSignature
             | VerifyError::IssuerMismatch { .. }
             | VerifyError::SignerNotValidAtIssue { .. } => pb::Outcome::BadSignature,
-            VerifyError::SignerRevoked(_) => pb::Outcome::SignerRevoked,
+            VerifyError::SignerRevoked(_) | VerifyError::IssuerRevoked { .. } => {
+                pb::Outcome::SignerRevoked
+            }
             VerifyError::Expired { .. } => pb::Outcome::Expired,
             VerifyError::NotYetValid { .. } => pb::Outcome::NotYetValid,
         }
@@ -213,6 +225,7 @@ pub fn verify(
 pub(crate) struct Unverified<'t> {
     envelope: Envelope,
     entry: &'t CheckedEntry,
+    issuer: Option<&'t CheckedEntry>,
     key: &'t VerifyingKey,
     signer_city: CityCode,
 }
@@ -246,6 +259,7 @@ impl<'t> Unverified<'t> {
         Ok(Self {
             envelope,
             entry,
+            issuer: trust.issuer_of(entry),
             key,
             signer_city,
         })
@@ -283,12 +297,20 @@ impl<'t> Unverified<'t> {
         let Self {
             envelope,
             entry,
+            issuer,
             signer_city,
             ..
         } = self;
         let signer = entry.cert();
         if entry.is_revoked() {
             return Err(VerifyError::SignerRevoked(envelope.key_id));
+        }
+        // V10a: a revoked issuing CA revokes every signer it issued.
+        if let Some(issuer) = issuer.filter(|i| i.is_revoked()) {
+            return Err(VerifyError::IssuerRevoked {
+                signer: envelope.key_id,
+                issuer: issuer.cert().key_id(),
+            });
         }
         let claims = BadgeClaims::decode(&envelope.payload).map_err(|e| match e {
             ClaimsError::UnsupportedVersion(v) => VerifyError::UnsupportedVersion(v),
@@ -302,7 +324,11 @@ impl<'t> Unverified<'t> {
         }
         // A badge may not outlive the certificate that signed it: a leaked key
         // of an expired signer cannot mint badges valid for ever.
-        if !signer.valid_at(claims.issued_at) || claims.valid_until > signer.not_after() {
+        // V13 holds for the issuing CA's certificate too, if any.
+        let within = |cert: &crate::cert::CertInfo| {
+            cert.valid_at(claims.issued_at) && claims.valid_until <= cert.not_after()
+        };
+        if !within(signer) || issuer.is_some_and(|i| !within(i.cert())) {
             return Err(VerifyError::SignerNotValidAtIssue {
                 issued_at: claims.issued_at,
                 valid_until: claims.valid_until,

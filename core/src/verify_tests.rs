@@ -435,3 +435,72 @@ fn a_failures_verdict_carries_its_outcome_reason_and_message_and_nothing_else() 
     assert_eq!(v.issuer_city, 0);
     assert!(v.issuer_name.is_empty());
 }
+
+/// A PKI with an issuing CA, a badge signer of [`CITY`] it issued, and the
+/// list entry of the issuing CA.
+fn setup_with_issuing_ca() -> (TestPki, crate::test_pki::TestCa, Leaf) {
+    let pki = TestPki::new();
+    let ca = pki.issuing_ca();
+    let signer = ca.badge_signer(CITY);
+    (pki, ca, signer)
+}
+
+#[test]
+fn v10a_a_signer_issued_by_a_revoked_issuing_ca_is_signer_revoked_for_its_issuer() {
+    let (pki, ca, signer) = setup_with_issuing_ca();
+    let bytes = signer.badge_signer().sign(&claims(CITY, 1)).unwrap();
+    let active = pki.trust_list([ca.leaf.entry.clone(), signer.entry.clone()]);
+    assert!(verify(&bytes, &active, NOW).is_ok());
+    let mut revoked = ca.leaf.entry.clone();
+    revoked.status = pb::EntryStatus::Revoked as i32;
+    revoked.revoked_at = NOW - 5;
+    let list = pki.trust_list([revoked, signer.entry.clone()]);
+    let err = verify(&bytes, &list, NOW).unwrap_err();
+    assert_row(&err, "issuer_revoked", pb::Outcome::SignerRevoked);
+    assert_eq!(
+        err,
+        VerifyError::IssuerRevoked {
+            signer: signer.key_id(),
+            issuer: ca.leaf.key_id(),
+        }
+    );
+    // V10 runs first: a revoked signer under a revoked CA is signer_revoked.
+    let mut both = signer.entry.clone();
+    both.status = pb::EntryStatus::Revoked as i32;
+    let mut ca_revoked = ca.leaf.entry.clone();
+    ca_revoked.status = pb::EntryStatus::Revoked as i32;
+    let list = pki.trust_list([ca_revoked, both]);
+    assert_eq!(
+        verify(&bytes, &list, NOW).unwrap_err().reason(),
+        "signer_revoked"
+    );
+    // V10a comes after the signature: a forged badge is still bad_signature.
+    let forger = Leaf {
+        key: SigningKey::from_bytes(&[7; 32]),
+        ..signer
+    };
+    let list = pki.trust_list([revoked_entry(&ca.leaf), forger.entry.clone()]);
+    let err = verify(&badge(&forger, NOW, NOW + DAY), &list, NOW).unwrap_err();
+    assert_eq!(err.reason(), "bad_signature");
+}
+
+fn revoked_entry(leaf: &Leaf) -> pb::TrustEntry {
+    let mut e = leaf.entry.clone();
+    e.status = pb::EntryStatus::Revoked as i32;
+    e
+}
+
+#[test]
+fn v13_the_badge_window_lies_within_the_issuing_cas_validity_too() {
+    let pki = TestPki::new();
+    // An issuing CA that ends an hour after NOW, a signer valid a year.
+    let ca = pki.issuing_ca_between(NOW - DAY, NOW + 3600);
+    let signer = ca.badge_signer(CITY);
+    let list = pki.trust_list([ca.leaf.entry.clone(), signer.entry.clone()]);
+    assert!(verify(&badge(&signer, NOW, NOW + 3600), &list, NOW).is_ok());
+    let err = verify(&badge(&signer, NOW, NOW + 3601), &list, NOW).unwrap_err();
+    assert_row(&err, "signer_not_valid_at_issue", pb::Outcome::BadSignature);
+    // Issued before the issuing CA's validity began.
+    let err = verify(&badge(&signer, NOW - DAY - 1, NOW), &list, NOW).unwrap_err();
+    assert_row(&err, "signer_not_valid_at_issue", pb::Outcome::BadSignature);
+}

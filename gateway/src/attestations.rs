@@ -50,6 +50,18 @@ pub enum SubmitError {
     Storage(#[from] sled::Error),
 }
 
+/// Verifies an attestation up to the root, its node certificate issued by
+/// the root or by an issuing CA of the list in force.
+fn verify(
+    signed: &[u8],
+    trust: &TrustState,
+    now: i64,
+) -> Result<VerifiedAttestation, AttestationError> {
+    let list = trust.current();
+    let cas = list.as_ref().map_or(&[][..], |l| l.issuing_ca_certs());
+    attestation::verify_attestation_within(signed, trust.root(), cas, now)
+}
+
 impl SubmitError {
     /// Whether the attestation was refused because the disk is full.
     pub fn is_disk_full(&self) -> bool {
@@ -93,7 +105,7 @@ impl Attestations {
         trust: &TrustState,
         now: i64,
     ) -> Result<VerifiedAttestation, SubmitError> {
-        let verified = attestation::verify_attestation(signed, trust.root(), now)?;
+        let verified = verify(signed, trust, now)?;
         if caller.role() != tessera_core::Role::CityNode || caller.city() != Some(verified.city()) {
             return Err(SubmitError::NotTheCaller {
                 attested: verified.city(),
@@ -124,7 +136,7 @@ impl Attestations {
         trust: &TrustState,
         now: i64,
     ) -> Result<bool, SubmitError> {
-        let verified = attestation::verify_attestation(signed, trust.root(), now)?;
+        let verified = verify(signed, trust, now)?;
         if trust.is_revoked(verified.signer()) {
             return Err(SubmitError::SignerRevoked);
         }

@@ -222,20 +222,33 @@ impl Gateway for GatewayService {
         let mut last = request.get_ref().known_sequence;
         let expiry = peer.clone();
         let stream = WatchStream::new(self.registry.subscribe())
-            .filter_map(move |list| {
-                let item = match list {
-                    // A watcher revoked by a new list gets no more lists.
-                    Some(list) if list.revokes(&peer.serial, &peer.key_id) => Some(Err(
-                        Status::permission_denied("client certificate has been revoked"),
-                    )),
-                    Some(list) if list.sequence() > last => {
-                        last = list.sequence();
-                        Some(signed(&list))
-                    }
-                    _ => None,
+            .map(move |list| {
+                let items = match list {
+                    // A watcher revoked by a new list gets no more lists. One
+                    // refused for its issuing CA gets that list first: it is
+                    // what lets the party take up its certificate re-certified
+                    // by the new issuing CA (rotate-issuing-ca), which its
+                    // reload waits for, and the list is public anyway.
+                    Some(list) => match tessera_runtime::authz::refused_by(&list, &peer) {
+                        Some(status)
+                            if list.sequence() > last
+                                && !list.revokes(&peer.serial, &peer.key_id) =>
+                        {
+                            last = list.sequence();
+                            vec![signed(&list), Err(status)]
+                        }
+                        Some(status) => vec![Err(status)],
+                        None if list.sequence() > last => {
+                            last = list.sequence();
+                            vec![signed(&list)]
+                        }
+                        None => vec![],
+                    },
+                    None => vec![],
                 };
-                std::future::ready(item)
+                futures::stream::iter(items)
             })
+            .flatten()
             .scan(false, end_after_error);
         let mut stopping = self.stopping.clone();
         let stop = async move {
@@ -273,12 +286,12 @@ impl Gateway for GatewayService {
             .map(move |items| {
                 let verifier = Arc::clone(&verifier);
                 // Revocation applies to each badge of an open stream too.
-                let revoked = trust.revokes(&peer.serial, &peer.key_id);
+                let revoked = trust
+                    .current()
+                    .and_then(|list| tessera_runtime::authz::refused_by(&list, &peer));
                 async move {
-                    if revoked {
-                        return vec![Err(Status::permission_denied(
-                            "client certificate has been revoked",
-                        ))];
+                    if let Some(status) = revoked {
+                        return vec![Err(status)];
                     }
                     let mut requests = Vec::with_capacity(items.len());
                     let mut failed = None;

@@ -89,9 +89,10 @@ pub(crate) fn load(
         let signed = policy_doc::decode_signed(&bytes).map_err(refused)?;
         let kept_path = path.with_extension("crt");
         let kept = if kept_path.exists() {
-            let der = keys::read_cert(&kept_path)?;
+            // The signer's certificate, then the issuing CA's if it issued it.
+            let certs = keys::read_certs(&kept_path)?;
             Some(
-                tessera_core::CertInfo::parse_issued_by(&der, trust.root())
+                tessera_core::CertInfo::parse_with_chain(&certs[0], &certs[1..], trust.root())
                     .map_err(|e| StartError::Signer(SignError::Certificate(e)))?,
             )
         } else {
@@ -160,12 +161,17 @@ pub(crate) fn load(
         tessera_certs::files::private_dir(&dir)?;
         let path = dir.join(format!("policy-v{}.signed", configured.version()));
         keys::write_new_file(&path, &policy.to_bytes(), true)?;
-        // Its signer's certificate, to verify it after a rotation.
-        keys::write_new_file(
-            &path.with_extension("crt"),
-            keys::cert_to_pem(signer_der).as_bytes(),
-            true,
-        )?;
+        // Its signer's certificate, to verify it after a rotation, with the
+        // chain after it in the signer's certificate file (the issuing CA's).
+        let mut kept = keys::cert_to_pem(signer_der);
+        if let Ok(certs) = keys::read_certs(&settings.signer_certificate)
+            && certs.first().map(Vec::as_slice) == Some(signer_der)
+        {
+            for der in &certs[1..] {
+                kept.push_str(&keys::cert_to_pem(der));
+            }
+        }
+        keys::write_new_file(&path.with_extension("crt"), kept.as_bytes(), true)?;
         std::fs::File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(io(format!("syncing {}", dir.display())))?;
@@ -252,9 +258,11 @@ pub fn version_in_force(
         .iter()
         .filter_map(|path| {
             let signed = policy_doc::decode_signed(&std::fs::read(path).ok()?).ok()?;
-            let kept = keys::read_cert(&path.with_extension("crt"))
+            let kept = keys::read_certs(&path.with_extension("crt"))
                 .ok()
-                .and_then(|der| tessera_core::CertInfo::parse_issued_by(&der, root).ok());
+                .and_then(|certs| {
+                    tessera_core::CertInfo::parse_with_chain(&certs[0], &certs[1..], root).ok()
+                });
             let verified = match &signer_cert {
                 Some(cert) => verify_held(&signed, cert, kept.as_ref(), list),
                 None => match &kept {

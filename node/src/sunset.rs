@@ -160,14 +160,20 @@ struct Attester {
     key: keys::TlsKey,
     der: Vec<u8>,
     root: TrustAnchor,
+    /// The issuing CA of the node's certificate, if one issued it.
+    cas: Vec<tessera_core::cert::IssuingCa>,
 }
 
 fn attester(settings: &NodeSettings, now: i64) -> Result<Attester, SunsetError> {
     let cannot = |e: String| SunsetError::CannotAttest(e);
     let root = keys::read_root(&settings.root).map_err(|e| cannot(e.to_string()))?;
-    let der = keys::read_cert(&settings.tls_certificate).map_err(|e| cannot(e.to_string()))?;
+    // The node's certificate, then the issuing CA's if it issued it.
+    let mut certs =
+        keys::read_certs(&settings.tls_certificate).map_err(|e| cannot(e.to_string()))?;
     let key = keys::read_tls_key(&settings.tls_key).map_err(|e| cannot(e.to_string()))?;
-    let cert = CertInfo::parse_issued_by(&der, &root)
+    let chain = certs.split_off(1);
+    let der = certs.swap_remove(0);
+    let cert = CertInfo::parse_with_chain(&der, &chain, &root)
         .map_err(|e| cannot(format!("node certificate: {e}")))?;
     if cert.identity().role() != Role::CityNode || cert.identity().city() != Some(settings.city) {
         return Err(cannot(format!(
@@ -183,7 +189,16 @@ fn attester(settings: &NodeSettings, now: i64) -> Result<Attester, SunsetError> 
             cert.not_after()
         )));
     }
-    let attester = Attester { key, der, root };
+    let cas = chain
+        .iter()
+        .filter_map(|c| tessera_core::cert::IssuingCa::from_der(c, &root).ok())
+        .collect();
+    let attester = Attester {
+        key,
+        der,
+        root,
+        cas,
+    };
     // A trial signature, verified as the authority will, proves the whole
     // path before anything is gone.
     let trial = attestation::sign_attestation(
@@ -195,7 +210,7 @@ fn attester(settings: &NodeSettings, now: i64) -> Result<Attester, SunsetError> 
         &attester.der,
     )
     .map_err(|e| cannot(e.to_string()))?;
-    attestation::verify_attestation(&trial, &attester.root, now)
+    attestation::verify_attestation_within(&trial, &attester.root, &attester.cas, now)
         .map_err(|e| cannot(e.to_string()))?;
     Ok(attester)
 }
@@ -404,8 +419,13 @@ pub fn destroy_until(
     let attester = attester(settings, unix_now())?;
     let done = settings.data_dir.join(DONE);
     if let Ok(signed) = std::fs::read(&done) {
-        let verified = attestation::verify_attestation(&signed, &attester.root, unix_now())
-            .map_err(|e| SunsetError::Marker(format!("{}: {e}", done.display())))?;
+        let verified = attestation::verify_attestation_within(
+            &signed,
+            &attester.root,
+            &attester.cas,
+            unix_now(),
+        )
+        .map_err(|e| SunsetError::Marker(format!("{}: {e}", done.display())))?;
         let claims = verified.claims().clone();
         let file = attestation_file(settings, &claims);
         if !file.exists() {

@@ -61,18 +61,25 @@ pub(crate) fn watch_badge_signer(loaded: &Loaded) -> Watched {
     let trust = Arc::clone(&loaded.trust);
     let gated = loaded.settings.gateway.is_some();
     let reload_secs = loaded.settings.reload.as_secs();
-    let apply = Box::new(move |der: Vec<u8>, key| {
-        if tessera_core::KeyId::of_certificate(&der) == city.signer().key_id() {
+    let apply = Box::new(move |certs: Vec<Vec<u8>>, key| {
+        let Some((der, chain)) = certs.split_first() else {
+            return Outcome::Refused("no certificate in the file".into());
+        };
+        if tessera_core::KeyId::of_certificate(der) == city.signer().key_id() {
             return Outcome::Unchanged;
         }
-        let info = match tessera_core::CertInfo::parse_issued_by(&der, trust.root()) {
+        let info = match tessera_core::CertInfo::parse_with_chain(der, chain, trust.root()) {
             Ok(info) => info,
-            Err(e) => return Outcome::Refused(format!("not issued by the root: {e}")),
+            Err(e) => {
+                return Outcome::Refused(format!(
+                    "not issued by the root or the issuing CA after it: {e}"
+                ));
+            }
         };
         if !info.valid_at(unix_now()) {
             return Outcome::Refused("the certificate is not valid now".into());
         }
-        let signer = match BadgeSigner::new(key, &der) {
+        let signer = match BadgeSigner::new(key, der) {
             Ok(signer) => signer,
             Err(e) => return Outcome::Refused(e.to_string()),
         };

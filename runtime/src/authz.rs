@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tessera_core::{CityCode, Identity, Role};
+use tessera_core::{CheckedTrustList, CityCode, Identity, Role};
 use tonic::Status;
 use tower::{Layer, Service};
 
@@ -111,15 +111,31 @@ pub fn peer_from_extensions(
     let peer = info
         .peer()
         .map_err(|e| Status::unauthenticated(e.to_string()))?;
-    if trust.revokes(&peer.serial, &peer.key_id) {
-        return Err(Status::permission_denied(
-            "client certificate has been revoked",
-        ));
+    if let Some(list) = trust.current()
+        && let Some(status) = refused_by(&list, peer)
+    {
+        return Err(status);
     }
     if expired(peer) {
         return Err(expired_status());
     }
     Ok(peer.clone())
+}
+
+/// Why `list` refuses a caller, as the status its call gets: its
+/// certificate revoked ("client certificate has been revoked"), or issued by
+/// an issuing CA the list lists REVOKED or does not list ("client
+/// certificate issued by revoked issuing CA <serial>"). For a caller
+/// admitted earlier too, on a long-lived stream.
+pub fn refused_by(list: &CheckedTrustList, peer: &PeerIdentity) -> Option<Status> {
+    if list.revokes(&peer.serial, &peer.key_id) {
+        return Some(Status::permission_denied(
+            "client certificate has been revoked",
+        ));
+    }
+    let issuer = peer.issuer.as_ref()?;
+    list.issuer_refusal(&issuer.key_id, &issuer.serial)
+        .map(|refusal| Status::permission_denied(format!("client certificate {refusal}")))
 }
 
 /// Whether the caller's certificate has expired (it was valid at the

@@ -145,15 +145,24 @@ impl PeerConnectInfo {
     /// Parses the leaf of `certs`, the chain rustls verified.
     pub(crate) fn read(remote: Option<SocketAddr>, certs: Option<&[CertificateDer<'_>]>) -> Self {
         let peer = certs
-            .and_then(<[_]>::first)
+            .and_then(|certs| certs.split_first())
             .ok_or(PeerError::NoCertificate)
-            .and_then(|leaf| CertInfo::parse(leaf).map_err(|_| PeerError::NotTessera))
-            .map(|cert| PeerIdentity {
+            .and_then(|(leaf, chain)| {
+                let cert = CertInfo::parse(leaf).map_err(|_| PeerError::NotTessera)?;
+                let issuer =
+                    CertInfo::issuing_ca_among(leaf, chain).map(|ca| crate::peer::PeerIssuer {
+                        key_id: ca.key_id(),
+                        serial: ca.serial().to_vec(),
+                    });
+                Ok((cert, issuer))
+            })
+            .map(|(cert, issuer)| PeerIdentity {
                 identity: cert.identity(),
                 serial: cert.serial().to_vec(),
                 key_id: cert.key_id(),
                 not_after: cert.not_after(),
                 remote,
+                issuer,
             });
         if let Err(e) = &peer {
             tracing::info!(?remote, error = %e, "connection's peer cannot be admitted");

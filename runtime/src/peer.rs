@@ -72,6 +72,20 @@ pub struct PeerIdentity {
     pub not_after: i64,
     /// Remote address, when known.
     pub remote: Option<SocketAddr>,
+    /// The issuing CA that issued the certificate, found among the
+    /// intermediates the peer presented; `None` when the root issued it
+    /// directly. Refused per call once the list in force revokes or does
+    /// not list it ([`crate::authz::refused_by`]).
+    pub issuer: Option<PeerIssuer>,
+}
+
+/// The issuing CA of a peer's certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIssuer {
+    /// Key id of the issuing CA's certificate.
+    pub key_id: KeyId,
+    /// Its serial, DER integer content bytes.
+    pub serial: Vec<u8>,
 }
 
 impl PeerIdentity {

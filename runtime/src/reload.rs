@@ -45,8 +45,10 @@ pub enum Outcome {
     Refused(String),
 }
 
-/// Applies a new certificate (DER) and key, or says why not.
-pub type Apply<K> = Box<dyn Fn(Vec<u8>, K) -> Outcome + Send + Sync>;
+/// Applies a new certificate and key, or says why not: the certificates
+/// of the certificate file (DER), the certificate first, then its chain
+/// (the issuing CA's certificate, if it issued it).
+pub type Apply<K> = Box<dyn Fn(Vec<Vec<u8>>, K) -> Outcome + Send + Sync>;
 
 /// A key type a watched pair holds, read from its PEM file.
 pub trait KeyFile: Sized + 'static {
@@ -103,9 +105,9 @@ impl Watched {
     ) -> Self {
         let apply: ReadApply = Box::new(move |cert, cert_path, key, key_path| {
             let parsed = keys::certs_from_pem(cert, cert_path)
-                .and_then(|mut certs| Ok((certs.swap_remove(0), K::from_pem(key, key_path)?)));
+                .and_then(|certs| Ok((certs, K::from_pem(key, key_path)?)));
             match parsed {
-                Ok((der, key)) => apply(der, key),
+                Ok((certs, key)) => apply(certs, key),
                 Err(e) => Outcome::Refused(e.to_string()),
             }
         });
@@ -125,19 +127,47 @@ impl Watched {
     /// use names (the configured endpoint); then the next handshakes
     /// present it.
     pub fn tls(identity: TlsIdentity, trust: Arc<TrustState>, cert: PathBuf, key: PathBuf) -> Self {
-        let apply = Box::new(move |der: Vec<u8>, key: TlsKey| {
-            if der == identity.certificate_der() {
+        let apply = Box::new(move |certs: Vec<Vec<u8>>, key: TlsKey| {
+            let (der, chain) = match certs.split_first() {
+                Some((der, chain)) => (der.clone(), chain.to_vec()),
+                None => return Outcome::Refused("no certificate in the file".into()),
+            };
+            if der == identity.certificate_der() && chain == identity.chain_der() {
                 return Outcome::Unchanged;
             }
-            let info = match CertInfo::parse_issued_by(&der, trust.root()) {
+            let info = match CertInfo::parse_with_chain(&der, &chain, trust.root()) {
                 Ok(info) => info,
-                Err(e) => return Outcome::Refused(format!("not issued by the root: {e}")),
+                Err(e) => {
+                    return Outcome::Refused(format!(
+                        "not issued by the root or the issuing CA after it: {e}"
+                    ));
+                }
             };
             if !info.valid_at(unix_now()) {
                 return Outcome::Refused("the certificate is not valid now".into());
             }
             if trust.is_revoked(&info) {
                 return Outcome::Refused("the trust list in force revokes it".into());
+            }
+            if let Some(list) = trust.current()
+                && let Some(ca) = CertInfo::issuing_ca_among(&der, &chain)
+            {
+                match list.issuer_refusal(&ca.key_id(), ca.serial()) {
+                    Some(refusal @ tessera_core::trust::ChainRefusal::IssuerRevoked(_)) => {
+                        return Outcome::Refused(format!(
+                            "the trust list in force refuses it: {refusal}"
+                        ));
+                    }
+                    // A new issuing CA (rotate-issuing-ca) reaches the
+                    // files before the list that carries it: asked again
+                    // at every look until that list is in force.
+                    Some(refusal) => {
+                        return Outcome::Wait(format!(
+                            "{refusal}: waiting for a trust list that carries it"
+                        ));
+                    }
+                    None => {}
+                }
             }
             // The names of the certificate in use are the endpoint this
             // server was enrolled for, the one its peers dial.
@@ -155,7 +185,7 @@ impl Watched {
                 ));
             }
             let old = identity.serial_hex();
-            match identity.replace(der, &key) {
+            match identity.replace_chain(certs, &key) {
                 Ok(true) => Outcome::Applied(format!(
                     "serial {old} -> {}, valid until {}",
                     identity.serial_hex(),
@@ -452,5 +482,54 @@ mod tests {
         );
         assert!(matches!(outcome, Outcome::Applied(_)), "{outcome:?}");
         assert_eq!(server.serial_hex(), r.new.serial);
+    }
+
+    #[test]
+    fn a_certificate_from_a_new_issuing_ca_waits_for_the_list_that_carries_it() {
+        tls::install_default_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let now = unix_now();
+        let options = InitOptions {
+            name: "Reload test".into(),
+            sunset_at: now + 700 * DAY,
+        };
+        let mut authority = AuthorityDir::init(&dir.path().join("ca"), &options, now).unwrap();
+        let gw = authority
+            .enrol_gateway("gw", "gw.example.org:7000", now)
+            .unwrap();
+        let root = TrustAnchor::from_der(authority.root_der()).unwrap();
+        let trust = Arc::new(TrustState::new(root.clone()).unwrap());
+        let (_, list) = authority.publish(now, DAY).unwrap();
+        trust.update(&list, now).unwrap();
+        let (cert, key) = (gw.dir.join("gateway.crt"), gw.dir.join("gateway.key"));
+        let server = TlsIdentity::from_files(&cert, &key).unwrap();
+        assert_eq!(server.chain_der().len(), 1, "presents the issuing CA");
+        let files = watched(&server, &trust, &gw.dir, "gateway");
+        let apply = |files: &Watched| {
+            (files.apply)(
+                &std::fs::read(&cert).unwrap(),
+                &cert,
+                &std::fs::read(&key).unwrap(),
+                &key,
+            )
+        };
+
+        // Certified again by a new issuing CA that the list in force does
+        // not carry yet: kept waiting, asked again at every look.
+        authority.rotate_issuing_ca(true, now).unwrap();
+        match apply(&files) {
+            Outcome::Wait(why) => assert!(why.contains("does not list"), "{why}"),
+            other => panic!("expected to wait, got {other:?}"),
+        }
+        // The list that carries it (and revokes the old one): used.
+        let (_, list) = authority.publish(now + 1, DAY).unwrap();
+        trust.update(&list, now + 1).unwrap();
+        assert!(matches!(apply(&files), Outcome::Applied(_)));
+        // It presents the new certificate and the new issuing CA after it.
+        assert_eq!(server.certificate_der(), keys::read_cert(&cert).unwrap());
+        assert_eq!(
+            server.chain_der(),
+            keys::read_certs(&cert).unwrap()[1..].to_vec()
+        );
     }
 }

@@ -1,11 +1,17 @@
 //! Which peers may connect: rustls configurations for mutual TLS.
 //!
-//! Both sides present a certificate issued by the national root. On top of
+//! Both sides present a certificate issued by the national root, directly
+//! or through an issuing CA, followed by the rest of its chain (the issuing
+//! CA's certificate, from the same certificate file). rustls' WebPKI builds
+//! the path to the pinned root from the intermediates presented. On top of
 //! rustls' own chain, validity and name checks, every handshake also checks
 //! the peer's tessera role (it must be a TLS role with the right extended key
 //! usage, and on the client side the role the caller expects) and refuses a
-//! certificate that the current trust list revokes. The trust list is read
-//! afresh at every handshake, so a new list applies to the next connection.
+//! certificate that the current trust list revokes, or whose issuing CA it
+//! lists REVOKED or does not list, exactly as a revoked certificate. The
+//! trust list is read afresh at every handshake, so a new list applies to
+//! the next connection; before any list is installed, only the chain to the
+//! root is checked.
 //!
 //! TLS 1.3 only, ALPN `h2`, ring as the crypto provider. Every TLS
 //! certificate and the root carry ECDSA P-256 keys (see [`tessera_certs::keys`]),
@@ -152,6 +158,23 @@ impl TrustState {
     pub fn is_revoked(&self, cert: &CertInfo) -> bool {
         self.current().is_some_and(|list| list.is_revoked(cert))
     }
+
+    /// Whether the current list refuses `cert` or the issuing CA (among
+    /// `chain`) that issued it: what a revoked certificate gets.
+    fn refuses_chain(&self, cert: &CertInfo, leaf: &[u8], chain: &[CertificateDer<'_>]) -> bool {
+        let Some(list) = self.current() else {
+            return false;
+        };
+        if list.is_revoked(cert) {
+            return true;
+        }
+        let refusal = CertInfo::issuing_ca_among(leaf, chain)
+            .and_then(|ca| list.issuer_refusal(&ca.key_id(), ca.serial()));
+        if let Some(refusal) = &refusal {
+            tracing::info!(peer = %cert.identity(), %refusal, "peer certificate refused");
+        }
+        refusal.is_some()
+    }
 }
 
 /// A certificate and its private key, for one side of a TLS connection.
@@ -171,6 +194,7 @@ pub struct TlsIdentity {
 struct Presented {
     certified: Arc<CertifiedKey>,
     der: Vec<u8>,
+    chain: Vec<Vec<u8>>,
     serial: Vec<u8>,
     not_after: i64,
 }
@@ -185,7 +209,14 @@ impl std::fmt::Debug for TlsIdentity {
     }
 }
 
-fn present(cert_der: Vec<u8>, key: &TlsKey) -> Result<(Identity, Presented), TlsError> {
+/// Binds `key` to the first of `certs` (the certificate; the rest is its
+/// chain, presented after it).
+fn present(certs: Vec<Vec<u8>>, key: &TlsKey) -> Result<(Identity, Presented), TlsError> {
+    let mut certs = certs.into_iter();
+    let cert_der = certs
+        .next()
+        .ok_or_else(|| tessera_core::cert::CertError::Malformed("no certificate".into()))?;
+    let chain: Vec<Vec<u8>> = certs.collect();
     let info = CertInfo::parse(&cert_der)?;
     let role = info.identity().role();
     if !role.uses_tls() {
@@ -198,7 +229,11 @@ fn present(cert_der: Vec<u8>, key: &TlsKey) -> Result<(Identity, Presented), Tls
     let signing = provider()
         .key_provider
         .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der)))?;
-    let certified = CertifiedKey::new(vec![CertificateDer::from(cert_der.clone())], signing);
+    let presented = std::iter::once(cert_der.clone())
+        .chain(chain.iter().cloned())
+        .map(CertificateDer::from)
+        .collect();
+    let certified = CertifiedKey::new(presented, signing);
     Ok((
         info.identity(),
         Presented {
@@ -206,6 +241,7 @@ fn present(cert_der: Vec<u8>, key: &TlsKey) -> Result<(Identity, Presented), Tls
             serial: info.serial().to_vec(),
             not_after: info.not_after(),
             der: cert_der,
+            chain,
         },
     ))
 }
@@ -214,18 +250,25 @@ impl TlsIdentity {
     /// Binds a key to its certificate, checking the role may use TLS and the
     /// key matches.
     pub fn new(cert_der: Vec<u8>, key: &TlsKey) -> Result<Self, TlsError> {
-        let (identity, presented) = present(cert_der, key)?;
+        Self::with_chain(vec![cert_der], key)
+    }
+
+    /// Binds a key to the first of `certs`, which the rest follow in every
+    /// handshake (its chain: the issuing CA's certificate).
+    pub fn with_chain(certs: Vec<Vec<u8>>, key: &TlsKey) -> Result<Self, TlsError> {
+        let (identity, presented) = present(certs, key)?;
         Ok(Self {
             identity,
             current: Arc::new(ArcSwap::from_pointee(presented)),
         })
     }
 
-    /// Loads a certificate PEM file and a key PEM file.
+    /// Loads a certificate PEM file (the certificate, then its chain) and a
+    /// key PEM file.
     pub fn from_files(cert: &std::path::Path, key: &std::path::Path) -> Result<Self, TlsError> {
-        let der = keys::read_cert(cert)?;
+        let certs = keys::read_certs(cert)?;
         let key = keys::read_tls_key(key)?;
-        Self::new(der, &key)
+        Self::with_chain(certs, &key)
     }
 
     /// Presents `cert_der` and `key` from the next handshake on, in every
@@ -233,10 +276,19 @@ impl TlsIdentity {
     /// not another party's certificate), and the key must match it. Returns
     /// whether anything changed (false: the same certificate).
     pub fn replace(&self, cert_der: Vec<u8>, key: &TlsKey) -> Result<bool, TlsError> {
-        if cert_der == self.current.load().der {
+        self.replace_chain(vec![cert_der], key)
+    }
+
+    /// [`TlsIdentity::replace`] with the certificate's chain after it.
+    pub fn replace_chain(&self, certs: Vec<Vec<u8>>, key: &TlsKey) -> Result<bool, TlsError> {
+        let unchanged = {
+            let now = self.current.load();
+            certs.first() == Some(&now.der) && certs.get(1..) == Some(now.chain.as_slice())
+        };
+        if unchanged {
             return Ok(false);
         }
-        let (identity, presented) = present(cert_der, key)?;
+        let (identity, presented) = present(certs, key)?;
         if identity != self.identity {
             return Err(TlsError::IdentityChanged {
                 held: self.identity.to_uri(),
@@ -265,6 +317,12 @@ impl TlsIdentity {
     /// The DER of the certificate presented now.
     pub fn certificate_der(&self) -> Vec<u8> {
         self.current.load().der.clone()
+    }
+
+    /// The chain presented after the certificate (the issuing CA's
+    /// certificate; empty for a certificate the root issued).
+    pub fn chain_der(&self) -> Vec<Vec<u8>> {
+        self.current.load().chain.clone()
     }
 
     fn resolver(&self) -> Arc<Resolver> {
@@ -306,6 +364,7 @@ fn other(msg: &str) -> Error {
 /// Checks what rustls does not know about: the tessera role and revocation.
 fn check_peer(
     end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
     trust: &TrustState,
     client: bool,
     expected: Option<Role>,
@@ -326,7 +385,7 @@ fn check_peer(
     {
         return Err(other(&format!("peer is a {role}, expected a {expected}")));
     }
-    if trust.is_revoked(&info) {
+    if trust.refuses_chain(&info, end_entity, intermediates) {
         return Err(Error::InvalidCertificate(CertificateError::Revoked));
     }
     Ok(())
@@ -352,7 +411,7 @@ impl ClientCertVerifier for ClientVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        check_peer(end_entity, &self.trust, true, None)?;
+        check_peer(end_entity, intermediates, &self.trust, true, None)?;
         Ok(verified)
     }
 
@@ -403,7 +462,13 @@ impl ServerCertVerifier for ServerVerifier {
             ocsp_response,
             now,
         )?;
-        check_peer(end_entity, &self.trust, false, Some(self.expected))?;
+        check_peer(
+            end_entity,
+            intermediates,
+            &self.trust,
+            false,
+            Some(self.expected),
+        )?;
         if let Some(city) = self.city {
             let info = CertInfo::parse(end_entity).map_err(|e| other(&e.to_string()))?;
             if info.identity().city() != Some(city) {

@@ -447,3 +447,6 @@ fn the_server_verifier_refuses_a_server_of_a_foreign_root() {
         Error::InvalidCertificate(CertificateError::BadSignature)
     );
 }
+
+#[path = "tls_chain_tests.rs"]
+mod chain;

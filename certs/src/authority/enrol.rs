@@ -66,7 +66,7 @@ impl AuthorityDir {
         {
             return Err(AuthorityError::DuplicateCity(code));
         }
-        self.load_root()?;
+        self.load_issuer_for(Role::CityNode)?;
         let dir = unused_dir(&self.dir.join("cities").join(code.to_string()));
         let journal = journal::Journal::new(
             &self.dir,
@@ -136,7 +136,7 @@ impl AuthorityDir {
         } else {
             format!("{code:06}-{}", slug(&name))
         };
-        self.load_root()?;
+        self.load_issuer_for(identity.role())?;
         let dir = unused_dir(&self.dir.join(kind).join(base));
         let command = format!("enrol-{}", kind.trim_end_matches('s'));
         let journal =
@@ -330,14 +330,14 @@ mod tests {
             signer_cert.public_key(),
             &PublicKey::Ed25519(signer.verifying_key())
         );
-        assert_eq!(a.registry().enrolments.len(), 4);
+        assert_eq!(a.registry().enrolments.len(), 5);
 
         // The authority cannot make the city a new key.
         let err = a.renew(&RenewTarget::City(code), NOW + 10).unwrap_err();
         assert!(matches!(err, AuthorityError::KeyNotHeld(_)), "{err}");
         let err = a.rotate_signer(code, NOW + 10).unwrap_err();
         assert!(matches!(err, AuthorityError::KeyNotHeld(_)), "{err}");
-        assert_eq!(a.registry().enrolments.len(), 4);
+        assert_eq!(a.registry().enrolments.len(), 5);
         assert_eq!(
             files(&issued.dir),
             [

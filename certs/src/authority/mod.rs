@@ -1,9 +1,11 @@
-//! The national authority's directory: the root, the trust-list signer, the
-//! record of every certificate issued, and the trust lists published.
+//! The national authority's directory: the root, the issuing CA, the
+//! trust-list signer, the record of every certificate issued, and the trust
+//! lists published.
 //!
 //! ```text
 //! D/registry.json                    what was issued, revoked, published
 //! D/root/root.crt, root.key          the national root (keep offline)
+//! D/issuing-ca/issuing-ca.crt, .key  the online issuing CA (root-issued)
 //! D/trust-list-signer/signer.crt, signer.key, root.crt
 //! D/authority/authority.crt, authority.key, root.crt   the authority's TLS client
 //! D/cities/<code>/node.crt, .key, badge-signer.crt, .key, root.crt
@@ -13,6 +15,13 @@
 //!   (enrolled by request: `.csr`, the request, instead of `.key`)
 //! D/trust-lists/000001.tsl          every list signed, by sequence
 //! ```
+//!
+//! The root issues only the issuing CA and the trust-list signer, so its
+//! key is needed by `init`, `rotate-list-signer` and `rotate-issuing-ca`
+//! alone; enrolment, renewal and `rotate-signer` use the issuing CA's key.
+//! A certificate file of a certificate the issuing CA issued holds the
+//! certificate, then the issuing CA's (PEM). A directory made before issuing
+//! CAs existed has none and keeps issuing from its root.
 //!
 //! Rotation and renewal ([`AuthorityDir::rotate_signer`],
 //! [`AuthorityDir::renew`], [`AuthorityDir::rotate_list_signer`]) write the
@@ -24,6 +33,7 @@
 //! with mode 0600.
 
 mod enrol;
+mod issuing_ca;
 mod journal;
 mod publish;
 mod registry;
@@ -36,18 +46,25 @@ use tessera_core::ids::CodeError;
 use tessera_core::trust::TrustListError;
 use tessera_core::{CityCode, Identity, Role, Scope};
 
+pub use issuing_ca::IssuingCaRotation;
 pub use journal::{JOURNAL, Recovered, recover};
 pub use registry::{Enrolment, Registry};
 pub use rotation::{Pruned, Reissued, RenewTarget};
 
 use crate::keys::{self, KeyError};
-use crate::profile::{CertRequest, IssueError, RootCa, SubjectKey};
+use crate::profile::{CertRequest, IssueError, IssuingCa, RootCa, SubjectKey};
 use crate::request::{CheckedRequest, RequestError};
 
 const REGISTRY: &str = "registry.json";
 const DAY: i64 = 86_400;
 /// Validity of the root certificate.
 pub const ROOT_VALIDITY_SECS: i64 = 20 * 365 * DAY;
+/// Validity of the issuing CA's certificate (K7 accepts at most 5 years).
+pub const ISSUING_CA_VALIDITY_SECS: i64 = 5 * 365 * DAY;
+/// Where the issuing CA's certificate lives, relative to the directory.
+pub const ISSUING_CA_CERT: &str = "issuing-ca/issuing-ca.crt";
+/// Where the issuing CA's key lives, relative to the directory.
+pub const ISSUING_CA_KEY: &str = "issuing-ca/issuing-ca.key";
 /// Validity of the trust-list signer certificate.
 pub const SIGNER_VALIDITY_SECS: i64 = 2 * 365 * DAY;
 /// Validity of every other certificate.
@@ -184,6 +201,8 @@ pub struct AuthorityDir {
     /// Loaded only by commands that issue certificates, so revoking and
     /// publishing work on a machine without the root key.
     root: Option<RootCa>,
+    /// Loaded by the commands that issue everyday certificates.
+    issuing_ca: Option<IssuingCa>,
 }
 
 impl std::fmt::Debug for AuthorityDir {
@@ -262,9 +281,15 @@ impl AuthorityDir {
         if dir.is_dir() {
             journal::check(dir)?;
         }
-        if [REGISTRY, "root", "trust-list-signer", "authority"]
-            .iter()
-            .any(|p| dir.join(p).exists())
+        if [
+            REGISTRY,
+            "root",
+            "issuing-ca",
+            "trust-list-signer",
+            "authority",
+        ]
+        .iter()
+        .any(|p| dir.join(p).exists())
         {
             return Err(AuthorityError::AlreadyInitialised(
                 dir.display().to_string(),
@@ -284,10 +309,16 @@ impl AuthorityDir {
             ));
         }
         create_dir(dir)?;
-        let parts: Vec<PathBuf> = ["root", "trust-list-signer", "authority", REGISTRY]
-            .iter()
-            .map(|p| dir.join(p))
-            .collect();
+        let parts: Vec<PathBuf> = [
+            "root",
+            "issuing-ca",
+            "trust-list-signer",
+            "authority",
+            REGISTRY,
+        ]
+        .iter()
+        .map(|p| dir.join(p))
+        .collect();
         let journal = journal::Journal::new(dir, "init", now, &parts, vec![])?;
         journal.begin(dir)?;
         match Self::create(dir, name, options.sunset_at, now) {
@@ -314,7 +345,8 @@ impl AuthorityDir {
             not_after: now + ROOT_VALIDITY_SECS,
             serial: None,
         };
-        let root = RootCa::create(&root_req, root_key)?;
+        // Path length 1: the root issues the issuing CA, which issues leaves.
+        let root = RootCa::create_with_path_len(&root_req, root_key, 1)?;
         create_dir(&dir.join("root"))?;
         keys::write_new_file(
             &dir.join("root/root.crt"),
@@ -338,13 +370,27 @@ impl AuthorityDir {
                 enrolments: vec![],
             },
             root: Some(root),
+            issuing_ca: None,
         };
         let national = |role| Identity::new(role, Scope::Nation);
         let signer = national(Role::TrustListSigner)
             .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
         let admin =
             national(Role::Authority).map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        let ica =
+            national(Role::IssuingCa).map_err(|e| AuthorityError::BadOption(e.to_string()))?;
         let mut issued = vec![];
+        issued.push(this.issue_into(
+            &dir.join("issuing-ca"),
+            "issuing-ca",
+            ica,
+            &format!("{name} issuing CA"),
+            None,
+            now,
+            ISSUING_CA_VALIDITY_SECS,
+        )?);
+        // The authority's own TLS client comes from the issuing CA.
+        this.load_issuing_ca()?;
         issued.push(this.issue_into(
             &dir.join("trust-list-signer"),
             "signer",
@@ -387,6 +433,7 @@ impl AuthorityDir {
             registry,
             root_der,
             root: None,
+            issuing_ca: None,
         })
     }
 
@@ -413,6 +460,80 @@ impl AuthorityDir {
         self.root
             .as_ref()
             .ok_or_else(|| AuthorityError::Registry("root key not loaded".into()))
+    }
+
+    /// Loads the issuing CA's key and certificate
+    /// ([`ISSUING_CA_KEY`], [`ISSUING_CA_CERT`]).
+    fn load_issuing_ca(&mut self) -> Result<&IssuingCa, AuthorityError> {
+        if self.issuing_ca.is_none() {
+            let key = keys::read_tls_key(&self.dir.join(ISSUING_CA_KEY))?;
+            let der = keys::read_cert(&self.dir.join(ISSUING_CA_CERT))?;
+            self.issuing_ca = Some(IssuingCa::from_parts(key, der));
+        }
+        self.issuing_ca
+            .as_ref()
+            .ok_or_else(|| AuthorityError::Registry("issuing CA key not loaded".into()))
+    }
+
+    /// Whether the directory has an issuing CA (made since issuing CAs
+    /// exist): then it issues everything but the root's own certificates.
+    pub fn has_issuing_ca(&self) -> bool {
+        self.dir.join(ISSUING_CA_CERT).exists()
+    }
+
+    /// Loads the key that issues certificates of `role`: the root's for
+    /// the trust-list signer and the issuing CA, and for everything in a
+    /// directory without an issuing CA; the issuing CA's otherwise.
+    fn load_issuer_for(&mut self, role: Role) -> Result<(), AuthorityError> {
+        if matches!(role, Role::TrustListSigner | Role::IssuingCa) || !self.has_issuing_ca() {
+            self.load_root()?;
+        } else {
+            self.load_issuing_ca()?;
+        }
+        Ok(())
+    }
+
+    /// Issues a certificate for `subject` with the loaded key that issues
+    /// its role (see [`Self::load_issuer_for`]); returns its DER and the
+    /// text of its certificate file (it, then the issuing CA's, PEM).
+    fn certify(
+        &self,
+        req: &CertRequest,
+        subject: SubjectKey,
+    ) -> Result<(Vec<u8>, String), AuthorityError> {
+        let by_root = matches!(req.identity.role(), Role::TrustListSigner | Role::IssuingCa);
+        match (&self.issuing_ca, by_root) {
+            (Some(ca), false) => {
+                let der = ca.issue(req, subject)?;
+                let pem = keys::cert_to_pem(&der) + &keys::cert_to_pem(ca.der());
+                Ok((der, pem))
+            }
+            _ => {
+                let root = self
+                    .root
+                    .as_ref()
+                    .ok_or_else(|| AuthorityError::Registry("root key not loaded".into()))?;
+                let der = root.issue(req, subject)?;
+                let pem = keys::cert_to_pem(&der);
+                Ok((der, pem))
+            }
+        }
+    }
+
+    /// Every issuing CA this authority made (in force, retired or
+    /// revoked), checked against its root: what a certificate it issued
+    /// may chain through.
+    pub fn issuing_cas(&self) -> Vec<tessera_core::cert::IssuingCa> {
+        let Ok(root) = tessera_core::TrustAnchor::from_der(&self.root_der) else {
+            return vec![];
+        };
+        self.registry
+            .enrolments
+            .iter()
+            .filter(|e| e.identity.ends_with(":issuing-ca"))
+            .filter_map(|e| keys::read_cert(&self.dir.join(&e.cert_file)).ok())
+            .filter_map(|der| tessera_core::cert::IssuingCa::from_der(&der, &root).ok())
+            .collect()
     }
 
     /// Path of the root certificate.
@@ -481,16 +602,12 @@ impl AuthorityDir {
             not_after,
             serial: None,
         };
-        let root = self
-            .root
-            .as_ref()
-            .ok_or_else(|| AuthorityError::Registry("root key not loaded".into()))?;
-        let der = root.issue(&req, subject)?;
+        let (der, pem) = self.certify(&req, subject)?;
         let info = tessera_core::CertInfo::parse(&der)
             .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
         create_dir(dir)?;
         let cert_path = dir.join(format!("{stem}.crt"));
-        keys::write_new_file(&cert_path, keys::cert_to_pem(&der).as_bytes(), true)?;
+        keys::write_new_file(&cert_path, pem.as_bytes(), true)?;
         match (&key, request) {
             (Some(key), _) => keys::write_new_file(
                 &dir.join(format!("{stem}.key")),

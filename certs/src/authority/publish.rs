@@ -34,6 +34,14 @@ impl AuthorityDir {
                 e.identity
             )));
         }
+        if let Some(e) = self.registry.enrolments.iter().find(|e| matches(e))
+            && e.identity.ends_with(":issuing-ca")
+        {
+            return Err(AuthorityError::BadOption(format!(
+                "{} issues the certificates in use: revoke it by rotating it (tessera authority rotate-issuing-ca --compromised), which re-certifies what it issued under a new one",
+                e.identity
+            )));
+        }
         let mut next = self.registry.clone();
         let mut revoked = vec![];
         for e in next.enrolments.iter_mut().filter(|e| matches(e)) {

@@ -81,7 +81,7 @@ pub struct Pruned {
 }
 
 /// The file stem of a role's certificate and key in its bundle.
-fn stem(role: Role) -> Option<&'static str> {
+pub(super) fn stem(role: Role) -> Option<&'static str> {
     Some(match role {
         Role::CityNode => "node",
         Role::BadgeSigner => "badge-signer",
@@ -97,7 +97,7 @@ fn stem(role: Role) -> Option<&'static str> {
 
 /// The smallest `n >= from` for which neither `stem.n.crt` nor `stem.n.key`
 /// exists in `dir`.
-fn unused_number(dir: &Path, stem: &str, from: u32) -> u32 {
+pub(super) fn unused_number(dir: &Path, stem: &str, from: u32) -> u32 {
     (from..)
         .find(|n| {
             !dir.join(format!("{stem}.{n}.crt")).exists()
@@ -125,7 +125,7 @@ fn prunable_from(old: &Enrolment, successor: Option<&Enrolment>) -> (i64, bool) 
 }
 
 impl AuthorityDir {
-    fn identity_of(e: &Enrolment) -> Result<Identity, AuthorityError> {
+    pub(super) fn identity_of(e: &Enrolment) -> Result<Identity, AuthorityError> {
         e.identity
             .parse()
             .map_err(|err| AuthorityError::Registry(format!("{}: {err}", e.identity)))
@@ -133,7 +133,11 @@ impl AuthorityDir {
 
     /// The index of the current (active, not retired) enrolment of
     /// `identity` accepted by `filter`, the latest if several.
-    fn current_index(&self, identity: &str, filter: impl Fn(&Enrolment) -> bool) -> Option<usize> {
+    pub(super) fn current_index(
+        &self,
+        identity: &str,
+        filter: impl Fn(&Enrolment) -> bool,
+    ) -> Option<usize> {
         self.registry
             .enrolments
             .iter()
@@ -187,7 +191,9 @@ impl AuthorityDir {
         // The live certificate must still be the one recorded, or the
         // archive below would record the wrong certificate.
         let archive = if old_path == live_cert {
-            let der = keys::read_cert(&live_cert)?;
+            // The whole file is archived: the certificate and the chain after it.
+            let file = std::fs::read(&live_cert).map_err(|e| AuthorityError::io(&live_cert, e))?;
+            let der = keys::certs_from_pem(&file, &live_cert)?.swap_remove(0);
             let info = tessera_core::CertInfo::parse(&der)
                 .map_err(|e| AuthorityError::BadOption(e.to_string()))?;
             let serial: String = info.serial().iter().map(|b| format!("{b:02x}")).collect();
@@ -199,7 +205,7 @@ impl AuthorityDir {
                 )));
             }
             let n = unused_number(&dir, stem, 1);
-            Some((dir.join(format!("{stem}.{n}.crt")), der))
+            Some((dir.join(format!("{stem}.{n}.crt")), file))
         } else {
             None
         };
@@ -208,7 +214,7 @@ impl AuthorityDir {
         if !live_key.exists() && dir.join(format!("{stem}.csr")).exists() {
             return Err(AuthorityError::KeyNotHeld(old.identity.clone()));
         }
-        self.load_root()?;
+        self.load_issuer_for(identity.role())?;
         // A badge signer's new pair waits for a trust list carrying it
         // (`publish` installs it), and its old key is kept beside its
         // certificate until `prune-signers`: a node restarted in between
@@ -247,8 +253,8 @@ impl AuthorityDir {
             .display()
             .to_string();
         let (old, new) = self.journaled(&journal, |this| {
-            if let Some((path, der)) = &archive {
-                keys::write_new_file(path, keys::cert_to_pem(der).as_bytes(), true)?;
+            if let Some((path, file)) = &archive {
+                keys::write_new_file(path, file, true)?;
                 if deferred {
                     let key =
                         std::fs::read(&live_key).map_err(|e| AuthorityError::io(&live_key, e))?;
@@ -348,6 +354,11 @@ impl AuthorityDir {
                         return Err(AuthorityError::BadOption(
                             "the trust-list signer is rotated, not renewed: use rotate-list-signer"
                                 .into(),
+                        ));
+                    }
+                    Role::IssuingCa => {
+                        return Err(AuthorityError::BadOption(
+                            "the issuing CA is rotated, not renewed: use rotate-issuing-ca".into(),
                         ));
                     }
                     _ => index,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tessera_certs::authority::AuthorityDir;
 use tessera_certs::keys;
 use tessera_core::TrustAnchor;
-use tessera_core::attestation::{Census, verify_attestation};
+use tessera_core::attestation::{Census, verify_attestation_within};
 use tessera_core::trust::CheckedTrustList;
 
 use super::DirArg;
@@ -20,11 +20,17 @@ pub(super) fn verify_file(
     dir: Option<PathBuf>,
     now: i64,
 ) -> anyhow::Result<()> {
-    let root_path = super::root_path(root, dir)?;
+    let root_path = super::root_path(root, dir.clone())?;
     let root = TrustAnchor::from_der(&keys::read_cert(&root_path)?)
         .with_context(|| format!("{} is not a tessera root certificate", root_path.display()))?;
     let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    verify_attestation_file(&bytes, &root, now)?;
+    // With the authority's directory, a node certificate its issuing CAs
+    // issued verifies too; with the root alone, only a root-issued one.
+    let cas = match &dir {
+        Some(dir) if root_given_or_same(&root, dir) => AuthorityDir::open(dir)?.issuing_cas(),
+        _ => vec![],
+    };
+    verify_attestation_file(&bytes, &root, &cas, now)?;
     Ok(())
 }
 
@@ -36,9 +42,15 @@ pub(super) fn attestations_cmd(dir: DirArg, gateway: String, now: i64) -> anyhow
 
 /// Prints what an attestation says, then VALID, or INVALID and the reason
 /// (as an error, so the exit code is non-zero).
+/// Whether the authority in `dir` has `root` as its root.
+fn root_given_or_same(root: &TrustAnchor, dir: &Path) -> bool {
+    keys::read_cert(&dir.join("root/root.crt")).is_ok_and(|der| der == root.der())
+}
+
 pub(super) fn verify_attestation_file(
     bytes: &[u8],
     root: &TrustAnchor,
+    cas: &[tessera_core::cert::IssuingCa],
     now: i64,
 ) -> anyhow::Result<()> {
     use prost::Message;
@@ -50,7 +62,7 @@ pub(super) fn verify_attestation_file(
     {
         print_claims(&claims);
     }
-    match verify_attestation(bytes, root, now) {
+    match verify_attestation_within(bytes, root, cas, now) {
         Ok(verified) => {
             outln!(
                 "  signed by    {} (serial {}, key id {})",

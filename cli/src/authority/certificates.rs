@@ -158,6 +158,45 @@ pub(super) fn rotate_list_signer(dir: DirArg, now: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub(super) fn rotate_issuing_ca(dir: DirArg, compromised: bool, now: i64) -> anyhow::Result<()> {
+    let r = AuthorityDir::open(&dir.dir)?.rotate_issuing_ca(compromised, now)?;
+    outln!("Issuing CA rotated: {}", r.new.identity);
+    outln!(
+        "  old  serial {}  ({})",
+        r.old.serial,
+        if r.old.revoked_at.is_some() {
+            "revoked: the next list lists it REVOKED"
+        } else {
+            "retired: it stays ACTIVE until what it issued expires"
+        }
+    );
+    outln!(
+        "  new  serial {}  valid until {}",
+        r.new.serial,
+        fmt::time(r.new.not_after)
+    );
+    outln!(
+        "Certified again for the same keys ({}):",
+        r.recertified.len()
+    );
+    for (old, new, file) in &r.recertified {
+        outln!(
+            "  {}  {}  serial {} -> {}  {}",
+            new.identity,
+            new.name,
+            old.serial,
+            new.serial,
+            file.display()
+        );
+    }
+    outln!(
+        "Publish a trust list now, then hand each party its new certificate file;\n\
+         nodes and gateways running from these bundles pick theirs up by themselves\n\
+         (badge signers once that list carries them)."
+    );
+    Ok(())
+}
+
 pub(super) fn print_reissued(what: &str, r: &Reissued) {
     outln!("{what}: {}", r.new.identity);
     outln!(

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use tessera_certs::authority::{AuthorityDir, InitOptions, Issued};
+use tessera_certs::authority::{AuthorityDir, ISSUING_CA_CERT, InitOptions, Issued};
 use tessera_certs::keys;
 use tessera_certs::request::CheckedRequest;
 use tessera_core::{CityCode, ProvinceCode};
@@ -32,7 +32,13 @@ pub(super) fn init(dir: DirArg, name: String, sunset_days: i64, now: i64) -> any
         fmt::time(authority.registry().sunset_at)
     );
     outln!(
-        "Keep root/root.key offline. Next: tessera authority enrol-city --dir {} …",
+        "  issuing CA         {}",
+        authority.dir().join(ISSUING_CA_CERT).display()
+    );
+    outln!(
+        "Move root/root.key offline: only rotate-list-signer and rotate-issuing-ca need\n\
+         it; enrolment and renewal use issuing-ca/issuing-ca.key. Next: tessera\n\
+         authority enrol-city --dir {} …",
         dir.dir.display()
     );
     Ok(())

@@ -145,7 +145,8 @@ next trust-list publish, which lists the new signer and installs it over the
 live files: a node restarted in between still signs with a key the lists carry.
 The old signer is retired, not revoked: it stays ACTIVE in every trust list, so
 the badges it signed verify until they expire (30 days at most), and its key
-stays in the bundle until prune-signers. Needs the root key.
+stays in the bundle until prune-signers. Needs the issuing CA's key (the root's
+in a directory made before issuing CAs).
 
 In order:
   1. tessera authority rotate-signer --dir D --city CODE
@@ -207,7 +208,8 @@ endpoint; valid a year from now, capped at the sunset), keeps them as
 retired, not revoked: it stays valid until it expires, and connections made
 with it go on. A node or gateway checks its files every reload_secs (30 s by
 default) and at once on SIGHUP, and presents the new certificate on every new
-connection, as server and as client. Needs the root key. No trust list has to
+connection, as server and as client. Needs the issuing CA's key (the root's in
+a directory made before issuing CAs). No trust list has to
 be published for a renewal to work; publish anyway to list the new
 certificate.
 
@@ -253,13 +255,46 @@ In order:
         #[command(flatten)]
         dir: DirArg,
     },
+    /// Replace the issuing CA: a new one from the root, every certificate in
+    /// use that the old one issued certified again for the same key.
+    #[command(
+        long_about = r"Replace the issuing CA.
+
+The root issues a new issuing CA (kept as issuing-ca/issuing-ca.<n>.crt and
+.key, installed over issuing-ca.crt and .key). Every certificate in use that
+the old issuing CA issued is certified again by the new one for the same
+public key (a compromised issuing CA does not compromise the parties' keys:
+nobody needs a new key or request), written into its bundle as
+<stem>.<n>.crt (the certificate, then the new issuing CA's) and installed over
+the live file as renew does; a badge signer's goes live with the next list
+published. The old certificates are retired. Needs the root key.
+
+With --compromised the old issuing CA is revoked: the next list lists it
+REVOKED, and every peer holding that list refuses a certificate it issued
+(badges of signers it issued: SIGNER_REVOKED, issuer_revoked). Without, it
+is retired and stays ACTIVE until what it issued expires.
+
+In order:
+  1. tessera authority rotate-issuing-ca --dir D --compromised
+  2. tessera authority trust-list publish --dir D --gateway HOST:PORT
+  3. hand each party its new certificate file (printed below); until it
+     installs it, peers holding the new list refuse it",
+        after_help = "Example:\n  tessera authority rotate-issuing-ca --dir ./authority --compromised"
+    )]
+    RotateIssuingCa {
+        #[command(flatten)]
+        dir: DirArg,
+        /// The old issuing CA's key may have leaked: revoke it.
+        #[arg(long)]
+        compromised: bool,
+    },
     /// Finish or undo a command that was interrupted half way (a crash, a
     /// kill): every other command refuses to run until this has.
     #[command(
         long_about = r"Finish or undo a command that was interrupted half way.
 
 Every command that writes several files (init, enrol-*, renew, rotate-signer,
-rotate-list-signer, prune-signers, trust-list publish) first writes
+rotate-list-signer, rotate-issuing-ca, prune-signers, trust-list publish) first writes
 D/journal.json with what it will create and do, and removes it when done. If it
 was interrupted, every later command refuses and says what was half done. This
 command finishes it when registry.json had recorded the change (installs the
@@ -280,7 +315,10 @@ new pair over the live files, removes a pruned key), and otherwise undoes it
         long_about = "Check one city's deletion attestation (the file `tessera node sunset` writes)
 against the national root: the signer chains to the root, is that city's node,
 was valid when the destruction finished, and signed exactly these bytes.
-Prints what it attests and VALID, or INVALID and why (exit code 1).",
+Prints what it attests and VALID, or INVALID and why (exit code 1). The
+attestation carries the node's certificate alone: with --dir the authority's
+issuing CAs are known too; with --root alone, only a node certificate the root
+issued directly verifies.",
         after_help = "Examples:\n  tessera authority verify-attestation attestation-330100-1893456000.pb --root root.crt\n  tessera authority verify-attestation attestation-330100-1893456000.pb --dir ./authority"
     )]
     VerifyAttestation {
@@ -424,6 +462,9 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
         } => certificates::renew(dir, city, gateway, serial, now),
         AuthorityCommand::Recover { dir } => certificates::recover(dir),
         AuthorityCommand::RotateListSigner { dir } => certificates::rotate_list_signer(dir, now),
+        AuthorityCommand::RotateIssuingCa { dir, compromised } => {
+            certificates::rotate_issuing_ca(dir, compromised, now)
+        }
         AuthorityCommand::TrustList(TrustListCommand::Publish {
             dir,
             out,

@@ -30,6 +30,13 @@ pub(super) fn publish(
     }
     let mut authority = AuthorityDir::open(&dir.dir)?;
     let installs = authority.pending_installs();
+    // The client certificate in use now uploads the list: one this list
+    // installs (re-certified by a new issuing CA) is accepted by the gateway
+    // only once the gateway holds this list.
+    let client = match &gateway {
+        Some(_) => Some(client_identity(&dir.dir)?),
+        None => None,
+    };
     let (sequence, bytes) = authority.publish(now, valid_hours.saturating_mul(3600))?;
     outln!("Trust list {sequence} signed ({} bytes)", bytes.len());
     for (from, to) in &installs {
@@ -43,8 +50,8 @@ pub(super) fn publish(
         keys::write_new_file(out, &bytes, false)?;
         outln!("  written to {}", out.display());
     }
-    if let Some(gateway) = &gateway {
-        let in_force = upload(&dir.dir, gateway, &bytes)?;
+    if let (Some(gateway), Some(client)) = (&gateway, client) {
+        let in_force = crate::block_on(upload_as(&dir.dir, client, gateway, &bytes))?;
         outln!("  uploaded to the gateway at {gateway}: sequence {in_force} in force");
     }
     Ok(())
@@ -127,21 +134,30 @@ pub(super) fn show(file: &Path, root_path: &Path, now: i64) -> anyhow::Result<()
     Ok(())
 }
 
-/// Uploads a signed list to the gateway as the authority's admin client.
-pub(super) fn upload(dir: &Path, gateway: &str, bytes: &[u8]) -> anyhow::Result<u64> {
-    crate::block_on(upload_async(dir, gateway, bytes))
+/// The authority's admin client, from its files as they are now.
+fn client_identity(dir: &Path) -> anyhow::Result<tessera_runtime::TlsIdentity> {
+    Ok(tessera_runtime::TlsIdentity::from_files(
+        &dir.join("authority/authority.crt"),
+        &dir.join("authority/authority.key"),
+    )?)
 }
 
 /// Uploads a signed list to the gateway as the authority's admin client.
 pub async fn upload_async(dir: &Path, gateway: &str, bytes: &[u8]) -> anyhow::Result<u64> {
+    upload_as(dir, client_identity(dir)?, gateway, bytes).await
+}
+
+/// Uploads a signed list to the gateway as `identity`.
+async fn upload_as(
+    dir: &Path,
+    identity: tessera_runtime::TlsIdentity,
+    gateway: &str,
+    bytes: &[u8],
+) -> anyhow::Result<u64> {
     use prost::Message;
     use std::sync::Arc;
     let root = TrustAnchor::from_der(&keys::read_cert(&dir.join("root/root.crt"))?)?;
     let trust = Arc::new(tessera_runtime::TrustState::new(root)?);
-    let identity = tessera_runtime::TlsIdentity::from_files(
-        &dir.join("authority/authority.crt"),
-        &dir.join("authority/authority.key"),
-    )?;
     let config =
         tessera_runtime::tls::client_config(&identity, trust, tessera_core::Role::Gateway)?;
     let list = tessera_proto::v1::SignedTrustList::decode(bytes)?;

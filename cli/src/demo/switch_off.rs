@@ -68,9 +68,9 @@ pub(super) async fn switch_off(
         submissions.push((c.name.clone(), done, submission));
     }
     s.check("records destroyed, by city", expected, destroyed.join("/"));
-    let root = tessera_core::TrustAnchor::from_der(
-        tessera_certs::authority::AuthorityDir::open(&l.authority)?.root_der(),
-    )?;
+    let authority = tessera_certs::authority::AuthorityDir::open(&l.authority)?;
+    let root = tessera_core::TrustAnchor::from_der(authority.root_der())?;
+    let cas = authority.issuing_cas();
     let mut by_hand = vec![];
     for (name, done, submission) in submissions {
         let refused = match submission {
@@ -93,9 +93,10 @@ pub(super) async fn switch_off(
                 // Handed to the authority as a file instead, and checked as
                 // `tessera authority verify-attestation` does.
                 let bytes = std::fs::read(&done.file)?;
-                let verdict = match tessera_core::attestation::verify_attestation(
+                let verdict = match tessera_core::attestation::verify_attestation_within(
                     &bytes,
                     &root,
+                    &cas,
                     fmt::now(),
                 ) {
                     Ok(v) => format!("VALID ({} records)", v.claims().records),
