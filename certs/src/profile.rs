@@ -14,7 +14,9 @@
 //!
 //! Every leaf is issued directly by the root, and every certificate is
 //! signed ecdsa-with-SHA256 with the root's key, deterministically (RFC
-//! 6979): the same request, serial and keys give the same bytes.
+//! 6979) when the key is a file's: the same request, serial and keys give
+//! the same bytes. A root key in a PKCS#11 token ([`CaKey::Token`]) picks
+//! its own nonce.
 
 use std::net::IpAddr;
 
@@ -27,6 +29,7 @@ use tessera_core::cert::KeyAlgorithm;
 use tessera_core::{Identity, Role};
 use time::OffsetDateTime;
 
+use crate::ca_key::CaKey;
 use crate::keys::{KeyError, SigningKey, TlsKey};
 
 /// Organisation written in every subject.
@@ -216,10 +219,10 @@ fn params(req: &CertRequest) -> Result<CertificateParams, IssueError> {
     Ok(params)
 }
 
-/// The national root: its key and certificate, able to issue every other
-/// certificate.
+/// The national root: its key (a file's or a token's, [`CaKey`]) and
+/// certificate, able to issue every other certificate.
 pub struct RootCa {
-    key: TlsKey,
+    key: CaKey,
     der: Vec<u8>,
 }
 
@@ -233,10 +236,11 @@ impl std::fmt::Debug for RootCa {
 
 impl RootCa {
     /// Creates a self-signed root for `req` (whose identity must be the root's).
-    pub fn create(req: &CertRequest, key: TlsKey) -> Result<Self, IssueError> {
+    pub fn create(req: &CertRequest, key: impl Into<CaKey>) -> Result<Self, IssueError> {
         if req.identity.role() != Role::Root {
             return Err(IssueError::WrongRole(req.identity.role()));
         }
+        let key = key.into();
         let cert = params(req)?.self_signed(&key)?;
         Ok(Self {
             key,
@@ -245,8 +249,11 @@ impl RootCa {
     }
 
     /// Loads a root from its key and certificate.
-    pub fn from_parts(key: TlsKey, der: Vec<u8>) -> Self {
-        Self { key, der }
+    pub fn from_parts(key: impl Into<CaKey>, der: Vec<u8>) -> Self {
+        Self {
+            key: key.into(),
+            der,
+        }
     }
 
     /// The root certificate DER.
@@ -255,7 +262,7 @@ impl RootCa {
     }
 
     /// The root's private key.
-    pub fn key(&self) -> &TlsKey {
+    pub fn key(&self) -> &CaKey {
         &self.key
     }
 

@@ -363,6 +363,7 @@ impl AuthorityDir {
     /// signer because it chains to the root; once they hold its list they
     /// refuse every list the old key signs. Needs the root key.
     pub fn rotate_list_signer(&mut self, now: i64) -> Result<Reissued, AuthorityError> {
+        super::Custody::load(&self.dir)?.check_list_signer_rotatable()?;
         let index = self
             .current_index("tessera:nation:000000:trust-list-signer", |_| true)
             .ok_or_else(|| AuthorityError::Registry("no active trust-list signer".into()))?;
