@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use tessera_certs::authority::{AuthorityDir, InitOptions, Issued};
+use tessera_certs::authority::custody::{DEFAULT_ROOT_LABEL, DEFAULT_SIGNER_LABEL};
+use tessera_certs::authority::{AuthorityDir, Custody, InitOptions, Issued, TokenSettings};
 use tessera_certs::keys;
 use tessera_certs::request::CheckedRequest;
 use tessera_core::{CityCode, ProvinceCode};
@@ -11,13 +12,64 @@ use tessera_core::{CityCode, ProvinceCode};
 use super::{DAY, DirArg};
 use crate::fmt;
 
+/// Where `authority init` makes the root and trust-list signer keys.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// Make the root and trust-list signer keys inside a PKCS#11 token
+    /// through this module (a shared library) instead of in key files.
+    #[arg(long, requires_all = ["token", "pin_file"])]
+    pkcs11_module: Option<PathBuf>,
+    /// The token's label (with --pkcs11-module).
+    #[arg(long, requires = "pkcs11_module")]
+    token: Option<String>,
+    /// A file (mode 0600) whose first line is the token's user PIN (with
+    /// --pkcs11-module). Give an absolute path: authority.toml records it.
+    #[arg(long, requires = "pkcs11_module")]
+    pin_file: Option<PathBuf>,
+    /// The root key's label in the token.
+    #[arg(long, requires = "pkcs11_module", default_value = DEFAULT_ROOT_LABEL)]
+    root_label: String,
+    /// The trust-list signer key's label in the token.
+    #[arg(long, requires = "pkcs11_module", default_value = DEFAULT_SIGNER_LABEL)]
+    signer_label: String,
+}
+
+impl TokenArgs {
+    fn custody(self) -> anyhow::Result<Custody> {
+        let (Some(module), Some(token), Some(pin_file)) =
+            (self.pkcs11_module, self.token, self.pin_file)
+        else {
+            return Ok(Custody::files());
+        };
+        // authority.toml outlives the shell's working directory.
+        let pin_file = std::path::absolute(&pin_file)?;
+        let settings = TokenSettings {
+            module,
+            token,
+            pin_file,
+        };
+        Ok(Custody::in_token(
+            settings,
+            &self.root_label,
+            &self.signer_label,
+        )?)
+    }
+}
+
 /// `tessera authority init`: a new authority directory, root and trust-list signer.
-pub(super) fn init(dir: DirArg, name: String, sunset_days: i64, now: i64) -> anyhow::Result<()> {
+pub(super) fn init(
+    dir: DirArg,
+    name: String,
+    sunset_days: i64,
+    token: TokenArgs,
+    now: i64,
+) -> anyhow::Result<()> {
     let options = InitOptions {
         name,
         sunset_at: now.saturating_add(sunset_days.saturating_mul(DAY)),
     };
-    let authority = AuthorityDir::init(&dir.dir, &options, now)?;
+    let custody = token.custody()?;
+    let authority = AuthorityDir::init_with(&dir.dir, &options, &custody, now)?;
     outln!(
         "Authority {:?} created in {}",
         authority.registry().name,
@@ -31,10 +83,30 @@ pub(super) fn init(dir: DirArg, name: String, sunset_days: i64, now: i64) -> any
         "  sunset             {}",
         fmt::time(authority.registry().sunset_at)
     );
-    outln!(
-        "Keep root/root.key offline. Next: tessera authority enrol-city --dir {} …",
-        dir.dir.display()
-    );
+    match (custody.token(), &custody.labels().root) {
+        (Some(token), Some(root)) => {
+            outln!(
+                "  keys in token      {:?}: root {root:?}, trust-list signer {:?} (no key files; see {})",
+                token.token,
+                custody
+                    .labels()
+                    .trust_list_signer
+                    .as_deref()
+                    .unwrap_or_default(),
+                dir.dir
+                    .join(tessera_certs::authority::CUSTODY_FILE)
+                    .display()
+            );
+            outln!(
+                "Keep the token offline. Next: tessera authority enrol-city --dir {} …",
+                dir.dir.display()
+            );
+        }
+        _ => outln!(
+            "Keep root/root.key offline. Next: tessera authority enrol-city --dir {} …",
+            dir.dir.display()
+        ),
+    }
     Ok(())
 }
 
