@@ -205,16 +205,43 @@ fn the_root_and_list_signer_keys_in_a_token_sign_everything() {
             let (_, bytes) = again.publish(NOW + 80, 86_400).unwrap();
             CheckedTrustList::verify(&bytes, &anchor, NOW + 90).unwrap();
 
-            // rotate-list-signer refuses, saying why, and changes nothing.
-            let before = files(&dir);
-            let registry = std::fs::read(dir.join("registry.json")).unwrap();
-            let why = again.rotate_list_signer(NOW + 100).unwrap_err().to_string();
+            // rotate-list-signer makes the new key in the token under a
+            // new label, which authority.toml names from then on; the next
+            // list is signed with it and lists the old signer REVOKED.
+            let rotated = again.rotate_list_signer(NOW + 100).unwrap();
+            let toml = std::fs::read_to_string(dir.join(CUSTODY_FILE)).unwrap();
             assert!(
-                why.contains("trust-list signer's key is in a PKCS#11 token"),
-                "{why}"
+                toml.contains("trust_list_signer = \"list-signer.2\"")
+                    && toml.contains("root = \"root\""),
+                "{toml}"
             );
-            assert_eq!(files(&dir), before);
-            assert_eq!(std::fs::read(dir.join("registry.json")).unwrap(), registry);
+            assert!(!rotated.issued.1.exists() && !rotated.live.1.exists());
+            let new_signer = TokenKey::open(&key_ref(pin_dir, "list-signer.2")).unwrap();
+            assert!(new_signer.value_is_hidden().unwrap());
+            drop(new_signer);
+            let (_, bytes) = again.publish(NOW + 110, 86_400).unwrap();
+            let list = CheckedTrustList::verify(&bytes, &anchor, NOW + 120).unwrap();
+            assert_eq!(
+                list.signer_certificate().serial(),
+                hex::decode(&rotated.new.serial).unwrap().as_slice()
+            );
+            assert!(list.entries().iter().any(|e| {
+                e.is_revoked() && e.cert().serial() == hex::decode(&rotated.old.serial).unwrap()
+            }));
+            // Again: the next label.
+            AuthorityDir::open(&dir)
+                .unwrap()
+                .rotate_list_signer(NOW + 130)
+                .unwrap();
+            let toml = std::fs::read_to_string(dir.join(CUSTODY_FILE)).unwrap();
+            assert!(
+                toml.contains("trust_list_signer = \"list-signer.3\""),
+                "{toml}"
+            );
+            AuthorityDir::open(&dir)
+                .unwrap()
+                .publish(NOW + 140, 86_400)
+                .unwrap();
             assert!(
                 !files(&dir).iter().any(|f| f.ends_with("root.key")
                     || f.starts_with("trust-list-signer/") && f.ends_with(".key")),

@@ -4,8 +4,9 @@
 //! badge-signer key in its own token and enrols by request; enrolment,
 //! `trust-list publish` to a running gateway and `revoke` sign through the
 //! authority's token; the node signs badges through the city's token and
-//! a checkpoint finds one VALID through the gateway, then SIGNER_REVOKED
-//! once the city is revoked. No root or trust-list signer key file exists
+//! a checkpoint finds one VALID through the gateway, still VALID after the
+//! trust-list signer is rotated (its new key made in the token), then
+//! SIGNER_REVOKED once the city is revoked. No root or trust-list signer key file exists
 //! in the authority directory, and the token refuses to reveal the keys.
 //!
 //! Skipped when `softhsm2-util` is not installed, unless
@@ -340,6 +341,27 @@ fn the_authority_signs_through_its_token_and_a_node_through_its_own() {
             let (valid, text) = verify(&gateway, &station, &qr);
             assert!(valid && text.contains("VALID"), "{text}");
 
+            // A new trust-list signer, made in the token under a new label;
+            // the gateway takes the list it signs, and the badge stays VALID.
+            let out = ok(&["authority", "rotate-list-signer", "--dir", d]);
+            assert!(out.contains("the key in the token"), "{out}");
+            let custody = std::fs::read_to_string(authority.join("authority.toml")).unwrap();
+            assert!(
+                custody.contains("trust_list_signer = \"tessera-trust-list-signer.2\""),
+                "{custody}"
+            );
+            ok(&[
+                "authority",
+                "trust-list",
+                "publish",
+                "--dir",
+                d,
+                "--gateway",
+                &gateway,
+            ]);
+            let (valid, text) = verify(&gateway, &station, &qr);
+            assert!(valid && text.contains("VALID"), "{text}");
+
             // Revoked and published (through the token): the same badge
             // is refused.
             ok(&["authority", "revoke", "--dir", d, "--city", "330100"]);
@@ -356,14 +378,6 @@ fn the_authority_signs_through_its_token_and_a_node_through_its_own() {
             assert!(!valid && text.contains("SIGNER_REVOKED"), "{text}");
             stop(node_process);
             stop(gateway_process);
-
-            // rotate-list-signer refuses while the key is in the token.
-            let rotate = tessera(&["authority", "rotate-list-signer", "--dir", d]);
-            assert!(!rotate.status.success());
-            assert!(
-                String::from_utf8_lossy(&rotate.stderr).contains("nothing was changed"),
-                "{rotate:?}"
-            );
 
             // No root or trust-list signer key file anywhere in the
             // authority directory (the key files left are the TLS keys of
@@ -393,9 +407,10 @@ fn the_authority_signs_through_its_token_and_a_node_through_its_own() {
             // The tokens refuse to reveal CKA_VALUE of any of the keys.
             let root = TokenCaKey::open(&key_ref(tokens, "authority", "tessera-root")).unwrap();
             assert!(root.value_is_hidden().unwrap());
-            let signer =
-                TokenKey::open(&key_ref(tokens, "authority", "tessera-trust-list-signer")).unwrap();
-            assert!(signer.value_is_hidden().unwrap());
+            for label in ["tessera-trust-list-signer", "tessera-trust-list-signer.2"] {
+                let signer = TokenKey::open(&key_ref(tokens, "authority", label)).unwrap();
+                assert!(signer.value_is_hidden().unwrap(), "{label}");
+            }
             let badge = TokenKey::open(&key_ref(tokens, "hangzhou", "hz-badge-signer")).unwrap();
             assert!(badge.value_is_hidden().unwrap());
         },

@@ -387,15 +387,71 @@ impl Custody {
         }
     }
 
-    /// Refuses `rotate-list-signer` while the signer's key is in a token.
-    pub fn check_list_signer_rotatable(&self) -> Result<(), CustodyError> {
-        if self.list_signer_in_token() {
-            return Err(CustodyError::Unsupported(format!(
-                "the trust-list signer's key is in a PKCS#11 token ({CUSTODY_FILE}): rotate-list-signer makes key files and cannot make the new key in the token yet; nothing was changed (docs/OPERATIONS.md, \"The authority's keys in a token\", says what to do instead)"
-            )));
+    /// A label for the next trust-list signer key in the token, unused
+    /// there: the current label without a `.<n>` suffix, then `.<n>` for
+    /// the first `n >= from` free (a key left by an interrupted rotation
+    /// keeps its label, and the next attempt takes another). `None` when
+    /// the signer's key is a file.
+    pub fn next_list_signer_label(&self, from: u32) -> Result<Option<String>, CustodyError> {
+        let Some(current) = &self.labels.trust_list_signer else {
+            return Ok(None);
+        };
+        let base = match current.rsplit_once('.') {
+            Some((base, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => base,
+            _ => current.as_str(),
+        };
+        for n in from..from.saturating_add(1000) {
+            let label = format!("{base}.{n}");
+            if let Some(r) = self.key_ref(Some(&label))
+                && !pkcs11::label_in_use(&r)?
+            {
+                return Ok(Some(label));
+            }
         }
-        Ok(())
+        Err(CustodyError::Unsupported(format!(
+            "no free label {base}.<n> for a new trust-list signer key in the token"
+        )))
     }
+
+    /// This custody with the trust-list signer's key under `label`.
+    pub fn with_list_signer_label(&self, label: &str) -> Self {
+        let mut next = self.clone();
+        next.labels.trust_list_signer = Some(label.to_owned());
+        next
+    }
+}
+
+/// A trust-list signer's next key in the token: the configuration that
+/// will name it, written to `file` and installed over `authority.toml`
+/// with the new certificate.
+pub(super) struct NextInToken {
+    /// The new configuration's file (`authority.<n>.toml`).
+    pub file: PathBuf,
+    custody: Custody,
+}
+
+impl NextInToken {
+    /// Makes the key in the token and writes the configuration naming it;
+    /// returns the key to certify.
+    pub fn make_key(&self) -> Result<KeySource<'static>, AuthorityError> {
+        let source = self.custody.new_list_signer()?;
+        keys::write_new_file(&self.file, self.custody.to_toml().as_bytes(), true)?;
+        Ok(source)
+    }
+}
+
+/// When the trust-list signer's key is in a token, what its rotation to
+/// certificate number `n` makes: a key under a fresh label and the
+/// configuration naming it. `None` when the key is a file.
+pub(super) fn next_in_token(dir: &Path, n: u32) -> Result<Option<NextInToken>, AuthorityError> {
+    let custody = Custody::load(dir)?;
+    let Some(label) = custody.next_list_signer_label(n)? else {
+        return Ok(None);
+    };
+    Ok(Some(NextInToken {
+        file: dir.join(format!("authority.{n}.toml")),
+        custody: custody.with_list_signer_label(&label),
+    }))
 }
 
 /// The certificate's public key: the SEC1 point of a P-256 key, the 32
@@ -456,7 +512,7 @@ mod tests {
         let custody = Custody::load(dir.path()).unwrap();
         assert_eq!(custody, Custody::files());
         assert!(!custody.list_signer_in_token());
-        custody.check_list_signer_rotatable().unwrap();
+        assert_eq!(custody.next_list_signer_label(2).unwrap(), None);
     }
 
     #[test]
@@ -474,8 +530,9 @@ mod tests {
         let text = custody.to_toml();
         assert_eq!(load(&text).unwrap(), custody);
         assert!(custody.list_signer_in_token());
-        let why = custody.check_list_signer_rotatable().unwrap_err();
-        assert!(why.to_string().contains("nothing was changed"), "{why}");
+        let next = custody.with_list_signer_label("signer.2");
+        assert_eq!(next.labels().trust_list_signer.as_deref(), Some("signer.2"));
+        assert_eq!(next.labels().root.as_deref(), Some("root"));
     }
 
     #[test]
