@@ -536,6 +536,20 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_in_docs_reads() {
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/authority.toml");
+        let custody = load(&std::fs::read_to_string(sample).unwrap()).unwrap();
+        let token = custody.token().unwrap();
+        assert_eq!(token.token, "tessera-authority");
+        assert_eq!(custody.labels().root.as_deref(), Some(DEFAULT_ROOT_LABEL));
+        assert_eq!(
+            custody.labels().trust_list_signer.as_deref(),
+            Some(DEFAULT_SIGNER_LABEL)
+        );
+        assert_eq!(custody.labels().issuing_ca, None);
+    }
+
+    #[test]
     fn a_relative_pin_file_is_in_the_authority_directory() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
