@@ -54,15 +54,6 @@ impl CaKey {
             CaKey::Token(_) => Ok(None),
         }
     }
-
-    /// The key file's key, if the key is one (fixtures that sign raw bytes
-    /// with the root's key use it).
-    pub fn as_file(&self) -> Option<&TlsKey> {
-        match self {
-            CaKey::File(key) => Some(key),
-            CaKey::Token(_) => None,
-        }
-    }
 }
 
 impl rcgen::PublicKeyData for CaKey {
@@ -155,5 +146,36 @@ impl ListSignerKey {
             return Err(TrustListError::TooLarge(bytes.len()).into());
         }
         Ok(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// Signing through [`ListSignerKey`] gives the very bytes
+    /// `tessera_core::trust::sign_trust_list` gives (Ed25519 is
+    /// deterministic), so a list signed through a token is the same kind
+    /// of list.
+    #[test]
+    fn a_list_signed_through_the_key_type_is_the_core_signature() {
+        let key = crate::keys::generate_signer_key();
+        let list = pb::TrustList {
+            version: tessera_core::trust::TRUST_LIST_VERSION,
+            sequence: 7,
+            issued_at: 1_790_000_000,
+            next_update: 1_790_086_400,
+            sunset_at: 1_800_000_000,
+            entries: vec![],
+            revoked_serials: vec![vec![0x41; 16]],
+        };
+        let certificate = b"a signer certificate".to_vec();
+        let core = tessera_core::trust::sign_trust_list(&list, &key, &certificate).unwrap();
+        let ours = ListSignerKey::File(key)
+            .sign_list(&list, &certificate)
+            .unwrap();
+        assert_eq!(ours, core);
     }
 }

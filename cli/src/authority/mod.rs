@@ -254,6 +254,10 @@ checkpoint's trust-list fetch) holds that list, it refuses every list the old
 key signs, whatever its sequence; a list that revokes its own signer is
 refused everywhere. Needs the root key.
 
+With the signer key in a PKCS#11 token (authority.toml), the new key is made
+in the token under the next label (<label>.<n>), no key file is written, and
+authority.toml is rewritten to name the new key.
+
 In order:
   1. tessera authority rotate-list-signer --dir D
   2. tessera authority trust-list publish --dir D --gateway HOST:PORT at once
