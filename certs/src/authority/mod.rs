@@ -280,15 +280,10 @@ impl AuthorityDir {
         if dir.is_dir() {
             journal::check(dir)?;
         }
-        if [
-            REGISTRY,
-            "root",
-            "trust-list-signer",
-            "authority",
-            CUSTODY_FILE,
-        ]
-        .iter()
-        .any(|p| dir.join(p).exists())
+        if [REGISTRY, "root", "trust-list-signer", "authority"]
+            .iter()
+            .any(|p| dir.join(p).exists())
+            || dir.join(CUSTODY_FILE).exists()
         {
             return Err(AuthorityError::AlreadyInitialised(
                 dir.display().to_string(),
@@ -310,16 +305,11 @@ impl AuthorityDir {
         // The token opens and its labels are free before anything is made.
         custody.check_labels_free()?;
         create_dir(dir)?;
-        let parts: Vec<PathBuf> = [
-            "root",
-            "trust-list-signer",
-            "authority",
-            REGISTRY,
-            CUSTODY_FILE,
-        ]
-        .iter()
-        .map(|p| dir.join(p))
-        .collect();
+        let mut parts: Vec<PathBuf> = ["root", "trust-list-signer", "authority", REGISTRY]
+            .iter()
+            .map(|p| dir.join(p))
+            .collect();
+        parts.push(dir.join(CUSTODY_FILE));
         let journal = journal::Journal::new(dir, "init", now, &parts, vec![])?;
         journal.begin(dir)?;
         match Self::create(dir, name, options.sunset_at, custody, now) {
