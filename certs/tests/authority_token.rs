@@ -207,16 +207,19 @@ fn the_root_and_list_signer_keys_in_a_token_sign_everything() {
 
             // rotate-list-signer makes the new key in the token under a
             // new label, which authority.toml names from then on; the next
-            // list is signed with it and lists the old signer REVOKED.
+            // list is signed with it and lists the old signer REVOKED. A
+            // key an interrupted rotation left under the next label is
+            // stepped over.
+            pkcs11::generate(&key_ref(pin_dir, "list-signer.2")).unwrap();
             let rotated = again.rotate_list_signer(NOW + 100).unwrap();
             let toml = std::fs::read_to_string(dir.join(CUSTODY_FILE)).unwrap();
             assert!(
-                toml.contains("trust_list_signer = \"list-signer.2\"")
+                toml.contains("trust_list_signer = \"list-signer.3\"")
                     && toml.contains("root = \"root\""),
                 "{toml}"
             );
             assert!(!rotated.issued.1.exists() && !rotated.live.1.exists());
-            let new_signer = TokenKey::open(&key_ref(pin_dir, "list-signer.2")).unwrap();
+            let new_signer = TokenKey::open(&key_ref(pin_dir, "list-signer.3")).unwrap();
             assert!(new_signer.value_is_hidden().unwrap());
             drop(new_signer);
             let (_, bytes) = again.publish(NOW + 110, 86_400).unwrap();
@@ -228,14 +231,14 @@ fn the_root_and_list_signer_keys_in_a_token_sign_everything() {
             assert!(list.entries().iter().any(|e| {
                 e.is_revoked() && e.cert().serial() == hex::decode(&rotated.old.serial).unwrap()
             }));
-            // Again: the next label.
+            // Again: the next free label (signer.3.crt, but .3 is taken).
             AuthorityDir::open(&dir)
                 .unwrap()
                 .rotate_list_signer(NOW + 130)
                 .unwrap();
             let toml = std::fs::read_to_string(dir.join(CUSTODY_FILE)).unwrap();
             assert!(
-                toml.contains("trust_list_signer = \"list-signer.3\""),
+                toml.contains("trust_list_signer = \"list-signer.4\""),
                 "{toml}"
             );
             AuthorityDir::open(&dir)
