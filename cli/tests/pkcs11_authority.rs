@@ -190,6 +190,29 @@ fn the_authority_signs_through_its_token_and_a_node_through_its_own() {
             let tmp = tempfile::tempdir().unwrap();
             let authority = tmp.path().join("authority");
             let d = s(&authority);
+            // A PIN the token refuses: nothing is made.
+            let wrong = tmp.path().join("wrong.pin");
+            write_private(&wrong, "0000");
+            let refused = tessera(&[
+                "authority",
+                "init",
+                "--dir",
+                d,
+                "--pkcs11-module",
+                MODULE,
+                "--token",
+                "authority",
+                "--pin-file",
+                s(&wrong),
+            ]);
+            assert!(!refused.status.success());
+            let why = String::from_utf8_lossy(&refused.stderr);
+            assert!(
+                why.contains("token \"authority\" refused the PIN from")
+                    && why.contains("wrong.pin"),
+                "{why}"
+            );
+            assert!(!authority.exists());
             let out = ok(&[
                 "authority",
                 "init",
