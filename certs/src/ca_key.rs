@@ -56,6 +56,20 @@ impl CaKey {
     }
 }
 
+impl CaKey {
+    /// The error for a failed rcgen signature: what the token answered,
+    /// when the key is a token's and it failed, else rcgen's error.
+    pub fn explain(&self, e: rcgen::Error) -> crate::profile::IssueError {
+        match (self, &e) {
+            (CaKey::Token(key), rcgen::Error::RemoteKeyError) => match key.take_failure() {
+                Some(why) => crate::profile::IssueError::Signing(why),
+                None => e.into(),
+            },
+            _ => e.into(),
+        }
+    }
+}
+
 impl rcgen::PublicKeyData for CaKey {
     fn der_bytes(&self) -> &[u8] {
         match self {

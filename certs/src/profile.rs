@@ -41,6 +41,9 @@ pub enum IssueError {
     /// rcgen refused the parameters.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// The CA key in a token did not sign (what the token answered).
+    #[error("the CA key did not sign the certificate: {0}")]
+    Signing(String),
     /// Key conversion failed.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -241,7 +244,7 @@ impl RootCa {
             return Err(IssueError::WrongRole(req.identity.role()));
         }
         let key = key.into();
-        let cert = params(req)?.self_signed(&key)?;
+        let cert = params(req)?.self_signed(&key).map_err(|e| key.explain(e))?;
         Ok(Self {
             key,
             der: cert.der().to_vec(),
@@ -287,7 +290,9 @@ impl RootCa {
             });
         }
         let issuer = Issuer::from_ca_cert_der(&self.der.as_slice().into(), &self.key)?;
-        let cert = params(req)?.signed_by(&subject, &issuer)?;
+        let cert = params(req)?
+            .signed_by(&subject, &issuer)
+            .map_err(|e| self.key.explain(e))?;
         Ok(cert.der().to_vec())
     }
 }

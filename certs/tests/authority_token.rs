@@ -22,11 +22,12 @@ use tessera_certs::authority::custody::{CaRole, Custody};
 use tessera_certs::authority::{
     AuthorityDir, CUSTODY_FILE, InitOptions, RenewTarget, RevokeTarget, TokenSettings,
 };
-use tessera_certs::keys;
+use tessera_certs::keys::{self, TlsKey};
 use tessera_certs::pkcs11::ec::{TokenCaKey, generate_p256};
 use tessera_certs::pkcs11::{self, TokenKey, TokenKeyRef};
+use tessera_certs::profile::{CertRequest, RootCa};
 use tessera_core::trust::CheckedTrustList;
-use tessera_core::{CertInfo, CityCode, TrustAnchor};
+use tessera_core::{CertInfo, CityCode, Identity, Role, Scope, TrustAnchor};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const TOKEN: &str = "tessera-authority";
@@ -263,6 +264,50 @@ fn edit(dir: &Path, from: &str, to: &str) {
     write_private(&path, &text.replace(from, to));
 }
 
+/// Destroys the private key labelled `label` through a session of its own.
+fn destroy_private_key(pin_dir: &Path, label: &str) {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::object::{Attribute, ObjectClass};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+    let pkcs11 = Pkcs11::new(MODULE).unwrap();
+    let _ = pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = pkcs11
+        .get_slots_with_initialized_token()
+        .unwrap()
+        .into_iter()
+        .find(|slot| pkcs11.get_token_info(*slot).unwrap().label().trim_end() == TOKEN)
+        .unwrap();
+    let session = pkcs11.open_rw_session(slot).unwrap();
+    let pin = std::fs::read_to_string(pin_dir.join("pin")).unwrap();
+    match session.login(UserType::User, Some(&AuthPin::from(pin.trim().to_owned()))) {
+        Ok(())
+        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
+        }
+        Err(e) => panic!("{e}"),
+    }
+    let found = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    session.destroy_object(found[0]).unwrap();
+}
+
+/// What a city node's certificate says.
+fn leaf_request(city: CityCode) -> CertRequest {
+    CertRequest {
+        identity: Identity::new(Role::CityNode, Scope::City(city)).unwrap(),
+        common_name: "Hangzhou city node".into(),
+        hosts: vec!["127.0.0.1".into()],
+        not_before: NOW,
+        not_after: NOW + 86_400,
+        serial: None,
+    }
+}
+
 #[test]
 fn a_wrong_pin_a_missing_label_or_another_key_is_refused() {
     with_token(
@@ -366,6 +411,23 @@ fn a_wrong_pin_a_missing_label_or_another_key_is_refused() {
             assert!(!second.exists());
             // The CA role names the key file a file custody reads.
             assert_eq!(CaRole::Root.key_file(), "root/root.key");
+
+            // A token key that stops answering (as an unplugged token
+            // would) fails the certificate, saying what the token answered.
+            let root_der = a.root_der().to_vec();
+            let key = TokenCaKey::open(&key_ref(pin_dir, "other-root")).unwrap();
+            let root = RootCa::from_parts(key, root_der);
+            destroy_private_key(pin_dir, "other-root");
+            let why = root
+                .issue(&leaf_request(hz), &TlsKey::generate())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                why.contains(
+                    "the CA key did not sign the certificate: token \"tessera-authority\": signing:"
+                ),
+                "{why}"
+            );
         },
     );
 }

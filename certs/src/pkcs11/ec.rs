@@ -94,6 +94,9 @@ pub struct TokenCaKey {
     point: Vec<u8>,
     public: VerifyingKey,
     sessions: Mutex<Vec<Session>>,
+    /// Why the last signature through rcgen failed (its error has no room
+    /// for the token's answer).
+    failure: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for TokenCaKey {
@@ -128,6 +131,7 @@ impl TokenCaKey {
             point,
             public,
             sessions: Mutex::new(vec![session]),
+            failure: Mutex::new(None),
         };
         key.sign_der(b"tessera token probe")?;
         Ok(key)
@@ -141,6 +145,12 @@ impl TokenCaKey {
     /// Where the key lives.
     pub fn key_ref(&self) -> &TokenKeyRef {
         &self.r
+    }
+
+    /// Why the last signature asked through rcgen's `SigningKey` failed,
+    /// once: rcgen reports only that a remote key failed.
+    pub fn take_failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|mut f| f.take())
     }
 
     /// Whether the token refuses to reveal the private key's value, as a
@@ -209,10 +219,14 @@ impl rcgen::PublicKeyData for TokenCaKey {
 }
 
 impl rcgen::SigningKey for TokenCaKey {
-    /// rcgen's error carries no detail: the token's answer is logged.
+    /// rcgen's error carries no detail: the token's answer is logged and
+    /// kept for [`TokenCaKey::take_failure`].
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         self.sign_der(msg).map_err(|e| {
             tracing::error!(error = %e, "the token did not sign a certificate");
+            if let Ok(mut failure) = self.failure.lock() {
+                *failure = Some(e.to_string());
+            }
             rcgen::Error::RemoteKeyError
         })
     }
