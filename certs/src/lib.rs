@@ -10,6 +10,7 @@
 //! Serving over mutual TLS with these certificates is `tessera-runtime`'s.
 
 pub mod authority;
+pub mod ca_key;
 pub mod files;
 pub mod keys;
 pub mod pkcs11;

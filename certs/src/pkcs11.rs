@@ -1,10 +1,16 @@
-//! Keys in a PKCS#11 token: a city's badge-signer key generated inside a
-//! token (sensitive, never extractable) and used to sign badges through
-//! the token, so the private half never enters the node's memory.
+//! Keys in a PKCS#11 token: a city's badge-signer key and the authority's
+//! trust-list signer key (Ed25519), and the authority's root and issuing-CA
+//! keys (ECDSA P-256, [`ec`]), each generated inside a token (sensitive,
+//! never extractable) and used to sign through the token, so the private
+//! half never enters the process's memory.
 //!
-//! Only Ed25519 (`CKM_EC_EDWARDS_KEY_PAIR_GEN`, `CKM_EDDSA`) is used;
-//! SoftHSM2 2.6 and later offer it. The PIN is read from a file (mode 0600
-//! or tighter, like every secret file), never from the configuration.
+//! Ed25519 keys use `CKM_EC_EDWARDS_KEY_PAIR_GEN` and `CKM_EDDSA`, which
+//! SoftHSM2 2.6 and later offer; P-256 keys use `CKM_EC_KEY_PAIR_GEN` and
+//! `CKM_ECDSA` over a digest computed here. The PIN is read from a file
+//! (mode 0600 or tighter, like every secret file), never from the
+//! configuration.
+
+pub mod ec;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -76,13 +82,15 @@ pub enum TokenError {
         /// The token's answer.
         detail: String,
     },
-    /// No Ed25519 private key with the label, or more than one.
-    #[error("token {token:?} holds {found} Ed25519 {what} key(s) labelled {key:?}, not one")]
+    /// No key of the expected type with the label, or more than one.
+    #[error("token {token:?} holds {found} {algorithm} {what} key(s) labelled {key:?}, not one")]
     Key {
         /// The token's label.
         token: String,
         /// The key's label.
         key: String,
+        /// `Ed25519` or `ECDSA P-256`.
+        algorithm: &'static str,
         /// `private` or `public`.
         what: &'static str,
         /// How many were found.
@@ -96,13 +104,15 @@ pub enum TokenError {
         /// The key's label.
         key: String,
     },
-    /// The token's public key is not an Ed25519 point.
-    #[error("token {token:?}: the public key {key:?} is not an Ed25519 point")]
+    /// The token's public key is not a point of the expected curve.
+    #[error("token {token:?}: the public key {key:?} is not an {algorithm} point")]
     BadPoint {
         /// The token's label.
         token: String,
         /// The key's label.
         key: String,
+        /// `Ed25519` or `ECDSA P-256`.
+        algorithm: &'static str,
     },
     /// Any other answer of the token.
     #[error("token {token:?}: {action}: {detail}")]
@@ -203,28 +213,87 @@ fn open(r: &TokenKeyRef) -> Result<(Pkcs11, Slot, Session), TokenError> {
     Ok((pkcs11, slot, session))
 }
 
+/// The one object of `class` and `key_type` labelled `r.key`.
 fn find_one(
     r: &TokenKeyRef,
     session: &Session,
     class: ObjectClass,
+    key_type: KeyType,
     what: &'static str,
 ) -> Result<ObjectHandle, TokenError> {
     let found = session
         .find_objects(&[
             Attribute::Class(class),
-            Attribute::KeyType(KeyType::EC_EDWARDS),
+            Attribute::KeyType(key_type),
             Attribute::Label(r.key.as_bytes().to_vec()),
         ])
         .map_err(token_err(r, "looking for the key"))?;
+    let algorithm = if key_type == KeyType::EC_EDWARDS {
+        "Ed25519"
+    } else {
+        "ECDSA P-256"
+    };
     match found.as_slice() {
         [one] => Ok(*one),
         _ => Err(TokenError::Key {
             token: r.token.clone(),
             key: r.key.clone(),
+            algorithm,
             what,
             found: found.len(),
         }),
     }
+}
+
+/// Whether any object of the token carries the label `r.key`.
+pub fn label_in_use(r: &TokenKeyRef) -> Result<bool, TokenError> {
+    let (_pkcs11, _slot, session) = open(r)?;
+    let existing = session
+        .find_objects(&[Attribute::Label(r.key.as_bytes().to_vec())])
+        .map_err(token_err(r, "looking for the label"))?;
+    Ok(!existing.is_empty())
+}
+
+/// Refuses a label already in use (key generation).
+fn check_label_free(r: &TokenKeyRef, session: &Session) -> Result<(), TokenError> {
+    let existing = session
+        .find_objects(&[Attribute::Label(r.key.as_bytes().to_vec())])
+        .map_err(token_err(r, "looking for the label"))?;
+    if existing.is_empty() {
+        Ok(())
+    } else {
+        Err(TokenError::Exists {
+            token: r.token.clone(),
+            key: r.key.clone(),
+        })
+    }
+}
+
+/// Whether the token refuses to reveal the value of the private key
+/// `private` (`C_GetAttributeValue` of `CKA_VALUE` answers that it is
+/// sensitive) and the key says it is sensitive and not extractable.
+fn value_hidden(
+    r: &TokenKeyRef,
+    session: &Session,
+    private: ObjectHandle,
+) -> Result<bool, TokenError> {
+    use cryptoki::object::AttributeInfo;
+    let value = session
+        .get_attribute_info(private, &[AttributeType::Value])
+        .map_err(token_err(r, "asking for the key's value"))?;
+    let flags = session
+        .get_attributes(
+            private,
+            &[AttributeType::Sensitive, AttributeType::Extractable],
+        )
+        .map_err(token_err(r, "reading the key's attributes"))?;
+    let sensitive = flags
+        .iter()
+        .any(|a| matches!(a, Attribute::Sensitive(true)));
+    let extractable = flags
+        .iter()
+        .any(|a| matches!(a, Attribute::Extractable(true)));
+    Ok(matches!(value.as_slice(), [AttributeInfo::Sensitive]) && sensitive && !extractable)
 }
 
 /// The Ed25519 public key of a public-key object: `CKA_EC_POINT` is the
@@ -240,6 +309,7 @@ fn public_of(
     let bad = || TokenError::BadPoint {
         token: r.token.clone(),
         key: r.key.clone(),
+        algorithm: "Ed25519",
     };
     let point = attrs
         .into_iter()
@@ -262,15 +332,7 @@ fn public_of(
 /// token. Refuses a label already in use. Returns the public key.
 pub fn generate(r: &TokenKeyRef) -> Result<VerifyingKey, TokenError> {
     let (_pkcs11, _slot, session) = open(r)?;
-    let existing = session
-        .find_objects(&[Attribute::Label(r.key.as_bytes().to_vec())])
-        .map_err(token_err(r, "looking for the label"))?;
-    if !existing.is_empty() {
-        return Err(TokenError::Exists {
-            token: r.token.clone(),
-            key: r.key.clone(),
-        });
-    }
+    check_label_free(r, &session)?;
     let label = r.key.as_bytes().to_vec();
     let public = [
         Attribute::Token(true),
@@ -317,8 +379,20 @@ impl TokenKey {
     /// by label; signs once to check the private key answers.
     pub fn open(r: &TokenKeyRef) -> Result<Self, TokenError> {
         let (pkcs11, slot, session) = open(r)?;
-        let private = find_one(r, &session, ObjectClass::PRIVATE_KEY, "private")?;
-        let public_handle = find_one(r, &session, ObjectClass::PUBLIC_KEY, "public")?;
+        let private = find_one(
+            r,
+            &session,
+            ObjectClass::PRIVATE_KEY,
+            KeyType::EC_EDWARDS,
+            "private",
+        )?;
+        let public_handle = find_one(
+            r,
+            &session,
+            ObjectClass::PUBLIC_KEY,
+            KeyType::EC_EDWARDS,
+            "public",
+        )?;
         let public = public_of(r, &session, public_handle)?;
         let key = Self {
             r: r.clone(),
@@ -351,23 +425,15 @@ impl TokenKey {
     /// as a sensitive, non-extractable key must; also checks the key says
     /// it is sensitive and not extractable.
     pub fn value_is_hidden(&self) -> Result<bool, TokenError> {
-        use cryptoki::object::AttributeInfo;
         let session = self.session()?;
-        let value = session.get_attribute_info(self.private, &[AttributeType::Value]);
-        let flags = session.get_attributes(
-            self.private,
-            &[AttributeType::Sensitive, AttributeType::Extractable],
-        );
+        let hidden = value_hidden(&self.r, &session, self.private);
         self.give_back(session);
-        let value = value.map_err(token_err(&self.r, "asking for the key's value"))?;
-        let flags = flags.map_err(token_err(&self.r, "reading the key's attributes"))?;
-        let sensitive = flags
-            .iter()
-            .any(|a| matches!(a, Attribute::Sensitive(true)));
-        let extractable = flags
-            .iter()
-            .any(|a| matches!(a, Attribute::Extractable(true)));
-        Ok(matches!(value.as_slice(), [AttributeInfo::Sensitive]) && sensitive && !extractable)
+        hidden
+    }
+
+    /// Where the key lives.
+    pub fn key_ref(&self) -> &TokenKeyRef {
+        &self.r
     }
 
     fn session(&self) -> Result<Session, TokenError> {

@@ -15,8 +15,10 @@
 //!
 //! The root ([`RootCa`]) issues the issuing CA and the trust-list signer;
 //! the issuing CA ([`IssuingCa`]) issues every other certificate. Every
-//! certificate is signed ecdsa-with-SHA256, deterministically (RFC 6979):
-//! the same request, serial and keys give the same bytes.
+//! certificate is signed ecdsa-with-SHA256, deterministically (RFC 6979)
+//! when the signing key is a file's: the same request, serial and keys give
+//! the same bytes. A CA key in a PKCS#11 token ([`CaKey::Token`]) picks its
+//! own nonce.
 
 use std::net::IpAddr;
 
@@ -29,6 +31,7 @@ use tessera_core::cert::KeyAlgorithm;
 use tessera_core::{Identity, Role};
 use time::OffsetDateTime;
 
+use crate::ca_key::CaKey;
 use crate::keys::{KeyError, SigningKey, TlsKey};
 
 /// Organisation written in every subject.
@@ -40,6 +43,9 @@ pub enum IssueError {
     /// rcgen refused the parameters.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// The CA key in a token did not sign (what the token answered).
+    #[error("the CA key did not sign the certificate: {0}")]
+    Signing(String),
     /// Key conversion failed.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -220,10 +226,10 @@ fn params(req: &CertRequest) -> Result<CertificateParams, IssueError> {
     Ok(params)
 }
 
-/// The national root: its key and certificate, able to issue every other
-/// certificate.
+/// The national root: its key (a file's or a token's, [`CaKey`]) and
+/// certificate, able to issue every other certificate.
 pub struct RootCa {
-    key: TlsKey,
+    key: CaKey,
     der: Vec<u8>,
 }
 
@@ -240,7 +246,7 @@ impl RootCa {
     /// root's) with path length 0: it can issue leaves only, as roots did
     /// before issuing CAs (the fixed test vectors are made this way). The
     /// authority makes its roots with [`RootCa::create_with_path_len`] 1.
-    pub fn create(req: &CertRequest, key: TlsKey) -> Result<Self, IssueError> {
+    pub fn create(req: &CertRequest, key: impl Into<CaKey>) -> Result<Self, IssueError> {
         Self::create_with_path_len(req, key, 0)
     }
 
@@ -248,15 +254,16 @@ impl RootCa {
     /// root that issues an issuing CA.
     pub fn create_with_path_len(
         req: &CertRequest,
-        key: TlsKey,
+        key: impl Into<CaKey>,
         path_len: u8,
     ) -> Result<Self, IssueError> {
         if req.identity.role() != Role::Root {
             return Err(IssueError::WrongRole(req.identity.role()));
         }
+        let key = key.into();
         let mut params = params(req)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
-        let cert = params.self_signed(&key)?;
+        let cert = params.self_signed(&key).map_err(|e| key.explain(e))?;
         Ok(Self {
             key,
             der: cert.der().to_vec(),
@@ -264,8 +271,11 @@ impl RootCa {
     }
 
     /// Loads a root from its key and certificate.
-    pub fn from_parts(key: TlsKey, der: Vec<u8>) -> Self {
-        Self { key, der }
+    pub fn from_parts(key: impl Into<CaKey>, der: Vec<u8>) -> Self {
+        Self {
+            key: key.into(),
+            der,
+        }
     }
 
     /// The root certificate DER.
@@ -274,7 +284,7 @@ impl RootCa {
     }
 
     /// The root's private key.
-    pub fn key(&self) -> &TlsKey {
+    pub fn key(&self) -> &CaKey {
         &self.key
     }
 
@@ -299,7 +309,9 @@ impl RootCa {
             });
         }
         let issuer = Issuer::from_ca_cert_der(&self.der.as_slice().into(), &self.key)?;
-        let cert = params(req)?.signed_by(&subject, &issuer)?;
+        let cert = params(req)?
+            .signed_by(&subject, &issuer)
+            .map_err(|e| self.key.explain(e))?;
         Ok(cert.der().to_vec())
     }
 }
@@ -308,7 +320,7 @@ impl RootCa {
 /// certificate but the root's, an issuing CA's and the trust-list signer's
 /// (those come from the root).
 pub struct IssuingCa {
-    key: TlsKey,
+    key: CaKey,
     der: Vec<u8>,
 }
 
@@ -322,8 +334,11 @@ impl std::fmt::Debug for IssuingCa {
 
 impl IssuingCa {
     /// Loads an issuing CA from its key and certificate.
-    pub fn from_parts(key: TlsKey, der: Vec<u8>) -> Self {
-        Self { key, der }
+    pub fn from_parts(key: impl Into<CaKey>, der: Vec<u8>) -> Self {
+        Self {
+            key: key.into(),
+            der,
+        }
     }
 
     /// The issuing CA's certificate DER.
@@ -353,7 +368,9 @@ impl IssuingCa {
             });
         }
         let issuer = Issuer::from_ca_cert_der(&self.der.as_slice().into(), &self.key)?;
-        let cert = params(req)?.signed_by(&subject, &issuer)?;
+        let cert = params(req)?
+            .signed_by(&subject, &issuer)
+            .map_err(|e| self.key.explain(e))?;
         Ok(cert.der().to_vec())
     }
 }

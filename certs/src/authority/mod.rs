@@ -4,9 +4,11 @@
 //!
 //! ```text
 //! D/registry.json                    what was issued, revoked, published
+//! D/authority.toml                   where the keys are (absent: all files; [`custody`])
 //! D/root/root.crt, root.key          the national root (keep offline)
 //! D/issuing-ca/issuing-ca.crt, .key  the online issuing CA (root-issued)
 //! D/trust-list-signer/signer.crt, signer.key, root.crt
+//!   (a key kept in a PKCS#11 token has no `.key` file)
 //! D/authority/authority.crt, authority.key, root.crt   the authority's TLS client
 //! D/cities/<code>/node.crt, .key, badge-signer.crt, .key, root.crt
 //! D/gateways/<name>/gateway.crt, .key, root.crt
@@ -32,6 +34,7 @@
 //! a refused command leaves the directory as it was. Private keys are written
 //! with mode 0600.
 
+pub mod custody;
 mod enrol;
 mod issuing_ca;
 mod journal;
@@ -46,6 +49,7 @@ use tessera_core::ids::CodeError;
 use tessera_core::trust::TrustListError;
 use tessera_core::{CityCode, Identity, Role, Scope};
 
+pub use custody::{CUSTODY_FILE, CaRole, Custody, CustodyError, TokenSettings};
 pub use issuing_ca::IssuingCaRotation;
 pub use journal::{JOURNAL, Recovered, recover};
 pub use registry::{Enrolment, Registry};
@@ -143,6 +147,9 @@ pub enum AuthorityError {
     /// Signing the trust list failed.
     #[error(transparent)]
     TrustList(#[from] TrustListError),
+    /// A key is not where `authority.toml` says, or the token refused.
+    #[error(transparent)]
+    Custody(#[from] CustodyError),
     /// An earlier command was interrupted half way (see `journal.json`).
     #[error("the `{command}` started at Unix time {started_at} did not finish: {state}")]
     Interrupted {
@@ -277,6 +284,17 @@ impl AuthorityDir {
     /// Creates a new authority in `dir` (created if missing, its parent must
     /// exist): root, trust-list signer and the authority's TLS client.
     pub fn init(dir: &Path, options: &InitOptions, now: i64) -> Result<Self, AuthorityError> {
+        Self::init_with(dir, options, &Custody::files(), now)
+    }
+
+    /// Like [`Self::init`], with the root and trust-list signer keys kept
+    /// as `custody` says (made in its token; `authority.toml` written).
+    pub fn init_with(
+        dir: &Path,
+        options: &InitOptions,
+        custody: &Custody,
+        now: i64,
+    ) -> Result<Self, AuthorityError> {
         let name = check_name(&options.name)?;
         if dir.is_dir() {
             journal::check(dir)?;
@@ -290,6 +308,7 @@ impl AuthorityDir {
         ]
         .iter()
         .any(|p| dir.join(p).exists())
+            || dir.join(CUSTODY_FILE).exists()
         {
             return Err(AuthorityError::AlreadyInitialised(
                 dir.display().to_string(),
@@ -308,8 +327,10 @@ impl AuthorityDir {
                 "the sunset date must be at least a day away".into(),
             ));
         }
+        // The token opens and its labels are free before anything is made.
+        custody.check_labels_free()?;
         create_dir(dir)?;
-        let parts: Vec<PathBuf> = [
+        let mut parts: Vec<PathBuf> = [
             "root",
             "issuing-ca",
             "trust-list-signer",
@@ -319,9 +340,10 @@ impl AuthorityDir {
         .iter()
         .map(|p| dir.join(p))
         .collect();
+        parts.push(dir.join(CUSTODY_FILE));
         let journal = journal::Journal::new(dir, "init", now, &parts, vec![])?;
         journal.begin(dir)?;
-        match Self::create(dir, name, options.sunset_at, now) {
+        match Self::create(dir, name, options.sunset_at, custody, now) {
             Ok(this) => {
                 journal.complete(dir)?;
                 Ok(this)
@@ -334,8 +356,18 @@ impl AuthorityDir {
         }
     }
 
-    fn create(dir: &Path, name: String, sunset_at: i64, now: i64) -> Result<Self, AuthorityError> {
-        let root_key = keys::TlsKey::generate();
+    fn create(
+        dir: &Path,
+        name: String,
+        sunset_at: i64,
+        custody: &Custody,
+        now: i64,
+    ) -> Result<Self, AuthorityError> {
+        if custody.token().is_some() {
+            keys::write_new_file(&dir.join(CUSTODY_FILE), custody.to_toml().as_bytes(), true)?;
+        }
+        let root_key = custody.new_ca_key(CaRole::Root)?;
+        let root_pem = root_key.file_pem()?;
         let root_req = CertRequest {
             identity: Identity::new(Role::Root, Scope::Nation)
                 .map_err(|e| AuthorityError::BadOption(e.to_string()))?,
@@ -353,11 +385,9 @@ impl AuthorityDir {
             keys::cert_to_pem(root.der()).as_bytes(),
             true,
         )?;
-        keys::write_new_file(
-            &dir.join("root/root.key"),
-            root.key().to_pem()?.as_bytes(),
-            true,
-        )?;
+        if let Some(pem) = root_pem {
+            keys::write_new_file(&dir.join(CaRole::Root.key_file()), pem.as_bytes(), true)?;
+        }
         let mut this = Self {
             dir: dir.to_path_buf(),
             root_der: root.der().to_vec(),
@@ -380,23 +410,31 @@ impl AuthorityDir {
         let ica =
             national(Role::IssuingCa).map_err(|e| AuthorityError::BadOption(e.to_string()))?;
         let mut issued = vec![];
-        issued.push(this.issue_into(
+        let ica_source = match custody.new_ca_key(CaRole::IssuingCa)? {
+            crate::ca_key::CaKey::File(_) => custody::KeySource::Generate,
+            token => custody::KeySource::Token(SubjectKey::EcdsaP256(
+                rcgen::PublicKeyData::der_bytes(&token).to_vec(),
+            )),
+        };
+        issued.push(this.issue_with(
             &dir.join("issuing-ca"),
             "issuing-ca",
             ica,
             &format!("{name} issuing CA"),
             None,
+            ica_source,
             now,
             ISSUING_CA_VALIDITY_SECS,
         )?);
         // The authority's own TLS client comes from the issuing CA.
         this.load_issuing_ca()?;
-        issued.push(this.issue_into(
+        issued.push(this.issue_with(
             &dir.join("trust-list-signer"),
             "signer",
             signer,
             &format!("{name} trust-list signer"),
             None,
+            custody.new_list_signer()?,
             now,
             SIGNER_VALIDITY_SECS,
         )?);
@@ -454,7 +492,7 @@ impl AuthorityDir {
 
     fn load_root(&mut self) -> Result<&RootCa, AuthorityError> {
         if self.root.is_none() {
-            let key = keys::read_tls_key(&self.dir.join("root/root.key"))?;
+            let key = Custody::load(&self.dir)?.ca_key(&self.dir, CaRole::Root, &self.root_der)?;
             self.root = Some(RootCa::from_parts(key, self.root_der.clone()));
         }
         self.root
@@ -466,8 +504,8 @@ impl AuthorityDir {
     /// ([`ISSUING_CA_KEY`], [`ISSUING_CA_CERT`]).
     fn load_issuing_ca(&mut self) -> Result<&IssuingCa, AuthorityError> {
         if self.issuing_ca.is_none() {
-            let key = keys::read_tls_key(&self.dir.join(ISSUING_CA_KEY))?;
             let der = keys::read_cert(&self.dir.join(ISSUING_CA_CERT))?;
+            let key = Custody::load(&self.dir)?.ca_key(&self.dir, CaRole::IssuingCa, &der)?;
             self.issuing_ca = Some(IssuingCa::from_parts(key, der));
         }
         self.issuing_ca
@@ -581,14 +619,49 @@ impl AuthorityDir {
         now: i64,
         validity: i64,
     ) -> Result<Enrolment, AuthorityError> {
+        let source = match request {
+            Some(request) => custody::KeySource::Request(request),
+            None => custody::KeySource::Generate,
+        };
+        self.issue_with(
+            dir,
+            stem,
+            identity,
+            common_name,
+            endpoint,
+            source,
+            now,
+            validity,
+        )
+    }
+
+    /// Like [`Self::issue_for`], for a key from `source`: a key made in the
+    /// authority's token gets `<stem>.crt` and no key file.
+    #[allow(clippy::too_many_arguments)]
+    fn issue_with(
+        &self,
+        dir: &Path,
+        stem: &str,
+        identity: Identity,
+        common_name: &str,
+        endpoint: Option<&str>,
+        source: custody::KeySource<'_>,
+        now: i64,
+        validity: i64,
+    ) -> Result<Enrolment, AuthorityError> {
+        let request = match &source {
+            custody::KeySource::Request(request) => Some(*request),
+            _ => None,
+        };
         let hosts = match endpoint {
             Some(ep) => vec![endpoint_host(ep)?],
             None => vec![],
         };
         let not_after = (now + validity).min(self.registry.sunset_at.max(now + DAY));
-        let (key, subject) = match request {
-            Some(request) => (None, request.key_for(identity.role())?),
-            None => {
+        let (key, subject) = match source {
+            custody::KeySource::Request(request) => (None, request.key_for(identity.role())?),
+            custody::KeySource::Token(subject) => (None, subject),
+            custody::KeySource::Generate => {
                 let key = keys::RoleKey::generate_for(identity.role());
                 let subject = SubjectKey::from(&key);
                 (Some(key), subject)

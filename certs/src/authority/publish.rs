@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use tessera_core::trust::{TRUST_LIST_VERSION, sign_trust_list};
+use tessera_core::trust::TRUST_LIST_VERSION;
 use tessera_core::{Identity, Role};
 use tessera_proto::v1 as pb;
 
@@ -74,8 +74,8 @@ impl AuthorityDir {
             ));
         }
         let (signer_cert, signer_key) = self.current_list_signer()?;
-        let signer_key = keys::read_signer_key(&signer_key)?;
         let signer_der = keys::read_cert(&signer_cert)?;
+        let signer_key = Custody::load(&self.dir)?.list_signer_key(&signer_key, &signer_der)?;
         let mut entries = vec![];
         let mut revoked_serials = vec![];
         let mut listed = vec![];
@@ -133,7 +133,7 @@ impl AuthorityDir {
             entries,
             revoked_serials,
         };
-        let bytes = sign_trust_list(&list, &signer_key, &signer_der)?;
+        let bytes = signer_key.sign_list(&list, &signer_der)?;
         let lists = self.dir.join("trust-lists");
         let file = lists.join(format!("{sequence:06}.tsl"));
         // A rotated badge signer this list carries goes live now (and only

@@ -223,14 +223,29 @@ impl AuthorityDir {
         let n = unused_number(&dir, stem, 2);
         let issued_cert = dir.join(format!("{stem}.{n}.crt"));
         let issued_key = dir.join(format!("{stem}.{n}.key"));
+        // A trust-list signer whose key is in a token gets its new key
+        // there (see `custody`), and the configuration naming it is
+        // installed with the certificate.
+        let token = match identity.role() {
+            Role::TrustListSigner => super::custody::next_in_token(&self.dir, n)?,
+            _ => None,
+        };
         let mut creates = vec![issued_cert.clone(), issued_key.clone()];
+        if let Some(next) = &token {
+            creates.push(next.file.clone());
+        }
         if let Some((path, _)) = &archive {
             creates.push(path.clone());
             if deferred {
                 creates.push(path.with_extension("key"));
             }
         }
-        let then = if deferred {
+        let then = if let Some(next) = &token {
+            vec![
+                Journal::install(&self.dir, &issued_cert, &live_cert),
+                Journal::install(&self.dir, &next.file, &self.dir.join(super::CUSTODY_FILE)),
+            ]
+        } else if deferred {
             vec![]
         } else {
             // Key first: a reader that sees the new key with the old
@@ -261,12 +276,17 @@ impl AuthorityDir {
                     keys::write_new_file(&path.with_extension("key"), &key, true)?;
                 }
             }
-            let mut new = this.issue_into(
+            let source = match &token {
+                Some(next) => next.make_key()?,
+                None => super::custody::KeySource::Generate,
+            };
+            let mut new = this.issue_with(
                 &dir,
                 &format!("{stem}.{n}"),
                 identity,
                 &old.name,
                 old.endpoint.as_deref(),
+                source,
                 now,
                 validity,
             )?;
@@ -373,6 +393,11 @@ impl AuthorityDir {
     /// that list is the first to list it REVOKED. Verifiers accept the new
     /// signer because it chains to the root; once they hold its list they
     /// refuse every list the old key signs. Needs the root key.
+    ///
+    /// When the signer's key is in a token (`authority.toml`), the new key
+    /// is made in the token under a new label (`<label>.<n>`, the first
+    /// unused) and `authority.toml`, rewritten to name it, is installed
+    /// with the new certificate; the old key stays in the token.
     pub fn rotate_list_signer(&mut self, now: i64) -> Result<Reissued, AuthorityError> {
         let index = self
             .current_index("tessera:nation:000000:trust-list-signer", |_| true)

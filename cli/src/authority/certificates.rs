@@ -214,10 +214,19 @@ pub(super) fn print_reissued(what: &str, r: &Reissued) {
         r.new.serial,
         fmt::time(r.new.not_after)
     );
+    // A key made in the authority's token has no file (authority.toml
+    // names it).
+    let key = |path: &std::path::Path| {
+        if r.issued.1.exists() {
+            path.display().to_string()
+        } else {
+            "the key in the token (authority.toml names its label)".to_owned()
+        }
+    };
     outln!(
         "  issued as {} and {}",
         r.issued.0.display(),
-        r.issued.1.display()
+        key(&r.issued.1)
     );
     outln!(
         "  {} {} and {}",
@@ -227,6 +236,6 @@ pub(super) fn print_reissued(what: &str, r: &Reissued) {
             "installed as"
         },
         r.live.0.display(),
-        r.live.1.display()
+        key(&r.live.1)
     );
 }

@@ -3,7 +3,12 @@
 
 use std::path::PathBuf;
 
-use tessera_certs::authority::{AuthorityDir, ISSUING_CA_CERT, InitOptions, Issued};
+use tessera_certs::authority::custody::{
+    DEFAULT_ISSUING_CA_LABEL, DEFAULT_ROOT_LABEL, DEFAULT_SIGNER_LABEL,
+};
+use tessera_certs::authority::{
+    AuthorityDir, Custody, ISSUING_CA_CERT, InitOptions, Issued, TokenSettings,
+};
 use tessera_certs::keys;
 use tessera_certs::request::CheckedRequest;
 use tessera_core::{CityCode, ProvinceCode};
@@ -11,13 +16,86 @@ use tessera_core::{CityCode, ProvinceCode};
 use super::{DAY, DirArg};
 use crate::fmt;
 
+/// Where `authority init` makes the root, issuing-CA and trust-list signer
+/// keys.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// Make the root, issuing-CA and trust-list signer keys inside a PKCS#11
+    /// token through this module (a shared library) instead of in key files.
+    #[arg(long, requires_all = ["token", "pin_file"])]
+    pkcs11_module: Option<PathBuf>,
+    /// The token's label (with --pkcs11-module).
+    #[arg(long, requires = "pkcs11_module")]
+    token: Option<String>,
+    /// A file (mode 0600) whose first line is the token's user PIN (with
+    /// --pkcs11-module). Give an absolute path: authority.toml records it.
+    #[arg(long, requires = "pkcs11_module")]
+    pin_file: Option<PathBuf>,
+    /// The root key's label in the token.
+    #[arg(long, requires = "pkcs11_module", default_value = DEFAULT_ROOT_LABEL)]
+    root_label: String,
+    /// The trust-list signer key's label in the token.
+    #[arg(long, requires = "pkcs11_module", default_value = DEFAULT_SIGNER_LABEL)]
+    signer_label: String,
+    /// The issuing CA key's label in the token.
+    #[arg(long, requires = "pkcs11_module", default_value = DEFAULT_ISSUING_CA_LABEL)]
+    issuing_ca_label: String,
+    /// Make the root key in this other token (same module) instead: an
+    /// offline token, attached only for the root's ceremonies (init,
+    /// rotate-list-signer, rotate-issuing-ca).
+    #[arg(long, requires_all = ["pkcs11_module", "root_pin_file"])]
+    root_token: Option<String>,
+    /// The root token's PIN file (with --root-token).
+    #[arg(long, requires = "root_token")]
+    root_pin_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    fn custody(self) -> anyhow::Result<Custody> {
+        let (Some(module), Some(token), Some(pin_file)) =
+            (self.pkcs11_module, self.token, self.pin_file)
+        else {
+            return Ok(Custody::files());
+        };
+        // authority.toml outlives the shell's working directory.
+        let pin_file = std::path::absolute(&pin_file)?;
+        let settings = TokenSettings {
+            module,
+            token,
+            pin_file,
+        };
+        let root_settings = match (self.root_token, self.root_pin_file) {
+            (Some(token), Some(pin_file)) => Some(TokenSettings {
+                module: settings.module.clone(),
+                token,
+                pin_file: std::path::absolute(&pin_file)?,
+            }),
+            _ => None,
+        };
+        Ok(Custody::in_token(
+            settings,
+            root_settings,
+            &self.root_label,
+            &self.issuing_ca_label,
+            &self.signer_label,
+        )?)
+    }
+}
+
 /// `tessera authority init`: a new authority directory, root and trust-list signer.
-pub(super) fn init(dir: DirArg, name: String, sunset_days: i64, now: i64) -> anyhow::Result<()> {
+pub(super) fn init(
+    dir: DirArg,
+    name: String,
+    sunset_days: i64,
+    token: TokenArgs,
+    now: i64,
+) -> anyhow::Result<()> {
     let options = InitOptions {
         name,
         sunset_at: now.saturating_add(sunset_days.saturating_mul(DAY)),
     };
-    let authority = AuthorityDir::init(&dir.dir, &options, now)?;
+    let custody = token.custody()?;
+    let authority = AuthorityDir::init_with(&dir.dir, &options, &custody, now)?;
     outln!(
         "Authority {:?} created in {}",
         authority.registry().name,
@@ -35,12 +113,36 @@ pub(super) fn init(dir: DirArg, name: String, sunset_days: i64, now: i64) -> any
         "  issuing CA         {}",
         authority.dir().join(ISSUING_CA_CERT).display()
     );
-    outln!(
-        "Move root/root.key offline: only rotate-list-signer and rotate-issuing-ca need\n\
-         it; enrolment and renewal use issuing-ca/issuing-ca.key. Next: tessera\n\
-         authority enrol-city --dir {} …",
-        dir.dir.display()
-    );
+    match (custody.token(), &custody.labels().root) {
+        (Some(token), Some(root)) => {
+            let root_token = custody.root_token().unwrap_or(token);
+            outln!(
+                "  keys in tokens     root {root:?} in {:?}; issuing CA {:?} and trust-list signer {:?} in {:?} (no key files; see {})",
+                root_token.token,
+                custody.labels().issuing_ca.as_deref().unwrap_or_default(),
+                custody
+                    .labels()
+                    .trust_list_signer
+                    .as_deref()
+                    .unwrap_or_default(),
+                token.token,
+                dir.dir
+                    .join(tessera_certs::authority::CUSTODY_FILE)
+                    .display()
+            );
+            outln!(
+                "Keep the root's token offline: only rotate-list-signer and rotate-issuing-ca need\n\
+                 it. Next: tessera authority enrol-city --dir {} …",
+                dir.dir.display()
+            );
+        }
+        _ => outln!(
+            "Move root/root.key offline: only rotate-list-signer and rotate-issuing-ca need\n\
+             it; enrolment and renewal use issuing-ca/issuing-ca.key. Next: tessera\n\
+             authority enrol-city --dir {} …",
+            dir.dir.display()
+        ),
+    }
     Ok(())
 }
 

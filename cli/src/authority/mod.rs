@@ -13,7 +13,16 @@ const DAY: i64 = 86_400;
 pub enum AuthorityCommand {
     /// Create a national authority: root CA, trust-list signer, admin client.
     #[command(
-        after_help = "Example:\n  tessera authority init --dir ./authority --name \"National Health Authority\""
+        long_about = r"Create a national authority: root CA, trust-list signer, admin client.
+
+With --pkcs11-module, --token and --pin-file, the root key (ECDSA P-256) and
+the trust-list signer key (Ed25519) are made inside that PKCS#11 token,
+sensitive and not extractable, under the labels --root-label and
+--signer-label; no key file is written for them, and authority.toml records
+where they are. Every later command that signs with them (enrol-*, renew,
+rotate-signer, trust-list publish) opens the token with the PIN file. The
+token must be initialised and its labels unused (docs/OPERATIONS.md).",
+        after_help = "Examples:\n  tessera authority init --dir ./authority --name \"National Health Authority\"\n  tessera authority init --dir ./authority --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --token tessera-authority --pin-file /etc/tessera/authority.pin"
     )]
     Init {
         #[command(flatten)]
@@ -24,6 +33,8 @@ pub enum AuthorityCommand {
         /// Days until the federation's sunset: past it, nothing is trusted.
         #[arg(long, default_value_t = 730)]
         sunset_days: i64,
+        #[command(flatten)]
+        token: enrol::TokenArgs,
     },
     /// Enrol a city: its node's TLS certificate and its badge signer's.
     #[command(
@@ -245,6 +256,10 @@ checkpoint's trust-list fetch) holds that list, it refuses every list the old
 key signs, whatever its sequence; a list that revokes its own signer is
 refused everywhere. Needs the root key.
 
+With the signer key in a PKCS#11 token (authority.toml), the new key is made
+in the token under the next label (<label>.<n>), no key file is written, and
+authority.toml is rewritten to name the new key.
+
 In order:
   1. tessera authority rotate-list-signer --dir D
   2. tessera authority trust-list publish --dir D --gateway HOST:PORT at once
@@ -421,7 +436,8 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             dir,
             name,
             sunset_days,
-        } => enrol::init(dir, name, sunset_days, now),
+            token,
+        } => enrol::init(dir, name, sunset_days, token, now),
         AuthorityCommand::EnrolCity {
             dir,
             csr,
