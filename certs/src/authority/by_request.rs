@@ -113,6 +113,36 @@ impl AuthorityDir {
         Ok(())
     }
 
+    /// When `old` is recorded in the bundle's live `<stem>.crt`, a number
+    /// `m` for its copy `<stem>.<m>.crt` and the file's bytes: the registry
+    /// then points at the copy, so that each certificate issued stays on
+    /// file whatever is later installed over the live name (as
+    /// `rotate-issuing-ca` does). Refused if the live file no longer holds
+    /// the certificate recorded.
+    fn archive_of(
+        &self,
+        old: &Enrolment,
+        dir: &Path,
+        stem: &str,
+    ) -> Result<Option<(u32, Vec<u8>)>, AuthorityError> {
+        let live = dir.join(format!("{stem}.crt"));
+        if self.dir.join(&old.cert_file) != live {
+            return Ok(None);
+        }
+        let file = std::fs::read(&live).map_err(|e| AuthorityError::io(&live, e))?;
+        let der = keys::certs_from_pem(&file, &live)?.swap_remove(0);
+        let info = CertInfo::parse(&der).map_err(|e| AuthorityError::BadOption(e.to_string()))?;
+        let serial = tessera_core::cert::hex_string(info.serial());
+        if serial != old.serial {
+            return Err(AuthorityError::Registry(format!(
+                "{} holds serial {serial}, not {} as registry.json records: restore it first",
+                live.display(),
+                old.serial
+            )));
+        }
+        Ok(Some((unused_number(dir, stem, 1), file)))
+    }
+
     fn reissue_requested(
         &mut self,
         index: usize,
@@ -144,22 +174,25 @@ impl AuthorityDir {
             return Err(AuthorityError::KeyHeld(old.identity.clone()));
         }
         self.check_new_key(&old, request)?;
+        let archive = self.archive_of(&old, &dir, stem)?;
         self.load_issuer_for(identity.role())?;
-        let n = unused_number(&dir, stem, 2);
+        let first = archive.as_ref().map_or(1, |(m, _)| *m);
+        let n = unused_number(&dir, stem, 2).max(first + 1);
         let cert = dir.join(format!("{stem}.{n}.crt"));
         let csr = dir.join(format!("{stem}.{n}.csr"));
         let command = match identity.role() {
             Role::BadgeSigner => "rotate-signer",
             _ => "renew",
         };
-        let journal = Journal::new(
-            &self.dir,
-            command,
-            now,
-            &[cert.clone(), csr.clone()],
-            vec![],
-        )?;
+        let mut creates = vec![cert.clone(), csr.clone()];
+        if let Some((m, _)) = &archive {
+            creates.push(dir.join(format!("{stem}.{m}.crt")));
+        }
+        let journal = Journal::new(&self.dir, command, now, &creates, vec![])?;
         let (old, new) = self.journaled(&journal, |this| {
+            if let Some((m, file)) = &archive {
+                keys::write_new_file(&dir.join(format!("{stem}.{m}.crt")), file, true)?;
+            }
             let new = this.issue_for(
                 &dir,
                 &format!("{stem}.{n}"),
@@ -172,6 +205,9 @@ impl AuthorityDir {
             )?;
             let mut next = this.registry.clone();
             if let Some(e) = next.enrolments.get_mut(index) {
+                if let Some((m, _)) = &archive {
+                    e.cert_file = format!("{}.{m}.crt", e.cert_file.trim_end_matches(".crt"));
+                }
                 e.retired_at = Some(now);
                 e.install_over = None;
             }
@@ -263,7 +299,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(r.old.retired_at, Some(NOW + 10));
-        assert_eq!(r.old.cert_file, "cities/330100/node.crt");
+        // The live file is kept as node.1.crt, and the registry points at it.
+        assert_eq!(r.old.cert_file, "cities/330100/node.1.crt");
+        assert_eq!(std::fs::read(bundle.join("node.1.crt")).unwrap(), live);
         assert_eq!(r.new.cert_file, "cities/330100/node.2.crt");
         assert_eq!(r.stem, "node");
         let new = info(&r.cert);
@@ -286,6 +324,7 @@ mod tests {
             [
                 "badge-signer.crt",
                 "badge-signer.csr",
+                "node.1.crt",
                 "node.2.crt",
                 "node.2.csr",
                 "node.crt",
