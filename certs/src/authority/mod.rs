@@ -34,6 +34,7 @@
 //! a refused command leaves the directory as it was. Private keys are written
 //! with mode 0600.
 
+mod by_request;
 pub mod custody;
 mod enrol;
 mod issuing_ca;
@@ -49,6 +50,7 @@ use tessera_core::ids::CodeError;
 use tessera_core::trust::TrustListError;
 use tessera_core::{CityCode, Identity, Role, Scope};
 
+pub use by_request::ReissuedByRequest;
 pub use custody::{CUSTODY_FILE, CaRole, Custody, CustodyError, TokenSettings};
 pub use issuing_ca::IssuingCaRotation;
 pub use journal::{JOURNAL, Recovered, recover};
@@ -141,9 +143,26 @@ pub enum AuthorityError {
     /// The authority does not hold the key to replace: the party made it
     /// and enrolled by request.
     #[error(
-        "{0} was enrolled by certificate request, so the authority does not hold its key and cannot make a new one for it; renewal by request is not built yet: revoke it and enrol its holder again with a new request"
+        "{0} was enrolled by certificate request, so the authority does not hold its key and cannot make a new one for it: have its holder make a new key and request (`tessera keygen`) and give that request with --csr"
     )]
     KeyNotHeld(String),
+    /// A request to renew by was given for a party whose key the authority
+    /// made and holds.
+    #[error(
+        "{0} was enrolled all in one: the authority holds its key, so it is renewed without --csr"
+    )]
+    KeyHeld(String),
+    /// A renewal's request carries a key an earlier certificate of the same
+    /// party carries: a renewal must change the key.
+    #[error(
+        "the request's key is the key of {identity}'s certificate with serial {serial}: a renewal must change the key; make a new one with `tessera keygen`"
+    )]
+    KeyReused {
+        /// The party.
+        identity: String,
+        /// The certificate carrying that key.
+        serial: String,
+    },
     /// Signing the trust list failed.
     #[error(transparent)]
     TrustList(#[from] TrustListError),

@@ -346,7 +346,14 @@ impl AuthorityDir {
     /// reloads the live files and presents the new certificate on new
     /// connections.
     pub fn renew(&mut self, target: &RenewTarget, now: i64) -> Result<Reissued, AuthorityError> {
-        let index = match target {
+        let index = self.renew_index(target)?;
+        self.reissue(index, false, now)
+    }
+
+    /// The index of the current enrolment `target` names, if it is one
+    /// `renew` renews (not a signer nor the issuing CA).
+    pub(super) fn renew_index(&self, target: &RenewTarget) -> Result<usize, AuthorityError> {
+        Ok(match target {
             RenewTarget::City(code) => self
                 .current_index(&format!("tessera:city:{code}:node"), |_| true)
                 .ok_or(AuthorityError::UnknownCity(*code))?,
@@ -384,8 +391,7 @@ impl AuthorityDir {
                     _ => index,
                 }
             }
-        };
-        self.reissue(index, false, now)
+        })
     }
 
     /// Rotates the trust-list signer: a new signer certificate and key sign

@@ -1,7 +1,12 @@
 //! A certificate's later life: revocation, renewal, badge-signer and
 //! trust-list-signer rotation, pruning, and recovery after a crash.
 
-use tessera_certs::authority::{AuthorityDir, Recovered, Reissued, RenewTarget, RevokeTarget};
+use std::path::{Path, PathBuf};
+
+use tessera_certs::authority::{
+    AuthorityDir, Recovered, Reissued, ReissuedByRequest, RenewTarget, RevokeTarget,
+};
+use tessera_certs::request::CheckedRequest;
 use tessera_core::CityCode;
 
 use super::DirArg;
@@ -30,7 +35,30 @@ pub(super) fn revoke(
 }
 
 /// `tessera authority rotate-signer`: a new badge signer for a city, the old one kept until pruned.
-pub(super) fn rotate_signer(dir: DirArg, city: CityCode, now: i64) -> anyhow::Result<()> {
+pub(super) fn rotate_signer(
+    dir: DirArg,
+    city: CityCode,
+    csr: Option<PathBuf>,
+    now: i64,
+) -> anyhow::Result<()> {
+    if let Some(path) = csr {
+        let request = read_request(&path)?;
+        let r = AuthorityDir::open(&dir.dir)?.rotate_signer_requested(city, &request, now)?;
+        print_reissued_by_request(&format!("Badge signer of city {city} rotated"), &r);
+        outln!(
+            "The old signer is retired and stays ACTIVE: badges it signed verify until they\n\
+             expire. Nothing was installed: the authority holds no key of this city.\n\
+             Next: publish a trust list (both signers are listed). Then the city installs\n\
+             {} and its new badge-signer key as the files [badges] names in its\n\
+             node.toml (key first, each with an atomic mv); its node signs with the new key\n\
+             once it holds a list carrying it (it checks its files every reload_secs and\n\
+             on SIGHUP). 30 days after publishing, run\n\
+             `tessera authority prune-signers --dir {}`.",
+            r.cert.display(),
+            dir.dir.display()
+        );
+        return Ok(());
+    }
     let r = AuthorityDir::open(&dir.dir)?.rotate_signer(city, now)?;
     print_reissued(&format!("Badge signer of city {city} rotated"), &r);
     outln!(
@@ -100,6 +128,7 @@ pub(super) fn renew(
     city: Option<CityCode>,
     gateway: Option<String>,
     serial: Option<String>,
+    csr: Option<PathBuf>,
     now: i64,
 ) -> anyhow::Result<()> {
     let target = match (city, gateway, serial) {
@@ -112,6 +141,24 @@ pub(super) fn renew(
             );
         }
     };
+    if let Some(path) = csr {
+        let request = read_request(&path)?;
+        let r = AuthorityDir::open(&dir.dir)?.renew_requested(&target, &request, now)?;
+        print_reissued_by_request("Certificate renewed", &r);
+        outln!(
+            "The old certificate is retired, not revoked: it stays valid until it expires.\n\
+             Nothing was installed: the authority holds no key of this party. Hand it\n\
+             {}; it installs its new key and that file as the live key and certificate\n\
+             its configuration names (key first, each with an atomic mv), and a node or\n\
+             gateway presents the new certificate on new connections at once on SIGHUP or\n\
+             within its reload_secs. If the old key may have leaked, revoke it:\n\
+             tessera authority revoke --dir {} --serial {}",
+            r.cert.display(),
+            dir.dir.display(),
+            r.old.serial
+        );
+        return Ok(());
+    }
     let r = AuthorityDir::open(&dir.dir)?.renew(&target, now)?;
     print_reissued("Certificate renewed", &r);
     outln!(
@@ -237,5 +284,41 @@ pub(super) fn print_reissued(what: &str, r: &Reissued) {
         },
         r.live.0.display(),
         key(&r.live.1)
+    );
+}
+
+/// Reads and checks the request of `--csr` and prints its key's
+/// fingerprint, for the operator to compare with the one the party gave.
+fn read_request(path: &Path) -> anyhow::Result<CheckedRequest> {
+    let request = CheckedRequest::read(path)?;
+    outln!(
+        "Request {}: {} key, fingerprint SHA-256 {} (compare it with the one the requester gave you)",
+        path.display(),
+        request.algorithm(),
+        request.fingerprint()
+    );
+    Ok(request)
+}
+
+fn print_reissued_by_request(what: &str, r: &ReissuedByRequest) {
+    outln!("{what}: {}", r.new.identity);
+    outln!(
+        "  old  serial {}  valid until {}  (retired)",
+        r.old.serial,
+        fmt::time(r.old.not_after)
+    );
+    outln!(
+        "  new  serial {}  valid until {}",
+        r.new.serial,
+        fmt::time(r.new.not_after)
+    );
+    outln!(
+        "  issued as {} (request kept as {})",
+        r.cert.display(),
+        r.request.display()
+    );
+    outln!(
+        "  to install by the party as its live {}.crt, beside its new key",
+        r.stem
     );
 }

@@ -168,8 +168,15 @@ In order:
      already has them)
   4. the node signs with the new key as soon as it holds that list (it checks
      its files every reload_secs and on SIGHUP); until then it keeps the old key
-  5. 30 days after step 2: tessera authority prune-signers --dir D",
-        after_help = "Example:\n  tessera authority rotate-signer --dir ./authority --city 330100"
+  5. 30 days after step 2: tessera authority prune-signers --dir D
+
+A city enrolled by request makes a new badge-signer key and request
+(`tessera keygen --role badge-signer`); step 1 takes it with --csr and issues
+badge-signer.<n>.crt for it (nothing is installed: the bundle holds no key).
+After step 2 the city installs that certificate and its new key as the files
+[badges] names; its node switches once it holds a list carrying the new
+signer.",
+        after_help = "Examples:\n  tessera authority rotate-signer --dir ./authority --city 330100\n  tessera authority rotate-signer --dir ./authority --city 330100 --csr badge-signer.csr"
     )]
     RotateSigner {
         #[command(flatten)]
@@ -177,6 +184,10 @@ In order:
         /// The city code, e.g. 330100.
         #[arg(long)]
         city: CityCode,
+        /// For a city enrolled by request: the request for its new
+        /// badge-signer key (`tessera keygen --role badge-signer`).
+        #[arg(long)]
+        csr: Option<PathBuf>,
     },
     /// Leave retired badge signers out of later trust lists once every badge
     /// they signed has expired.
@@ -225,8 +236,16 @@ be published for a renewal to work; publish anyway to list the new
 certificate.
 
 A city elsewhere installs node.<n>.crt and .key over the files its node.toml
-names (key first, each with an atomic mv) and sends SIGHUP or waits.",
-        after_help = "Examples:\n  tessera authority renew --dir ./authority --city 330100\n  tessera authority renew --dir ./authority --gateway national\n  tessera authority renew --dir ./authority --serial 4f2a…"
+names (key first, each with an atomic mv) and sends SIGHUP or waits.
+
+A party enrolled by request (the authority holds no key of it) makes a new key
+and request with `tessera keygen` (same role) and the renewal takes it with
+--csr: the request is checked as enrolment checks it, and refused if its key is
+one an earlier certificate of the party carries. The new certificate is kept as
+<stem>.<n>.crt with the request as <stem>.<n>.csr; nothing is installed. The
+party puts <stem>.<n>.crt beside its new key as its live files and sends SIGHUP
+or waits. (--csr for a party enrolled all in one is refused.)",
+        after_help = "Examples:\n  tessera authority renew --dir ./authority --city 330100\n  tessera authority renew --dir ./authority --gateway national\n  tessera authority renew --dir ./authority --serial 4f2a…\n  tessera authority renew --dir ./authority --city 330100 --csr node.csr"
     )]
     Renew {
         #[command(flatten)]
@@ -241,6 +260,10 @@ names (key first, each with an atomic mv) and sends SIGHUP or waits.",
         /// verifier's, the authority's own).
         #[arg(long)]
         serial: Option<String>,
+        /// For a party enrolled by request: the request for its new key
+        /// (`tessera keygen`, same role).
+        #[arg(long)]
+        csr: Option<PathBuf>,
     },
     /// Rotate the trust-list signer: lists from the next one on are signed by a
     /// new key, and the old signer is revoked in that first list.
@@ -466,7 +489,9 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
         AuthorityCommand::Revoke { dir, city, serial } => {
             certificates::revoke(dir, city, serial, now)
         }
-        AuthorityCommand::RotateSigner { dir, city } => certificates::rotate_signer(dir, city, now),
+        AuthorityCommand::RotateSigner { dir, city, csr } => {
+            certificates::rotate_signer(dir, city, csr, now)
+        }
         AuthorityCommand::PruneSigners { dir, city, dry_run } => {
             certificates::prune_signers(dir, city, dry_run, now)
         }
@@ -475,7 +500,8 @@ pub fn run(cmd: AuthorityCommand) -> anyhow::Result<()> {
             city,
             gateway,
             serial,
-        } => certificates::renew(dir, city, gateway, serial, now),
+            csr,
+        } => certificates::renew(dir, city, gateway, serial, csr, now),
         AuthorityCommand::Recover { dir } => certificates::recover(dir),
         AuthorityCommand::RotateListSigner { dir } => certificates::rotate_list_signer(dir, now),
         AuthorityCommand::RotateIssuingCa { dir, compromised } => {
