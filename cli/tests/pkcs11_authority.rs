@@ -78,7 +78,11 @@ fn with_tokens(test: &str, body: impl FnOnce(&Path)) {
         ),
     )
     .unwrap();
-    for (label, pin) in [("authority", "1234-auth"), ("hangzhou", "1234-city")] {
+    for (label, pin) in [
+        ("authority", "1234-auth"),
+        ("root", "1234-root"),
+        ("hangzhou", "1234-city"),
+    ] {
         let init = Command::new("softhsm2-util")
             .args(["--init-token", "--free", "--label", label])
             .args(["--pin", pin, "--so-pin", "1234-so"])
@@ -224,13 +228,21 @@ fn the_authority_signs_through_its_token_and_a_node_through_its_own() {
                 "authority",
                 "--pin-file",
                 s(&tokens.join("authority.pin")),
+                "--root-token",
+                "root",
+                "--root-pin-file",
+                s(&tokens.join("root.pin")),
             ]);
-            assert!(out.contains("keys in token"), "{out}");
+            assert!(out.contains("keys in tokens"), "{out}");
             let custody = std::fs::read_to_string(authority.join("authority.toml")).unwrap();
             assert!(
                 custody.contains("root = \"tessera-root\"")
+                    && custody.contains("[root_pkcs11]")
+                    && custody.contains("token = \"root\"")
+                    && custody.contains("issuing_ca = \"tessera-issuing-ca\"")
                     && custody.contains("trust_list_signer = \"tessera-trust-list-signer\"")
-                    && !custody.contains("1234-auth"),
+                    && !custody.contains("1234-auth")
+                    && !custody.contains("1234-root"),
                 "{custody}"
             );
             // Again on the same token: the labels are taken, nothing written.
@@ -249,7 +261,7 @@ fn the_authority_signs_through_its_token_and_a_node_through_its_own() {
             assert!(!again.status.success());
             assert!(
                 String::from_utf8_lossy(&again.stderr)
-                    .contains("already holds a key labelled \"tessera-root\""),
+                    .contains("already holds a key labelled \"tessera-issuing-ca\""),
                 "{again:?}"
             );
             assert!(!tmp.path().join("again").exists());
@@ -419,6 +431,7 @@ fn the_authority_signs_through_its_token_and_a_node_through_its_own() {
                 "{keys:?}"
             );
             assert!(!authority.join("root/root.key").exists());
+            assert!(!authority.join("issuing-ca/issuing-ca.key").exists());
             assert!(!authority.join("trust-list-signer/signer.key").exists());
             let city_keys = key_files(&city);
             assert!(
@@ -428,8 +441,13 @@ fn the_authority_signs_through_its_token_and_a_node_through_its_own() {
             assert!(!key_files(&city).is_empty(), "the search found nothing");
 
             // The tokens refuse to reveal CKA_VALUE of any of the keys.
-            let root = TokenCaKey::open(&key_ref(tokens, "authority", "tessera-root")).unwrap();
+            let root = TokenCaKey::open(&key_ref(tokens, "root", "tessera-root")).unwrap();
             assert!(root.value_is_hidden().unwrap());
+            drop(root);
+            let ica =
+                TokenCaKey::open(&key_ref(tokens, "authority", "tessera-issuing-ca")).unwrap();
+            assert!(ica.value_is_hidden().unwrap());
+            drop(ica);
             for label in ["tessera-trust-list-signer", "tessera-trust-list-signer.2"] {
                 let signer = TokenKey::open(&key_ref(tokens, "authority", label)).unwrap();
                 assert!(signer.value_is_hidden().unwrap(), "{label}");
