@@ -82,6 +82,13 @@ impl AuthorityDir {
                 "this directory has no issuing CA (it was made before issuing CAs existed): its root issues every certificate".into(),
             ));
         }
+        if let Some(label) = &super::Custody::load(&self.dir)?.labels().issuing_ca {
+            return Err(AuthorityError::BadOption(format!(
+                "the issuing CA's key is in a token ({} names it {label:?}), and rotate-issuing-ca \
+                 cannot make its successor in the token yet: nothing was changed (PKI.md, Known limitations)",
+                super::CUSTODY_FILE
+            )));
+        }
         let ca_uri = "tessera:nation:000000:issuing-ca";
         let ca_index = self
             .current_index(ca_uri, |_| true)
