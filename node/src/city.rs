@@ -13,6 +13,7 @@ use tessera_core::{BadgeId, CityCode, text};
 use tessera_proto::v1 as pb;
 use tokio::sync::{Mutex, oneshot};
 
+use crate::access_log::{AccessLog, AccessLogError, Action, Actor, Read};
 use crate::commit::GroupCommit;
 use crate::policy::{Assessment, NotInForce, Policy, PolicySet};
 use crate::pseudonym::{NationalId, NationalIdError, Pseudonym, PseudonymKey};
@@ -110,6 +111,10 @@ pub enum NodeError {
          retention): nothing was changed"
     )]
     UnknownRecord(String),
+    /// The issuance's access-log entry could not be written: nothing was
+    /// decided or stored for it.
+    #[error("access log: {0}")]
+    Unlogged(#[from] AccessLogError),
     /// An issuance was dropped before it was decided (a bug, never input).
     #[error("the issuance was lost before it was decided")]
     Lost,
@@ -181,6 +186,9 @@ pub struct City<S> {
     writer: Mutex<()>,
     /// Issuances waiting to be decided by whoever holds `writer` next.
     queued: std::sync::Mutex<Vec<Queued>>,
+    /// Where every issuance is logged, a decided batch in one append;
+    /// `None` for a city used without a node (nothing is logged).
+    access_log: Option<Arc<AccessLog>>,
 }
 
 /// An issuance waiting for the writer.
@@ -189,6 +197,8 @@ struct Queued {
     id: NationalId,
     name: String,
     now: i64,
+    /// Who asked (the access log's actor).
+    actor: Actor,
     /// The badge, applied to the store but not yet durable.
     decided: oneshot::Sender<Result<IssuedBadge, NodeError>>,
 }
@@ -222,7 +232,16 @@ impl<S: Store> City<S> {
             retention: Retention::default(),
             writer: Mutex::new(()),
             queued: std::sync::Mutex::new(vec![]),
+            access_log: None,
         }
+    }
+
+    /// Logs every issuance in `log` (an `issue` entry per badge asked for,
+    /// the entries of a decided batch appended together and made durable
+    /// with its badges).
+    pub fn with_access_log(mut self, log: Arc<AccessLog>) -> Self {
+        self.access_log = Some(log);
+        self
     }
 
     /// Keeps records and badge states for `retention` instead of the
@@ -678,11 +697,21 @@ impl<S: Store> City<S> {
     /// cancelled) to be decided, and none decides more than one batch. Each
     /// caller then waits for durability itself, so flushes are shared as for
     /// ingest.
+    ///
+    /// With an access log ([`City::with_access_log`]) every issuance of a
+    /// valid ID number is logged as `by`'s `issue` entry: the batch's
+    /// entries are appended in one write before anything is read, and are
+    /// durable with the badges before any caller is answered. A batch
+    /// whose entries cannot be written fails whole and stores nothing; an
+    /// issuance that fails after its entry was written (no policy in force,
+    /// a key that cannot sign) keeps the entry and stores nothing else. An
+    /// invalid ID number is refused first and logs nothing.
     pub async fn issue(
         &self,
         national_id: &str,
         name: &str,
         now: i64,
+        by: &Actor,
     ) -> Result<IssuedBadge, NodeError> {
         let id = NationalId::parse(national_id)?;
         let (decided, answer) = oneshot::channel();
@@ -691,13 +720,14 @@ impl<S: Store> City<S> {
             id,
             name: name.to_owned(),
             now,
+            actor: by.clone(),
             decided,
         });
         let mut answer = answer;
         let issued = loop {
             tokio::select! {
                 biased;
-                decided = &mut answer => break decided.map_err(|_| NodeError::Lost)??,
+                decided = &mut answer => break decided.unwrap_or(Err(NodeError::Lost)),
                 guard = self.writer.lock() => {
                     let batch = std::mem::take(&mut *self.queue());
                     self.decide(batch);
@@ -705,8 +735,13 @@ impl<S: Store> City<S> {
                 }
             }
         };
-        self.commit.durable().await?;
-        Ok(issued)
+        // A failed issuance's entry is made durable too (it is answered
+        // after it, like a logged read that failed); a batch that could not
+        // be logged wrote nothing.
+        if !matches!(issued, Err(NodeError::Unlogged(_))) {
+            self.commit.durable().await?;
+        }
+        issued
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
@@ -720,6 +755,12 @@ impl<S: Store> City<S> {
     /// Scores, signs and stores the queued badges in one atomic change, then
     /// tells each caller; the caller of this holds the writer lock.
     fn decide(&self, batch: Vec<Queued>) {
+        if let Err(e) = self.log_issuances(&batch) {
+            for q in batch {
+                let _ = q.decided.send(Err(NodeError::Unlogged(e.clone())));
+            }
+            return;
+        }
         let mut change = Change::default();
         // Badges decided in this batch, by holder: a resident asking twice
         // in one batch supersedes the first answer like any other.
@@ -740,6 +781,24 @@ impl<S: Store> City<S> {
             };
             let _ = q.decided.send(result);
         }
+    }
+
+    /// Appends the batch's `issue` entries in one write, before any of its
+    /// records are read (not yet durable: the batch's flush covers them).
+    fn log_issuances(&self, batch: &[Queued]) -> Result<(), AccessLogError> {
+        let Some(log) = &self.access_log else {
+            return Ok(());
+        };
+        let reads: Vec<Read<'_>> = batch
+            .iter()
+            .map(|q| Read {
+                at: q.now,
+                action: Action::Issue,
+                actor: &q.actor,
+                subject: &q.resident,
+            })
+            .collect();
+        log.append_all(&reads).map(|_| ())
     }
 
     /// Decides one badge into `change`.
@@ -837,3 +896,7 @@ impl<S: Store> City<S> {
 #[cfg(test)]
 #[path = "city_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "city_log_tests.rs"]
+mod log_tests;
