@@ -15,6 +15,7 @@ use tokio::sync::{Mutex, oneshot};
 
 use crate::access_log::{AccessLog, AccessLogError, Action, Actor, Read};
 use crate::commit::GroupCommit;
+use crate::phase::{self, Phase};
 use crate::policy::{Assessment, NotInForce, Policy, PolicySet};
 use crate::pseudonym::{NationalId, NationalIdError, Pseudonym, PseudonymKey};
 use crate::records::{self, RecordError, Retention};
@@ -201,6 +202,47 @@ struct Queued {
     actor: Actor,
     /// The badge, applied to the store but not yet durable.
     decided: oneshot::Sender<Result<IssuedBadge, NodeError>>,
+}
+
+/// A badge whose claims are fixed, not yet signed.
+struct Planned {
+    claims: BadgeClaims,
+    /// The resident's badges as stored before the batch.
+    held: Vec<(BadgeId, BadgeRecord)>,
+}
+
+/// The smallest batch of issuances signed on two threads; below it a
+/// thread costs more than it saves.
+pub const PARALLEL_SIGNING_FROM: usize = 4;
+
+/// Signs each planned badge (in order), on this thread and one more for a
+/// batch of [`PARALLEL_SIGNING_FROM`] or more.
+fn sign_all(
+    signer: &BadgeSigner,
+    planned: Vec<Result<Planned, NodeError>>,
+) -> Vec<Result<(Planned, Vec<u8>), NodeError>> {
+    let sign = |p: Result<Planned, NodeError>| {
+        let p = p?;
+        let envelope = signer.sign(&p.claims)?;
+        Ok((p, envelope))
+    };
+    if planned.len() < PARALLEL_SIGNING_FROM {
+        return planned.into_iter().map(sign).collect();
+    }
+    let mut first = planned;
+    let second = first.split_off(first.len() / 2);
+    let n_second = second.len();
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(|| second.into_iter().map(sign).collect::<Vec<_>>());
+        let mut out: Vec<_> = first.into_iter().map(sign).collect();
+        match helper.join() {
+            Ok(rest) => out.extend(rest),
+            // The helper panicked (it cannot: signing returns errors): its
+            // badges are lost, nothing of them is stored.
+            Err(_) => out.extend((0..n_second).map(|_| Err(NodeError::Lost))),
+        }
+        out
+    })
 }
 
 impl<S> std::fmt::Debug for City<S> {
@@ -754,26 +796,58 @@ impl<S: Store> City<S> {
 
     /// Scores, signs and stores the queued badges in one atomic change, then
     /// tells each caller; the caller of this holds the writer lock.
+    ///
+    /// In three steps: every badge's claims are fixed one after the other
+    /// (the resident's records and badges read, the end of validity
+    /// chosen), then all are signed (on two threads for a batch of
+    /// [`PARALLEL_SIGNING_FROM`] or more, so signing, a third of the work,
+    /// does not run one badge after the other), then the signed ones are
+    /// written with what they supersede. A badge that could not be signed
+    /// is left out of the change and supersedes nothing.
     fn decide(&self, batch: Vec<Queued>) {
-        if let Err(e) = self.log_issuances(&batch) {
+        let whole = phase::start();
+        phase::batch(batch.len());
+        let t = phase::start();
+        let logged = self.log_issuances(&batch);
+        phase::add(Phase::Log, t);
+        if let Err(e) = logged {
             for q in batch {
                 let _ = q.decided.send(Err(NodeError::Unlogged(e.clone())));
             }
             return;
         }
+        let signer = self.signer.load_full();
+        // The ends of validity chosen in this batch, by holder: a resident
+        // asking twice in one batch gets two different ends.
+        let mut ends: HashMap<Pseudonym, Vec<i64>> = HashMap::new();
+        let planned: Vec<_> = batch
+            .iter()
+            .map(|q| self.plan(q, &signer, &mut ends))
+            .collect();
+        let t = phase::start();
+        let signed = sign_all(&signer, planned);
+        phase::add(Phase::Sign, t);
         let mut change = Change::default();
         // Badges decided in this batch, by holder: a resident asking twice
         // in one batch supersedes the first answer like any other.
         let mut decided: HashMap<Pseudonym, Vec<usize>> = HashMap::new();
-        let mut results = Vec::with_capacity(batch.len());
-        for q in &batch {
-            results.push(self.decide_one(q, &mut change, &mut decided));
-        }
+        let results: Vec<_> = batch
+            .iter()
+            .zip(signed)
+            .map(|(q, signed)| {
+                signed.map(|(plan, envelope)| {
+                    Self::supersede(q, plan, envelope, &mut change, &mut decided)
+                })
+            })
+            .collect();
+        let t = phase::start();
         let stored = if change.badges.is_empty() {
             Ok(())
         } else {
             self.store.apply(&change).map(|_| ())
         };
+        phase::add(Phase::Apply, t);
+        phase::add(Phase::Decide, whole);
         for (q, result) in batch.into_iter().zip(results) {
             let result = match &stored {
                 Ok(()) => result,
@@ -801,32 +875,31 @@ impl<S: Store> City<S> {
         log.append_all(&reads).map(|_| ())
     }
 
-    /// Decides one badge into `change`.
-    fn decide_one(
+    /// Fixes one badge's claims: the resident scored, an end of validity
+    /// that none of their other badges (stored, or planned in this batch
+    /// and noted in `ends`) has.
+    fn plan(
         &self,
         q: &Queued,
-        change: &mut Change,
-        decided: &mut HashMap<Pseudonym, Vec<usize>>,
-    ) -> Result<IssuedBadge, NodeError> {
+        signer: &BadgeSigner,
+        ends: &mut HashMap<Pseudonym, Vec<i64>>,
+    ) -> Result<Planned, NodeError> {
         let now = q.now;
+        let t = phase::start();
         let assessment = self
             .policy(now)?
             .assess(&self.decode_records(&q.resident, now)?, now);
+        phase::add(Phase::Records, t);
         let mut badge_id = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut badge_id);
-        let signer = self.signer.load();
+        let t = phase::start();
         let held = self.store.badges_of(&q.resident)?;
-        let earlier = decided.entry(q.resident).or_default();
-        // The ends of validity of this resident's other badges, stored or
-        // decided in this batch: the new badge must not share one.
+        phase::add(Phase::Badges, t);
+        let planned = ends.entry(q.resident).or_default();
         let taken: HashSet<i64> = held
             .iter()
             .map(|(_, b)| b.valid_until)
-            .chain(
-                earlier
-                    .iter()
-                    .filter_map(|&i| change.badges.get(i).map(|(_, b)| b.valid_until)),
-            )
+            .chain(planned.iter().copied())
             .collect();
         let claims = BadgeClaims {
             issuer_city: self.city,
@@ -842,9 +915,24 @@ impl<S: Store> City<S> {
             policy_version: assessment.policy_version,
             holder_hint: HolderHint::mask(&q.name, q.id.as_str()),
         };
-        let envelope = signer.sign(&claims)?;
+        planned.push(claims.valid_until);
+        Ok(Planned { claims, held })
+    }
+
+    /// Adds a signed badge to `change`, superseding the resident's active
+    /// badges: those stored, for their first badge of the batch, and the
+    /// one decided before it in the batch otherwise.
+    fn supersede(
+        q: &Queued,
+        plan: Planned,
+        envelope: Vec<u8>,
+        change: &mut Change,
+        decided: &mut HashMap<Pseudonym, Vec<usize>>,
+    ) -> IssuedBadge {
+        let now = q.now;
+        let earlier = decided.entry(q.resident).or_default();
         if earlier.is_empty() {
-            for (old, badge) in held {
+            for (old, badge) in plan.held {
                 if badge.state == BadgeState::Active {
                     change.states.push((old, BadgeState::Superseded(now)));
                 }
@@ -856,6 +944,7 @@ impl<S: Store> City<S> {
             }
         }
         earlier.push(change.badges.len());
+        let claims = plan.claims;
         change.badges.push((
             claims.badge_id,
             BadgeRecord {
@@ -866,11 +955,11 @@ impl<S: Store> City<S> {
                 state: BadgeState::Active,
             },
         ));
-        Ok(IssuedBadge {
+        IssuedBadge {
             text: text::to_text(&envelope),
             envelope,
             claims,
-        })
+        }
     }
 
     /// The status of each badge id, in order.

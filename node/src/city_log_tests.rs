@@ -156,3 +156,61 @@ async fn a_batch_that_cannot_be_logged_fails_whole_and_stores_nothing() {
             .is_empty()
     );
 }
+
+/// A key that signs every other time, as a flaky token would.
+struct EveryOther(
+    tessera_core::ed25519_dalek::SigningKey,
+    std::sync::atomic::AtomicUsize,
+);
+
+impl tessera_core::badge::BadgeKey for EveryOther {
+    fn public_key(&self) -> tessera_core::ed25519_dalek::VerifyingKey {
+        self.0.verifying_key()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], SignError> {
+        let n = self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n % 2 == 1 {
+            return Err(SignError::Key("the device did not answer".into()));
+        }
+        tessera_core::badge::BadgeKey::sign(&self.0, message)
+    }
+}
+
+#[test]
+fn badges_that_fail_to_sign_in_a_batch_store_nothing_and_supersede_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (city, log, tree) = logged_city(dir.path(), |k| {
+        Arc::new(EveryOther(k, std::sync::atomic::AtomicUsize::new(0)))
+    });
+    let id = valid_id(9);
+    // One badge stored before the batch (the key's first call signs).
+    let (q, answer) = queued(&city, &id);
+    city.decide(vec![q]);
+    let earliest = answer.blocking_recv().unwrap().unwrap();
+    // Eight issuances for the same resident in one batch, signed on two
+    // threads: some fail, and which depends on the order the threads call
+    // the key in.
+    let (batch, answers): (Vec<_>, Vec<_>) = (0..8).map(|_| queued(&city, &id)).unzip();
+    city.decide(batch);
+    let results: Vec<_> = answers
+        .into_iter()
+        .map(|a| a.blocking_recv().unwrap())
+        .collect();
+    let signed: Vec<&IssuedBadge> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    assert_eq!((signed.len(), failed), (4, 4));
+    // Only the signed badges are stored, the last of them active, the
+    // earlier ones and the badge from before superseded.
+    let stored = city.store.badges_of(&resident(&city, &id)).unwrap();
+    assert_eq!(stored.len(), 5);
+    assert_eq!(state(&city, &earliest), BadgeState::Superseded(NOW));
+    let (last, before) = signed.split_last().unwrap();
+    assert_eq!(state(&city, last), BadgeState::Active);
+    for b in before {
+        assert_eq!(state(&city, b), BadgeState::Superseded(NOW));
+    }
+    // Every one of the nine issuances is in the log, failed or not.
+    assert_eq!(log.entries_of(&resident(&city, &id)).unwrap().len(), 9);
+    assert_eq!(access_log::verify(&tree, None).unwrap().problem, None);
+}
