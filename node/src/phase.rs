@@ -1,6 +1,9 @@
 //! Phase timers for one profiling run of issuance (`TESSERA_PHASES=1`):
 //! the serial work under the writer lock, summed per phase and printed to
-//! stderr every 50,000 issuances. Temporary: removed after the run.
+//! stderr every 50,000 issuances; and two switches that bring back the
+//! earlier path in the same binary for an A/B run (`TESSERA_ISSUE_UNLOGGED`:
+//! no issuance entries; `TESSERA_SERIAL_SIGN`: one signature after the
+//! other). Temporary: removed after the measurement.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,4 +75,20 @@ pub(crate) fn batch(n: usize) {
             per.join(", ")
         );
     }
+}
+
+fn flag(name: &str, cell: &'static OnceLock<bool>) -> bool {
+    *cell.get_or_init(|| std::env::var_os(name).is_some())
+}
+
+/// Whether issuances are left out of the log (the earlier behaviour).
+pub(crate) fn unlogged() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    flag("TESSERA_ISSUE_UNLOGGED", &ON)
+}
+
+/// Whether a batch is signed on one thread (the earlier behaviour).
+pub(crate) fn serial_sign() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    flag("TESSERA_SERIAL_SIGN", &ON)
 }
