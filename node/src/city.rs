@@ -15,7 +15,6 @@ use tokio::sync::{Mutex, oneshot};
 
 use crate::access_log::{AccessLog, AccessLogError, Action, Actor, Read};
 use crate::commit::GroupCommit;
-use crate::phase::{self, Phase};
 use crate::policy::{Assessment, NotInForce, Policy, PolicySet};
 use crate::pseudonym::{NationalId, NationalIdError, Pseudonym, PseudonymKey};
 use crate::records::{self, RecordError, Retention};
@@ -226,7 +225,7 @@ fn sign_all(
         let envelope = signer.sign(&p.claims)?;
         Ok((p, envelope))
     };
-    if planned.len() < PARALLEL_SIGNING_FROM || phase::serial_sign() {
+    if planned.len() < PARALLEL_SIGNING_FROM {
         return planned.into_iter().map(sign).collect();
     }
     let mut first = planned;
@@ -805,12 +804,7 @@ impl<S: Store> City<S> {
     /// written with what they supersede. A badge that could not be signed
     /// is left out of the change and supersedes nothing.
     fn decide(&self, batch: Vec<Queued>) {
-        let whole = phase::start();
-        phase::batch(batch.len());
-        let t = phase::start();
-        let logged = self.log_issuances(&batch);
-        phase::add(Phase::Log, t);
-        if let Err(e) = logged {
+        if let Err(e) = self.log_issuances(&batch) {
             for q in batch {
                 let _ = q.decided.send(Err(NodeError::Unlogged(e.clone())));
             }
@@ -824,9 +818,7 @@ impl<S: Store> City<S> {
             .iter()
             .map(|q| self.plan(q, &signer, &mut ends))
             .collect();
-        let t = phase::start();
         let signed = sign_all(&signer, planned);
-        phase::add(Phase::Sign, t);
         let mut change = Change::default();
         // Badges decided in this batch, by holder: a resident asking twice
         // in one batch supersedes the first answer like any other.
@@ -840,14 +832,11 @@ impl<S: Store> City<S> {
                 })
             })
             .collect();
-        let t = phase::start();
         let stored = if change.badges.is_empty() {
             Ok(())
         } else {
             self.store.apply(&change).map(|_| ())
         };
-        phase::add(Phase::Apply, t);
-        phase::add(Phase::Decide, whole);
         for (q, result) in batch.into_iter().zip(results) {
             let result = match &stored {
                 Ok(()) => result,
@@ -863,9 +852,6 @@ impl<S: Store> City<S> {
         let Some(log) = &self.access_log else {
             return Ok(());
         };
-        if phase::unlogged() {
-            return Ok(());
-        }
         let reads: Vec<Read<'_>> = batch
             .iter()
             .map(|q| Read {
@@ -888,16 +874,12 @@ impl<S: Store> City<S> {
         ends: &mut HashMap<Pseudonym, Vec<i64>>,
     ) -> Result<Planned, NodeError> {
         let now = q.now;
-        let t = phase::start();
         let assessment = self
             .policy(now)?
             .assess(&self.decode_records(&q.resident, now)?, now);
-        phase::add(Phase::Records, t);
         let mut badge_id = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut badge_id);
-        let t = phase::start();
         let held = self.store.badges_of(&q.resident)?;
-        phase::add(Phase::Badges, t);
         let planned = ends.entry(q.resident).or_default();
         let taken: HashSet<i64> = held
             .iter()

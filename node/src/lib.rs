@@ -29,7 +29,6 @@ pub mod import;
 pub mod lifecycle;
 pub mod load;
 pub mod metrics;
-mod phase;
 pub mod policy;
 pub mod policy_set;
 pub mod pseudonym;
