@@ -63,7 +63,7 @@ fn the_demo_tells_its_story_and_its_badge_scans_and_verifies_offline() {
         "✓ expected refused, got refused",
         "got v2 IN FORCE, v3 ANNOUNCED",
         // Step 10: access, the access log, erasure.
-        "got explain, export, access_log",
+        "got issue, explain, export, access_log",
         "✓ expected 2 / 0, got 2 / 0",
         "the issuing city does not know this badge",
         "got VALID, REVOKED (unknown)",

@@ -1,7 +1,8 @@
 //! The access log: every read of a resident's records by an operator
-//! (explain, export, erasure, a correction, and reading the log itself)
-//! appends one entry,
-//! durably, before the answer leaves the node. Entries are hash-chained, so
+//! (explain, export, erasure, a correction, a badge issuance, and reading
+//! the log itself) appends one entry,
+//! durably, before the answer leaves the node. The issuances decided
+//! together are appended together ([`AccessLog::append_all`]). Entries are hash-chained, so
 //! removing, editing or reordering one is detected by [`verify`].
 //!
 //! The log lives in its own sled tree ([`TREE`]) of the node's database:
@@ -50,6 +51,9 @@ pub enum Action {
     Erase,
     /// A correction or retraction of one of the resident's records.
     Correct,
+    /// A badge issued (or asked for): the badge's colour tells something
+    /// of the resident's records.
+    Issue,
 }
 
 impl Action {
@@ -61,6 +65,7 @@ impl Action {
             Self::AccessLog => "access_log",
             Self::Erase => "erase",
             Self::Correct => "correct",
+            Self::Issue => "issue",
         }
     }
 
@@ -72,6 +77,7 @@ impl Action {
             Self::AccessLog,
             Self::Erase,
             Self::Correct,
+            Self::Issue,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)
@@ -85,6 +91,20 @@ pub struct Actor {
     pub serial: String,
     /// The city code the certificate is scoped to.
     pub city: u32,
+}
+
+/// A read to log: what [`AccessLog::append_all`] numbers, links and
+/// writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Read<'a> {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// What was read.
+    pub action: Action,
+    /// Who read.
+    pub actor: &'a Actor,
+    /// Whose records.
+    pub subject: &'a Pseudonym,
 }
 
 /// One entry of the log.
@@ -366,32 +386,56 @@ impl AccessLog {
         actor: &Actor,
         subject: &Pseudonym,
     ) -> Result<Entry, AccessLogError> {
-        if actor.serial.len() > MAX_SERIAL {
-            return Err(AccessLogError::SerialTooLong(actor.serial.len()));
-        }
-        let mut head = self.locked();
-        let current = head.as_ref().map_err(Clone::clone)?;
-        let mut entry = Entry {
-            sequence: current.length + 1,
+        let mut entries = self.append_all(&[Read {
             at,
             action,
-            actor: actor.clone(),
-            previous_hash: current.hash,
-            subject: *subject,
-            hash: [0; 32],
-        };
-        entry.hash = entry.compute_hash();
-        let next = Head {
-            length: entry.sequence,
-            hash: entry.hash,
-        };
+            actor,
+            subject,
+        }])?;
+        entries
+            .pop()
+            .ok_or_else(|| AccessLogError::Damaged("an append returned no entry".into()))
+    }
+
+    /// Appends one entry per read, in order, in one atomic write (the
+    /// entries, their index keys and the new head in one batch), not yet
+    /// durably: the caller makes it durable (a flush of the database)
+    /// before it answers any of the reads. Either every entry is written
+    /// or none is.
+    pub fn append_all(&self, reads: &[Read<'_>]) -> Result<Vec<Entry>, AccessLogError> {
+        if let Some(long) = reads.iter().find(|r| r.actor.serial.len() > MAX_SERIAL) {
+            return Err(AccessLogError::SerialTooLong(long.actor.serial.len()));
+        }
+        let mut head = self.locked();
+        let mut next = *head.as_ref().map_err(Clone::clone)?;
+        let mut entries = Vec::with_capacity(reads.len());
         let mut batch = sled::Batch::default();
-        batch.insert(&entry_key(entry.sequence), entry.encode());
-        batch.insert(subject_key(subject, entry.sequence), &[][..]);
+        for read in reads {
+            let mut entry = Entry {
+                sequence: next.length + 1,
+                at: read.at,
+                action: read.action,
+                actor: read.actor.clone(),
+                previous_hash: next.hash,
+                subject: *read.subject,
+                hash: [0; 32],
+            };
+            entry.hash = entry.compute_hash();
+            next = Head {
+                length: entry.sequence,
+                hash: entry.hash,
+            };
+            batch.insert(&entry_key(entry.sequence), entry.encode());
+            batch.insert(subject_key(read.subject, entry.sequence), &[][..]);
+            entries.push(entry);
+        }
+        if entries.is_empty() {
+            return Ok(entries);
+        }
         batch.insert(HEAD, &next.encode()[..]);
         self.tree.apply_batch(batch)?;
         *head = Ok(next);
-        Ok(entry)
+        Ok(entries)
     }
 
     /// Appends an entry and returns once it is durable. A caller that gets

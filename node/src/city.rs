@@ -13,6 +13,7 @@ use tessera_core::{BadgeId, CityCode, text};
 use tessera_proto::v1 as pb;
 use tokio::sync::{Mutex, oneshot};
 
+use crate::access_log::{AccessLog, AccessLogError, Action, Actor, Read};
 use crate::commit::GroupCommit;
 use crate::policy::{Assessment, NotInForce, Policy, PolicySet};
 use crate::pseudonym::{NationalId, NationalIdError, Pseudonym, PseudonymKey};
@@ -110,6 +111,10 @@ pub enum NodeError {
          retention): nothing was changed"
     )]
     UnknownRecord(String),
+    /// The issuance's access-log entry could not be written: nothing was
+    /// decided or stored for it.
+    #[error("access log: {0}")]
+    Unlogged(#[from] AccessLogError),
     /// An issuance was dropped before it was decided (a bug, never input).
     #[error("the issuance was lost before it was decided")]
     Lost,
@@ -183,6 +188,9 @@ pub struct City<S> {
     erasing: Arc<Mutex<()>>,
     /// Issuances waiting to be decided by whoever holds `writer` next.
     queued: std::sync::Mutex<Vec<Queued>>,
+    /// Where every issuance is logged, a decided batch in one append;
+    /// `None` for a city used without a node (nothing is logged).
+    access_log: Option<Arc<AccessLog>>,
 }
 
 /// An issuance waiting for the writer.
@@ -191,8 +199,51 @@ struct Queued {
     id: NationalId,
     name: String,
     now: i64,
+    /// Who asked (the access log's actor).
+    actor: Actor,
     /// The badge, applied to the store but not yet durable.
     decided: oneshot::Sender<Result<IssuedBadge, NodeError>>,
+}
+
+/// A badge whose claims are fixed, not yet signed.
+struct Planned {
+    claims: BadgeClaims,
+    /// The resident's badges as stored before the batch.
+    held: Vec<(BadgeId, BadgeRecord)>,
+}
+
+/// The smallest batch of issuances signed on two threads; below it a
+/// thread costs more than it saves.
+pub const PARALLEL_SIGNING_FROM: usize = 4;
+
+/// Signs each planned badge (in order), on this thread and one more for a
+/// batch of [`PARALLEL_SIGNING_FROM`] or more.
+fn sign_all(
+    signer: &BadgeSigner,
+    planned: Vec<Result<Planned, NodeError>>,
+) -> Vec<Result<(Planned, Vec<u8>), NodeError>> {
+    let sign = |p: Result<Planned, NodeError>| {
+        let p = p?;
+        let envelope = signer.sign(&p.claims)?;
+        Ok((p, envelope))
+    };
+    if planned.len() < PARALLEL_SIGNING_FROM {
+        return planned.into_iter().map(sign).collect();
+    }
+    let mut first = planned;
+    let second = first.split_off(first.len() / 2);
+    let n_second = second.len();
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(|| second.into_iter().map(sign).collect::<Vec<_>>());
+        let mut out: Vec<_> = first.into_iter().map(sign).collect();
+        match helper.join() {
+            Ok(rest) => out.extend(rest),
+            // The helper panicked (it cannot: signing returns errors): its
+            // badges are lost, nothing of them is stored.
+            Err(_) => out.extend((0..n_second).map(|_| Err(NodeError::Lost))),
+        }
+        out
+    })
 }
 
 impl<S> std::fmt::Debug for City<S> {
@@ -225,7 +276,16 @@ impl<S: Store> City<S> {
             writer: Arc::new(Mutex::new(())),
             erasing: Arc::new(Mutex::new(())),
             queued: std::sync::Mutex::new(vec![]),
+            access_log: None,
         }
+    }
+
+    /// Logs every issuance in `log` (an `issue` entry per badge asked for,
+    /// the entries of a decided batch appended together and made durable
+    /// with its badges).
+    pub fn with_access_log(mut self, log: Arc<AccessLog>) -> Self {
+        self.access_log = Some(log);
+        self
     }
 
     /// Keeps records and badge states for `retention` instead of the
@@ -712,11 +772,21 @@ impl<S: Store> City<S> {
     /// cancelled) to be decided, and none decides more than one batch. Each
     /// caller then waits for durability itself, so flushes are shared as for
     /// ingest.
+    ///
+    /// With an access log ([`City::with_access_log`]) every issuance of a
+    /// valid ID number is logged as `by`'s `issue` entry: the batch's
+    /// entries are appended in one write before anything is read, and are
+    /// durable with the badges before any caller is answered. A batch
+    /// whose entries cannot be written fails whole and stores nothing; an
+    /// issuance that fails after its entry was written (no policy in force,
+    /// a key that cannot sign) keeps the entry and stores nothing else. An
+    /// invalid ID number is refused first and logs nothing.
     pub async fn issue(
         &self,
         national_id: &str,
         name: &str,
         now: i64,
+        by: &Actor,
     ) -> Result<IssuedBadge, NodeError> {
         let id = NationalId::parse(national_id)?;
         let (decided, answer) = oneshot::channel();
@@ -725,13 +795,14 @@ impl<S: Store> City<S> {
             id,
             name: name.to_owned(),
             now,
+            actor: by.clone(),
             decided,
         });
         let mut answer = answer;
         let issued = loop {
             tokio::select! {
                 biased;
-                decided = &mut answer => break decided.map_err(|_| NodeError::Lost)??,
+                decided = &mut answer => break decided.unwrap_or(Err(NodeError::Lost)),
                 guard = self.writer.lock() => {
                     let batch = std::mem::take(&mut *self.queue());
                     self.decide(batch);
@@ -739,8 +810,13 @@ impl<S: Store> City<S> {
                 }
             }
         };
-        self.commit.durable().await?;
-        Ok(issued)
+        // A failed issuance's entry is made durable too (it is answered
+        // after it, like a logged read that failed); a batch that could not
+        // be logged wrote nothing.
+        if !matches!(issued, Err(NodeError::Unlogged(_))) {
+            self.commit.durable().await?;
+        }
+        issued
     }
 
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
@@ -753,15 +829,43 @@ impl<S: Store> City<S> {
 
     /// Scores, signs and stores the queued badges in one atomic change, then
     /// tells each caller; the caller of this holds the writer lock.
+    ///
+    /// In three steps: every badge's claims are fixed one after the other
+    /// (the resident's records and badges read, the end of validity
+    /// chosen), then all are signed (on two threads for a batch of
+    /// [`PARALLEL_SIGNING_FROM`] or more, so signing, a third of the work,
+    /// does not run one badge after the other), then the signed ones are
+    /// written with what they supersede. A badge that could not be signed
+    /// is left out of the change and supersedes nothing.
     fn decide(&self, batch: Vec<Queued>) {
+        if let Err(e) = self.log_issuances(&batch) {
+            for q in batch {
+                let _ = q.decided.send(Err(NodeError::Unlogged(e.clone())));
+            }
+            return;
+        }
+        let signer = self.signer.load_full();
+        // The ends of validity chosen in this batch, by holder: a resident
+        // asking twice in one batch gets two different ends.
+        let mut ends: HashMap<Pseudonym, Vec<i64>> = HashMap::new();
+        let planned: Vec<_> = batch
+            .iter()
+            .map(|q| self.plan(q, &signer, &mut ends))
+            .collect();
+        let signed = sign_all(&signer, planned);
         let mut change = Change::default();
         // Badges decided in this batch, by holder: a resident asking twice
         // in one batch supersedes the first answer like any other.
         let mut decided: HashMap<Pseudonym, Vec<usize>> = HashMap::new();
-        let mut results = Vec::with_capacity(batch.len());
-        for q in &batch {
-            results.push(self.decide_one(q, &mut change, &mut decided));
-        }
+        let results: Vec<_> = batch
+            .iter()
+            .zip(signed)
+            .map(|(q, signed)| {
+                signed.map(|(plan, envelope)| {
+                    Self::supersede(q, plan, envelope, &mut change, &mut decided)
+                })
+            })
+            .collect();
         let stored = if change.badges.is_empty() {
             Ok(())
         } else {
@@ -776,32 +880,45 @@ impl<S: Store> City<S> {
         }
     }
 
-    /// Decides one badge into `change`.
-    fn decide_one(
+    /// Appends the batch's `issue` entries in one write, before any of its
+    /// records are read (not yet durable: the batch's flush covers them).
+    fn log_issuances(&self, batch: &[Queued]) -> Result<(), AccessLogError> {
+        let Some(log) = &self.access_log else {
+            return Ok(());
+        };
+        let reads: Vec<Read<'_>> = batch
+            .iter()
+            .map(|q| Read {
+                at: q.now,
+                action: Action::Issue,
+                actor: &q.actor,
+                subject: &q.resident,
+            })
+            .collect();
+        log.append_all(&reads).map(|_| ())
+    }
+
+    /// Fixes one badge's claims: the resident scored, an end of validity
+    /// that none of their other badges (stored, or planned in this batch
+    /// and noted in `ends`) has.
+    fn plan(
         &self,
         q: &Queued,
-        change: &mut Change,
-        decided: &mut HashMap<Pseudonym, Vec<usize>>,
-    ) -> Result<IssuedBadge, NodeError> {
+        signer: &BadgeSigner,
+        ends: &mut HashMap<Pseudonym, Vec<i64>>,
+    ) -> Result<Planned, NodeError> {
         let now = q.now;
         let assessment = self
             .policy(now)?
             .assess(&self.decode_records(&q.resident, now)?, now);
         let mut badge_id = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut badge_id);
-        let signer = self.signer.load();
         let held = self.store.badges_of(&q.resident)?;
-        let earlier = decided.entry(q.resident).or_default();
-        // The ends of validity of this resident's other badges, stored or
-        // decided in this batch: the new badge must not share one.
+        let planned = ends.entry(q.resident).or_default();
         let taken: HashSet<i64> = held
             .iter()
             .map(|(_, b)| b.valid_until)
-            .chain(
-                earlier
-                    .iter()
-                    .filter_map(|&i| change.badges.get(i).map(|(_, b)| b.valid_until)),
-            )
+            .chain(planned.iter().copied())
             .collect();
         let claims = BadgeClaims {
             issuer_city: self.city,
@@ -817,9 +934,24 @@ impl<S: Store> City<S> {
             policy_version: assessment.policy_version,
             holder_hint: HolderHint::mask(&q.name, q.id.as_str()),
         };
-        let envelope = signer.sign(&claims)?;
+        planned.push(claims.valid_until);
+        Ok(Planned { claims, held })
+    }
+
+    /// Adds a signed badge to `change`, superseding the resident's active
+    /// badges: those stored, for their first badge of the batch, and the
+    /// one decided before it in the batch otherwise.
+    fn supersede(
+        q: &Queued,
+        plan: Planned,
+        envelope: Vec<u8>,
+        change: &mut Change,
+        decided: &mut HashMap<Pseudonym, Vec<usize>>,
+    ) -> IssuedBadge {
+        let now = q.now;
+        let earlier = decided.entry(q.resident).or_default();
         if earlier.is_empty() {
-            for (old, badge) in held {
+            for (old, badge) in plan.held {
                 if badge.state == BadgeState::Active {
                     change.states.push((old, BadgeState::Superseded(now)));
                 }
@@ -831,6 +963,7 @@ impl<S: Store> City<S> {
             }
         }
         earlier.push(change.badges.len());
+        let claims = plan.claims;
         change.badges.push((
             claims.badge_id,
             BadgeRecord {
@@ -841,11 +974,11 @@ impl<S: Store> City<S> {
                 state: BadgeState::Active,
             },
         ));
-        Ok(IssuedBadge {
+        IssuedBadge {
             text: text::to_text(&envelope),
             envelope,
             claims,
-        })
+        }
     }
 
     /// The status of each badge id, in order.
@@ -871,3 +1004,7 @@ impl<S: Store> City<S> {
 #[cfg(test)]
 #[path = "city_tests.rs"]
 pub(crate) mod tests;
+
+#[cfg(test)]
+#[path = "city_log_tests.rs"]
+mod log_tests;

@@ -11,6 +11,14 @@ use crate::store::SledStore;
 
 pub(crate) const NOW: i64 = 1_800_000_000;
 
+/// The operator the tests issue badges as.
+pub(crate) fn operator() -> crate::access_log::Actor {
+    crate::access_log::Actor {
+        serial: "0a1b2c".into(),
+        city: 330100,
+    }
+}
+
 fn city(dir: &std::path::Path) -> City<SledStore> {
     city_with_max_batch(dir, 1000)
 }
@@ -23,7 +31,7 @@ pub(crate) fn city_with_max_batch(dir: &std::path::Path, max_batch: usize) -> Ci
 
 /// A city whose badge-signer key is `held(key)`: the key as a token would
 /// hold it, for instance.
-fn city_with_key(
+pub(crate) fn city_with_key(
     dir: &std::path::Path,
     max_batch: usize,
     held: impl FnOnce(ed25519_dalek::SigningKey) -> Arc<dyn BadgeKey>,
@@ -61,7 +69,7 @@ fn city_with_key(
     )
 }
 
-fn queued(
+pub(super) fn queued(
     city: &City<SledStore>,
     national_id: &str,
 ) -> (Queued, oneshot::Receiver<Result<IssuedBadge, NodeError>>) {
@@ -72,12 +80,13 @@ fn queued(
         id,
         name: "Li Lei".into(),
         now: NOW,
+        actor: operator(),
         decided,
     };
     (q, answer)
 }
 
-fn state(city: &City<SledStore>, issued: &IssuedBadge) -> BadgeState {
+pub(crate) fn state(city: &City<SledStore>, issued: &IssuedBadge) -> BadgeState {
     city.store
         .badge_state(&issued.claims.badge_id)
         .unwrap()
@@ -144,7 +153,7 @@ fn one_batch_with_two_issuances_for_one_resident_leaves_the_later_one_active() {
     assert_eq!(active, 1);
 }
 
-fn valid_id(n: u32) -> String {
+pub(crate) fn valid_id(n: u32) -> String {
     let first17 = format!("33010619900101{n:03}");
     format!(
         "{first17}{}",
@@ -184,7 +193,10 @@ async fn an_expired_positive_test_stops_counting_at_once_and_the_sweep_deletes_i
     assert_eq!(city.explain(&id, NOW).unwrap().colour, Colour::Red);
     let last_kept = sampled + 10 * DAY;
     assert_eq!(city.explain(&id, last_kept).unwrap().colour, Colour::Red);
-    let badge = city.issue(&id, "Li Lei", last_kept).await.unwrap();
+    let badge = city
+        .issue(&id, "Li Lei", last_kept, &operator())
+        .await
+        .unwrap();
     assert_eq!(badge.claims.colour, Colour::Red);
 
     // One second later it counts for nothing, before any sweep...
@@ -192,7 +204,10 @@ async fn an_expired_positive_test_stops_counting_at_once_and_the_sweep_deletes_i
     let a = city.explain(&id, expired).unwrap();
     assert_eq!(a.colour, Colour::Green);
     assert!(a.fired.is_empty(), "{:?}", a.fired);
-    let badge = city.issue(&id, "Li Lei", expired).await.unwrap();
+    let badge = city
+        .issue(&id, "Li Lei", expired, &operator())
+        .await
+        .unwrap();
     assert_eq!(badge.claims.colour, Colour::Green);
     assert!(city.export(&id, expired).unwrap().is_empty());
     // ...though it is still stored until the sweep runs.
@@ -265,7 +280,7 @@ async fn export_is_oldest_first_without_the_id_and_erase_counts_what_it_destroye
     )
     .await
     .unwrap();
-    let badge = city.issue(&id, "Li Lei", NOW).await.unwrap();
+    let badge = city.issue(&id, "Li Lei", NOW, &operator()).await.unwrap();
     let export = city.export(&id, NOW).unwrap();
     let ids: Vec<_> = export.iter().map(|r| r.record_id.as_str()).collect();
     assert_eq!(ids, ["early", "late"]);
@@ -330,7 +345,7 @@ async fn a_correction_that_worsens_the_colour_revokes_and_one_that_improves_it_s
     city.ingest(std::slice::from_ref(&negative), NOW)
         .await
         .unwrap();
-    let green = city.issue(&id, "Li Lei", NOW).await.unwrap();
+    let green = city.issue(&id, "Li Lei", NOW, &operator()).await.unwrap();
     assert_eq!(green.claims.colour, Colour::Green);
 
     // The lab amends its result to positive: the resident is red at once
@@ -361,7 +376,10 @@ async fn a_correction_that_worsens_the_colour_revokes_and_one_that_improves_it_s
 
     // Retracted: green again, the red badge superseded so a fresh one can
     // be issued, and the record is gone from the export.
-    let red = city.issue(&id, "Li Lei", NOW + 2).await.unwrap();
+    let red = city
+        .issue(&id, "Li Lei", NOW + 2, &operator())
+        .await
+        .unwrap();
     assert_eq!(red.claims.colour, Colour::Red);
     let done = correct(&city, &correction(&id, "lab-7", None), NOW + 3)
         .await
@@ -487,7 +505,7 @@ async fn erasure_and_the_sweep_remove_a_corrections_trace() {
 
 /// A key that answers with its public half but cannot sign, as a token
 /// that was unplugged or logged out would.
-struct Unplugged(ed25519_dalek::VerifyingKey);
+pub(crate) struct Unplugged(pub(crate) ed25519_dalek::VerifyingKey);
 
 impl BadgeKey for Unplugged {
     fn public_key(&self) -> ed25519_dalek::VerifyingKey {
@@ -512,7 +530,10 @@ async fn a_key_that_cannot_sign_fails_the_issuance_as_internal_and_stores_no_bad
         "{first17}{}",
         crate::pseudonym::check_character(first17.as_bytes()).unwrap()
     );
-    let err = city.issue(&id, "Li Lei", NOW).await.unwrap_err();
+    let err = city
+        .issue(&id, "Li Lei", NOW, &operator())
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, NodeError::Sign(SignError::Key(why)) if why.contains("device was removed")),
         "{err:?}"

@@ -160,7 +160,8 @@ pub fn load(settings: NodeSettings) -> Result<Loaded, StartError> {
             pseudonyms,
             settings.max_batch_records,
         )
-        .with_retention(settings.retention),
+        .with_retention(settings.retention)
+        .with_access_log(Arc::clone(&access_log)),
     );
     let tls = identity.clone();
     let signing = Arc::clone(&city);

@@ -34,6 +34,7 @@ impl From<NodeError> for Status {
                 tracing::error!("an issuance was lost before it was decided");
                 Status::internal("internal error")
             }
+            NodeError::Unlogged(inner) => unlogged(inner),
             NodeError::NoPolicy(inner) => Status::failed_precondition(inner.to_string()),
             e @ NodeError::UnknownRecord(_) => Status::not_found(e.to_string()),
             other => Status::invalid_argument(other.to_string()),
@@ -140,13 +141,17 @@ impl<S: Store> NodeService<S> {
         national_id: &str,
     ) -> Result<(Actor, Pseudonym), Status> {
         let subject = self.city.resident(national_id)?;
-        let caller = tessera_runtime::authz::caller(request)?;
-        let actor = Actor {
-            serial: caller.serial_hex(),
-            city: caller.identity.scope().code(),
-        };
-        Ok((actor, subject))
+        Ok((actor(request)?, subject))
     }
+}
+
+/// Who calls, as the access log names them: from the caller's certificate.
+fn actor<T>(request: &Request<T>) -> Result<Actor, Status> {
+    let caller = tessera_runtime::authz::caller(request)?;
+    Ok(Actor {
+        serial: caller.serial_hex(),
+        city: caller.identity.scope().code(),
+    })
 }
 
 /// A correction's mark as Explain lists it.
@@ -187,14 +192,13 @@ impl<S: Store> CityNode for NodeService<S> {
         request: Request<pb::IssueBadgeRequest>,
     ) -> Result<Response<pb::IssueBadgeResponse>, Status> {
         let req = request.get_ref();
-        // Not logged: an entry per issuance, appended one by one, cut
-        // issuance throughput by 2.5 times (docs/PRIVACY.md, limits). But
-        // a node whose log is damaged, and so refuses every logged read,
-        // refuses issuance too: it would tell a resident's colour unlogged.
+        // Logged as an `issue` entry: the city appends the entries of a
+        // decided batch of issuances together and makes them durable with
+        // the badges. A damaged log refuses the issuance before it queues.
         self.access_log.head().map_err(unlogged)?;
         let badge = self
             .city
-            .issue(&req.national_id, &req.name, unix_now())
+            .issue(&req.national_id, &req.name, unix_now(), &actor(&request)?)
             .await?;
         self.metrics.issued(badge.claims.colour);
         Ok(Response::new(pb::IssueBadgeResponse {

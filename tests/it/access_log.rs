@@ -1,6 +1,7 @@
 //! The access log (issue 8, access transparency) through a real node over
 //! mutual TLS: every operator read of a resident's records is logged before
-//! it is answered, a resident can check the entries about them, concurrent
+//! it is answered, every issuance is logged, a resident can check the
+//! entries about them, concurrent
 //! reads never fork the chain, and an edited, removed, reordered or
 //! truncated log is detected — by mutating the node's real sled files.
 
@@ -102,7 +103,7 @@ async fn every_operator_read_is_logged_and_the_resident_can_check_the_entries_ab
     })
     .await
     .unwrap();
-    // Ingest and issuance are not reads of a resident's records: no entry.
+    // Ingest is not a read of a resident's records: no entry.
     explain(&mut c, &a).await.unwrap(); // 1
     explain(&mut c, &b).await.unwrap(); // 2
     // Export is logged before it is answered, whatever its answer.
@@ -214,6 +215,74 @@ async fn concurrent_reads_get_distinct_sequences_and_one_unbroken_chain() {
     let report = access_log::verify(&tree, None).unwrap();
     assert_eq!(report.problem, None, "{:?}", report.problem);
     assert_eq!(report.length, 65);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_issuance_is_logged_in_decided_batches_and_a_refused_one_is_not() {
+    let f = start().await;
+    let op = f.pki.operator(f.hz).unwrap();
+    let residents: Vec<String> = (0..5).map(|n| national_id(f.hz, n)).collect();
+    let mut c = node_client(&f.pki, f.node.addr, &op).unwrap();
+    let me = c.who_am_i(pb::WhoAmIRequest {}).await.unwrap().into_inner();
+    // An ID number that fails its checksum: refused, no entry.
+    let bad = c
+        .issue_badge(pb::IssueBadgeRequest {
+            national_id: "not-an-id-number".into(),
+            name: "Li Lei".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    // Forty issuances at once over four connections: the node decides them
+    // in batches, each batch's entries appended together.
+    let clients: Vec<_> = (0..4)
+        .map(|_| node_client(&f.pki, f.node.addr, &op).unwrap())
+        .collect();
+    let mut calls = vec![];
+    for i in 0..40usize {
+        let mut c = clients[i % clients.len()].clone();
+        let id = residents[i % residents.len()].clone();
+        calls.push(tokio::spawn(async move {
+            c.issue_badge(pb::IssueBadgeRequest {
+                national_id: id,
+                name: "Li Lei".into(),
+            })
+            .await
+            .map(|_| ())
+        }));
+    }
+    for call in futures::future::join_all(calls).await {
+        call.unwrap().unwrap();
+    }
+    let mut seen = vec![];
+    for id in &residents {
+        let log = access_log(&mut c, id).await;
+        let issued: Vec<&pb::AccessEntry> =
+            log.entries.iter().filter(|e| e.action == "issue").collect();
+        assert_eq!(issued.len(), 8, "{id}");
+        for e in &issued {
+            assert_eq!(e.hash, documented_hash(e, &log.subject));
+            assert_eq!(
+                (e.actor_serial.as_str(), e.actor_city),
+                (me.serial.as_str(), 330_100)
+            );
+        }
+        seen.extend(issued.iter().map(|e| e.sequence));
+        // What the resident's app checks passes with issuance entries in it.
+        let actions = access_log::check_response(&log).unwrap();
+        assert_eq!(actions.last(), Some(&access_log::Action::AccessLog));
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=40).collect::<Vec<u64>>());
+
+    let config = f.node.config.clone();
+    f.node.stop().await.unwrap();
+    let tree = when_unlocked(|| {
+        tessera_node::store::SledStore::open_clear_tree(&store_dir(&config), access_log::TREE)
+    });
+    let report = access_log::verify(&tree, None).unwrap();
+    assert_eq!(report.problem, None, "{:?}", report.problem);
+    assert_eq!(report.length, 45);
 }
 
 /// A node that served eight reads of three residents, stopped: the path of

@@ -193,8 +193,10 @@ async fn a_correction_rescores_revokes_and_shows_in_explain_and_the_access_log_u
     assert_eq!(
         actions,
         [
+            "issue",
             "correct",
             "explain",
+            "issue",
             "correct",
             "explain",
             "export",

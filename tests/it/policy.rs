@@ -285,7 +285,18 @@ async fn a_node_scores_under_the_policy_in_force_and_switches_at_effective_from(
         let city = &city;
         let resident = resident.clone();
         async move {
-            let badge = city.issue(&resident, "Li Lei", now).await.unwrap();
+            let badge = city
+                .issue(
+                    &resident,
+                    "Li Lei",
+                    now,
+                    &tessera_node::access_log::Actor {
+                        serial: "01".into(),
+                        city: 330100,
+                    },
+                )
+                .await
+                .unwrap();
             let explained = city.explain(&resident, now).unwrap();
             (
                 badge.claims.policy_version,

@@ -117,7 +117,7 @@ pub(super) async fn rights(
     };
     s.check(
         "her access log, checked as her app does",
-        "explain, export, access_log",
+        "issue, explain, export, access_log",
         got,
     );
     let erased = op
