@@ -304,6 +304,22 @@ mod tests {
         std::fs::write(&temp, b"").unwrap();
         // What the stray temp does to sled when left in place.
         assert!(sled::open(&dir).is_err());
+        // The failed open's threads may hold the store's lock for a moment
+        // after it returns (a failed start is another process, gone by the
+        // time the node starts again): wait until the lock is free, since
+        // the clean-up rightly leaves a locked store alone.
+        let db_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join("db"))
+            .unwrap();
+        let mut tries = 0;
+        while db_file.try_lock().is_err() {
+            tries += 1;
+            assert!(tries < 3000, "the failed open never released the lock");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        db_file.unlock().unwrap();
         prepare_sled_dir(&dir).unwrap();
         assert!(!temp.exists());
         let db = sled::open(&dir).unwrap();
